@@ -167,17 +167,17 @@ def _geometry(input_size: int) -> dict[str, LayerInfo]:
 
 def _block_infos(name: str, n: int, jump: int, rf_in: int, offset: float, input_size: int) -> dict[str, LayerInfo]:
     """Records for a block, its branches and its internal sub-layers."""
-    _, c1, cb3, c3, cb5, c5, cp = BLOCK_SPECS[name]
+    _, _c1, cb3, _c3, cb5, _c5, cp = BLOCK_SPECS[name]
     kernels = {"1x1": 1, "3x3": 3, "5x5": 5, "pool": 3}
     branches, start = [], 0
     for branch, channels in block_branches(name):
         rf = rf_in + (kernels[branch] - 1) * jump
-        branches.append(BranchInfo(branch, channels, (start, start + channels), kernels[branch], rf, f"{name}_{branch}"))
+        branches.append(
+            BranchInfo(branch, channels, (start, start + channels), kernels[branch], rf, f"{name}_{branch}")
+        )
         start += channels
     common = dict(size=n, jump=jump, offset=offset, input_size=input_size, parent=name)
-    infos = {
-        b.layer: LayerInfo(name=b.layer, kind="branch", channels=b.channels, rf=b.rf, **common) for b in branches
-    }
+    infos = {b.layer: LayerInfo(name=b.layer, kind="branch", channels=b.channels, rf=b.rf, **common) for b in branches}
     for internal, channels in (("3x3_bottleneck", cb3), ("5x5_bottleneck", cb5), ("pool_reduce", cp)):
         rf = rf_in + 2 * jump if internal == "pool_reduce" else rf_in
         infos[f"{name}_{internal}"] = LayerInfo(
@@ -204,7 +204,7 @@ def layer_names(include_branches: bool = True) -> list[str]:
         names.append(stage)
         if stage in BLOCK_SPECS and include_branches:
             names += [f"{stage}_{b}" for b in BRANCH_ORDER] + [f"{stage}_{i}" for i in BLOCK_INTERNALS]
-    return names + ["avgpool", "logits"]
+    return [*names, "avgpool", "logits"]
 
 
 def layer_info(name: str, input_size: int = 224) -> LayerInfo:

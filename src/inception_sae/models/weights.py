@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..errors import UserError
 from .inception_v1 import InceptionV1
 from .layers import BLOCK_SPECS
 
@@ -33,7 +34,7 @@ NUM_KEYS, NUM_PARAMS = 116, 7_066_380
 _BLOCK_CONVS = ("1x1", "3x3_bottleneck", "3x3", "5x5_bottleneck", "5x5", "pool_reduce")
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError):
     """The weights could not be found, downloaded or matched to the model."""
 
 
@@ -146,7 +147,7 @@ def download(url: str, dest: Path, *, progress: bool = True, timeout: float = 60
             raise WeightsError(f"download of {url} was interrupted: got {got} of {total} bytes")
         try:
             sd = torch.load(tmp, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable payload is the same error
+        except Exception as e:
             raise WeightsError(f"downloaded file from {url} is not a PyTorch state_dict ({type(e).__name__})") from e
         check_state_dict(sd)
         digest = file_sha256(tmp)
@@ -213,7 +214,7 @@ def load_state_dict_file(path: str | Path) -> tuple[dict[str, Tensor], str]:
     digest = verify_cached(path)
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise WeightsError(f"{path} is not a PyTorch state_dict: {e}") from e
     if not isinstance(sd, Mapping):
         raise WeightsError(f"{path} holds a {type(sd).__name__}, not a state_dict")
@@ -235,7 +236,7 @@ def load_model(
     """
     if isinstance(weights, Mapping):
         sd, identity = dict(weights), f"state_dict:sha256:{state_dict_digest(weights)}"
-    elif isinstance(weights, str) and weights == "random" or (isinstance(weights, str) and weights.startswith("random:")):
+    elif isinstance(weights, str) and (weights == "random" or weights.startswith("random:")):
         seed = int(weights.split(":", 1)[1]) if ":" in weights else seed
         sd, identity = random_state_dict(seed), f"random:{seed}"
     else:

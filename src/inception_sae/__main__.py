@@ -1,0 +1,7 @@
+"""``python -m inception_sae`` (also what ``torchrun -m inception_sae`` runs)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

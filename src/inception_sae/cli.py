@@ -1,0 +1,43 @@
+"""The ``inception-sae`` command: one thin subcommand per stage (see ``commands/``)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .commands import register_all
+from .errors import UserError
+
+app = typer.Typer(
+    name="inception-sae",
+    help="Sparse autoencoders on InceptionV1 (inception5h): harvest, train, analyse, visualise, publish.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+register_all(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning user errors into one line and exit code 2.
+
+    Usage errors are click's (exit 2 with usage); every error the user can fix
+    (bad layer names, missing files, mismatched artefacts) is one line.
+    """
+    try:
+        app(args=argv, standalone_mode=True)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

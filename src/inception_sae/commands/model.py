@@ -1,0 +1,78 @@
+"""`layers` and `classify`: inspect the network and run it on images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import DEVICE, SEED, WEIGHTS, out, warn_if_random
+
+
+def layers(
+    input_size: int = typer.Option(224, "--input-size", help="Input side in pixels."),
+    branches: bool = typer.Option(True, "--branches/--no-branches", help="Show each mixed layer's branches."),
+) -> None:
+    """List every layer: channels, spatial size, jump and receptive field; branches with their slices."""
+    from rich.table import Table
+
+    from ..models.layers import STAGE_NAMES, layer_info
+
+    table = Table(title=f"InceptionV1 (inception5h) layers at {input_size}x{input_size}")
+    for col in ("layer", "kind", "channels", "size", "jump", "RF", "slice", "kernel"):
+        table.add_column(col, justify="left" if col in ("layer", "kind", "slice") else "right", no_wrap=True)
+    for name in STAGE_NAMES:
+        info = layer_info(name, input_size)
+        table.add_row(name, info.kind, str(info.channels), f"{info.size}x{info.size}", str(info.jump), str(info.rf))
+        if branches:
+            for b in info.branches:
+                table.add_row(
+                    f"  {b.layer}",
+                    "branch",
+                    str(b.channels),
+                    "",
+                    "",
+                    str(b.rf),
+                    f"{b.slice[0]}-{b.slice[1] - 1}",
+                    f"{b.kernel}x{b.kernel}",
+                )
+    table.add_row("logits", "fc", "1008", "1", "", "")
+    out.print(table, width=max(out.width, 100))
+
+
+def classify(
+    images: list[Path] = typer.Argument(..., help="Image files to classify."),
+    top: int = typer.Option(5, "--top", help="How many classes to show per image."),
+    labels: Path = typer.Option(None, "--labels", help="inception5h labels TSV (index, wnid, name)."),
+    weights: str = WEIGHTS,
+    seed: int = SEED,
+    device: str = DEVICE,
+) -> None:
+    """Print the top classes and probabilities for each image."""
+    import torch
+
+    from ..data.images import ImageDecodeError, load_image
+    from ..data.labels import load_labels
+    from ..models.weights import load_model
+
+    model = load_model(weights, seed=seed, device=device)
+    names = load_labels(labels)
+    warn_if_random(model.identity)
+    for path in images:
+        try:
+            x = load_image(path).unsqueeze(0).to(device)
+        except ImageDecodeError as e:
+            out.print(f"{path}: skipped ({e.reason})")
+            continue
+        with torch.no_grad():
+            probs = model.probabilities(x)[0]
+        p, idx = probs.topk(top)
+        tag = "  [UNTRAINED WEIGHTS]" if model.is_random else ""
+        out.print(f"{path}{tag}")
+        for pi, ii in zip(p.tolist(), idx.tolist(), strict=True):
+            out.print(f"  {pi:7.4f}  {ii:4d}  {names[ii]}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(layers)
+    app.command()(classify)

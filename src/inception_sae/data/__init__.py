@@ -1,0 +1,1 @@
+"""Image collections, activation harvesting and the activation store."""

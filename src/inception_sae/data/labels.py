@@ -1,0 +1,94 @@
+"""Class labels of inception5h's 1008 outputs (index 0 dummy, 1001-1007 unlabelled).
+
+Read from a TSV ``index<TAB>wnid<TAB>name`` for indices 1..1000: an explicit path,
+``$INCEPTION_SAE_LABELS``, the cache next to the weights, or a download from
+``$INCEPTION_SAE_LABELS_URL`` (there is no canonical public copy of this TSV).
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..models.layers import NUM_CLASSES
+from ..models.weights import cache_dir
+
+LABELS_FILENAME = "inception5h_labels.tsv"
+LABELS_ENV, LABELS_URL_ENV = "INCEPTION_SAE_LABELS", "INCEPTION_SAE_LABELS_URL"
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Names and wnids for the 1008 outputs; unknown entries get placeholder names."""
+
+    names: tuple[str, ...]  #: 1008 names; "dummy" at 0, "unlabelled_<i>" for 1001..1007
+    wnids: tuple[str | None, ...]  #: 1008 wnids (None where unknown)
+    source: str  #: where they came from ("none" when unavailable)
+
+    def __getitem__(self, index: int) -> str:
+        return self.names[index]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def index_of_wnid(self, wnid: str) -> int | None:
+        """Output index of an ImageNet wnid, or None."""
+        return self._wnid_index.get(wnid)
+
+    @property
+    def _wnid_index(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.wnids) if w}
+
+    @property
+    def available(self) -> bool:
+        return self.source != "none"
+
+
+def placeholder_labels() -> Labels:
+    """Numbered names, used when no label file can be found."""
+    names = ["dummy"] + [f"class_{i}" for i in range(1, NUM_CLASSES)]
+    return Labels(tuple(names), (None,) * NUM_CLASSES, "none")
+
+
+def parse_labels(path: str | Path) -> Labels:
+    """Parse ``index wnid name`` rows (tab-separated; a header line is allowed)."""
+    names = ["dummy"] + [f"unlabelled_{i}" for i in range(1, NUM_CLASSES)]
+    wnids: list[str | None] = [None] * NUM_CLASSES
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.rstrip("\n").split("\t")
+        if not line.strip() or not parts[0].strip().isdigit():
+            continue  # header or blank
+        if len(parts) < 3:
+            raise ValueError(f"{path}:{lineno}: expected 'index<TAB>wnid<TAB>name', got {line!r}")
+        idx = int(parts[0])
+        if not 0 < idx < NUM_CLASSES:
+            raise ValueError(f"{path}:{lineno}: class index {idx} outside 1..{NUM_CLASSES - 1}")
+        wnids[idx], names[idx] = parts[1].strip(), parts[2].strip()
+    return Labels(tuple(names), tuple(wnids), str(path))
+
+
+def load_labels(path: str | Path | None = None, *, download: bool = False) -> Labels:
+    """Labels from ``path``, the environment, the cache, or (optionally) a download.
+
+    Never fails for want of a file: returns numbered placeholders instead, so
+    that outputs stay usable; an explicit ``path`` that is missing is an error.
+    """
+    if path is not None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"labels file {path} does not exist")
+        return parse_labels(path)
+    for candidate in (os.environ.get(LABELS_ENV), cache_dir() / LABELS_FILENAME):
+        if candidate and Path(candidate).is_file():
+            return parse_labels(candidate)
+    url = os.environ.get(LABELS_URL_ENV)
+    if download and url:
+        dest = cache_dir() / LABELS_FILENAME
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".part")
+        urllib.request.urlretrieve(url, tmp)
+        labels = parse_labels(tmp)
+        os.replace(tmp, dest)
+        return Labels(labels.names, labels.wnids, str(dest))
+    return placeholder_labels()
