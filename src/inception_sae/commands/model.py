@@ -14,30 +14,18 @@ def layers(
     branches: bool = typer.Option(True, "--branches/--no-branches", help="Show each mixed layer's branches."),
 ) -> None:
     """List every layer: channels, spatial size, jump and receptive field; branches with their slices."""
-    from rich.table import Table
-
     from ..models.layers import STAGE_NAMES, layer_info
 
-    table = Table(title=f"InceptionV1 (inception5h) layers at {input_size}x{input_size}")
-    for col in ("layer", "kind", "channels", "size", "jump", "RF", "slice", "kernel"):
-        table.add_column(col, justify="left" if col in ("layer", "kind", "slice") else "right", no_wrap=True)
+    fmt = "{:<22} {:<8} {:>8} {:>9} {:>5} {:>5}  {:<10} {:<6}"
+    print(f"InceptionV1 (inception5h) at {input_size}x{input_size}; RF and jump in input pixels")
+    print(fmt.format("layer", "kind", "channels", "size", "jump", "RF", "slice", "kernel").rstrip())
     for name in STAGE_NAMES:
         info = layer_info(name, input_size)
-        table.add_row(name, info.kind, str(info.channels), f"{info.size}x{info.size}", str(info.jump), str(info.rf))
-        if branches:
-            for b in info.branches:
-                table.add_row(
-                    f"  {b.layer}",
-                    "branch",
-                    str(b.channels),
-                    "",
-                    "",
-                    str(b.rf),
-                    f"{b.slice[0]}-{b.slice[1] - 1}",
-                    f"{b.kernel}x{b.kernel}",
-                )
-    table.add_row("logits", "fc", "1008", "1", "", "")
-    out.print(table, width=max(out.width, 100))
+        print(fmt.format(name, info.kind, info.channels, f"{info.size}x{info.size}", info.jump, info.rf, "", "").rstrip())
+        for b in info.branches if branches else ():
+            sl = f"{b.slice[0]}-{b.slice[1] - 1}"
+            print(fmt.format("  " + b.layer, "branch", b.channels, "", "", b.rf, sl, f"{b.kernel}x{b.kernel}").rstrip())
+    print(fmt.format("logits", "fc", 1008, "1x1", "", "", "", "").rstrip())
 
 
 def classify(

@@ -10,6 +10,7 @@ next to it on first success and checked on every later load.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -69,7 +71,14 @@ def public_state_dict(model: InceptionV1) -> dict[str, Tensor]:
 
 def expected_shapes() -> dict[str, tuple[int, ...]]:
     """Public key -> shape, as in the published file (116 entries)."""
-    return {k: tuple(v.shape) for k, v in public_state_dict(InceptionV1()).items()}
+    return dict(_expected_shapes())
+
+
+@lru_cache(maxsize=1)
+def _expected_shapes() -> tuple[tuple[str, tuple[int, ...]], ...]:
+    with torch.device("meta"):
+        model = InceptionV1()
+    return tuple((k, tuple(v.shape)) for k, v in public_state_dict(model).items())
 
 
 def check_state_dict(sd: Mapping[str, Tensor]) -> None:
@@ -142,7 +151,10 @@ def download(url: str, dest: Path, *, progress: bool = True, timeout: float = 60
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0)
-            got = _copy_with_progress(resp, out, total, progress, dest.name)
+            try:
+                got = _copy_with_progress(resp, out, total, progress, dest.name)
+            except http.client.IncompleteRead as e:
+                got = total - (e.expected or 0)
         if total and got != total:
             raise WeightsError(f"download of {url} was interrupted: got {got} of {total} bytes")
         try:
@@ -154,7 +166,7 @@ def download(url: str, dest: Path, *, progress: bool = True, timeout: float = 60
         os.replace(tmp, dest)
         _record_path(dest).write_text(json.dumps({"url": url, "size": got, "sha256": digest}, indent=2))
         return dest
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
         raise WeightsError(
             f"could not download {dest.name} from {url} ({e}). Offline? Download it elsewhere and pass "
             f"--weights PATH, or put it at {dest}."

@@ -1,0 +1,62 @@
+"""Shared fixtures: a seeded random model, the shared real-image sample, tiny images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLE_DIR = SHARED_DATA / "imagenet-sample-1000"
+LABELS_TSV = SHARED_DATA / "inception5h_labels.tsv"
+
+
+@pytest.fixture(scope="session")
+def model():
+    """InceptionV1 with seeded random weights (the real weights cannot be downloaded here)."""
+    from inception_sae import load_model
+
+    torch.manual_seed(0)
+    return load_model("random", seed=0)
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The 1000 real ImageNet photos in ../shared (skips the test where absent)."""
+    if not SAMPLE_DIR.is_dir():
+        pytest.skip(f"shared image sample not found at {SAMPLE_DIR}")
+    return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def labels_tsv() -> Path:
+    if not LABELS_TSV.is_file():
+        pytest.skip(f"shared labels not found at {LABELS_TSV}")
+    return LABELS_TSV
+
+
+def write_images(folder: Path, n: int, size: tuple[int, int] = (96, 80), seed: int = 0) -> list[Path]:
+    """``n`` small random RGB JPEGs with structure (gradients + noise)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        h, w = size[1], size[0]
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([xx / w, yy / h, (xx + yy) / (w + h)], -1) * 255 * rng.uniform(0.3, 1, 3)
+        img = np.clip(base + rng.normal(0, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+        p = folder / f"img{i:03d}.jpg"
+        Image.fromarray(img).save(p, quality=90)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture
+def tiny_images(tmp_path) -> Path:
+    """A folder of 6 small synthetic JPEGs."""
+    write_images(tmp_path / "imgs", 6)
+    return tmp_path / "imgs"

@@ -1,0 +1,62 @@
+"""`inception-sae layers` and `classify`, and labels."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from inception_sae.cli import main
+from inception_sae.data.labels import load_labels, parse_labels
+
+
+def test_labels_from_shared_tsv(labels_tsv):
+    labels = parse_labels(labels_tsv)
+    assert len(labels) == 1008
+    assert labels[0] == "dummy"
+    assert labels[1] == "kit fox" and labels[2] == "English setter" and labels[3] == "Siberian husky"
+    assert labels[1000] == "dumbbell"
+    assert labels[1001].startswith("unlabelled")
+    assert labels.index_of_wnid(labels.wnids[1]) == 1
+
+
+def test_labels_fallback_is_placeholders(tmp_path, monkeypatch):
+    monkeypatch.setenv("INCEPTION_SAE_CACHE", str(tmp_path))
+    monkeypatch.delenv("INCEPTION_SAE_LABELS", raising=False)
+    labels = load_labels()
+    assert not labels.available and labels[5] == "class_5"
+    with pytest.raises(FileNotFoundError):
+        load_labels(tmp_path / "missing.tsv")
+
+
+def test_layers_command_lists_branches(capsys):
+    assert main(["layers"]) == 0
+    out = capsys.readouterr().out
+    assert "mixed4d_5x5" in out and "400-463" in out and "363" in out
+
+
+def test_classify_eight_shared_images(sample_dir, labels_tsv, capsys):
+    images = sorted(sample_dir.glob("*.jpg"))[:8]
+    args = ["classify", *map(str, images), "--top", "3", "--weights", "random", "--labels", str(labels_tsv)]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "UNTRAINED WEIGHTS" in captured.err
+    assert captured.out.count("[UNTRAINED WEIGHTS]") == 8
+    lines = [ln for ln in captured.out.splitlines() if ln.startswith("  ")]
+    assert len(lines) == 24
+    probs = [float(ln.split()[0]) for ln in lines]
+    assert all(0 < p < 1 for p in probs)
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["classify", str(tmp_path / "x.jpg"), "--weights", str(tmp_path / "nope.pth")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
+
+
+def test_python_dash_m_entry_point():
+    env = dict(os.environ, PYTHONPATH=str(__import__("pathlib").Path(__file__).parents[1] / "src"))
+    r = subprocess.run([sys.executable, "-m", "inception_sae", "layers"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "mixed5b" in r.stdout
