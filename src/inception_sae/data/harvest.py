@@ -217,7 +217,9 @@ def _run(cfg, model, dataset, mine, ledger: Ledger, writer: ShardWriter, env: Di
                     pending.skips[reason] += 1
                     pending.skip_examples.setdefault(reason, []).append(dataset.image_id(i))
                 if views is not None:
-                    vecs, prov = harvest_batch(model, views, idx, dataset, cfg, device)
+                    ids = [dataset.image_id(i) for i in idx]
+                    vecs, prov = harvest_batch(model, views, idx, ids, cfg.layer, cfg.per_image, cfg.sampling, cfg.seed)
+                    vecs = vecs.to(getattr(torch, cfg.dtype)).cpu().numpy()
                     pending.vectors.append(vecs)
                     pending.prov.append(prov)
                     pending.count += len(vecs)
@@ -234,22 +236,28 @@ def _run(cfg, model, dataset, mine, ledger: Ledger, writer: ShardWriter, env: Di
     ledger.save(writer.root)
 
 
-def harvest_batch(model, views: torch.Tensor, idx: list[int], dataset: ImageDataset, cfg: HarvestConfig, device: str):
-    """Vectors (n, d) in the storage dtype and provenance (n, 4) for one batch of views (B, V, 3, S, S)."""
+def harvest_batch(
+    model, views: torch.Tensor, idx: list[int], ids: list[str], layer: str, per_image: int, sampling: str, seed: int
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Vectors (n, d) on the model's device and provenance (n, 4) for a batch of views (B, V, 3, S, S).
+
+    ``idx`` are the B images' indices and ``ids`` their ids (which seed the sampling).
+    """
     B, V = views.shape[:2]
+    device = next(model.parameters()).device
     x = views.flatten(0, 1).to(device, non_blocking=True)  # (B*V, 3, S, S)
-    acts = model.capture(x, [cfg.layer])[cfg.layer]  # (B*V, C, H, W)
+    acts = model.capture(x, [layer])[layer]  # (B*V, C, H, W)
     W = acts.shape[-1]
     norms = acts.flatten(2).norm(dim=1)  # (B*V, H*W)
-    seeds = [item_seed(cfg.seed, dataset.image_id(i), v) for i in idx for v in range(V)]
-    pos = select_positions(norms, cfg.per_image, cfg.sampling, seeds)  # (B*V, k)
-    vecs = gather_positions(acts, pos).to(getattr(torch, cfg.dtype))  # (B*V, k, C)
+    seeds = [item_seed(seed, image_id, v) for image_id in ids for v in range(V)]
+    pos = select_positions(norms, per_image, sampling, seeds)  # (B*V, k)
+    vecs = gather_positions(acts, pos)  # (B*V, k, C)
     k = pos.shape[1]
     prov = np.empty((B * V, k, 4), dtype=np.int32)
     prov[..., 0] = np.repeat(np.asarray(idx, dtype=np.int32), V)[:, None]
     prov[..., 1] = np.tile(np.arange(V, dtype=np.int32), B)[:, None]
     prov[..., 2], prov[..., 3] = pos // W, pos % W
-    return vecs.reshape(-1, vecs.shape[-1]).cpu().numpy(), prov.reshape(-1, 4)
+    return vecs.reshape(-1, vecs.shape[-1]), prov.reshape(-1, 4)
 
 
 class _ProgressBar:

@@ -238,6 +238,12 @@ class ActivationStore:
             raise UserError(f"shard {self.path / rel} has {len(arr)} rows, manifest says {count}")
         return arr
 
+    def source(self, batch_size: int, **kwargs):
+        """Shuffled training batches (a BatchSource); ``kwargs`` go to :class:`~.reader.StoreSource`."""
+        from .reader import StoreSource
+
+        return StoreSource(self, batch_size, **kwargs)
+
     # -- checks and statistics ----------------------------------------------------------
     def verify(self) -> list[str]:
         """Problems found by re-hashing every shard file (empty list: all good)."""
