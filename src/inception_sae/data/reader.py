@@ -50,7 +50,7 @@ class StoreSource:
         self.n = len(store)
         self.epoch, self.position = 0, 0
         self._plan_epoch = -1
-        self._window: tuple[int, np.ndarray, np.ndarray] | None = None  # (window id, rows (w,), data (w, d))
+        self._window: tuple | None = None  # (window id, rows (w,) shuffled, data (w, d) unshuffled, perm (w,))
 
     # -- the epoch's order ----------------------------------------------------------
     def _plan(self) -> None:
@@ -75,7 +75,7 @@ class StoreSource:
         rows = np.concatenate([np.arange(c * self.chunk_rows, min((c + 1) * self.chunk_rows, self.n)) for c in chunks])
         data = np.concatenate([self.vectors[c * self.chunk_rows : (c + 1) * self.chunk_rows] for c in chunks])
         perm = np.random.default_rng([self.seed, self.epoch, w]).permutation(len(rows))
-        self._window = (w, rows[perm], data[perm])
+        self._window = (w, rows[perm], data, perm)  # data stays in file order: batches gather from it
         return self._window
 
     def _read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,12 +84,14 @@ class StoreSource:
         rows, data = [], []
         while start < stop:
             w = int(np.searchsorted(self._window_starts, start, side="right") - 1)
-            _, wrows, wdata = self._load_window(w)
+            _, wrows, wdata, perm = self._load_window(w)
             lo = start - int(self._window_starts[w])
             hi = min(stop, int(self._window_starts[w + 1])) - int(self._window_starts[w])
             rows.append(wrows[lo:hi])
-            data.append(wdata[lo:hi])
+            data.append(wdata[perm[lo:hi]])
             start += hi - lo
+        if len(data) == 1:
+            return rows[0], data[0]
         return np.concatenate(rows), np.concatenate(data)
 
     # -- BatchSource --------------------------------------------------------------------
