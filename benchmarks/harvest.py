@@ -112,7 +112,8 @@ def main() -> None:
     print(json.dumps({
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "torch_threads": torch.get_num_threads(), "layer": args.layer, "images": args.n, "vectors": vectors,
-        "bare_forward_img_s": [round(before, 2), round(after, 2)], "harvest_img_s": round(rate, 2), "decode_img_s_1core": round(decode, 1),
+        "bare_forward_img_s": [round(before, 2), round(after, 2)], "harvest_img_s": round(rate, 2),
+        "decode_img_s_1core": round(decode, 1),
         "ratio": round(rate / bare, 3), **{k: round(v, 3) for k, v in reads.items()},
     }, indent=1))  # fmt: skip
 
