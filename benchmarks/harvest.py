@@ -61,7 +61,7 @@ def decode_rate(images: Path, n: int) -> float:
 def full_harvest(images: Path, out: Path, args) -> tuple[float, int]:
     cfg = HarvestConfig(
         images=images, layer=args.layer, out=out, max_images=args.n, batch_size=args.batch_size,
-        workers=args.workers, per_image=10, progress=False,
+        workers=args.workers, per_image=10, progress=False, weights="random",
     )  # fmt: skip
     result = harvest(cfg)
     return result.images_per_s, result.vectors

@@ -18,7 +18,7 @@ from inception_sae.data.images import Preprocess, load_image
 from inception_sae.data.sampling import select_positions
 from inception_sae.errors import UserError
 
-SMALL = {"resize": 72, "crop": 64, "workers": 0, "progress": False, "batch_size": 4}
+SMALL = {"weights": "random", "resize": 72, "crop": 64, "workers": 0, "progress": False, "batch_size": 4}
 
 
 def run(image_dir: Path, out: Path, **kw) -> ActivationStore:
@@ -125,7 +125,7 @@ def test_refuses_a_different_command_and_resumes_the_same(image_dir, tmp_path):
 
 
 def test_cli_one_line_errors(image_dir, tmp_path, capsys):
-    base = ["harvest", "--images", str(image_dir), "--out", str(tmp_path / "s"), "--no-progress"]
+    base = ["harvest", "--images", str(image_dir), "--out", str(tmp_path / "s"), "--no-progress", "--weights", "random"]
     assert main([*base, "--layer", "mixed4z"]) == 2
     assert "unknown layer 'mixed4z'" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()

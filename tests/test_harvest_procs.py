@@ -17,7 +17,19 @@ from harvest_helpers import make_images
 from inception_sae import ActivationStore
 
 SRC = str(Path(__file__).parents[1] / "src")
-ARGS = ["--layer", "mixed4d", "--resize", "72", "--crop", "64", "--per-image", "3", "--no-progress"]
+ARGS = [
+    "--weights",
+    "random",
+    "--layer",
+    "mixed4d",
+    "--resize",
+    "72",
+    "--crop",
+    "64",
+    "--per-image",
+    "3",
+    "--no-progress",
+]
 
 
 def env() -> dict[str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, SEED, console, out, warn_if_random
+from .common import DEVICE, SEED, WEIGHTS, console, out, warn_if_random
 
 
 def harvest(
@@ -18,7 +18,7 @@ def harvest(
     sampling: str = typer.Option("top-norm", "--sampling", help="top-norm | norm-weighted | uniform | all."),
     views: int = typer.Option(1, "--views", help="Views per image: the eval crop + (V-1) random resized crops/flips."),
     max_images: int = typer.Option(None, "--max-images", help="Use only the first N images (sorted)."),
-    weights: str = typer.Option("random", "--weights", help="inception5h.pth path or 'random' (seeded, untrained)."),
+    weights: str = WEIGHTS,
     seed: int = SEED,
     dtype: str = typer.Option("float16", "--dtype", help="Storage dtype: float16 or float32."),
     device: str = DEVICE,

@@ -46,7 +46,7 @@ class HarvestConfig:
     sampling: str = "top-norm"  #: one of :data:`~.sampling.SAMPLINGS`
     views: int = 1  #: views per image: 0 is the evaluation crop, others random resized crop + flip
     max_images: int | None = None  #: use only the first N images of the sorted list
-    weights: str | None = "random"  #: weights path, ``random``, or None for the cached download
+    weights: str | None = None  #: weights path, ``random``, or None for the cached/downloaded file
     seed: int = 0  #: seed of random weights, sampling and augmentation
     dtype: str = "float16"  #: storage dtype of the vectors
     device: str = "cpu"  #: torch device (``cuda`` becomes ``cuda:<local rank>`` under torchrun)
@@ -123,11 +123,14 @@ def make_recipe(cfg: HarvestConfig, model_identity: str, ids: list[str], d: int,
 def check_existing(root: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
     """The existing manifest if it matches ``recipe``; a one-line refusal if it does not."""
     if not (root / MANIFEST).is_file():
-        if root.exists() and any(p.name not in ("parts", "shards", "images.txt") for p in root.iterdir()):
+        ours = ("parts", "shards", "images.txt")  # a run killed before its first manifest leaves these
+        if root.exists() and any(p.name not in ours and not p.name.endswith(".tmp") for p in root.iterdir()):
             raise UserError(f"{root} exists and is not an activation store; choose a new --out folder")
         return None
     manifest = read_json(root / MANIFEST)
-    diff = [k for k in RECIPE_KEYS if json.dumps(manifest.get(k)) != json.dumps(recipe[k])]
+    # A finished store is the same harvest whatever the process count of the rerun.
+    keys = [k for k in RECIPE_KEYS if not (k == "world" and manifest.get("status") == "complete")]
+    diff = [k for k in keys if json.dumps(manifest.get(k)) != json.dumps(recipe[k])]
     if diff:
         shown = "; ".join(f"{k}: store has {manifest.get(k)!r}, command has {recipe[k]!r}" for k in diff[:3])
         raise UserError(f"{root} holds a different harvest ({shown}); use a new --out folder or the same options")
@@ -239,13 +242,15 @@ def _run(cfg, model, dataset, mine, ledger: Ledger, writer: ShardWriter, env: Di
 def harvest_batch(
     model, views: torch.Tensor, idx: list[int], ids: list[str], layer: str, per_image: int, sampling: str, seed: int
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Vectors (n, d) on the model's device and provenance (n, 4) for a batch of views (B, V, 3, S, S).
+    """Vectors (n, d) on the model's device and provenance (n, 4) for views (B, V, 3, S, S), uint8 or [0, 1].
 
     ``idx`` are the B images' indices and ``ids`` their ids (which seed the sampling).
     """
     B, V = views.shape[:2]
     device = next(model.parameters()).device
     x = views.flatten(0, 1).to(device, non_blocking=True)  # (B*V, 3, S, S)
+    if x.dtype == torch.uint8:  # as decoded; the same floats as images.to_tensor
+        x = x.float().div_(255.0)
     acts = model.capture(x, [layer])[layer]  # (B*V, C, H, W)
     W = acts.shape[-1]
     norms = acts.flatten(2).norm(dim=1)  # (B*V, H*W)
