@@ -17,19 +17,8 @@ from harvest_helpers import make_images
 from inception_sae import ActivationStore
 
 SRC = str(Path(__file__).parents[1] / "src")
-ARGS = [
-    "--weights",
-    "random",
-    "--layer",
-    "mixed4d",
-    "--resize",
-    "72",
-    "--crop",
-    "64",
-    "--per-image",
-    "3",
-    "--no-progress",
-]
+ARGS = ["--weights", "random", "--layer", "mixed4d", "--resize", "56", "--crop", "48", "--per-image", "3",
+        "--no-progress"]  # fmt: skip
 
 
 def env() -> dict[str, str]:

@@ -10,7 +10,7 @@ from inception_sae.data.stream import StreamSource
 
 
 def make(model, image_dir, **kw) -> StreamSource:
-    ds = ImageDataset.from_folder(image_dir, Preprocess(72, 64))
+    ds = ImageDataset.from_folder(image_dir, Preprocess(56, 48))
     ds.files = ds.files[:6]
     args = {"per_image": 2, "window_images": 4, "image_batch": 3, "seed": 5, **kw}
     return StreamSource(model, ds, "mixed4d", 5, **args)
