@@ -83,15 +83,22 @@ def test_sigkill_then_resume_equals_uninterrupted(images, reference, tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_equal_one(images, reference, tmp_path):
+def test_torchrun_two_processes_killed_then_resumed_equal_one(images, reference, tmp_path):
     out = tmp_path / "s"
     run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    args = ["-m", "inception_sae", "harvest", "--images", str(images), "--out", str(out), *ARGS, "--workers", "0"]
-    subprocess.run([*run, *args, "--shard-size", "9", "--batch-size", "3"], env=env(), check=True, timeout=240)
+    args = [*run, "-m", "inception_sae", "harvest", "--images", str(images), "--out", str(out), *ARGS]
+    args += ["--workers", "0", "--shard-size", "3", "--batch-size", "1"]
+    proc = subprocess.Popen(args, env=env(), start_new_session=True)  # its own group: kill all ranks at once
+    deadline = time.time() + 180
+    while shards_in_manifest(out) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    killed = proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if killed:
+        assert json.loads((out / "manifest.json").read_text())["status"] == "in_progress"
+    subprocess.run(args, env=env(), check=True, timeout=240)
     assert {Path(s["file"]).name.split("-")[0] for s in ActivationStore.open(out).shards} == {"rank0", "rank1"}
     assert same(as_dict(out), reference)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["world"] == 2 and manifest["images_done"] == 16
-    # rerunning the finished job resumes nothing and changes nothing
-    subprocess.run([*run, *args, "--shard-size", "9"], env=env(), check=True, timeout=240)
-    assert same(as_dict(out), reference)
+    assert manifest["world"] == 2 and manifest["images_done"] == 16 and killed
