@@ -153,7 +153,7 @@ def test_full_disk_is_one_line_and_resumable(image_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(fsio._HashingWriter, "write", write)
     monkeypatch.setattr(store_mod, "atomic_save_npy", counting)
-    kw = {"per_image": 2, "shard_size": 4, "batch_size": 2, "max_images": 6}
+    kw = {"per_image": 2, "shard_size": 2, "batch_size": 1, "max_images": 4}
     with pytest.raises(UserError, match="disk full"):
         run(image_dir, tmp_path / "s", **kw)
     partial = ActivationStore.open(tmp_path / "s")
