@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from harvest_helpers import make_images
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,3 +61,9 @@ def tiny_images(tmp_path) -> Path:
     """A folder of 6 small synthetic JPEGs."""
     write_images(tmp_path / "imgs", 6)
     return tmp_path / "imgs"
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory) -> Path:
+    """12 small generated images shared by the harvest tests."""
+    return make_images(tmp_path_factory.mktemp("images"), 12)

@@ -1,0 +1,79 @@
+"""`harvest`, `store info` and `store verify`: build and inspect activation stores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from .common import DEVICE, SEED, WEIGHTS, console, out, warn_if_random
+
+
+def harvest(
+    images: Path = typer.Option(..., "--images", help="Image folder (recursive) or a .txt list of image paths."),
+    layer: str = typer.Option(..., "--layer", help="Layer or single branch, e.g. mixed4d or mixed4d_5x5."),
+    out_dir: Path = typer.Option(..., "--out", help="Store folder; rerunning the same command resumes it."),
+    per_image: int = typer.Option(10, "--per-image", help="Vectors per image and view."),
+    sampling: str = typer.Option("top-norm", "--sampling", help="top-norm | norm-weighted | uniform | all."),
+    views: int = typer.Option(1, "--views", help="Views per image: the eval crop + (V-1) random resized crops/flips."),
+    max_images: int = typer.Option(None, "--max-images", help="Use only the first N images (sorted)."),
+    weights: str = WEIGHTS,
+    seed: int = SEED,
+    dtype: str = typer.Option("float16", "--dtype", help="Storage dtype: float16 or float32."),
+    device: str = DEVICE,
+    workers: int = typer.Option(2, "--workers", help="DataLoader worker processes decoding images."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
+    shard_size: int = typer.Option(1 << 16, "--shard-size", help="Vectors per shard (approximate)."),
+    resize: int = typer.Option(256, "--resize", help="Short side after resizing."),
+    crop: int = typer.Option(224, "--crop", help="Centre-crop side."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Harvest activation vectors of one layer from an image folder into a resumable store."""
+    from ..data.harvest import HarvestConfig
+    from ..data.harvest import harvest as run_harvest
+
+    cfg = HarvestConfig(
+        images=images, layer=layer, out=out_dir, per_image=per_image, sampling=sampling, views=views,
+        max_images=max_images, weights=weights, seed=seed, dtype=dtype, device=device, workers=workers,
+        batch_size=batch_size, shard_size=shard_size, resize=resize, crop=crop, progress=progress,
+    )  # fmt: skip
+    if weights and weights.startswith("random"):
+        warn_if_random(f"random:{seed}")
+    result = run_harvest(cfg)
+    if result.complete:
+        console.print(
+            f"{result.store}: complete, {result.vectors:,} vectors; this run {result.images} images "
+            f"in {result.seconds:.1f} s ({result.images_per_s:.1f} img/s); skipped {result.skipped} unreadable"
+        )
+
+
+store_app = typer.Typer(help="Inspect and check activation stores.", no_args_is_help=True)
+
+
+@store_app.command("info")
+def store_info(store: Path = typer.Argument(..., help="Store folder.")) -> None:
+    """Summary of a store: layer, d, dtype, vectors, shards, model, sampling, status."""
+    from ..data.store import ActivationStore
+
+    out.print_json(json.dumps(ActivationStore.open(store).info()))
+
+
+@store_app.command("verify")
+def store_verify(store: Path = typer.Argument(..., help="Store folder.")) -> None:
+    """Re-hash every shard against the manifest; exit 1 on any mismatch."""
+    from ..data.store import ActivationStore
+
+    s = ActivationStore.open(store)
+    problems = s.verify()
+    for p in problems:
+        console.print(f"[red]{p}[/]")
+    if problems:
+        console.print(f"{store}: {len(problems)} problem(s) in {len(s.shards)} shards")
+        raise typer.Exit(1)
+    out.print(f"{store}: {len(s.shards)} shards, {len(s):,} vectors, all sha256 match ({s.status})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(harvest)
+    app.add_typer(store_app, name="store")

@@ -1,0 +1,308 @@
+"""Harvest: images -> model -> activation vectors (+ provenance) -> an activation store.
+
+One process, or one per GPU under ``torchrun``: rank r takes images r, r+world,
+... of the image list, writes its own shards and ledger, and rank 0 merges the
+ledgers into ``manifest.json`` (live after each of its shards, and finally with
+status ``complete``). Decoding runs in DataLoader workers and writing on a
+background thread, so both overlap the forward pass. Rerunning the same command
+resumes; a different one is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from .distributed import DistEnv, barrier, process_group
+from .fsio import atomic_write_json, read_json
+from .images import ImageDataset, Preprocess
+from .ledger import Ledger, Pending, ShardWriter, merge_skips
+from .sampling import SAMPLINGS, ViewDataset, collate_views, gather_positions, item_seed, select_positions
+from .store import DTYPES, MANIFEST, new_manifest, now_iso, write_image_list
+
+#: Manifest keys that must match for a rerun to resume an existing store.
+RECIPE_KEYS = (
+    "layer", "d", "dtype", "model", "preprocess", "sampling", "per_image", "views", "seed",
+    "image_root", "images_sha256", "num_images", "world",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HarvestConfig:
+    """Everything that defines a harvest (the CLI builds it; library code never changes it)."""
+
+    images: Path  #: image folder, or a .txt list of image paths
+    layer: str  #: layer or single branch, e.g. ``mixed4d`` or ``mixed4d_5x5``
+    out: Path  #: store folder (created; resumed if it holds the same harvest)
+    per_image: int = 10  #: vectors per image and view (ignored for ``sampling="all"``)
+    sampling: str = "top-norm"  #: one of :data:`~.sampling.SAMPLINGS`
+    views: int = 1  #: views per image: 0 is the evaluation crop, others random resized crop + flip
+    max_images: int | None = None  #: use only the first N images of the sorted list
+    weights: str | None = None  #: weights path, ``random``, or None for the cached/downloaded file
+    seed: int = 0  #: seed of random weights, sampling and augmentation
+    dtype: str = "float16"  #: storage dtype of the vectors
+    device: str = "cpu"  #: torch device (``cuda`` becomes ``cuda:<local rank>`` under torchrun)
+    workers: int = 2  #: DataLoader worker processes decoding images
+    batch_size: int = 32  #: images per forward pass (times ``views`` crops)
+    shard_size: int = 1 << 16  #: vectors per shard (approximate: shards end on a batch boundary)
+    resize: int = 256  #: short side after resizing
+    crop: int = 224  #: centre-crop side
+    progress: bool = True  #: show a progress bar (rank 0 only)
+
+    def __post_init__(self) -> None:
+        if self.sampling not in SAMPLINGS:
+            raise UserError(f"unknown sampling {self.sampling!r}; choose from {', '.join(SAMPLINGS)}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+        for name in ("per_image", "views", "batch_size", "shard_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.max_images is not None and self.max_images < 1:
+            raise UserError("--max-images must be >= 1")
+        if self.workers < 0:
+            raise UserError("--workers must be >= 0")
+
+
+@dataclass(frozen=True)
+class HarvestResult:
+    """What a harvest produced (on this rank; the store holds the merged total)."""
+
+    store: Path  #: store folder
+    vectors: int  #: vectors in the store's manifest (all ranks once complete)
+    images: int  #: images this rank handled in this run
+    skipped: int  #: images skipped as unreadable (all runs, all ranks)
+    seconds: float  #: wall time of this run's image loop
+    complete: bool  #: store status is ``complete``
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+def open_images(cfg: HarvestConfig) -> tuple[ImageDataset, list[str]]:
+    """The dataset and its (possibly truncated) list of image ids; one-line errors."""
+    try:
+        dataset = ImageDataset.from_path(cfg.images, Preprocess(cfg.resize, cfg.crop))
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from e
+    if cfg.max_images is not None:
+        dataset.files = dataset.files[: cfg.max_images]
+    if not dataset.files:
+        raise UserError(f"no images found under {cfg.images}")
+    return dataset, [dataset.image_id(i) for i in range(len(dataset))]
+
+
+def make_recipe(cfg: HarvestConfig, model_identity: str, ids: list[str], d: int, world: int) -> dict[str, Any]:
+    """The manifest fields that define the harvest (see :data:`RECIPE_KEYS`)."""
+    images_sha = hashlib.sha256("".join(f"{i}\n" for i in ids).encode()).hexdigest()
+    return {
+        "layer": cfg.layer,
+        "d": d,
+        "dtype": cfg.dtype,
+        "model": model_identity,
+        "preprocess": Preprocess(cfg.resize, cfg.crop).to_dict(),
+        "sampling": cfg.sampling,
+        "per_image": cfg.per_image,
+        "views": cfg.views,
+        "seed": cfg.seed,
+        "image_root": str(Path(cfg.images).resolve()),
+        "images_sha256": images_sha,
+        "num_images": len(ids),
+        "world": world,
+    }
+
+
+def check_existing(root: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """The existing manifest if it matches ``recipe``; a one-line refusal if it does not."""
+    if not (root / MANIFEST).is_file():
+        ours = ("parts", "shards", "images.txt")  # a run killed before its first manifest leaves these
+        if root.exists() and any(p.name not in ours and not p.name.endswith(".tmp") for p in root.iterdir()):
+            raise UserError(f"{root} exists and is not an activation store; choose a new --out folder")
+        return None
+    manifest = read_json(root / MANIFEST)
+    # A finished store is the same harvest whatever the process count of the rerun.
+    keys = [k for k in RECIPE_KEYS if not (k == "world" and manifest.get("status") == "complete")]
+    diff = [k for k in keys if json.dumps(manifest.get(k)) != json.dumps(recipe[k])]
+    if diff:
+        shown = "; ".join(f"{k}: store has {manifest.get(k)!r}, command has {recipe[k]!r}" for k in diff[:3])
+        raise UserError(f"{root} holds a different harvest ({shown}); use a new --out folder or the same options")
+    return manifest
+
+
+def merge_manifest(root: Path, head: dict[str, Any], world: int, final: bool) -> dict[str, Any]:
+    """Rebuild ``manifest.json`` from all ranks' ledgers (rank 0 only)."""
+    ledgers = [read_json(Ledger.path(root, r)) for r in range(world) if Ledger.path(root, r).is_file()]
+    shards = [s for led in sorted(ledgers, key=lambda x: x["rank"]) for s in led["shards"]]
+    complete = final and len(ledgers) == world and all(led["done"] for led in ledgers)
+    manifest = dict(head)
+    manifest.update(
+        status="complete" if complete else "in_progress",
+        count=sum(s["count"] for s in shards),
+        images_done=sum(led["next"] for led in ledgers),
+        skipped=merge_skips(ledgers),
+        shards=shards,
+        updated=now_iso(),
+    )
+    atomic_write_json(root / MANIFEST, manifest)
+    return manifest
+
+
+def harvest(cfg: HarvestConfig, env: DistEnv | None = None) -> HarvestResult:
+    """Run (or resume) the harvest ``cfg`` on this process's share of the images."""
+    from ..models.layers import layer_info
+    from ..models.weights import load_model
+
+    env = env or DistEnv.from_environ()
+    try:
+        d = layer_info(cfg.layer, cfg.crop or 224).channels
+    except KeyError as e:
+        raise UserError(e.args[0]) from e
+    dataset, ids = open_images(cfg)
+    device = env.device(cfg.device)
+    with process_group(env, device):
+        model = load_model(cfg.weights, seed=cfg.seed, device=device)
+        recipe = make_recipe(cfg, model.identity, ids, d, env.world)
+        root = Path(cfg.out)
+        head = check_existing(root, recipe) if env.rank == 0 else None
+        if head is None and env.rank == 0:
+            root.mkdir(parents=True, exist_ok=True)
+            write_image_list(root, ids)
+            head = new_manifest(cfg.layer, d, cfg.dtype, {**recipe, "images_file": "images.txt"})
+            atomic_write_json(root / MANIFEST, head)
+        barrier(env)  # rank 0 has checked or created the store
+        head = head or check_existing(root, recipe)
+        assert head is not None
+        if head.get("status") == "complete":
+            return HarvestResult(root, int(head["count"]), 0, head["skipped"]["total"], 0.0, True)
+        key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+        ledger = Ledger.load_or_new(root, env.rank, key)
+        ledger.clean_orphans(root)
+        mine = list(range(env.rank, len(ids), env.world))
+        after = (lambda: merge_manifest(root, head, env.world, final=False)) if env.rank == 0 else None
+        t0, n_images = time.perf_counter(), len(mine) - ledger.next
+        if not ledger.done:
+            _run(cfg, model, dataset, mine, ledger, ShardWriter(root, ledger, after), env, device)
+        seconds = time.perf_counter() - t0
+        barrier(env)
+        manifest = merge_manifest(root, head, env.world, final=True) if env.rank == 0 else None
+        barrier(env)
+    manifest = manifest or read_json(root / MANIFEST)
+    return HarvestResult(
+        root, int(manifest["count"]), n_images, manifest["skipped"]["total"], seconds, manifest["status"] == "complete"
+    )
+
+
+def _run(cfg, model, dataset, mine, ledger: Ledger, writer: ShardWriter, env: DistEnv, device: str) -> None:
+    """The image loop of one rank: decode (workers) -> forward -> select -> write (thread)."""
+    todo = mine[ledger.next :]
+    loader = torch.utils.data.DataLoader(
+        ViewDataset(dataset, todo, cfg.views, cfg.seed),
+        batch_size=cfg.batch_size,
+        num_workers=cfg.workers,
+        collate_fn=collate_views,
+        prefetch_factor=4 if cfg.workers else None,
+        pin_memory=device.startswith("cuda"),
+    )
+    pending, position = Pending(next=ledger.next), ledger.next
+    bar = _ProgressBar(len(mine), ledger.next, ledger.count, enabled=cfg.progress and env.rank == 0)
+    try:
+        with bar, torch.inference_mode():
+            for views, idx, skipped in loader:
+                for i, reason in skipped:
+                    pending.skips[reason] += 1
+                    pending.skip_examples.setdefault(reason, []).append(dataset.image_id(i))
+                if views is not None:
+                    ids = [dataset.image_id(i) for i in idx]
+                    vecs, prov = harvest_batch(model, views, idx, ids, cfg.layer, cfg.per_image, cfg.sampling, cfg.seed)
+                    vecs = vecs.to(getattr(torch, cfg.dtype)).cpu().numpy()
+                    pending.vectors.append(vecs)
+                    pending.prov.append(prov)
+                    pending.count += len(vecs)
+                position += len(idx) + len(skipped)
+                pending.next = position
+                bar.advance(len(idx) + len(skipped), 0 if views is None else len(vecs))
+                if pending.count >= cfg.shard_size:
+                    writer.submit(pending)
+                    pending = Pending(next=position)
+            writer.submit(pending)  # the tail, or just the final position and skips
+    finally:
+        writer.close()
+    ledger.done = True
+    ledger.save(writer.root)
+
+
+def harvest_batch(
+    model, views: torch.Tensor, idx: list[int], ids: list[str], layer: str, per_image: int, sampling: str, seed: int
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Vectors (n, d) on the model's device and provenance (n, 4) for views (B, V, 3, S, S), uint8 or [0, 1].
+
+    ``idx`` are the B images' indices and ``ids`` their ids (which seed the sampling).
+    """
+    B, V = views.shape[:2]
+    device = next(model.parameters()).device
+    x = views.flatten(0, 1).to(device, non_blocking=True)  # (B*V, 3, S, S)
+    if x.dtype == torch.uint8:  # as decoded; the same floats as images.to_tensor
+        x = x.float().div_(255.0)
+    acts = model.capture(x, [layer])[layer]  # (B*V, C, H, W)
+    W = acts.shape[-1]
+    norms = acts.flatten(2).norm(dim=1)  # (B*V, H*W)
+    seeds = [item_seed(seed, image_id, v) for image_id in ids for v in range(V)]
+    pos = select_positions(norms, per_image, sampling, seeds)  # (B*V, k)
+    vecs = gather_positions(acts, pos)  # (B*V, k, C)
+    k = pos.shape[1]
+    prov = np.empty((B * V, k, 4), dtype=np.int32)
+    prov[..., 0] = np.repeat(np.asarray(idx, dtype=np.int32), V)[:, None]
+    prov[..., 1] = np.tile(np.arange(V, dtype=np.int32), B)[:, None]
+    prov[..., 2], prov[..., 3] = pos // W, pos % W
+    return vecs.reshape(-1, vecs.shape[-1]), prov.reshape(-1, 4)
+
+
+class _ProgressBar:
+    """Rich progress with images/s and vectors written; silent when disabled."""
+
+    def __init__(self, total: int, done: int, vectors: int, enabled: bool) -> None:
+        self.enabled, self.vectors = enabled, vectors
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("harvest"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} img/s  {task.fields[vectors]:,} vectors"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            self.task = self.progress.add_task("harvest", total=total, completed=done, rate="-", vectors=vectors)
+            self.t0, self.seen = time.perf_counter(), 0
+
+    def __enter__(self) -> _ProgressBar:
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+    def advance(self, images: int, vectors: int) -> None:
+        if not self.enabled:
+            return
+        self.seen += images
+        self.vectors += vectors
+        rate = self.seen / max(time.perf_counter() - self.t0, 1e-9)
+        self.progress.update(self.task, advance=images, rate=f"{rate:.1f}", vectors=self.vectors)
+
+
+def config_dict(cfg: HarvestConfig) -> dict[str, Any]:
+    """JSON-able config (for logs)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}

@@ -1,0 +1,104 @@
+"""Harvest as separate processes: SIGKILL mid-run then resume, and a 2-process torchrun (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harvest_helpers import make_images
+
+from inception_sae import ActivationStore
+
+SRC = str(Path(__file__).parents[1] / "src")
+ARGS = ["--weights", "random", "--layer", "mixed4d", "--resize", "56", "--crop", "48", "--per-image", "3",
+        "--no-progress"]  # fmt: skip
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ, OMP_NUM_THREADS="1")
+    e["PYTHONPATH"] = SRC + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "inception_sae", "harvest", *args]
+
+
+def as_dict(path: Path) -> dict[tuple, np.ndarray]:
+    store = ActivationStore.open(path)
+    assert store.status == "complete" and store.verify() == []
+    prov, vec = store.provenance, np.asarray(store.vectors)
+    out = {(store.images[p[0]], *map(int, p[1:])): v for p, v in zip(prov, vec, strict=True)}
+    assert len(out) == len(store)  # nothing duplicated
+    return out
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=2e-3) for k in a)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    return make_images(tmp_path_factory.mktemp("procs") / "img", 16, seed=1)
+
+
+@pytest.fixture(scope="module")
+def reference(images, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("ref") / "s"
+    subprocess.run(cli("--images", str(images), "--out", str(out), *ARGS, "--workers", "0"), env=env(), check=True)
+    return as_dict(out)
+
+
+def shards_in_manifest(path: Path) -> int:
+    try:
+        return len(json.loads((path / "manifest.json").read_text())["shards"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_uninterrupted(images, reference, tmp_path):
+    out = tmp_path / "s"
+    args = cli("--images", str(images), "--out", str(out), *ARGS, "--batch-size", "2", "--shard-size", "6")
+    proc = subprocess.Popen([*args, "--workers", "1"], env=env())
+    deadline = time.time() + 120
+    while shards_in_manifest(out) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "harvest finished before it could be killed; use more images"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = json.loads((out / "manifest.json").read_text())
+    assert killed["status"] == "in_progress" and 1 <= len(killed["shards"]) < 8
+    subprocess.run([*args, "--workers", "0"], env=env(), check=True)
+    assert same(as_dict(out), reference)
+    listed = {Path(s[k]).name for s in ActivationStore.open(out).shards for k in ("file", "provenance")}
+    assert {p.name for p in (out / "shards").iterdir()} == listed  # no orphans or tmp files left
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_killed_then_resumed_equal_one(images, reference, tmp_path):
+    out = tmp_path / "s"
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    args = [*run, "-m", "inception_sae", "harvest", "--images", str(images), "--out", str(out), *ARGS]
+    args += ["--workers", "0", "--shard-size", "3", "--batch-size", "1"]
+    proc = subprocess.Popen(args, env=env(), start_new_session=True)  # its own group: kill all ranks at once
+    deadline = time.time() + 180
+    while shards_in_manifest(out) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    killed = proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if killed:
+        assert json.loads((out / "manifest.json").read_text())["status"] == "in_progress"
+    subprocess.run(args, env=env(), check=True, timeout=240)
+    assert {Path(s["file"]).name.split("-")[0] for s in ActivationStore.open(out).shards} == {"rank0", "rank1"}
+    assert same(as_dict(out), reference)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["world"] == 2 and manifest["images_done"] == 16 and killed
