@@ -20,8 +20,10 @@ from ..errors import UserError
 from ..models.inception_v1 import LRN_BETA, LRN_K, ConvReLU, InceptionBlock, InceptionV1
 from ..models.layers import STAGE_NAMES, STAGES, tf_same_pad
 
-#: Downstream grid side used for kernels: the centre unit sees no padding.
-GRID = 7
+#: Downstream grid side used for kernels, by chain stride: the centre unit's
+#: whole receptive field (+-2 downstream pixels, +-5 upstream after a stride-2
+#: pool) lies inside the grid, so no padding reaches it.
+GRID = {1: 5, 2: 7}
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,16 @@ class Chain:
     def stride(self) -> int:
         """Upstream pixels per downstream pixel."""
         return 2 ** sum(kind == "maxpool" for _, kind in self.stages)
+
+    @property
+    def grid(self) -> int:
+        """Downstream grid side for kernels (see ``GRID``)."""
+        return GRID[self.stride]
+
+    @property
+    def centre(self) -> int:
+        """Upstream-grid row/column of the downstream centre unit (a stride-2 pool window is centred at 2k+1)."""
+        return (self.grid // 2) * self.stride + self.stride // 2
 
     @property
     def exact_1x1(self) -> bool:
@@ -102,16 +114,16 @@ def exact_chain(model: InceptionV1, chain: Chain, x: Tensor) -> Tensor:
 
 @dataclass
 class Linearised:
-    """Jacobians of the linearised chain at the centre of a ``GRID`` x ``GRID`` downstream map."""
+    """Jacobians of the linearised chain at the centre of a small downstream map (``Chain.grid``)."""
 
     model: InceptionV1
     chain: Chain
-    chunk: int = 128  #: downstream directions per backward pass
+    chunk: int = 512  #: downstream directions per backward pass
 
     @property
     def upstream_size(self) -> int:
         """Side of the upstream grid (S) that feeds the ``GRID``-wide downstream map."""
-        return GRID * self.chain.stride
+        return self.chain.grid * self.chain.stride
 
     @property
     def d_in(self) -> int:
@@ -128,7 +140,7 @@ class Linearised:
         kernels on the upstream grid: entry [r, :, y, x] is the linear effect of
         upstream position (y, x) on direction r at the downstream centre.
         """
-        out, c = [], GRID // 2
+        out, c = [], self.chain.grid // 2
         for start in range(0, directions.shape[0], self.chunk):
             dirs = directions[start : start + self.chunk]
             S = self.upstream_size

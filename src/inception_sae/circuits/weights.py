@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..models.inception_v1 import InceptionV1
-from .linearize import GRID, Linearised, crop_box, one_by_one_matrix
+from .linearize import Linearised, crop_box, one_by_one_matrix
 from .saes import SAEView
 
 
@@ -74,20 +74,21 @@ class WeightCircuit:
         """Scalar weight from upstream feature i to downstream feature j."""
         return float(self.down.W_enc[:, j] @ self.written(kind)[:, i])
 
+    def feature_kernels(self, j: int) -> tuple[Tensor, tuple[int, int]]:
+        """Kernels from every upstream feature to downstream feature j: ((m_a, h, w), centre (y, x)).
+
+        Cropped to the support of the linearised path; ``centre`` is where the
+        downstream unit itself sits on the upstream grid inside the crop.
+        """
+        grad = self.lin.kernels(self.down.W_enc[:, j].unsqueeze(0))[0]  # (d_in, S, S)
+        ys, xs = crop_box(grad)
+        c = self.lin.chain.centre
+        return torch.einsum("md,dhw->mhw", self.up.W_dec, grad[:, ys, xs]), (c - ys.start, c - xs.start)
+
     def kernel(self, i: int, j: int) -> PairKernel:
         """The expanded weight of (i, j) as a spatial kernel, cropped to its support."""
-        grad = self.lin.kernels(self.down.W_enc[:, j].unsqueeze(0))[0]  # (d_in, S, S)
-        k = torch.einsum("d,dhw->hw", self.up.W_dec[i], grad)
-        ys, xs = crop_box(grad)
-        s = self.lin.chain.stride
-        c = (GRID // 2) * s + s // 2  # the downstream centre unit on the upstream grid
-        return PairKernel(k[ys, xs], (c - ys.start, c - xs.start), float(k.sum()))
-
-    def feature_kernels(self, j: int) -> Tensor:
-        """(m_a, h, w): kernels from every upstream feature to downstream feature j."""
-        grad = self.lin.kernels(self.down.W_enc[:, j].unsqueeze(0))[0]
-        ys, xs = crop_box(grad)
-        return torch.einsum("md,dhw->mhw", self.up.W_dec, grad[:, ys, xs])
+        kernels, centre = self.feature_kernels(j)
+        return PairKernel(kernels[i], centre, float(kernels[i].sum()))
 
     def neighbours(self, top: int = 10, kind: str = "expanded") -> Neighbours:
         """Top-``top`` upstream neighbours of every downstream feature and vice versa, chunked."""
