@@ -71,34 +71,47 @@ def find_sites(
     model: InceptionV1,
     chain: Chain,
     down: SAEView,
-    feature: int,
+    features: list[int],
     dataset: ImageDataset,
     max_sites: int = 16,
     batch_size: int = 16,
-) -> Sites:
-    """Scan ``dataset``; keep the ``max_sites`` images where ``feature`` fires most (at its argmax)."""
-    best: list[tuple[float, int, tuple[int, int], Tensor]] = []
+) -> list[Sites]:
+    """One scan of ``dataset``: for each feature, the ``max_sites`` images where it fires most (at its argmax).
+
+    Features that never fire get no entry (the result may be shorter than ``features``).
+    """
+    best: dict[int, list[tuple[float, int, tuple[int, int], Tensor]]] = {f: [] for f in features}
+    cols = torch.tensor(features)
     for x, idx in iter_batches(dataset, batch_size):
         acts = model.run(x, [chain.upstream, chain.downstream])
         a, out = acts[chain.upstream], acts[chain.downstream]
-        B, d, H, W = out.shape
-        flat = out.permute(0, 2, 3, 1).reshape(-1, d)
-        values, indices = down.encode(flat)
-        fire = (values * (indices == feature)).sum(1).reshape(B, H * W)
-        where = fire.argmax(1)
-        for b in range(B):
-            if fire[b].max() > 0:
-                best.append((float(fire[b, where[b]]), idx[b], divmod(int(where[b]), W), a[b]))
-        best = sorted(best, key=lambda t: -t[0])[:max_sites]
-    if not best:
-        raise ValueError(f"{down.node(feature)} never fires on these {len(dataset)} images")
-    return Sites(
-        feature,
-        torch.stack([t[3] for t in best]),
-        torch.tensor([t[2] for t in best]),
-        torch.tensor([t[0] for t in best]),
-        [t[1] for t in best],
-    )
+        fire = feature_maps(down, out)[:, cols].flatten(2)  # (B, F, H*W)
+        top, where = fire.max(2)
+        W = out.shape[-1]
+        for b, f in torch.nonzero(top > 0).tolist():
+            best[features[f]].append((float(top[b, f]), idx[b], divmod(int(where[b, f]), W), a[b]))
+        for f in features:
+            best[f] = sorted(best[f], key=lambda t: -t[0])[:max_sites]
+    return [
+        Sites(
+            f,
+            torch.stack([t[3] for t in best[f]]),
+            torch.tensor([t[2] for t in best[f]]),
+            torch.tensor([t[0] for t in best[f]]),
+            [t[1] for t in best[f]],
+        )
+        for f in features
+        if best[f]
+    ]
+
+
+@torch.no_grad()
+def firing_counts(model: InceptionV1, down: SAEView, dataset: ImageDataset, batch_size: int = 16) -> Tensor:
+    """(m,) number of images on which each downstream feature fires somewhere."""
+    counts = torch.zeros(down.m)
+    for x, _ in iter_batches(dataset, batch_size):
+        counts += (feature_maps(down, model.capture(x, [down.layer])[down.layer]).amax((2, 3)) > 0).sum(0)
+    return counts
 
 
 def gradient_x_activation(model: InceptionV1, chain: Chain, up: SAEView, down: SAEView, sites: Sites) -> Attribution:

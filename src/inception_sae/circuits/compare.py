@@ -111,3 +111,29 @@ def compare_feature(circuit: WeightCircuit, sites: Sites, max_candidates: int = 
         "ablation": ablation_effects(model, chain, up, down, sites, ups, batch_size).mean(1),
     }
     return ups, cols, attr
+
+
+def plot_agreement(table: PairTable, path, title: str = ""):
+    """Rank-vs-rank scatter of each method against measured ablation, with Spearman's rho; writes a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .validate import rankdata
+
+    abl = table.column("ablation")
+    methods = ("expanded", "kernel_prediction", "attribution")
+    fig, axes = plt.subplots(1, len(methods), figsize=(4 * len(methods), 4))
+    for ax, m in zip(axes, methods, strict=True):
+        col = table.column(m)
+        if len(col) >= 2:
+            ax.scatter(rankdata(col), rankdata(abl), s=6, alpha=0.5)
+        ax.set_xlabel(f"rank of {m}")
+        ax.set_ylabel("rank of measured ablation effect")
+        ax.set_title(f"{m}: Spearman {spearman(col, abl):.2f} (n={len(col)})", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
