@@ -12,7 +12,10 @@ site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pu
 "$python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$site/_project_site.pth"
 "$venv/bin/pip" install --quiet --no-deps eai-sparsify overcomplete
 # sparsify's own light deps (its full list pulls transformers/datasets, unused by our harness)
-"$venv/bin/pip" install --quiet einops scikit-learn natsort simple-parsing safetensors || true
+"$venv/bin/pip" install --quiet einops scikit-learn natsort simple-parsing safetensors huggingface_hub transformers datasets || true
+# overcomplete imports torchvision at import time: the CPU build matching torch 2.13, without deps.
+"$venv/bin/pip" install --quiet --no-deps torchvision==0.28.0 --index-url https://download.pytorch.org/whl/cpu \
+  || "$venv/bin/pip" install --quiet --no-deps torchvision==0.28.0 || true
 "$venv/bin/python" - <<'PY'
 import importlib
 for name in ("sparsify", "overcomplete"):
