@@ -8,12 +8,10 @@ folder in the contract format, the sae branch's ``TopKSAE`` or plain tensors
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor
 
 from ..errors import UserError
@@ -85,23 +83,17 @@ class SAEView:
 
 
 def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SAEView:
-    """Read an SAE folder (``cfg.json`` + ``sae_weights.safetensors``, contract format)."""
-    path = Path(path)
-    cfg_path, weights_path = path / "cfg.json", path / "sae_weights.safetensors"
-    for p in (cfg_path, weights_path):
-        if not p.is_file():
-            raise UserError(f"{path} is not an SAE folder: {p.name} is missing")
-    cfg = json.loads(cfg_path.read_text())
-    tensors = load_file(str(weights_path), device=str(device))
-    missing = [n for n in TENSORS if n not in tensors]
-    if missing:
-        raise UserError(f"{weights_path} lacks {', '.join(missing)}")
-    layer = cfg.get("layer")
-    if not layer:
-        raise UserError(f"{cfg_path} has no 'layer'; circuits need to know which layer the SAE reads")
-    view = SAEView(**{n: tensors[n].float() for n in TENSORS}, k=int(cfg.get("k", 32)), layer=layer, source=str(path))
-    if layer_info(layer).channels != view.d:
-        raise UserError(f"{path}: layer {layer} has {layer_info(layer).channels} channels but the SAE has d={view.d}")
+    """Read an SAE folder (contract format) through ``TopKSAE.load`` and view its tensors."""
+    from ..sae import TopKSAE
+
+    sae = TopKSAE.load(path, device=device)
+    if not sae.layer:
+        raise UserError(f"{Path(path) / 'cfg.json'} has no 'layer'; circuits need to know which layer the SAE reads")
+    view = SAEView.from_module(sae)
+    view = SAEView(view.W_enc, view.W_dec, view.b_enc, view.b_dec, view.k, view.layer, source=str(path))
+    if layer_info(view.layer).channels != view.d:
+        channels = layer_info(view.layer).channels
+        raise UserError(f"{path}: layer {view.layer} has {channels} channels but the SAE has d={view.d}")
     return view
 
 
