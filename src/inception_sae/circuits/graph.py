@@ -80,11 +80,18 @@ def _layer_order(layer: str) -> int:
 BRANCH_COLOURS = {"1x1": "#1b9e77", "3x3": "#d95f02", "5x5": "#7570b3", "pool": "#e7298a"}
 
 
-def render(graph: CircuitGraph, path_stem: str | Path, title: str = "", focus: str | None = None) -> list[Path]:
+def render(
+    graph: CircuitGraph,
+    path_stem: str | Path,
+    title: str = "",
+    focus: str | None = None,
+    kinds: tuple[str, ...] = ("expanded", "logit", "attribution"),
+) -> list[Path]:
     """Draw the graph left (upstream) to right (downstream / classes); write PNG and SVG.
 
     Node colour: dominant branch; edge colour: sign (red excites, blue inhibits);
-    edge width: |weight| relative to the largest. Readable without any dashboard.
+    edge width: |weight| relative to the largest; only edges of ``kinds`` are
+    drawn (exact_1x1 duplicates expanded pairs). Readable without any dashboard.
     """
     import matplotlib
 
@@ -102,8 +109,9 @@ def render(graph: CircuitGraph, path_stem: str | Path, title: str = "", focus: s
             pos[nid] = (x, -(r - (len(ids) - 1) / 2))
     height = max((len(v) for v in columns.values()), default=1)
     fig, ax = plt.subplots(figsize=(3.2 * max(len(layers), 2), max(3.0, 0.55 * height + 1.5)))
-    wmax = max((abs(e["weight"]) for e in graph.edges), default=1.0) or 1.0
-    for e in graph.edges:
+    edges = [e for e in graph.edges if e["kind"] in kinds]
+    wmax = max((abs(e["weight"]) for e in edges), default=1.0) or 1.0
+    for e in edges:
         (x0, y0), (x1, y1) = pos[e["source"]], pos[e["target"]]
         colour = "#c0392b" if e["weight"] >= 0 else "#2e6fba"
         style = "-" if e["kind"] in ("expanded", "exact_1x1", "logit") else "--"
@@ -116,7 +124,9 @@ def render(graph: CircuitGraph, path_stem: str | Path, title: str = "", focus: s
         text = nid.split("/", 1)[1] if "/" in nid else nid
         if node.get("label"):
             text += f"\n{node['label'][:28]}"
-        ax.annotate(text, (x, y), xytext=(10, 0), textcoords="offset points", va="center", fontsize=7, zorder=3)
+        left = x == 0 and len(layers) > 1  # labels outside the columns, away from the edges
+        ax.annotate(text, (x, y), xytext=(-10 if left else 10, 0), textcoords="offset points", va="center",
+                    ha="right" if left else "left", fontsize=7, zorder=3)  # fmt: skip
     for x, layer in enumerate(layers):
         ax.text(x, 0.5 + height / 2, layer, ha="center", fontsize=10, weight="bold")
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=b) for b, c in BRANCH_COLOURS.items()]
@@ -127,7 +137,7 @@ def render(graph: CircuitGraph, path_stem: str | Path, title: str = "", focus: s
     ]
     ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
     ax.set_title(title, fontsize=10)
-    ax.set_xlim(-0.4, len(layers) - 0.2)
+    ax.set_xlim(-0.6, len(layers) - 0.4)
     ax.set_ylim(-height / 2 - 1, height / 2 + 1)
     ax.axis("off")
     fig.tight_layout()
