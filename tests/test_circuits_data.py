@@ -125,7 +125,7 @@ def test_rank_correlation_figure_on_trained_saes(model, tmp_path, sample_dir):
     folders = []
     for layer, a in acts.items():
         v = a.permute(0, 2, 3, 1).reshape(-1, a.shape[1]).numpy()  # (200, d)
-        cfg = TrainConfig(samples=3072, batch_size=128, progress=False, init_samples=len(v))
+        cfg = TrainConfig(samples=1536, batch_size=128, progress=False, init_samples=len(v))
         meta = {"layer": layer, "model": model.identity}
         folders += train(ArraySource(v, 128), [SAEConfig(v.shape[1], 64, 4)], cfg, tmp_path / layer, meta).paths
     cfg = CircuitsConfig(*folders, tmp_path / "circ", images=photos, image_size=80,

