@@ -40,7 +40,9 @@ def test_exact_1x1_equals_measured_injection(model, circuit_4b_4c):
         assert torch.allclose(measured, torch.full_like(measured, weight), atol=1e-4 * max(1, abs(weight)))
 
 
-@pytest.mark.parametrize("up_layer, down_layer", [("mixed4b", "mixed4c"), ("mixed3b", "mixed4a")])
+@pytest.mark.parametrize(
+    "up_layer, down_layer", [("mixed4b", "mixed4c"), ("mixed3b", "mixed4a"), ("conv2d2", "mixed3a")]
+)
 def test_expanded_kernel_equals_finite_difference(model, up_layer, down_layer):
     """Autograd kernel of a random pair == brute-force finite differences of the linearised chain (with biases)."""
     chain = make_chain(up_layer, down_layer)
@@ -143,3 +145,32 @@ def test_spearman_and_ranks():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+@pytest.mark.parametrize(
+    "up_layer, down_layer, size", [("mixed4b", "mixed4c", 5), ("mixed3b", "mixed4a", 9), ("mixed3b", "mixed4a", 10)]
+)
+def test_kernel_prediction_is_the_linearised_ablation(model, up_layer, down_layer, size):
+    """Kernel (*) activation map at a site == linearised chain run on the real map with the feature removed."""
+    from inception_sae.circuits.attribution import Sites, feature_maps
+    from inception_sae.circuits.compare import kernel_prediction
+
+    chain = make_chain(up_layer, down_layer)
+    lin = Linearised(model, chain)
+    up, down = random_sae(up_layer, lin.d_in, 16, 4, 7), random_sae(down_layer, lin.d_out, 8, 2, 8)
+    circuit = WeightCircuit(model, lin, up, down)
+    acts = torch.rand(2, lin.d_in, size, size)
+    out_size = (size + chain.stride - 1) // chain.stride
+    # corners exercise the padding; with an even upstream size the stride-2 pool pads only after, so the
+    # block's zero padding above/left of the map is not "zero input" there: exact only 2 rows/cols inside
+    pos = torch.tensor([[2, out_size - 1], [3, 2]]) if size % 2 == 0 else torch.tensor([[0, out_size - 1], [2, 0]])
+    j = 3
+    sites = Sites(j, acts, pos, torch.ones(2), [0, 1])
+    z = feature_maps(up, acts)
+    ups = torch.nonzero(z.amax((0, 2, 3)) > 0).flatten().tolist()[:5]
+    pred = kernel_prediction(circuit, j, sites, z, ups)
+    base = linear_chain(model, chain, acts)
+    for k, i in enumerate(ups):
+        ablated = linear_chain(model, chain, acts - z[:, i : i + 1] * up.W_dec[i][None, :, None, None])
+        diff = (base - ablated)[torch.arange(2), :, pos[:, 0], pos[:, 1]] @ down.W_enc[:, j]
+        assert float(pred[k]) == pytest.approx(float(diff.mean()), rel=1e-3, abs=1e-5)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..models.layers import tf_same_pad
 from .attribution import Sites, ablation_effects, feature_maps, gradient_x_activation
 from .validate import sign_disagreements, spearman
 from .weights import WeightCircuit
@@ -74,17 +75,23 @@ def kernel_prediction(circuit: WeightCircuit, j: int, sites: Sites, z: Tensor, u
     """(len(ups),) linearised prediction of the ablation: kernel (*) z_i around each site, mean over sites.
 
     ``z`` (n, m_a, H, W) upstream feature maps. The expanded kernel of (i, j) is
-    correlated with i's actual activation map at the site's position.
+    correlated with i's actual activation map at the site's position. Equal to
+    the linearised chain run on the real map (tested), except within 2 units of
+    the top/left border after a stride-2 pool on an even-sized map (there the
+    block's zero padding stands for pool windows that would overlap the map).
     """
     all_kernels, (cy, cx) = circuit.feature_kernels(j)
     kernels = all_kernels[ups]  # (u, h, w)
     h, w = kernels.shape[-2:]
     s = circuit.lin.chain.stride
+    # a stride-2 SAME pool window of output k is centred on input 2k + 1 - pad_before (pad depends on parity)
+    oy = 0 if s == 1 else 1 - tf_same_pad(z.shape[-2], 3, 2)[0]
+    ox = 0 if s == 1 else 1 - tf_same_pad(z.shape[-1], 3, 2)[0]
     zp = F.pad(z[:, ups], (w, w, h, h))  # (n, u, H+2h, W+2w): zeros outside the map
     preds = torch.zeros(len(ups))
     for n in range(z.shape[0]):
-        y0 = int(sites.pos[n, 0]) * s + s // 2 - cy + h
-        x0 = int(sites.pos[n, 1]) * s + s // 2 - cx + w
+        y0 = int(sites.pos[n, 0]) * s + oy - cy + h
+        x0 = int(sites.pos[n, 1]) * s + ox - cx + w
         preds += (zp[n, :, y0 : y0 + h, x0 : x0 + w] * kernels).sum((1, 2))
     return preds / max(z.shape[0], 1)
 
