@@ -108,7 +108,14 @@ def test_planted_circuit_ranked_first_by_weights(model):
     assert circuit.pair(5, j, "expanded") == pytest.approx(circuit.pair(5, j, "exact_1x1"), rel=1e-4)
 
 
-def test_logit_weights_exact_and_class_circuit(model):
+def test_logit_weights_exact_and_class_circuit(model, tmp_path):
+    import json
+
+    from circuits_helpers import write_sae
+
+    from inception_sae.circuits.config import CircuitsConfig
+    from inception_sae.circuits.run import run_circuits
+
     up, down = random_sae("mixed5a", 832, 16, 4, 5), random_sae("mixed5b", 1024, 24, 4, 6)
     W = logit_weights(model, down)
     i = 3
@@ -119,6 +126,15 @@ def test_logit_weights_exact_and_class_circuit(model):
     edges = class_circuit(model, circuit, [12], top_b=2, top_a=3)
     assert [e[3] for e in edges].count("logit") == 2 and [e[3] for e in edges].count("expanded") == 6
     assert all(e[1] == "class/12" for e in edges if e[3] == "logit")
+    assert edges[0][2] == pytest.approx(float(W[12].max()))
+    # the stage: logits.json, class figure, class nodes in graph.json
+    a, b = write_sae(up, tmp_path / "a"), write_sae(down, tmp_path / "b")
+    run_circuits(CircuitsConfig(a, b, tmp_path / "out", feature=1, classes=(12,), top=3), model)
+    assert (tmp_path / "out" / "class_12.png").is_file() and (tmp_path / "out" / "class_12.svg").is_file()
+    logits = json.loads((tmp_path / "out" / "logits.json").read_text())["mixed5b/f/1"]
+    assert logits["top"][0]["weight"] == pytest.approx(float(W[1:1001, 1].max()), rel=1e-5)
+    graph = json.loads((tmp_path / "out" / "graph.json").read_text())
+    assert any(n["id"] == "class/12" and n["class"] == 12 for n in graph["nodes"])
 
 
 def test_branch_consistency_detects_planted_agreement():

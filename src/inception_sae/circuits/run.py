@@ -189,6 +189,11 @@ def run_circuits(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> dict:
     graph, validation, lookups = weight_part(cfg, model, circuit, focus, out)
     stem = out / f"graph_{down.layer}_{focus}"
     render(graph.neighbourhood(node, cfg.hops + 1), stem, f"{node}: expanded weights from {up.layer}", node)
+    for c in cfg.classes if down.layer == "mixed5b" else ():
+        name = lookups[1].get(f"class/{c}", str(c))
+        sub = CircuitGraph()
+        sub.add_edges(class_circuit(model, circuit, [c], cfg.graph_top, 3), *lookups)
+        render(sub, out / f"class_{c}", f"class {c} ({name}) <- top mixed5b features <- their top mixed5a features")
     if dataset is not None:
         table, data_edges, exactness = data_validation(circuit, cfg, dataset, features)
         graph.add_edges(data_edges, *lookups)
