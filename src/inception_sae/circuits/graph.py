@@ -77,6 +77,29 @@ def _layer_order(layer: str) -> int:
     return STAGE_NAMES.index(layer) if layer in STAGE_NAMES else len(STAGE_NAMES)
 
 
+def _layout(graph: CircuitGraph) -> tuple[list[str], dict[str, tuple[float, float]], int]:
+    """Layers in forward order as columns; nodes centred vertically, sorted by feature/class."""
+    columns: dict[str, list[str]] = {}
+    for nid, node in graph.nodes.items():
+        columns.setdefault(node["layer"], []).append(nid)
+    layers = sorted(columns, key=_layer_order)
+    pos = {}
+    for x, layer in enumerate(layers):
+        ids = sorted(columns[layer], key=lambda n: graph.nodes[n].get("feature", graph.nodes[n].get("class", -1)))
+        for r, nid in enumerate(ids):
+            pos[nid] = (float(x), -(r - (len(ids) - 1) / 2))
+    return layers, pos, max((len(v) for v in columns.values()), default=1)
+
+
+def _legend_handles(plt) -> list:
+    return [
+        *(plt.Line2D([], [], marker="o", ls="", color=c, label=b) for b, c in BRANCH_COLOURS.items()),
+        plt.Line2D([], [], color="#c0392b", label="excites"),
+        plt.Line2D([], [], color="#2e6fba", label="inhibits"),
+        plt.Line2D([], [], color="grey", ls="--", label="data-based"),
+    ]
+
+
 BRANCH_COLOURS = {"1x1": "#1b9e77", "3x3": "#d95f02", "5x5": "#7570b3", "pool": "#e7298a"}
 
 
@@ -98,16 +121,7 @@ def render(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns: dict[str, list[str]] = {}
-    for nid, node in graph.nodes.items():
-        columns.setdefault(node["layer"], []).append(nid)
-    layers = sorted(columns, key=_layer_order)
-    pos = {}
-    for x, layer in enumerate(layers):
-        ids = sorted(columns[layer], key=lambda n: graph.nodes[n].get("feature", graph.nodes[n].get("class", -1)))
-        for r, nid in enumerate(ids):
-            pos[nid] = (x, -(r - (len(ids) - 1) / 2))
-    height = max((len(v) for v in columns.values()), default=1)
+    layers, pos, height = _layout(graph)
     fig, ax = plt.subplots(figsize=(3.2 * max(len(layers), 2), max(3.0, 0.55 * height + 1.5)))
     edges = [e for e in graph.edges if e["kind"] in kinds]
     wmax = max((abs(e["weight"]) for e in edges), default=1.0) or 1.0
@@ -129,13 +143,7 @@ def render(
                     ha="right" if left else "left", fontsize=7, zorder=3)  # fmt: skip
     for x, layer in enumerate(layers):
         ax.text(x, 0.5 + height / 2, layer, ha="center", fontsize=10, weight="bold")
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=b) for b, c in BRANCH_COLOURS.items()]
-    handles += [
-        plt.Line2D([], [], color="#c0392b", label="excites"),
-        plt.Line2D([], [], color="#2e6fba", label="inhibits"),
-        plt.Line2D([], [], color="grey", ls="--", label="data-based"),
-    ]
-    ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
+    ax.legend(handles=_legend_handles(plt), loc="lower right", fontsize=7, frameon=False)
     ax.set_title(title, fontsize=10)
     ax.set_xlim(-0.6, len(layers) - 0.4)
     ax.set_ylim(-height / 2 - 1, height / 2 + 1)
