@@ -77,14 +77,17 @@ def test_cli_end_to_end(model, tmp_path, images):
     up, down, _, j = planted_pair(model, "mixed4b", "mixed4c", m=48)
     a, b = write_sae(up, tmp_path / "a"), write_sae(down, tmp_path / "b")
     out = tmp_path / "out"
+    (tmp_path / "ana" / "features").mkdir(parents=True)  # an analysis folder (analysis branch format) for labels
+    (tmp_path / "ana" / "features" / "5.json").write_text(json.dumps({"id": 5, "layer": "mixed4b", "label": "ears"}))
     args = ["circuits", "--upstream", str(a), "--downstream", str(b), "--out", str(out), "--feature", str(j)]
     args += ["--images", str(images), "--image-size", "80", "--compare-features", "3", "--weights", "random"]
-    assert main(args) == 0
+    assert main([*args, "--analysis", str(tmp_path / "ana")]) == 0
     graph = json.loads((out / "graph.json").read_text())
     ids = {n["id"] for n in graph["nodes"]}
     assert f"mixed4c/f/{j}" in ids and "mixed4b/error" in ids
     node = next(n for n in graph["nodes"] if n["id"] == "mixed4b/f/5")
     assert node["layer"] == "mixed4b" and node["feature"] == 5 and node["branch"] in ("1x1", "3x3", "5x5", "pool")
+    assert node["label"] == "ears"
     kinds = {e["kind"] for e in graph["edges"]}
     assert {"exact_1x1", "expanded", "attribution", "ablation"} <= kinds
     first = [e for e in graph["edges"] if e["target"] == f"mixed4c/f/{j}" and e["kind"] == "expanded"][:2]

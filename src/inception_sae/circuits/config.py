@@ -27,7 +27,7 @@ class CircuitsConfig:
     permutations: int = 2000  #: permutation-null draws
     classes: tuple[int, ...] = ()  #: class indices for a class -> mixed5b -> mixed5a circuit
     labels: Path | None = None  #: inception5h labels TSV (class names)
-    analysis: Path | None = None  #: analysis folder with features/<i>.json labels (upstream or downstream)
+    analysis: tuple[Path, ...] = ()  #: analysis folders (any layer) whose features/<i>.json give labels
     weights: str | None = None  #: inception5h.pth, "random", or None for the cached file
     seed: int = 0
     device: str = "cpu"

@@ -26,7 +26,7 @@ class CircuitGraph:
     edges: list[dict] = field(default_factory=list)
 
     def add_edges(self, edges: Iterable[Edge], branches: dict[str, str] | None = None, labels=None) -> None:
-        """Add edges and their end nodes (``branches``/``labels`` map node id -> text)."""
+        """Add edges and their end nodes (``branches``/``labels``: anything with ``.get(node id)`` -> text)."""
         for src, dst, w, kind in edges:
             for nid in (src, dst):
                 if nid not in self.nodes:

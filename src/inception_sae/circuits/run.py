@@ -49,21 +49,31 @@ def branch_lookup(*saes: SAEView) -> dict[str, str]:
     return out
 
 
-def label_lookup(cfg: CircuitsConfig, saes: tuple[SAEView, ...]) -> dict[str, str]:
-    """Node id -> label: class names, and feature labels from an analysis folder's features/<i>.json."""
-    names = load_labels(cfg.labels) if cfg.labels else load_labels()
-    out = {f"class/{c}": names[c] for c in range(len(names))} if names.available else {}
-    if cfg.analysis is not None:
-        for sae in saes:
-            for i in range(sae.m):
-                p = Path(cfg.analysis) / "features" / f"{i}.json"
-                if (
-                    p.is_file()
-                    and (rec := json.loads(p.read_text())).get("label")
-                    and rec.get("layer", sae.layer) == sae.layer
-                ):
-                    out[sae.node(i)] = str(rec["label"])
-    return out
+class Labels:
+    """Node id -> label, read on demand: class names, and ``label`` of analysis folders' features/<i>.json."""
+
+    def __init__(self, cfg: CircuitsConfig) -> None:
+        names = load_labels(cfg.labels) if cfg.labels else load_labels()
+        self.classes = {f"class/{c}": names[c] for c in range(len(names))} if names.available else {}
+        self.folders: dict[str, Path] = {}  #: layer -> analysis folder
+        for folder in cfg.analysis:
+            summary = Path(folder) / "summary.json"
+            layer = json.loads(summary.read_text()).get("layer") if summary.is_file() else None
+            if not layer:
+                first = next(iter(sorted((Path(folder) / "features").glob("*.json"))), None)
+                layer = json.loads(first.read_text()).get("layer") if first else None
+            if layer:
+                self.folders[layer] = Path(folder)
+
+    def get(self, nid: str, default: str | None = None) -> str | None:
+        if nid in self.classes:
+            return self.classes[nid]
+        layer, _, feature = nid.partition("/f/")
+        p = self.folders[layer] / "features" / f"{feature}.json" if layer in self.folders and feature else None
+        if p is not None and p.is_file():
+            label = json.loads(p.read_text()).get("label")
+            return str(label) if label else default
+        return default
 
 
 def weight_edges(circuit: WeightCircuit, nb: Neighbours, focus: int, top: int, hops: int) -> list:
@@ -120,7 +130,7 @@ def pick_features(cfg: CircuitsConfig, model: InceptionV1, down: SAEView, datase
     return (chosen + [f for f in order if f not in chosen])[: max(cfg.compare_features, 1)]
 
 
-def logits_json(model: InceptionV1, sae: SAEView, labels: dict[str, str], top: int = 5) -> dict:
+def logits_json(model: InceptionV1, sae: SAEView, labels: Labels, top: int = 5) -> dict:
     """Top and bottom classes of every mixed5b feature by its exact direct logit effect."""
     W = logit_weights(model, sae)[1:1001]  # (1000, m): real classes only (0 is a dummy, 1001+ unlabelled)
     out = {}
@@ -169,7 +179,7 @@ def weight_part(cfg: CircuitsConfig, model: InceptionV1, circuit: WeightCircuit,
         ups, downs, _ = circuit.strongest_pairs(cfg.strongest_pairs)
         test = branch_consistency(up, down, ups, downs, cfg.permutations, cfg.seed)
         validation["branch_consistency"] = test.to_dict()
-    lookups = (branch_lookup(up, down), label_lookup(cfg, (up, down)))
+    lookups = (branch_lookup(up, down), Labels(cfg))
     graph = CircuitGraph()
     graph.add_edges(weight_edges(circuit, nb, focus, cfg.graph_top, cfg.hops), *lookups)
     if down.layer == "mixed5b":

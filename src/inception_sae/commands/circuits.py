@@ -22,7 +22,9 @@ def circuits(
     hops: int = typer.Option(2, "--hops", help="Neighbourhood radius of the figure."),
     classes: str = typer.Option("", "--classes", help="Class indices (comma-separated) for class circuits (mixed5b)."),
     labels: Path = typer.Option(None, "--labels", help="inception5h labels TSV for class names."),
-    analysis: Path = typer.Option(None, "--analysis", help="Analysis folder whose features/<i>.json give labels."),
+    analysis: list[Path] = typer.Option(
+        [], "--analysis", help="Analysis folder(s) whose features/<i>.json give labels (repeat per layer)."
+    ),
     weights: str = WEIGHTS,
     seed: int = SEED,
     device: str = DEVICE,
@@ -34,7 +36,7 @@ def circuits(
     cls = tuple(int(c) for c in classes.split(",") if c.strip())
     cfg = CircuitsConfig(
         upstream, downstream, output, feature, images, max_images, image_size,
-        compare_features=compare_features, top=top, hops=hops, classes=cls, labels=labels, analysis=analysis,
+        compare_features=compare_features, top=top, hops=hops, classes=cls, labels=labels, analysis=tuple(analysis),
         weights=weights, seed=seed, device=device,
     )  # fmt: skip
     summary = run_circuits(cfg)
