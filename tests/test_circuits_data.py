@@ -21,7 +21,7 @@ from inception_sae.data.images import ImageDataset, Preprocess
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     folder = tmp_path_factory.mktemp("circuit_images") / "imgs"
-    write_images(folder, 6, size=(80, 80))
+    write_images(folder, 4, size=(80, 80))
     return folder
 
 
@@ -80,7 +80,7 @@ def test_cli_end_to_end(model, tmp_path, images):
     (tmp_path / "ana" / "features").mkdir(parents=True)  # an analysis folder (analysis branch format) for labels
     (tmp_path / "ana" / "features" / "5.json").write_text(json.dumps({"id": 5, "layer": "mixed4b", "label": "ears"}))
     args = ["circuits", "--upstream", str(a), "--downstream", str(b), "--out", str(out), "--feature", str(j)]
-    args += ["--images", str(images), "--image-size", "80", "--compare-features", "3", "--weights", "random"]
+    args += ["--images", str(images), "--image-size", "80", "--compare-features", "2", "--weights", "random"]
     assert main([*args, "--analysis", str(tmp_path / "ana")]) == 0
     graph = json.loads((out / "graph.json").read_text())
     ids = {n["id"] for n in graph["nodes"]}

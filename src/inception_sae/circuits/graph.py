@@ -153,6 +153,6 @@ def render(
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     for p in paths:
-        fig.savefig(p, dpi=150)
+        fig.savefig(p, dpi=110)
     plt.close(fig)
     return paths
