@@ -75,6 +75,8 @@ def test_load_sae_matches_topk_sae(tmp_path):
 
 def test_cli_end_to_end(model, tmp_path, images):
     up, down, _, j = planted_pair(model, "mixed4b", "mixed4c", m=48)
+    w1 = model.mixed4c.conv_1x1.conv.weight[:, :, 0, 0]
+    planted_weight = float(down.W_enc[:128, j] @ w1 @ up.W_dec[5])
     a, b = write_sae(up, tmp_path / "a"), write_sae(down, tmp_path / "b")
     out = tmp_path / "out"
     (tmp_path / "ana" / "features").mkdir(parents=True)  # an analysis folder (analysis branch format) for labels
@@ -97,6 +99,9 @@ def test_cli_end_to_end(model, tmp_path, images):
         "mixed4b/f/5",
         "mixed4b/f/17",
     }
+    kern = json.loads((out / "kernels.json").read_text())
+    assert kern["downstream"] == f"mixed4c/f/{j}" and kern["centre"] == [0, 0]
+    assert kern["kernels"]["mixed4b/f/5"] == [[pytest.approx(planted_weight, rel=1e-4)]]  # 1x1 path only: one tap
     val = json.loads((out / "validation.json").read_text())
     assert val["exactness_1x1"] and max(x["max_abs_error"] for x in val["exactness_1x1"]) < 1e-3
     assert 0 <= val["branch_consistency"]["p_value"] <= 1

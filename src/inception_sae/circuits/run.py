@@ -1,6 +1,6 @@
 """The ``circuits`` stage: weights for all pairs, data-based checks, graph, figures.
 
-Writes into ``cfg.out``: ``neighbours.json``, ``graph.json``, ``graph_<layer>_<f>.png|svg``
+Writes into ``cfg.out``: ``neighbours.json``, ``kernels.json``, ``graph.json``, ``graph_<layer>_<f>.png|svg``
 (weights) and ``..._data.png|svg`` (attribution/ablation), ``validation.json``,
 ``agreement.png``, ``pairs.json``, ``logits.json`` (mixed5b only) and ``summary.json``.
 """
@@ -179,6 +179,11 @@ def weight_part(cfg: CircuitsConfig, model: InceptionV1, circuit: WeightCircuit,
         ups, downs, _ = circuit.strongest_pairs(cfg.strongest_pairs)
         test = branch_consistency(up, down, ups, downs, cfg.permutations, cfg.seed)
         validation["branch_consistency"] = test.to_dict()
+    kernels, centre = circuit.feature_kernels(focus)  # spatial kernels of the focus feature's top inputs
+    (out / "kernels.json").write_text(json.dumps({
+        "downstream": down.node(focus), "centre": list(centre), "grid": "upstream pixels",
+        "kernels": {up.node(i): kernels[i].tolist() for i in nb.up_index[focus].tolist()},
+    }))  # fmt: skip
     lookups = (branch_lookup(up, down), Labels(cfg))
     graph = CircuitGraph()
     graph.add_edges(weight_edges(circuit, nb, focus, cfg.graph_top, cfg.hops), *lookups)
