@@ -21,13 +21,13 @@ from inception_sae.data.images import ImageDataset, Preprocess
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     folder = tmp_path_factory.mktemp("circuit_images") / "imgs"
-    write_images(folder, 4, size=(80, 80))
+    write_images(folder, 4, size=(64, 64))
     return folder
 
 
 @pytest.fixture(scope="module")
 def small_dataset(images):
-    return ImageDataset.from_folder(images, Preprocess(resize=80, crop=80))  # mixed4* maps are 5x5
+    return ImageDataset.from_folder(images, Preprocess(resize=64, crop=64))  # mixed4* maps are 4x4
 
 
 def test_planted_circuit_ranked_first_by_attribution_and_ablation(model, small_dataset):
@@ -82,7 +82,7 @@ def test_cli_end_to_end(model, tmp_path, images):
     (tmp_path / "ana" / "features").mkdir(parents=True)  # an analysis folder (analysis branch format) for labels
     (tmp_path / "ana" / "features" / "5.json").write_text(json.dumps({"id": 5, "layer": "mixed4b", "label": "ears"}))
     args = ["circuits", "--upstream", str(a), "--downstream", str(b), "--out", str(out), "--feature", str(j)]
-    args += ["--images", str(images), "--image-size", "80", "--compare-features", "2", "--weights", "random"]
+    args += ["--images", str(images), "--image-size", "64", "--compare-features", "2", "--weights", "random"]
     assert main([*args, "--analysis", str(tmp_path / "ana")]) == 0
     graph = json.loads((out / "graph.json").read_text())
     ids = {n["id"] for n in graph["nodes"]}
@@ -127,16 +127,16 @@ def test_rank_correlation_figure_on_trained_saes(model, tmp_path, sample_dir):
     photos.mkdir()
     for f in sorted(sample_dir.glob("*.jpg"))[:8]:
         (photos / f.name).symlink_to(f)
-    ds = ImageDataset.from_path(photos, Preprocess(resize=80, crop=80))
+    ds = ImageDataset.from_path(photos, Preprocess(resize=64, crop=64))
     x, _ = next(iter_batches(ds, 8))
     acts = model.capture(x, ["mixed4b", "mixed4c"])
     folders = []
     for layer, a in acts.items():
-        v = a.permute(0, 2, 3, 1).reshape(-1, a.shape[1]).numpy()  # (200, d)
+        v = a.permute(0, 2, 3, 1).reshape(-1, a.shape[1]).numpy()  # (128, d)
         cfg = TrainConfig(samples=1536, batch_size=128, progress=False, init_samples=len(v))
         meta = {"layer": layer, "model": model.identity}
         folders += train(ArraySource(v, 128), [SAEConfig(v.shape[1], 64, 4)], cfg, tmp_path / layer, meta).paths
-    cfg = CircuitsConfig(*folders, tmp_path / "circ", images=photos, image_size=80,
+    cfg = CircuitsConfig(*folders, tmp_path / "circ", images=photos, image_size=64,
                          compare_features=2, sites=3, candidates=24, weights="random")  # fmt: skip
     v = run_circuits(cfg, model)["validation"]
     assert (tmp_path / "circ" / "agreement.png").stat().st_size > 5000
