@@ -2,6 +2,7 @@
 
 from .data.store import ActivationStore
 from .models import InceptionV1, WeightsError, layer_info, load_model
+from .sae import TopKSAE
 
 __version__ = "0.1.0"
-__all__ = ["ActivationStore", "InceptionV1", "WeightsError", "__version__", "layer_info", "load_model"]
+__all__ = ["ActivationStore", "InceptionV1", "TopKSAE", "WeightsError", "__version__", "layer_info", "load_model"]
