@@ -54,7 +54,8 @@ def feature_doc(rng, layer: str, f: int, n_neurons: int, pool: int, render: int 
     top = []
     for j, v in enumerate(tops):
         img = int(rng.integers(0, 200))
-        files = {"crop": f"images/crops/c{img % pool}.jpg", "heatmap": f"images/heat/f{f}_{j}.jpg"} if j < render else None
+        crop = f"images/crops/c{img % pool}.jpg"
+        files = {"crop": crop, "heatmap": f"images/heat/f{f}_{j}.jpg"} if j < render else None
         top.append(example(rng, img, float(v), files))
     intervals, ranges = [], []
     for k in range(10):
@@ -62,11 +63,16 @@ def feature_doc(rng, layer: str, f: int, n_neurons: int, pool: int, render: int 
         ranges.append({"lo": lo, "hi": hi, "count": int(rng.integers(1, 500)), "share": 0.1})
         for j in range(5):
             img = int(rng.integers(0, 200))
-            files = {"crop": f"images/crops/c{img % pool}.jpg", "heatmap": f"images/heat/f{f}_i{k}.jpg"} if j == 0 else None
-            intervals.append({**example(rng, img, float(rng.uniform(lo, hi)), files), "interval": k, "lo": lo, "hi": hi})
+            crop = f"images/crops/c{img % pool}.jpg"
+            files = {"crop": crop, "heatmap": f"images/heat/f{f}_i{k}.jpg"} if j == 0 else None
+            ex = example(rng, img, float(rng.uniform(lo, hi)), files)
+            intervals.append({**ex, "interval": k, "lo": lo, "hi": hi})
     word = WORDS[f % len(WORDS)]
-    classes = [{"index": int(c), "name": f"class {c} {WORDS[c % 12]}", "weight": float(w)}
-               for c, w in zip(rng.integers(1, 1001, 10), sorted(rng.random(10), reverse=True), strict=True)]  # fmt: skip
+    weights = sorted(rng.random(10), reverse=True)
+    classes = [
+        {"index": int(c), "name": f"class {c} {WORDS[c % 12]}", "weight": float(w)}
+        for c, w in zip(rng.integers(1, 1001, 10), weights, strict=True)
+    ]
     freq = float(rng.uniform(1e-4, 0.05))
     return {
         "id": f, "layer": layer, "kind": "feature", "frequency": freq, "frequency_image": min(1.0, freq * 30),
@@ -183,8 +189,8 @@ def make_sae(path: Path, layer: str = "mixed3a", d_in: int = 256, d_sae: int = 4
     tensors = {"W_enc": W_dec.T.contiguous(), "W_dec": W_dec, "b_enc": torch.zeros(d_sae), "b_dec": torch.zeros(d_in)}
     path.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path / "sae_weights.safetensors"))
-    cfg = {"d_in": d_in, "d_sae": d_sae, "k": k, "architecture": "topk", "dtype": "float32", "device": "cpu",
-           "apply_b_dec_to_input": True, "normalize_activations": "none", "layer": layer, "model": "random:0"}  # fmt: skip
+    cfg = {"d_in": d_in, "d_sae": d_sae, "k": k, "architecture": "topk", "dtype": "float32", "device": "cpu"}
+    cfg.update(apply_b_dec_to_input=True, normalize_activations="none", layer=layer, model="random:0")
     (path / "cfg.json").write_text(json.dumps(cfg))
     return path
 

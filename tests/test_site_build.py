@@ -124,9 +124,9 @@ def test_rebuild_replaces_previous_site_and_refuses_foreign_folders(tmp_path):
 def test_bad_inputs_are_one_line_user_errors(tmp_path):
     a = make_analysis(tmp_path / "a", "mixed4a", 3)
     (a / "features/1.json").write_text("{broken")
-    with pytest.raises(UserError, match=r"features/1.json is not valid JSON"):
+    with pytest.raises(UserError, match=r"features/1\.json is not valid JSON"):
         build_site(SiteConfig((a,), tmp_path / "s1"))
-    with pytest.raises(UserError, match="summary.json is missing"):
+    with pytest.raises(UserError, match=r"summary\.json is missing"):
         build_site(SiteConfig((tmp_path,), tmp_path / "s2"))
     b = make_analysis(tmp_path / "b", "mixed4a", 3)
     with pytest.raises(UserError, match="same layer"):

@@ -221,7 +221,6 @@ def layer_index(a: Analysis, cols: dict, neurons: dict, fv: dict) -> dict:
     })  # fmt: skip
 
 
-
 def copy_assets(out: Path, analyses: list[Analysis], featvis: Path | None) -> int:
     """Templates' static files, the analyses' images and figures, the feature visualisations."""
     n = 0
@@ -246,7 +245,8 @@ def render_index(out: Path, title: str) -> None:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("inception_sae.site", "templates"), autoescape=jinja2.select_autoescape()
     )
-    (out / "index.html").write_text(env.get_template("index.html").render(title=title, scripts=SCRIPTS), encoding="utf-8")
+    html = env.get_template("index.html").render(title=title, scripts=SCRIPTS)
+    (out / "index.html").write_text(html, encoding="utf-8")
 
 
 def folder_size(out: Path) -> tuple[int, int]:

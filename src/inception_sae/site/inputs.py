@@ -100,8 +100,9 @@ def headline_metrics(summary: dict, sae: Path | None, eval_report: Path | None) 
     return {
         "fvu": _first(given.get("fvu"), store.get("fvu"), splice.get("fvu"), train.get("final_fvu")),
         "l0": _first(given.get("l0"), store.get("l0"), train.get("l0")),
-        "dead_fraction": _first(given.get("dead_fraction"), dead_frac, store.get("dead_fraction"),
-                                train.get("dead_fraction")),  # fmt: skip
+        "dead_fraction": _first(
+            given.get("dead_fraction"), dead_frac, store.get("dead_fraction"), train.get("dead_fraction")
+        ),
         "splice_top1": _first(given.get("splice_top1"), splice.get("top1_agreement")),
         "splice_kl": _first(given.get("splice_kl"), splice.get("kl")),
         "k": _first((summary.get("sae") or {}).get("k"), cfg.get("k")),

@@ -31,7 +31,8 @@ class _FolderSAE:
             raise UserError(f"{path} is not an SAE folder (needs cfg.json and sae_weights.safetensors)")
         cfg = json.loads(cfg_path.read_text())
         t = load_file(str(w_path), device=device)
-        self.W_enc, self.b_enc, self.b_dec = t["W_enc"].float(), t["b_enc"].float(), t["b_dec"].float()  # (d, m), (m,), (d,)
+        self.W_enc = t["W_enc"].float()  # (d, m)
+        self.b_enc, self.b_dec = t["b_enc"].float(), t["b_dec"].float()  # (m,), (d,)
         self.d_in, self.d_sae = self.W_enc.shape
         self.k = int(cfg.get("k", 32))
         self.layer = cfg.get("layer")

@@ -18,9 +18,19 @@ from urllib.parse import unquote, urlsplit
 from ..errors import UserError
 from .config import UPLOAD_TYPES, ServeConfig
 
-MIME = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-        ".json": "application/json", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-        ".svg": "image/svg+xml", ".webp": "image/webp", ".txt": "text/plain; charset=utf-8", ".md": "text/markdown"}  # fmt: skip
+MIME = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".svg": "image/svg+xml",
+    ".webp": "image/webp",
+    ".txt": "text/plain; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+}
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
        "script-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'")  # fmt: skip
 LIVE_PATH = "/api/live"
@@ -49,7 +59,7 @@ class SiteHandler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args) -> None:
         if getattr(self.server, "verbose", False):
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
@@ -96,7 +106,17 @@ class SiteHandler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = refuse
+    def do_PUT(self) -> None:
+        self.refuse()
+
+    def do_DELETE(self) -> None:
+        self.refuse()
+
+    def do_PATCH(self) -> None:
+        self.refuse()
+
+    def do_OPTIONS(self) -> None:
+        self.refuse()
 
     def live_info(self) -> dict:
         live = self.server.live
