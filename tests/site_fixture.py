@@ -195,10 +195,10 @@ def make_sae(path: Path, layer: str = "mixed3a", d_in: int = 256, d_sae: int = 4
     return path
 
 
-def small_site_inputs(root: Path) -> dict:
-    """Two layers (mixed4c: 30 features, mixed4d: 50), featvis for even mixed4d ids, a graph between them."""
-    a4c = make_analysis(root / "a4c", "mixed4c", 30, seed=3)
+def small_site_inputs(root: Path, lower: str = "mixed4c", n_lower: int = 30) -> dict:
+    """Two layers (``lower``: ``n_lower`` features, mixed4d: 50), featvis for even mixed4d ids, a graph between them."""
+    a_lo = make_analysis(root / "lower", lower, n_lower, seed=3)
     a4d = make_analysis(root / "a4d", "mixed4d", 50, seed=4)
     fv = make_featvis(root / "fv", "mixed4d", range(0, 50, 2), neurons=range(8))
-    circ = make_graph(root / "circ", "mixed4c", "mixed4d", 30, 50)
-    return {"analyses": (a4c, a4d), "featvis": fv, "circuits": circ}
+    circ = make_graph(root / "circ", lower, "mixed4d", n_lower, 50)
+    return {"analyses": (a_lo, a4d), "featvis": fv, "circuits": circ}

@@ -176,6 +176,12 @@ class SiteServer(ThreadingHTTPServer):
         except OSError as e:
             raise UserError(f"cannot listen on {cfg.host}:{cfg.port}: {e.strerror or e}") from e
 
+    def handle_error(self, request, client_address) -> None:
+        """Browsers drop connections all the time; only report real errors."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            super().handle_error(request, client_address)
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]

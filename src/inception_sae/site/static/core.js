@@ -126,6 +126,8 @@
     }
     const layer = parts[0];
     if (!SAE.hasLayer(layer)) return SAE.fail(`layer ${layer} is not on this site`);
+    const app = SAE.app(), hash = location.hash;
+    delete app.dataset.ready;
     const p = SAE.load(layer + '/index').then((index) => {
       SAE.banner(index);
       if (parts.length === 1) return SAE.pages.layer(index);
@@ -135,7 +137,7 @@
       if (parts[1] === 'class') return SAE.pages.klass(index, +parts[2]);
       throw new Error('unknown page ' + location.hash);
     });
-    p.catch(SAE.fail);
+    p.then(() => { if (location.hash === hash) app.dataset.ready = hash; }).catch(SAE.fail);
   }
   SAE.route = route;
 

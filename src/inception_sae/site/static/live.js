@@ -43,20 +43,23 @@
       .then((r) => r.json().then((j) => ({ ok: r.ok, j })))
       .then(({ ok, j }) => {
         if (!ok) throw new Error(j.error || 'the server refused the image');
-        const index = SAE.cached(i.layer + '/index');
-        const tiles = j.features.map((f) => {
-          const r = index ? SAE.rowOf(index, f.id) : -1;
-          const label = r >= 0 ? index.cols.label[r] : '';
-          const link = SAE.hasLayer(j.layer) ? `<a href="#/${SAE.esc(j.layer)}/f/${f.id}">feature ${f.id}</a>` : `feature ${f.id}`;
-          return `<div class="tile live-feature"><img src="${f.heatmap}" alt="heatmap of feature ${f.id}">${link}<br>
-            <span class="v">max ${SAE.fmt(f.max, 3)}</span> <span class="muted">${SAE.esc(label)}</span></div>`;
-        }).join('');
-        out.innerHTML = `<div class="card"><h2>Top features of your image</h2><p class="small muted">${j.positions} positions; ranked by max activation. ${SAE.esc(j.note || '')}</p>
-          <div class="live-grid"><div class="tile"><img src="${j.image}" alt="your image (as the model sees it)">input</div>${tiles}</div></div>`;
+        const labels = SAE.hasLayer(j.layer) ? SAE.load(j.layer + '/index').catch(() => null) : Promise.resolve(null);
+        return labels.then((index) => show(j, index, out));
       })
       .catch((err) => { out.innerHTML = `<p class="err">${SAE.esc(err.message)}</p>`; });
   }
 
-  // Load the layer index of the live SAE so results show labels.
+  function show(j, index, out) {
+    const tiles = j.features.map((f) => {
+      const r = index ? SAE.rowOf(index, f.id) : -1;
+      const label = r >= 0 ? index.cols.label[r] : '';
+      const link = SAE.hasLayer(j.layer) ? `<a href="#/${SAE.esc(j.layer)}/f/${f.id}">feature ${f.id}</a>` : `feature ${f.id}`;
+      return `<div class="tile live-feature"><img src="${f.heatmap}" alt="heatmap of feature ${f.id}">${link}<br>
+        <span class="v">max ${SAE.fmt(f.max, 3)}</span> <span class="muted">${SAE.esc(label)}</span></div>`;
+    }).join('');
+    out.innerHTML = `<div class="card"><h2>Top features of your image</h2><p class="small muted">${j.positions} positions; ranked by max activation. ${SAE.esc(j.note || '')}</p>
+      <div class="live-grid"><div class="tile"><img src="${j.image}" alt="your image (as the model sees it)">input</div>${tiles}</div></div>`;
+  }
+
   SAE.liveInfo = getInfo;
 })();
