@@ -48,7 +48,10 @@ class BuildResult(NamedTuple):
 def write_js(path: Path, key: str, obj) -> None:
     """``SAE.receive(key, obj);`` as a small script file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = json.dumps(obj, separators=(",", ":"), allow_nan=False, default=float)
+    try:
+        body = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # NaN or inf somewhere: JSON cannot carry them, so they become null
+        body = json.dumps(clean(obj), separators=(",", ":"), allow_nan=False)
     path.write_text(f"SAE.receive({json.dumps(key)},{body});\n", encoding="utf-8")
 
 
@@ -157,7 +160,7 @@ def build_features(a: Analysis, out: Path, fv: dict, circ: Circuits, tick: Calla
     cols: dict[str, list] = {c: [] for c in COLUMNS}
     by_neuron: dict[int, list] = {}
     for i in a.feature_ids:
-        d = clean(a.feature(i))
+        d = a.feature(i)
         d.setdefault("id", i)
         if int(d["id"]) != i:
             raise UserError(f"{a.root}/features/{i}.json says id {d['id']}")
@@ -179,7 +182,7 @@ def build_neurons(a: Analysis, out: Path, fv: dict, circ: Circuits, by_neuron: d
     table: dict[str, list] = {"id": [], "label": [], "score": [], "branch": [], "freq": [], "thumb": []}
     ids = a.neuron_ids or sorted(by_neuron)
     for j in ids:
-        d = clean(a.neuron(j)) or {"id": j, "note": "no neuron file in the analysis"}
+        d = a.neuron(j) or {"id": j, "note": "no neuron file in the analysis"}
         rebase_examples(d, f"a/{layer}/")
         d.update(feature_extras(layer, "n", j, fv, circ))
         d["similar_features"] = sorted(by_neuron.get(j, []), key=lambda t: -abs(t[1] or 0))[:50]
