@@ -91,7 +91,12 @@ class Keeper:
         """(image, pos, value) of a slot's filled entries, best score first."""
         keep = self.image[slot] >= 0
         return list(
-            zip(self.image[slot][keep].tolist(), self.pos[slot][keep].tolist(), self.value[slot][keep].tolist(), strict=True)
+            zip(
+                self.image[slot][keep].tolist(),
+                self.pos[slot][keep].tolist(),
+                self.value[slot][keep].tolist(),
+                strict=True,
+            )
         )
 
     def nbytes(self) -> int:
@@ -150,7 +155,9 @@ class FeatureStats:
         self.hist += torch.bincount(i * (HIST_BINS + 2) + b, minlength=m * (HIST_BINS + 2)).view(m, -1)
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.fire_pos, self.fire_img, self.total, self.vmax, self.hist))
+        return sum(
+            t.numel() * t.element_size() for t in (self.fire_pos, self.fire_img, self.total, self.vmax, self.hist)
+        )
 
 
 def interval_index(value: Tensor, vmax: Tensor, n_intervals: int) -> Tensor:
