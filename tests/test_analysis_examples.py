@@ -53,6 +53,7 @@ def test_image_maxima_matches_dense():
     acts = torch.rand(3, 5, 4, 4)
     dv, dp = dense_maxima(acts)
     assert torch.allclose(dv, acts.flatten(2).max(2).values)
+    assert torch.equal(dp, acts.flatten(2).argmax(2))
 
 
 def test_mining_equals_brute_force():

@@ -129,9 +129,10 @@ def write_umap(out: Path, ctx, derived) -> list[str]:
     from .embedding import UMAP_MISSING, plot_umap
 
     if derived["umap"] is None:
-        from .summary import say
+        if derived["umap_requested"]:
+            from .summary import say
 
-        say(UMAP_MISSING)
+            say(UMAP_MISSING)
         return []
     stats = derived["branches"]
     dom = [stats.names[int(i)] for i in stats.dominant]

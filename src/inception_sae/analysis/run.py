@@ -133,4 +133,4 @@ def derive(ctx: Context, cfg: AnalyzeConfig, state: RunState, W_dec: torch.Tenso
     coords = umap_coords(W_dec, cfg.seed) if cfg.umap else None
     state.timings["derive_s"] = time.perf_counter() - t0
     return {"branches": stats, "neuron": neuron, "cosine": cosine, "effect": effect, "effect_kind": kind,
-            "umap": coords, "scale": scale}  # fmt: skip
+            "umap": coords, "umap_requested": cfg.umap, "scale": scale}  # fmt: skip
