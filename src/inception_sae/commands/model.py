@@ -21,7 +21,9 @@ def layers(
     print(fmt.format("layer", "kind", "channels", "size", "jump", "RF", "slice", "kernel").rstrip())
     for name in STAGE_NAMES:
         info = layer_info(name, input_size)
-        print(fmt.format(name, info.kind, info.channels, f"{info.size}x{info.size}", info.jump, info.rf, "", "").rstrip())
+        print(
+            fmt.format(name, info.kind, info.channels, f"{info.size}x{info.size}", info.jump, info.rf, "", "").rstrip()
+        )
         for b in info.branches if branches else ():
             sl = f"{b.slice[0]}-{b.slice[1] - 1}"
             print(fmt.format("  " + b.layer, "branch", b.channels, "", "", b.rf, sl, f"{b.kernel}x{b.kernel}").rstrip())

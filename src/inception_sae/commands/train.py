@@ -1,0 +1,178 @@
+"""`train` and `eval`: fit TopK SAEs on layer activations and measure them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+
+from ..errors import UserError
+from .common import DEVICE, WEIGHTS, console, out
+
+
+def _distributed(device: str) -> tuple[int, int]:
+    """(rank, world) under torchrun, initialising the process group; (0, 1) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if device.startswith("cuda"):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _open_store(path: Path):
+    try:
+        from ..data.store import ActivationStore
+    except ImportError as e:
+        raise UserError(f"the activation store is not available in this install ({e})") from e
+    return ActivationStore.open(path)
+
+
+def _store_source(store, batch: int, seed: int, rank: int, world: int):
+    make = getattr(store, "batch_source", None) or store.source
+    return make(batch_size=batch, seed=seed, rank=rank, world=world)
+
+
+def _stream_source(images: Path, layer: str, weights, seed: int, device: str, batch: int, rank: int, world: int):
+    try:
+        from ..data.stream import StreamSource
+    except ImportError as e:
+        raise UserError(f"training from --images needs inception_sae.data.stream, not available here ({e})") from e
+    from ..data.images import ImageDataset
+    from ..models.weights import load_model
+
+    model = load_model(weights, seed=seed, device=device)
+    src = StreamSource(model, ImageDataset.from_path(images), layer, batch, seed=seed, rank=rank, world=world)
+    return src, {"layer": layer, "model": model.identity}
+
+
+def train(
+    store: Path = typer.Option(None, "--store", help="Activation store folder (from `harvest`)."),
+    images: Path = typer.Option(None, "--images", help="Stream activations from these images instead of a store."),
+    layer: str = typer.Option(None, "--layer", help="Layer to stream (with --images)."),
+    out_dir: Path = typer.Option(..., "--out", help="Output folder (one SAE, or one sub-folder per SAE)."),
+    k: list[int] = typer.Option([32], "--k", help="Active latents; repeat for a sweep on one data pass."),
+    expansion: float = typer.Option(16.0, "--expansion", help="Latents = expansion x d."),
+    latents: int = typer.Option(None, "--latents", help="Explicit latent count (overrides --expansion)."),
+    samples: int = typer.Option(10_000_000, "--samples", help="Training length in vectors."),
+    batch_size: int = typer.Option(4096, "--batch-size", help="Global batch size."),
+    seed: list[int] = typer.Option([0], "--seed", help="Init seed; repeat for a seed sweep (first one seeds data)."),
+    tie: str = typer.Option("init", "--tie", help="init (Gao: tied init, trained freely) or full (decoder = enc^T)."),
+    device: str = DEVICE,
+    dtype: str = typer.Option("float32", "--dtype", help="Encoder GEMM dtype: float32 or bfloat16."),
+    lr: float = typer.Option(None, "--lr", help="Adam LR (default 2e-4 / sqrt(m / 2^14))."),
+    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Steps between checkpoints (0: off)."),
+    multi_topk: bool = typer.Option(False, "--multi-topk", help="Add the MultiTopK L(4k)/8 term."),
+    aux_coef: float = typer.Option(1 / 32, "--aux-coef", help="AuxK coefficient (0 disables)."),
+    dead_window: int = typer.Option(None, "--dead-window", help="Samples without firing => dead."),
+    no_normalize: bool = typer.Option(False, "--no-normalize", help="Train on raw activations."),
+    log_every: int = typer.Option(10, "--log-every", help="Steps between log lines."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    weights: str = WEIGHTS,
+) -> None:
+    """Train TopK SAEs (several share one data pass); resumes from OUT/checkpoint when present."""
+    from ..sae.model import SAEConfig
+    from ..sae.train import TrainConfig
+    from ..sae.train import train as run_train
+
+    if (store is None) == (images is None):
+        raise UserError("give exactly one of --store or --images")
+    rank, world = _distributed(device)
+    if batch_size % world:
+        raise UserError(f"--batch-size {batch_size} is not divisible by {world} processes")
+    if images is not None:
+        if not layer:
+            raise UserError("--images needs --layer")
+        source, meta = _stream_source(images, layer, weights, seed[0], device, batch_size // world, rank, world)
+    else:
+        st = _open_store(store)
+        source = _store_source(st, batch_size // world, seed[0], rank, world)
+        meta = {"layer": st.layer, "model": st.manifest.get("model"), "store": str(store)}
+    saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
+    cfg = TrainConfig(
+        samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, aux_coef=aux_coef,
+        multi_topk=multi_topk, normalize_input=not no_normalize, dtype=dtype, device=device,
+        checkpoint_every=checkpoint_every, log_every=log_every, progress=progress and rank == 0,
+    )  # fmt: skip
+    result = run_train(source, saes, cfg, out_dir, meta)
+    if rank == 0:
+        for name, s in result.summaries.items():
+            out.print(f"{name}: step {result.steps}, FVU {s['final_fvu']:.4f}, dead {s['dead_fraction']:.2%}")
+        if result.interrupted:
+            console.print(f"interrupted: checkpoint saved in {out_dir / 'checkpoint'}; rerun to resume")
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+def evaluate(
+    sae_dir: Path = typer.Option(..., "--sae", help="SAE folder."),
+    store: Path = typer.Option(None, "--store", help="Activation store: evaluate on its last vectors."),
+    images: Path = typer.Option(None, "--images", help="Images for splice-back (folder or .txt list)."),
+    max_vectors: int = typer.Option(65536, "--max-vectors", help="Held-out vectors taken from the store's end."),
+    max_images: int = typer.Option(64, "--max-images", help="Images for splice-back."),
+    batch_size: int = typer.Option(16, "--image-batch", help="Images per batch."),
+    report: Path = typer.Option(None, "--report", help="Write the results (and frequency histogram) as JSON."),
+    weights: str = WEIGHTS,
+    device: str = DEVICE,
+) -> None:
+    """FVU, L0, dead/dense fractions, firing histogram; splice-back top-1 agreement and KL on images."""
+    from ..sae.evaluate import check_dims, evaluate_vectors
+    from ..sae.model import TopKSAE
+
+    if store is None and images is None:
+        raise UserError("give --store and/or --images")
+    sae = TopKSAE.load(sae_dir, device=device)
+    results: dict = {"sae": str(sae_dir)}
+    if store is not None:
+        st = _open_store(store)
+        vecs = st.vectors
+        check_dims(sae, int(vecs.shape[1]), st.layer, f"store {store}")
+        n = min(max_vectors, len(vecs))
+        ev = evaluate_vectors(sae, vecs[len(vecs) - n :], device=device)
+        results["store"] = ev.__dict__
+        out.print(f"held-out vectors: {n}  FVU {ev.fvu:.4f}  L0 {ev.l0:.1f}  dead {ev.dead_fraction:.2%}")
+    if images is not None:
+        results["splice"] = _splice(sae, images, max_images, batch_size, weights, device)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(results, indent=2))
+
+
+def _splice(sae, images: Path, max_images: int, batch_size: int, weights, device: str) -> dict:
+    from ..data.images import ImageDataset, iter_batches
+    from ..models.layers import layer_info
+    from ..models.weights import load_model, parse_identity_seed
+    from ..sae.evaluate import check_dims, splice_back
+
+    layer = sae.layer
+    if not layer:
+        raise UserError("the SAE's cfg.json names no layer; splice-back needs one")
+    info = layer_info(layer)
+    check_dims(sae, info.channels, layer, f"layer {layer}")
+    identity = str(sae.meta.get("model") or "")
+    seed = parse_identity_seed(identity)
+    if weights is None and seed is not None:
+        weights = "random"
+    model = load_model(weights, seed=seed or 0, device=device)
+    if identity and model.identity != identity:
+        console.print(f"[yellow]warning[/]: SAE trained on model {identity}, evaluating with {model.identity}")
+    ds = ImageDataset.from_path(images)
+    idx = list(range(min(max_images, len(ds))))
+    sp, vec = splice_back(sae, model, layer, iter_batches(ds, batch_size, indices=idx), device)
+    out.print(
+        f"splice-back on {sp.images} images ({layer}): top-1 agreement {sp.top1_agreement:.1%}, "
+        f"KL {sp.kl:.4f} nats, FVU {sp.fvu:.4f}, L0 {vec.l0:.1f}"
+    )
+    return {**sp.__dict__, "vectors": vec.__dict__}
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command("eval")(evaluate)

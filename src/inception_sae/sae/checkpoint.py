@@ -1,0 +1,84 @@
+"""Training checkpoints as safetensors + JSON (no pickle), written atomically.
+
+A checkpoint folder holds ``state.json`` (step, data cursor, configs, optimiser
+hyper-parameters) naming one ``tensors-<step>.safetensors`` (weights, Adam moments,
+dead-latent counters, RNG state). ``state.json`` is replaced atomically only after
+its tensors file is complete, so a run killed at any instant (even SIGKILL) leaves
+the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from ..errors import UserError
+
+STATE_FILE = "state.json"
+
+
+def save_checkpoint(folder: str | Path, step: int, tensors: dict[str, Tensor], state: dict[str, Any]) -> Path:
+    """Write tensors, then atomically point ``state.json`` at them; remove older tensor files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"tensors-{step:09d}.safetensors"
+    tmp = folder / (name + ".part")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    _fsync(tmp)
+    os.replace(tmp, folder / name)
+    state_tmp = folder / (STATE_FILE + ".part")
+    state_tmp.write_text(json.dumps({**state, "tensors": name}, indent=1))
+    _fsync(state_tmp)
+    os.replace(state_tmp, folder / STATE_FILE)
+    for old in folder.glob("tensors-*.safetensors*"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+    return folder
+
+
+def load_checkpoint(folder: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(tensors, state) of the last complete checkpoint in ``folder``."""
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+        tensors = load_file(str(folder / state["tensors"]))
+    except (OSError, KeyError, json.JSONDecodeError, Exception) as e:  # safetensors raises its own type
+        raise UserError(f"cannot read checkpoint in {folder}: {e}") from e
+    return tensors, state
+
+
+def has_checkpoint(folder: str | Path) -> bool:
+    return (Path(folder) / STATE_FILE).is_file()
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, Tensor], list[dict]]:
+    """Adam state as flat tensors ``{prefix}/{param_index}/{name}`` + JSON-able param groups."""
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for name, value in st.items():
+            tensors[f"{prefix}/{pid}/{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, groups
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: list[dict], prefix: str) -> None:
+    """Inverse of :func:`optimizer_tensors`."""
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix + "/"):
+            pid, name = key[len(prefix) + 1 :].split("/", 1)
+            state.setdefault(int(pid), {})[name] = value
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in groups]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())

@@ -1,0 +1,104 @@
+"""Evaluate a trained SAE: reconstruction on held-out vectors and splice-back on images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+from .metrics import FVUAccumulator, firing_stats, frequency_histogram
+from .model import TopKSAE
+
+
+@dataclass
+class VectorEval:
+    """Reconstruction quality on a set of vectors."""
+
+    n: int  #: vectors evaluated
+    fvu: float  #: fraction of variance unexplained (per-dimension mean)
+    l0: float  #: mean active latents per vector
+    dead_fraction: float  #: latents that never fired on these vectors
+    dense_fraction: float  #: latents firing on > 10% of them
+    histogram: dict = field(repr=False, default_factory=dict)  #: log-spaced firing-frequency histogram
+
+
+@dataclass
+class SpliceEval:
+    """The rest of the network run on reconstructed activations vs the original."""
+
+    images: int  #: images evaluated
+    top1_agreement: float  #: share of images whose top-1 class is unchanged
+    kl: float  #: mean KL(p_original || p_spliced) in nats
+    fvu: float  #: FVU over all positions of these images
+
+
+class _Acc:
+    def __init__(self, sae: TopKSAE) -> None:
+        self.fvu = FVUAccumulator(sae.d_in)
+        self.counts = torch.zeros(sae.d_sae, dtype=torch.float64)
+        self.active = 0.0
+
+    @torch.no_grad()
+    def add(self, sae: TopKSAE, x: torch.Tensor) -> torch.Tensor:
+        vals, idx = sae.encode(x)
+        x_hat = sae.decode(vals, idx)
+        live = vals > 0
+        self.fvu.add(x, x_hat)
+        self.counts += torch.bincount(idx[live].cpu(), minlength=sae.d_sae).double()
+        self.active += float(live.sum())
+        return x_hat
+
+    def result(self) -> VectorEval:
+        n = self.fvu.n
+        fs = firing_stats(self.counts, n)
+        return VectorEval(
+            n, self.fvu.value, self.active / max(n, 1), fs.dead_fraction, fs.dense_fraction,
+            frequency_histogram(fs.frequency),
+        )  # fmt: skip
+
+
+def check_dims(sae: TopKSAE, d: int, layer: str | None, what: str) -> None:
+    """One-line UserError when the SAE does not fit the data."""
+    if sae.layer and layer and sae.layer != layer:
+        raise UserError(f"the SAE was trained on layer {sae.layer} but {what} holds {layer}")
+    if d != sae.d_in:
+        raise UserError(f"the SAE expects d={sae.d_in} but {what} has d={d}")
+
+
+def evaluate_vectors(sae: TopKSAE, vectors: Any, batch_size: int = 4096, device: str = "cpu") -> VectorEval:
+    """FVU, L0, dead/dense fractions over an (N, d) array-like (e.g. held-out store rows)."""
+    acc = _Acc(sae)
+    for start in range(0, len(vectors), batch_size):
+        x = torch.as_tensor(vectors[start : start + batch_size], dtype=torch.float32).to(device)
+        acc.add(sae, x)
+    return acc.result()
+
+
+@torch.no_grad()
+def splice_back(sae: TopKSAE, model, layer: str, batches, device: str = "cpu") -> tuple[SpliceEval, VectorEval]:
+    """Replace ``layer``'s activations by their reconstruction at every position; compare logits.
+
+    ``batches`` yields (images (B, 3, H, W), ...) tuples, e.g. :func:`~..data.images.iter_batches`.
+    """
+    acc = _Acc(sae)
+    n = agree = 0
+    kl_sum = 0.0
+    for images, *_ in batches:
+        images = images.to(device)
+        acts = model.capture(images, [layer])[layer]  # (B, C, H, W)
+        B, C, H, W = acts.shape
+        flat = acts.permute(0, 2, 3, 1).reshape(-1, C)  # one vector per position
+        recon = acc.add(sae, flat).reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous()
+        logits = model.forward_from(layer, acts)
+        spliced = model.forward_from(layer, recon)
+        logp, logq = F.log_softmax(logits, -1), F.log_softmax(spliced, -1)
+        kl_sum += float((logp.exp() * (logp - logq)).sum())
+        agree += int((logits.argmax(-1) == spliced.argmax(-1)).sum())
+        n += B
+    if n == 0:
+        raise UserError("no images could be decoded for splice-back")
+    vec = acc.result()
+    return SpliceEval(n, agree / n, kl_sum / n, vec.fvu), vec

@@ -1,0 +1,96 @@
+"""SAE quality metrics, computed one way everywhere (sae.md "Metrics").
+
+FVU = sum ||x - x_hat||^2 / sum ||x - mean_d(x)||^2 with the per-dimension mean.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+DENSE_THRESHOLD = 0.1  #: a latent firing on more than this share of inputs counts as dense
+
+
+def _all_reduce(t: Tensor, distributed: bool) -> Tensor:
+    if distributed:
+        dist.all_reduce(t)
+    return t
+
+
+def total_variance(x: Tensor, distributed: bool = False) -> Tensor:
+    """sum ||x - mean_d(x)||^2 over the (global) batch, per-dimension mean; detached scalar.
+
+    Under data parallelism the sums are all-reduced, so every rank divides by the
+    same global denominator and the averaged gradient equals the single-process one.
+    """
+    x = x.detach().double()
+    stats = torch.cat([x.sum(0), (x * x).sum().reshape(1), x.new_tensor([x.shape[0]])])
+    stats = _all_reduce(stats, distributed)
+    s, sq, n = stats[:-2], stats[-2], stats[-1]
+    return (sq - (s * s).sum() / n).clamp_min(1e-12).float()
+
+
+def normalized_mse(x_hat: Tensor, x: Tensor, denom: Tensor, world: int = 1) -> Tensor:
+    """Training loss: this rank's squared error over the global total variance (times world,
+    because data-parallel gradients are averaged)."""
+    return (x_hat - x).pow(2).sum() * world / denom
+
+
+def fvu(x_hat: Tensor, x: Tensor) -> float:
+    """Fraction of variance unexplained on one batch (per-dimension mean)."""
+    return float((x_hat - x).pow(2).sum() / total_variance(x))
+
+
+class FVUAccumulator:
+    """FVU over many batches without keeping them: sums of error, x and x^2."""
+
+    def __init__(self, d: int) -> None:
+        self.err = 0.0
+        self.s = torch.zeros(d, dtype=torch.float64)
+        self.sq = 0.0
+        self.n = 0
+
+    def add(self, x: Tensor, x_hat: Tensor) -> None:
+        x64 = x.detach().double().cpu()
+        self.err += float((x_hat.detach().double().cpu() - x64).pow(2).sum())
+        self.s += x64.sum(0)
+        self.sq += float((x64 * x64).sum())
+        self.n += x.shape[0]
+
+    @property
+    def value(self) -> float:
+        var = self.sq - float((self.s * self.s).sum()) / max(self.n, 1)
+        return self.err / max(var, 1e-12)
+
+
+class FiringStats(NamedTuple):
+    """Per-latent firing summary over a set of inputs."""
+
+    frequency: np.ndarray  #: (m,) share of inputs where each latent fires
+    dead_fraction: float  #: share of latents that never fired
+    dense_fraction: float  #: share firing on more than DENSE_THRESHOLD of inputs
+
+
+def firing_stats(counts: Tensor, n_inputs: int) -> FiringStats:
+    """From per-latent firing counts (m,) over ``n_inputs`` inputs."""
+    freq = counts.double().cpu().numpy() / max(n_inputs, 1)
+    return FiringStats(freq, float((freq == 0).mean()), float((freq > DENSE_THRESHOLD).mean()))
+
+
+def frequency_histogram(freq: np.ndarray, bins: int = 40) -> dict:
+    """Log-spaced histogram of firing frequencies (dead latents counted apart)."""
+    live = freq[freq > 0]
+    lo = max(float(live.min()) if live.size else 1e-8, 1e-10)
+    edges = np.logspace(np.log10(lo), 0.0, bins + 1)
+    counts, _ = np.histogram(live, bins=edges)
+    return {"log10_edges": np.log10(edges).tolist(), "counts": counts.tolist(), "dead": int((freq == 0).sum())}
+
+
+def fire_counts(indices: Tensor, values: Tensor, m: int) -> Tensor:
+    """(m,) how many inputs each latent fired on (value > 0) in this batch."""
+    live = values > 0
+    return torch.bincount(indices[live], minlength=m)

@@ -1,0 +1,241 @@
+"""The TopK sparse autoencoder (Gao et al. 2024; Bozoukov 2025 eqs. 1-2) and its on-disk folder.
+
+``z = ReLU(TopK(W_enc (x - b_dec) + b_enc))``, ``x_hat = W_dec z + b_dec``.
+Internally the encoder is stored one row per latent, ``enc`` (m, d), which
+makes the sparse backward a row gather; the public ``W_enc`` view and the
+saved file use the SAELens layout (d_in, d_sae).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from ..errors import UserError
+from .kernels import Codes, dense_decode, dense_encode, sparse_decode, sparse_encode
+
+TIES = ("init", "full")
+WEIGHTS_FILE = "sae_weights.safetensors"
+CFG_FILE = "cfg.json"
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Shape and tying of one SAE."""
+
+    d_in: int  #: input dimension (layer channels)
+    d_sae: int  #: number of latents m
+    k: int = 32  #: active latents per input
+    tie: str = "init"  #: "init": encoder starts as decoder^T then trains freely (Gao); "full": decoder == encoder^T
+    seed: int = 0  #: initialisation seed
+
+    def __post_init__(self) -> None:
+        if self.d_in < 1 or self.d_sae < 1:
+            raise ValueError(f"d_in and d_sae must be positive, got {self.d_in}, {self.d_sae}")
+        if not 1 <= self.k <= self.d_sae:
+            raise ValueError(f"k must be in 1..{self.d_sae} (the latent count), got {self.k}")
+        if self.tie not in TIES:
+            raise ValueError(f"tie must be one of {TIES}, got {self.tie!r}")
+
+    @classmethod
+    def from_expansion(cls, d_in: int, expansion: float = 16, latents: int | None = None, **kw: Any) -> SAEConfig:
+        """Latent count from an explicit ``latents`` or ``expansion * d_in``."""
+        return cls(d_in=d_in, d_sae=int(latents) if latents else round(expansion * d_in), **kw)
+
+
+class ForwardOutput(NamedTuple):
+    """What one training forward pass returns."""
+
+    x_hat: Tensor  #: (B, d) reconstruction
+    codes: Codes  #: (B, k) values and indices
+    multi_x_hat: Tensor | None  #: (B, d) reconstruction from 4k latents (MultiTopK), else None
+
+
+class TopKSAE(nn.Module):
+    """TopK SAE. ``encode(v) -> (values, indices)``, ``decode(values, indices) -> v_hat``."""
+
+    def __init__(self, cfg: SAEConfig, device: str | torch.device = "cpu", meta: dict | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.meta: dict[str, Any] = dict(meta or {})  #: layer, model identity, training summary...
+        g = torch.Generator().manual_seed(cfg.seed)
+        dec = torch.randn(cfg.d_sae, cfg.d_in, generator=g)
+        dec /= dec.norm(dim=1, keepdim=True)  # unit-norm decoder rows
+        self.enc = nn.Parameter(dec.clone().to(device))  # (m, d): tied init, W_enc = W_dec^T
+        self.dec = None if cfg.tie == "full" else nn.Parameter(dec.to(device))  # (m, d)
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, device=device))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, device=device))
+
+    # ----- views in SAELens layout
+    @property
+    def W_dec(self) -> Tensor:
+        """(d_sae, d_in) decoder, one row per latent."""
+        return self.enc if self.dec is None else self.dec
+
+    @property
+    def W_enc(self) -> Tensor:
+        """(d_in, d_sae) encoder (a transposed view of the internal row-per-latent matrix)."""
+        return self.enc.t()
+
+    @property
+    def d_in(self) -> int:
+        return self.cfg.d_in
+
+    @property
+    def d_sae(self) -> int:
+        return self.cfg.d_sae
+
+    @property
+    def k(self) -> int:
+        return self.cfg.k
+
+    # ----- compute
+    def encode(self, v: Tensor, k: int | None = None, compute_dtype=None) -> Codes:
+        """(B, d) -> Codes((B, k) values, (B, k) indices); sparse backward."""
+        self._check_input(v)
+        return sparse_encode(v, self.enc, self.b_enc, self.b_dec, k or self.k, compute_dtype)
+
+    def decode(self, values: Tensor, indices: Tensor) -> Tensor:
+        """(B, k) values and indices -> (B, d) reconstruction."""
+        return sparse_decode(values, indices, self.W_dec) + self.b_dec
+
+    def forward(self, v: Tensor, multi_topk: bool = False, compute_dtype=None) -> ForwardOutput:
+        """Training forward pass on the sparse path. MultiTopK (Gao) also decodes the top 4k."""
+        if not multi_topk:
+            codes = self.encode(v, compute_dtype=compute_dtype)
+            return ForwardOutput(self.decode(*codes), codes, None)
+        self._check_input(v)
+        k4 = min(4 * self.k, self.d_sae)
+        wide = sparse_encode(v, self.enc, self.b_enc, self.b_dec, k4, compute_dtype, sort=True)
+        codes = Codes(wide.values[:, : self.k], wide.indices[:, : self.k])
+        return ForwardOutput(self.decode(*codes), codes, self.decode(*wide))
+
+    def forward_dense(self, v: Tensor) -> ForwardOutput:
+        """The plain dense reference (materialises (B, m)); same maths as :meth:`forward`."""
+        z, codes = dense_encode(v, self.enc, self.b_enc, self.b_dec, self.k)
+        return ForwardOutput(dense_decode(z, self.W_dec) + self.b_dec, codes, None)
+
+    def _check_input(self, v: Tensor) -> None:
+        if v.ndim != 2 or v.shape[1] != self.d_in:
+            raise UserError(f"SAE expects (batch, {self.d_in}) vectors, got shape {tuple(v.shape)}")
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Rescale decoder rows to unit norm (Gao et al.)."""
+        w = self.W_dec
+        w /= w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def remove_parallel_grad(self) -> None:
+        """Drop each decoder row's gradient component along the row, so the step keeps it unit-norm."""
+        w = self.W_dec
+        if w.grad is not None:
+            w.grad -= (w.grad * w).sum(1, keepdim=True) * w
+
+    # ----- folder I/O
+    def save(self, path: str | Path, input_scale: float = 1.0) -> Path:
+        """Write ``cfg.json`` + ``sae_weights.safetensors`` in raw activation units.
+
+        Training sees ``s * x`` (``input_scale`` s). Since TopK commutes with a positive
+        scale, z_raw = z / s with W_enc and W_dec unchanged, b_enc / s and b_dec / s.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        s = float(input_scale)
+        tensors = {
+            "W_enc": self.W_enc.detach().float().cpu().contiguous(),
+            "W_dec": self.W_dec.detach().float().cpu().contiguous(),
+            "b_enc": (self.b_enc.detach().float().cpu() / s).contiguous(),
+            "b_dec": (self.b_dec.detach().float().cpu() / s).contiguous(),
+        }
+        save_file(tensors, str(path / WEIGHTS_FILE))
+        cfg = {
+            "d_in": self.d_in,
+            "d_sae": self.d_sae,
+            "k": self.k,
+            "architecture": "topk",
+            "dtype": "float32",
+            "device": "cpu",
+            "apply_b_dec_to_input": True,
+            "normalize_activations": "none",
+            "tie": self.cfg.tie,
+            "seed": self.cfg.seed,
+            "input_scale": s,
+            "input_scale_folded": True,
+            **{k: v for k, v in self.meta.items() if k not in ("d_in", "d_sae", "k")},
+        }
+        (path / CFG_FILE).write_text(json.dumps(cfg, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TopKSAE:
+        """Read an SAE folder (ours, or one written by hand with just the four tensors + cfg keys)."""
+        path = Path(path)
+        cfg_path, w_path = path / CFG_FILE, path / WEIGHTS_FILE
+        for p in (cfg_path, w_path):
+            if not p.is_file():
+                raise UserError(f"{path} is not an SAE folder: {p.name} is missing")
+        try:
+            cfg = json.loads(cfg_path.read_text())
+            tensors = load_file(str(w_path))
+        except (json.JSONDecodeError, SafetensorError, OSError) as e:
+            raise UserError(f"cannot read SAE folder {path}: {e}") from e
+        shapes = _check_tensors(tensors, path)
+        d_in, d_sae = shapes
+        for key, want in (("d_in", d_in), ("d_sae", d_sae)):
+            if key in cfg and int(cfg[key]) != want:
+                raise UserError(f"{cfg_path}: {key}={cfg[key]} but {WEIGHTS_FILE} has {want}")
+        k = int(cfg.get("k", 32))
+        tie = cfg.get("tie", "init") if cfg.get("tie") in TIES else "init"
+        if tie == "full" and not torch.equal(tensors["W_enc"].t(), tensors["W_dec"]):
+            tie = "init"  # weights edited by hand: keep both matrices
+        sae = cls(SAEConfig(d_in, d_sae, k, tie, int(cfg.get("seed", 0))), device="meta")
+        sae.meta = {k_: v for k_, v in cfg.items() if k_ not in ("d_in", "d_sae", "k", "tie", "seed")}
+        sae.meta["input_scale"] = 1.0  # already folded into the weights on save
+        sae.enc = nn.Parameter(tensors["W_enc"].t().contiguous().to(device))
+        sae.dec = None if tie == "full" else nn.Parameter(tensors["W_dec"].contiguous().to(device))
+        sae.b_enc = nn.Parameter(tensors["b_enc"].to(device))
+        sae.b_dec = nn.Parameter(tensors["b_dec"].to(device))
+        return sae
+
+    @property
+    def layer(self) -> str | None:
+        """Layer the SAE was trained on (from cfg.json), if known."""
+        return self.meta.get("layer")
+
+
+def _check_tensors(t: dict[str, Tensor], path: Path) -> tuple[int, int]:
+    """Validate the four tensors' presence, dtype and mutual shapes; return (d_in, d_sae)."""
+    missing = [n for n in ("W_enc", "W_dec", "b_enc", "b_dec") if n not in t]
+    if missing:
+        raise UserError(f"{path / WEIGHTS_FILE} lacks {', '.join(missing)}")
+    if t["W_enc"].ndim != 2:
+        raise UserError(f"{path}: W_enc must be 2-D (d_in, d_sae), got {tuple(t['W_enc'].shape)}")
+    d_in, d_sae = t["W_enc"].shape
+    want = {"W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,)}
+    for name, shape in want.items():
+        if tuple(t[name].shape) != shape:
+            raise UserError(f"{path}: {name} has shape {tuple(t[name].shape)}, expected {shape} from W_enc")
+    for name, x in t.items():
+        if not x.is_floating_point() or not bool(torch.isfinite(x).all()):
+            raise UserError(f"{path}: {name} is not a finite floating-point tensor")
+        t[name] = x.float()
+    return int(d_in), int(d_sae)
+
+
+def default_lr(d_sae: int) -> float:
+    """Adam LR scaled as 1/sqrt(m) (sparsify, dictionary_learning): 2e-4 / sqrt(m / 2**14)."""
+    return 2e-4 / math.sqrt(d_sae / 2**14)
+
+
+def config_dict(cfg: SAEConfig) -> dict[str, Any]:
+    """JSON-able config."""
+    return asdict(cfg)

@@ -1,0 +1,350 @@
+"""Train one or more TopK SAEs from one pass over a :class:`BatchSource` (Gao et al. 2024 recipe).
+
+Several SAEs (a k or seed sweep) share every batch. Data parallelism (torchrun):
+each rank reads its slice of the global batch; losses are divided by the *global*
+total variance and gradients are all-reduced, so the result matches one process
+with the same global batch. Checkpoints restore everything that shapes the
+weights (weights, Adam moments, dead counters, data cursor, RNG), so a killed and
+resumed CPU run ends bitwise equal to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.distributed as dist
+
+from ..data.source import BatchSource
+from ..errors import UserError
+from . import checkpoint as ckpt
+from .kernels import geometric_median, sparse_decode, sparse_encode
+from .metrics import DENSE_THRESHOLD, fire_counts, normalized_mse, total_variance
+from .model import SAEConfig, TopKSAE, default_lr
+from .trainlog import TrainLogger
+
+DTYPES = {"float32": None, "fp32": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything shared by the SAEs trained in one pass."""
+
+    samples: int = 10_000_000  #: training length in vectors (global, all ranks together)
+    batch_size: int = 4096  #: global batch size (split across ranks)
+    lr: float | None = None  #: Adam LR; None = 2e-4 / sqrt(m / 2**14) per SAE
+    warmup_steps: int = 100  #: linear LR warm-up
+    decay_fraction: float = 0.2  #: final share of steps with linear LR decay to 0
+    clip_grad: float = 1.0  #: gradient-norm clip per SAE (0 = off)
+    adam_eps: float = 6.25e-10  #: Gao et al.'s Adam epsilon
+    dead_window: int | None = None  #: samples without firing before a latent counts dead; None = min(10M, samples/10)
+    k_aux: int | None = None  #: dead latents in the AuxK loss; None = d/2
+    aux_coef: float = 1 / 32  #: AuxK coefficient (0 = off)
+    multi_topk: bool = False  #: add L(4k)/8 (Gao et al. MultiTopK)
+    normalize_input: bool = True  #: train on s*x with mean ||s*x||^2 = d; s is folded out on save
+    init_samples: int = 16384  #: vectors used for the input scale and the b_dec geometric median
+    dtype: str = "float32"  #: compute dtype of the encoder GEMM: float32 or bfloat16
+    device: str = "cpu"  #: torch device
+    checkpoint_every: int = 0  #: steps between checkpoints (0: only on signals and at the end)
+    log_every: int = 10  #: steps between JSONL log lines
+    progress: bool = True  #: show a progress bar
+
+    def __post_init__(self) -> None:
+        if self.samples < 1 or self.batch_size < 1:
+            raise ValueError("samples and batch_size must be positive")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if not 0 <= self.decay_fraction <= 1:
+            raise ValueError("decay_fraction must be in [0, 1]")
+
+    @property
+    def window(self) -> int:
+        return self.dead_window or max(1, min(10_000_000, self.samples // 10))
+
+
+@dataclass
+class Run:
+    """One SAE being trained, with its optimiser and dead-latent bookkeeping."""
+
+    name: str
+    sae: TopKSAE
+    opt: torch.optim.Optimizer
+    lr: float
+    since_fired: torch.Tensor  #: (m,) samples since each latent last fired
+    stats: dict[str, float] = field(default_factory=dict)  #: last step's metrics
+
+
+class TrainResult(NamedTuple):
+    """What :func:`train` returns."""
+
+    paths: list[Path]  #: saved SAE folders (empty if interrupted)
+    steps: int  #: steps done in total
+    interrupted: bool  #: stopped by SIGINT/SIGTERM (a checkpoint was written)
+    summaries: dict[str, dict]  #: per-SAE final metrics
+
+
+def run_name(c: SAEConfig) -> str:
+    return f"k{c.k}_m{c.d_sae}_{c.tie}_s{c.seed}"
+
+
+def _dist() -> tuple[bool, int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return True, dist.get_rank(), dist.get_world_size()
+    return False, 0, 1
+
+
+class Trainer:
+    """Holds the runs; :meth:`fit` trains them to ``cfg.samples``."""
+
+    def __init__(self, source: BatchSource, saes: list[SAEConfig], cfg: TrainConfig, out: str | Path, meta=None):
+        if not saes:
+            raise ValueError("no SAE to train")
+        names = [run_name(c) for c in saes]
+        if len(set(names)) != len(names):
+            raise UserError(f"duplicate SAE configurations in the sweep: {names}")
+        self.source, self.cfg, self.out, self.meta = source, cfg, Path(out), dict(meta or {})
+        self.distributed, self.rank, self.world = _dist()
+        self.device = torch.device(cfg.device)
+        self.compute_dtype = DTYPES[cfg.dtype]
+        self.saes = saes
+        if source.batch_size * self.world != cfg.batch_size:
+            raise UserError(f"source batch {source.batch_size} x {self.world} ranks != global batch {cfg.batch_size}")
+        self.total_steps = math.ceil(cfg.samples / cfg.batch_size)
+        self.step, self.scale, self.elapsed = 0, 1.0, 0.0
+        self.runs = [self._make_run(c) for c in saes]
+        self.stop_signal: int | None = None
+
+    def _make_run(self, c: SAEConfig) -> Run:
+        if c.d_in != self.source.d:
+            raise UserError(f"SAE d_in={c.d_in} but the data has d={self.source.d}")
+        sae = TopKSAE(c, device=self.device)
+        lr = self.cfg.lr or default_lr(c.d_sae)
+        fused = self.device.type in ("cpu", "cuda")
+        opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=self.cfg.adam_eps, fused=fused)
+        return Run(run_name(c), sae, opt, lr, torch.zeros(c.d_sae, dtype=torch.int64, device=self.device))
+
+    # ----- initialisation
+    def _init_sample(self) -> torch.Tensor:
+        """First ``init_samples`` vectors of the (global) stream; the cursor is rewound afterwards."""
+        cursor = self.source.state_dict()
+        parts, n = [], 0
+        while n < self.cfg.init_samples:
+            b = self.source.next_batch()
+            if self.distributed:
+                gathered = [torch.empty_like(b) for _ in range(self.world)]
+                dist.all_gather(gathered, b)
+                b = torch.cat(gathered)
+            parts.append(b)
+            n += b.shape[0]
+        self.source.load_state_dict(cursor)
+        return torch.cat(parts)[: self.cfg.init_samples].to(self.device)
+
+    @torch.no_grad()
+    def initialise(self) -> None:
+        """Input scale (mean ||s x||^2 = d) and b_dec = geometric median of the scaled sample."""
+        x = self._init_sample()
+        if self.cfg.normalize_input:
+            self.scale = float(math.sqrt(x.shape[1] / x.pow(2).sum(1).mean().clamp_min(1e-12)))
+        median = geometric_median(x * self.scale)
+        for r in self.runs:
+            r.sae.b_dec.copy_(median)
+
+    # ----- one step
+    def _lr(self, step: int, base: float) -> float:
+        warm = min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+        decay_steps = int(self.total_steps * self.cfg.decay_fraction)
+        left = self.total_steps - step
+        decay = min(1.0, left / decay_steps) if decay_steps > 0 else 1.0
+        return base * warm * decay
+
+    def _auxk(self, run: Run, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """AuxK (Gao et al. A.2): the top k_aux *dead* latents reconstruct the detached residual."""
+        dead = (run.since_fired >= self.cfg.window).nonzero().squeeze(1)
+        n_dead = int(dead.numel())
+        if n_dead == 0 or self.cfg.aux_coef == 0:
+            return x.new_zeros(())
+        k_aux_cfg = self.cfg.k_aux or x.shape[1] // 2
+        sae = run.sae
+        e = (x - x_hat).detach()
+        vals, idx = sparse_encode(x, sae.enc[dead], sae.b_enc[dead], sae.b_dec.detach(), min(k_aux_cfg, n_dead))
+        e_hat = sparse_decode(vals, dead[idx], sae.W_dec)
+        loss = normalized_mse(e_hat, e, total_variance(e, self.distributed), self.world)
+        return loss * min(1.0, n_dead / k_aux_cfg)
+
+    def _reduce_grads(self, run: Run) -> None:
+        if not self.distributed:
+            return
+        grads = [p.grad for p in run.sae.parameters()]
+        flat = torch.cat([g.flatten() for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def _train_step(self, run: Run, x: torch.Tensor, denom: torch.Tensor) -> None:
+        sae, cfg = run.sae, self.cfg
+        out = sae(x, multi_topk=cfg.multi_topk, compute_dtype=self.compute_dtype)
+        mse = normalized_mse(out.x_hat, x, denom, self.world)
+        loss = mse if out.multi_x_hat is None else mse + normalized_mse(out.multi_x_hat, x, denom, self.world) / 8
+        aux = self._auxk(run, x, out.x_hat)
+        (loss + cfg.aux_coef * aux).backward()
+        self._reduce_grads(run)
+        sae.remove_parallel_grad()
+        if cfg.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.clip_grad)
+        for g in run.opt.param_groups:
+            g["lr"] = self._lr(self.step, run.lr)
+        run.opt.step()
+        run.opt.zero_grad(set_to_none=True)
+        sae.normalize_decoder()
+        counts = fire_counts(out.codes.indices, out.codes.values, sae.d_sae)
+        if self.distributed:
+            dist.all_reduce(counts)
+        run.since_fired += cfg.batch_size
+        run.since_fired[counts > 0] = 0
+        vals = out.codes.values.detach()
+        run.stats = {
+            "fvu": float(mse.detach()) / self.world,
+            "l0": float((vals > 0).sum(1).float().mean()),
+            "aux_loss": float(aux.detach()),
+            "dead_fraction": float((run.since_fired >= cfg.window).float().mean()),
+            "dense_fraction": float((counts.float() / cfg.batch_size > DENSE_THRESHOLD).float().mean()),
+        }
+
+    def step_all(self) -> None:
+        """One batch through every SAE."""
+        x = self.source.next_batch().to(self.device, non_blocking=True)
+        if self.scale != 1.0:
+            x = x * self.scale
+        denom = total_variance(x, self.distributed)
+        for run in self.runs:
+            self._train_step(run, x, denom)
+        self.step += 1
+
+    # ----- checkpoints
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors: dict[str, torch.Tensor] = {"rng/torch": torch.get_rng_state()}
+        groups = {}
+        for r in self.runs:
+            for pname, p in r.sae.named_parameters():
+                tensors[f"{r.name}/param/{pname}"] = p.detach()
+            tensors[f"{r.name}/since_fired"] = r.since_fired
+            opt_t, groups[r.name] = ckpt.optimizer_tensors(r.opt, f"{r.name}/opt")
+            tensors.update(opt_t)
+        state = {
+            "step": self.step,
+            "samples_seen": self.step * self.cfg.batch_size,
+            "scale": self.scale,
+            "elapsed_s": self.elapsed,
+            "source": self.source.state_dict(),
+            "train_config": asdict(self.cfg),
+            "saes": [asdict(c) for c in self.saes],
+            "optimizer_groups": groups,
+            "world": self.world,
+        }
+        return tensors, state
+
+    def load_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        if state["saes"] != [asdict(c) for c in self.saes]:
+            raise UserError(f"{self.out}/checkpoint is for other SAEs ({state['saes']}); use a new --out")
+        for key in ("batch_size", "samples", "dtype", "multi_topk"):
+            if state["train_config"][key] != getattr(self.cfg, key):
+                raise UserError(f"checkpoint has {key}={state['train_config'][key]}, this run {getattr(self.cfg, key)}")
+        self.step, self.scale, self.elapsed = int(state["step"]), float(state["scale"]), float(state["elapsed_s"])
+        self.source.load_state_dict(state["source"])
+        torch.set_rng_state(tensors["rng/torch"])
+        with torch.no_grad():
+            for r in self.runs:
+                for pname, p in r.sae.named_parameters():
+                    p.copy_(tensors[f"{r.name}/param/{pname}"])
+                r.since_fired.copy_(tensors[f"{r.name}/since_fired"])
+                ckpt.restore_optimizer(r.opt, tensors, state["optimizer_groups"][r.name], f"{r.name}/opt")
+
+    def save_checkpoint(self) -> None:
+        tensors, state = self.state()
+        if self.rank == 0:
+            ckpt.save_checkpoint(self.out / "checkpoint", self.step, tensors, state)
+        if self.distributed:
+            dist.barrier()
+
+    # ----- outputs
+    def summaries(self) -> dict[str, dict]:
+        return {
+            r.name: {
+                "samples_seen": self.step * self.cfg.batch_size,
+                "steps": self.step,
+                "final_fvu": r.stats.get("fvu"),
+                "dead_fraction": r.stats.get("dead_fraction"),
+                "dense_fraction": r.stats.get("dense_fraction"),
+                "l0": r.stats.get("l0"),
+                "lr": r.lr,
+                "dead_window_samples": self.cfg.window,
+                "multi_topk": self.cfg.multi_topk,
+                "dtype": self.cfg.dtype,
+            }
+            for r in self.runs
+        }
+
+    def save_saes(self) -> list[Path]:
+        paths = []
+        sums = self.summaries()
+        for r in self.runs:
+            path = self.out if len(self.runs) == 1 else self.out / r.name
+            r.sae.meta = {**self.meta, "training": sums[r.name]}
+            if self.rank == 0:
+                r.sae.save(path, input_scale=self.scale)
+            paths.append(path)
+        return paths
+
+
+def _install_signals(trainer: Trainer) -> dict:
+    def handler(signum, _frame):
+        trainer.stop_signal = signum
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread: no signal handling
+            old[sig] = signal.signal(sig, handler)
+    return old
+
+
+def train(
+    source: BatchSource, saes: list[SAEConfig], cfg: TrainConfig, out: str | Path, meta: dict | None = None
+) -> TrainResult:
+    """Train ``saes`` on ``source``; resume from ``out/checkpoint`` when present."""
+    t = Trainer(source, saes, cfg, out, meta)
+    if ckpt.has_checkpoint(t.out / "checkpoint"):
+        t.load_state(*ckpt.load_checkpoint(t.out / "checkpoint"))
+    else:
+        t.initialise()
+    old = _install_signals(t)
+    logger = TrainLogger(t.out, t.total_steps, enabled=t.rank == 0, progress=cfg.progress, start=t.step)
+    try:
+        while t.step < t.total_steps and t.stop_signal is None:
+            tic = time.perf_counter()
+            t.step_all()
+            t.elapsed += time.perf_counter() - tic
+            logger.step(t, time.perf_counter() - tic)
+            if cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0 and t.step < t.total_steps:
+                t.save_checkpoint()
+    finally:
+        logger.close()
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    if t.stop_signal is not None:
+        t.save_checkpoint()
+        return TrainResult([], t.step, True, t.summaries())
+    t.save_checkpoint()  # a re-run with the same --out is then a no-op that rewrites the SAE folders
+    paths = t.save_saes()
+    if t.rank == 0:
+        (t.out / "train_summary.json").write_text(json.dumps(t.summaries(), indent=2))
+    return TrainResult(paths, t.step, False, t.summaries())
