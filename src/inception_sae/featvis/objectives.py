@@ -112,6 +112,8 @@ def _label(units: Units) -> str:
     if t.dim() == 0:
         return str(int(t))
     vals = t.tolist()
+    if len(vals) == 1:
+        return str(vals[0])
     return str(vals) if len(vals) <= 6 else f"[{vals[0]}, {vals[1]}, ... {vals[-1]}] ({len(vals)} units)"
 
 

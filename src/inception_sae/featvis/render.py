@@ -85,6 +85,7 @@ def render(
     *,
     device: str | torch.device = "cpu",
     on_step: Callable[[int], None] | None = None,
+    score: Objective | None = None,
 ) -> RenderResult:
     """Optimise one image per seed to maximise ``objective`` (per image).
 
@@ -92,6 +93,8 @@ def render(
     pass stops at the objective's deepest layer. Redirected ReLU (if asked for)
     is switched on only for the optimisation and restored in ``finally``; no
     hooks are installed. ``on_step(step)`` is called after each step.
+    ``score`` is the objective reported as ``final`` (default: ``objective``;
+    e.g. the unit objective without a diversity term).
     """
     config = config or RenderConfig()
     if not seeds:
@@ -115,7 +118,7 @@ def render(
         model.set_redirected_relu(False)
         with torch.no_grad():
             final_images = image()
-            final = _scores(model, objective, resize(final_images, gens))
+            final = _scores(model, score or objective, resize(final_images, gens))
     finally:
         model.set_redirected_relu(previous)
     return RenderResult(
