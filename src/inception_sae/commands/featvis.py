@@ -74,7 +74,7 @@ def featvis(
     """Render SAE features (--sae --features) or neurons (--layer --neurons); skips PNGs that exist."""
     from ..featvis.param import ParamConfig
     from ..featvis.render import RenderConfig
-    from ..featvis.run import FeatvisJob, run_featvis
+    from ..featvis.run import FeatvisJob, check_job, run_featvis
     from ..featvis.sae_io import load_sae_weights
     from ..models.weights import load_model
 
@@ -108,6 +108,7 @@ def featvis(
         batch_size=batch_size,
         seed=seed,
     )
+    check_job(job, sae_w)  # fail in one line before loading the model
     model = load_model(weights, seed=seed, device=device)
     warn_if_random(model.identity)
     if sae_w is not None and sae_w.cfg.get("model") not in (None, model.identity):
