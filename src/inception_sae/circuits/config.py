@@ -1,0 +1,44 @@
+"""Typed configuration of the ``circuits`` stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CircuitsConfig:
+    """Everything ``run_circuits`` needs; the CLI builds it, library code never mutates it."""
+
+    upstream: Path  #: SAE folder on the earlier layer
+    downstream: Path  #: SAE folder on the next inception block
+    out: Path  #: output folder
+    feature: int | None = None  #: downstream feature to centre the graph on (default: most frequent)
+    images: Path | None = None  #: image folder / list for attribution, ablation and validation
+    max_images: int = 64  #: images scanned for sites
+    image_size: int = 224  #: centre-crop side (resize short side to 256/224 of it)
+    sites: int = 8  #: images (one site each) per downstream feature
+    compare_features: int = 8  #: downstream features compared across methods (validation)
+    candidates: int = 48  #: upstream features ablated per downstream feature
+    top: int = 10  #: neighbours per feature in neighbours.json
+    graph_top: int = 6  #: upstream neighbours per node drawn in the graph
+    hops: int = 2  #: neighbourhood radius of the figure
+    strongest_pairs: int = 500  #: pairs used for the branch-consistency test
+    permutations: int = 2000  #: permutation-null draws
+    classes: tuple[int, ...] = ()  #: class indices for a class -> mixed5b -> mixed5a circuit
+    labels: Path | None = None  #: inception5h labels TSV (class names)
+    analysis: Path | None = None  #: analysis folder with features/<i>.json labels (upstream or downstream)
+    weights: str | None = None  #: inception5h.pth, "random", or None for the cached file
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 16
+    chunk: int = 1024  #: downstream features per chunk when scanning all pairs
+
+    def __post_init__(self) -> None:
+        for name in ("max_images", "image_size", "sites", "top", "graph_top", "chunk", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.hops < 1 or self.permutations < 1 or self.compare_features < 0 or self.candidates < 1:
+            raise ValueError("hops, permutations and candidates must be >= 1, compare_features >= 0")
+        if self.feature is not None and self.feature < 0:
+            raise ValueError(f"feature must be >= 0, got {self.feature}")

@@ -1,0 +1,214 @@
+"""The ``circuits`` stage: weights for all pairs, data-based checks, graph, figures.
+
+Writes into ``cfg.out``: ``neighbours.json``, ``graph.json``, ``graph_<layer>_<f>.png|svg``
+(weights) and ``..._data.png|svg`` (attribution/ablation), ``validation.json``,
+``agreement.png``, ``pairs.json``, ``logits.json`` (mixed5b only) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..data.images import ImageDataset, Preprocess
+from ..data.labels import load_labels
+from ..errors import UserError
+from ..models.inception_v1 import InceptionV1
+from ..models.layers import layer_info
+from .attribution import find_sites, firing_counts
+from .compare import PairTable, compare_feature, plot_agreement
+from .config import CircuitsConfig
+from .graph import CircuitGraph, render
+from .linearize import Linearised, make_chain
+from .saes import SAEView, dominant_branches, load_sae
+from .validate import branch_consistency, inject_1x1
+from .weights import Neighbours, WeightCircuit, class_circuit, logit_weights
+
+
+def neighbours_json(circuit: WeightCircuit, nb: Neighbours, kind: str) -> dict:
+    """Top upstream / downstream neighbours per feature, keyed by node id (for dashboards)."""
+    up, down = circuit.up, circuit.down
+    feats: dict[str, dict] = {}
+    for j in range(down.m):
+        ids, ws = nb.up_index[j].tolist(), nb.up_weight[j].tolist()
+        feats[down.node(j)] = {"upstream": [{"id": up.node(i), "weight": w} for i, w in zip(ids, ws, strict=True)]}
+    for i in range(up.m):
+        ids, ws = nb.down_index[i].tolist(), nb.down_weight[i].tolist()
+        feats[up.node(i)] = {"downstream": [{"id": down.node(j), "weight": w} for j, w in zip(ids, ws, strict=True)]}
+    return {"upstream": up.layer, "downstream": down.layer, "kind": kind, "order": "|weight|", "features": feats}
+
+
+def branch_lookup(*saes: SAEView) -> dict[str, str]:
+    """Node id -> dominant branch for every feature of SAEs on inception blocks."""
+    out: dict[str, str] = {}
+    for sae in saes:
+        if layer_info(sae.layer).branches:
+            names, _ = dominant_branches(sae.W_dec, sae.layer)
+            out.update({sae.node(i): b for i, b in enumerate(names)})
+    return out
+
+
+def label_lookup(cfg: CircuitsConfig, saes: tuple[SAEView, ...]) -> dict[str, str]:
+    """Node id -> label: class names, and feature labels from an analysis folder's features/<i>.json."""
+    names = load_labels(cfg.labels) if cfg.labels else load_labels()
+    out = {f"class/{c}": names[c] for c in range(len(names))} if names.available else {}
+    if cfg.analysis is not None:
+        for sae in saes:
+            for i in range(sae.m):
+                p = Path(cfg.analysis) / "features" / f"{i}.json"
+                if (
+                    p.is_file()
+                    and (rec := json.loads(p.read_text())).get("label")
+                    and rec.get("layer", sae.layer) == sae.layer
+                ):
+                    out[sae.node(i)] = str(rec["label"])
+    return out
+
+
+def weight_edges(circuit: WeightCircuit, nb: Neighbours, focus: int, top: int, hops: int) -> list:
+    """Expanded (and exact 1x1) edges of the focus feature's weight neighbourhood, alternating directions."""
+    up, down = circuit.up, circuit.down
+    edges, down_frontier, up_frontier = [], {focus}, set()
+    exact = circuit.lin.chain.exact_1x1
+    for hop in range(hops):
+        if hop % 2 == 0:
+            for j in down_frontier:
+                for i, w in zip(nb.up_index[j, :top].tolist(), nb.up_weight[j, :top].tolist(), strict=True):
+                    edges.append((up.node(i), down.node(j), w, "expanded"))
+                    up_frontier.add(i)
+                    if exact:
+                        edges.append((up.node(i), down.node(j), circuit.pair(i, j, "exact_1x1"), "exact_1x1"))
+        else:
+            for i in up_frontier:
+                for j, w in zip(nb.down_index[i, :top].tolist(), nb.down_weight[i, :top].tolist(), strict=True):
+                    edges.append((up.node(i), down.node(j), w, "expanded"))
+                    down_frontier.add(j)
+    return list({(e[0], e[1], e[3]): e for e in edges}.values())
+
+
+def data_validation(circuit: WeightCircuit, cfg: CircuitsConfig, dataset: ImageDataset, features: list[int]):
+    """Sites, all methods per feature, and the 1x1 exactness check. Returns (table, data edges, exactness)."""
+    model, chain = circuit.model, circuit.lin.chain
+    table, edges, exactness = PairTable(), [], []
+    for sites in find_sites(model, chain, circuit.down, features, dataset, cfg.sites, cfg.batch_size):
+        j = sites.feature
+        ups, cols, attr = compare_feature(circuit, sites, cfg.candidates)
+        table.extend(j, ups, cols)
+        table.error_attribution[j] = float(attr.error.mean())
+        best = sorted(range(len(ups)), key=lambda k: -abs(float(cols["attribution"][k])))[: cfg.graph_top]
+        for k in best:
+            for kind in ("attribution", "ablation"):
+                edges.append((circuit.up.node(ups[k]), circuit.down.node(j), float(cols[kind][k]), kind))
+        edges.append((f"{circuit.up.layer}/error", circuit.down.node(j), float(attr.error.mean()), "attribution"))
+        if chain.exact_1x1 and ups:
+            measured = inject_1x1(model, chain, circuit.up, circuit.down, ups[0], j, sites.acts)
+            weight = circuit.pair(ups[0], j, "exact_1x1")
+            exactness.append(
+                {"up": ups[0], "down": j, "weight": weight, "max_abs_error": float((measured - weight).abs().max())}
+            )
+    return table, edges, exactness
+
+
+def pick_features(cfg: CircuitsConfig, model: InceptionV1, down: SAEView, dataset: ImageDataset | None) -> list[int]:
+    """The focus feature first, then the most frequently firing ones (or the first ones without images)."""
+    chosen = [] if cfg.feature is None else [cfg.feature]
+    if cfg.feature is not None and cfg.feature >= down.m:
+        raise UserError(f"--feature {cfg.feature} is out of range: the downstream SAE has {down.m} features")
+    order = firing_counts(model, down, dataset, cfg.batch_size).argsort(descending=True).tolist() if dataset else []
+    order = order or list(range(down.m))
+    return (chosen + [f for f in order if f not in chosen])[: max(cfg.compare_features, 1)]
+
+
+def logits_json(model: InceptionV1, sae: SAEView, labels: dict[str, str], top: int = 5) -> dict:
+    """Top and bottom classes of every mixed5b feature by its exact direct logit effect."""
+    W = logit_weights(model, sae)[1:1001]  # (1000, m): real classes only (0 is a dummy, 1001+ unlabelled)
+    out = {}
+    for i in range(sae.m):
+        hi, lo = W[:, i].topk(top), (-W[:, i]).topk(top)
+        pick = lambda v, idx: [  # noqa: E731
+            {"index": c + 1, "name": labels.get(f"class/{c + 1}", str(c + 1)), "weight": w}
+            for w, c in zip(v.tolist(), idx.tolist(), strict=True)
+        ]
+        out[sae.node(i)] = {"top": pick(hi.values, hi.indices), "bottom": pick(-lo.values, lo.indices)}
+    return out
+
+
+def load_inputs(cfg: CircuitsConfig, model: InceptionV1 | None):
+    """Model, SAEs, chain and (optional) images from the config, with one-line errors."""
+    from ..models.weights import load_model
+
+    up, down = load_sae(cfg.upstream, cfg.device), load_sae(cfg.downstream, cfg.device)
+    chain = make_chain(up.layer, down.layer)
+    model = model if model is not None else load_model(cfg.weights, seed=cfg.seed, device=cfg.device)
+    dataset = None
+    if cfg.images is not None:
+        pre = Preprocess(resize=round(cfg.image_size * 256 / 224), crop=cfg.image_size)
+        dataset = ImageDataset.from_path(cfg.images, pre)
+        dataset.files = dataset.files[: cfg.max_images]
+    return model, up, down, chain, dataset
+
+
+def logit_edges(cfg: CircuitsConfig, model: InceptionV1, circuit: WeightCircuit, focus: int, labels, out: Path):
+    """mixed5b only: write logits.json; edges focus -> its top classes, and class -> mixed5b -> mixed5a."""
+    down = circuit.down
+    logits = logits_json(model, down, labels)
+    (out / "logits.json").write_text(json.dumps(logits))
+    top = logits[down.node(focus)]["top"][:3]
+    edges = [(down.node(focus), f"class/{c['index']}", c["weight"], "logit") for c in top]
+    return edges + class_circuit(model, circuit, list(cfg.classes), cfg.graph_top, cfg.graph_top)
+
+
+def weight_part(cfg: CircuitsConfig, model: InceptionV1, circuit: WeightCircuit, focus: int, out: Path):
+    """neighbours.json, branch consistency and the weight graph. Returns (graph, validation, lookups)."""
+    up, down = circuit.up, circuit.down
+    nb = circuit.neighbours(cfg.top)
+    (out / "neighbours.json").write_text(json.dumps(neighbours_json(circuit, nb, "expanded")))
+    validation: dict = {"exact_1x1_is_exact": circuit.lin.chain.exact_1x1}
+    if layer_info(up.layer).branches:
+        ups, downs, _ = circuit.strongest_pairs(cfg.strongest_pairs)
+        test = branch_consistency(up, down, ups, downs, cfg.permutations, cfg.seed)
+        validation["branch_consistency"] = test.to_dict()
+    lookups = (branch_lookup(up, down), label_lookup(cfg, (up, down)))
+    graph = CircuitGraph()
+    graph.add_edges(weight_edges(circuit, nb, focus, cfg.graph_top, cfg.hops), *lookups)
+    if down.layer == "mixed5b":
+        graph.add_edges(logit_edges(cfg, model, circuit, focus, lookups[1], out), *lookups)
+    return graph, validation, lookups
+
+
+def run_circuits(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> dict:
+    """Run the whole stage and write its folder; returns the summary (also ``summary.json``)."""
+    t0 = time.time()
+    model, up, down, chain, dataset = load_inputs(cfg, model)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    circuit = WeightCircuit(model, Linearised(model, chain), up, down, cfg.chunk)
+    features = pick_features(cfg, model, down, dataset)
+    focus, node = features[0], down.node(features[0])
+    graph, validation, lookups = weight_part(cfg, model, circuit, focus, out)
+    stem = out / f"graph_{down.layer}_{focus}"
+    render(graph.neighbourhood(node, cfg.hops + 1), stem, f"{node}: expanded weights from {up.layer}", node)
+    if dataset is not None:
+        table, data_edges, exactness = data_validation(circuit, cfg, dataset, features)
+        graph.add_edges(data_edges, *lookups)
+        validation |= table.summary() | {"exactness_1x1": exactness}
+        (out / "pairs.json").write_text(json.dumps(table.to_dict()))
+        plot_agreement(table, out / "agreement.png", f"{up.layer} -> {down.layer}: methods vs measured ablation")
+        sub = graph.neighbourhood(node, 1, kinds=("attribution",))
+        render(sub, f"{stem}_data", f"{node}: gradient x activation on images", node)
+    graph.write(out / "graph.json")
+    (out / "validation.json").write_text(json.dumps(validation, indent=1, default=float))
+    summary = {
+        "upstream": {"layer": up.layer, "sae": up.source, "features": up.m},
+        "downstream": {"layer": down.layer, "sae": down.source, "features": down.m},
+        "chain": [s for s, _ in chain.stages],
+        "model": model.identity,
+        "focus": node,
+        "images": len(dataset) if dataset is not None else 0,
+        "seconds": round(time.time() - t0, 2),
+        "validation": validation,
+        "files": sorted({p.name for p in out.iterdir()} | {"summary.json"}),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    return summary

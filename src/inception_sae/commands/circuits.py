@@ -1,0 +1,60 @@
+"""`circuits`: connections between SAE features of consecutive layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import DEVICE, SEED, WEIGHTS, out, warn_if_random
+
+
+def circuits(
+    upstream: Path = typer.Option(..., "--upstream", help="SAE folder on the earlier layer (e.g. mixed4b)."),
+    downstream: Path = typer.Option(..., "--downstream", help="SAE folder on the next block (e.g. mixed4c)."),
+    output: Path = typer.Option(..., "--out", help="Output folder."),
+    feature: int = typer.Option(None, "--feature", help="Downstream feature to centre the graph on."),
+    images: Path = typer.Option(None, "--images", help="Images for attribution, ablation and validation."),
+    max_images: int = typer.Option(64, "--max-images", help="Images scanned for sites."),
+    image_size: int = typer.Option(224, "--image-size", help="Centre-crop side in pixels."),
+    compare_features: int = typer.Option(8, "--compare-features", help="Downstream features compared by all methods."),
+    top: int = typer.Option(10, "--top", help="Neighbours per feature in neighbours.json."),
+    hops: int = typer.Option(2, "--hops", help="Neighbourhood radius of the figure."),
+    classes: str = typer.Option("", "--classes", help="Class indices (comma-separated) for class circuits (mixed5b)."),
+    labels: Path = typer.Option(None, "--labels", help="inception5h labels TSV for class names."),
+    analysis: Path = typer.Option(None, "--analysis", help="Analysis folder whose features/<i>.json give labels."),
+    weights: str = WEIGHTS,
+    seed: int = SEED,
+    device: str = DEVICE,
+) -> None:
+    """Feature-to-feature circuits: exact 1x1 and expanded weights, attribution, ablation, validation, graph."""
+    from ..circuits.config import CircuitsConfig
+    from ..circuits.run import run_circuits
+
+    cls = tuple(int(c) for c in classes.split(",") if c.strip())
+    cfg = CircuitsConfig(
+        upstream, downstream, output, feature, images, max_images, image_size,
+        compare_features=compare_features, top=top, hops=hops, classes=cls, labels=labels, analysis=analysis,
+        weights=weights, seed=seed, device=device,
+    )  # fmt: skip
+    summary = run_circuits(cfg)
+    warn_if_random(summary["model"])
+    v = summary["validation"]
+    out.print(
+        f"{summary['upstream']['layer']} -> {summary['downstream']['layer']}: wrote {output} ({summary['seconds']} s)"
+    )
+    if "spearman_vs_ablation" in v:
+        rho = ", ".join(f"{k} {x:.2f}" for k, x in v["spearman_vs_ablation"].items())
+        out.print(f"  Spearman vs ablation over {v['pairs']} pairs: {rho}")
+        out.print(
+            f"  sign disagreements (expanded vs ablation): {v['sign_disagreements_expanded_vs_ablation']['count']}"
+        )
+    if "branch_consistency" in v:
+        b = v["branch_consistency"]
+        out.print(
+            f"  dominant-branch agreement {b['agreement']:.2f} vs null {b['null_mean']:.2f} (p={b['p_value']:.3g})"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(circuits)
