@@ -43,7 +43,7 @@
     if (a !== 0 && (a < 1e-3 || a >= 1e5)) return x.toExponential(Math.max(1, d - 1));
     return (+x.toFixed(d)).toString();
   };
-  SAE.pct = (x, d) => (x == null ? '–' : (100 * x).toFixed(d == null ? 1 : d) + '%');
+  SAE.pct = (x, d) => (x == null ? '–' : (100 * x).toFixed(d != null ? d : x > 0 && x < 0.01 ? 2 : 1) + '%');
   SAE.palette = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d', '#666'];
   SAE.branchColour = function (index, branch) {
     const i = index.branches.indexOf(branch);

@@ -169,7 +169,9 @@
     const n = index.neurons || { id: [] }, L = SAE.esc(index.layer);
     const el = document.getElementById('neurons');
     if (!n.id.length) { el.innerHTML = '<p class="muted">No neuron files in the analysis.</p>'; return; }
-    el.innerHTML = '<div class="chips">' + n.id.map((j, r) =>
-      `<a class="chip" href="#/${L}/n/${j}" title="${SAE.esc(n.label[r])}">${j}${n.branch[r] ? ' · ' + SAE.esc(n.branch[r]) : ''}</a>`).join('') + '</div>';
+    const chips = n.id.map((j, r) =>
+      `<a class="chip" href="#/${L}/n/${j}" title="${SAE.esc(n.label[r])}">${j}${n.branch[r] ? ' · ' + SAE.esc(n.branch[r]) : ''}</a>`).join('');
+    el.innerHTML = `<details${n.id.length <= 64 ? ' open' : ''}><summary>${n.id.length} neurons (channels) of ${L}</summary>
+      <div class="chips">${chips}</div></details>`;
   }
 })();
