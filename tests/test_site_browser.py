@@ -39,7 +39,7 @@ def site(tmp_path_factory, model):
     """A two-layer site (mixed3a, mixed4d) served with the live box on (random model, 48-latent SAE)."""
     root = tmp_path_factory.mktemp("site_browser")
     inputs = small_site_inputs(root / "in", lower="mixed3a", n_lower=48)
-    out = build_site(SiteConfig(inputs["analyses"], root / "site", inputs["featvis"], inputs["circuits"])).out
+    out = build_site(SiteConfig(inputs["analyses"], root / "site", inputs["featvis"], (inputs["circuits"],))).out
     sae = make_sae(root / "sae", "mixed3a", 256, 48, 6)
     server = make_server(ServeConfig(out, port=0, live=True, sae=sae), model=model)
     threading.Thread(target=server.serve_forever, daemon=True).start()

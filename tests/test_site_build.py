@@ -28,7 +28,7 @@ def read_js(path: Path) -> tuple[str, dict]:
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("site_build")
     inputs = small_site_inputs(root / "in")
-    cfg = SiteConfig(inputs["analyses"], root / "site", featvis=inputs["featvis"], circuits=inputs["circuits"])
+    cfg = SiteConfig(inputs["analyses"], root / "site", featvis=inputs["featvis"], circuits=(inputs["circuits"],))
     return build_site(cfg), inputs
 
 
@@ -144,6 +144,28 @@ def test_featvis_and_graph_readers(tmp_path):
     dump(tmp_path / "g" / "graph.json", {"nodes": [], "edges": [{"source": "a/f/1", "target": "b/f/2"}, {"oops": 1}]})
     with pytest.raises(UserError, match="malformed edge"):
         read_circuits(tmp_path / "g")
+    with pytest.raises(UserError, match=r"neither graph\.json nor neighbours\.json"):
+        read_circuits([tmp_path / "fv"])
+
+
+def test_neighbours_json_and_graph_merge_without_duplicates(tmp_path):
+    """The circuits stage's neighbours.json (all features) plus its graph.json (a subgraph, same edges again)."""
+    nb = {"upstream": "mixed4a", "downstream": "mixed4b", "kind": "expanded", "features": {
+        "mixed4b/f/0": {"upstream": [{"id": "mixed4a/f/1", "weight": 0.1}, {"id": "mixed4a/f/2", "weight": -0.3}]},
+        "mixed4a/f/2": {"downstream": [{"id": "mixed4b/f/0", "weight": -0.3}]}}}  # fmt: skip
+    dump(tmp_path / "c" / "neighbours.json", nb)
+    edges = [{"source": "mixed4a/f/2", "target": "mixed4b/f/0", "weight": -0.3, "kind": "expanded"},
+             {"source": "mixed4a/f/2", "target": "mixed4b/f/0", "weight": 0.5, "kind": "ablation"}]  # fmt: skip
+    dump(tmp_path / "c" / "graph.json", {"nodes": [], "edges": edges})
+    c = read_circuits([tmp_path / "c"], top=2)
+    assert [(n["id"], n["kind"]) for n in c.up["mixed4b/f/0"]] == [
+        ("mixed4a/f/2", "ablation"),
+        ("mixed4a/f/2", "expanded"),
+    ]
+    assert [(n["id"], n["kind"]) for n in c.down["mixed4a/f/2"]] == [
+        ("mixed4b/f/0", "ablation"),
+        ("mixed4b/f/0", "expanded"),
+    ]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -13,7 +13,9 @@ def build(
     analysis: list[Path] = typer.Option(..., "--analysis", help="Analysis folder (repeat for several layers)."),
     out_dir: Path = typer.Option(..., "--out", help="Site folder to write (a previous site there is replaced)."),
     featvis: Path = typer.Option(None, "--featvis", help="Featvis folder (<layer>/f/<id>.png ...)."),
-    circuits: Path = typer.Option(None, "--circuits", help="Circuits folder with graph.json (or the file)."),
+    circuits: list[Path] = typer.Option(
+        [], "--circuits", help="Circuits folder (neighbours.json / graph.json) or graph file; repeat per layer pair."
+    ),
     sae: Path = typer.Option(None, "--sae", help="SAE folder for training metrics (default: from summary.json)."),
     eval_report: Path = typer.Option(None, "--eval", help="JSON from `evaluate --report` (FVU, L0, splice-back)."),
     title: str = typer.Option("inception-sae features", "--title", help="Site title."),
@@ -24,7 +26,7 @@ def build(
 
     from ..site import SiteConfig, build_site
 
-    cfg = SiteConfig(tuple(analysis), out_dir, featvis, circuits, sae, eval_report, title)
+    cfg = SiteConfig(tuple(analysis), out_dir, featvis, tuple(circuits), sae, eval_report, title)
     columns = (TextColumn("site"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[rate]} features/s"))  # fmt: skip
     with Progress(*columns, console=console, disable=not progress) as bar:

@@ -21,8 +21,8 @@ class SiteConfig:
     """Site folder to write (created; a previous site there is replaced)."""
     featvis: Path | None = None
     """Featvis folder (``<layer>/f/<id>.png``, ``<layer>/f/<id>_div<j>.png``, ``<layer>/n/<id>.png``)."""
-    circuits: Path | None = None
-    """Circuits folder holding ``graph.json`` (or the file itself)."""
+    circuits: tuple[Path, ...] = ()
+    """Circuits folders (``neighbours.json`` and/or ``graph.json``, or graph files), e.g. one per layer pair."""
     sae: Path | None = None
     """SAE folder whose cfg.json supplies training FVU/L0 (default: the path recorded in summary.json)."""
     eval_report: Path | None = None

@@ -150,27 +150,58 @@ class Circuits:
     n_edges: int = 0
 
 
-def read_circuits(root: Path | None, top: int = 10) -> Circuits:
-    """Neighbours from ``graph.json`` (a folder holding it, or the file itself)."""
-    c = Circuits()
-    if root is None:
-        return c
-    path = Path(root)
-    path = path / "graph.json" if path.is_dir() else path
+def _add(c: Circuits, source: str, target: str, weight: float, kind: str) -> None:
+    c.down.setdefault(source, []).append({"id": target, "weight": weight, "kind": kind})
+    c.up.setdefault(target, []).append({"id": source, "weight": weight, "kind": kind})
+    c.n_edges += 1
+
+
+def _read_neighbours(c: Circuits, path: Path) -> None:
+    """``neighbours.json`` of ``inception-sae circuits``: node -> {"upstream"|"downstream": [{id, weight}]}."""
+    nb = read_json(path, {})
+    kind = nb.get("kind", "")
+    for node, lists in (nb.get("features") or {}).items():
+        for n in lists.get("upstream", []):
+            _add(c, str(n["id"]), node, float(n.get("weight", 0.0)), kind)
+        for n in lists.get("downstream", []):
+            _add(c, node, str(n["id"]), float(n.get("weight", 0.0)), kind)
+
+
+def _read_graph(c: Circuits, path: Path) -> None:
     graph = read_json(path)
     if graph is None:
         raise UserError(f"no circuit graph at {path}")
     for e in graph.get("edges", []):
         try:
-            s, t, w = str(e["source"]), str(e["target"]), float(e.get("weight", 0.0))
+            _add(c, str(e["source"]), str(e["target"]), float(e.get("weight", 0.0)), str(e.get("kind", "")))
         except (KeyError, TypeError, ValueError) as err:
             raise UserError(f"{path}: malformed edge {e!r}") from err
-        kind = e.get("kind", "")
-        c.down.setdefault(s, []).append({"id": t, "weight": w, "kind": kind})
-        c.up.setdefault(t, []).append({"id": s, "weight": w, "kind": kind})
-        c.n_edges += 1
+
+
+def read_circuits(roots, top: int = 10) -> Circuits:
+    """Neighbours per node from circuit folders (``neighbours.json`` and/or ``graph.json``) or graph files.
+
+    Every kind of edge is kept (expanded, exact_1x1, attribution, ablation); an edge seen twice
+    (same neighbour and kind) counts once; each list is cut to the ``top`` largest |weight|.
+    """
+    c = Circuits()
+    for root in [roots] if isinstance(roots, (str, Path)) else list(roots or ()):
+        path = Path(root)
+        if path.is_dir():
+            if not (path / "neighbours.json").is_file() and not (path / "graph.json").is_file():
+                raise UserError(f"{path} holds neither graph.json nor neighbours.json")
+            if (path / "neighbours.json").is_file():
+                _read_neighbours(c, path / "neighbours.json")
+            if (path / "graph.json").is_file():
+                _read_graph(c, path / "graph.json")
+        else:
+            _read_graph(c, path)
     for table in (c.up, c.down):
         for k, lst in table.items():
-            lst.sort(key=lambda d: -abs(d["weight"]))
-            table[k] = lst[:top]
+            seen, uniq = set(), []
+            for d in sorted(lst, key=lambda d: -abs(d["weight"])):
+                if (d["id"], d["kind"]) not in seen:
+                    seen.add((d["id"], d["kind"]))
+                    uniq.append(d)
+            table[k] = uniq[:top]
     return c
