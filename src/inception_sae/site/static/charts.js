@@ -74,7 +74,7 @@
     let ticks = '';
     for (let e = Math.ceil(h.log10_lo); e <= h.log10_hi; e += 2) {
       const x = L + ((e - h.log10_lo) / (h.log10_hi - h.log10_lo)) * (W - L - 6);
-      ticks += `<line x1="${x}" x2="${x}" y1="${H - B}" y2="${H - B + 4}" stroke="#555"/><text x="${x}" y="${H - 8}" text-anchor="middle">1e${e}</text>`;
+      ticks += `<line x1="${x}" x2="${x}" y1="${H - B}" y2="${H - B + 4}" stroke="#555"/><text x="${x}" y="${H - 8}" text-anchor="${e + 2 > h.log10_hi ? 'end' : 'middle'}">1e${e}</text>`;
     }
     return `<svg viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="activation histogram">
       <line x1="${L}" x2="${W - 6}" y1="${H - B}" y2="${H - B}" stroke="#555"/>${bars}${ticks}

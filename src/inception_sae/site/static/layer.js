@@ -87,6 +87,13 @@
       <span class="small muted" id="f-count"></span></div>`;
   }
 
+  function specialised(index) {
+    const sp = (index.counts || {}).specialised_bonferroni_1pct;
+    if (!sp) return '';
+    const rows = Object.keys(sp).map((b) => `<li>${SAE.chip(index, b)} ${sp[b]}</li>`).join('');
+    return `<h3>Specialised beyond chance (p ≤ 0.01, Bonferroni)</h3><ul class="plain">${rows}</ul>`;
+  }
+
   SAE.pages.layer = function (index) {
     const L = SAE.esc(index.layer);
     SAE.crumbs([{ text: index.layer }]);
@@ -104,9 +111,11 @@
         <div class="card"><h2>UMAP of decoder directions</h2>${hasMap ? `<div class="umap-wrap"><canvas class="umap" id="umap"></canvas><div class="tip" id="tip"></div></div>
           <div class="legend">${legend}</div><p class="small muted">Hover for label and picture; click to open. ${SAE.esc(index.umap_method || '')}</p>`
           : '<p class="muted">No UMAP coordinates in the analysis (install the umap extra and rerun analyze).</p>'}</div>
-        <div class="card"><h2>Branch shares</h2><div class="figs">${figs || '<span class="muted">No figures in the analysis.</span>'}</div>
-          <h3>Features per dominant branch</h3>${SAE.countBars(index, index.dominant_counts)}</div>
+        <div class="card"><h2>Features per dominant branch</h2>${SAE.countBars(index, index.dominant_counts)}
+          <p class="small muted">Dominant branch: the branch whose share of the decoder direction stands out most against the null.</p>
+          ${specialised(index)}</div>
       </div>
+      <div class="card"><h2>Figures of the analysis</h2><div class="figs">${figs || '<span class="muted">No figures in the analysis.</span>'}</div></div>
       <div class="card"><h2>Features</h2><div id="tablebox"></div></div>
       <div class="card"><h2>Neurons</h2><div id="neurons"></div></div>`;
     if (SAE.pages.liveLink) SAE.pages.liveLink(document.getElementById('live-link'));
