@@ -70,6 +70,14 @@
     return '<dl class="kv">' + rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('') + '</dl>';
   }
 
+  function labelClasses(d) {
+    const lc = d.label_classes || [];
+    if (!lc.length) return '';
+    const items = lc.map((c) => `<a href="#/class/${c.index}">${SAE.esc(c.name)}</a> ${c.count != null ? c.count : ''}${
+      c.enrichment != null ? ` (×${SAE.fmt(c.enrichment, 2)})` : ''}`).join(' · ');
+    return `<div class="small muted">classes of the top images: ${items}</div>`;
+  }
+
   function header(index, d, kind, id) {
     const ids = kind === 'f' ? index.cols.id : (index.neurons || { id: [] }).id;
     const pos = ids.indexOf(id), L = SAE.esc(index.layer);
@@ -78,7 +86,7 @@
     const what = kind === 'f' ? 'feature' : 'neuron';
     return `<div class="title-row"><div><div class="muted">${L} · ${what} ${id}${d.branch ? ' · branch ' + SAE.esc(d.branch) : ''}</div>
       <h1>${SAE.esc(d.label || '(no label)')}</h1><div class="muted">label score ${SAE.fmt(d.label_score, 3)}
-      ${d.label_kind ? `<span class="small">(${SAE.esc(d.label_kind)})</span>` : ''}</div></div>
+      ${d.label_kind ? `<span class="small">(${SAE.esc(d.label_kind)})</span>` : ''}</div>${labelClasses(d)}</div>
       <div class="prevnext">${prev}${next} · <a href="data/${L}/${kind}/${id}.js">data</a></div></div>`;
   }
 
