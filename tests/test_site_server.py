@@ -157,3 +157,23 @@ def test_not_a_site_is_a_user_error(tmp_path):
         make_server(ServeConfig(tmp_path, port=0))
     with pytest.raises(ValueError, match="--live needs --sae"):
         ServeConfig(tmp_path, live=True)
+
+
+def test_cli_serve_prints_a_loopback_url_and_serves(site):
+    import re
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), *sys.path])}
+    cmd = [sys.executable, "-m", "inception_sae", "site", "serve", str(site), "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+        with urllib.request.urlopen(url + "index.html", timeout=30) as r:
+            assert r.status == 200 and b"data/site.js" in r.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

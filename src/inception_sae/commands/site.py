@@ -39,7 +39,8 @@ def build(
         result = build_site(cfg, progress=tick)
     out.print(
         f"site: {result.out}/index.html  {result.features} features, {result.files} files, "
-        f"{result.bytes / 1e6:.1f} MB, {result.seconds:.1f} s"
+        f"{result.bytes / 1e6:.1f} MB, {result.seconds:.1f} s",
+        soft_wrap=True,
     )
 
 
@@ -65,7 +66,7 @@ def serve(
         warn_if_random(server.live.identity)
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]listening on {host}: other machines can reach this site[/]")
-    out.print(f"serving {site} at {server.url}  (Ctrl-C to stop)", highlight=False)
+    out.print(f"serving {site} at {server.url}  (Ctrl-C to stop)", highlight=False, soft_wrap=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
