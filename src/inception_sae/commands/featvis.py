@@ -1,0 +1,128 @@
+"""`featvis`: render SAE features or neurons as images (Lucid recipe, batched)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import UserError
+from .common import DEVICE, SEED, WEIGHTS, console, out, warn_if_random
+
+
+def parse_ids(spec: str) -> tuple[int, ...]:
+    """'0-99', '3,7,10-12' -> sorted unique ids; a one-line UserError otherwise."""
+    ids: set[int] = set()
+    for part in spec.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                ids.update(range(lo, hi + 1))
+            else:
+                ids.add(int(part))
+        except ValueError:
+            raise UserError(f"bad id list {spec!r}: use e.g. 0-99 or 3,7,10-12") from None
+    if not ids:
+        raise UserError(f"bad id list {spec!r}: no ids")
+    return tuple(sorted(ids))
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class PerMinute(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed * 60:.1f} img/min" if speed else "-- img/min", style="progress.data.speed")
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        PerMinute(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def featvis(
+    sae: Path = typer.Option(None, "--sae", help="SAE folder (cfg.json + sae_weights.safetensors)."),
+    features: str = typer.Option(None, "--features", help="SAE features to render, e.g. 0-99 or 3,7,10-12."),
+    layer: str = typer.Option(None, "--layer", help="Layer for --neurons (default: the SAE's layer)."),
+    neurons: str = typer.Option(None, "--neurons", help="Channels of --layer to render, e.g. 0-15."),
+    out_dir: Path = typer.Option(..., "--out", help="Output folder: <layer>/{f,n}/<id>.png + featvis.json."),
+    objective: str = typer.Option("encoder", "--objective", help="SAE objective: encoder (pre-activation) or decoder."),
+    at: str = typer.Option("center", "--at", help="Read the unit at the centre position or its mean: center|mean."),
+    diversity: int = typer.Option(1, "--diversity", help="Also render this many diverse variants per item (>1)."),
+    diversity_weight: float = typer.Option(1e2, "--diversity-weight", help="Weight of the diversity term."),
+    steps: int = typer.Option(512, "--steps", help="Adam steps per image (lr 0.05)."),
+    size: int = typer.Option(128, "--size", help="Canvas size in pixels (upsampled to --model-size)."),
+    model_size: int = typer.Option(224, "--model-size", help="Input size fed to the network."),
+    decay: float = typer.Option(1.0, "--decay", help="Fourier spectrum decay exponent."),
+    pixel: bool = typer.Option(False, "--pixel", help="Pixel instead of Fourier parameterisation."),
+    redirected_relu: bool = typer.Option(False, "--redirected-relu", help="Lucid's redirected ReLU gradients."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images optimised together."),
+    weights: str = WEIGHTS,
+    seed: int = SEED,
+    device: str = DEVICE,
+) -> None:
+    """Render SAE features (--sae --features) or neurons (--layer --neurons); skips PNGs that exist."""
+    from ..featvis.param import ParamConfig
+    from ..featvis.render import RenderConfig
+    from ..featvis.run import FeatvisJob, check_job, run_featvis
+    from ..featvis.sae_io import load_sae_weights
+    from ..models.weights import load_model
+
+    if (features is None) == (neurons is None):
+        raise UserError("give exactly one of --features (with --sae) or --neurons (with --layer)")
+    sae_w = load_sae_weights(sae) if sae is not None else None
+    if features is not None and sae_w is None:
+        raise UserError("--features needs --sae")
+    layer = layer or (sae_w.layer if sae_w else None)
+    if layer is None:
+        raise UserError("--neurons needs --layer (or --sae to take its layer)")
+    try:
+        render_cfg = RenderConfig(
+            steps=steps,
+            param=ParamConfig(size=size, fourier=not pixel, decay=decay),
+            model_size=model_size,
+            redirected_relu=redirected_relu,
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    job = FeatvisJob(
+        out=out_dir,
+        layer=layer,
+        kind="f" if features is not None else "n",
+        ids=parse_ids(features if features is not None else neurons),
+        render=render_cfg,
+        objective=objective,
+        at=at,
+        diversity=diversity,
+        diversity_weight=diversity_weight,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    check_job(job, sae_w)  # fail in one line before loading the model
+    model = load_model(weights, seed=seed, device=device)
+    warn_if_random(model.identity)
+    if sae_w is not None and sae_w.cfg.get("model") not in (None, model.identity):
+        console.print(f"[yellow]warning[/]: the SAE was trained on {sae_w.cfg.get('model')}, not {model.identity}")
+    with _progress() as progress:
+        task = progress.add_task(f"featvis {layer}/{job.kind}", total=None)
+
+        def on_batch(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        index = run_featvis(model, job, sae_w, sae_path=str(sae) if sae else None, device=device, on_batch=on_batch)
+    items = index["layers"][layer][job.kind]["items"]
+    out.print(f"{len(items)} {job.kind} items of {layer} in {out_dir / 'featvis.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(featvis)
