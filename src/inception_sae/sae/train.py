@@ -47,6 +47,7 @@ class TrainConfig:
     dead_window: int | None = None  #: samples without firing before a latent counts dead; None = min(10M, samples/10)
     k_aux: int | None = None  #: dead latents in the AuxK loss; None = d/2
     aux_coef: float = 1 / 32  #: AuxK coefficient (0 = off)
+    aux_rescale: bool = False  #: scale the AuxK reconstruction by its least-squares factor (<= 1) before the loss
     multi_topk: bool = False  #: add L(4k)/8 (Gao et al. MultiTopK)
     normalize_input: bool = True  #: train on s*x with mean ||s*x||^2 = d; s is folded out on save
     init_samples: int = 16384  #: vectors used for the input scale and the b_dec geometric median
@@ -175,6 +176,9 @@ class Trainer:
         e = (x - x_hat).detach()
         vals, idx = sparse_encode(x, sae.enc[dead], sae.b_enc[dead], sae.b_dec.detach(), min(k_aux_cfg, n_dead))
         e_hat = sparse_decode(vals, dead[idx], sae.W_dec)
+        if self.cfg.aux_rescale:  # least-squares scale of the whole aux reconstruction (see TrainConfig)
+            alpha = ((e_hat * e).sum() / e_hat.pow(2).sum().clamp_min(1e-12)).clamp(1e-3, 1.0).detach()
+            e_hat = e_hat * alpha
         loss = normalized_mse(e_hat, e, total_variance(e, self.distributed), self.world)
         return loss * min(1.0, n_dead / k_aux_cfg)
 
