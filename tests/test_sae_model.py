@@ -114,7 +114,7 @@ def test_hand_made_folder_loads(tmp_path):
     )
     (tmp_path / "cfg.json").write_text(json.dumps({"d_in": d, "d_sae": m, "k": 3, "architecture": "topk"}))
     sae = TopKSAE.load(tmp_path)
-    v, i = sae.encode(torch.randn(4, d))
+    v, _ = sae.encode(torch.randn(4, d))
     assert v.shape == (4, 3)
     torch.testing.assert_close(sae.W_dec, W_dec)
 
