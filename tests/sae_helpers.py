@@ -21,6 +21,6 @@ def planted(n: int, d: int = 64, features: int = 512, active: int = 4, noise: fl
 
 def recovery(D: torch.Tensor, W_dec: torch.Tensor, thresh: float = 0.9) -> tuple[float, float]:
     """(share of true features matched at cosine >= thresh, mean max cosine)."""
-    W = W_dec / W_dec.norm(dim=1, keepdim=True)
+    W = W_dec.detach() / W_dec.detach().norm(dim=1, keepdim=True)
     cos = (D @ W.t()).max(1).values
     return float((cos >= thresh).float().mean()), float(cos.mean())

@@ -47,7 +47,10 @@ class TrainConfig:
     dead_window: int | None = None  #: samples without firing before a latent counts dead; None = min(10M, samples/10)
     k_aux: int | None = None  #: dead latents in the AuxK loss; None = d/2
     aux_coef: float = 1 / 32  #: AuxK coefficient (0 = off)
-    aux_rescale: bool = False  #: scale the AuxK reconstruction by its least-squares factor (<= 1) before the loss
+    #: scale the AuxK reconstruction by its least-squares factor (<= 1) before the loss. Without it the summed
+    #: k_aux dead latents overshoot the small residual, AuxK shrinks them until ReLU closes and they never
+    #: revive (measured: benchmarks/README.md); with it AuxK trains their direction, not their size.
+    aux_rescale: bool = True
     multi_topk: bool = False  #: add L(4k)/8 (Gao et al. MultiTopK)
     normalize_input: bool = True  #: train on s*x with mean ||s*x||^2 = d; s is folded out on save
     init_samples: int = 16384  #: vectors used for the input scale and the b_dec geometric median
