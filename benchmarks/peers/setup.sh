@@ -16,7 +16,7 @@ site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pu
 # No torchvision: PyPI's wheel is built for CUDA torch and breaks `import transformers` next to the CPU
 # torch (operator torchvision::nms does not exist), and download.pytorch.org is unreachable here.
 # overcomplete imports torchvision only for its vision backbones; the harness stubs it (see peers.py).
-"$venv/bin/pip" install --quiet --no-deps accelerate || true
+"$venv/bin/pip" install --quiet --no-deps accelerate schedulefree || true
 "$venv/bin/pip" uninstall --quiet -y torchvision 2>/dev/null || true
 "$venv/bin/python" - <<'PY'
 import importlib
