@@ -48,8 +48,13 @@ def gemm_time(B: int, d: int, m: int, dtype: torch.dtype, reps: int = 7) -> floa
 def ours(train: np.ndarray, held: np.ndarray, args, dtype: str) -> dict:
     """Train our SAE for ``args.steps`` steps; time every step; evaluate on ``held``."""
     d = train.shape[1]
-    cfg = TrainConfig(samples=args.steps * args.batch, batch_size=args.batch, dtype=dtype, progress=False,
-                      warmup_steps=min(100, args.steps // 4))  # fmt: skip
+    cfg = TrainConfig(
+        samples=args.steps * args.batch,
+        batch_size=args.batch,
+        dtype=dtype,
+        progress=False,
+        warmup_steps=min(100, args.steps // 4),
+    )
     t = Trainer(ArraySource(train, args.batch, seed=0), [SAEConfig(d, args.latents, args.k)], cfg, "unused")
     t.initialise()
     times = []
@@ -66,17 +71,36 @@ def ours(train: np.ndarray, held: np.ndarray, args, dtype: str) -> dict:
             fired[idx[vals > 0]] = True
             parts.append((sae.decode(vals, idx) / t.scale).numpy())
     step = statistics.median(times[3:])
-    return {"trainer": f"inception-sae ({dtype})", "samples": args.steps * args.batch, "step_s": step,
-            "samples_per_s": args.batch / step, "fvu": fvu(held, np.concatenate(parts)),
-            "dead_fraction": float(1 - fired.float().mean())}  # fmt: skip
+    return {
+        "trainer": f"inception-sae ({dtype})",
+        "samples": args.steps * args.batch,
+        "step_s": step,
+        "samples_per_s": args.batch / step,
+        "fvu": fvu(held, np.concatenate(parts)),
+        "dead_fraction": float(1 - fired.float().mean()),
+    }
 
 
 def peer(name: str, acts: Path, args) -> dict:
     python = HERE / ".peers-venv" / "bin" / "python"
     if not python.exists():
         return {"trainer": name, "error": "benchmarks/.peers-venv missing: run benchmarks/peers/setup.sh"}
-    cmd = [str(python), str(HERE / "peers" / "peers.py"), name, str(acts), "--steps", str(args.steps),
-           "--batch", str(args.batch), "--k", str(args.k), "--latents", str(args.latents), "--eval", str(args.eval)]  # fmt: skip
+    cmd = [
+        str(python),
+        str(HERE / "peers" / "peers.py"),
+        name,
+        str(acts),
+        "--steps",
+        str(args.steps),
+        "--batch",
+        str(args.batch),
+        "--k",
+        str(args.k),
+        "--latents",
+        str(args.latents),
+        "--eval",
+        str(args.eval),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         return {"trainer": name, "error": res.stderr.strip().splitlines()[-1]}
@@ -115,8 +139,13 @@ def main() -> None:
         for name in ("sparsify", "overcomplete"):
             rows.append(peer(name, acts, args))
             print(json.dumps(rows[-1]), flush=True)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.processor() or
-            platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__, "args": vars(args)}  # fmt: skip
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "args": vars(args),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
 

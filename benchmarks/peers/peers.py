@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common_data import fvu  # noqa: E402
-
+from common_data import fvu
 
 STUBBED = ("torchvision", "cv2", "skimage", "timm", "overcomplete.visualization")
 
@@ -145,10 +144,18 @@ def main() -> None:
         fired[idx[vals > 0]] = True
         parts.append(x_hat.float().numpy())
     med = float(np.median(times[3:]))
-    print(json.dumps({
-        "trainer": a.peer, "samples": a.steps * a.batch, "step_s": med, "samples_per_s": a.batch / med,
-        "fvu": fvu(held.numpy(), np.concatenate(parts)), "dead_fraction": float(1 - fired.float().mean()),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "trainer": a.peer,
+                "samples": a.steps * a.batch,
+                "step_s": med,
+                "samples_per_s": a.batch / med,
+                "fvu": fvu(held.numpy(), np.concatenate(parts)),
+                "dead_fraction": float(1 - fired.float().mean()),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -98,8 +98,8 @@ def train(
         meta = {"layer": st.layer, "model": st.manifest.get("model"), "store": str(store)}
     saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
     cfg = TrainConfig(
-        samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, aux_coef=aux_coef, aux_rescale=aux_rescale,
-        multi_topk=multi_topk, normalize_input=not no_normalize, dtype=dtype, device=device,
+        samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, aux_coef=aux_coef,
+        aux_rescale=aux_rescale, multi_topk=multi_topk, normalize_input=not no_normalize, dtype=dtype, device=device,
         checkpoint_every=checkpoint_every, log_every=log_every, progress=progress and rank == 0,
     )  # fmt: skip
     result = run_train(source, saes, cfg, out_dir, meta)
