@@ -53,6 +53,7 @@ class TrainConfig:
     aux_rescale: bool = True
     multi_topk: bool = False  #: add L(4k)/8 (Gao et al. MultiTopK)
     normalize_input: bool = True  #: train on s*x with mean ||s*x||^2 = d; s is folded out on save
+    b_dec_init: str = "median"  #: b_dec start: "median" (geometric, Gao), "mean", or "zero"
     init_samples: int = 16384  #: vectors used for the input scale and the b_dec geometric median
     dtype: str = "float32"  #: compute dtype of the encoder GEMM: float32 or bfloat16
     device: str = "cpu"  #: torch device
@@ -65,6 +66,8 @@ class TrainConfig:
             raise ValueError("samples and batch_size must be positive")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.b_dec_init not in ("median", "mean", "zero"):
+            raise ValueError(f"b_dec_init must be median, mean or zero, got {self.b_dec_init!r}")
         if not 0 <= self.decay_fraction <= 1:
             raise ValueError("decay_fraction must be in [0, 1]")
 
@@ -152,13 +155,15 @@ class Trainer:
 
     @torch.no_grad()
     def initialise(self) -> None:
-        """Input scale (mean ||s x||^2 = d) and b_dec = geometric median of the scaled sample."""
+        """Input scale (mean ||s x||^2 = d) and b_dec (by default the geometric median of the scaled sample)."""
         x = self._init_sample()
         if self.cfg.normalize_input:
             self.scale = float(math.sqrt(x.shape[1] / x.pow(2).sum(1).mean().clamp_min(1e-12)))
-        median = geometric_median(x * self.scale)
+        x = x * self.scale
+        start = {"median": geometric_median, "mean": lambda v: v.mean(0), "zero": lambda v: v.new_zeros(v.shape[1])}
+        b_dec = start[self.cfg.b_dec_init](x)
         for r in self.runs:
-            r.sae.b_dec.copy_(median)
+            r.sae.b_dec.copy_(b_dec)
 
     # ----- one step
     def _lr(self, step: int, base: float) -> float:
