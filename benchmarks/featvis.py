@@ -151,7 +151,19 @@ def objectives(args: argparse.Namespace) -> dict:
         }
         for i, f in enumerate(feats):
             save_png(res.images[i], out / name / f"{f}.png")
+    montage(out, feats)
     return {"steps": args.steps, "canvas": f"{args.size}->{args.model_size}", "features": feats, "results": rows}
+
+
+def montage(out: Path, feats: list[int], side: int = 128) -> Path:
+    """One PNG: encoder images on top, decoder images below, for looking at."""
+    from PIL import Image
+
+    rows = [
+        np.concatenate([np.array(Image.open(out / name / f"{f}.png").resize((side, side))) for f in feats], axis=1)
+        for name in ("encoder", "decoder")
+    ]
+    return save_png(np.concatenate(rows, axis=0), out / "montage.png")
 
 
 def main() -> None:
