@@ -37,7 +37,8 @@ def _progress():
 
     class PerMinute(ProgressColumn):
         def render(self, task) -> Text:
-            speed = task.finished_speed or task.speed
+            # average since start: batches take long, so rich's windowed speed is often empty
+            speed = task.completed / task.elapsed if task.elapsed and task.completed else None
             return Text(f"{speed * 60:.1f} features/min" if speed else "-- features/min", style="progress.data.speed")
 
     return Progress(
