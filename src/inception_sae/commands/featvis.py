@@ -32,18 +32,19 @@ def parse_ids(spec: str) -> tuple[int, ...]:
 
 
 def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
     from rich.text import Text
 
     class PerMinute(ProgressColumn):
         def render(self, task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed * 60:.1f} img/min" if speed else "-- img/min", style="progress.data.speed")
+            # average since start: batches take long, so rich's windowed speed is often empty
+            speed = task.completed / task.elapsed if task.elapsed and task.completed else None
+            return Text(f"{speed * 60:.1f} features/min" if speed else "-- features/min", style="progress.data.speed")
 
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TextColumn("{task.fields[count]}"),
         PerMinute(),
         TimeRemainingColumn(),
         console=console,
@@ -74,18 +75,10 @@ def featvis(
     """Render SAE features (--sae --features) or neurons (--layer --neurons); skips PNGs that exist."""
     from ..featvis.param import ParamConfig
     from ..featvis.render import RenderConfig
-    from ..featvis.run import FeatvisJob, check_job, run_featvis
-    from ..featvis.sae_io import load_sae_weights
+    from ..featvis.run import FeatvisJob, check_job
     from ..models.weights import load_model
 
-    if (features is None) == (neurons is None):
-        raise UserError("give exactly one of --features (with --sae) or --neurons (with --layer)")
-    sae_w = load_sae_weights(sae) if sae is not None else None
-    if features is not None and sae_w is None:
-        raise UserError("--features needs --sae")
-    layer = layer or (sae_w.layer if sae_w else None)
-    if layer is None:
-        raise UserError("--neurons needs --layer (or --sae to take its layer)")
+    sae_w, layer, kind, ids = _target(sae, features, layer, neurons)
     try:
         render_cfg = RenderConfig(
             steps=steps,
@@ -98,8 +91,8 @@ def featvis(
     job = FeatvisJob(
         out=out_dir,
         layer=layer,
-        kind="f" if features is not None else "n",
-        ids=parse_ids(features if features is not None else neurons),
+        kind=kind,
+        ids=ids,
         render=render_cfg,
         objective=objective,
         at=at,
@@ -113,15 +106,43 @@ def featvis(
     warn_if_random(model.identity)
     if sae_w is not None and sae_w.cfg.get("model") not in (None, model.identity):
         console.print(f"[yellow]warning[/]: the SAE was trained on {sae_w.cfg.get('model')}, not {model.identity}")
-    with _progress() as progress:
-        task = progress.add_task(f"featvis {layer}/{job.kind}", total=None)
-
-        def on_batch(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        index = run_featvis(model, job, sae_w, sae_path=str(sae) if sae else None, device=device, on_batch=on_batch)
+    index = _run_with_progress(model, job, sae_w, str(sae) if sae else None, device)
     items = index["layers"][layer][job.kind]["items"]
     out.print(f"{len(items)} {job.kind} items of {layer} in {out_dir / 'featvis.json'}")
+
+
+def _target(sae: Path | None, features: str | None, layer: str | None, neurons: str | None):
+    """(SAE weights or None, layer, kind "f"/"n", ids) from the CLI's selection flags."""
+    from ..featvis.sae_io import load_sae_weights
+
+    if (features is None) == (neurons is None):
+        raise UserError("give exactly one of --features (with --sae) or --neurons (with --layer)")
+    sae_w = load_sae_weights(sae) if sae is not None else None
+    if features is not None and sae_w is None:
+        raise UserError("--features needs --sae")
+    layer = layer or (sae_w.layer if sae_w else None)
+    if layer is None:
+        raise UserError("--neurons needs --layer (or --sae to take its layer)")
+    if features is not None:
+        return sae_w, layer, "f", parse_ids(features)
+    return sae_w, layer, "n", parse_ids(neurons or "")
+
+
+def _run_with_progress(model, job, sae_w, sae_path: str | None, device: str) -> dict:
+    """run_featvis under a rich progress bar showing features (or neurons) per minute.
+
+    With diversity D a feature is 1 + D images, so progress counts images / (1 + D).
+    """
+    from ..featvis.run import run_featvis
+
+    per = 1 + (job.diversity if job.diversity > 1 else 0)
+    with _progress() as progress:
+        task = progress.add_task(f"featvis {job.layer}/{job.kind}", total=None, count="")
+
+        def on_batch(done: int, total: int) -> None:
+            progress.update(task, completed=done / per, total=total / per, count=f"{done // per}/{total // per}")
+
+        return run_featvis(model, job, sae_w, sae_path=sae_path, device=device, on_batch=on_batch)
 
 
 def register(app: typer.Typer) -> None:
