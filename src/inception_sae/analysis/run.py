@@ -27,11 +27,22 @@ class AnalysisResult(NamedTuple):
     summary: dict  #: contents of summary.json
 
 
+def validate(cfg: AnalyzeConfig) -> None:
+    """Cheap checks of the inputs, before any model is loaded."""
+    if not (Path(cfg.sae) / "cfg.json").is_file():
+        raise UserError(f"{cfg.sae} is not an SAE folder: cfg.json is missing")
+    if not Path(cfg.images).exists():
+        raise UserError(f"image folder {cfg.images} does not exist")
+    if cfg.labels is not None and not Path(cfg.labels).is_file():
+        raise UserError(f"labels file {cfg.labels} does not exist")
+
+
 def build_context(cfg: AnalyzeConfig, model, progress: bool) -> tuple[Context, dict]:
     """Load the SAE, the model and the images; check they fit together."""
     from ..models.weights import load_model
 
-    sae, sae_cfg = load_sae(cfg.sae)
+    validate(cfg)
+    sae, sae_cfg = load_sae(cfg.sae, cfg.device)
     layer = sae_cfg.get("layer")
     if not layer:
         raise UserError(f"{cfg.sae}/cfg.json has no 'layer': cannot tell which layer to analyse")

@@ -34,6 +34,7 @@ def analyze(
     """Analyse every feature of an SAE over a set of images and write ANALYSIS (summary.json, features/<id>.json)."""
     from ..analysis.config import AnalyzeConfig
     from ..analysis.run import analyze as run_analysis
+    from ..analysis.run import validate
     from ..models.weights import load_model
 
     cfg = AnalyzeConfig(
@@ -42,6 +43,7 @@ def analyze(
         render_intervals=render_intervals, n_null=null_samples, logit_effect=logit_effect, umap=umap,
         label_source=label_source, workers=workers,
     )  # fmt: skip
+    validate(cfg)
     model = load_model(weights, seed=seed, device=device)
     warn_if_random(model.identity)
     result = run_analysis(cfg, model=model, progress=True)
