@@ -116,3 +116,33 @@ def test_umap_coordinates_are_seeded():
     W = torch.randn(60, 16)
     a, b = umap_coords(W, seed=3), umap_coords(W, seed=3)
     assert a.shape == (60, 2) and torch.allclose(a, b)
+
+
+def test_interrupted_run_resumes_to_the_same_result(model, sae_dir, tmp_path, monkeypatch):
+    import inception_sae.analysis.passes as passes
+
+    write_images(tmp_path / "imgs", 6, size=(36, 34), seed=9)
+    kw = dict(input_size=32, batch_size=2, n_top=3, render_top=1, render_intervals=0, n_null=200, umap=False,
+              logit_effect=False, checkpoint_every_s=1e-9)  # fmt: skip
+    analyze(AnalyzeConfig(sae_dir, tmp_path / "imgs", tmp_path / "ref", **kw), model=model, progress=False)
+    calls, real = [0], passes.held_out_mask
+
+    def failing(*a):
+        calls[0] += 1
+        if calls[0] == 5:  # the third batch of pass 2 (two families per batch)
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(passes, "held_out_mask", failing)
+    cfg = AnalyzeConfig(sae_dir, tmp_path / "imgs", tmp_path / "out", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        analyze(cfg, model=model, progress=False)
+    cursor = json.loads((tmp_path / "out" / "checkpoint" / "cursor.json").read_text())
+    assert cursor["pass"] == 2 and cursor["next"] == 4
+    monkeypatch.setattr(passes, "held_out_mask", real)
+    analyze(cfg, model=model, progress=False)
+    assert not (tmp_path / "out" / "checkpoint").exists()
+    for f in range(24):
+        a, b = (json.loads((tmp_path / d / "features" / f"{f}.json").read_text()) for d in ("ref", "out"))
+        for key in ("top_examples", "intervals", "interval_ranges", "frequency", "max", "label_score"):
+            assert a[key] == b[key], (f, key)
