@@ -67,7 +67,7 @@ def spectrum_dict(ctx, files, family: str, fam: Family, f: int) -> dict:
     }
 
 
-def feature_json(ctx, state, derived, labels, scores, files, names, f: int) -> dict:
+def feature_json(ctx, state, derived, labels, scores, files, names, f: int, neuron_labels=None) -> dict:
     stats: br.BranchStats = derived["branches"]
     bn = stats.names
     share = lambda kind: {b: float(stats.shares[kind][f, j]) for j, b in enumerate(bn)}  # noqa: E731
