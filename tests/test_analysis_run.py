@@ -146,3 +146,11 @@ def test_interrupted_run_resumes_to_the_same_result(model, sae_dir, tmp_path, mo
         a, b = (json.loads((tmp_path / d / "features" / f"{f}.json").read_text()) for d in ("ref", "out"))
         for key in ("top_examples", "intervals", "interval_ranges", "frequency", "max", "label_score"):
             assert a[key] == b[key], (f, key)
+
+
+def test_umap_figures(tmp_path):
+    from inception_sae.analysis.embedding import plot_umap
+
+    paths = [tmp_path / "dom.png", tmp_path / "share.png"]
+    plot_umap(torch.randn(20, 2), ["5x5"] * 10 + ["pool"] * 10, torch.rand(20), "5x5", "mixed4d", paths)
+    assert all(p.stat().st_size > 1000 for p in paths)
