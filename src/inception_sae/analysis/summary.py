@@ -15,7 +15,7 @@ def say(msg: str) -> None:
 
 def list_files(out: Path) -> list[str]:
     """Every file under the analysis folder except images (counted instead), relative, sorted."""
-    skip = ("images", "features", "neurons")
+    skip = ("images", "features", "neurons", "checkpoint")
     return sorted(
         p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.parts[len(out.parts)] not in skip
     )
