@@ -155,6 +155,8 @@ def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interva
     fams = {"features": state.features, "neurons": state.neurons}
     reqs = {name: render_requests(fam, n_top, n_interval) for name, fam in fams.items()}
     needed = sorted(set().union(*[set(r) for r in reqs.values()]))
+    if not needed:
+        return {}
     (out / "images" / "crops").mkdir(parents=True, exist_ok=True)
     (out / "images" / "heat").mkdir(parents=True, exist_ok=True)
     files: dict = {}
