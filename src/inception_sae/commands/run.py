@@ -1,0 +1,93 @@
+"""`run` (every stage for one or more layers) and `demo` (the whole pipeline at small scale)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import UserError
+from .common import console, out, warn_if_random
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``section.key=value`` strings -> overrides (values parsed as YAML scalars: 3, 1e-3, true, [1, 2])."""
+    import yaml
+
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: use section.key=value, e.g. train.samples=200000")
+        result[key.strip()] = yaml.safe_load(value)
+    return result
+
+
+def run(
+    config_arg: Path = typer.Argument(None, help="Config file (YAML or TOML), same as --config.", show_default=False),
+    config: Path = typer.Option(None, "--config", help="Config file (YAML or TOML); flags override it."),
+    layer: list[str] = typer.Option([], "--layer", help="Layer (repeat for several; circuits between consecutive)."),
+    images: Path = typer.Option(None, "--images", help="Image folder (recursive) or .txt list of images."),
+    out_dir: Path = typer.Option(None, "--out", help="Run folder; rerunning resumes it."),
+    weights: str = typer.Option(None, "--weights", help="inception5h.pth, 'random' (untrained), or omit for cached."),
+    seed: int = typer.Option(None, "--seed", help="Seed for random weights and every random choice."),
+    device: str = typer.Option(None, "--device", help="torch device, e.g. cpu, cuda."),
+    k: int = typer.Option(None, "--k", help="Active latents (sae.k)."),
+    expansion: float = typer.Option(None, "--expansion", help="Latents = expansion x d (sae.expansion)."),
+    samples: int = typer.Option(None, "--samples", help="Training length in vectors (train.samples)."),
+    max_images: int = typer.Option(None, "--max-images", help="Use only the first N images (harvest and analyze)."),
+    sets: list[str] = typer.Option([], "--set", help="Any config key: section.key=value (repeatable)."),
+    force_stage: list[str] = typer.Option([], "--force-stage", help="Redo this stage and the ones after it."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the effective config (YAML) and exit."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
+) -> None:
+    """Harvest, train, eval, analyze, featvis (per layer), circuits (between layers) and the site, resumably."""
+    from ..pipeline.config import build, read_file, to_yaml
+    from ..pipeline.run import run_pipeline
+
+    if config_arg is not None and config is not None and config_arg != config:
+        raise UserError("give the config file once (positional or --config)")
+    path = config or config_arg
+    overrides = {"layers": layer or None, "images": images, "out": out_dir, "weights": weights, "seed": seed,
+                 "device": device, "sae.k": k, "sae.expansion": expansion, "train.samples": samples,
+                 "harvest.max_images": max_images, "analyze.max_images": max_images, **parse_sets(sets)}  # fmt: skip
+    cfg = build(read_file(path) if path else {}, overrides)
+    if print_config:
+        out.print(to_yaml(cfg), end="", highlight=False, soft_wrap=True)
+        return
+    if cfg.weights and cfg.weights.startswith("random"):
+        warn_if_random(f"random:{cfg.seed}")
+    result = run_pipeline(cfg, force=tuple(force_stage), progress=progress)
+    finish(result)
+
+
+def finish(result) -> None:
+    """The final lines: where the site is."""
+    console.print(f"run complete: {result.root}", highlight=False, soft_wrap=True)
+    out.print(f"open {result.site / 'index.html'}  or  inception-sae site serve {result.site}", soft_wrap=True)
+
+
+def demo(
+    out_dir: Path = typer.Option(..., "--out", help="Demo folder (images, run, site)."),
+    offline: bool = typer.Option(False, "--offline", help="No network: random weights + procedural images."),
+    images: int = typer.Option(None, "--images", help="Number of images (default: 140 offline, 500 online)."),
+    size: int = typer.Option(None, "--size", help="Offline image side in pixels."),
+    samples: int = typer.Option(None, "--samples", help="SAE training length in vectors."),
+    features: int = typer.Option(None, "--features", help="Features visualised."),
+    steps: int = typer.Option(None, "--steps", help="Featvis steps per feature."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
+) -> None:
+    """The whole pipeline at small scale: online (real weights, Imagenette) or --offline (untrained, synthetic)."""
+    from ..pipeline.demo import DemoOptions, run_demo
+
+    opts = DemoOptions(out=out_dir, offline=offline, images=images, size=size, samples=samples,
+                       features=features, steps=steps, progress=progress)  # fmt: skip
+    if offline:
+        warn_if_random("random:0")
+    result = run_demo(opts)
+    finish(result)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(demo)

@@ -1,0 +1,184 @@
+"""``inception-sae run``: harvest -> train -> eval -> analyze -> featvis (per layer) -> circuits -> site.
+
+A stage whose output is complete is skipped, so a killed run resumes where it
+stopped (and inside a stage, harvest and train resume from their own folders).
+The effective config is written to ``RUN/config.yaml``; rerunning with a
+different config for a stage that is already complete is refused unless that
+stage is forced (which also redoes the stages after it).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+from ..errors import UserError
+from . import work
+from .config import RunConfig, build, fingerprint, read_file, to_yaml
+from .stages import (
+    ALL_STAGES,
+    DEPENDS,
+    Paths,
+    Stage,
+    featvis_done,
+    layer_check,
+    remove,
+    sae_done,
+    site_done,
+    store_done,
+)
+
+
+@dataclass
+class StageReport:
+    """How one stage went."""
+
+    key: str  #: e.g. ``train mixed4a``
+    status: str  #: "done", "skipped (complete)"
+    seconds: float
+    note: str = ""
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_pipeline` did."""
+
+    root: Path  #: the run folder
+    site: Path  #: the site folder (open ``site/index.html``)
+    stages: list[StageReport] = field(default_factory=list)
+
+
+def plan(ctx: work.Context) -> list[Stage]:
+    """Every stage of the run, in order."""
+    p, layers, stages = ctx.paths, ctx.cfg.layers, []
+    for layer in layers:
+        stages += [
+            Stage("harvest", f"harvest {layer}", p.store(layer), lambda x=layer: store_done(p.store(x)),
+                  lambda x=layer: work.do_harvest(ctx, x)),
+            Stage("train", f"train {layer}", p.sae(layer), lambda x=layer: sae_done(p.sae(x)),
+                  lambda x=layer: work.do_train(ctx, x)),
+            Stage("eval", f"eval {layer}", p.eval(layer), lambda x=layer: work.eval_done(ctx, x),
+                  lambda x=layer: work.do_eval(ctx, x)),
+            Stage("analyze", f"analyze {layer}", p.analysis(layer),
+                  lambda x=layer: (p.analysis(x) / "summary.json").is_file(), lambda x=layer: work.do_analyze(ctx, x)),
+            Stage("featvis", f"featvis {layer}", p.featvis(layer), lambda x=layer: _featvis_done(ctx, x),
+                  lambda x=layer: work.do_featvis(ctx, x)),
+        ]  # fmt: skip
+    for a, b in pairwise(layers):
+        stages.append(Stage("circuits", f"circuits {a}__{b}", p.circuits(a, b),
+                            lambda a=a, b=b: (p.circuits(a, b) / "summary.json").is_file(),
+                            lambda a=a, b=b: work.do_circuits(ctx, a, b)))  # fmt: skip
+    stages.append(Stage("site", "site", p.site, lambda: site_done(p.site), lambda: work.do_site(ctx)))
+    return stages
+
+
+def _featvis_done(ctx: work.Context, layer: str) -> bool:
+    if not (ctx.paths.analysis(layer) / "summary.json").is_file():
+        return False
+    return featvis_done(ctx.paths.featvis(layer), layer, list(work.featvis_job(ctx, layer).ids))
+
+
+def check_previous(cfg: RunConfig, paths: Paths, force: tuple[str, ...]) -> tuple[str, ...]:
+    """Stages whose results must be removed; a one-line refusal when a complete stage had another config.
+
+    Returns the forced stages and every stage after the first of them (they depend on it).
+    """
+    for name in force:
+        if name not in ALL_STAGES:
+            raise UserError(f"unknown --force-stage {name!r}; choose from {', '.join(ALL_STAGES)}")
+    redo = ALL_STAGES[min(ALL_STAGES.index(s) for s in force) :] if force else ()
+    if not paths.config.is_file():
+        return redo
+    try:
+        old = build(read_file(paths.config), {})
+    except UserError as e:
+        raise UserError(f"{paths.config} is not a valid run config ({e}); move it away or use a new --out") from None
+    ctx = work.Context(cfg, paths, progress=False)
+    done = {s.name for s in plan(ctx) if s.name not in ("featvis", "site") and s.done()}
+    for name in ALL_STAGES:
+        sections, top = DEPENDS[name]
+        if name in done and name not in redo and fingerprint(old, sections, top) != fingerprint(cfg, sections, top):
+            changed = _changed_keys(old, cfg, sections, top)
+            raise UserError(
+                f"{paths.root} was made with a different {name} config ({changed}); "
+                f"use a new --out or --force-stage {name} to redo it and the stages after it"
+            )
+    return redo
+
+
+def _changed_keys(old: RunConfig, new: RunConfig, sections: tuple[str, ...], top: tuple[str, ...]) -> str:
+    a, b = old.effective(), new.effective()
+    diffs = [k for k in top if a[k] != b[k]]
+    diffs += [f"{s}.{k}" for s in sections for k in b[s] if a[s].get(k) != b[s].get(k)]
+    return ", ".join(f"{k}: {_get(a, k)!r} -> {_get(b, k)!r}" for k in diffs[:3])
+
+
+def _get(d: dict, key: str):
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def validate(cfg: RunConfig) -> None:
+    """Cheap one-line checks before any work starts."""
+    if cfg.out is None:
+        raise UserError("give --out RUN (the run folder)")
+    if cfg.images is None:
+        raise UserError("give --images DIR (or images: in the config file)")
+    if not Path(cfg.images).exists():
+        raise UserError(f"image folder {cfg.images} does not exist")
+    layer_check(cfg.layers)
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise UserError(f"--out {cfg.out} is a file")
+
+
+def run_pipeline(cfg: RunConfig, force: tuple[str, ...] = (), progress: bool = True, view=None) -> RunResult:
+    """Run every stage of ``cfg`` that is not complete; see the module docstring."""
+    validate(cfg)
+    paths = Paths(cfg.out)
+    redo = check_previous(cfg, paths, force)
+    for name in redo:
+        for path in paths.outputs(name, cfg.layers):
+            remove(path)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.config.write_text(to_yaml(cfg))
+    ctx = work.Context(cfg, paths, progress=progress)
+    view = view or StageView(enabled=progress)
+    result, changed = RunResult(paths.root, paths.site), False
+    for stage in plan(ctx):
+        if stage.done() and not (stage.name == "site" and changed):
+            view.skip(stage.key)
+            result.stages.append(StageReport(stage.key, "skipped (complete)", 0.0))
+            continue
+        view.start(stage.key)
+        t0 = time.perf_counter()
+        note = stage.run()
+        changed = True
+        seconds = time.perf_counter() - t0
+        view.finish(stage.key, seconds, note)
+        result.stages.append(StageReport(stage.key, "done", seconds, note))
+    return result
+
+
+class StageView:
+    """The combined progress view: one line per stage (status, time, note) around each stage's own bar."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, quiet=not enabled)
+        self.t0 = time.perf_counter()
+
+    def _stamp(self) -> str:
+        return f"[dim]{time.perf_counter() - self.t0:7.1f}s[/]"
+
+    def skip(self, key: str) -> None:
+        self.console.print(f"{self._stamp()} [green]✓[/] {key:<28} skipped (complete)", highlight=False)
+
+    def start(self, key: str) -> None:
+        self.console.print(f"{self._stamp()} [yellow]▶[/] {key:<28} running", highlight=False)
+
+    def finish(self, key: str, seconds: float, note: str) -> None:
+        self.console.print(f"{self._stamp()} [green]✓[/] {key:<28} done in {seconds:.1f} s  {note}", highlight=False)

@@ -1,0 +1,172 @@
+"""The stages of ``inception-sae run``: each knows its folder, whether it is complete, and how to run.
+
+Every stage calls the same library function as its own command; none
+re-implements stage logic. Resuming is the stages' own (harvest and train
+resume from their folders; analyze from its checkpoint; featvis skips PNGs
+that exist), so ``run`` only decides which stages to call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .config import RunConfig, stage_kwargs
+
+#: Stage order within one layer; ``circuits`` and ``site`` follow all layers.
+LAYER_STAGES = ("harvest", "train", "eval", "analyze", "featvis")
+ALL_STAGES = (*LAYER_STAGES, "circuits", "site")
+#: Config sections (and top-level keys) each stage's result depends on.
+DEPENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "harvest": (("harvest",), ("images", "weights", "seed")),
+    "train": (("train", "sae"), ()),
+    "eval": (("eval",), ()),
+    "analyze": (("analyze",), ()),
+    "featvis": (("featvis",), ()),
+    "circuits": (("circuits",), ()),
+    "site": (("site",), ()),
+}
+
+
+@dataclass
+class Stage:
+    """One unit of work of a run."""
+
+    name: str  #: one of :data:`ALL_STAGES`
+    key: str  #: display name, e.g. ``harvest mixed4a`` or ``circuits mixed4c__mixed4d``
+    out: Path  #: the folder (or file) it writes
+    done: Callable[[], bool]  #: is its output complete and valid?
+    run: Callable[[], str]  #: do the work; returns a one-line note
+
+
+class Paths:
+    """The run folder's layout."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def store(self, layer: str) -> Path:
+        return self.root / layer / "store"
+
+    def sae(self, layer: str) -> Path:
+        return self.root / layer / "sae"
+
+    def eval(self, layer: str) -> Path:
+        return self.root / layer / "eval.json"
+
+    def analysis(self, layer: str) -> Path:
+        return self.root / layer / "analysis"
+
+    def featvis(self, layer: str) -> Path:
+        return self.root / layer / "featvis"
+
+    def circuits(self, a: str, b: str) -> Path:
+        return self.root / "circuits" / f"{a}__{b}"
+
+    @property
+    def site(self) -> Path:
+        return self.root / "site"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    def outputs(self, stage: str, layers: tuple[str, ...]) -> list[Path]:
+        """What removing a stage's results means (for ``--force-stage``)."""
+        if stage == "site":
+            return [self.site]
+        if stage == "circuits":
+            return [self.circuits(a, b) for a, b in pairwise(layers)]
+        return [getattr(self, stage)(layer) for layer in layers]
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic JSON write (a killed run never leaves half a file that looks complete)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(obj, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+# -- completeness checks ------------------------------------------------------------------
+def store_done(path: Path) -> bool:
+    return (read_json(path / "manifest.json") or {}).get("status") == "complete"
+
+
+def sae_done(path: Path) -> bool:
+    return all((path / f).is_file() for f in ("cfg.json", "sae_weights.safetensors", "train_summary.json"))
+
+
+def site_done(path: Path) -> bool:
+    return (path / "index.html").is_file() and "status" not in (read_json(path / "site.json") or {"status": 0})
+
+
+def featvis_done(path: Path, layer: str, ids: list[int] | None) -> bool:
+    """Every requested feature has its PNG recorded in the featvis index."""
+    index = read_json(path / "featvis.json") or {}
+    items = index.get("layers", {}).get(layer, {}).get("f", {}).get("items", {})
+    if ids is None or not items:
+        return bool(items) and ids is not None
+    return all(str(i) in items and (path / items[str(i)].get("png", "?")).is_file() for i in ids)
+
+
+def feature_ids(spec: str, analysis: Path, d_sae: int) -> list[int]:
+    """``top:N`` -> the N most frequent live features of the analysis; else an id list (clipped to d_sae)."""
+    from ..commands.featvis import parse_ids
+
+    if spec.startswith("top:"):
+        n = int(spec[4:])
+        freq = []
+        for p in (analysis / "features").glob("*.json"):
+            d = read_json(p) or {}
+            if d.get("frequency"):
+                freq.append((-float(d["frequency"]), int(d["id"])))
+        return sorted(i for _, i in sorted(freq)[:n]) or list(range(min(n, d_sae)))
+    return [i for i in parse_ids(spec) if i < d_sae]
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def sae_d(path: Path) -> int:
+    cfg = read_json(path / "cfg.json") or {}
+    return int(cfg.get("d_sae", 0))
+
+
+def layer_check(layers: tuple[str, ...]) -> None:
+    """One line for unknown layers, or several layers not in network order (circuits need consecutive ones)."""
+    from ..models.layers import STAGE_NAMES, layer_info, unknown_layer_message
+
+    if not layers:
+        raise UserError("give at least one --layer (e.g. --layer mixed4a)")
+    for layer in layers:
+        try:
+            layer_info(layer)
+        except KeyError:
+            raise UserError(unknown_layer_message(layer)) from None
+    order = [STAGE_NAMES.index(layer) if layer in STAGE_NAMES else -1 for layer in layers]
+    if len(layers) > 1 and (min(order) < 0 or order != sorted(order)):
+        raise UserError(f"give several --layer values as whole layers in network order, got {list(layers)}")
+
+
+def config_for(cfg: RunConfig, name: str) -> dict[str, Any]:
+    """The explicit section values as stage-config keyword arguments."""
+    return stage_kwargs(cfg, name)

@@ -1,0 +1,197 @@
+"""What each stage of ``run`` does: build the stage's typed config, call its library function.
+
+Each function takes the run's :class:`Context` and returns a one-line note for the progress view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .config import RunConfig
+from .stages import Paths, config_for, feature_ids, read_json, sae_d, write_json
+
+
+@dataclass
+class Context:
+    """Shared state of one ``run``: its config, its folder layout and the model (loaded once, on demand)."""
+
+    cfg: RunConfig
+    paths: Paths
+    progress: bool = True
+    _model: Any = field(default=None, repr=False)
+
+    @property
+    def model(self):
+        if self._model is None:
+            from ..models.weights import load_model
+
+            self._model = load_model(self.cfg.weights, seed=self.cfg.seed, device=self.cfg.device)
+        return self._model
+
+    def common(self) -> dict[str, Any]:
+        return {"weights": self.cfg.weights, "seed": self.cfg.seed, "device": self.cfg.device}
+
+
+def do_harvest(ctx: Context, layer: str) -> str:
+    from ..data.harvest import HarvestConfig, harvest
+
+    cfg = HarvestConfig(images=ctx.cfg.images, layer=layer, out=ctx.paths.store(layer), progress=ctx.progress,
+                        **ctx.common(), **config_for(ctx.cfg, "harvest"))  # fmt: skip
+    r = harvest(cfg)
+    if not r.complete:
+        raise UserError(f"harvest of {layer} did not complete; rerun to resume")
+    return f"{r.vectors:,} vectors, {r.skipped} images skipped"
+
+
+def do_train(ctx: Context, layer: str) -> str:
+    from ..data.store import ActivationStore
+    from ..sae.model import SAEConfig
+    from ..sae.train import TrainConfig, train
+    from .config import SAESpec
+
+    store = ActivationStore.open(ctx.paths.store(layer))
+    tcfg = TrainConfig(device=ctx.cfg.device, progress=ctx.progress, **config_for(ctx.cfg, "train"))
+    if len(store) < tcfg.batch_size:
+        raise UserError(
+            f"the {layer} store holds {len(store):,} vectors, fewer than one batch of {tcfg.batch_size}; "
+            "lower train.batch_size or harvest more images"
+        )
+    spec = SAESpec(**config_for(ctx.cfg, "sae"))
+    sae_cfg = SAEConfig.from_expansion(store.d, spec.expansion, spec.latents, k=spec.k, tie=spec.tie, seed=spec.seed)
+    source = store.source(batch_size=tcfg.batch_size, seed=ctx.cfg.seed)
+    meta = {"layer": store.layer, "model": store.manifest.get("model"), "store": str(ctx.paths.store(layer))}
+    result = train(source, [sae_cfg], tcfg, ctx.paths.sae(layer), meta)
+    if result.interrupted:
+        raise KeyboardInterrupt  # the checkpoint is saved; rerunning resumes
+    s = next(iter(result.summaries.values()))
+    fvu, dead = s["final_fvu"], s["dead_fraction"]
+    return f"m={sae_cfg.d_sae} k={sae_cfg.k}, {result.steps} steps, FVU {fvu:.3f}, dead {dead:.1%}"
+
+
+def do_eval(ctx: Context, layer: str) -> str:
+    from ..data.images import ImageDataset, Preprocess, iter_batches
+    from ..data.store import ActivationStore
+    from ..sae.evaluate import check_dims, evaluate_vectors, splice_back
+    from ..sae.model import TopKSAE
+    from .config import EvalSpec
+
+    spec = EvalSpec(**config_for(ctx.cfg, "eval"))
+    sae = TopKSAE.load(ctx.paths.sae(layer), device=ctx.cfg.device)
+    store = ActivationStore.open(ctx.paths.store(layer))
+    check_dims(sae, store.d, store.layer, f"store {store.path}")
+    n = min(spec.max_vectors, len(store))
+    vec = evaluate_vectors(sae, store.vectors[len(store) - n :], device=ctx.cfg.device)
+    report: dict[str, Any] = {"sae": str(ctx.paths.sae(layer)), "model": ctx.model.identity,
+                              "untrained_weights": ctx.model.identity.startswith("random:"),
+                              "store": vec.__dict__, "note": "vectors from the end of the training store"}  # fmt: skip
+    note = f"FVU {vec.fvu:.3f}, L0 {vec.l0:.1f}"
+    if spec.max_images > 0:
+        h = ctx.cfg.section("harvest")  # the harvest's crop: the SAE was trained on that grid
+        ds = ImageDataset.from_path(ctx.cfg.images, Preprocess(h["resize"], h["crop"]))
+        idx = list(range(min(spec.max_images, len(ds))))
+        sp, v2 = splice_back(sae, ctx.model, layer, iter_batches(ds, spec.batch_size, indices=idx), ctx.cfg.device)
+        report["splice"] = {**sp.__dict__, "vectors": v2.__dict__}
+        note += f", splice-back top-1 agreement {sp.top1_agreement:.0%}"
+    write_json(ctx.paths.eval(layer), report)
+    return note
+
+
+def do_analyze(ctx: Context, layer: str) -> str:
+    from ..analysis.config import AnalyzeConfig
+    from ..analysis.run import analyze
+
+    cfg = AnalyzeConfig(sae=ctx.paths.sae(layer), images=ctx.cfg.images, out=ctx.paths.analysis(layer),
+                        **ctx.common(), **config_for(ctx.cfg, "analyze"))  # fmt: skip
+    s = analyze(cfg, model=ctx.model, progress=ctx.progress).summary
+    return f"{s['counts']['features']} features over {s['images']['analysed']} images, {s['counts']['dead']} dead"
+
+
+def featvis_job(ctx: Context, layer: str):
+    """The featvis job of a layer (its ids come from the analysis, so it exists only after analyze)."""
+    from ..featvis.param import ParamConfig
+    from ..featvis.render import RenderConfig
+    from ..featvis.run import FeatvisJob
+
+    spec = ctx.cfg.section("featvis")
+    render = dict(spec.pop("render") or {})
+    param = ParamConfig(**(render.pop("param", None) or {}))
+    try:
+        rcfg = RenderConfig(param=param, **render)
+    except ValueError as e:
+        raise UserError(f"featvis.render: {e}") from None
+    ids = feature_ids(spec.pop("features"), ctx.paths.analysis(layer), sae_d(ctx.paths.sae(layer)))
+    if not ids:
+        raise UserError(f"featvis.features selects no feature of the {layer} SAE")
+    return FeatvisJob(out=ctx.paths.featvis(layer), layer=layer, kind="f", ids=tuple(ids), render=rcfg,
+                      seed=ctx.cfg.seed, **spec)  # fmt: skip
+
+
+def do_featvis(ctx: Context, layer: str) -> str:
+    from ..commands.featvis import _progress
+    from ..featvis.run import run_featvis
+    from ..featvis.sae_io import load_sae_weights
+
+    job = featvis_job(ctx, layer)
+    sae_path = ctx.paths.sae(layer)
+    sae = load_sae_weights(sae_path)
+    with _progress() as bar:
+        task = bar.add_task(f"featvis {layer}", total=None, count="")
+
+        def tick(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, count=f"{done}/{total}")
+
+        run_featvis(ctx.model, job, sae, sae_path=str(sae_path), device=ctx.cfg.device,
+                    on_batch=tick if ctx.progress else None)  # fmt: skip
+    return f"{len(job.ids)} features, {job.render.steps} steps each"
+
+
+def do_circuits(ctx: Context, a: str, b: str) -> str:
+    from ..circuits.config import CircuitsConfig
+    from ..circuits.run import run_circuits
+
+    p = ctx.paths
+    cfg = CircuitsConfig(upstream=p.sae(a), downstream=p.sae(b), out=p.circuits(a, b), images=ctx.cfg.images,
+                         analysis=(p.analysis(a), p.analysis(b)), **ctx.common(),
+                         **config_for(ctx.cfg, "circuits"))  # fmt: skip
+    s = run_circuits(cfg, model=ctx.model)
+    return f"focus {s['focus']}, {s['seconds']} s"
+
+
+def site_featvis(ctx: Context) -> Path | None:
+    """The featvis folder for ``site build``: the layer's own, or links to every layer's (several layers)."""
+    layers = [layer for layer in ctx.cfg.layers if (ctx.paths.featvis(layer) / layer).is_dir()]
+    if not layers:
+        return None
+    if len(layers) == 1:
+        return ctx.paths.featvis(layers[0])
+    root = ctx.paths.root / "featvis_all"
+    root.mkdir(exist_ok=True)
+    for layer in layers:
+        link = root / layer
+        if not link.exists():
+            link.symlink_to(Path("..") / layer / "featvis" / layer, target_is_directory=True)
+    return root
+
+
+def do_site(ctx: Context) -> str:
+    from ..site import SiteConfig, build_site
+
+    p, layers = ctx.paths, ctx.cfg.layers
+    pairs = [p.circuits(a, b) for a, b in pairwise(layers) if p.circuits(a, b).is_dir()]
+    untrained = ctx.model.identity.startswith("random:")
+    kw = config_for(ctx.cfg, "site")
+    if untrained and "title" not in kw:
+        kw["title"] = "inception-sae features (UNTRAINED random weights)"
+    cfg = SiteConfig(analyses=tuple(p.analysis(x) for x in layers), out=p.site, featvis=site_featvis(ctx),
+                     circuits=tuple(pairs), sae=p.sae(layers[0]) if len(layers) == 1 else None,
+                     eval_report=p.eval(layers[0]) if len(layers) == 1 else None, **kw)  # fmt: skip
+    r = build_site(cfg)
+    return f"{r.features} features, {r.files} files"
+
+
+def eval_done(ctx: Context, layer: str) -> bool:
+    return read_json(ctx.paths.eval(layer)) is not None
