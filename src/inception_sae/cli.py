@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -35,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Any stage: every writer is atomic or resumable, so freeing space and rerunning continues.
+        where = f" while writing {e.filename}" if e.filename else ""
+        print(f"error: disk full{where} ({e.strerror}); free some space and rerun the same command", file=sys.stderr)
         return 2
     return 0
 

@@ -57,7 +57,11 @@ def run(
         return
     if cfg.weights and cfg.weights.startswith("random"):
         warn_if_random(f"random:{cfg.seed}")
-    result = run_pipeline(cfg, force=tuple(force_stage), progress=progress)
+    try:
+        result = run_pipeline(cfg, force=tuple(force_stage), progress=progress)
+    except KeyboardInterrupt:
+        console.print("interrupted: rerun the same command to resume")
+        raise typer.Exit(130) from None
     finish(result)
 
 
@@ -75,16 +79,23 @@ def demo(
     samples: int = typer.Option(None, "--samples", help="SAE training length in vectors."),
     features: int = typer.Option(None, "--features", help="Features visualised."),
     steps: int = typer.Option(None, "--steps", help="Featvis steps per feature."),
+    layer: str = typer.Option(None, "--layer", help="Layer (default mixed4a)."),
+    sets: list[str] = typer.Option([], "--set", help="Any run config key: section.key=value (repeatable)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
 ) -> None:
     """The whole pipeline at small scale: online (real weights, Imagenette) or --offline (untrained, synthetic)."""
     from ..pipeline.demo import DemoOptions, run_demo
 
     opts = DemoOptions(out=out_dir, offline=offline, images=images, size=size, samples=samples,
-                       features=features, steps=steps, progress=progress)  # fmt: skip
+                       features=features, steps=steps, layer=layer, overrides=parse_sets(sets),
+                       progress=progress)  # fmt: skip
     if offline:
         warn_if_random("random:0")
-    result = run_demo(opts)
+    try:
+        result = run_demo(opts)
+    except KeyboardInterrupt:
+        console.print("interrupted: rerun the same command to resume")
+        raise typer.Exit(130) from None
     finish(result)
 
 

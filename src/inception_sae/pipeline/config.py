@@ -69,7 +69,7 @@ RUN_DEFAULTS: dict[str, dict[str, Any]] = {
     "train": {"checkpoint_every": 1000},  # the `train` command's default: a SIGKILLed run loses < 1000 steps
 }
 #: Top-level keys (everything else is a section).
-TOP_KEYS = ("layers", "images", "out", "weights", "seed", "device")
+TOP_KEYS = ("layers", "images", "analysis_images", "out", "weights", "seed", "device")
 
 
 def section_classes() -> dict[str, type]:
@@ -90,7 +90,8 @@ class RunConfig:
     """The whole run: top-level inputs plus one mapping per stage (keys = that stage's config fields)."""
 
     layers: tuple[str, ...] = ()  #: layers, in network order; circuits run between consecutive ones
-    images: Path | None = None  #: image folder (recursive) or .txt list, used by harvest, eval, analyze, circuits
+    images: Path | None = None  #: image folder (recursive) or .txt list harvested for training
+    analysis_images: Path | None = None  #: images for eval, analyze and circuits (default: ``images``)
     out: Path | None = None  #: run folder
     weights: str | None = None  #: inception5h.pth path, "random" (seeded, untrained), or None for the cached file
     seed: int = 0  #: seed of random weights and of every stage's random choices
@@ -214,7 +215,7 @@ def build(file_data: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
     if isinstance(data.get("layers"), str):
         data["layers"] = [data["layers"]]
     data["layers"] = tuple(data.get("layers") or ())
-    for key in ("images", "out"):
+    for key in ("images", "analysis_images", "out"):
         if data.get(key) is not None:
             data[key] = Path(data[key])
     if data.get("weights") is not None:

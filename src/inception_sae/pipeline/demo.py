@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
@@ -49,11 +49,12 @@ class DemoOptions:
     out: Path  #: demo folder: ``images/`` and the run (``site/`` inside)
     offline: bool = False  #: random weights + synthetic images, no network
     images: int | None = None  #: number of images (default 140 offline, 500 online)
-    size: int | None = None  #: side of the synthetic images (offline; default 160)
+    size: int | None = None  #: side of the synthetic images and of the model's input crop (default 160)
     samples: int | None = None  #: SAE training length in vectors
     features: int | None = None  #: features visualised
     steps: int | None = None  #: featvis steps
     layer: str | None = None  #: layer (default mixed4a)
+    overrides: dict = field(default_factory=dict)  #: run-config overrides, ``section.key`` -> value
     progress: bool = True
 
 
@@ -64,6 +65,10 @@ def demo_config(opts: DemoOptions, images: Path):
         "train.samples": opts.samples, "featvis.features": f"top:{opts.features}" if opts.features else None,
         "layers": [opts.layer] if opts.layer else None,
     }  # fmt: skip
+    if opts.size:  # the model sees the images at their own size (resize short side by 256/224, centre crop)
+        overrides.update({"harvest.crop": opts.size, "harvest.resize": round(opts.size * 256 / 224),
+                          "analyze.input_size": opts.size, "circuits.image_size": opts.size})  # fmt: skip
+    overrides.update(opts.overrides)
     data = json.loads(json.dumps(DEMO))
     if opts.steps is not None:
         data["featvis"]["render"]["steps"] = opts.steps

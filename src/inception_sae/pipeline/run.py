@@ -127,8 +127,9 @@ def validate(cfg: RunConfig) -> None:
         raise UserError("give --out RUN (the run folder)")
     if cfg.images is None:
         raise UserError("give --images DIR (or images: in the config file)")
-    if not Path(cfg.images).exists():
-        raise UserError(f"image folder {cfg.images} does not exist")
+    for images in (cfg.images, cfg.analysis_images):
+        if images is not None and not Path(images).exists():
+            raise UserError(f"image folder {images} does not exist")
     layer_check(cfg.layers)
     if cfg.out.exists() and not cfg.out.is_dir():
         raise UserError(f"--out {cfg.out} is a file")

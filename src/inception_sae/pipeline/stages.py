@@ -27,8 +27,8 @@ ALL_STAGES = (*LAYER_STAGES, "circuits", "site")
 DEPENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "harvest": (("harvest",), ("images", "weights", "seed")),
     "train": (("train", "sae"), ()),
-    "eval": (("eval",), ()),
-    "analyze": (("analyze",), ()),
+    "eval": (("eval",), ("analysis_images",)),
+    "analyze": (("analyze",), ("analysis_images",)),
     "featvis": (("featvis",), ()),
     "circuits": (("circuits",), ()),
     "site": (("site",), ()),

@@ -32,6 +32,11 @@ class Context:
             self._model = load_model(self.cfg.weights, seed=self.cfg.seed, device=self.cfg.device)
         return self._model
 
+    @property
+    def analysis_images(self) -> Path:
+        """Images of eval, analyze and circuits."""
+        return self.cfg.analysis_images or self.cfg.images
+
     def common(self) -> dict[str, Any]:
         return {"weights": self.cfg.weights, "seed": self.cfg.seed, "device": self.cfg.device}
 
@@ -91,7 +96,7 @@ def do_eval(ctx: Context, layer: str) -> str:
     note = f"FVU {vec.fvu:.3f}, L0 {vec.l0:.1f}"
     if spec.max_images > 0:
         h = ctx.cfg.section("harvest")  # the harvest's crop: the SAE was trained on that grid
-        ds = ImageDataset.from_path(ctx.cfg.images, Preprocess(h["resize"], h["crop"]))
+        ds = ImageDataset.from_path(ctx.analysis_images, Preprocess(h["resize"], h["crop"]))
         idx = list(range(min(spec.max_images, len(ds))))
         sp, v2 = splice_back(sae, ctx.model, layer, iter_batches(ds, spec.batch_size, indices=idx), ctx.cfg.device)
         report["splice"] = {**sp.__dict__, "vectors": v2.__dict__}
@@ -104,7 +109,7 @@ def do_analyze(ctx: Context, layer: str) -> str:
     from ..analysis.config import AnalyzeConfig
     from ..analysis.run import analyze
 
-    cfg = AnalyzeConfig(sae=ctx.paths.sae(layer), images=ctx.cfg.images, out=ctx.paths.analysis(layer),
+    cfg = AnalyzeConfig(sae=ctx.paths.sae(layer), images=ctx.analysis_images, out=ctx.paths.analysis(layer),
                         **ctx.common(), **config_for(ctx.cfg, "analyze"))  # fmt: skip
     s = analyze(cfg, model=ctx.model, progress=ctx.progress).summary
     return f"{s['counts']['features']} features over {s['images']['analysed']} images, {s['counts']['dead']} dead"
@@ -154,7 +159,7 @@ def do_circuits(ctx: Context, a: str, b: str) -> str:
     from ..circuits.run import run_circuits
 
     p = ctx.paths
-    cfg = CircuitsConfig(upstream=p.sae(a), downstream=p.sae(b), out=p.circuits(a, b), images=ctx.cfg.images,
+    cfg = CircuitsConfig(upstream=p.sae(a), downstream=p.sae(b), out=p.circuits(a, b), images=ctx.analysis_images,
                          analysis=(p.analysis(a), p.analysis(b)), **ctx.common(),
                          **config_for(ctx.cfg, "circuits"))  # fmt: skip
     s = run_circuits(cfg, model=ctx.model)

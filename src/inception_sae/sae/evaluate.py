@@ -23,6 +23,7 @@ class VectorEval:
     dead_fraction: float  #: latents that never fired on these vectors
     dense_fraction: float  #: latents firing on > 10% of them
     histogram: dict = field(repr=False, default_factory=dict)  #: log-spaced firing-frequency histogram
+    nonfinite_skipped: int = 0  #: input vectors holding NaN/inf, left out of every number above
 
 
 @dataclass
@@ -70,11 +71,15 @@ def check_dims(sae: TopKSAE, d: int, layer: str | None, what: str) -> None:
 
 def evaluate_vectors(sae: TopKSAE, vectors: Any, batch_size: int = 4096, device: str = "cpu") -> VectorEval:
     """FVU, L0, dead/dense fractions over an (N, d) array-like (e.g. held-out store rows)."""
-    acc = _Acc(sae)
+    acc, skipped = _Acc(sae), 0
     for start in range(0, len(vectors), batch_size):
         x = torch.as_tensor(vectors[start : start + batch_size], dtype=torch.float32).to(device)
-        acc.add(sae, x)
-    return acc.result()
+        ok = torch.isfinite(x).all(1)
+        skipped += int((~ok).sum())
+        acc.add(sae, x[ok])
+    result = acc.result()
+    result.nonfinite_skipped = skipped
+    return result
 
 
 @torch.no_grad()

@@ -125,6 +125,7 @@ class Trainer:
             raise UserError(f"source batch {source.batch_size} x {self.world} ranks != global batch {cfg.batch_size}")
         self.total_steps = math.ceil(cfg.samples / cfg.batch_size)
         self.step, self.scale, self.elapsed = 0, 1.0, 0.0
+        self.nonfinite = 0  #: input rows skipped because they held NaN/inf (e.g. fp16 overflow in a store)
         self.runs = [self._make_run(c) for c in saes]
         self.stop_signal: int | None = None
 
@@ -148,10 +149,26 @@ class Trainer:
                 gathered = [torch.empty_like(b) for _ in range(self.world)]
                 dist.all_gather(gathered, b)
                 b = torch.cat(gathered)
+            b = self._finite(b, count=False)  # counted when training reads them
             parts.append(b)
             n += b.shape[0]
         self.source.load_state_dict(cursor)
         return torch.cat(parts)[: self.cfg.init_samples].to(self.device)
+
+    def _finite(self, x: torch.Tensor, count: bool = True) -> torch.Tensor:
+        """Drop rows with NaN/inf (counted when ``count``); refuse data where they are not rare (> 10%)."""
+        ok = torch.isfinite(x).all(1)  # (B,)
+        bad = int((~ok).sum())
+        if bad == 0:
+            return x
+        self.nonfinite += bad if count else 0
+        total, seen = (self.nonfinite, (self.step + 1) * x.shape[0]) if count else (bad, x.shape[0])
+        if bad == x.shape[0] or total > 0.1 * seen:
+            raise UserError(
+                f"the training data holds non-finite (NaN/inf) vectors: {total} of {seen} rows read; "
+                "check the store (harvest in float32, or look for a broken model/weights)"
+            )
+        return x[ok]
 
     @torch.no_grad()
     def initialise(self) -> None:
@@ -234,7 +251,7 @@ class Trainer:
 
     def step_all(self) -> None:
         """One batch through every SAE."""
-        x = self.source.next_batch().to(self.device, non_blocking=True)
+        x = self._finite(self.source.next_batch()).to(self.device, non_blocking=True)
         if self.scale != 1.0:
             x = x * self.scale
         denom = total_variance(x, self.distributed)
@@ -257,6 +274,7 @@ class Trainer:
             "samples_seen": self.step * self.cfg.batch_size,
             "scale": self.scale,
             "elapsed_s": self.elapsed,
+            "nonfinite_skipped": self.nonfinite,
             "source": self.source.state_dict(),
             "train_config": asdict(self.cfg),
             "saes": [asdict(c) for c in self.saes],
@@ -272,6 +290,7 @@ class Trainer:
             if state["train_config"][key] != getattr(self.cfg, key):
                 raise UserError(f"checkpoint has {key}={state['train_config'][key]}, this run {getattr(self.cfg, key)}")
         self.step, self.scale, self.elapsed = int(state["step"]), float(state["scale"]), float(state["elapsed_s"])
+        self.nonfinite = int(state.get("nonfinite_skipped", 0))
         self.source.load_state_dict(state["source"])
         torch.set_rng_state(tensors["rng/torch"])
         with torch.no_grad():
@@ -302,6 +321,7 @@ class Trainer:
                 "dead_window_samples": self.cfg.window,
                 "multi_topk": self.cfg.multi_topk,
                 "dtype": self.cfg.dtype,
+                "nonfinite_skipped": self.nonfinite,
             }
             for r in self.runs
         }

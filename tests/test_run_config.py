@@ -1,0 +1,97 @@
+"""`run`'s typed config: sections = stage dataclass fields, YAML/TOML, flags over file, refusals, configs/."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import yaml
+
+from inception_sae.cli import main
+from inception_sae.errors import UserError
+from inception_sae.pipeline.config import RUN_SET, build, read_file, section_classes, to_yaml
+from inception_sae.pipeline.run import check_previous
+from inception_sae.pipeline.stages import Paths
+
+REPO_CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_sections_are_the_stage_dataclasses_fields():
+    cfg = build({}, {"layers": ["mixed4a"]})
+    eff = cfg.effective()
+    for name, cls in section_classes().items():
+        fields = {f.name for f in dataclasses.fields(cls)} - set(RUN_SET[name])
+        assert set(eff[name]) == fields, name
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"train": {"sampels": 5}}, r"unknown key train\.sampels; valid keys: samples, batch_size"),
+        ({"harvest": {"layer": "mixed4a"}}, r"harvest\.layer is set by `inception-sae run`"),
+        ({"featvis": {"render": {"stepz": 3}}}, r"unknown key featvis\.render\.stepz; valid keys: steps"),
+        ({"featvis": {"render": {"param": {"sise": 3}}}}, r"unknown key featvis\.render\.param\.sise"),
+        ({"trian": {}}, r"unknown top-level key 'trian'; valid keys: layers"),
+        ({"train": 3}, r"section 'train' must be a mapping"),
+    ],
+)
+def test_bad_keys_are_one_line_errors(data, match):
+    with pytest.raises(UserError, match=match):
+        build(data, {})
+
+
+def test_yaml_and_toml_agree_and_flags_override(tmp_path):
+    (tmp_path / "a.yaml").write_text("layers: [mixed4a]\ntrain:\n  samples: 1000\nsae:\n  k: 8\n")
+    (tmp_path / "a.toml").write_text('layers = ["mixed4a"]\n[train]\nsamples = 1000\n[sae]\nk = 8\n')
+    a, b = build(read_file(tmp_path / "a.yaml"), {}), build(read_file(tmp_path / "a.toml"), {})
+    assert a.effective() == b.effective()
+    c = build(read_file(tmp_path / "a.yaml"), {"sae.k": 16, "featvis.render.steps": 7, "seed": None})
+    assert c.section("sae")["k"] == 16 and c.section("train")["samples"] == 1000
+    assert c.section("featvis")["render"] == {"steps": 7}
+    assert build(yaml.safe_load(to_yaml(c)), {}).effective() == c.effective()  # round trip
+
+
+def test_print_config_cli(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("layers: mixed4a\ntrain: {samples: 1000}\n")
+    code = main(["run", str(tmp_path / "c.yaml"), "--samples", "2000", "--set", "sae.k=4", "--print-config"])
+    assert code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["samples"] == 2000 and printed["sae"]["k"] == 4 and printed["layers"] == ["mixed4a"]
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "bad.yaml").write_text("train: {sampels: 1}\n")
+    assert main(["run", str(tmp_path / "bad.yaml"), "--print-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown key train.sampels" in err[0]
+
+
+def test_changed_config_of_a_complete_stage_is_refused_unless_forced(tmp_path):
+    run = tmp_path / "run"
+    old = build({}, {"layers": ["mixed3b"], "images": tmp_path, "out": run, "harvest.per_image": 10})
+    run.mkdir()
+    (run / "config.yaml").write_text(to_yaml(old))
+    store = Paths(run).store("mixed3b")
+    store.mkdir(parents=True)
+    (store / "manifest.json").write_text(json.dumps({"status": "complete"}))
+    new = build({}, {"layers": ["mixed3b"], "images": tmp_path, "out": run, "harvest.per_image": 5})
+    with pytest.raises(UserError, match=r"different harvest config \(harvest\.per_image: 10 -> 5\).*--force-stage"):
+        check_previous(new, Paths(run), ())
+    assert check_previous(new, Paths(run), ("harvest",))[:2] == ("harvest", "train")
+    assert check_previous(old, Paths(run), ()) == ()  # same config: nothing to redo
+    # a change to a stage that has not run yet is fine
+    later = build({}, {"layers": ["mixed3b"], "images": tmp_path, "out": run, "sae.k": 4})
+    assert check_previous(later, Paths(run), ()) == ()
+    with pytest.raises(UserError, match="unknown --force-stage 'trian'"):
+        check_previous(new, Paths(run), ("trian",))
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "bozoukov2025_mixed4.yaml", "gorton2024_mixed5b.yaml"])
+def test_reproduction_configs_are_valid(name):
+    cfg = build(read_file(REPO_CONFIGS / name), {})
+    assert cfg.layers
+
+
+def test_demo_yaml_mirrors_the_builtin_demo():
+    from inception_sae.pipeline.demo import DEMO
+
+    assert build(read_file(REPO_CONFIGS / "demo.yaml"), {}).effective() == build(DEMO, {}).effective()
