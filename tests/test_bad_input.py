@@ -1,0 +1,142 @@
+"""Bad input, one test per row of docs/bad-input.md: a one-line error and exit code 2 (or a counted skip),
+and the work already done stays on disk untouched."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import numpy as np
+import pytest
+import torch
+from run_helpers import run_args, tiny_images
+
+from inception_sae import ActivationStore
+from inception_sae.cli import main
+from inception_sae.sae.model import SAEConfig, TopKSAE
+
+DEAD_URL = "http://127.0.0.1:9/nothing-here"
+
+
+def one_line_error(capsys, *needles: str) -> str:
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "UNTRAINED" not in line]
+    err = [line for line in err if line.strip() and not line.startswith("InceptionV1")]
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in err[0], err[0]
+    return err[0]
+
+
+def fingerprint(folder) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+def fake_store(path, layer="mixed3b", d=480, n=2048, nan_rows=0, seed=0) -> ActivationStore:
+    v = np.abs(np.random.default_rng(seed).normal(size=(n, d))).astype(np.float32)
+    v[:nan_rows, 3] = np.nan
+    return ActivationStore.write(path, v, layer, dtype="float32")
+
+
+@pytest.fixture
+def images(tmp_path):
+    return tiny_images(tmp_path / "images", 4)
+
+
+def test_wrong_layer_name(tmp_path, images, capsys):
+    assert main(run_args(images, tmp_path / "run", layers=("mixed4z",))) == 2
+    one_line_error(capsys, "unknown layer 'mixed4z'", "Did you mean")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    assert main(run_args(images, tmp_path / "run", layers=("mixed4b", "mixed4a"))) == 2
+    one_line_error(capsys, "network order")
+
+
+def test_mismatched_sae_and_store_dims(tmp_path, images, capsys):
+    run = tmp_path / "run"
+    fake_store(run / "mixed3b" / "store")
+    sae = TopKSAE(SAEConfig(16, 32, 4), meta={"layer": "mixed3b", "model": "random:0"})
+    sae.save(run / "mixed3b" / "sae")
+    (run / "mixed3b" / "sae" / "train_summary.json").write_text("{}")
+    before = fingerprint(run)
+    assert main(run_args(images, run)) == 2
+    one_line_error(capsys, "the SAE expects d=16 but store", "has d=480")
+    assert {k: v for k, v in fingerprint(run).items() if k != "config.yaml"} == before
+
+
+def test_sae_of_another_layer(tmp_path, capsys):
+    fake_store(tmp_path / "store", layer="mixed3b")
+    TopKSAE(SAEConfig(480, 32, 4), meta={"layer": "mixed3a"}).save(tmp_path / "sae")
+    assert main(["eval", "--sae", str(tmp_path / "sae"), "--store", str(tmp_path / "store")]) == 2
+    one_line_error(capsys, "trained on layer mixed3a but store", "holds mixed3b")
+
+
+def test_missing_weights(tmp_path, images, capsys, monkeypatch):
+    args = run_args(images, tmp_path / "run")
+    args[args.index("random")] = str(tmp_path / "nope.pth")
+    assert main(args) == 2
+    one_line_error(capsys, "nope.pth does not exist")
+    monkeypatch.setenv("INCEPTION_SAE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("INCEPTION_SAE_WEIGHTS_URL", DEAD_URL)
+    args.remove("--weights")
+    args.remove(str(tmp_path / "nope.pth"))
+    assert main(args) == 2
+    one_line_error(capsys, "could not download inception5h.pth", "--weights PATH")
+    assert sorted(p.name for p in images.rglob("*.png")) == sorted(f"{i:05d}.png" for i in range(4))
+
+
+def test_empty_image_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(run_args(tmp_path / "empty", tmp_path / "run")) == 2
+    one_line_error(capsys, "no images (", "found under")
+    assert main(run_args(tmp_path / "missing", tmp_path / "run")) == 2
+    one_line_error(capsys, "does not exist")
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path, images):
+    from inception_sae.data.harvest import HarvestConfig, harvest
+
+    (images / "broken.jpg").write_bytes(b"not a jpeg at all")
+    cfg = HarvestConfig(images, "mixed3b", tmp_path / "store", per_image=2, weights="random", workers=0,
+                        resize=37, crop=32, progress=False)  # fmt: skip
+    result = harvest(cfg)
+    assert result.complete and result.skipped == 1 and result.vectors == 4 * 2
+
+
+def test_full_disk_during_training_is_one_line_and_resumes(tmp_path, capsys, monkeypatch):
+    from inception_sae.sae import train as train_mod
+
+    store = fake_store(tmp_path / "store", d=16, n=1024).path
+    before = fingerprint(store)
+    real = train_mod.ckpt.save_checkpoint
+
+    def full(path, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(train_mod.ckpt, "save_checkpoint", full)
+    args = ["train", "--store", str(store), "--out", str(tmp_path / "sae"), "--latents", "32", "--k", "4",
+            "--samples", "2048", "--batch-size", "256", "--checkpoint-every", "2", "--no-progress"]  # fmt: skip
+    assert main(args) == 2
+    one_line_error(capsys, "disk full while writing", "checkpoint", "rerun the same command")
+    monkeypatch.setattr(train_mod.ckpt, "save_checkpoint", real)
+    assert main(args) == 0
+    assert (tmp_path / "sae" / "sae_weights.safetensors").is_file()
+    assert fingerprint(store) == before
+
+
+def test_nan_vectors_are_skipped_with_a_count_or_refused(tmp_path, capsys):
+    few = fake_store(tmp_path / "few", d=16, n=2048, nan_rows=20).path  # 1%: skipped and counted
+    args = ["--latents", "32", "--k", "4", "--samples", "4096", "--batch-size", "512", "--no-progress"]
+    assert main(["train", "--store", str(few), "--out", str(tmp_path / "sae"), *args]) == 0
+    summary = next(iter(json.loads((tmp_path / "sae" / "train_summary.json").read_text()).values()))
+    assert summary["nonfinite_skipped"] > 0
+    sae = TopKSAE.load(tmp_path / "sae")
+    assert all(torch.isfinite(p).all() for p in sae.parameters())
+    report = tmp_path / "e.json"
+    assert main(["eval", "--sae", str(tmp_path / "sae"), "--store", str(few), "--report", str(report)]) == 0
+    ev = json.loads(report.read_text())["store"]
+    assert ev["nonfinite_skipped"] == 20 and np.isfinite(ev["fvu"])
+    capsys.readouterr()
+    many = fake_store(tmp_path / "many", d=16, n=2048, nan_rows=1024).path  # 50%: refused
+    assert main(["train", "--store", str(many), "--out", str(tmp_path / "sae2"), *args]) == 2
+    one_line_error(capsys, "non-finite (NaN/inf) vectors")
+    assert not (tmp_path / "sae2" / "sae_weights.safetensors").exists()

@@ -1,0 +1,69 @@
+"""`inception-sae run` end to end on two layers: SIGKILL during training, rerun resumes without re-harvesting."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from run_helpers import cli, env, run_args, tiny_images
+
+pytestmark = pytest.mark.slow
+
+#: Two layers (so circuits run between them), 16 images, long enough training to be killed in the middle.
+LAYERS = ("mixed3b", "mixed4a")
+OVERRIDES = {"train.samples": 12800, "train.batch_size": 128, "train.checkpoint_every": 2,
+             "analyze.render_intervals": 0, "analyze.render_top": 1}  # fmt: skip
+
+
+def snapshot(store) -> dict:
+    """Every store file's (mtime_ns, size) and the manifest's bytes."""
+    files = {p.relative_to(store).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
+             for p in store.rglob("*") if p.is_file()}  # fmt: skip
+    return {"files": files, "manifest": (store / "manifest.json").read_bytes()}
+
+
+def test_run_killed_in_training_resumes_without_reharvesting(tmp_path):
+    images = tiny_images(tmp_path / "images", 16)
+    run = tmp_path / "run"
+    args = run_args(images, run, LAYERS, OVERRIDES)
+    proc = subprocess.Popen([sys.executable, "-m", "inception_sae", *args], env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    ckpt = run / "mixed3b" / "sae" / "checkpoint"
+    try:
+        deadline = time.time() + 300
+        while not ckpt.is_dir() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, "run ended before its first training checkpoint"
+        assert ckpt.is_dir()
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    store = run / "mixed3b" / "store"
+    assert json.loads((store / "manifest.json").read_text())["status"] == "complete"
+    assert not (run / "mixed3b" / "sae" / "train_summary.json").exists()  # killed mid-training
+    before = snapshot(store)
+    time.sleep(0.05)
+
+    done = cli(args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert snapshot(store) == before  # the harvest was neither redone nor touched
+    assert "harvest mixed3b" in done.stderr and "skipped (complete)" in done.stderr
+    log = [json.loads(line) for line in (run / "mixed3b" / "sae" / "train_log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in log if "step" in r]
+    assert steps[-1] == 100 and steps.count(steps[0]) == 1  # resumed from a checkpoint, not restarted at step 1
+    summary = json.loads((run / "mixed3b" / "sae" / "train_summary.json").read_text())
+    assert next(iter(summary.values()))["steps"] == 100
+    for layer in LAYERS:
+        assert (run / layer / "eval.json").is_file() and (run / layer / "analysis" / "summary.json").is_file()
+        assert (run / layer / "featvis" / "featvis.json").is_file()
+    assert json.loads((run / "circuits" / "mixed3b__mixed4a" / "summary.json").read_text())["focus"]
+    assert (run / "site" / "index.html").is_file() and (run / "config.yaml").is_file()
+    assert f"open {run / 'site' / 'index.html'}" in done.stdout.replace("\n", "")
+
+    again = cli(args)  # everything complete: every stage is skipped
+    assert again.returncode == 0 and again.stderr.count("skipped (complete)") == 2 * 5 + 2
