@@ -94,12 +94,13 @@ def headline_metrics(summary: dict, sae: Path | None, eval_report: Path | None) 
     cfg = read_json(sae_dir / "cfg.json", {}) if sae_dir and sae_dir.is_dir() else {}
     train = cfg.get("training") or {}
     store, splice = ev.get("store") or {}, ev.get("splice") or {}
+    vec = splice.get("vectors") or {}  # splice-back images' own vectors, when no store was evaluated
     counts = summary.get("counts") or {}
     n_feat = counts.get("features") or (summary.get("sae") or {}).get("d_sae")
     dead_frac = counts["dead"] / n_feat if counts.get("dead") is not None and n_feat else None
     return {
         "fvu": _first(given.get("fvu"), store.get("fvu"), splice.get("fvu"), train.get("final_fvu")),
-        "l0": _first(given.get("l0"), store.get("l0"), train.get("l0")),
+        "l0": _first(given.get("l0"), store.get("l0"), vec.get("l0"), train.get("l0")),
         "dead_fraction": _first(
             given.get("dead_fraction"), dead_frac, store.get("dead_fraction"), train.get("dead_fraction")
         ),
