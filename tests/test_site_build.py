@@ -192,3 +192,7 @@ def test_headline_metrics_from_eval_report_and_sae_cfg(tmp_path):
     dump(tmp_path / "eval.json", {"splice": {"top1_agreement": 0.9, "kl": 0.01, "fvu": 0.3, "vectors": {"l0": 12.0}}})
     h = headline_metrics(summary, None, tmp_path / "eval.json")
     assert (h["fvu"], h["l0"], h["splice_top1"]) == (0.3, 12.0, 0.9)
+    dump(tmp_path / "sae" / "cfg.json", {"k": 16, "layer": "mixed4a"})
+    dump(tmp_path / "eval.json", {"sae": str(tmp_path / "sae"), "splice": {"top1_agreement": 0.9}})
+    assert headline_metrics({"layer": "mixed4a"}, None, tmp_path / "eval.json")["splice_top1"] == 0.9
+    assert headline_metrics({"layer": "mixed4b"}, None, tmp_path / "eval.json")["splice_top1"] is None

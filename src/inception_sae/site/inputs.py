@@ -79,6 +79,12 @@ def _first(*values):
     return next((v for v in values if v is not None), None)
 
 
+def _same_layer(sae_dir: Path, layer: str | None) -> bool:
+    """False only when ``sae_dir``'s cfg.json names a layer other than ``layer``."""
+    cfg = read_json(sae_dir / "cfg.json", {}) if sae_dir.is_dir() else {}
+    return cfg.get("layer") in (None, layer)
+
+
 def headline_metrics(summary: dict, sae: Path | None, eval_report: Path | None) -> dict:
     """FVU, L0, dead fraction and splice-back agreement from whatever records them.
 
@@ -87,8 +93,11 @@ def headline_metrics(summary: dict, sae: Path | None, eval_report: Path | None) 
     ``cfg.json`` (``training``), the analysis counts (dead features).
     """
     given = dict(summary.get("metrics") or {})
+    layer = summary.get("layer")
     ev = read_json(Path(eval_report), {}) if eval_report else {}
-    sae_dir = Path(sae) if sae else None
+    if ev.get("sae") and not _same_layer(Path(ev["sae"]), layer):
+        ev = {}  # a report about another layer's SAE (several --analysis folders, one --eval)
+    sae_dir = Path(sae) if sae and _same_layer(Path(sae), layer) else None
     if sae_dir is None and (summary.get("sae") or {}).get("path"):
         sae_dir = Path(summary["sae"]["path"])
     cfg = read_json(sae_dir / "cfg.json", {}) if sae_dir and sae_dir.is_dir() else {}
