@@ -93,6 +93,7 @@
   SAE.pages.feature = function (index, id) {
     const L = index.layer;
     SAE.crumbs([{ text: L, href: '#/' + L }, { text: 'feature ' + id }]);
+    if (SAE.rowOf(index, id) < 0) return Promise.reject(new Error(`${L} has no feature ${id} on this site`));
     return SAE.load(`${L}/f/${id}`).then((d) => preloadNeighbourLayers(d).then(() => drawFeature(index, id, d)));
   };
 
@@ -130,6 +131,7 @@
   SAE.pages.neuron = function (index, id) {
     const L = index.layer;
     SAE.crumbs([{ text: L, href: '#/' + L }, { text: 'neuron ' + id }]);
+    if (!(index.neurons || { id: [] }).id.includes(id)) return Promise.reject(new Error(`${L} has no neuron ${id} on this site`));
     return SAE.load(`${L}/n/${id}`).then((d) => {
       const feats = (d.similar_features || []).map(([f, cos]) => {
         const r = SAE.rowOf(index, f);
