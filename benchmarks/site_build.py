@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from site_fixture import make_analysis, make_featvis  # noqa: E402
+from site_fixture import make_analysis, make_featvis
 
-from inception_sae.site import SiteConfig, build_site  # noqa: E402
+from inception_sae.site import SiteConfig, build_site
 
 
 def main() -> None:

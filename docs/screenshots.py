@@ -23,7 +23,7 @@ def shoot(page, url: str, ready: str, path: Path, height: int) -> None:
     page.wait_for_selector(ready)
     page.wait_for_function("[...document.images].every(i => i.complete)")
     page.wait_for_timeout(300)
-    page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": 1280, "height": height})
+    page.screenshot(path=str(path), full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": height})
     Image.open(path).convert("RGB").quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 

@@ -98,6 +98,9 @@ def test_layer_page_filter_and_umap_click_from_file(page, site, tmp_path):
     page.mouse.click(box["x"] + xy["x"], box["y"] + xy["y"])
     open_feature_checks(page, "mixed4d", fid)
     page.screenshot(path=str(tmp_path / "feature_file.png"), full_page=True)
+    page.goto((site["dir"] / "index.html").as_uri() + "#/mixed4d/f/9999")
+    assert "no feature 9999" in page.locator(".err").inner_text()
+    assert page.errors == []
 
 
 def test_table_row_circuit_link_neuron_and_class_over_http(page, site, tmp_path):

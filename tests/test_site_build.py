@@ -180,3 +180,19 @@ def test_cli_build_and_errors(tmp_path):
     assert "4 features" in r.stdout and (tmp_path / "site/index.html").is_file()
     r = run_cli("site", "build", "--analysis", str(tmp_path / "missing"), "--out", str(tmp_path / "s2"))
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: analysis folder")
+
+
+def test_headline_metrics_from_eval_report_and_sae_cfg(tmp_path):
+    from inception_sae.site.inputs import headline_metrics
+
+    dump(tmp_path / "sae" / "cfg.json", {"k": 16, "training": {"final_fvu": 0.2, "l0": 15.0, "dead_fraction": 0.1}})
+    summary = {"sae": {"path": str(tmp_path / "sae")}, "counts": {"features": 10, "dead": 2}}
+    h = headline_metrics(summary, None, None)
+    assert (h["fvu"], h["l0"], h["dead_fraction"], h["k"], h["splice_top1"]) == (0.2, 15.0, 0.2, 16, None)
+    dump(tmp_path / "eval.json", {"splice": {"top1_agreement": 0.9, "kl": 0.01, "fvu": 0.3, "vectors": {"l0": 12.0}}})
+    h = headline_metrics(summary, None, tmp_path / "eval.json")
+    assert (h["fvu"], h["l0"], h["splice_top1"]) == (0.3, 12.0, 0.9)
+    dump(tmp_path / "sae" / "cfg.json", {"k": 16, "layer": "mixed4a"})
+    dump(tmp_path / "eval.json", {"sae": str(tmp_path / "sae"), "splice": {"top1_agreement": 0.9}})
+    assert headline_metrics({"layer": "mixed4a"}, None, tmp_path / "eval.json")["splice_top1"] == 0.9
+    assert headline_metrics({"layer": "mixed4b"}, None, tmp_path / "eval.json")["splice_top1"] is None

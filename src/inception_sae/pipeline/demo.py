@@ -25,19 +25,19 @@ IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz
 IMAGENETTE_ENV = "INCEPTION_SAE_IMAGENETTE_URL"
 ARCHIVE = "imagenette2-160.tgz"
 
-#: The demo's run config: mixed4a at 160 px, a 512-latent k=8 SAE on ~100k vectors, 8 features visualised.
+#: The demo's run config: mixed4a at 128 px, a 256-latent k=8 SAE on ~100k samples, 8 features visualised.
 DEMO: dict = {
     "layers": ["mixed4a"],
-    "harvest": {"sampling": "all", "crop": 160, "resize": 182, "batch_size": 16, "workers": 0},
+    "harvest": {"sampling": "all", "crop": 128, "resize": 146, "batch_size": 16, "workers": 0},
     "train": {"samples": 102400, "batch_size": 1024, "warmup_steps": 10, "checkpoint_every": 20, "log_every": 5,
               "init_samples": 4096},
-    "sae": {"k": 8, "latents": 512},
+    "sae": {"k": 8, "latents": 256},
     "eval": {"max_vectors": 8192, "max_images": 32},
-    "analyze": {"input_size": 160, "batch_size": 16, "n_null": 1000, "logit_effect": False, "umap": True,
-                "checkpoint_every_s": 60.0},
+    "analyze": {"input_size": 128, "batch_size": 16, "n_null": 1000, "logit_effect": False, "umap": False,
+                "render_top": 3, "checkpoint_every_s": 60.0},
     "featvis": {"features": "top:8", "batch_size": 8,
-                "render": {"steps": 64, "model_size": 128, "param": {"size": 96}}},
-    "circuits": {"max_images": 16, "image_size": 160, "compare_features": 4, "candidates": 16, "permutations": 200},
+                "render": {"steps": 32, "model_size": 128, "param": {"size": 96}}},
+    "circuits": {"max_images": 16, "image_size": 128, "compare_features": 4, "candidates": 16, "permutations": 200},
     "site": {},
 }  # fmt: skip
 
@@ -49,7 +49,7 @@ class DemoOptions:
     out: Path  #: demo folder: ``images/`` and the run (``site/`` inside)
     offline: bool = False  #: random weights + synthetic images, no network
     images: int | None = None  #: number of images (default 140 offline, 500 online)
-    size: int | None = None  #: side of the synthetic images and of the model's input crop (default 160)
+    size: int | None = None  #: side of the synthetic images and of the model's input crop (default 128)
     samples: int | None = None  #: SAE training length in vectors
     features: int | None = None  #: features visualised
     steps: int | None = None  #: featvis steps
@@ -85,7 +85,7 @@ def run_demo(opts: DemoOptions) -> RunResult:
         from ..data.synthetic import write_synthetic_images
 
         images = out / "images"
-        write_synthetic_images(images, opts.images or 140, size=opts.size or 160, seed=0)
+        write_synthetic_images(images, opts.images or 140, size=opts.size or 128, seed=0)
     else:
         from ..models.weights import load_model
 

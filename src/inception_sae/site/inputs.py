@@ -79,6 +79,12 @@ def _first(*values):
     return next((v for v in values if v is not None), None)
 
 
+def _same_layer(sae_dir: Path, layer: str | None) -> bool:
+    """False only when ``sae_dir``'s cfg.json names a layer other than ``layer``."""
+    cfg = read_json(sae_dir / "cfg.json", {}) if sae_dir.is_dir() else {}
+    return cfg.get("layer") in (None, layer)
+
+
 def headline_metrics(summary: dict, sae: Path | None, eval_report: Path | None) -> dict:
     """FVU, L0, dead fraction and splice-back agreement from whatever records them.
 
@@ -87,19 +93,23 @@ def headline_metrics(summary: dict, sae: Path | None, eval_report: Path | None) 
     ``cfg.json`` (``training``), the analysis counts (dead features).
     """
     given = dict(summary.get("metrics") or {})
+    layer = summary.get("layer")
     ev = read_json(Path(eval_report), {}) if eval_report else {}
-    sae_dir = Path(sae) if sae else None
+    if ev.get("sae") and not _same_layer(Path(ev["sae"]), layer):
+        ev = {}  # a report about another layer's SAE (several --analysis folders, one --eval)
+    sae_dir = Path(sae) if sae and _same_layer(Path(sae), layer) else None
     if sae_dir is None and (summary.get("sae") or {}).get("path"):
         sae_dir = Path(summary["sae"]["path"])
     cfg = read_json(sae_dir / "cfg.json", {}) if sae_dir and sae_dir.is_dir() else {}
     train = cfg.get("training") or {}
     store, splice = ev.get("store") or {}, ev.get("splice") or {}
+    vec = splice.get("vectors") or {}  # splice-back images' own vectors, when no store was evaluated
     counts = summary.get("counts") or {}
     n_feat = counts.get("features") or (summary.get("sae") or {}).get("d_sae")
     dead_frac = counts["dead"] / n_feat if counts.get("dead") is not None and n_feat else None
     return {
         "fvu": _first(given.get("fvu"), store.get("fvu"), splice.get("fvu"), train.get("final_fvu")),
-        "l0": _first(given.get("l0"), store.get("l0"), train.get("l0")),
+        "l0": _first(given.get("l0"), store.get("l0"), vec.get("l0"), train.get("l0")),
         "dead_fraction": _first(
             given.get("dead_fraction"), dead_frac, store.get("dead_fraction"), train.get("dead_fraction")
         ),

@@ -93,13 +93,16 @@
   SAE.pages.feature = function (index, id) {
     const L = index.layer;
     SAE.crumbs([{ text: L, href: '#/' + L }, { text: 'feature ' + id }]);
+    if (SAE.rowOf(index, id) < 0) return Promise.reject(new Error(`${L} has no feature ${id} on this site`));
     return SAE.load(`${L}/f/${id}`).then((d) => preloadNeighbourLayers(d).then(() => drawFeature(index, id, d)));
   };
 
   function drawFeature(index, id, d) {
     const L = SAE.esc(index.layer), sn = d.similar_neuron || {};
     const hasMap = index.cols.x.some((v) => v != null);
+    const dead = d.dead || (d.max != null && d.max <= 0);
     SAE.app().innerHTML = `${header(index, d, 'f', id)}
+      ${dead ? '<div class="card err" id="deadnote">Dead feature: it never fired on the analysed images, so its examples and intervals say nothing.</div>' : ''}
       <div class="grid3" style="margin-top:12px">
         <div class="card"><h2>Feature visualisation</h2>${featvis(d)}</div>
         <div class="card"><h2>Activation</h2>${stats(d)}<h3>Dominant branch</h3>${SAE.chip(index, d.dominant_branch)}</div>
@@ -108,7 +111,7 @@
       <div class="grid2"><div class="card"><h2>Branch shares vs the null</h2>${SAE.branchBars(index, d.branch_share, d.branch_p, d.dominant_branch)}</div>
         <div class="card"><h2>Activation density</h2>${SAE.histogram(d.histogram)}</div></div>
       <div class="card"><h2>Top examples</h2><p class="small muted">Receptive-field crop and heatmap overlay; value = activation.</p>${examples(d.top_examples)}</div>
-      <div class="card"><h2>Across activation intervals</h2>${intervals(d)}</div>
+      ${dead ? '' : `<div class="card"><h2>Across activation intervals</h2>${intervals(d)}</div>`}
       <div class="grid2"><div class="card"><h2>This feature's top examples</h2>${examples((d.top_examples || []).slice(0, 6), 0)}</div>
         <div class="card" id="neuronbox"><h2>Most similar neuron: ${sn.neuron != null ? `<a href="#/${L}/n/${sn.neuron}">neuron ${sn.neuron}</a>` : '–'}
           <span class="muted small">cosine ${SAE.fmt(sn.cosine, 3)}</span></h2><div id="neuronex" class="muted">…</div></div></div>
@@ -128,6 +131,7 @@
   SAE.pages.neuron = function (index, id) {
     const L = index.layer;
     SAE.crumbs([{ text: L, href: '#/' + L }, { text: 'neuron ' + id }]);
+    if (!(index.neurons || { id: [] }).id.includes(id)) return Promise.reject(new Error(`${L} has no neuron ${id} on this site`));
     return SAE.load(`${L}/n/${id}`).then((d) => {
       const feats = (d.similar_features || []).map(([f, cos]) => {
         const r = SAE.rowOf(index, f);
