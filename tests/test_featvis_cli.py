@@ -70,7 +70,7 @@ def test_features_with_diversity_index_and_resume(sae_dir, tmp_path):
     assert set(items) == {"0", "1", "2", "3"}
 
 
-def test_neurons_and_errors_via_subprocess(sae_dir, tmp_path):
+def test_neurons_via_subprocess(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = tmp_path / "fv"
     cmd = [sys.executable, "-m", "inception_sae", "featvis", "--out", str(out), *FAST]
@@ -78,8 +78,11 @@ def test_neurons_and_errors_via_subprocess(sae_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "UNTRAINED WEIGHTS" in r.stderr
     assert sorted(p.name for p in (out / "mixed3a_5x5" / "n").iterdir()) == ["0.png", "1.png"]
-    r = subprocess.run([*cmd, "--sae", str(sae_dir), "--features", "99"], env=env, capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == "error: ids out of range 0-23: [99]"
+
+
+def test_out_of_range_ids_fail_before_loading_the_model(sae_dir, tmp_path, capsys):
+    assert main(["featvis", "--out", str(tmp_path), *FAST, "--sae", str(sae_dir), "--features", "99"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: ids out of range 0-23: [99]"
 
 
 @pytest.mark.parametrize(
