@@ -146,7 +146,7 @@ def run_pipeline(cfg: RunConfig, force: tuple[str, ...] = (), progress: bool = T
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.config.write_text(to_yaml(cfg))
     ctx = work.Context(cfg, paths, progress=progress)
-    view = view or StageView(enabled=progress)
+    view = view or StageView()  # stage lines always; ``progress`` only switches the stages' own bars
     result, changed = RunResult(paths.root, paths.site), False
     for stage in plan(ctx):
         if stage.done() and not (stage.name == "site" and changed):

@@ -5,6 +5,7 @@ Each function takes the run's :class:`Context` and returns a one-line note for t
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -143,14 +144,16 @@ def do_featvis(ctx: Context, layer: str) -> str:
     job = featvis_job(ctx, layer)
     sae_path = ctx.paths.sae(layer)
     sae = load_sae_weights(sae_path)
-    with _progress() as bar:
-        task = bar.add_task(f"featvis {layer}", total=None, count="")
+    with contextlib.ExitStack() as stack:
+        tick = None
+        if ctx.progress:
+            bar = stack.enter_context(_progress())
+            task = bar.add_task(f"featvis {layer}", total=None, count="")
 
-        def tick(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total, count=f"{done}/{total}")
+            def tick(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total, count=f"{done}/{total}")
 
-        run_featvis(ctx.model, job, sae, sae_path=str(sae_path), device=ctx.cfg.device,
-                    on_batch=tick if ctx.progress else None)  # fmt: skip
+        run_featvis(ctx.model, job, sae, sae_path=str(sae_path), device=ctx.cfg.device, on_batch=tick)
     return f"{len(job.ids)} features, {job.render.steps} steps each"
 
 
