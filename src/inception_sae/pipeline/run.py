@@ -81,9 +81,11 @@ def _featvis_done(ctx: work.Context, layer: str) -> bool:
 
 
 def check_previous(cfg: RunConfig, paths: Paths, force: tuple[str, ...]) -> tuple[str, ...]:
-    """Stages whose results must be removed; a one-line refusal when a complete stage had another config.
+    """Stages whose results must be removed; a one-line refusal when a stage already on disk had another config.
 
-    Returns the forced stages and every stage after the first of them (they depend on it).
+    Returns the forced stages and every stage after the first of them (they depend on it). A stage counts as
+    on disk once its folder exists (complete or not): a finished stage would otherwise be silently reused, and
+    a half-finished one silently continued, under settings it was not made with.
     """
     for name in force:
         if name not in ALL_STAGES:
@@ -95,11 +97,10 @@ def check_previous(cfg: RunConfig, paths: Paths, force: tuple[str, ...]) -> tupl
         old = build(read_file(paths.config), {})
     except UserError as e:
         raise UserError(f"{paths.config} is not a valid run config ({e}); move it away or use a new --out") from None
-    ctx = work.Context(cfg, paths, progress=False)
-    done = {s.name for s in plan(ctx) if s.name not in ("featvis", "site") and s.done()}
+    on_disk = {s.name for s in plan(work.Context(cfg, paths, progress=False)) if s.out.exists()}
     for name in ALL_STAGES:
         sections, top = DEPENDS[name]
-        if name in done and name not in redo and fingerprint(old, sections, top) != fingerprint(cfg, sections, top):
+        if name in on_disk and name not in redo and fingerprint(old, sections, top) != fingerprint(cfg, sections, top):
             changed = _changed_keys(old, cfg, sections, top)
             raise UserError(
                 f"{paths.root} was made with a different {name} config ({changed}); "
