@@ -24,7 +24,7 @@ def parse_sets(items: list[str]) -> dict:
 
 
 def run(
-    config_arg: Path = typer.Argument(None, help="Config file (YAML or TOML), same as --config.", show_default=False),
+    config_arg: Path = typer.Argument(None, metavar="[CONFIG]", help="Config file (YAML or TOML), as --config."),
     config: Path = typer.Option(None, "--config", help="Config file (YAML or TOML); flags override it."),
     layer: list[str] = typer.Option([], "--layer", help="Layer (repeat for several; circuits between consecutive)."),
     images: Path = typer.Option(None, "--images", help="Image folder (recursive) or .txt list of images."),
@@ -67,7 +67,13 @@ def run(
 
 def finish(result) -> None:
     """The final lines: where the site is."""
-    console.print(f"run complete: {result.root}", highlight=False, soft_wrap=True)
+    ran = [s for s in result.stages if s.status == "done"]
+    console.print(
+        f"run complete: {result.root}  ({len(ran)} stages run in {sum(s.seconds for s in ran):.0f} s, "
+        f"{len(result.stages) - len(ran)} skipped as complete)",
+        highlight=False,
+        soft_wrap=True,
+    )
     out.print(f"open {result.site / 'index.html'}  or  inception-sae site serve {result.site}", soft_wrap=True)
 
 
