@@ -25,15 +25,15 @@ IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz
 IMAGENETTE_ENV = "INCEPTION_SAE_IMAGENETTE_URL"
 ARCHIVE = "imagenette2-160.tgz"
 
-#: The demo's run config: mixed4a at 128 px, a 256-latent k=8 SAE on ~100k samples, 8 features visualised.
+#: The demo's run config: mixed4a at 128 px, a 512-latent k=8 SAE on ~100k samples, 8 features visualised.
 DEMO: dict = {
     "layers": ["mixed4a"],
     "harvest": {"sampling": "all", "crop": 128, "resize": 146, "batch_size": 16, "workers": 0},
     "train": {"samples": 102400, "batch_size": 1024, "warmup_steps": 10, "checkpoint_every": 20, "log_every": 5,
               "init_samples": 4096},
-    "sae": {"k": 8, "latents": 256},
+    "sae": {"k": 8, "latents": 512},
     "eval": {"max_vectors": 8192, "max_images": 32},
-    "analyze": {"input_size": 128, "batch_size": 16, "n_null": 1000, "logit_effect": False, "umap": False,
+    "analyze": {"input_size": 128, "batch_size": 16, "n_null": 1000, "logit_effect": False, "umap": True,
                 "render_top": 3, "checkpoint_every_s": 60.0},
     "featvis": {"features": "top:8", "batch_size": 8,
                 "render": {"steps": 32, "model_size": 128, "param": {"size": 96}}},
