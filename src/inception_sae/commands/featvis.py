@@ -1,0 +1,149 @@
+"""`featvis`: render SAE features or neurons as images (Lucid recipe, batched)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import UserError
+from .common import DEVICE, SEED, WEIGHTS, console, out, warn_if_random
+
+
+def parse_ids(spec: str) -> tuple[int, ...]:
+    """'0-99', '3,7,10-12' -> sorted unique ids; a one-line UserError otherwise."""
+    ids: set[int] = set()
+    for part in spec.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                ids.update(range(lo, hi + 1))
+            else:
+                ids.add(int(part))
+        except ValueError:
+            raise UserError(f"bad id list {spec!r}: use e.g. 0-99 or 3,7,10-12") from None
+    if not ids:
+        raise UserError(f"bad id list {spec!r}: no ids")
+    return tuple(sorted(ids))
+
+
+def _progress():
+    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class PerMinute(ProgressColumn):
+        def render(self, task) -> Text:
+            # average since start: batches take long, so rich's windowed speed is often empty
+            speed = task.completed / task.elapsed if task.elapsed and task.completed else None
+            return Text(f"{speed * 60:.1f} features/min" if speed else "-- features/min", style="progress.data.speed")
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[count]}"),
+        PerMinute(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def featvis(
+    sae: Path = typer.Option(None, "--sae", help="SAE folder (cfg.json + sae_weights.safetensors)."),
+    features: str = typer.Option(None, "--features", help="SAE features to render, e.g. 0-99 or 3,7,10-12."),
+    layer: str = typer.Option(None, "--layer", help="Layer for --neurons (default: the SAE's layer)."),
+    neurons: str = typer.Option(None, "--neurons", help="Channels of --layer to render, e.g. 0-15."),
+    out_dir: Path = typer.Option(..., "--out", help="Output folder: <layer>/{f,n}/<id>.png + featvis.json."),
+    objective: str = typer.Option("encoder", "--objective", help="SAE objective: encoder (pre-activation) or decoder."),
+    at: str = typer.Option("center", "--at", help="Read the unit at the centre position or its mean: center|mean."),
+    diversity: int = typer.Option(1, "--diversity", help="Also render this many diverse variants per item (>1)."),
+    diversity_weight: float = typer.Option(1e2, "--diversity-weight", help="Weight of the diversity term."),
+    steps: int = typer.Option(512, "--steps", help="Adam steps per image (lr 0.05)."),
+    size: int = typer.Option(128, "--size", help="Canvas size in pixels (upsampled to --model-size)."),
+    model_size: int = typer.Option(224, "--model-size", help="Input size fed to the network."),
+    decay: float = typer.Option(1.0, "--decay", help="Fourier spectrum decay exponent."),
+    pixel: bool = typer.Option(False, "--pixel", help="Pixel instead of Fourier parameterisation."),
+    redirected_relu: bool = typer.Option(False, "--redirected-relu", help="Lucid's redirected ReLU gradients."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images optimised together."),
+    weights: str = WEIGHTS,
+    seed: int = SEED,
+    device: str = DEVICE,
+) -> None:
+    """Render SAE features (--sae --features) or neurons (--layer --neurons); skips PNGs that exist."""
+    from ..featvis.param import ParamConfig
+    from ..featvis.render import RenderConfig
+    from ..featvis.run import FeatvisJob, check_job
+    from ..models.weights import load_model
+
+    sae_w, layer, kind, ids = _target(sae, features, layer, neurons)
+    try:
+        render_cfg = RenderConfig(
+            steps=steps,
+            param=ParamConfig(size=size, fourier=not pixel, decay=decay),
+            model_size=model_size,
+            redirected_relu=redirected_relu,
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    job = FeatvisJob(
+        out=out_dir,
+        layer=layer,
+        kind=kind,
+        ids=ids,
+        render=render_cfg,
+        objective=objective,
+        at=at,
+        diversity=diversity,
+        diversity_weight=diversity_weight,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    check_job(job, sae_w)  # fail in one line before loading the model
+    model = load_model(weights, seed=seed, device=device)
+    warn_if_random(model.identity)
+    if sae_w is not None and sae_w.cfg.get("model") not in (None, model.identity):
+        console.print(f"[yellow]warning[/]: the SAE was trained on {sae_w.cfg.get('model')}, not {model.identity}")
+    index = _run_with_progress(model, job, sae_w, str(sae) if sae else None, device)
+    items = index["layers"][layer][job.kind]["items"]
+    out.print(f"{len(items)} {job.kind} items of {layer} in {out_dir / 'featvis.json'}")
+
+
+def _target(sae: Path | None, features: str | None, layer: str | None, neurons: str | None):
+    """(SAE weights or None, layer, kind "f"/"n", ids) from the CLI's selection flags."""
+    from ..featvis.sae_io import load_sae_weights
+
+    if (features is None) == (neurons is None):
+        raise UserError("give exactly one of --features (with --sae) or --neurons (with --layer)")
+    sae_w = load_sae_weights(sae) if sae is not None else None
+    if features is not None and sae_w is None:
+        raise UserError("--features needs --sae")
+    layer = layer or (sae_w.layer if sae_w else None)
+    if layer is None:
+        raise UserError("--neurons needs --layer (or --sae to take its layer)")
+    if features is not None:
+        return sae_w, layer, "f", parse_ids(features)
+    return sae_w, layer, "n", parse_ids(neurons or "")
+
+
+def _run_with_progress(model, job, sae_w, sae_path: str | None, device: str) -> dict:
+    """run_featvis under a rich progress bar showing features (or neurons) per minute.
+
+    With diversity D a feature is 1 + D images, so progress counts images / (1 + D).
+    """
+    from ..featvis.run import run_featvis
+
+    per = 1 + (job.diversity if job.diversity > 1 else 0)
+    with _progress() as progress:
+        task = progress.add_task(f"featvis {job.layer}/{job.kind}", total=None, count="")
+
+        def on_batch(done: int, total: int) -> None:
+            progress.update(task, completed=done / per, total=total / per, count=f"{done // per}/{total // per}")
+
+        return run_featvis(model, job, sae_w, sae_path=sae_path, device=device, on_batch=on_batch)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(featvis)

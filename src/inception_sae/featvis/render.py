@@ -1,0 +1,146 @@
+"""Optimise images for an objective: ``render`` only optimises and returns arrays.
+
+One call renders a whole batch, image ``i`` with its own seed (its own
+parameter init and its own stream of random transforms) and, through
+per-image objectives, its own feature. Adam is element-wise and the loss is a
+sum of per-image scores, so without a coupling term (diversity) an image does
+not depend on its batch neighbours beyond floating-point noise of batched
+convolutions. Saving to disk is :func:`save_png`, kept apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Generator, Tensor
+
+from .objectives import Objective
+from .param import ImageParam, ParamConfig
+from .transforms import Resize, Transform, standard_transforms
+
+#: Offset between a seed's parameter stream and its transform stream (golden-ratio constant).
+TRANSFORM_STREAM = 0x9E3779B97F4A7C15 % (1 << 63)
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Optimisation settings (Lucid/Lucent defaults)."""
+
+    steps: int = 512  #: Adam steps (Lucent's thresholds=(512,))
+    lr: float = 0.05  #: Adam learning rate
+    param: ParamConfig = field(default_factory=ParamConfig)  #: image parameterisation and canvas size
+    model_size: int = 224  #: images are resized (bilinear) to this before the model
+    transforms: Transform = field(default_factory=standard_transforms)  #: random robustness transforms
+    redirected_relu: bool = False  #: Lucid's redirected-ReLU gradients during optimisation
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.model_size < 16:
+            raise ValueError(f"model_size must be >= 16, got {self.model_size}")
+
+
+class RenderResult(NamedTuple):
+    """What ``render`` returns."""
+
+    images: np.ndarray  #: (B, H, W, 3) float32 in [0, 1]
+    curve: np.ndarray  #: (steps, B) per-image objective at each step (under that step's transforms)
+    final: np.ndarray  #: (B,) per-image objective of the finished, untransformed image
+
+    def uint8(self) -> np.ndarray:
+        """Images as (B, H, W, 3) uint8."""
+        return to_uint8(self.images)
+
+
+def transform_generators(seeds: Sequence[int]) -> list[Generator]:
+    """One CPU generator per image for its random transforms, from its seed only."""
+    return [torch.Generator().manual_seed((int(s) + TRANSFORM_STREAM) % (1 << 63)) for s in seeds]
+
+
+def _redirect_state(model: torch.nn.Module) -> bool:
+    """Whether the model's redirected ReLU is currently on (to restore it afterwards)."""
+    return any(getattr(m, "redirect", False) for m in model.modules())
+
+
+def _scores(model: torch.nn.Module, objective: Objective, x: Tensor) -> Tensor:
+    """Per-image objective (B,) for model-ready images, stopping at the needed layers."""
+    scores = objective(model.capture(x, list(objective.layers)))
+    if scores.shape != (x.shape[0],):
+        raise ValueError(f"objective {objective.description!r} returned shape {tuple(scores.shape)}, want (B,)")
+    return scores
+
+
+def render(
+    model: torch.nn.Module,
+    objective: Objective,
+    seeds: Sequence[int],
+    config: RenderConfig | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    on_step: Callable[[int], None] | None = None,
+    score: Objective | None = None,
+) -> RenderResult:
+    """Optimise one image per seed to maximise ``objective`` (per image).
+
+    ``model`` must expose ``capture(x, layers)`` (``InceptionV1``): the forward
+    pass stops at the objective's deepest layer. Redirected ReLU (if asked for)
+    is switched on only for the optimisation and restored in ``finally``; no
+    hooks are installed. ``on_step(step)`` is called after each step.
+    ``score`` is the objective reported as ``final`` (default: ``objective``;
+    e.g. the unit objective without a diversity term).
+    """
+    config = config or RenderConfig()
+    if not seeds:
+        raise ValueError("render needs at least one seed")
+    image = ImageParam(seeds, config.param, device=str(device))
+    gens = transform_generators(seeds)
+    resize = Resize(config.model_size)
+    opt = torch.optim.Adam(image.parameters(), lr=config.lr)
+    curve = torch.empty(config.steps, len(seeds))
+    previous = _redirect_state(model)
+    try:
+        model.set_redirected_relu(config.redirected_relu)
+        for step in range(config.steps):
+            opt.zero_grad(set_to_none=True)
+            scores = _scores(model, objective, resize(config.transforms(image(), gens), gens))
+            (-scores.sum()).backward()
+            opt.step()
+            curve[step] = scores.detach().cpu()
+            if on_step is not None:
+                on_step(step)
+        model.set_redirected_relu(False)
+        with torch.no_grad():
+            final_images = image()
+            final = _scores(model, score or objective, resize(final_images, gens))
+    finally:
+        model.set_redirected_relu(previous)
+    return RenderResult(
+        images=final_images.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32),
+        curve=curve.numpy(),
+        final=final.cpu().numpy(),
+    )
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """[0, 1] floats -> uint8, rounding to nearest."""
+    return np.clip(np.rint(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """Write one (H, W, 3) image (float in [0, 1] or uint8) as PNG, atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = image if image.dtype == np.uint8 else to_uint8(image)
+    tmp = path.with_name(path.name + ".part")
+    Image.fromarray(arr, mode="RGB").save(tmp, format="PNG")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,225 @@
+"""A featvis job: render many SAE features or neurons in batches, write PNGs and an index.
+
+Layout under ``out`` (what the dashboard reads)::
+
+    featvis.json                      index: model identity, settings, per-item scores
+    <layer>/f/<id>.png                SAE feature <id>
+    <layer>/f/<id>_div<j>.png         its diverse variants j = 0..D-1 (with diversity D > 1)
+    <layer>/n/<id>.png                neuron (channel) <id> of <layer>
+
+Every image's seed is derived from (job seed, layer, kind, id, variant) only,
+so an image does not depend on the batch it was rendered in, and a resumed
+job skips items whose PNGs exist.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..models.layers import layer_info
+from .objectives import Objective, diversity, neuron, sae_decoder, sae_encoder
+from .render import RenderConfig, render, save_png
+from .sae_io import SAEWeights
+
+INDEX_FILE = "featvis.json"
+INDEX_FORMAT = "inception-sae/featvis/1"
+KINDS = {"f": "SAE features", "n": "neurons"}
+
+
+@dataclass(frozen=True)
+class FeatvisJob:
+    """What to render and where."""
+
+    out: Path  #: output folder (see module docstring for the layout)
+    layer: str  #: capture name of the layer (an SAE's layer for kind "f")
+    kind: str  #: "f" for SAE features, "n" for neurons (channels of ``layer``)
+    ids: tuple[int, ...]  #: feature or channel indices
+    render: RenderConfig = field(default_factory=RenderConfig)  #: optimisation settings
+    objective: str = "encoder"  #: SAE objective: "encoder" pre-activation or "decoder" direction
+    at: str = "center"  #: read the unit at the "center" position or its "mean" over positions
+    diversity: int = 1  #: with D > 1, also render D diverse variants per item
+    diversity_weight: float = 1e2  #: weight of the diversity term (Lucid: 1e2 to 1e3)
+    cossim_pow: float = 1.0  #: cosine exponent of the decoder-direction objective
+    batch_size: int = 16  #: images per optimisation batch
+    seed: int = 0  #: job seed; each image's seed derives from it
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise UserError(f"kind must be one of {list(KINDS)}, got {self.kind!r}")
+        if self.objective not in ("encoder", "decoder"):
+            raise UserError(f"--objective must be encoder or decoder, got {self.objective!r}")
+        if self.at not in ("center", "mean"):
+            raise UserError(f"--at must be center or mean, got {self.at!r}")
+        if self.diversity < 1 or self.batch_size < 1:
+            raise UserError("--diversity and --batch-size must be >= 1")
+        if not self.ids:
+            raise UserError("no features or neurons selected")
+
+
+def item_seed(seed: int, layer: str, kind: str, unit: int, variant: int = -1) -> int:
+    """The seed of one image: a hash of (job seed, layer, kind, id, variant) only."""
+    ss = np.random.SeedSequence([seed, zlib.crc32(layer.encode()), ord(kind), unit, variant + 1])
+    return int(ss.generate_state(1, dtype=np.uint64)[0] % (1 << 63))
+
+
+def png_relpath(job: FeatvisJob, unit: int, variant: int = -1) -> str:
+    """Path of an image relative to ``job.out``."""
+    name = f"{unit}.png" if variant < 0 else f"{unit}_div{variant}.png"
+    return f"{job.layer}/{job.kind}/{name}"
+
+
+def base_objective(job: FeatvisJob, units: Sequence[int], sae: SAEWeights | None) -> Objective:
+    """The per-image unit objective (image i gets units[i])."""
+    if job.kind == "n":
+        return neuron(job.layer, list(units), at=job.at)
+    assert sae is not None
+    if job.objective == "encoder":
+        return sae_encoder(sae, list(units), at=job.at)
+    return sae_decoder(sae, list(units), cossim_pow=job.cossim_pow, at=job.at)
+
+
+def plan_batches(job: FeatvisJob, done: Callable[[str], bool]) -> list[list[tuple[int, int]]]:
+    """Batches of (id, variant) still to render; a variant group always shares one batch."""
+    singles = [(u, -1) for u in job.ids if not done(png_relpath(job, u))]
+    batches = [singles[i : i + job.batch_size] for i in range(0, len(singles), job.batch_size)]
+    if job.diversity > 1:
+        groups = [
+            [(u, j) for j in range(job.diversity)]
+            for u in job.ids
+            if not all(done(png_relpath(job, u, j)) for j in range(job.diversity))
+        ]
+        per = max(1, job.batch_size // job.diversity)
+        for i in range(0, len(groups), per):
+            batches.append([item for g in groups[i : i + per] for item in g])
+    return batches
+
+
+def check_job(job: FeatvisJob, sae: SAEWeights | None) -> None:
+    """Fail early, in one line, on ids out of range or a mismatched SAE."""
+    channels = layer_info(job.layer).channels
+    if job.kind == "f":
+        if sae is None:
+            raise UserError("SAE features need --sae")
+        if sae.layer != job.layer:
+            raise UserError(f"the SAE was trained on {sae.layer}, not {job.layer}")
+        if sae.d_in != channels:
+            raise UserError(f"the SAE's d_in is {sae.d_in} but {job.layer} has {channels} channels")
+        limit = sae.d_sae
+    else:
+        limit = channels
+    bad = [u for u in job.ids if not 0 <= u < limit]
+    if bad:
+        raise UserError(f"ids out of range 0-{limit - 1}: {bad[:5]}{' ...' if len(bad) > 5 else ''}")
+
+
+def load_index(out: Path, identity: str) -> dict[str, Any]:
+    """The existing index of ``out`` (for resuming) or a fresh one."""
+    path = out / INDEX_FILE
+    if path.is_file():
+        index = json.loads(path.read_text())
+        if index.get("model") != identity:
+            raise UserError(f"{path} was rendered with model {index.get('model')!r}, not {identity!r}; use a new --out")
+        return index
+    return {"format": INDEX_FORMAT, "model": identity, "layers": {}}
+
+
+def write_index(out: Path, index: dict[str, Any]) -> None:
+    """Write ``featvis.json`` atomically."""
+    path = out / INDEX_FILE
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def job_settings(job: FeatvisJob, sae: SAEWeights | None, sae_path: str | None) -> dict[str, Any]:
+    """JSON-able settings recorded in the index."""
+    r = job.render
+    settings = {
+        "steps": r.steps,
+        "lr": r.lr,
+        "param": asdict(r.param),
+        "model_size": r.model_size,
+        "transforms": repr(r.transforms),
+        "redirected_relu": r.redirected_relu,
+        "at": job.at,
+        "diversity": job.diversity,
+        "diversity_weight": job.diversity_weight,
+        "batch_size": job.batch_size,
+        "seed": job.seed,
+    }
+    if job.kind == "f":
+        settings.update(objective=job.objective, cossim_pow=job.cossim_pow, sae=sae_path)
+        settings["sae_model"] = sae.cfg.get("model") if sae else None
+    return settings
+
+
+def run_featvis(
+    model: torch.nn.Module,
+    job: FeatvisJob,
+    sae: SAEWeights | None = None,
+    *,
+    sae_path: str | None = None,
+    device: str | torch.device = "cpu",
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Render every item of ``job`` not yet on disk; return the index written to ``featvis.json``.
+
+    ``on_batch(images_done, images_total)`` reports progress after each batch.
+    """
+    check_job(job, sae)
+    job.out.mkdir(parents=True, exist_ok=True)
+    identity = getattr(model, "identity", "unknown")
+    index = load_index(job.out, identity)
+    index.update(layer=job.layer, untrained_weights=identity.startswith("random:"))
+    section = index["layers"].setdefault(job.layer, {}).setdefault(job.kind, {"items": {}})
+    section["settings"] = job_settings(job, sae, sae_path)
+    batches = plan_batches(job, lambda rel: (job.out / rel).is_file())
+    total, done = sum(len(b) for b in batches), 0
+    if on_batch is not None:
+        on_batch(0, total)
+    for batch in batches:
+        _render_batch(model, job, sae, batch, section, device)
+        write_index(job.out, index)
+        done += len(batch)
+        if on_batch is not None:
+            on_batch(done, total)
+    write_index(job.out, index)
+    return index
+
+
+def _render_batch(
+    model: torch.nn.Module,
+    job: FeatvisJob,
+    sae: SAEWeights | None,
+    batch: list[tuple[int, int]],
+    section: dict[str, Any],
+    device: str | torch.device,
+) -> None:
+    """Render one batch, save its PNGs and record its scores in ``section``."""
+    units = [u for u, _ in batch]
+    base = objective = base_objective(job, units, sae)
+    if batch[0][1] >= 0:  # a batch of variant groups: push apart within each feature
+        objective = base + job.diversity_weight * diversity(base.layers[0], groups=units)
+    seeds = [item_seed(job.seed, job.layer, job.kind, u, v) for u, v in batch]
+    result = render(model, objective, seeds, job.render, device=device, score=base)
+    for i, (u, v) in enumerate(batch):
+        rel = png_relpath(job, u, v)
+        save_png(result.images[i], job.out / rel)
+        record = {"png": rel, "seed": seeds[i], "final": float(result.final[i])}
+        if result.curve.size:
+            record.update(first=float(result.curve[0, i]), last=float(result.curve[-1, i]))
+        entry = section["items"].setdefault(str(u), {"id": u})
+        if v < 0:
+            entry.update(record, objective=base_objective(job, [u], sae).description)
+        else:
+            variants = entry.setdefault("variants", {})
+            variants[str(v)] = record

@@ -1,0 +1,135 @@
+"""`inception-sae featvis`: SAE features and neurons to PNGs + index, resume, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from inception_sae.cli import main
+from inception_sae.commands.featvis import parse_ids
+from inception_sae.errors import UserError
+from inception_sae.featvis.run import item_seed
+from inception_sae.featvis.sae_io import load_sae_weights, write_sae_folder
+
+FAST = ["--steps", "2", "--size", "24", "--model-size", "40", "--weights", "random", "--batch-size", "4"]
+
+
+def make_sae(folder: Path, layer: str = "mixed3a", d: int = 256, m: int = 24, seed: int = 0) -> Path:
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, m, generator=g) / d**0.5
+    weights = {"W_enc": w, "W_dec": w.T.clone(), "b_enc": torch.zeros(m), "b_dec": torch.zeros(d)}
+    return write_sae_folder(folder, weights, layer)
+
+
+@pytest.fixture
+def sae_dir(tmp_path):
+    return make_sae(tmp_path / "sae")
+
+
+def test_parse_ids():
+    assert parse_ids("0-3,7, 9") == (0, 1, 2, 3, 7, 9)
+    for bad in ("x", "5-2", ","):
+        with pytest.raises(UserError):
+            parse_ids(bad)
+
+
+def test_sae_folder_reader(sae_dir):
+    sae = load_sae_weights(sae_dir)
+    assert sae.layer == "mixed3a" and sae.d_in == 256 and sae.d_sae == 24
+    assert not sae.W_enc.requires_grad
+    (sae_dir / "cfg.json").write_text("{")
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_sae_weights(sae_dir)
+
+
+def test_features_with_diversity_index_and_resume(sae_dir, tmp_path):
+    out = tmp_path / "fv"
+    args = ["featvis", "--sae", str(sae_dir), "--features", "0-2", "--diversity", "2", "--out", str(out), *FAST]
+    assert main(args) == 0
+    names = sorted(p.name for p in (out / "mixed3a" / "f").iterdir())
+    assert names == [f"{i}{s}.png" for i in range(3) for s in ("", "_div0", "_div1")]
+    index = json.loads((out / "featvis.json").read_text())
+    assert index["untrained_weights"] is True and index["model"] == "random:0" and index["layer"] == "mixed3a"
+    section = index["layers"]["mixed3a"]["f"]
+    assert section["settings"]["steps"] == 2 and section["settings"]["objective"] == "encoder"
+    item = section["items"]["1"]
+    assert item["png"] == "mixed3a/f/1.png" and isinstance(item["final"], float)
+    assert set(item["variants"]) == {"0", "1"}
+    assert item["seed"] == item_seed(0, "mixed3a", "f", 1)
+    stamp = (out / "mixed3a/f/0.png").stat().st_mtime_ns
+    assert main([*args[:4], "0-3", *args[5:]]) == 0  # resume: only feature 3 is new
+    assert (out / "mixed3a/f/0.png").stat().st_mtime_ns == stamp
+    assert (out / "mixed3a/f/3_div1.png").is_file()
+    items = json.loads((out / "featvis.json").read_text())["layers"]["mixed3a"]["f"]["items"]
+    assert set(items) == {"0", "1", "2", "3"}
+
+
+def test_neurons_via_subprocess(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = tmp_path / "fv"
+    cmd = [sys.executable, "-m", "inception_sae", "featvis", "--out", str(out), *FAST]
+    r = subprocess.run([*cmd, "--layer", "mixed3a_5x5", "--neurons", "0-1"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "UNTRAINED WEIGHTS" in r.stderr
+    assert sorted(p.name for p in (out / "mixed3a_5x5" / "n").iterdir()) == ["0.png", "1.png"]
+
+
+def test_out_of_range_ids_fail_before_loading_the_model(sae_dir, tmp_path, capsys):
+    assert main(["featvis", "--out", str(tmp_path), *FAST, "--sae", str(sae_dir), "--features", "99"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: ids out of range 0-23: [99]"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--neurons", "0"], "needs --layer"),
+        (["--layer", "mixed3a"], "exactly one of"),
+        (["--layer", "mixed9z", "--neurons", "0"], "unknown layer"),
+        (["--features", "0"], "needs --sae"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
+    assert main(["featvis", "--out", str(tmp_path / "o"), *FAST, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+
+
+def test_sae_on_other_layer_is_refused(tmp_path):
+    sae = make_sae(tmp_path / "s4", layer="mixed4a", d=508, m=8)
+    args = ["featvis", "--sae", str(sae), "--layer", "mixed3a", "--features", "0", "--out", str(tmp_path / "o"), *FAST]
+    assert main(args) == 2
+
+
+def _fake_sae_module(monkeypatch, load):
+    import types
+
+    mod = types.ModuleType("inception_sae.sae.model")
+    mod.TopKSAE = types.SimpleNamespace(load=load)
+    monkeypatch.setitem(sys.modules, "inception_sae.sae", types.ModuleType("inception_sae.sae"))
+    monkeypatch.setitem(sys.modules, "inception_sae.sae.model", mod)
+
+
+def test_reader_prefers_topksae_and_falls_back(sae_dir, monkeypatch):
+    from types import SimpleNamespace
+
+    marker = torch.full((24,), 7.0)
+    files = load_sae_weights(sae_dir)
+
+    def load(folder):
+        b_enc = torch.nn.Parameter(marker)
+        return SimpleNamespace(W_enc=files.W_enc, W_dec=files.W_dec, b_enc=b_enc, b_dec=files.b_dec)
+
+    _fake_sae_module(monkeypatch, load)
+    assert torch.equal(load_sae_weights(sae_dir).b_enc, marker)
+
+    def broken(folder):
+        raise RuntimeError("older format")
+
+    _fake_sae_module(monkeypatch, broken)
+    assert torch.equal(load_sae_weights(sae_dir).b_enc, torch.zeros(24))
