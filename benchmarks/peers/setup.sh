@@ -13,9 +13,11 @@ site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pu
 "$venv/bin/pip" install --quiet --no-deps eai-sparsify overcomplete
 # sparsify's own light deps (its full list pulls transformers/datasets, unused by our harness)
 "$venv/bin/pip" install --quiet einops scikit-learn natsort simple-parsing safetensors huggingface_hub transformers datasets || true
-# overcomplete imports torchvision at import time: the CPU build matching torch 2.13, without deps.
-"$venv/bin/pip" install --quiet --no-deps torchvision==0.28.0 --index-url https://download.pytorch.org/whl/cpu \
-  || "$venv/bin/pip" install --quiet --no-deps torchvision==0.28.0 || true
+# No torchvision: PyPI's wheel is built for CUDA torch and breaks `import transformers` next to the CPU
+# torch (operator torchvision::nms does not exist), and download.pytorch.org is unreachable here.
+# overcomplete imports torchvision only for its vision backbones; the harness stubs it (see peers.py).
+"$venv/bin/pip" install --quiet --no-deps accelerate schedulefree || true
+"$venv/bin/pip" uninstall --quiet -y torchvision 2>/dev/null || true
 "$venv/bin/python" - <<'PY'
 import importlib
 for name in ("sparsify", "overcomplete"):

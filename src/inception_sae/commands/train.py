@@ -71,7 +71,9 @@ def train(
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Steps between checkpoints (0: off)."),
     multi_topk: bool = typer.Option(False, "--multi-topk", help="Add the MultiTopK L(4k)/8 term."),
     aux_coef: float = typer.Option(1 / 32, "--aux-coef", help="AuxK coefficient (0 disables)."),
+    aux_rescale: bool = typer.Option(True, "--aux-rescale/--no-aux-rescale", help="Least-squares-scale AuxK."),
     dead_window: int = typer.Option(None, "--dead-window", help="Samples without firing => dead."),
+    b_dec_init: str = typer.Option("median", "--b-dec-init", help="b_dec start: median (geometric), mean, zero."),
     no_normalize: bool = typer.Option(False, "--no-normalize", help="Train on raw activations."),
     log_every: int = typer.Option(10, "--log-every", help="Steps between log lines."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
@@ -98,7 +100,8 @@ def train(
     saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
     cfg = TrainConfig(
         samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, aux_coef=aux_coef,
-        multi_topk=multi_topk, normalize_input=not no_normalize, dtype=dtype, device=device,
+        aux_rescale=aux_rescale, multi_topk=multi_topk, b_dec_init=b_dec_init, normalize_input=not no_normalize,
+        dtype=dtype, device=device,
         checkpoint_every=checkpoint_every, log_every=log_every, progress=progress and rank == 0,
     )  # fmt: skip
     result = run_train(source, saes, cfg, out_dir, meta)

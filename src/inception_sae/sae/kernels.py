@@ -54,12 +54,11 @@ class TopKEncode(torch.autograd.Function):
         x_c = x - b_dec  # (B, d)
         if compute_dtype is None or compute_dtype == enc.dtype:
             pre = torch.addmm(b_enc, x_c, enc.t())  # (B, m), the dominant cost
-        else:
-            pre = x_c.to(compute_dtype) @ enc.to(compute_dtype).t()
-            pre = pre.float().add_(b_enc)
+        else:  # low-precision GEMM and selection; only the (B, k) kept values return to float32
+            pre = torch.addmm(b_enc.to(compute_dtype), x_c.to(compute_dtype), enc.to(compute_dtype).t())
         vals, idx = pre.topk(k, dim=1, sorted=sort)
         del pre
-        vals = vals.relu_()
+        vals = vals.float().relu_()
         ctx.save_for_backward(x_c, enc, idx, vals)
         ctx.mark_non_differentiable(idx)
         return vals, idx

@@ -47,8 +47,13 @@ class TrainConfig:
     dead_window: int | None = None  #: samples without firing before a latent counts dead; None = min(10M, samples/10)
     k_aux: int | None = None  #: dead latents in the AuxK loss; None = d/2
     aux_coef: float = 1 / 32  #: AuxK coefficient (0 = off)
+    #: scale the AuxK reconstruction by its least-squares factor (<= 1) before the loss. Without it the summed
+    #: k_aux dead latents overshoot the small residual, AuxK shrinks them until ReLU closes and they never
+    #: revive (measured: benchmarks/README.md); with it AuxK trains their direction, not their size.
+    aux_rescale: bool = True
     multi_topk: bool = False  #: add L(4k)/8 (Gao et al. MultiTopK)
     normalize_input: bool = True  #: train on s*x with mean ||s*x||^2 = d; s is folded out on save
+    b_dec_init: str = "median"  #: b_dec start: "median" (geometric, Gao), "mean", or "zero"
     init_samples: int = 16384  #: vectors used for the input scale and the b_dec geometric median
     dtype: str = "float32"  #: compute dtype of the encoder GEMM: float32 or bfloat16
     device: str = "cpu"  #: torch device
@@ -61,6 +66,8 @@ class TrainConfig:
             raise ValueError("samples and batch_size must be positive")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.b_dec_init not in ("median", "mean", "zero"):
+            raise ValueError(f"b_dec_init must be median, mean or zero, got {self.b_dec_init!r}")
         if not 0 <= self.decay_fraction <= 1:
             raise ValueError("decay_fraction must be in [0, 1]")
 
@@ -148,13 +155,15 @@ class Trainer:
 
     @torch.no_grad()
     def initialise(self) -> None:
-        """Input scale (mean ||s x||^2 = d) and b_dec = geometric median of the scaled sample."""
+        """Input scale (mean ||s x||^2 = d) and b_dec (by default the geometric median of the scaled sample)."""
         x = self._init_sample()
         if self.cfg.normalize_input:
             self.scale = float(math.sqrt(x.shape[1] / x.pow(2).sum(1).mean().clamp_min(1e-12)))
-        median = geometric_median(x * self.scale)
+        x = x * self.scale
+        start = {"median": geometric_median, "mean": lambda v: v.mean(0), "zero": lambda v: v.new_zeros(v.shape[1])}
+        b_dec = start[self.cfg.b_dec_init](x)
         for r in self.runs:
-            r.sae.b_dec.copy_(median)
+            r.sae.b_dec.copy_(b_dec)
 
     # ----- one step
     def _lr(self, step: int, base: float) -> float:
@@ -175,6 +184,9 @@ class Trainer:
         e = (x - x_hat).detach()
         vals, idx = sparse_encode(x, sae.enc[dead], sae.b_enc[dead], sae.b_dec.detach(), min(k_aux_cfg, n_dead))
         e_hat = sparse_decode(vals, dead[idx], sae.W_dec)
+        if self.cfg.aux_rescale:  # least-squares scale of the whole aux reconstruction (see TrainConfig)
+            alpha = ((e_hat * e).sum() / e_hat.pow(2).sum().clamp_min(1e-12)).clamp(1e-3, 1.0).detach()
+            e_hat = e_hat * alpha
         loss = normalized_mse(e_hat, e, total_variance(e, self.distributed), self.world)
         return loss * min(1.0, n_dead / k_aux_cfg)
 

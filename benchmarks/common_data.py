@@ -1,0 +1,39 @@
+"""Benchmark activations shared by our trainer and the peers: one .npy, generated once, seeded.
+
+Synthetic post-ReLU-like vectors at mixed4d's width: a planted non-negative dictionary
+(n_true unit directions in the positive orthant, Exp(1) coefficients, ``active`` per
+vector) plus noise, then ReLU. No trained inception5h weights are reachable offline here,
+and all trainers see exactly the same rows, which is what the comparison needs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def make_activations(path: Path, n: int, d: int = 528, n_true: int = 8448, active: int = 32, seed: int = 0) -> Path:
+    """Write (n, d) float32 to ``path`` (skipped if it already exists with that shape)."""
+    if path.is_file():
+        arr = np.load(path, mmap_mode="r")
+        if arr.shape == (n, d):
+            return path
+    rng = np.random.default_rng(seed)
+    D = np.abs(rng.standard_normal((n_true, d))).astype(np.float32)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+    for s in range(0, n, 8192):
+        m = min(8192, n - s)
+        idx = rng.integers(0, n_true, (m, active))
+        coef = rng.exponential(1.0, (m, active)).astype(np.float32)
+        x = np.einsum("na,nad->nd", coef, D[idx]) + 0.05 * rng.standard_normal((m, d)).astype(np.float32)
+        out[s : s + m] = np.maximum(x, 0)
+    out.flush()
+    return path
+
+
+def fvu(x: np.ndarray, x_hat: np.ndarray) -> float:
+    """sum ||x - x_hat||^2 / sum ||x - mean_d(x)||^2 (per-dimension mean), in float64."""
+    x, x_hat = x.astype(np.float64), x_hat.astype(np.float64)
+    return float(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())

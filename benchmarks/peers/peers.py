@@ -1,0 +1,162 @@
+"""Train a peer's TopK SAE on the benchmark activations; print one JSON line of results.
+
+Runs inside benchmarks/.peers-venv (see setup.sh):
+    python peers.py {sparsify,overcomplete} ACTS.npy --steps N --batch 4096 --k 32 --latents 8448
+Each peer runs its own recipe as its own trainer does (sparsify: its SparseCoder forward with
+AuxK on dead latents, decoder-norm and parallel-gradient steps; overcomplete: its TopKSAE
+with its top_k_auxiliary_loss), with Adam at 2e-4 / sqrt(m / 2**14) for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.abc
+import importlib.machinery
+import json
+import math
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common_data import fvu
+
+STUBBED = ("torchvision", "cv2", "skimage", "timm", "overcomplete.visualization")
+
+
+def _stub_vision_deps() -> None:
+    """overcomplete imports torchvision, cv2, skimage, timm and its plotting module for vision backbones and plots only.
+
+    The CPU torchvision build cannot be installed here (PyPI's is built for CUDA torch), so these
+    names resolve to inert stubs; its SAE code does not touch them.
+    """
+
+    class Stub(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return Stub(f"{self.__name__}.{name}")
+
+        def __call__(self, *a, **k):
+            return self
+
+    class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path, target=None):
+            if any(name == s or name.startswith(s + ".") for s in STUBBED):
+                return importlib.machinery.ModuleSpec(name, self, is_package=True)
+            return None
+
+        def create_module(self, spec):
+            return Stub(spec.name)
+
+        def exec_module(self, module):
+            module.__path__ = []
+
+    sys.meta_path.insert(0, Finder())
+
+
+def sparsify_runner(d, m, k, lr):
+    from sparsify import SparseCoder, SparseCoderConfig
+
+    sae = SparseCoder(d, SparseCoderConfig(num_latents=m, k=k), device="cpu")
+    opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10)
+    since = torch.zeros(m, dtype=torch.long)
+    window = 10_000_000
+
+    def step(x):
+        nonlocal since
+        out = sae(x, dead_mask=since >= window)
+        (out.fvu + out.auxk_loss / 32).backward()
+        sae.remove_gradient_parallel_to_decoder_directions()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sae.set_decoder_norm_to_unit_norm()
+        fired = torch.zeros(m, dtype=torch.bool)
+        fired[out.latent_indices.flatten()] = True
+        since += x.shape[0]
+        since[fired] = 0
+
+    @torch.no_grad()
+    def recon(x):
+        out = sae(x)
+        return out.sae_out, out.latent_indices, out.latent_acts
+
+    return step, recon
+
+
+def overcomplete_runner(d, m, k, lr):
+    _stub_vision_deps()
+    from overcomplete.sae import TopKSAE
+    from overcomplete.sae.losses import top_k_auxiliary_loss
+
+    sae = TopKSAE(d, nb_concepts=m, top_k=k, device="cpu")
+    opt = torch.optim.Adam(sae.parameters(), lr=lr)
+
+    def step(x):
+        pre, z, x_hat = sae(x)
+        top_k_auxiliary_loss(x, x_hat, pre, z, sae.get_dictionary()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def recon(x):
+        _, z, x_hat = sae(x)
+        vals, idx = z.topk(k, dim=1)
+        return x_hat, idx, vals
+
+    return step, recon
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("peer", choices=["sparsify", "overcomplete"])
+    p.add_argument("acts")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--latents", type=int, default=8448)
+    p.add_argument("--eval", type=int, default=16384)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(a.threads)
+    X = np.load(a.acts, mmap_mode="r")
+    train, held = X[: len(X) - a.eval], torch.from_numpy(np.ascontiguousarray(X[len(X) - a.eval :]))
+    d, m = X.shape[1], a.latents
+    lr = 2e-4 / math.sqrt(m / 2**14)
+    step, recon = (sparsify_runner if a.peer == "sparsify" else overcomplete_runner)(d, m, a.k, lr)
+    order = np.random.default_rng(0).permutation(len(train))
+    times = []
+    for s in range(a.steps):
+        rows = np.sort(order[(s * a.batch) % (len(train) - a.batch) :][: a.batch])
+        x = torch.from_numpy(np.ascontiguousarray(train[rows]))
+        tic = time.perf_counter()
+        step(x)
+        times.append(time.perf_counter() - tic)
+    fired = torch.zeros(m, dtype=torch.bool)
+    parts = []
+    for s in range(0, len(held), 4096):
+        x_hat, idx, vals = recon(held[s : s + 4096])
+        fired[idx[vals > 0]] = True
+        parts.append(x_hat.float().numpy())
+    med = float(np.median(times[3:]))
+    print(
+        json.dumps(
+            {
+                "trainer": a.peer,
+                "samples": a.steps * a.batch,
+                "step_s": med,
+                "samples_per_s": a.batch / med,
+                "fvu": fvu(held.numpy(), np.concatenate(parts)),
+                "dead_fraction": float(1 - fired.float().mean()),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Exact resume after SIGKILL, and data-parallel training (2 CPU processes on gloo) == one process."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+HERE = Path(__file__).parent
+WORKER = HERE / "sae_worker.py"
+SRC = HERE.parent / "src"
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(HERE), env.get("PYTHONPATH", "")])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for sub in sorted(p for p in folder.iterdir() if (p / "sae_weights.safetensors").is_file()):
+        for k, v in load_file(str(sub / "sae_weights.safetensors")).items():
+            out[f"{sub.name}/{k}"] = v
+    assert out, f"no SAE folders in {folder}"
+    return out
+
+
+def _run(args, **kw):
+    return subprocess.run([sys.executable, str(WORKER), *map(str, args)], env=_env(), check=True, timeout=120, **kw)
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_is_bitwise_identical(tmp_path):
+    samples, every = 64 * 40, 5
+    _run([tmp_path / "ref", samples, every])
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), *map(str, (tmp_path / "cut", samples, every, 0.05))], env=_env()
+    )
+    state = tmp_path / "cut" / "checkpoint" / "state.json"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (state.is_file() and '"step": 15' in state.read_text()):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "train_summary.json").exists(), "run finished before it was killed"
+    _run([tmp_path / "cut", samples, every])  # resumes from the checkpoint
+    ref, cut = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
+    assert ref.keys() == cut.keys()
+    for k in ref:
+        assert torch.equal(ref[k], cut[k]), k
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(tmp_path):
+    samples = 64 * 12
+    _run([tmp_path / "one", samples, 0])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+           str(WORKER), str(tmp_path / "two"), str(samples), "0"]  # fmt: skip
+    subprocess.run(cmd, env=_env(), check=True, timeout=120, capture_output=True)
+    one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-4, msg=k)
