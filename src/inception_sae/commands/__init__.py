@@ -7,7 +7,7 @@ import importlib
 import typer
 
 #: Command modules in the order their commands appear in ``--help``.
-MODULES = ("model", "harvest", "train", "featvis", "circuits")
+MODULES = ("model", "harvest", "train", "analyze", "featvis", "circuits", "site")
 
 
 def register_all(app: typer.Typer) -> None:

@@ -1,0 +1,72 @@
+"""Typed configuration of ``inception-sae analyze``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+LABEL_SOURCES = ("auto", "true", "predicted")
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """Everything one analysis run needs; the CLI builds it, the library never mutates it."""
+
+    sae: Path
+    """SAE folder (contract format: cfg.json + sae_weights.safetensors, cfg has ``layer``)."""
+    images: Path
+    """Image folder (recursive) or a .txt list of image paths."""
+    out: Path
+    """Analysis folder to write."""
+    max_images: int | None = None
+    """Use only the first N images (sorted ids); None: all."""
+    weights: str | None = None
+    """Model weights: inception5h.pth path, 'random', or None for the cached file."""
+    seed: int = 0
+    """Seed for random weights, reservoirs, the null model and UMAP."""
+    device: str = "cpu"
+    """torch device for the model and the SAE."""
+    batch_size: int = 32
+    """Images per batch."""
+    labels: Path | None = None
+    """inception5h labels TSV (index, wnid, name); default: environment or cache, else numbered names."""
+    input_size: int = 224
+    """Side of the centre crop fed to the model (resize short side to 256/224 of it first)."""
+    n_top: int = 20
+    """Top examples kept per feature."""
+    n_intervals: int = 10
+    """Equal-width activation intervals from 0 to the max."""
+    per_interval: int = 5
+    """Examples sampled uniformly per interval."""
+    render_top: int = 5
+    """Top examples per feature that get a crop and a heatmap file."""
+    render_intervals: int = 1
+    """Examples per interval that get a crop and a heatmap file."""
+    n_null: int = 10000
+    """Random directions in the branch null model (p-value floor 1/(n_null+1))."""
+    null_scale: bool = True
+    """Scale null directions by each channel's RMS activation (else isotropic)."""
+    logit_effect: bool = True
+    """Compute logit effects: exact at mixed5b (cheap); elsewhere a linearisation costing about 1008
+    backward passes from the layer (seconds to minutes on CPU)."""
+    umap: bool = True
+    """Compute a UMAP of decoder vectors (needs umap-learn)."""
+    label_source: str = "auto"
+    """'true' (wnid of folders/files), 'predicted' (model top-1), or 'auto': true labels when every image has
+    one and some class has at least 3 images (so held-out scoring is possible), else predictions."""
+    workers: int = 0
+    """DataLoader worker processes for image decoding."""
+
+    def __post_init__(self) -> None:
+        if self.max_images is not None and self.max_images < 1:
+            raise ValueError(f"--max-images must be >= 1, got {self.max_images}")
+        for name in ("batch_size", "n_top", "n_intervals", "per_interval", "n_null", "input_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.label_source not in LABEL_SOURCES:
+            raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}")
+        if self.render_top > self.n_top or self.render_intervals > self.per_interval:
+            raise ValueError("cannot render more examples than are kept")
+
+    def to_dict(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}

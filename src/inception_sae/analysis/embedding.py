@@ -1,0 +1,46 @@
+"""UMAP of decoder vectors (umap-learn, an optional extra), coloured by branch."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+UMAP_MISSING = "umap-learn is not installed (pip install 'inception-sae[umap]'): UMAP skipped"
+
+
+def umap_coords(W_dec: Tensor, seed: int = 0, n_neighbors: int = 15) -> Tensor | None:
+    """(m, 2) UMAP of unit-normalised decoder rows (cosine metric); None if umap-learn is missing."""
+    try:
+        import umap
+    except ImportError:
+        return None
+    X = torch.nn.functional.normalize(W_dec.float(), dim=1).numpy()
+    reducer = umap.UMAP(
+        n_components=2, n_neighbors=max(2, min(n_neighbors, X.shape[0] - 1)), metric="cosine", random_state=seed,
+        init="random" if X.shape[0] < 50 else "spectral",
+    )  # fmt: skip
+    return torch.from_numpy(reducer.fit_transform(X)).float()
+
+
+def plot_umap(coords: Tensor, dominant: list[str], share: Tensor, branch: str, layer: str, paths) -> None:
+    """Two PNGs: coloured by dominant branch; coloured by ``branch``'s share (``pos``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"1x1": "tab:blue", "3x3": "tab:orange", "5x5": "tab:red", "pool": "tab:green"}
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, col in colours.items():
+        sel = [i for i, d in enumerate(dominant) if d == name]
+        ax.scatter(coords[sel, 0], coords[sel, 1], s=4, c=col, label=name)
+    ax.set_title(f"{layer}: UMAP of decoder vectors, dominant branch")
+    ax.legend(markerscale=3)
+    fig.savefig(paths[0], dpi=90)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5.6, 5))
+    sc = ax.scatter(coords[:, 0], coords[:, 1], s=4, c=share, cmap="viridis")
+    fig.colorbar(sc, label=f"{branch} share ||relu(d[b])|| / ||relu(d)||")
+    ax.set_title(f"{layer}: UMAP, {branch} share")
+    fig.savefig(paths[1], dpi=90)
+    plt.close(fig)

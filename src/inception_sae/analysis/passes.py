@@ -1,0 +1,171 @@
+"""The streaming passes over images: statistics + top examples, intervals + label scores, rendering.
+
+Each pass runs the model to the SAE's layer (stopping early), encodes every
+position with the SAE and reduces the codes to per-image maxima at once, so a
+batch's state is (B x m) and the run's state is (m x capacity).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..data.images import ImageDataset, SkipLog, iter_batches
+from . import labels as lab
+from .examples import Family
+from .render import save_crop, save_heatmap, thumb_base, to_uint8
+from .streaming import dense_maxima, image_maxima
+
+
+@dataclass
+class Context:
+    """What every pass needs: the model, the SAE, the layer and the images."""
+
+    model: object
+    sae: object
+    layer: str
+    info: object  #: LayerInfo at the run's input size
+    dataset: ImageDataset
+    indices: list[int]  #: dataset indices analysed, in order
+    batch_size: int = 32
+    device: str = "cpu"
+    workers: int = 0
+    skips: SkipLog = field(default_factory=SkipLog)
+    progress: bool = True
+
+    @property
+    def hw(self) -> int:
+        return self.info.size * self.info.size
+
+
+@dataclass
+class RunState:
+    """Everything accumulated over the passes (bounded: no per-image x per-feature storage)."""
+
+    features: Family
+    neurons: Family
+    chan_sq: Tensor  #: (C,) float64 sum of squared activations over positions
+    act_sum: Tensor  #: (C, H, W) float64 sum of activation maps over images
+    image_class: Tensor  #: (n_images_total,) long class per dataset index (-1 unknown or skipped)
+    seen: Tensor  #: (n_images_total,) bool, images that decoded
+    auroc: dict[str, Tensor] = field(default_factory=dict)  #: family -> (2, m, AUROC_BINS)
+    in_label: dict[str, Tensor] = field(default_factory=dict)  #: family -> (n_classes, m) bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def batches(ctx: Context, indices: list[int], title: str) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]:
+    """(images, dataset indices, activations (B,C,H,W), code values, code indices (B*HW, k)) with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]:.1f} images/s"), TimeRemainingColumn()]  # fmt: skip
+    start = time.perf_counter()
+    with Progress(*columns, disable=not ctx.progress, transient=True) as bar:
+        task = bar.add_task(title, total=len(indices), rate=0.0)
+        done = 0
+        for x, idx in iter_batches(ctx.dataset, ctx.batch_size, indices=indices, workers=ctx.workers, skips=ctx.skips):
+            with torch.no_grad():
+                acts = ctx.model.capture(x.to(ctx.device), [ctx.layer])[ctx.layer]  # (B, C, H, W)
+                v = acts.permute(0, 2, 3, 1).reshape(-1, acts.shape[1])  # (B*HW, C), image-major
+                vals, ind = ctx.sae.encode(v)
+            done += len(idx)
+            bar.update(task, completed=done, rate=done / max(time.perf_counter() - start, 1e-9))
+            yield x, torch.tensor(idx), acts.float().cpu(), vals.float().cpu(), ind.cpu()
+
+
+def pass1(ctx: Context, state: RunState, predict: bool, names_ok: bool = True) -> None:
+    """Statistics, top examples, channel scales, mean map, image classes."""
+    t0 = time.perf_counter()
+    m, C = state.features.m, state.neurons.m
+    for _x, image, acts, vals, ind in batches(ctx, ctx.indices, f"pass 1/3 {ctx.layer}"):
+        B = len(image)
+        fmax, fpos = image_maxima(vals, ind, B, ctx.hw, m)
+        state.features.stats.update_sparse(vals, ind, fmax)
+        state.features.offer_top(fmax, fpos, image)
+        nmax, npos = dense_maxima(acts)
+        dense = acts.permute(0, 2, 3, 1).reshape(-1, C)
+        state.neurons.stats.update_dense(dense, nmax)
+        state.neurons.offer_top(nmax, npos, image)
+        state.chan_sq += dense.double().pow(2).sum(0)
+        state.act_sum += acts.double().sum(0)
+        state.seen[image] = True
+        if predict:
+            with torch.no_grad():
+                logits = ctx.model.forward_from(ctx.layer, acts.to(ctx.device))
+            state.image_class[image] = logits[:, 1:1001].argmax(1).cpu() + 1  # labelled outputs only
+    state.timings["pass1_s"] = time.perf_counter() - t0
+
+
+def held_out_mask(top_images: Tensor, image: Tensor) -> Tensor:
+    """(B, m) True where the image is not among the feature's top images (m, n_top)."""
+    return ~(top_images.T.unsqueeze(0) == image.view(-1, 1, 1)).any(1)
+
+
+def pass2(ctx: Context, state: RunState) -> None:
+    """Interval reservoirs (exact, now that maxima are known) and held-out label AUROC histograms."""
+    t0 = time.perf_counter()
+    fams = {"features": state.features, "neurons": state.neurons}
+    for name, fam in fams.items():
+        fam.start_pass2()
+        state.auroc[name] = torch.zeros(2, fam.m, lab.AUROC_BINS, dtype=torch.long)
+    for _x, image, acts, vals, ind in batches(ctx, ctx.indices, f"pass 2/3 {ctx.layer}"):
+        maxima = {
+            "features": image_maxima(vals, ind, len(image), ctx.hw, state.features.m),
+            "neurons": dense_maxima(acts),
+        }
+        cls = state.image_class[image]  # (B,)
+        for name, fam in fams.items():
+            vmax, pos = maxima[name]
+            fam.offer_intervals(vmax, pos, image)
+            in_label = torch.where(cls.view(-1, 1) >= 0, state.in_label[name][cls.clamp_min(0)], False)  # (B, m)
+            lab.auroc_update(state.auroc[name], vmax, fam.stats.vmax, in_label, held_out_mask(fam.top.image, image))
+    state.timings["pass2_s"] = time.perf_counter() - t0
+
+
+def render_requests(fam: Family, n_top: int, n_interval: int) -> dict[int, list[tuple[int, int]]]:
+    """image -> [(direction id, flat pos)] for the examples that get image files."""
+    req: dict[int, list[tuple[int, int]]] = {}
+    for f in range(fam.m):
+        chosen = fam.top_examples(f)[:n_top]
+        if fam.intervals is not None:
+            for iv in fam.interval_examples(f):
+                chosen += iv["examples"][:n_interval]
+        for image, pos, _ in chosen:
+            req.setdefault(image, []).append((f, pos))
+    return req
+
+
+def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interval: int) -> dict:
+    """Crops and heatmaps for the chosen examples; returns (family, id, image) -> file names."""
+    t0 = time.perf_counter()
+    fams = {"features": state.features, "neurons": state.neurons}
+    reqs = {name: render_requests(fam, n_top, n_interval) for name, fam in fams.items()}
+    needed = sorted(set().union(*[set(r) for r in reqs.values()]))
+    (out / "images" / "crops").mkdir(parents=True, exist_ok=True)
+    (out / "images" / "heat").mkdir(parents=True, exist_ok=True)
+    files: dict = {}
+    W = ctx.info.size
+    for x, image, acts, vals, ind in batches(ctx, needed, "pass 3/3 rendering"):
+        for b, img in enumerate(image.tolist()):
+            rows = slice(b * ctx.hw, (b + 1) * ctx.hw)
+            base, pixels = thumb_base(x[b]), to_uint8(x[b])
+            for name, fam in fams.items():
+                for f, pos in reqs[name].get(img, []):
+                    y, xx = divmod(pos, W)
+                    crop = f"images/crops/{img}_{y}_{xx}.jpg"
+                    if not (out / crop).exists():
+                        save_crop(pixels, ctx.info.rf_box(y, xx), out / crop)
+                    if name == "features":
+                        amap = (vals[rows] * (ind[rows] == f)).sum(1).view(W, W)
+                    else:
+                        amap = acts[b, f]
+                    heat = f"images/heat/{name[0]}{f}_{img}.jpg"
+                    save_heatmap(base, amap, float(fam.stats.vmax[f]), out / heat)
+                    files[(name, f, img)] = {"crop": crop, "heatmap": heat}
+    state.timings["pass3_s"] = time.perf_counter() - t0
+    return files

@@ -1,0 +1,72 @@
+"""Small image files for examples: receptive-field crops and activation heatmaps.
+
+Crops use the layer's receptive field around the argmax unit (``LayerInfo.rf_box``,
+clipped to the image); each example also records every branch's RF box.
+Heatmaps overlay the feature's spatial map, scaled by the feature's dataset max
+so that heatmaps of one feature are comparable, on the preprocessed image.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+THUMB = 112  #: thumbnail side in pixels
+
+
+def rf_boxes(info, y: int, x: int) -> dict:
+    """The layer's RF box and each branch's, as [top, left, bottom, right] (end-exclusive)."""
+    out = {"layer": list(info.rf_box(y, x))}
+    for b in info.branches:
+        out[b.name] = list(info.rf_box(y, x, rf=b.rf))
+    return out
+
+
+def to_uint8(image: Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def save_crop(image: np.ndarray, box: tuple[int, int, int, int], path: Path) -> None:
+    """Crop (top, left, bottom, right) of an (H, W, 3) uint8 image, saved as a JPEG thumbnail."""
+    top, left, bottom, right = box
+    img = Image.fromarray(np.ascontiguousarray(image[top:bottom, left:right]))
+    img.thumbnail((THUMB, THUMB))
+    img.save(path, quality=85)
+
+
+def heat_colours(a: np.ndarray) -> np.ndarray:
+    """[0, 1] -> RGB in [0, 1], a simple black-red-yellow ramp (no colormap lookup needed)."""
+    return np.stack([np.clip(3 * a, 0, 1), np.clip(3 * a - 1, 0, 1), np.clip(3 * a - 2, 0, 1)], -1)
+
+
+def thumb_base(image: Tensor) -> np.ndarray:
+    """(3, H, W) image -> (THUMB, THUMB, 3) float array, computed once per image for its heatmaps."""
+    small = torch.nn.functional.interpolate(image[None].float(), size=(THUMB, THUMB), mode="area")[0]
+    return small.permute(1, 2, 0).numpy()
+
+
+@lru_cache(maxsize=16)
+def upsample_matrix(n: int, size: int) -> np.ndarray:
+    """(size, n) linear interpolation matrix (half-pixel centres, edges clamped): up = A @ map @ A.T."""
+    src = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, n - 1)
+    A = np.zeros((size, n))
+    A[np.arange(size), lo] += 1 - (src - lo)
+    A[np.arange(size), hi] += src - lo
+    return A
+
+
+def save_heatmap(base: np.ndarray, amap: Tensor, vmax: float, path: Path) -> None:
+    """Overlay a spatial map (h, w), divided by ``vmax``, on a thumbnail from :func:`thumb_base`; JPEG."""
+    a = np.clip(amap.float().numpy() / max(vmax, 1e-12), 0, 1)
+    A = upsample_matrix(a.shape[0], base.shape[0])
+    up = A @ a @ A.T  # (THUMB, THUMB)
+    out = np.clip(base * 0.45 + 0.75 * heat_colours(up) * np.sqrt(up)[..., None], 0, 1)
+    Image.fromarray((out * 255).astype(np.uint8)).save(path, quality=85)

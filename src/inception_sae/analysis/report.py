@@ -1,0 +1,170 @@
+"""Write the analysis folder: per-direction JSON, branch/class/UMAP data and figures, summary, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from . import branches as br
+from .examples import Family
+from .labels import auroc_from_hist, enrichment
+from .logits import class_top_features, top_classes
+from .streaming import HIST_BINS, HIST_HI, HIST_LO
+
+DENSE_FREQ = 0.1  #: a direction firing at more than this share of positions is "dense" (sae.md)
+
+
+def dump(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, separators=(",", ":")))
+
+
+def example_dicts(ctx, files: dict, family: str, f: int, entries) -> list[dict]:
+    """(image, flat pos, value) entries -> contract dicts {image, y, x, value} plus provenance and files."""
+    W = ctx.info.size
+    out = []
+    for image, pos, value in entries:
+        y, x = divmod(pos, W)
+        d = {"image": ctx.dataset.image_id(image), "y": y, "x": x, "value": value, "image_index": image}
+        d["rf_box"] = list(ctx.info.rf_box(y, x))
+        d.update(files.get((family, f, image), {}))
+        out.append(d)
+    return out
+
+
+def activation_dict(fam: Family, f: int) -> dict:
+    """Frequency, max, mean, histogram, dead/dense flags of direction ``f``."""
+    s = fam.stats
+    fires = int(s.fire_pos[f])
+    freq = fires / max(s.positions, 1)
+    return {
+        "frequency": freq,
+        "frequency_image": int(s.fire_img[f]) / max(s.images, 1),
+        "max": float(s.vmax[f]),
+        "mean": float(s.total[f]) / max(s.positions, 1),
+        "mean_when_firing": float(s.total[f]) / fires if fires else 0.0,
+        "dead": fires == 0,
+        "dense": freq > DENSE_FREQ,
+        "histogram": {"log10_lo": -4, "log10_hi": 4, "bins": HIST_BINS, "counts": s.hist[f].tolist(),
+                      "note": f"positive activations; first/last counts are < {HIST_LO} / >= {HIST_HI}"},
+    }  # fmt: skip
+
+
+def spectrum_dict(ctx, files, family: str, fam: Family, f: int) -> dict:
+    """Top examples, interval examples (flat, contract format) and interval ranges."""
+    ranges, flat = [], []
+    for j, iv in enumerate(fam.interval_examples(f)):
+        ranges.append({k: iv[k] for k in ("lo", "hi", "count", "share")})
+        for e in example_dicts(ctx, files, family, f, iv["examples"]):
+            flat.append({**e, "interval": j, "lo": iv["lo"], "hi": iv["hi"]})
+    return {
+        "top_examples": example_dicts(ctx, files, family, f, fam.top_examples(f)),
+        "intervals": flat,
+        "interval_ranges": ranges,
+        "interval_unit": "images (value = max over positions); share = share of firing images",
+    }
+
+
+def feature_json(ctx, state, derived, labels, scores, files, names, f: int) -> dict:
+    stats: br.BranchStats = derived["branches"]
+    bn = stats.names
+    share = lambda kind: {b: float(stats.shares[kind][f, j]) for j, b in enumerate(bn)}  # noqa: E731
+    d = {"id": f, "layer": ctx.layer, "kind": "feature", **activation_dict(state.features, f)}
+    d.update(branch_share=share("pos"), branch_share_norm=share("norm"), branch_share_sq=share("sq"),
+             branch_z={b: float(stats.z["pos"][f, j]) for j, b in enumerate(bn)},
+             branch_p={b: float(stats.p["pos"][f, j]) for j, b in enumerate(bn)},
+             branch_share_note="branch_share = ||relu(d[b])||/||relu(d)|| (paper); p, z vs the null (pos share)",
+             dominant_branch=bn[int(stats.dominant[f])], largest_share_branch=bn[int(stats.largest[f])])  # fmt: skip
+    n = int(derived["neuron"][f])
+    d["similar_neuron"] = {
+        "neuron": n,
+        "cosine": float(derived["cosine"][f]),
+        "share": float(derived["cosine"][f]) ** 2,
+    }
+    d.update(spectrum_dict(ctx, files, "features", state.features, f))
+    d.update(label=labels[f], label_score=scores[f], label_kind="label from classes (top images), AUROC on held-out")
+    d["label_classes"] = enrichment(state.features.top.image, state.image_class, class_counts(state), f, names)
+    d["logit_effect_kind"] = derived["effect_kind"]
+    if derived["effect"] is not None:
+        d["top_classes"], d["bottom_classes"] = top_classes(derived["effect"][f], names)
+    if derived["umap"] is not None:
+        d["umap"] = derived["umap"][f].tolist()
+    return d
+
+
+def neuron_json(ctx, state, labels, scores, files, names, j: int) -> dict:
+    branch = next(b.name for b in ctx.info.branches if b.slice[0] <= j < b.slice[1])
+    d = {"id": j, "layer": ctx.layer, "kind": "neuron", "branch": branch, **activation_dict(state.neurons, j)}
+    d.update(spectrum_dict(ctx, files, "neurons", state.neurons, j))
+    d.update(label=labels[j], label_score=scores[j], label_kind="label from classes (top images), AUROC on held-out")
+    d["label_classes"] = enrichment(state.neurons.top.image, state.image_class, class_counts(state), j, names)
+    return d
+
+
+def class_counts(state) -> torch.Tensor:
+    cls = state.image_class[state.seen & (state.image_class >= 0)]
+    return torch.bincount(cls, minlength=1008)
+
+
+def write_branch_outputs(out: Path, ctx, derived) -> list[str]:
+    stats = derived["branches"]
+    data = {kind: br.figure_data(stats, kind) for kind in br.KINDS}
+    data["table"] = br.specialised_table(stats)
+    data["dominance_null"] = dict(zip(stats.names, br.dominance_null(stats).tolist(), strict=True))
+    data["dominant_counts"] = {b: int((stats.dominant == j).sum()) for j, b in enumerate(stats.names)}
+    data["null"] = "random directions s_c * N(0,1), s_c = channel RMS" if derived["scale"] is not None else "isotropic"
+    dump(out / "branches.json", data)
+    written = ["branches.json"]
+    for kind in br.KINDS:
+        name = f"figures/branch_shares_{kind}.png"
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        br.plot_branch_shares(data[kind], ctx.layer, out / name)
+        written.append(name)
+    return written
+
+
+def write_umap(out: Path, ctx, derived) -> list[str]:
+    from .embedding import UMAP_MISSING, plot_umap
+
+    if derived["umap"] is None:
+        if derived["umap_requested"]:
+            from .summary import say
+
+            say(UMAP_MISSING)
+        return []
+    stats = derived["branches"]
+    dom = [stats.names[int(i)] for i in stats.dominant]
+    dump(out / "umap.json", {"coords": derived["umap"].tolist(), "dominant_branch": dom,
+                             "method": "umap-learn, cosine, unit decoder rows"})  # fmt: skip
+    j5 = stats.names.index("5x5")
+    paths = ["figures/umap_dominant_branch.png", "figures/umap_share_5x5.png"]
+    plot_umap(derived["umap"], dom, stats.shares["pos"][:, j5], "5x5", ctx.layer, [out / p for p in paths])
+    return ["umap.json", *paths]
+
+
+def write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, source, elapsed) -> dict:
+    """Write every file and return the summary (also written to summary.json)."""
+    out = Path(cfg.out)
+    scores = {k: auroc_from_hist(v) for k, v in state.auroc.items()}
+    m = state.features.m
+    feat_labels, feat_scores = label_text["features"], scores["features"]
+    for f in range(m):
+        dump(
+            out / "features" / f"{f}.json", feature_json(ctx, state, derived, feat_labels, feat_scores, files, names, f)
+        )
+    for j in range(state.neurons.m):
+        dump(out / "neurons" / f"{j}.json",
+             neuron_json(ctx, state, label_text["neurons"], scores["neurons"], files, names, j))  # fmt: skip
+    written = write_branch_outputs(out, ctx, derived) + write_umap(out, ctx, derived)
+    if derived["effect"] is not None:
+        classes = class_top_features(derived["effect"], names)
+        dump(out / "classes.json", {"kind": derived["effect_kind"], "classes": classes})
+        written.append("classes.json")
+    from .summary import build_summary, write_report
+
+    summary = build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, written)
+    dump(out / "summary.json", summary)
+    write_report(out, summary, derived)
+    return summary

@@ -1,0 +1,136 @@
+"""``analyze``: one function from an SAE folder and images to an analysis folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from ..data.images import ImageDataset, Preprocess
+from ..data.labels import load_labels
+from ..errors import UserError
+from . import branches as br
+from . import labels as lab
+from .config import AnalyzeConfig
+from .examples import Family
+from .logits import logit_effect
+from .passes import Context, RunState, pass1, pass2, pass3_render
+from .sae_io import decoder, load_sae
+
+
+class AnalysisResult(NamedTuple):
+    """Where the analysis went and its headline numbers."""
+
+    out: Path  #: the analysis folder
+    summary: dict  #: contents of summary.json
+
+
+def build_context(cfg: AnalyzeConfig, model, progress: bool) -> tuple[Context, dict]:
+    """Load the SAE, the model and the images; check they fit together."""
+    from ..models.weights import load_model
+
+    sae, sae_cfg = load_sae(cfg.sae)
+    layer = sae_cfg.get("layer")
+    if not layer:
+        raise UserError(f"{cfg.sae}/cfg.json has no 'layer': cannot tell which layer to analyse")
+    if model is None:
+        model = load_model(cfg.weights, seed=cfg.seed, device=cfg.device)
+    info = model.layer_info(layer, cfg.input_size)
+    if info.channels != decoder(sae).shape[1]:
+        raise UserError(f"SAE d_in={decoder(sae).shape[1]} but {layer} has {info.channels} channels")
+    resize = round(cfg.input_size * 256 / 224)
+    ds = ImageDataset.from_path(cfg.images, Preprocess(resize=resize, crop=cfg.input_size))
+    n = len(ds) if cfg.max_images is None else min(cfg.max_images, len(ds))
+    ctx = Context(model, sae, layer, info, ds, list(range(n)), cfg.batch_size, cfg.device, cfg.workers,
+                  progress=progress)  # fmt: skip
+    return ctx, sae_cfg
+
+
+def true_classes(ds: ImageDataset, n: int, names) -> torch.Tensor:
+    """(n,) class index from each image's wnid (-1 where unknown)."""
+    out = torch.full((n,), -1, dtype=torch.long)
+    for i in range(n):
+        w = ds.label(i)
+        c = names.index_of_wnid(w) if w else None
+        out[i] = -1 if c is None else c
+    return out
+
+
+def choose_label_source(cfg: AnalyzeConfig, classes: torch.Tensor) -> str:
+    """'true' or 'predicted' per ``cfg.label_source`` (see its docstring)."""
+    if cfg.label_source != "auto":
+        return cfg.label_source
+    if bool((classes >= 0).all()) and len(classes) and int(torch.bincount(classes).max()) >= 3:
+        return "true"
+    return "predicted"
+
+
+def new_state(ctx: Context, cfg: AnalyzeConfig, m: int, n_total: int) -> RunState:
+    C, S = ctx.info.channels, ctx.info.size
+    fam = lambda k, s: Family.empty(k, cfg.n_top, cfg.n_intervals, cfg.per_interval, seed=s)  # noqa: E731
+    return RunState(
+        fam(m, cfg.seed), fam(C, cfg.seed + 1), torch.zeros(C, dtype=torch.float64),
+        torch.zeros(C, S, S, dtype=torch.float64), torch.full((n_total,), -1, dtype=torch.long),
+        torch.zeros(n_total, dtype=torch.bool),
+    )  # fmt: skip
+
+
+def assign_labels(state: RunState, names) -> dict[str, list[str]]:
+    """Labels from classes of each family's top images; fills ``state.in_label``."""
+    out = {}
+    for name, fam in (("features", state.features), ("neurons", state.neurons)):
+        out[name], state.in_label[name] = lab.class_labels(fam.top.image, state.image_class, names)
+    return out
+
+
+def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisResult:
+    """Run every analysis of issue 5 and write ``cfg.out`` (see the contract's analysis folder)."""
+    t0 = time.perf_counter()
+    ctx, sae_cfg = build_context(cfg, model, progress)
+    names = load_labels(cfg.labels)
+    W_dec = decoder(ctx.sae)  # (m, d)
+    n_total = len(ctx.dataset)
+    state = new_state(ctx, cfg, W_dec.shape[0], n_total)
+    true_cls = true_classes(ctx.dataset, len(ctx.indices), names)
+    source = choose_label_source(cfg, true_cls)
+    if source == "true":
+        state.image_class[: len(true_cls)] = true_cls
+    pass1(ctx, state, predict=source == "predicted")
+    if not bool(state.seen.any()):
+        raise UserError(f"no image under {cfg.images} could be decoded ({ctx.skips.summary()})")
+    label_text = assign_labels(state, names)
+    pass2(ctx, state)
+    files = pass3_render(ctx, state, cfg.out, cfg.render_top, cfg.render_intervals)
+    derived = derive(ctx, cfg, state, W_dec)
+    from .report import write_all
+
+    summary = write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, source, time.perf_counter() - t0)
+    return AnalysisResult(cfg.out, summary)
+
+
+def derive(ctx: Context, cfg: AnalyzeConfig, state: RunState, W_dec: torch.Tensor) -> dict:
+    """Branch statistics, nearest neurons, logit effects and UMAP coordinates."""
+    from .embedding import umap_coords
+
+    t0 = time.perf_counter()
+    positions = max(state.features.stats.positions, 1)
+    scale = (state.chan_sq / positions).sqrt().float() if cfg.null_scale else None
+    if scale is not None and not bool((scale > 0).all()):
+        scale = scale.clamp_min(float(scale[scale > 0].min()) if bool((scale > 0).any()) else 1.0)
+    branches = ctx.info.branches
+    stats = br.branch_stats(W_dec, [b.slice for b in branches], [b.name for b in branches], scale, cfg.n_null, cfg.seed)
+    unit = torch.nn.functional.normalize(W_dec, dim=1)
+    neuron = unit.abs().argmax(1)  # most similar basis direction: max |cosine|
+    cosine = unit.gather(1, neuron.view(-1, 1)).squeeze(1)
+    mean_act = (state.act_sum / max(int(state.seen.sum()), 1)).float()
+    effect, kind = None, "not computed (--no-logit-effect)"
+    if cfg.logit_effect or ctx.layer == "mixed5b":
+        with torch.enable_grad():
+            effect, kind = logit_effect(ctx.model, ctx.layer, W_dec.to(cfg.device), mean_act.to(cfg.device))
+            effect = effect.detach().cpu()
+    coords = umap_coords(W_dec, cfg.seed) if cfg.umap else None
+    state.timings["derive_s"] = time.perf_counter() - t0
+    return {"branches": stats, "neuron": neuron, "cosine": cosine, "effect": effect, "effect_kind": kind,
+            "umap": coords, "umap_requested": cfg.umap, "scale": scale}  # fmt: skip

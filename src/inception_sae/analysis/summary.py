@@ -1,0 +1,103 @@
+"""summary.json (names every output) and report.md (headline numbers and figures)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .streaming import HIST_BINS
+
+
+def say(msg: str) -> None:
+    """A note for the user on stderr (library code never prints to stdout)."""
+    print(msg, file=sys.stderr)
+
+
+def list_files(out: Path) -> list[str]:
+    """Every file under the analysis folder except images (counted instead), relative, sorted."""
+    skip = ("images", "features", "neurons")
+    return sorted(
+        p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.parts[len(out.parts)] not in skip
+    )
+
+
+def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, written) -> dict:
+    """Counts, identities and the file list of the analysis."""
+    s, stats = state.features.stats, derived["branches"]
+    freq = s.fire_pos.double() / max(s.positions, 1)
+    feat_scores = [x for x in scores["features"] if x is not None]
+    p5 = stats.p["pos"]
+    alpha = 0.01 / p5.numel()  # Bonferroni over features and branches
+    out = Path(cfg.out)
+    images_dir = out / "images"
+    n_images = sum(1 for p in images_dir.rglob("*.jpg")) if images_dir.is_dir() else 0
+    return {
+        "layer": ctx.layer,
+        "sae": {"path": str(cfg.sae), "d_in": int(sae_cfg.get("d_in", ctx.info.channels)),
+                "d_sae": state.features.m, "k": sae_cfg.get("k"), "model": sae_cfg.get("model")},
+        "model": {"identity": ctx.model.identity, "untrained_weights": bool(ctx.model.is_random),
+                  "matches_sae": sae_cfg.get("model") in (None, ctx.model.identity)},
+        "images": {"root": str(ctx.dataset.root), "requested": len(ctx.indices), "analysed": int(state.seen.sum()),
+                   "skipped": ctx.skips.to_dict(), "input_size": cfg.input_size, "positions": s.positions},
+        "counts": {
+            "features": state.features.m, "neurons": state.neurons.m,
+            "dead": int((s.fire_pos == 0).sum()), "dense": int((freq > 0.1).sum()),
+            "mean_frequency": float(freq.mean()), "median_max": float(s.vmax.median()),
+            "dominant_branch": {b: int((stats.dominant == j).sum()) for j, b in enumerate(stats.names)},
+            "specialised_bonferroni_1pct": {b: int((p5[:, j] <= alpha).sum()) for j, b in enumerate(stats.names)},
+            "image_files": n_images,
+        },
+        "labels": {"source": source, "kind": "label from classes; score = held-out AUROC",
+                   "scored_features": len(feat_scores),
+                   "mean_score": sum(feat_scores) / len(feat_scores) if feat_scores else None},
+        "logit_effect": derived["effect_kind"],
+        "examples": {"n_top": cfg.n_top, "n_intervals": cfg.n_intervals, "per_interval": cfg.per_interval,
+                     "scheme": "two-pass: exact top-N (pass 1), exact uniform interval reservoirs (pass 2)",
+                     "histogram_bins": HIST_BINS},
+        "state_bytes": state.features.nbytes() + state.neurons.nbytes(),
+        "timings_s": {**state.timings, "total": elapsed},
+        "config": cfg.to_dict(),
+        "files": sorted({*written, *list_files(out), "summary.json", "report.md"}),
+        "directories": {"features": {"pattern": "features/<id>.json", "count": state.features.m},
+                        "neurons": {"pattern": "neurons/<id>.json", "count": state.neurons.m},
+                        "images": {"pattern": "images/crops/<image>_<y>_<x>.jpg, images/heat/<f|n><id>_<image>.jpg",
+                                   "count": n_images}},
+    }  # fmt: skip
+
+
+def write_report(out: Path, summary: dict, derived) -> None:
+    """report.md: headline numbers, the branch table and the figures."""
+    c, stats = summary["counts"], derived["branches"]
+    warn = (
+        "\n**UNTRAINED WEIGHTS**: these numbers describe a random network.\n"
+        if summary["model"]["untrained_weights"]
+        else ""
+    )
+    lines = [
+        f"# Analysis of {summary['layer']} ({summary['sae']['d_sae']} features, k={summary['sae']['k']})", warn,
+        f"- model: `{summary['model']['identity']}`; images: {summary['images']['analysed']} analysed "
+        f"({summary['images']['skipped']['total']} skipped), {summary['images']['positions']} positions",
+        f"- dead features: {c['dead']}; dense (> 10% of positions): {c['dense']}; "
+        f"mean firing frequency {c['mean_frequency']:.4f}",
+        f"- dominant branch (largest z of the positive-part share vs the null): {c['dominant_branch']}",
+        f"- specialised beyond chance (p <= 0.01 / (features x branches)): {c['specialised_bonferroni_1pct']}",
+        f"- labels: {summary['labels']['source']} classes; mean held-out AUROC {summary['labels']['mean_score']}",
+        f"- logit effect: {summary['logit_effect']}",
+        f"- time: {summary['timings_s']['total']:.1f} s",
+        "", "## Branch shares (positive-part share, the paper's score; grey: null 5-95%)", "",
+        "![branch shares](figures/branch_shares_pos.png)", "",
+        "Plain norm share: ![](figures/branch_shares_norm.png) Squared-norm share: ![](figures/branch_shares_sq.png)",
+        "", "## Most branch-specialised features", "", "| branch | feature | share | z | p |", "|---|---|---|---|---|",
+    ]  # fmt: skip
+    for j, b in enumerate(stats.names):
+        for f in stats.z["pos"][:, j].argsort(descending=True)[:5].tolist():
+            lines.append(f"| {b} | {f} | {float(stats.shares['pos'][f, j]):.3f} | {float(stats.z['pos'][f, j]):.1f} "
+                         f"| {float(stats.p['pos'][f, j]):.2g} |")  # fmt: skip
+    if derived["umap"] is not None:
+        lines += [
+            "",
+            "## UMAP of decoder vectors",
+            "",
+            "![](figures/umap_dominant_branch.png) ![](figures/umap_share_5x5.png)",
+        ]
+    (out / "report.md").write_text("\n".join(lines) + "\n")

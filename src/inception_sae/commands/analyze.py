@@ -1,0 +1,56 @@
+"""`analyze`: statistics, examples, branch specialization, logit facets and labels of an SAE's features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import DEVICE, SEED, WEIGHTS, console, warn_if_random
+
+
+def analyze(
+    sae: Path = typer.Option(..., "--sae", help="SAE folder (cfg.json with 'layer' + sae_weights.safetensors)."),
+    images: Path = typer.Option(..., "--images", help="Image folder (recursive) or .txt list of images."),
+    out: Path = typer.Option(..., "--out", help="Analysis folder to write."),
+    max_images: int = typer.Option(None, "--max-images", help="Use only the first N images."),
+    weights: str = WEIGHTS,
+    seed: int = SEED,
+    device: str = DEVICE,
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per batch."),
+    labels: Path = typer.Option(None, "--labels", help="inception5h labels TSV (index, wnid, name)."),
+    label_source: str = typer.Option("auto", "--label-source", help="auto, true (wnids) or predicted (model top-1)."),
+    input_size: int = typer.Option(224, "--input-size", help="Centre-crop side fed to the model."),
+    top: int = typer.Option(20, "--top", help="Top examples kept per feature."),
+    render_top: int = typer.Option(5, "--render-top", help="Top examples per feature with crop + heatmap files."),
+    render_intervals: int = typer.Option(1, "--render-intervals", help="Examples per interval with image files."),
+    null_samples: int = typer.Option(10000, "--null-samples", help="Random directions in the branch null model."),
+    logit_effect: bool = typer.Option(
+        True, "--logit-effect/--no-logit-effect", help="Logit effects (linearised before mixed5b)."
+    ),
+    umap: bool = typer.Option(True, "--umap/--no-umap", help="UMAP of decoder vectors (needs umap-learn)."),
+    workers: int = typer.Option(0, "--workers", help="Image-decoding worker processes."),
+) -> None:
+    """Analyse every feature of an SAE over a set of images and write ANALYSIS (summary.json, features/<id>.json)."""
+    from ..analysis.config import AnalyzeConfig
+    from ..analysis.run import analyze as run_analysis
+    from ..models.weights import load_model
+
+    cfg = AnalyzeConfig(
+        sae=sae, images=images, out=out, max_images=max_images, weights=weights, seed=seed, device=device,
+        batch_size=batch_size, labels=labels, input_size=input_size, n_top=top, render_top=render_top,
+        render_intervals=render_intervals, n_null=null_samples, logit_effect=logit_effect, umap=umap,
+        label_source=label_source, workers=workers,
+    )  # fmt: skip
+    model = load_model(weights, seed=seed, device=device)
+    warn_if_random(model.identity)
+    result = run_analysis(cfg, model=model, progress=True)
+    s = result.summary
+    console.print(
+        f"{s['layer']}: {s['counts']['features']} features over {s['images']['analysed']} images "
+        f"({s['counts']['dead']} dead, {s['counts']['dense']} dense) in {s['timings_s']['total']:.1f} s -> {out}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(analyze)

@@ -1,0 +1,121 @@
+"""The live box of ``site serve --live``: run model + SAE on an uploaded image, return top features.
+
+The SAE is read with :class:`inception_sae.sae.model.TopKSAE` when that module is present, else
+with a small reader of the contract's folder format (``cfg.json`` + ``sae_weights.safetensors``)
+and the TopK encoder of Gao et al. (2024): ``z = ReLU(TopK(W_enc^T (v - b_dec) + b_enc))``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import UserError
+
+
+class _FolderSAE:
+    """Minimal TopK encoder over the contract's SAE folder (used when the SAE package is absent)."""
+
+    def __init__(self, path: Path, device: str) -> None:
+        from safetensors.torch import load_file
+
+        cfg_path, w_path = path / "cfg.json", path / "sae_weights.safetensors"
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise UserError(f"{path} is not an SAE folder (needs cfg.json and sae_weights.safetensors)")
+        cfg = json.loads(cfg_path.read_text())
+        t = load_file(str(w_path), device=device)
+        self.W_enc = t["W_enc"].float()  # (d, m)
+        self.b_enc, self.b_dec = t["b_enc"].float(), t["b_dec"].float()  # (m,), (d,)
+        self.d_in, self.d_sae = self.W_enc.shape
+        self.k = int(cfg.get("k", 32))
+        self.layer = cfg.get("layer")
+
+    def encode(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pre = (v - self.b_dec) @ self.W_enc + self.b_enc  # (B, m)
+        values, indices = pre.topk(min(self.k, self.d_sae), dim=1)  # (B, k)
+        return values.relu(), indices
+
+
+def load_sae(path: Path, device: str):
+    """(sae, layer, d_sae): the project's TopKSAE when available, else the folder reader."""
+    path = Path(path)
+    try:
+        from ..sae.model import TopKSAE
+    except ImportError:
+        sae = _FolderSAE(path, device)
+        return sae, sae.layer, sae.d_sae
+    sae = TopKSAE.load(path, device=device)
+    return sae, sae.layer, sae.d_sae
+
+
+def heat_rgb(a: np.ndarray) -> np.ndarray:
+    """[0, 1] -> black-red-yellow RGB in [0, 1] (the analysis stage's ramp)."""
+    return np.stack([np.clip(3 * a, 0, 1), np.clip(3 * a - 1, 0, 1), np.clip(3 * a - 2, 0, 1)], -1)
+
+
+def data_uri(img: Image.Image, fmt: str = "JPEG") -> str:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, quality=85)
+    mime = "image/jpeg" if fmt == "JPEG" else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode()}"
+
+
+def overlay(image: np.ndarray, amap: np.ndarray, vmax: float, side: int = 148) -> str:
+    """Heatmap of a (h, w) map over an (H, W, 3) float image in [0, 1], as a JPEG data URI."""
+    a = Image.fromarray((np.clip(amap / max(vmax, 1e-12), 0, 1) * 255).astype(np.uint8))
+    up = np.asarray(a.resize(image.shape[1::-1], Image.BILINEAR), dtype=np.float32) / 255.0  # (H, W)
+    out = np.clip(image * 0.45 + 0.75 * heat_rgb(up) * np.sqrt(up)[..., None], 0, 1)
+    img = Image.fromarray((out * 255).astype(np.uint8))
+    img.thumbnail((side, side))
+    return data_uri(img)
+
+
+class LiveModel:
+    """Model + SAE held by the server; :meth:`analyse` is thread-safe (one image at a time)."""
+
+    def __init__(self, sae: Path, weights=None, seed: int = 0, device: str = "cpu", top: int = 12, model=None) -> None:
+        from ..models import load_model
+
+        self.sae, layer, self.d_sae = load_sae(sae, device)
+        if not layer:
+            raise UserError(f"{sae}/cfg.json names no 'layer': the live box cannot tell where to read activations")
+        self.layer, self.device, self.top = layer, device, top
+        self.model = model if model is not None else load_model(weights, seed=seed, device=device)
+        channels = self.model.layer_info(layer).channels
+        if channels != self.sae.d_in:
+            raise UserError(f"the SAE expects d_in={self.sae.d_in} but {layer} has {channels} channels")
+        self.identity = getattr(self.model, "identity", "unknown")
+        self.lock = threading.Lock()
+
+    def info(self) -> dict:
+        return {"enabled": True, "layer": self.layer, "identity": self.identity, "features": self.d_sae}
+
+    @torch.no_grad()
+    def analyse(self, data: bytes) -> dict:
+        """Top features of one encoded image (raises ``ImageDecodeError`` for undecodable bytes)."""
+        from ..data.images import Preprocess, decode_image, resize_crop, to_tensor
+
+        img = resize_crop(decode_image(io.BytesIO(data)), Preprocess(resize=256, crop=224))
+        x = to_tensor(img)[None].to(self.device)  # (1, 3, 224, 224)
+        with self.lock:
+            acts = self.model.capture(x, [self.layer])[self.layer][0]  # (C, H, W), post-ReLU
+            C, H, W = acts.shape
+            values, indices = self.sae.encode(acts.permute(1, 2, 0).reshape(-1, C))  # (HW, k)
+        dense = torch.zeros(H * W, self.d_sae).scatter_(1, indices.cpu(), values.float().cpu().clamp_min(0))
+        peak = dense.max(0).values  # (m,)
+        n = min(self.top, int((peak > 0).sum()))
+        order = peak.topk(n).indices.tolist() if n else []
+        base = np.asarray(img, dtype=np.float32) / 255.0
+        feats = [{"id": f, "max": float(peak[f]), "mean": float(dense[:, f].mean()),
+                  "heatmap": overlay(base, dense[:, f].view(H, W).numpy(), float(peak[f]))} for f in order]  # fmt: skip
+        small = img.copy()
+        small.thumbnail((148, 148))
+        return {"layer": self.layer, "positions": H * W, "image": data_uri(small), "features": feats,
+                "note": "heatmaps scaled per feature to its max on this image"}  # fmt: skip

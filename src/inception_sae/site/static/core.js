@@ -1,0 +1,157 @@
+/* inception-sae site, core: data loading by <script> tags (works from file://), hash router, helpers.
+   Data files call SAE.receive(key, data); pages are drawn from them. No framework, no network. */
+(function () {
+  'use strict';
+  const SAE = (window.SAE = window.SAE || {});
+  const cache = {};
+  const waiting = {};
+  SAE.pages = {};
+
+  SAE.receive = function (key, data) {
+    cache[key] = data;
+    (waiting[key] || []).forEach((w) => w.res(data));
+    delete waiting[key];
+  };
+
+  /* Load data/<key>.js once; resolves with its data. */
+  SAE.load = function (key) {
+    if (key in cache) return Promise.resolve(cache[key]);
+    return new Promise((res, rej) => {
+      const first = !waiting[key];
+      (waiting[key] = waiting[key] || []).push({ res, rej });
+      if (!first) return;
+      const s = document.createElement('script');
+      s.src = 'data/' + key + '.js';
+      s.onload = () => s.remove();
+      s.onerror = () => {
+        const w = waiting[key] || [];
+        delete waiting[key];
+        s.remove();
+        w.forEach((x) => x.rej(new Error('no data file data/' + key + '.js')));
+      };
+      document.head.appendChild(s);
+    });
+  };
+  SAE.cached = (key) => cache[key];
+
+  const ESC = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+  SAE.esc = (s) => String(s == null ? '' : s).replace(/[&<>"']/g, (c) => ESC[c]);
+  SAE.fmt = function (x, digits) {
+    if (x == null || Number.isNaN(x)) return '–';
+    const d = digits == null ? 3 : digits;
+    const a = Math.abs(x);
+    if (a !== 0 && (a < 1e-3 || a >= 1e5)) return x.toExponential(Math.max(1, d - 1));
+    return (+x.toFixed(d)).toString();
+  };
+  SAE.pct = (x, d) => (x == null ? '–' : (100 * x).toFixed(d != null ? d : x > 0 && x < 0.01 ? 2 : 1) + '%');
+  SAE.palette = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d', '#666'];
+  SAE.branchColour = function (index, branch) {
+    const i = index.branches.indexOf(branch);
+    return i < 0 ? '#999' : SAE.palette[i % SAE.palette.length];
+  };
+  SAE.chip = (index, b) =>
+    b ? `<span class="bchip" style="background:${SAE.branchColour(index, b)}">${SAE.esc(b)}</span>` : '';
+  SAE.img = (src, cls, alt) =>
+    src ? `<img src="${SAE.esc(src)}" class="${cls || ''}" alt="${SAE.esc(alt || '')}">` : '';
+  SAE.app = () => document.getElementById('app');
+  SAE.site = () => cache.site;
+  SAE.hasLayer = (layer) => !!(cache.site && cache.site.layers.some((l) => l.layer === layer));
+
+  /* Node id ("mixed4c/f/12", "class/3") -> link (or plain text when the site lacks that layer). */
+  SAE.nodeLink = function (node, label) {
+    const parts = String(node).split('/');
+    const text = SAE.esc(label || node);
+    if (parts[0] === 'class') return `<a href="#/class/${encodeURIComponent(parts[1])}">${text}</a>`;
+    if (SAE.hasLayer(parts[0])) return `<a href="#/${parts.map(encodeURIComponent).join('/')}">${text}</a>`;
+    return `<span title="layer not on this site">${text}</span>`;
+  };
+
+  function crumbs(parts) {
+    const nav = document.getElementById('crumbs');
+    let html = '';
+    parts.forEach((p, i) => {
+      if (i) html += '<span class="sep">›</span>';
+      html += p.href ? `<a href="${p.href}">${SAE.esc(p.text)}</a>` : SAE.esc(p.text);
+    });
+    nav.innerHTML = html;
+  }
+  SAE.crumbs = crumbs;
+
+  SAE.banner = function (index) {
+    const el = document.getElementById('banner');
+    el.textContent = index && index.untrained
+      ? `UNTRAINED WEIGHTS (${index.identity}): these features describe a randomly initialised network, not the trained InceptionV1.`
+      : '';
+  };
+
+  SAE.fail = function (err) {
+    SAE.app().innerHTML = `<div class="card"><p class="err">${SAE.esc(err && err.message ? err.message : err)}</p>
+      <p><a href="#/">Back to the start page</a></p></div>`;
+  };
+
+  function home(site) {
+    crumbs([]);
+    if (site.layers.length === 1) {
+      location.replace('#/' + site.layers[0].layer);
+      return;
+    }
+    SAE.banner(site.layers.find((l) => l.untrained));
+    const cards = site.layers
+      .map((l) => `<a class="card" href="#/${SAE.esc(l.layer)}"><h2>${SAE.esc(l.layer)}</h2>
+        <div class="muted">${l.features} features · ${l.neurons} neurons${l.untrained ? ' · <b class="err">untrained weights</b>' : ''}</div></a>`)
+      .join('');
+    SAE.app().innerHTML = `<h1>${SAE.esc(site.title)}</h1><p class="muted">Built ${SAE.esc(site.built)};
+      ${site.circuit_edges} circuit edges; ${site.featvis} visualisations.</p><div class="layers">${cards}</div>
+      <p id="live-link"></p>`;
+    if (SAE.pages.liveLink) SAE.pages.liveLink(document.getElementById('live-link'));
+  }
+
+  function firstClassLayer(site) {
+    const withClasses = site.layers.filter((l) => l.classes);
+    const pref = withClasses.find((l) => l.layer === 'mixed5b') || withClasses[0];
+    return pref && pref.layer;
+  }
+
+  /* #/ , #/<layer>, #/<layer>/f/<id>, #/<layer>/n/<id>, #/<layer>/classes, #/<layer>/class/<i>, #/class/<i>, #/live */
+  function route() {
+    const site = cache.site;
+    if (!site) return SAE.fail('data/site.js is missing: rebuild the site with `inception-sae site build`.');
+    const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+    window.scrollTo(0, 0);
+    if (!parts.length) return home(site);
+    if (parts[0] === 'live') return SAE.pages.live();
+    if (parts[0] === 'class') {
+      const layer = firstClassLayer(site);
+      return layer ? location.replace(`#/${layer}/class/${parts[1]}`) : SAE.fail('no layer on this site has class data');
+    }
+    const layer = parts[0];
+    if (!SAE.hasLayer(layer)) return SAE.fail(`layer ${layer} is not on this site`);
+    const app = SAE.app(), hash = location.hash;
+    delete app.dataset.ready;
+    const p = SAE.load(layer + '/index').then((index) => {
+      SAE.banner(index);
+      if (parts.length === 1) return SAE.pages.layer(index);
+      if (parts[1] === 'f') return SAE.pages.feature(index, +parts[2]);
+      if (parts[1] === 'n') return SAE.pages.neuron(index, +parts[2]);
+      if (parts[1] === 'classes') return SAE.pages.classes(index);
+      if (parts[1] === 'class') return SAE.pages.klass(index, +parts[2]);
+      throw new Error('unknown page ' + location.hash);
+    });
+    p.then(() => { if (location.hash === hash) app.dataset.ready = hash; }).catch(SAE.fail);
+  }
+  SAE.route = route;
+
+  SAE.start = function () {
+    window.addEventListener('hashchange', route);
+    document.getElementById('jump').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const v = document.getElementById('jump-id').value.trim();
+      const site = cache.site;
+      if (!site || !v) return;
+      const cur = location.hash.replace(/^#\/?/, '').split('/')[0];
+      const layer = SAE.hasLayer(cur) ? cur : site.layers[0].layer;
+      location.hash = /^\d+$/.test(v) ? `#/${layer}/f/${v}` : `#/${v.replace(/^#?\/?/, '')}`;
+    });
+    route();
+  };
+})();

@@ -1,0 +1,186 @@
+/* inception-sae site, layer page: headline metrics, branch figures, UMAP scatter, feature table. */
+(function () {
+  'use strict';
+  const SAE = window.SAE;
+  const PAGE = 50;
+  const states = {};
+
+  function metric(name, value, bad) {
+    return `<div class="metric${bad ? ' bad' : ''}"><b>${value}</b><span>${name}</span></div>`;
+  }
+
+  function headline(index) {
+    const h = index.headline || {};
+    const c = index.counts || {};
+    return `<div class="metrics">
+      ${metric('features', index.cols.id.length)}${metric('k (TopK)', h.k == null ? '–' : h.k)}
+      ${metric('FVU', SAE.fmt(h.fvu, 3))}${metric('L0', SAE.fmt(h.l0, 1))}
+      ${metric('dead', h.dead == null ? SAE.pct(h.dead_fraction) : `${h.dead} (${SAE.pct(h.dead_fraction)})`)}
+      ${metric('splice-back top-1', SAE.pct(h.splice_top1))}${metric('images', h.images == null ? '–' : h.images)}
+      ${metric('weights', SAE.esc(index.untrained ? 'UNTRAINED ' + index.identity : String(index.identity).slice(0, 32)), index.untrained)}
+      ${c.dense != null ? metric('dense (>10%)', c.dense) : ''}</div>`;
+  }
+
+  function state(index) {
+    return (states[index.layer] = states[index.layer] || { q: '', branch: '', fmin: '', fmax: '', smin: '', sort: 'id', asc: true, page: 0 });
+  }
+
+  function visibleRows(index, st) {
+    const c = index.cols, n = c.id.length, vis = new Uint8Array(n);
+    const q = st.q.trim().toLowerCase(), qid = /^\d+$/.test(q) ? +q : null;
+    const fmin = st.fmin === '' ? -Infinity : +st.fmin, fmax = st.fmax === '' ? Infinity : +st.fmax;
+    const smin = st.smin === '' ? -Infinity : +st.smin;
+    for (let r = 0; r < n; r++) {
+      if (st.branch && c.dom[r] !== st.branch) continue;
+      if (q && !(qid === c.id[r] || c.label[r].toLowerCase().includes(q))) continue;
+      const f = c.freq[r] == null ? 0 : c.freq[r];
+      if (f < fmin || f > fmax) continue;
+      if ((c.score[r] == null ? -Infinity : c.score[r]) < smin) continue;
+      vis[r] = 1;
+    }
+    return vis;
+  }
+
+  function sortedRows(index, st, vis) {
+    const col = index.cols[st.sort] || index.cols.id;
+    const rows = [];
+    for (let r = 0; r < vis.length; r++) if (vis[r]) rows.push(r);
+    const sign = st.asc ? 1 : -1;
+    rows.sort((a, b) => {
+      const x = col[a], y = col[b];
+      if (x == null) return y == null ? 0 : 1;
+      if (y == null) return -1;
+      return (x < y ? -1 : x > y ? 1 : 0) * sign;
+    });
+    return rows;
+  }
+
+  const HEAD = [['id', 'id'], ['thumb', ''], ['label', 'label'], ['score', 'score'], ['freq', 'frequency'],
+    ['max', 'max'], ['dom', 'dominant branch'], ['share', 'share'], ['p', 'p-value']];
+
+  function table(index, st, rows) {
+    const c = index.cols, L = SAE.esc(index.layer);
+    const pages = Math.max(1, Math.ceil(rows.length / PAGE));
+    st.page = Math.min(st.page, pages - 1);
+    const slice = rows.slice(st.page * PAGE, (st.page + 1) * PAGE);
+    const head = HEAD.map(([k, t]) => `<th data-k="${k}" class="${st.sort === k ? 'sorted' + (st.asc ? ' asc' : '') : ''}">${t}</th>`).join('');
+    const body = slice.map((r) => `<tr class="row" data-id="${c.id[r]}">
+      <td class="num"><a href="#/${L}/f/${c.id[r]}">${c.id[r]}</a></td><td>${SAE.img(c.thumb[r], '', '')}</td>
+      <td>${SAE.esc(c.label[r])}</td><td class="num">${SAE.fmt(c.score[r], 3)}</td><td class="num">${SAE.fmt(c.freq[r], 3)}</td>
+      <td class="num">${SAE.fmt(c.max[r], 3)}</td><td>${SAE.chip(index, c.dom[r])}</td><td class="num">${SAE.fmt(c.share[r], 3)}</td>
+      <td class="num">${SAE.fmt(c.p[r], 2)}</td></tr>`).join('');
+    return `<table class="ft" id="ftable"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>
+      <div class="pager"><button id="prev" ${st.page ? '' : 'disabled'}>‹ prev</button>
+      <span id="pageinfo">page ${st.page + 1} / ${pages} · ${rows.length} of ${c.id.length} features</span>
+      <button id="next" ${st.page < pages - 1 ? '' : 'disabled'}>next ›</button></div>`;
+  }
+
+  function filters(index, st) {
+    const opts = ['<option value="">all branches</option>'].concat(index.branches.map((b) =>
+      `<option value="${SAE.esc(b)}"${b === st.branch ? ' selected' : ''}>${SAE.esc(b)}</option>`)).join('');
+    return `<div class="filters" id="filters">
+      <label>search label or id<input id="f-q" type="search" value="${SAE.esc(st.q)}" placeholder="e.g. dog"></label>
+      <label>dominant branch<select id="f-branch">${opts}</select></label>
+      <label>frequency ≥<input id="f-fmin" type="number" step="any" min="0" max="1" value="${SAE.esc(st.fmin)}" style="width:90px"></label>
+      <label>frequency ≤<input id="f-fmax" type="number" step="any" min="0" max="1" value="${SAE.esc(st.fmax)}" style="width:90px"></label>
+      <label>label score ≥<input id="f-smin" type="number" step="any" value="${SAE.esc(st.smin)}" style="width:80px"></label>
+      <span class="small muted" id="f-count"></span></div>`;
+  }
+
+  function specialised(index) {
+    const sp = (index.counts || {}).specialised_bonferroni_1pct;
+    if (!sp) return '';
+    const rows = Object.keys(sp).map((b) => `<li>${SAE.chip(index, b)} ${sp[b]}</li>`).join('');
+    return `<h3>Specialised beyond chance (p ≤ 0.01, Bonferroni)</h3><ul class="plain">${rows}</ul>`;
+  }
+
+  SAE.pages.layer = function (index) {
+    const L = SAE.esc(index.layer);
+    SAE.crumbs([{ text: index.layer }]);
+    const st = state(index);
+    const hasMap = index.cols.x.some((v) => v != null);
+    const legend = index.branches.map((b) => `<span><i style="background:${SAE.branchColour(index, b)}"></i>${SAE.esc(b)}</span>`).join('');
+    const figs = index.figures.map((f) => `<a href="${SAE.esc(f)}">${SAE.img(f, '', f)}</a>`).join('');
+    SAE.app().innerHTML = `<h1>${L}: ${index.cols.id.length} SAE features</h1>
+      <p class="muted small">Model <code>${SAE.esc(index.identity)}</code>${index.sae.path ? ` · SAE <code>${SAE.esc(index.sae.path)}</code>` : ''}
+      · labels: ${SAE.esc((index.labels || {}).kind || 'from the analysis')}
+      ${index.classes ? ` · <a href="#/${L}/classes">classes → features</a>` : ''} · <span id="live-link"></span></p>
+      <div class="card">${headline(index)}</div>
+      ${filters(index, st)}
+      <div class="grid2">
+        <div class="card"><h2>UMAP of decoder directions</h2>${hasMap ? `<div class="umap-wrap"><canvas class="umap" id="umap"></canvas><div class="tip" id="tip"></div></div>
+          <div class="legend">${legend}</div><p class="small muted">Hover for label and picture; click to open. ${SAE.esc(index.umap_method || '')}</p>`
+          : '<p class="muted">No UMAP coordinates in the analysis (install the umap extra and rerun analyze).</p>'}</div>
+        <div class="card"><h2>Features per dominant branch</h2>${SAE.countBars(index, index.dominant_counts)}
+          <p class="small muted">Dominant branch: the branch whose share of the decoder direction stands out most against the null.</p>
+          ${specialised(index)}</div>
+      </div>
+      <div class="card"><h2>Figures of the analysis</h2><div class="figs">${figs || '<span class="muted">No figures in the analysis.</span>'}</div></div>
+      <div class="card"><h2>Features</h2><div id="tablebox"></div></div>
+      <div class="card"><h2>Neurons</h2><div id="neurons"></div></div>`;
+    if (SAE.pages.liveLink) SAE.pages.liveLink(document.getElementById('live-link'));
+    wire(index, st, hasMap);
+    neuronList(index);
+  };
+
+  function wire(index, st, hasMap) {
+    let view = null, vis = null;
+    const redraw = (mapToo) => {
+      vis = visibleRows(index, st);
+      const rows = sortedRows(index, st, vis);
+      document.getElementById('tablebox').innerHTML = table(index, st, rows);
+      document.getElementById('f-count').textContent = `${rows.length} shown`;
+      if (mapToo && hasMap) view = SAE.umap(document.getElementById('umap'), index, { visible: vis });
+      SAE.debug = { umapXY: (id) => (view ? view.xy(SAE.rowOf(index, id)) : null) };
+    };
+    const bind = (id, key) => document.getElementById(id).addEventListener('input', (e) => {
+      st[key] = e.target.value; st.page = 0; redraw(true);
+    });
+    [['f-q', 'q'], ['f-branch', 'branch'], ['f-fmin', 'fmin'], ['f-fmax', 'fmax'], ['f-smin', 'smin']].forEach(([i, k]) => bind(i, k));
+    const box = document.getElementById('tablebox');
+    box.addEventListener('click', (e) => {
+      const th = e.target.closest('th');
+      if (th && th.dataset.k && th.dataset.k !== 'thumb') {
+        st.asc = st.sort === th.dataset.k ? !st.asc : th.dataset.k === 'id' || th.dataset.k === 'label';
+        st.sort = th.dataset.k; st.page = 0; return redraw(false);
+      }
+      if (e.target.id === 'prev') { st.page--; return redraw(false); }
+      if (e.target.id === 'next') { st.page++; return redraw(false); }
+      const tr = e.target.closest('tr.row');
+      if (tr && !e.target.closest('a')) location.hash = `#/${index.layer}/f/${tr.dataset.id}`;
+    });
+    redraw(true);
+    if (hasMap) mapEvents(index, () => view);
+  }
+
+  function mapEvents(index, getView) {
+    const canvas = document.getElementById('umap'), tip = document.getElementById('tip');
+    const c = index.cols;
+    const at = (e) => { const b = canvas.getBoundingClientRect(); return getView().pick(e.clientX - b.left, e.clientY - b.top); };
+    canvas.addEventListener('mousemove', (e) => {
+      const r = at(e);
+      if (r < 0) { tip.style.display = 'none'; return; }
+      const p = getView().xy(r);
+      tip.innerHTML = `${SAE.img(c.thumb[r], '', '')}<b>#${c.id[r]}</b> ${SAE.esc(c.label[r])}<br>
+        <span class="muted">${SAE.esc(c.dom[r])} · freq ${SAE.fmt(c.freq[r], 3)}</span>`;
+      tip.style.display = 'block';
+      tip.style.left = Math.min(p.x + 12, canvas.clientWidth - 180) + 'px';
+      tip.style.top = p.y + 12 + 'px';
+    });
+    canvas.addEventListener('mouseleave', () => { tip.style.display = 'none'; });
+    canvas.addEventListener('click', (e) => {
+      const r = at(e);
+      if (r >= 0) location.hash = `#/${index.layer}/f/${c.id[r]}`;
+    });
+  }
+
+  function neuronList(index) {
+    const n = index.neurons || { id: [] }, L = SAE.esc(index.layer);
+    const el = document.getElementById('neurons');
+    if (!n.id.length) { el.innerHTML = '<p class="muted">No neuron files in the analysis.</p>'; return; }
+    const chips = n.id.map((j, r) =>
+      `<a class="chip" href="#/${L}/n/${j}" title="${SAE.esc(n.label[r])}">${j}${n.branch[r] ? ' · ' + SAE.esc(n.branch[r]) : ''}</a>`).join('');
+    el.innerHTML = `<details${n.id.length <= 64 ? ' open' : ''}><summary>${n.id.length} neurons (channels) of ${L}</summary>
+      <div class="chips">${chips}</div></details>`;
+  }
+})();

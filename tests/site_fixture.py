@@ -1,0 +1,204 @@
+"""Fake analysis / featvis / circuits folders in the formats of the other stages, for site tests.
+
+``make_analysis`` mirrors ``inception-sae analyze``'s output (summary.json, features/<id>.json with the
+contract's keys plus the analysis stage's extras, neurons/, branches.json, umap.json, classes.json,
+figures/, images/crops + images/heat). Heatmaps are hard links of a small pool of JPEGs so that
+an 8,448-feature folder has realistic file counts but is quick to write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+BRANCHES = ("1x1", "3x3", "5x5", "pool")
+WORDS = ("dog", "cat", "car", "tree", "water", "sky", "text", "fur", "wheel", "grass", "eye", "stripe")
+
+
+def tiny_jpeg(path: Path, rng, size: int = 24) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+    Image.fromarray(arr).save(path, quality=70)
+
+
+def tiny_png(path: Path, rng, size: int = 32) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+    Image.fromarray(arr).save(path)
+
+
+def dump(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, separators=(",", ":")))
+
+
+def example(rng, img: int, value: float, files: dict | None) -> dict:
+    y, x = int(rng.integers(0, 14)), int(rng.integers(0, 14))
+    d = {"image": f"n0144{img:04d}/img{img}.JPEG", "y": y, "x": x, "value": value, "image_index": img,
+         "rf_box": [0, 0, 100, 100]}  # fmt: skip
+    if files:
+        d.update(files)
+    return d
+
+
+def feature_doc(rng, layer: str, f: int, n_neurons: int, pool: int, render: int = 5) -> dict:
+    """One feature JSON with the contract's keys and the analysis stage's extras."""
+    shares = rng.dirichlet(np.ones(len(BRANCHES)))
+    dom = BRANCHES[int(shares.argmax())]
+    vmax = float(rng.uniform(1, 20))
+    tops = sorted(rng.uniform(0.3, 1, 20) * vmax, reverse=True)
+    top = []
+    for j, v in enumerate(tops):
+        img = int(rng.integers(0, 200))
+        crop = f"images/crops/c{img % pool}.jpg"
+        files = {"crop": crop, "heatmap": f"images/heat/f{f}_{j}.jpg"} if j < render else None
+        top.append(example(rng, img, float(v), files))
+    intervals, ranges = [], []
+    for k in range(10):
+        lo, hi = vmax * k / 10, vmax * (k + 1) / 10
+        ranges.append({"lo": lo, "hi": hi, "count": int(rng.integers(1, 500)), "share": 0.1})
+        for j in range(5):
+            img = int(rng.integers(0, 200))
+            crop = f"images/crops/c{img % pool}.jpg"
+            files = {"crop": crop, "heatmap": f"images/heat/f{f}_i{k}.jpg"} if j == 0 else None
+            ex = example(rng, img, float(rng.uniform(lo, hi)), files)
+            intervals.append({**ex, "interval": k, "lo": lo, "hi": hi})
+    word = WORDS[f % len(WORDS)]
+    weights = sorted(rng.random(10), reverse=True)
+    classes = [
+        {"index": int(c), "name": f"class {c} {WORDS[c % 12]}", "weight": float(w)}
+        for c, w in zip(rng.integers(1, 1001, 10), weights, strict=True)
+    ]
+    freq = float(rng.uniform(1e-4, 0.05))
+    return {
+        "id": f, "layer": layer, "kind": "feature", "frequency": freq, "frequency_image": min(1.0, freq * 30),
+        "max": vmax, "mean": freq * vmax / 3, "dead": False, "dense": False,
+        "histogram": {"log10_lo": -4, "log10_hi": 4, "bins": 32, "counts": rng.integers(0, 1000, 32).tolist()},
+        "branch_share": dict(zip(BRANCHES, shares.tolist(), strict=True)),
+        "branch_share_norm": dict(zip(BRANCHES, shares.tolist(), strict=True)),
+        "branch_share_sq": dict(zip(BRANCHES, (shares**2 / (shares**2).sum()).tolist(), strict=True)),
+        "branch_z": {b: float(rng.normal()) for b in BRANCHES},
+        "branch_p": {b: float(rng.uniform(1e-4, 1)) for b in BRANCHES},
+        "dominant_branch": dom,
+        "similar_neuron": {"neuron": int(rng.integers(0, n_neurons)), "cosine": float(rng.uniform(0.1, 0.9))},
+        "top_examples": top, "intervals": intervals, "interval_ranges": ranges,
+        "label": f"{word} (class {f % 37})", "label_score": float(rng.uniform(0.5, 1)),
+        "label_classes": [{"index": 3, "name": f"{word}s", "enrichment": 3.2}],
+        "top_classes": classes, "bottom_classes": [{**c, "weight": -c["weight"]} for c in classes],
+        "umap": rng.normal(size=2).tolist(),
+    }  # fmt: skip
+
+
+def neuron_doc(rng, layer: str, j: int, pool: int) -> dict:
+    d = feature_doc(rng, layer, j, 1, pool, render=3)
+    for ex in d["top_examples"] + d["intervals"]:
+        if ex.get("heatmap"):
+            ex["heatmap"] = ex["heatmap"].replace("/f", "/n", 1)
+    d.update(kind="neuron", branch=BRANCHES[j % 4])
+    for k in ("similar_neuron", "dominant_branch", "top_classes", "bottom_classes", "umap"):
+        d.pop(k)
+    return d
+
+
+def make_analysis(root: Path, layer: str = "mixed4d", n_features: int = 50, n_neurons: int = 16, seed: int = 0,
+                  untrained: bool = True, pool: int = 12) -> Path:  # fmt: skip
+    """Write a fake analysis folder of ``n_features`` features; return ``root``."""
+    rng = np.random.default_rng(seed)
+    for i in range(pool):
+        tiny_jpeg(root / "images" / "crops" / f"c{i}.jpg", rng)
+    heat = root / "images" / "heat"
+    heat.mkdir(parents=True, exist_ok=True)
+    src = root / "images" / "crops" / "c0.jpg"
+    for f in range(n_features):
+        d = feature_doc(rng, layer, f, n_neurons, pool)
+        dump(root / "features" / f"{f}.json", d)
+        for ex in d["top_examples"] + d["intervals"]:
+            if ex.get("heatmap") and not (root / ex["heatmap"]).exists():
+                os.link(root / "images" / "crops" / f"c{f % pool}.jpg", root / ex["heatmap"])
+    for j in range(n_neurons):
+        d = neuron_doc(rng, layer, j, pool)
+        dump(root / "neurons" / f"{j}.json", d)
+        for ex in d["top_examples"] + d["intervals"]:
+            if ex.get("heatmap") and not (root / ex["heatmap"]).exists():
+                os.link(src, root / ex["heatmap"])
+    write_side_files(root, layer, n_features, rng, untrained)
+    return root
+
+
+def write_side_files(root: Path, layer: str, n: int, rng, untrained: bool) -> None:
+    figs = ["figures/branch_shares_pos.png", "figures/umap_dominant_branch.png"]
+    for f in figs:
+        tiny_png(root / f, rng, 64)
+    null = {b: {"sorted_shares": [], "null_q05": 0.1, "null_median": 0.2, "null_q95": 0.35} for b in BRANCHES}
+    dump(root / "branches.json", {"pos": {"kind": "pos", "branches": null},
+                                  "dominant_counts": {b: n // 4 for b in BRANCHES}})  # fmt: skip
+    dump(root / "umap.json", {"coords": rng.normal(size=(n, 2)).tolist(), "method": "fixture"})
+    classes = [{"index": c, "name": f"class {c} {WORDS[c % 12]}",
+                "features": [{"id": int(i), "weight": float(w)} for i, w in zip(rng.integers(0, n, 5), rng.random(5),
+                                                                                 strict=True)]}
+               for c in range(1, 1001)]  # fmt: skip
+    dump(root / "classes.json", {"kind": "exact (W_fc · d, mixed5b)", "classes": classes})
+    identity = "random:0" if untrained else "inception5h.pth:sha256:abc"
+    summary = {"layer": layer, "sae": {"path": "/nonexistent", "d_in": 528, "d_sae": n, "k": 32, "model": identity},
+               "model": {"identity": identity, "untrained_weights": untrained, "matches_sae": True},
+               "images": {"analysed": 200, "positions": 39200},
+               "counts": {"features": n, "neurons": 16, "dead": 1, "dense": 0},
+               "metrics": {"fvu": 0.123, "l0": 31.5, "splice_top1": 0.87},
+               "files": ["summary.json", *figs]}  # fmt: skip
+    dump(root / "summary.json", summary)
+
+
+def make_featvis(root: Path, layer: str, ids, diversity: int = 2, neurons=(), seed: int = 1) -> Path:
+    rng = np.random.default_rng(seed)
+    for i in ids:
+        tiny_png(root / layer / "f" / f"{i}.png", rng)
+        for j in range(diversity):
+            tiny_png(root / layer / "f" / f"{i}_div{j}.png", rng)
+    for j in neurons:
+        tiny_png(root / layer / "n" / f"{j}.png", rng)
+    dump(root / "featvis.json", {"format": 1, "model": "random:0", "layers": {}})
+    return root
+
+
+def make_graph(path: Path, lower: str, upper: str, n_lower: int, n_upper: int, seed: int = 2) -> Path:
+    """A graph.json with edges lower -> upper for every upper feature, and a few to classes."""
+    rng = np.random.default_rng(seed)
+    nodes = [{"id": f"{lower}/f/{i}", "layer": lower, "feature": i} for i in range(n_lower)]
+    nodes += [{"id": f"{upper}/f/{i}", "layer": upper, "feature": i} for i in range(n_upper)]
+    edges = []
+    for t in range(n_upper):
+        for s in rng.choice(n_lower, 3, replace=False):
+            edges.append({"source": f"{lower}/f/{int(s)}", "target": f"{upper}/f/{t}",
+                          "weight": float(rng.normal()), "kind": "expanded"})  # fmt: skip
+        edges.append({"source": f"{upper}/f/{t}", "target": f"class/{t + 1}", "weight": 0.5, "kind": "attribution"})
+    dump(path / "graph.json", {"nodes": nodes, "edges": edges})
+    return path
+
+
+def make_sae(path: Path, layer: str = "mixed3a", d_in: int = 256, d_sae: int = 48, k: int = 6, seed: int = 0) -> Path:
+    """A random TopK SAE folder in the contract's format (cfg.json + sae_weights.safetensors)."""
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(seed)
+    W_dec = torch.nn.functional.normalize(torch.randn(d_sae, d_in, generator=g), dim=1)
+    tensors = {"W_enc": W_dec.T.contiguous(), "W_dec": W_dec, "b_enc": torch.zeros(d_sae), "b_dec": torch.zeros(d_in)}
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path / "sae_weights.safetensors"))
+    cfg = {"d_in": d_in, "d_sae": d_sae, "k": k, "architecture": "topk", "dtype": "float32", "device": "cpu"}
+    cfg.update(apply_b_dec_to_input=True, normalize_activations="none", layer=layer, model="random:0")
+    (path / "cfg.json").write_text(json.dumps(cfg))
+    return path
+
+
+def small_site_inputs(root: Path, lower: str = "mixed4c", n_lower: int = 30) -> dict:
+    """Two layers (``lower``: ``n_lower`` features, mixed4d: 50), featvis for even mixed4d ids, a graph between them."""
+    a_lo = make_analysis(root / "lower", lower, n_lower, seed=3)
+    a4d = make_analysis(root / "a4d", "mixed4d", 50, seed=4)
+    fv = make_featvis(root / "fv", "mixed4d", range(0, 50, 2), neurons=range(8))
+    circ = make_graph(root / "circ", lower, "mixed4d", n_lower, 50)
+    return {"analyses": (a_lo, a4d), "featvis": fv, "circuits": circ}

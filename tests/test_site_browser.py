@@ -1,0 +1,148 @@
+"""The site in a real browser (Playwright driving Debian's Chromium), from file:// and through `site serve`."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from site_fixture import make_sae, small_site_inputs
+
+from inception_sae.site import ServeConfig, SiteConfig, build_site, make_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+ALL_LOADED = "[...document.images].every(i => i.complete)"
+BROKEN = "[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install 'inception-sae[browser]')")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, model):
+    """A two-layer site (mixed3a, mixed4d) served with the live box on (random model, 48-latent SAE)."""
+    root = tmp_path_factory.mktemp("site_browser")
+    inputs = small_site_inputs(root / "in", lower="mixed3a", n_lower=48)
+    out = build_site(SiteConfig(inputs["analyses"], root / "site", inputs["featvis"], (inputs["circuits"],))).out
+    sae = make_sae(root / "sae", "mixed3a", 256, 48, 6)
+    server = make_server(ServeConfig(out, port=0, live=True, sae=sae), model=model)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {"dir": out, "url": server.url, "root": root}
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page that records console errors and uncaught exceptions in ``page.errors``."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)  # lets the test evaluate JS
+    pg = ctx.new_page()
+    pg.errors = []
+    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    yield pg
+    ctx.close()
+
+
+def settle(page) -> None:
+    """Wait for every image, then assert none is broken and nothing was logged as an error."""
+    page.wait_for_function(ALL_LOADED)
+    assert page.evaluate(BROKEN) == []
+    assert page.errors == []
+
+
+def open_feature_checks(page, layer: str, fid: int) -> None:
+    page.wait_for_url(f"**#/{layer}/f/{fid}")
+    page.wait_for_selector(f"#app[data-ready='#/{layer}/f/{fid}']")
+    page.wait_for_function("!document.querySelector('#neuronex') || !document.querySelector('#neuronex.muted')")
+    assert page.locator("h1").inner_text().strip()
+    assert page.locator(".tile img").count() >= 10  # crops and heatmaps of examples and intervals
+    settle(page)
+
+
+def test_layer_page_filter_and_umap_click_from_file(page, site, tmp_path):
+    page.goto((site["dir"] / "index.html").as_uri() + "#/mixed4d")
+    page.wait_for_selector("#ftable")
+    assert page.locator("#f-count").inner_text() == "50 shown"
+    assert "UNTRAINED WEIGHTS" in page.locator("#banner").inner_text()
+    page.select_option("#f-branch", "pool")
+    shown = int(page.locator("#f-count").inner_text().split()[0])
+    assert 0 < shown < 50
+    assert set(page.locator("#ftable tbody .bchip").all_inner_texts()) == {"pool"}
+    page.fill("#f-q", "dog")
+    assert all("dog" in t for t in page.locator("#ftable tbody td:nth-child(3)").all_inner_texts())
+    page.fill("#f-q", "")
+    fid = int(page.locator("#ftable tbody tr.row").first.get_attribute("data-id"))
+    xy = page.evaluate(f"SAE.debug.umapXY({fid})")
+    box = page.locator("#umap").bounding_box()
+    page.mouse.move(box["x"] + xy["x"], box["y"] + xy["y"])
+    page.wait_for_selector("#tip img")
+    assert f"#{fid}" in page.locator("#tip").inner_text()
+    page.screenshot(path=str(tmp_path / "layer.png"), full_page=True)
+    page.mouse.click(box["x"] + xy["x"], box["y"] + xy["y"])
+    open_feature_checks(page, "mixed4d", fid)
+    page.screenshot(path=str(tmp_path / "feature_file.png"), full_page=True)
+    page.goto((site["dir"] / "index.html").as_uri() + "#/mixed4d/f/9999")
+    assert "no feature 9999" in page.locator(".err").inner_text()
+    assert page.errors == []
+
+
+def test_table_row_circuit_link_neuron_and_class_over_http(page, site, tmp_path):
+    page.goto(site["url"] + "#/mixed4d")
+    page.wait_for_selector("#ftable")
+    page.click("th[data-k=freq]")  # sort by frequency, then open the row of feature 7 from page 1
+    page.locator("#ftable tr.row[data-id='7'] td:nth-child(3)").click()
+    open_feature_checks(page, "mixed4d", 7)
+    assert page.locator(".fv img").count() == 0  # odd ids have no featvis in the fixture
+    page.screenshot(path=str(tmp_path / "feature_http.png"), full_page=True)
+    link = page.locator("#upstream a").first
+    target = link.get_attribute("href")
+    link.click()
+    fid = int(target.rsplit("/", 1)[1])
+    open_feature_checks(page, "mixed3a", fid)
+    page.click("#nextf")
+    open_feature_checks(page, "mixed3a", fid + 1)
+    page.goto(site["url"] + "#/mixed4d/f/4")
+    open_feature_checks(page, "mixed4d", 4)
+    assert page.locator(".fv img").count() == 3  # main + two diverse variants
+    page.locator("#neuronbox h2 a").click()
+    page.wait_for_url("**#/mixed4d/n/*")
+    page.wait_for_selector("#app[data-ready*='/n/']")
+    settle(page)
+    page.goto(site["url"] + "#/class/5")
+    page.wait_for_selector("#app[data-ready*='/class/5'] #classfeatures li")
+    settle(page)
+
+
+def test_live_box_returns_features(page, site, tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "mine.png"
+    Image.new("RGB", (90, 70), (30, 160, 90)).save(img)
+    page.goto(site["url"] + "#/mixed3a")
+    page.wait_for_selector("#live-open")
+    page.click("#live-open")
+    page.wait_for_selector("#live-file")
+    page.set_input_files("#live-file", str(img))
+    page.click("#live-go")
+    page.wait_for_selector(".live-feature", timeout=60_000)
+    assert page.locator(".live-feature").count() > 0
+    assert page.locator(".live-feature a").first.get_attribute("href").startswith("#/mixed3a/f/")
+    settle(page)
+    page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
