@@ -55,7 +55,7 @@ def test_planted_5x5_features_are_flagged(model, tmp_path):
     random = torch.randn(48, 528, generator=g) * rms  # drawn like the null
     write_sae(tmp_path / "sae", unit_rows(torch.cat([planted, random])), "mixed4d", k=8)
     cfg = AnalyzeConfig(tmp_path / "sae", imgs, tmp_path / "out", input_size=64, batch_size=6, n_null=2000,
-                        umap=False, logit_effect=False, render_top=1, render_intervals=0, n_top=3)  # fmt: skip
+                        umap=False, logit_effect=False, render_top=0, render_intervals=0, n_top=3)  # fmt: skip
     analyze(cfg, model=model, progress=False)
     feats = [json.loads((tmp_path / "out" / "features" / f"{i}.json").read_text()) for i in range(64)]
     for f in feats[:16]:

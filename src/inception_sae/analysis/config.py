@@ -56,6 +56,10 @@ class AnalyzeConfig:
     one and some class has at least 3 images (so held-out scoring is possible), else predictions."""
     workers: int = 0
     """DataLoader worker processes for image decoding."""
+    resume: bool = True
+    """Continue from ``out/checkpoint`` when it matches this run's inputs."""
+    checkpoint_every_s: float = 300.0
+    """Seconds between mid-pass checkpoints (0: only between passes)."""
 
     def __post_init__(self) -> None:
         if self.max_images is not None and self.max_images < 1:

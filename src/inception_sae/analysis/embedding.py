@@ -16,8 +16,8 @@ def umap_coords(W_dec: Tensor, seed: int = 0, n_neighbors: int = 15) -> Tensor |
         return None
     X = torch.nn.functional.normalize(W_dec.float(), dim=1).numpy()
     reducer = umap.UMAP(
-        n_components=2, n_neighbors=max(2, min(n_neighbors, X.shape[0] - 1)), metric="cosine", random_state=seed,
-        init="random" if X.shape[0] < 50 else "spectral",
+        n_components=2, n_neighbors=max(2, min(n_neighbors, X.shape[0] - 1)), metric="cosine",
+        random_state=seed, n_jobs=1, init="random" if X.shape[0] < 50 else "spectral",
     )  # fmt: skip
     return torch.from_numpy(reducer.fit_transform(X)).float()
 

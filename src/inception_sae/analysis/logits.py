@@ -21,7 +21,7 @@ def direct_logit_effect(fc_weight: Tensor, W_dec: Tensor) -> Tensor:
     return W_dec.float() @ fc_weight.float().T
 
 
-def logit_gradient(model, layer: str, mean_act: Tensor, chunk: int = 64) -> Tensor:
+def logit_gradient(model, layer: str, mean_act: Tensor, chunk: int = 128) -> Tensor:
     """(1008, C): gradient of each logit wrt the layer at ``mean_act`` (C, H, W), summed over positions."""
     n_cls = model.fc.weight.shape[0]
     rows = []

@@ -8,7 +8,7 @@ batch's state is (B x m) and the run's state is (m x capacity).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,9 @@ from . import labels as lab
 from .examples import Family
 from .render import save_crop, save_heatmap, thumb_base, to_uint8
 from .streaming import dense_maxima, image_maxima
+
+#: Called after each batch with (pass number, position in the image list to resume from).
+Saver = Callable[[int, int], None]
 
 
 @dataclass
@@ -78,11 +81,11 @@ def batches(ctx: Context, indices: list[int], title: str) -> Iterator[tuple[Tens
             yield x, torch.tensor(idx), acts.float().cpu(), vals.float().cpu(), ind.cpu()
 
 
-def pass1(ctx: Context, state: RunState, predict: bool, names_ok: bool = True) -> None:
-    """Statistics, top examples, channel scales, mean map, image classes."""
+def pass1(ctx: Context, state: RunState, predict: bool, start: int = 0, on_batch: Saver | None = None) -> None:
+    """Statistics, top examples, channel scales, mean map, image classes (from position ``start`` of the list)."""
     t0 = time.perf_counter()
     m, C = state.features.m, state.neurons.m
-    for _x, image, acts, vals, ind in batches(ctx, ctx.indices, f"pass 1/3 {ctx.layer}"):
+    for _x, image, acts, vals, ind in batches(ctx, ctx.indices[start:], f"pass 1/3 {ctx.layer}"):
         B = len(image)
         fmax, fpos = image_maxima(vals, ind, B, ctx.hw, m)
         state.features.stats.update_sparse(vals, ind, fmax)
@@ -98,7 +101,9 @@ def pass1(ctx: Context, state: RunState, predict: bool, names_ok: bool = True) -
             with torch.no_grad():
                 logits = ctx.model.forward_from(ctx.layer, acts.to(ctx.device))
             state.image_class[image] = logits[:, 1:1001].argmax(1).cpu() + 1  # labelled outputs only
-    state.timings["pass1_s"] = time.perf_counter() - t0
+        if on_batch is not None:
+            on_batch(1, int(image[-1]) + 1)  # indices are 0..n-1 in order
+    state.timings["pass1_s"] = state.timings.get("pass1_s", 0.0) + time.perf_counter() - t0
 
 
 def held_out_mask(top_images: Tensor, image: Tensor) -> Tensor:
@@ -106,14 +111,16 @@ def held_out_mask(top_images: Tensor, image: Tensor) -> Tensor:
     return ~(top_images.T.unsqueeze(0) == image.view(-1, 1, 1)).any(1)
 
 
-def pass2(ctx: Context, state: RunState) -> None:
+def pass2(ctx: Context, state: RunState, start: int = 0, on_batch: Saver | None = None) -> None:
     """Interval reservoirs (exact, now that maxima are known) and held-out label AUROC histograms."""
     t0 = time.perf_counter()
     fams = {"features": state.features, "neurons": state.neurons}
     for name, fam in fams.items():
-        fam.start_pass2()
-        state.auroc[name] = torch.zeros(2, fam.m, lab.AUROC_BINS, dtype=torch.long)
-    for _x, image, acts, vals, ind in batches(ctx, ctx.indices, f"pass 2/3 {ctx.layer}"):
+        if fam.intervals is None:  # not resuming
+            fam.start_pass2()
+        if name not in state.auroc:
+            state.auroc[name] = torch.zeros(2, fam.m, lab.AUROC_BINS, dtype=torch.long)
+    for _x, image, acts, vals, ind in batches(ctx, ctx.indices[start:], f"pass 2/3 {ctx.layer}"):
         maxima = {
             "features": image_maxima(vals, ind, len(image), ctx.hw, state.features.m),
             "neurons": dense_maxima(acts),
@@ -124,7 +131,9 @@ def pass2(ctx: Context, state: RunState) -> None:
             fam.offer_intervals(vmax, pos, image)
             in_label = torch.where(cls.view(-1, 1) >= 0, state.in_label[name][cls.clamp_min(0)], False)  # (B, m)
             lab.auroc_update(state.auroc[name], vmax, fam.stats.vmax, in_label, held_out_mask(fam.top.image, image))
-    state.timings["pass2_s"] = time.perf_counter() - t0
+        if on_batch is not None:
+            on_batch(2, int(image[-1]) + 1)
+    state.timings["pass2_s"] = state.timings.get("pass2_s", 0.0) + time.perf_counter() - t0
 
 
 def render_requests(fam: Family, n_top: int, n_interval: int) -> dict[int, list[tuple[int, int]]]:
@@ -146,6 +155,8 @@ def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interva
     fams = {"features": state.features, "neurons": state.neurons}
     reqs = {name: render_requests(fam, n_top, n_interval) for name, fam in fams.items()}
     needed = sorted(set().union(*[set(r) for r in reqs.values()]))
+    if not needed:
+        return {}
     (out / "images" / "crops").mkdir(parents=True, exist_ok=True)
     (out / "images" / "heat").mkdir(parents=True, exist_ok=True)
     files: dict = {}

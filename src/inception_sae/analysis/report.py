@@ -67,7 +67,7 @@ def spectrum_dict(ctx, files, family: str, fam: Family, f: int) -> dict:
     }
 
 
-def feature_json(ctx, state, derived, labels, scores, files, names, f: int) -> dict:
+def feature_json(ctx, state, derived, labels, scores, files, names, f: int, neuron_labels=None) -> dict:
     stats: br.BranchStats = derived["branches"]
     bn = stats.names
     share = lambda kind: {b: float(stats.shares[kind][f, j]) for j, b in enumerate(bn)}  # noqa: E731
@@ -138,9 +138,11 @@ def write_umap(out: Path, ctx, derived) -> list[str]:
     dom = [stats.names[int(i)] for i in stats.dominant]
     dump(out / "umap.json", {"coords": derived["umap"].tolist(), "dominant_branch": dom,
                              "method": "umap-learn, cosine, unit decoder rows"})  # fmt: skip
-    j5 = stats.names.index("5x5")
-    paths = ["figures/umap_dominant_branch.png", "figures/umap_share_5x5.png"]
-    plot_umap(derived["umap"], dom, stats.shares["pos"][:, j5], "5x5", ctx.layer, [out / p for p in paths])
+    paths = ["figures/umap_dominant_branch.png"]
+    for j, b in enumerate(stats.names):
+        pair = ["figures/umap_dominant_branch.png", f"figures/umap_share_{b}.png"]
+        plot_umap(derived["umap"], dom, stats.shares["pos"][:, j], b, ctx.layer, [out / p for p in pair])
+        paths.append(pair[1])
     return ["umap.json", *paths]
 
 

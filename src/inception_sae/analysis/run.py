@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -12,6 +13,7 @@ from ..data.images import ImageDataset, Preprocess
 from ..data.labels import load_labels
 from ..errors import UserError
 from . import branches as br
+from . import checkpoint as ckpt
 from . import labels as lab
 from .config import AnalyzeConfig
 from .examples import Family
@@ -27,11 +29,22 @@ class AnalysisResult(NamedTuple):
     summary: dict  #: contents of summary.json
 
 
+def validate(cfg: AnalyzeConfig) -> None:
+    """Cheap checks of the inputs, before any model is loaded."""
+    if not (Path(cfg.sae) / "cfg.json").is_file():
+        raise UserError(f"{cfg.sae} is not an SAE folder: cfg.json is missing")
+    if not Path(cfg.images).exists():
+        raise UserError(f"image folder {cfg.images} does not exist")
+    if cfg.labels is not None and not Path(cfg.labels).is_file():
+        raise UserError(f"labels file {cfg.labels} does not exist")
+
+
 def build_context(cfg: AnalyzeConfig, model, progress: bool) -> tuple[Context, dict]:
     """Load the SAE, the model and the images; check they fit together."""
     from ..models.weights import load_model
 
-    sae, sae_cfg = load_sae(cfg.sae)
+    validate(cfg)
+    sae, sae_cfg = load_sae(cfg.sae, cfg.device)
     layer = sae_cfg.get("layer")
     if not layer:
         raise UserError(f"{cfg.sae}/cfg.json has no 'layer': cannot tell which layer to analyse")
@@ -97,17 +110,37 @@ def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisRe
     source = choose_label_source(cfg, true_cls)
     if source == "true":
         state.image_class[: len(true_cls)] = true_cls
-    pass1(ctx, state, predict=source == "predicted")
+    folder, fp = Path(cfg.out) / "checkpoint", ckpt.fingerprint(cfg)
+    stage, start = ckpt.load(folder, state, ctx.skips, fp) if cfg.resume else (1, 0)
+    saver = periodic_saver(folder, state, ctx, fp, cfg.checkpoint_every_s)
+    if stage == 1:
+        pass1(ctx, state, predict=source == "predicted", start=start, on_batch=saver)
+        ckpt.save(folder, state, 2, 0, ctx.skips, fp)
     if not bool(state.seen.any()):
         raise UserError(f"no image under {cfg.images} could be decoded ({ctx.skips.summary()})")
     label_text = assign_labels(state, names)
-    pass2(ctx, state)
+    if stage <= 2:
+        pass2(ctx, state, start=start if stage == 2 else 0, on_batch=saver)
+        ckpt.save(folder, state, 3, 0, ctx.skips, fp)
     files = pass3_render(ctx, state, cfg.out, cfg.render_top, cfg.render_intervals)
     derived = derive(ctx, cfg, state, W_dec)
     from .report import write_all
 
     summary = write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, source, time.perf_counter() - t0)
+    shutil.rmtree(folder, ignore_errors=True)
     return AnalysisResult(cfg.out, summary)
+
+
+def periodic_saver(folder: Path, state: RunState, ctx: Context, fp: dict, every_s: float):
+    """A per-batch callback that checkpoints at most every ``every_s`` seconds (0: never mid-pass)."""
+    last = [time.perf_counter()]
+
+    def save(pass_no: int, next_pos: int) -> None:
+        if every_s and time.perf_counter() - last[0] >= every_s:
+            ckpt.save(folder, state, pass_no, next_pos, ctx.skips, fp)
+            last[0] = time.perf_counter()
+
+    return save
 
 
 def derive(ctx: Context, cfg: AnalyzeConfig, state: RunState, W_dec: torch.Tensor) -> dict:

@@ -40,6 +40,11 @@ class ContractSAE:
             raise UserError(f"{w_path} lacks {sorted(missing)}")
         return cls(t["W_enc"].float(), t["W_dec"].float(), t["b_enc"].float(), t["b_dec"].float(), int(cfg["k"]), cfg)
 
+    def to(self, device: str) -> ContractSAE:
+        for name in ("W_enc", "W_dec", "b_enc", "b_dec"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
     @torch.no_grad()
     def encode(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """v (B, d) -> values, indices (B, k)."""
@@ -48,7 +53,7 @@ class ContractSAE:
         return vals.clamp_min(0), idx
 
 
-def load_sae(path: str | Path) -> tuple[Any, dict]:
+def load_sae(path: str | Path, device: str = "cpu") -> tuple[Any, dict]:
     """(sae with ``encode``/``W_dec``, cfg dict) from an SAE folder."""
     path = Path(path)
     if not (path / "cfg.json").is_file():
@@ -57,8 +62,8 @@ def load_sae(path: str | Path) -> tuple[Any, dict]:
     try:
         from ..sae.model import TopKSAE
     except ImportError:
-        return ContractSAE.load(path), cfg
-    return TopKSAE.load(path), cfg
+        return ContractSAE.load(path).to(device), cfg
+    return TopKSAE.load(path, device=device), cfg
 
 
 def decoder(sae) -> Tensor:

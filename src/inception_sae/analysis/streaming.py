@@ -86,6 +86,7 @@ class Keeper:
         self.pos = torch.cat([self.pos, pos], 1).gather(1, idx)
         self.value = torch.cat([self.value, value], 1).gather(1, idx)
         self.score = top
+        self.image = torch.where(top > float("-inf"), self.image, torch.full_like(self.image, -1))  # empty stays empty
 
     def entries(self, slot: int) -> list[tuple[int, int, float]]:
         """(image, pos, value) of a slot's filled entries, best score first."""

@@ -15,7 +15,7 @@ def say(msg: str) -> None:
 
 def list_files(out: Path) -> list[str]:
     """Every file under the analysis folder except images (counted instead), relative, sorted."""
-    skip = ("images", "features", "neurons")
+    skip = ("images", "features", "neurons", "checkpoint")
     return sorted(
         p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.parts[len(out.parts)] not in skip
     )
@@ -46,6 +46,8 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, wr
             "dominant_branch": {b: int((stats.dominant == j).sum()) for j, b in enumerate(stats.names)},
             "specialised_bonferroni_1pct": {b: int((p5[:, j] <= alpha).sum()) for j, b in enumerate(stats.names)},
             "image_files": n_images,
+            "similar_neuron_abs_cosine_mean": float(derived["cosine"].abs().mean()),
+            "similar_neuron_abs_cosine_over_0.5": int((derived["cosine"].abs() > 0.5).sum()),
         },
         "labels": {"source": source, "kind": "label from classes; score = held-out AUROC",
                    "scored_features": len(feat_scores),
@@ -81,7 +83,10 @@ def write_report(out: Path, summary: dict, derived) -> None:
         f"mean firing frequency {c['mean_frequency']:.4f}",
         f"- dominant branch (largest z of the positive-part share vs the null): {c['dominant_branch']}",
         f"- specialised beyond chance (p <= 0.01 / (features x branches)): {c['specialised_bonferroni_1pct']}",
-        f"- labels: {summary['labels']['source']} classes; mean held-out AUROC {summary['labels']['mean_score']}",
+        f"- nearest neuron: mean |cosine| {c['similar_neuron_abs_cosine_mean']:.3f}; "
+        f"{c['similar_neuron_abs_cosine_over_0.5']} features with |cosine| > 0.5 (the rest are not single neurons)",
+        f"- labels: {summary['labels']['source']} classes; mean held-out AUROC {summary['labels']['mean_score']} "
+        f"over {summary['labels']['scored_features']} scorable features",
         f"- logit effect: {summary['logit_effect']}",
         f"- time: {summary['timings_s']['total']:.1f} s",
         "", "## Branch shares (positive-part share, the paper's score; grey: null 5-95%)", "",

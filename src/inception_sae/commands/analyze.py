@@ -30,18 +30,24 @@ def analyze(
     ),
     umap: bool = typer.Option(True, "--umap/--no-umap", help="UMAP of decoder vectors (needs umap-learn)."),
     workers: int = typer.Option(0, "--workers", help="Image-decoding worker processes."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint when it matches."),
+    checkpoint_every: float = typer.Option(
+        300.0, "--checkpoint-every", help="Seconds between checkpoints (0: per pass)."
+    ),
 ) -> None:
     """Analyse every feature of an SAE over a set of images and write ANALYSIS (summary.json, features/<id>.json)."""
     from ..analysis.config import AnalyzeConfig
     from ..analysis.run import analyze as run_analysis
+    from ..analysis.run import validate
     from ..models.weights import load_model
 
     cfg = AnalyzeConfig(
         sae=sae, images=images, out=out, max_images=max_images, weights=weights, seed=seed, device=device,
         batch_size=batch_size, labels=labels, input_size=input_size, n_top=top, render_top=render_top,
         render_intervals=render_intervals, n_null=null_samples, logit_effect=logit_effect, umap=umap,
-        label_source=label_source, workers=workers,
+        label_source=label_source, workers=workers, resume=resume, checkpoint_every_s=checkpoint_every,
     )  # fmt: skip
+    validate(cfg)
     model = load_model(weights, seed=seed, device=device)
     warn_if_random(model.identity)
     result = run_analysis(cfg, model=model, progress=True)

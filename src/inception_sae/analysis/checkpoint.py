@@ -1,0 +1,90 @@
+"""Resumable analysis: the streaming state saved as safetensors + a small JSON cursor.
+
+A checkpoint records which pass is running and the position in the image list
+up to which that pass has consumed images; the passes read images in a fixed
+order, so resuming skips exactly those. It is only used when its fingerprint
+(the inputs that change the numbers) matches the current run, and removed when
+the analysis finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .examples import Family
+from .streaming import FeatureStats, Keeper
+
+STATE_FILE, CURSOR_FILE = "state.safetensors", "cursor.json"
+#: Config fields that only affect rendering or derived outputs, not the streamed state.
+NOT_FINGERPRINTED = ("out", "render_top", "render_intervals", "n_null", "null_scale", "umap", "logit_effect", "workers",
+                     "batch_size")  # fmt: skip
+
+
+def fingerprint(cfg) -> dict:
+    return {k: v for k, v in cfg.to_dict().items() if k not in NOT_FINGERPRINTED}
+
+
+def family_tensors(prefix: str, fam: Family) -> dict[str, torch.Tensor]:
+    s = fam.stats
+    t = {"fire_pos": s.fire_pos, "fire_img": s.fire_img, "total": s.total, "vmax": s.vmax, "hist": s.hist,
+         "top_score": fam.top.score, "top_image": fam.top.image, "top_pos": fam.top.pos, "top_value": fam.top.value,
+         "rng": fam.generator.get_state()}  # fmt: skip
+    if fam.intervals is not None and fam.interval_counts is not None:
+        k = fam.intervals
+        t.update(iv_score=k.score, iv_image=k.image, iv_pos=k.pos, iv_value=k.value, iv_counts=fam.interval_counts)
+    return {f"{prefix}.{k}": v.contiguous() for k, v in t.items()}
+
+
+def restore_family(prefix: str, fam: Family, t: dict[str, torch.Tensor], counts: dict) -> None:
+    g = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith(prefix + ".")}
+    fam.stats = FeatureStats(counts["positions"], counts["images"], g["fire_pos"], g["fire_img"], g["total"],
+                             g["vmax"], g["hist"])  # fmt: skip
+    fam.top = Keeper(g["top_score"], g["top_image"], g["top_pos"], g["top_value"])
+    fam.generator.set_state(g["rng"])
+    if "iv_score" in g:
+        fam.intervals = Keeper(g["iv_score"], g["iv_image"], g["iv_pos"], g["iv_value"])
+        fam.interval_counts = g["iv_counts"]
+
+
+def save(folder: Path, state, pass_no: int, next_pos: int, skips, fp: dict) -> None:
+    """Write the state atomically (temporary names, then rename)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    t = {**family_tensors("features", state.features), **family_tensors("neurons", state.neurons)}
+    t.update(chan_sq=state.chan_sq, act_sum=state.act_sum, image_class=state.image_class, seen=state.seen)
+    t.update({f"auroc.{k}": v for k, v in state.auroc.items()})
+    save_file({k: v.contiguous() for k, v in t.items()}, str(folder / (STATE_FILE + ".tmp")))
+    cursor = {"pass": pass_no, "next": next_pos, "fingerprint": fp, "skips": skips.to_dict(), "timings": state.timings,
+              "counts": {n: {"positions": f.stats.positions, "images": f.stats.images}
+                         for n, f in (("features", state.features), ("neurons", state.neurons))}}  # fmt: skip
+    (folder / (CURSOR_FILE + ".tmp")).write_text(json.dumps(cursor))
+    os.replace(folder / (STATE_FILE + ".tmp"), folder / STATE_FILE)
+    os.replace(folder / (CURSOR_FILE + ".tmp"), folder / CURSOR_FILE)
+
+
+def load(folder: Path, state, skips, fp: dict) -> tuple[int, int]:
+    """Restore ``state`` from ``folder`` if it holds a matching checkpoint; (pass, next position) to resume at."""
+    if not (folder / CURSOR_FILE).is_file() or not (folder / STATE_FILE).is_file():
+        return 1, 0
+    cursor = json.loads((folder / CURSOR_FILE).read_text())
+    if cursor.get("fingerprint") != fp:
+        return 1, 0
+    t = load_file(str(folder / STATE_FILE))
+    for name, fam in (("features", state.features), ("neurons", state.neurons)):
+        restore_family(name, fam, t, cursor["counts"][name])
+    state.chan_sq, state.act_sum, state.image_class, state.seen = (
+        t["chan_sq"],
+        t["act_sum"],
+        t["image_class"],
+        t["seen"],
+    )
+    state.auroc = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("auroc.")}
+    state.timings.update(cursor["timings"])
+    for reason, n in cursor["skips"]["by_reason"].items():
+        skips.counts[reason] += n
+    skips.examples.update(cursor["skips"]["examples"])
+    return int(cursor["pass"]), int(cursor["next"])
