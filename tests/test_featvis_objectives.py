@@ -113,3 +113,18 @@ def test_diversity_only_compares_within_groups():
     assert grouped[2] == pytest.approx(-1.0, abs=1e-5)  # a scaled copy has the same normalised Gram
     alone = diversity("mixed3a", groups=[0, 1, 2, 3])(acts)
     assert torch.equal(alone, torch.zeros(4))
+
+
+def test_branch_restricted_sae_objectives_read_only_that_branch(acts, sae):
+    """mixed3a's 5x5 branch is channels 192:224; the other channels must not matter."""
+    a = acts["mixed3a"]
+    centre = (a[:, :, 2, 2] - sae.b_dec)[:, 192:224]
+    enc = sae_encoder(sae, [3, 4, 5], branch="5x5")
+    assert "5x5" in enc.description
+    want = (centre * sae.W_enc[192:224, [3, 4, 5]].T).sum(1)
+    assert torch.allclose(enc(acts), want, rtol=1e-4, atol=1e-4)
+    dec = sae_decoder(sae, [0, 1, 2], cossim_pow=0, branch="5x5")
+    assert torch.allclose(dec(acts), (centre * sae.W_dec[:3, 192:224]).sum(1), rtol=1e-4, atol=1e-4)
+    changed = {"mixed3a": a.clone(), "mixed3b": acts["mixed3b"]}
+    changed["mixed3a"][:, :192] += 5.0  # outside the branch
+    assert torch.allclose(enc(changed), enc(acts)) and torch.allclose(dec(changed), dec(acts))

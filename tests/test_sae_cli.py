@@ -92,3 +92,18 @@ def test_identity_sae_splices_perfectly(tmp_path):
     x = torch.rand(1, 3, 64, 64)
     sp, vec = splice_back(sae, model, "mixed3a", [(x,)])
     assert sp.top1_agreement == 1.0 and sp.kl < 1e-6 and vec.fvu < 1e-8
+
+
+def test_eval_images_cli_and_layer_mismatch(tmp_path, capsys):
+    rgb = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "imgs" / "a.png")
+    _sae_for("mixed3a", 256, tmp_path)
+    rep = tmp_path / "r.json"
+    assert main(["eval", "--sae", str(tmp_path / "sae"), "--images", str(tmp_path / "imgs"), "--report", str(rep)]) == 0
+    assert json.loads(rep.read_text())["splice"]["images"] == 1
+    bad = TopKSAE(SAEConfig(100, 200, 4))
+    bad.meta = {"layer": "mixed3a", "model": "random:0"}
+    bad.save(tmp_path / "bad")
+    assert main(["eval", "--sae", str(tmp_path / "bad"), "--images", str(tmp_path / "imgs")]) == 2
+    assert "expects d=100" in capsys.readouterr().err

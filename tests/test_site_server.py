@@ -100,6 +100,7 @@ def test_files_and_mime_types(server, path, ctype):
     status, headers, body = request(server, "GET", path)
     assert status == 200 and headers["Content-Type"].startswith(ctype) and body
     assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
     status, headers, body = request(server, "HEAD", path)
     assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
 

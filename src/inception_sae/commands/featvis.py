@@ -68,6 +68,7 @@ def featvis(
     pixel: bool = typer.Option(False, "--pixel", help="Pixel instead of Fourier parameterisation."),
     redirected_relu: bool = typer.Option(False, "--redirected-relu", help="Lucid's redirected ReLU gradients."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images optimised together."),
+    branch: str = typer.Option(None, "--branch", help="Restrict the objective to one branch: 1x1, 3x3, 5x5, pool."),
     weights: str = WEIGHTS,
     seed: int = SEED,
     device: str = DEVICE,
@@ -100,6 +101,7 @@ def featvis(
         diversity_weight=diversity_weight,
         batch_size=batch_size,
         seed=seed,
+        branch=branch,
     )
     check_job(job, sae_w)  # fail in one line before loading the model
     model = load_model(weights, seed=seed, device=device)

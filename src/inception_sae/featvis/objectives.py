@@ -181,31 +181,48 @@ class SAEWeightsLike(Protocol):
     layer: str
 
 
-def sae_encoder(sae: SAEWeightsLike, feature: Units, at: str | tuple[int, int] = "center") -> Objective:
+def sae_encoder(
+    sae: SAEWeightsLike, feature: Units, at: str | tuple[int, int] = "center", branch: str | None = None
+) -> Objective:
     """The feature's encoder pre-activation ``w_enc_f . (a - b_dec) + b_enc_f``.
 
     Read at the centre position (default) or averaged over positions. This is
     the quantity whose top-k the SAE keeps, so raising it is raising the
-    feature's activation (before the TopK competition).
+    feature's activation (before the TopK competition). With ``branch`` only
+    that branch's channel slice of the dot product counts (no bias): what the
+    feature reads from one branch, e.g. its 5x5 part.
     """
     W_enc, b_enc, b_dec = sae.W_enc, sae.b_enc, sae.b_dec
+    _, sl, label = _slice_name(sae.layer, branch)
 
     def fn(acts: Acts) -> Tensor:
-        a = acts[sae.layer]  # (B, d_in, H, W)
+        a = acts[sae.layer][:, sl]  # (B, d_branch, H, W)
         idx = _units(feature, a.shape[0], a.device)
-        w = W_enc.to(a)[:, idx].T  # (B, d_in)
-        pre = torch.einsum("bchw,bc->bhw", a - b_dec.to(a)[:, None, None], w) + b_enc.to(a)[idx][:, None, None]
+        w = W_enc.to(a)[sl][:, idx].T  # (B, d_branch)
+        pre = torch.einsum("bchw,bc->bhw", a - b_dec.to(a)[sl, None, None], w)
+        if branch is None:
+            pre = pre + b_enc.to(a)[idx][:, None, None]
         return _reduce(pre, at)
 
-    return Objective(fn, [sae.layer], f"sae encoder {sae.layer}/f:{_label(feature)} ({at})")
+    return Objective(fn, [sae.layer], f"sae encoder {label}/f:{_label(feature)} ({at})")
 
 
 def sae_decoder(
-    sae: SAEWeightsLike, feature: Units, cossim_pow: float = 1.0, at: str | tuple[int, int] = "center"
+    sae: SAEWeightsLike,
+    feature: Units,
+    cossim_pow: float = 1.0,
+    at: str | tuple[int, int] = "center",
+    branch: str | None = None,
 ) -> Objective:
-    """Lucid's direction score along the feature's decoder row, on ``a - b_dec``."""
+    """Lucid's direction score along the feature's decoder row, on ``a - b_dec``.
+
+    With ``branch``, the direction and the activations are restricted to that
+    branch's channel slice.
+    """
     idx = torch.as_tensor(feature, dtype=torch.long)
-    obj = direction(sae.layer, sae.W_dec[idx], cossim_pow=cossim_pow, at=at, offset=sae.b_dec)
+    _, sl, _ = _slice_name(sae.layer, branch)
+    W_dec, b_dec = sae.W_dec[:, sl], sae.b_dec[sl]
+    obj = direction(sae.layer, W_dec[idx], cossim_pow=cossim_pow, at=at, offset=b_dec, branch=branch)
     obj.description = f"sae decoder {sae.layer}/f:{_label(feature)} cos^{cossim_pow:g} ({at})"
     return obj
 

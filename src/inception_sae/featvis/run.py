@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..models.layers import layer_info
+from ..models.layers import BRANCH_ORDER, layer_info
 from .objectives import Objective, diversity, neuron, sae_decoder, sae_encoder
 from .render import RenderConfig, render, save_png
 from .sae_io import SAEWeights
@@ -51,8 +51,11 @@ class FeatvisJob:
     cossim_pow: float = 1.0  #: cosine exponent of the decoder-direction objective
     batch_size: int = 16  #: images per optimisation batch
     seed: int = 0  #: job seed; each image's seed derives from it
+    branch: str | None = None  #: restrict the objective to one branch's channels ("1x1", "3x3", "5x5", "pool")
 
     def __post_init__(self) -> None:
+        if self.branch is not None and self.branch not in BRANCH_ORDER:
+            raise UserError(f"--branch must be one of {list(BRANCH_ORDER)}, got {self.branch!r}")
         if self.kind not in KINDS:
             raise UserError(f"kind must be one of {list(KINDS)}, got {self.kind!r}")
         if self.objective not in ("encoder", "decoder"):
@@ -73,18 +76,19 @@ def item_seed(seed: int, layer: str, kind: str, unit: int, variant: int = -1) ->
 
 def png_relpath(job: FeatvisJob, unit: int, variant: int = -1) -> str:
     """Path of an image relative to ``job.out``."""
-    name = f"{unit}.png" if variant < 0 else f"{unit}_div{variant}.png"
+    stem = f"{unit}_{job.branch}" if job.branch else f"{unit}"
+    name = f"{stem}.png" if variant < 0 else f"{stem}_div{variant}.png"
     return f"{job.layer}/{job.kind}/{name}"
 
 
 def base_objective(job: FeatvisJob, units: Sequence[int], sae: SAEWeights | None) -> Objective:
     """The per-image unit objective (image i gets units[i])."""
     if job.kind == "n":
-        return neuron(job.layer, list(units), at=job.at)
+        return neuron(job.layer, list(units), at=job.at, branch=job.branch)
     assert sae is not None
     if job.objective == "encoder":
-        return sae_encoder(sae, list(units), at=job.at)
-    return sae_decoder(sae, list(units), cossim_pow=job.cossim_pow, at=job.at)
+        return sae_encoder(sae, list(units), at=job.at, branch=job.branch)
+    return sae_decoder(sae, list(units), cossim_pow=job.cossim_pow, at=job.at, branch=job.branch)
 
 
 def plan_batches(job: FeatvisJob, done: Callable[[str], bool]) -> list[list[tuple[int, int]]]:
