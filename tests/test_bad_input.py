@@ -19,12 +19,17 @@ DEAD_URL = "http://127.0.0.1:9/nothing-here"
 
 
 def one_line_error(capsys, *needles: str) -> str:
-    err = [line for line in capsys.readouterr().err.strip().splitlines() if "UNTRAINED" not in line]
-    err = [line for line in err if line.strip() and not line.startswith("InceptionV1")]
-    assert len(err) == 1 and err[0].startswith("error: "), err
+    """Exactly one ``error:`` line and no traceback; other stderr lines are only run's stage lines or the warning."""
+    text = capsys.readouterr().err
+    assert "Traceback" not in text, text
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, lines
+    others = [line for line in lines if line not in errors]
+    assert all("▶" in x or "✓" in x or "UNTRAINED" in x or x.startswith("InceptionV1") for x in others), others
     for needle in needles:
-        assert needle in err[0], err[0]
-    return err[0]
+        assert needle in errors[0], errors[0]
+    return errors[0]
 
 
 def fingerprint(folder) -> dict:
