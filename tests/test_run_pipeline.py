@@ -67,3 +67,10 @@ def test_run_killed_in_training_resumes_without_reharvesting(tmp_path):
 
     again = cli(args)  # everything complete: every stage is skipped
     assert again.returncode == 0 and again.stderr.count("skipped (complete)") == 2 * 5 + 2
+
+    changed = cli([*args, "--set", "train.lr=0.001"])  # another config for a finished stage: refused, nothing lost
+    assert changed.returncode == 2 and "different train config (train.lr: None -> 0.001)" in changed.stderr
+    assert snapshot(store) == before and (run / "mixed3b" / "sae" / "sae_weights.safetensors").is_file()
+    site_only = cli([*args, "--force-stage", "site"])  # redo just the last stage
+    assert site_only.returncode == 0 and site_only.stderr.count("skipped (complete)") == 2 * 5 + 1
+    assert "site" in site_only.stderr and (run / "site" / "index.html").is_file()
