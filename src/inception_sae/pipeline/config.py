@@ -143,6 +143,22 @@ def check_keys(values: Any, cls: type, name: str, excluded: tuple[str, ...]) -> 
             raise UserError(f"{name}.{key} is set by `inception-sae run` itself (from the top level or the flags)")
         if key not in valid:
             raise UserError(f"unknown key {name}.{key}; valid keys: {', '.join(valid)}")
+    check_types(values, cls, name)
+
+
+def check_types(values: dict[str, Any], cls: type, name: str) -> None:
+    """One-line error when a value's type differs from its field's default (int, float, bool, str)."""
+    for f in dataclasses.fields(cls):
+        if f.name not in values or values[f.name] is None or f.default in (None, dataclasses.MISSING):
+            continue
+        want, got = type(f.default), values[f.name]
+        if want not in (int, float, bool, str):
+            continue
+        ok = isinstance(got, bool) if want is bool else (not isinstance(got, bool) and isinstance(got, want))
+        if want is float and isinstance(got, int) and not isinstance(got, bool):
+            ok = True
+        if not ok:
+            raise UserError(f"{name}.{f.name} must be a {want.__name__}, got {got!r}")
 
 
 def defaults(cls: type, excluded: tuple[str, ...]) -> dict[str, Any]:
