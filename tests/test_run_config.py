@@ -56,9 +56,11 @@ def test_yaml_and_toml_agree_and_flags_override(tmp_path):
 
 def test_print_config_cli(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("layers: mixed4a\ntrain: {samples: 1000}\n")
-    code = main(["run", str(tmp_path / "c.yaml"), "--samples", "2000", "--set", "sae.k=4", "--print-config"])
+    code = main(["run", str(tmp_path / "c.yaml"), "--samples", "2000", "--set", "sae.k=4", "--print-config",
+                 "--set", "train.lr=2e-4", "--set", "train.init_samples=1e4"])  # fmt: skip
     assert code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["lr"] == 2e-4 and printed["train"]["init_samples"] == 10000
     assert printed["train"]["samples"] == 2000 and printed["sae"]["k"] == 4 and printed["layers"] == ["mixed4a"]
     assert not (tmp_path / "run").exists()
     (tmp_path / "bad.yaml").write_text("train: {sampels: 1}\n")

@@ -19,8 +19,19 @@ def parse_sets(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set {item!r}: use section.key=value, e.g. train.samples=200000")
-        result[key.strip()] = yaml.safe_load(value)
+        result[key.strip()] = _number(yaml.safe_load(value))
     return result
+
+
+def _number(value):
+    """YAML reads 1e6 and 2e-4 as strings; make them numbers (integral floats become ints)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value else number
 
 
 def run(
