@@ -158,7 +158,7 @@ def check_types(values: dict[str, Any], cls: type, name: str) -> None:
         if want is float and isinstance(got, int) and not isinstance(got, bool):
             ok = True
         if not ok:
-            raise UserError(f"{name}.{f.name} must be a {want.__name__}, got {got!r}")
+            raise UserError(f"{name}.{f.name} must be of type {want.__name__}, got {got!r}")
 
 
 def defaults(cls: type, excluded: tuple[str, ...]) -> dict[str, Any]:
