@@ -34,8 +34,8 @@ def test_sections_are_the_stage_dataclasses_fields():
         ({"featvis": {"render": {"param": {"sise": 3}}}}, r"unknown key featvis\.render\.param\.sise"),
         ({"trian": {}}, r"unknown top-level key 'trian'; valid keys: layers"),
         ({"train": 3}, r"section 'train' must be a mapping"),
-        ({"train": {"samples": "many"}}, r"train\.samples must be a int, got 'many'"),
-        ({"analyze": {"umap": "yes"}}, r"analyze\.umap must be a bool"),
+        ({"train": {"samples": "many"}}, r"train\.samples must be of type int, got 'many'"),
+        ({"analyze": {"umap": "yes"}}, r"analyze\.umap must be of type bool"),
     ],
 )
 def test_bad_keys_are_one_line_errors(data, match):
