@@ -99,3 +99,19 @@ def test_demo_yaml_mirrors_the_builtin_demo():
     from inception_sae.pipeline.demo import DEMO
 
     assert build(read_file(REPO_CONFIGS / "demo.yaml"), {}).effective() == build(DEMO, {}).effective()
+
+
+def test_set_values_keep_their_text_for_string_fields():
+    """`--set analyze.label_source=true` is the string "true", not a bool; numbers still parse."""
+    from inception_sae.commands.run import parse_sets
+
+    sets = parse_sets(
+        ["analyze.label_source=true", "featvis.features=12", "train.samples=2e5", "train.normalize_input=false",
+         "site.title=a: b", "featvis.render.steps=64"]
+    )  # fmt: skip
+    cfg = build({}, {"layers": ["mixed4a"], **sets})
+    assert cfg.analyze["label_source"] == "true" and cfg.featvis["features"] == "12"
+    assert cfg.train["samples"] == 200000 and cfg.train["normalize_input"] is False
+    assert cfg.site["title"] == "a: b" and cfg.featvis["render"]["steps"] == 64
+    with pytest.raises(UserError, match=r"train\.samples must be of type int"):
+        build({}, {"layers": ["mixed4a"], **parse_sets(["train.samples=lots"])})

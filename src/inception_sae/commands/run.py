@@ -11,15 +11,26 @@ from .common import console, out, warn_if_random
 
 
 def parse_sets(items: list[str]) -> dict:
-    """``section.key=value`` strings -> overrides (values parsed as YAML scalars: 3, 1e-3, true, [1, 2])."""
+    """``section.key=value`` strings -> overrides.
+
+    Values parse as YAML scalars (3, 1e-3, true, [1, 2]) except where the field
+    is a string: :func:`~inception_sae.pipeline.config.build` then keeps the text
+    as typed (``analyze.label_source=true``, ``featvis.features=12``).
+    """
     import yaml
+
+    from ..pipeline.config import SetValue
 
     result = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set {item!r}: use section.key=value, e.g. train.samples=200000")
-        result[key.strip()] = _number(yaml.safe_load(value))
+        try:
+            parsed = _number(yaml.safe_load(value))
+        except yaml.YAMLError:
+            parsed = value
+        result[key.strip()] = SetValue(value, parsed)
     return result
 
 

@@ -208,6 +208,29 @@ def read_file(path: Path) -> dict[str, Any]:
     return data
 
 
+class SetValue(str):
+    """A command-line override: the text as typed, plus the YAML scalar it parses to."""
+
+    parsed: Any
+
+    def __new__(cls, text: str, parsed: Any) -> SetValue:
+        obj = super().__new__(cls, text)
+        obj.parsed = parsed
+        return obj
+
+
+def _resolve_override(path: list[str], value: Any) -> Any:
+    """A :class:`SetValue` becomes its text where the field's default is a string, else its parsed value."""
+    if not isinstance(value, SetValue):
+        return value
+    *parents, last = path
+    cls = RunConfig if not parents else section_classes().get(parents[0]) if len(parents) == 1 else None
+    fields = {f.name: f for f in dataclasses.fields(cls)} if cls is not None else {}
+    if last in fields and isinstance(fields[last].default, str):
+        return str(value)
+    return value.parsed
+
+
 def build(file_data: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
     """A RunConfig from a file's mapping with ``overrides`` on top.
 
@@ -227,7 +250,7 @@ def build(file_data: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
         for part in parents:  # nested sections (featvis.render.param.size) are mappings
             node[part] = dict(node.get(part) or {})
             node = node[part]
-        node[last] = value
+        node[last] = _resolve_override(key.split("."), value)
     if isinstance(data.get("layers"), str):
         data["layers"] = [data["layers"]]
     data["layers"] = tuple(data.get("layers") or ())
