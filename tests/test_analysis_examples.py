@@ -110,23 +110,6 @@ def test_state_is_independent_of_image_count(n_images):
     assert fam.nbytes() == Family.empty(m, n_top=5).nbytes() + m * 10 * 5 * 24 + m * 10 * 8
 
 
-def test_contract_reader_matches_topksae(tmp_path):
-    """The analysis's fallback reader and the package's TopKSAE encode a hand-made folder identically."""
-    from analysis_helpers import unit_rows, write_sae
-
-    from inception_sae.analysis.sae_io import ContractSAE, load_sae
-
-    folder = write_sae(tmp_path / "sae", unit_rows(torch.randn(32, 16)), "mixed3a", k=4)
-    sae, cfg = load_sae(folder)
-    ref = ContractSAE.load(folder)
-    v = torch.rand(10, 16)
-    with torch.no_grad():
-        a, b = sae.encode(v), ref.encode(v)
-    assert cfg["layer"] == "mixed3a"
-    assert torch.allclose(a[0].sort(1).values, b[0].sort(1).values, atol=1e-5)
-    assert torch.equal(a[1].sort(1).values, b[1].sort(1).values)
-
-
 def test_features_that_never_fire_have_no_examples():
     val, idx = random_codes(6, 4, 10, 2, 4)
     val[idx == 3] = 0  # feature 3 never fires

@@ -104,32 +104,3 @@ def test_sae_on_other_layer_is_refused(tmp_path):
     sae = make_sae(tmp_path / "s4", layer="mixed4a", d=508, m=8)
     args = ["featvis", "--sae", str(sae), "--layer", "mixed3a", "--features", "0", "--out", str(tmp_path / "o"), *FAST]
     assert main(args) == 2
-
-
-def _fake_sae_module(monkeypatch, load):
-    import types
-
-    mod = types.ModuleType("inception_sae.sae.model")
-    mod.TopKSAE = types.SimpleNamespace(load=load)
-    monkeypatch.setitem(sys.modules, "inception_sae.sae", types.ModuleType("inception_sae.sae"))
-    monkeypatch.setitem(sys.modules, "inception_sae.sae.model", mod)
-
-
-def test_reader_prefers_topksae_and_falls_back(sae_dir, monkeypatch):
-    from types import SimpleNamespace
-
-    marker = torch.full((24,), 7.0)
-    files = load_sae_weights(sae_dir)
-
-    def load(folder):
-        b_enc = torch.nn.Parameter(marker)
-        return SimpleNamespace(W_enc=files.W_enc, W_dec=files.W_dec, b_enc=b_enc, b_dec=files.b_dec)
-
-    _fake_sae_module(monkeypatch, load)
-    assert torch.equal(load_sae_weights(sae_dir).b_enc, marker)
-
-    def broken(folder):
-        raise RuntimeError("older format")
-
-    _fake_sae_module(monkeypatch, broken)
-    assert torch.equal(load_sae_weights(sae_dir).b_enc, torch.zeros(24))

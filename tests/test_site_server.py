@@ -178,19 +178,3 @@ def test_cli_serve_prints_a_loopback_url_and_serves(site):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def test_fallback_encoder_matches_topksae(tmp_path):
-    """The live box's own TopK reader (used when the SAE package is absent) agrees with TopKSAE."""
-    import torch
-
-    from inception_sae.sae.model import TopKSAE
-    from inception_sae.site.live import _FolderSAE
-
-    path = make_sae(tmp_path / "sae", "mixed3a", 32, 20, 4, seed=3)
-    v = torch.rand(7, 32)
-    dense = []
-    for sae in (_FolderSAE(path, "cpu"), TopKSAE.load(path)):
-        values, indices = sae.encode(v)
-        dense.append(torch.zeros(7, 20).scatter_(1, indices, values.clamp_min(0)))
-    torch.testing.assert_close(dense[0], dense[1])

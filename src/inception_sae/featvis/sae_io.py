@@ -1,9 +1,7 @@
 """Read an SAE folder's weights for feature visualisation.
 
-Prefers the project's ``TopKSAE.load`` (``inception_sae.sae.model``) and falls
-back to reading ``cfg.json`` + ``sae_weights.safetensors`` directly (the
-contract's SAELens-compatible format), so featvis works with any folder that
-follows the contract, whether or not the SAE package is installed.
+Reads through :meth:`inception_sae.sae.model.TopKSAE.load` (which also reads
+hand-made contract folders), after checking the ``cfg.json`` keys featvis needs.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ..errors import UserError
@@ -50,34 +47,6 @@ class SAEWeights:
                 raise UserError(f"SAE {key} has shape {tuple(getattr(self, key).shape)}, expected {shape}")
 
 
-def _from_topk(folder: Path) -> dict[str, Tensor] | None:
-    """Tensors via the project's TopKSAE, or None when it is unavailable or differs."""
-    try:
-        from inception_sae.sae.model import TopKSAE  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    try:
-        sae = TopKSAE.load(folder)
-    except Exception:  # a different or older loader: the direct reader below decides
-        return None
-    if not all(hasattr(sae, k) for k in KEYS):
-        return None
-    return {k: torch.as_tensor(getattr(sae, k)) for k in KEYS}
-
-
-def _from_files(folder: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
-
-    path = folder / WEIGHTS_FILE
-    if not path.is_file():
-        raise UserError(f"{folder} has no {WEIGHTS_FILE}; is it an SAE folder written by `inception-sae train`?")
-    tensors = load_file(str(path))
-    missing = [k for k in KEYS if k not in tensors]
-    if missing:
-        raise UserError(f"{path} lacks {', '.join(missing)}")
-    return {k: tensors[k] for k in KEYS}
-
-
 def load_sae_weights(folder: str | Path) -> SAEWeights:
     """Load an SAE folder (``cfg.json`` + ``sae_weights.safetensors``) for featvis."""
     folder = Path(folder)
@@ -90,8 +59,10 @@ def load_sae_weights(folder: str | Path) -> SAEWeights:
         raise UserError(f"{cfg_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
     if "layer" not in cfg:
         raise UserError(f"{cfg_path} has no 'layer' key; featvis needs to know which layer the SAE reads")
-    tensors = _from_topk(folder) or _from_files(folder)
-    tensors = {k: v.detach().float().cpu() for k, v in tensors.items()}
+    from ..sae.model import TopKSAE
+
+    sae = TopKSAE.load(folder)  # raw activation units: any input scale is folded on save
+    tensors = {k: getattr(sae, k).detach().float().cpu() for k in KEYS}
     return SAEWeights(**tensors, layer=str(cfg["layer"]), cfg=cfg)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import threading
 from pathlib import Path
 
@@ -20,38 +19,11 @@ from PIL import Image
 from ..errors import UserError
 
 
-class _FolderSAE:
-    """Minimal TopK encoder over the contract's SAE folder (used when the SAE package is absent)."""
-
-    def __init__(self, path: Path, device: str) -> None:
-        from safetensors.torch import load_file
-
-        cfg_path, w_path = path / "cfg.json", path / "sae_weights.safetensors"
-        if not cfg_path.is_file() or not w_path.is_file():
-            raise UserError(f"{path} is not an SAE folder (needs cfg.json and sae_weights.safetensors)")
-        cfg = json.loads(cfg_path.read_text())
-        t = load_file(str(w_path), device=device)
-        self.W_enc = t["W_enc"].float()  # (d, m)
-        self.b_enc, self.b_dec = t["b_enc"].float(), t["b_dec"].float()  # (m,), (d,)
-        self.d_in, self.d_sae = self.W_enc.shape
-        self.k = int(cfg.get("k", 32))
-        self.layer = cfg.get("layer")
-
-    def encode(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pre = (v - self.b_dec) @ self.W_enc + self.b_enc  # (B, m)
-        values, indices = pre.topk(min(self.k, self.d_sae), dim=1)  # (B, k)
-        return values.relu(), indices
-
-
 def load_sae(path: Path, device: str):
-    """(sae, layer, d_sae): the project's TopKSAE when available, else the folder reader."""
-    path = Path(path)
-    try:
-        from ..sae.model import TopKSAE
-    except ImportError:
-        sae = _FolderSAE(path, device)
-        return sae, sae.layer, sae.d_sae
-    sae = TopKSAE.load(path, device=device)
+    """(sae, layer, d_sae) of an SAE folder, through :meth:`TopKSAE.load`."""
+    from ..sae.model import TopKSAE
+
+    sae = TopKSAE.load(Path(path), device=device)
     return sae, sae.layer, sae.d_sae
 
 
