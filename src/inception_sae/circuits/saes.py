@@ -98,17 +98,17 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SAEView:
 
 
 def dominant_branches(W_dec: Tensor, layer: str) -> tuple[list[str], Tensor]:
-    """Dominant branch per feature and the positive-part norm shares (m, 4).
+    """Branch with the largest positive-part norm share per feature, and the shares (m, 4).
 
-    Share of branch b = ``||relu(W_dec[i, slice_b])|| / sum_b' ||relu(W_dec[i, slice_b'])||``
-    (the paper's score). The analysis branch computes the same score; this tiny
-    copy should be de-duplicated once both are merged.
+    Shares are the paper's score, ``||relu(W_dec[i, b])|| / ||relu(W_dec[i])||``
+    (:func:`inception_sae.analysis.branches.branch_shares`). Unlike the analysis's
+    ``dominant_branch`` (largest z against a null), this is the raw largest share.
     """
+    from ..analysis.branches import branch_shares
+
     branches = layer_info(layer).branches
     if not branches:
         raise UserError(f"{layer} is not an inception block; it has no branches")
-    pos = W_dec.clamp(min=0)
-    norms = torch.stack([pos[:, b.slice[0] : b.slice[1]].norm(dim=1) for b in branches], dim=1)  # (m, 4)
-    shares = norms / norms.sum(1, keepdim=True).clamp(min=1e-12)
+    shares = branch_shares(W_dec, [b.slice for b in branches])["pos"]  # (m, 4)
     names = [branches[int(i)].name for i in shares.argmax(1)]
     return names, shares
