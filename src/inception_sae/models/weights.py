@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..data.fsio import file_sha256
 from ..errors import UserError
 from .inception_v1 import InceptionV1
 from .layers import BLOCK_SPECS
@@ -102,15 +103,6 @@ def state_dict_digest(sd: Mapping[str, Tensor]) -> str:
     for k in sorted(sd):
         h.update(k.encode())
         h.update(sd[k].detach().cpu().contiguous().float().numpy().tobytes())
-    return h.hexdigest()
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
     return h.hexdigest()
 
 
