@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,24 @@ def tiny_images(tmp_path) -> Path:
 def image_dir(tmp_path_factory) -> Path:
     """12 small generated images shared by the harvest tests."""
     return make_images(tmp_path_factory.mktemp("images"), 12)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: Debian's Chromium as root in a sandbox with no network but the package registries.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Playwright driving Debian's Chromium; skips with the reason when either is missing."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install 'inception-sae[browser]')")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

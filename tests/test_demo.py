@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import tarfile
 from io import BytesIO
 from pathlib import Path
@@ -14,8 +13,6 @@ from run_helpers import cli
 
 from inception_sae.errors import UserError
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 #: An unroutable address: any download attempt fails at once.
 DEAD_URL = "http://127.0.0.1:9/nothing-here"
 LAYER = "mixed3b"
@@ -52,20 +49,6 @@ def test_offline_demo_runs_end_to_end_and_says_untrained(demo):
     site = json.loads((run / "site" / "site.json").read_text())
     assert "UNTRAINED" in site["title"] and site["layers"][0]["untrained"] is True
     assert len(list((run / LAYER / "featvis" / LAYER / "f").glob("*.png"))) == 2
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).is_file():
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install 'inception-sae[browser]')")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.mark.slow
