@@ -11,8 +11,10 @@ import errno
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -48,12 +50,16 @@ def disk_full_error(path: Path, e: OSError) -> Exception:
     return e
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically and durably."""
+@contextmanager
+def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """Write to a temp file next to ``path``, fsync it, rename it over ``path``, fsync the folder.
+
+    On any error the temp file is removed and a full disk becomes a one-line :class:`UserError`.
+    """
     tmp = _tmp_path(path)
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -61,6 +67,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise disk_full_error(path, e) from e
     fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably."""
+    with _atomic_file(path) as f:
+        f.write(data)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -78,18 +90,9 @@ def read_json(path: Path) -> Any:
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> str:
     """Save ``array`` as ``.npy`` atomically; returns the file's sha256 (hex)."""
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            hashing = _HashingWriter(f)  # hash while writing: no second read of the shard
-            np.lib.format.write_array(hashing, np.ascontiguousarray(array), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise disk_full_error(path, e) from e
-    fsync_dir(path.parent)
+    with _atomic_file(path) as f:
+        hashing = _HashingWriter(f)  # hash while writing: no second read of the shard
+        np.lib.format.write_array(hashing, np.ascontiguousarray(array), allow_pickle=False)
     return hashing.sha.hexdigest()
 
 
