@@ -7,48 +7,8 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
+from ..featvis.run import parse_ids, progress_bar
 from .common import DEVICE, SEED, WEIGHTS, console, out, warn_if_random
-
-
-def parse_ids(spec: str) -> tuple[int, ...]:
-    """'0-99', '3,7,10-12' -> sorted unique ids; a one-line UserError otherwise."""
-    ids: set[int] = set()
-    for part in spec.replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                lo, hi = (int(v) for v in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                ids.update(range(lo, hi + 1))
-            else:
-                ids.add(int(part))
-        except ValueError:
-            raise UserError(f"bad id list {spec!r}: use e.g. 0-99 or 3,7,10-12") from None
-    if not ids:
-        raise UserError(f"bad id list {spec!r}: no ids")
-    return tuple(sorted(ids))
-
-
-def _progress():
-    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-    from rich.text import Text
-
-    class PerMinute(ProgressColumn):
-        def render(self, task) -> Text:
-            # average since start: batches take long, so rich's windowed speed is often empty
-            speed = task.completed / task.elapsed if task.elapsed and task.completed else None
-            return Text(f"{speed * 60:.1f} features/min" if speed else "-- features/min", style="progress.data.speed")
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[count]}"),
-        PerMinute(),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def featvis(
@@ -138,7 +98,7 @@ def _run_with_progress(model, job, sae_w, sae_path: str | None, device: str) -> 
     from ..featvis.run import run_featvis
 
     per = 1 + (job.diversity if job.diversity > 1 else 0)
-    with _progress() as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task(f"featvis {job.layer}/{job.kind}", total=None, count="")
 
         def on_batch(done: int, total: int) -> None:

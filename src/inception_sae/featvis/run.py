@@ -227,3 +227,45 @@ def _render_batch(
         else:
             variants = entry.setdefault("variants", {})
             variants[str(v)] = record
+
+
+def parse_ids(spec: str) -> tuple[int, ...]:
+    """'0-99', '3,7,10-12' -> sorted unique ids; a one-line UserError otherwise."""
+    ids: set[int] = set()
+    for part in spec.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                ids.update(range(lo, hi + 1))
+            else:
+                ids.add(int(part))
+        except ValueError:
+            raise UserError(f"bad id list {spec!r}: use e.g. 0-99 or 3,7,10-12") from None
+    if not ids:
+        raise UserError(f"bad id list {spec!r}: no ids")
+    return tuple(sorted(ids))
+
+
+def progress_bar(console=None):
+    """A rich progress bar that shows features (or neurons) per minute."""
+    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class PerMinute(ProgressColumn):
+        def render(self, task) -> Text:
+            # average since start: batches take long, so rich's windowed speed is often empty
+            speed = task.completed / task.elapsed if task.elapsed and task.completed else None
+            return Text(f"{speed * 60:.1f} features/min" if speed else "-- features/min", style="progress.data.speed")
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[count]}"),
+        PerMinute(),
+        TimeRemainingColumn(),
+        console=console,
+    )

@@ -126,7 +126,7 @@ def featvis_done(path: Path, layer: str, ids: list[int] | None) -> bool:
 
 def feature_ids(spec: str, analysis: Path, d_sae: int) -> list[int]:
     """``top:N`` -> the N most frequent live features of the analysis; else an id list (clipped to d_sae)."""
-    from ..commands.featvis import parse_ids
+    from ..featvis.run import parse_ids
 
     if spec.startswith("top:"):
         n = int(spec[4:])

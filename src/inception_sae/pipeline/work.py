@@ -137,8 +137,8 @@ def featvis_job(ctx: Context, layer: str):
 
 
 def do_featvis(ctx: Context, layer: str) -> str:
-    from ..commands.featvis import _progress
-    from ..featvis.run import run_featvis
+    from ..commands.common import console
+    from ..featvis.run import progress_bar, run_featvis
     from ..featvis.sae_io import load_sae_weights
 
     job = featvis_job(ctx, layer)
@@ -147,7 +147,7 @@ def do_featvis(ctx: Context, layer: str) -> str:
     with contextlib.ExitStack() as stack:
         tick = None
         if ctx.progress:
-            bar = stack.enter_context(_progress())
+            bar = stack.enter_context(progress_bar(console))
             task = bar.add_task(f"featvis {layer}", total=None, count="")
 
             def tick(done: int, total: int) -> None:
