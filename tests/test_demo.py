@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from run_helpers import cli
 
+from inception_sae.data.fsio import file_sha256
 from inception_sae.errors import UserError
 
 #: An unroutable address: any download attempt fails at once.
@@ -99,7 +100,7 @@ def test_imagenette_subset_is_cached_checksummed_and_balanced(tmp_path, monkeypa
                      "n02102040/n02102040_0.JPEG", "n02102040/n02102040_1.JPEG"]  # fmt: skip
     cached = tmp_path / "cache" / demo_mod.ARCHIVE
     record = json.loads(cached.with_name(cached.name + ".json").read_text())
-    assert record["sha256"] == demo_mod.sha256_file(cached)
+    assert record["sha256"] == file_sha256(cached)
     src.unlink()  # the second time needs no download
     assert demo_mod.fetch_archive(src.as_uri(), cached) == cached
     cached.write_bytes(cached.read_bytes()[:-10])  # corrupted cache: refused in one line

@@ -10,13 +10,8 @@ next to it on first success and checked on every later load.
 from __future__ import annotations
 
 import hashlib
-import http.client
-import json
 import os
 import re
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..data.fsio import file_sha256
+from ..download import fetch, verify_recorded
 from ..errors import UserError
 from .inception_v1 import InceptionV1
 from .layers import BLOCK_SPECS
@@ -127,77 +122,27 @@ def random_state_dict(seed: int = 0) -> dict[str, Tensor]:
 
 
 # -- download ---------------------------------------------------------------------
-def _record_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
 def download(url: str, dest: Path, *, progress: bool = True, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` atomically; check length and content; record sha256.
+    """Download ``url`` to ``dest`` atomically; it must be the inception5h state_dict; record sha256.
 
     An interrupted transfer (fewer bytes than Content-Length) or a file that
     is not the inception5h state_dict leaves nothing at ``dest``.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            total = int(resp.headers.get("Content-Length") or 0)
-            try:
-                got = _copy_with_progress(resp, out, total, progress, dest.name)
-            except http.client.IncompleteRead as e:
-                got = total - (e.expected or 0)
-        if total and got != total:
-            raise WeightsError(f"download of {url} was interrupted: got {got} of {total} bytes")
+
+    def check(tmp: Path) -> None:
         try:
             sd = torch.load(tmp, map_location="cpu", weights_only=True)
-        except Exception as e:
+        except Exception as e:  # any unreadable payload is the same error
             raise WeightsError(f"downloaded file from {url} is not a PyTorch state_dict ({type(e).__name__})") from e
         check_state_dict(sd)
-        digest = file_sha256(tmp)
-        os.replace(tmp, dest)
-        _record_path(dest).write_text(json.dumps({"url": url, "size": got, "sha256": digest}, indent=2))
-        return dest
-    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
-        raise WeightsError(
-            f"could not download {dest.name} from {url} ({e}). Offline? Download it elsewhere and pass "
-            f"--weights PATH, or put it at {dest}."
-        ) from e
-    finally:
-        tmp.unlink(missing_ok=True)
 
-
-def _copy_with_progress(resp, out, total: int, progress: bool, label: str) -> int:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    got = 0
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        disable=not progress,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"downloading {label}", total=total or None)
-        while chunk := resp.read(1 << 16):
-            out.write(chunk)
-            got += len(chunk)
-            bar.update(task, advance=len(chunk))
-    return got
+    remedy = f"Offline? Download it elsewhere and pass --weights PATH, or put it at {dest}."
+    return fetch(url, dest, check=check, remedy=remedy, error=WeightsError, progress=progress, timeout=timeout)
 
 
 def verify_cached(path: Path) -> str:
     """Check a cached file against the size/sha256 recorded at download; return sha256."""
-    record = _record_path(path)
-    digest = file_sha256(path)
-    if record.exists():
-        meta = json.loads(record.read_text())
-        if meta.get("sha256") != digest or meta.get("size") != path.stat().st_size:
-            raise WeightsError(
-                f"{path} does not match the size/sha256 recorded when it was downloaded; delete it to download again"
-            )
-    return digest
+    return verify_recorded(path, WeightsError)
 
 
 def resolve_weights(*, download_missing: bool = True, progress: bool = True) -> Path:

@@ -10,7 +10,6 @@ The settings are :data:`DEMO` (mirrored by ``configs/demo.yaml``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tarfile
@@ -100,42 +99,22 @@ def run_demo(opts: DemoOptions) -> RunResult:
 
 
 # -- Imagenette ---------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_archive(url: str, dest: Path) -> Path:
     """Download ``url`` to ``dest`` once; record its sha256 on first success and check it afterwards."""
-    from ..models.weights import _copy_with_progress
+    from ..download import fetch, verify_recorded
 
-    record = dest.with_name(dest.name + ".json")
     if dest.is_file():
-        if record.is_file() and json.loads(record.read_text()).get("sha256") != sha256_file(dest):
-            raise UserError(f"{dest} does not match the sha256 recorded when it was downloaded; delete it")
+        verify_recorded(dest)
         return dest
-    import urllib.error
-    import urllib.request
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as f:
-            total = int(resp.headers.get("Content-Length") or 0)
-            got = _copy_with_progress(resp, f, total, True, dest.name)
-        if total and got != total:
-            raise UserError(f"download of {url} was interrupted ({got} of {total} bytes); run the demo again")
-        with tarfile.open(tmp, "r:gz"):
-            pass  # a readable archive, not an error page
-    except (urllib.error.URLError, OSError, tarfile.TarError) as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"could not download {url} ({e}); use `inception-sae demo --offline` without network") from e
-    os.replace(tmp, dest)
-    record.write_text(json.dumps({"url": url, "sha256": sha256_file(dest)}, indent=1))
-    return dest
+    def check(tmp: Path) -> None:
+        try:
+            with tarfile.open(tmp, "r:gz"):
+                pass  # a readable archive, not an error page
+        except (tarfile.TarError, OSError) as e:
+            raise UserError(f"{url} did not give a .tgz archive ({e})") from None
+
+    return fetch(url, dest, check=check, remedy="Use `inception-sae demo --offline` without network.")
 
 
 def imagenette_subset(folder: Path, n: int) -> Path:
