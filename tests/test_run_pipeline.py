@@ -35,13 +35,13 @@ def test_run_killed_in_training_resumes_without_reharvesting(tmp_path):
     args = run_args(images, run, LAYERS, OVERRIDES)
     proc = subprocess.Popen([sys.executable, "-m", "inception_sae", *args], env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    ckpt = run / "mixed3b" / "sae" / "checkpoint"
+    ckpt = run / "mixed3b" / "sae" / "checkpoint" / "state.json"  # the commit point of a checkpoint
     try:
         deadline = time.time() + 300
-        while not ckpt.is_dir() and proc.poll() is None and time.time() < deadline:
+        while not ckpt.is_file() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
         assert proc.poll() is None, "run ended before its first training checkpoint"
-        assert ckpt.is_dir()
+        assert ckpt.is_file()
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
