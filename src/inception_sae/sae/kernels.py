@@ -8,17 +8,104 @@ only k latents (Gao et al. 2024, sec. 5). So:
   only (an ``embedding_bag`` backward, i.e. an index-add without a (B·k, d)
   temporary), and the input gradient is again a k-row gather.
 
-Neither direction ever holds a dense (B, m) gradient. :func:`dense_forward` is
-the plain autograd version kept as the reference the tests compare against.
+Neither direction ever holds a dense (B, m) gradient. :func:`dense_encode` and
+:func:`dense_decode` are the plain autograd version kept as the reference the
+tests compare against.
+
+On CPU in float32, with Numba installed, :func:`sparse_forward` runs the whole
+training forward/backward as one function on the kernels of :mod:`.cpu_kernels`:
+the GEMM writes into a reused workspace (a fresh (B, m) buffer costs page faults
+worth a sixth of the GEMM), TopK is selected by block maxima, and both weight
+gradients come from one counting sort of the selected ids. ``set_backend("torch")``
+(or ``INCEPTION_SAE_KERNELS=torch``) forces the stock-PyTorch path everywhere.
 """
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+try:
+    from . import cpu_kernels as _cpu
+except ImportError:  # numba is a core dependency; this keeps a broken install usable
+    _cpu = None
+
+BACKENDS = ("auto", "torch")
+_backend = os.environ.get("INCEPTION_SAE_KERNELS", "auto")
+_workspace: dict[tuple, Tensor] = {}
+_grad_pool: dict[tuple, list[Tensor]] = {}
+
+
+def set_backend(name: str) -> None:
+    """ "auto": Numba CPU kernels where they apply (CPU, float32); "torch": stock PyTorch ops only."""
+    global _backend
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    _backend = name
+
+
+def get_backend() -> str:
+    return _backend
+
+
+def _cpu_kernels_apply(*tensors: Tensor | None) -> bool:
+    return (
+        _backend == "auto"
+        and _cpu is not None
+        and all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in tensors)
+    )
+
+
+def _buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A (B, m) scratch tensor reused across calls of the same shape (never returned to callers)."""
+    key = (shape, dtype, device)
+    buf = _workspace.get(key)
+    if buf is None:
+        _workspace.clear()  # one size at a time: a new batch or latent count replaces the old one
+        buf = _workspace[key] = torch.empty(shape, dtype=dtype, device=device)
+    return buf
+
+
+def _new_grad(shape: tuple[int, ...]) -> Tensor:
+    """An uninitialised float32 gradient buffer, recycled from :func:`recycle_grads` when one fits.
+
+    Fresh (m, d) buffers cost page faults on every step (the allocator returns large blocks
+    to the OS); a recycled one is handed to autograd with no other reference, so it
+    becomes ``param.grad`` without a copy.
+    """
+    pool = _grad_pool.get(shape)
+    return pool.pop() if pool else torch.empty(shape)
+
+
+def recycle_grads(params) -> None:
+    """Like ``zero_grad(set_to_none=True)``, keeping the float32 CPU buffers for the next backward."""
+    for p in params:
+        g = p.grad
+        p.grad = None
+        if g is not None and g.device.type == "cpu" and g.dtype == torch.float32 and g.is_contiguous():
+            pool = _grad_pool.setdefault(tuple(g.shape), [])
+            if len(pool) < 4:
+                pool.append(g)
+
+
+def _topk_biased(pre: Tensor, bias: Tensor, k: int, sort: bool) -> tuple[Tensor, Tensor]:
+    """TopK over the rows of ``pre + bias`` (B, m) by the block-maximum kernel (CPU, float32)."""
+    B = pre.shape[0]
+    vals = torch.empty(B, k)
+    idx = torch.empty(B, k, dtype=torch.int64)
+    _cpu.set_threads(torch.get_num_threads())
+    sums = torch.empty(B)
+    _cpu.topk_rows(pre.numpy(), bias.detach().numpy(), k, vals.numpy(), idx.numpy(), sums.numpy(), sort)
+    bad = ~torch.isfinite(sums)  # the row held a NaN/inf (or its sum overflowed: redone, harmlessly)
+    if bad.any():  # torch's ordering for those rows (NaN counts as largest)
+        rows = bad.nonzero().squeeze(1)
+        v, i = (pre[rows] + bias.detach()).topk(k, dim=1, sorted=sort)
+        vals[rows], idx[rows] = v, i
+    return vals, idx
 
 
 class Codes(NamedTuple):
@@ -52,13 +139,7 @@ class TopKEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, enc, b_enc, b_dec, k: int, compute_dtype, sort: bool):
         x_c = x - b_dec  # (B, d)
-        if compute_dtype is None or compute_dtype == enc.dtype:
-            pre = torch.addmm(b_enc, x_c, enc.t())  # (B, m), the dominant cost
-        else:  # low-precision GEMM and selection; only the (B, k) kept values return to float32
-            pre = torch.addmm(b_enc.to(compute_dtype), x_c.to(compute_dtype), enc.to(compute_dtype).t())
-        vals, idx = pre.topk(k, dim=1, sorted=sort)
-        del pre
-        vals = vals.float().relu_()
+        vals, idx = _encode_topk(x_c, enc, b_enc, k, compute_dtype, sort)
         ctx.save_for_backward(x_c, enc, idx, vals)
         ctx.mark_non_differentiable(idx)
         return vals, idx
@@ -78,6 +159,91 @@ class TopKEncode(torch.autograd.Function):
             grad_x = grad_xc if ctx.needs_input_grad[0] else None
             grad_b_dec = -grad_xc.sum(0) if ctx.needs_input_grad[3] else None
         return grad_x, grad_enc, grad_b_enc, grad_b_dec, None, None, None
+
+
+def _encode_topk(x_c: Tensor, enc: Tensor, b_enc: Tensor, k: int, compute_dtype, sort: bool) -> tuple[Tensor, Tensor]:
+    """ReLU(TopK(x_c W^T + b_enc)) as (B, k) float values and int64 indices; the GEMM is the dominant cost."""
+    B, m = x_c.shape[0], enc.shape[0]
+    if compute_dtype is None or compute_dtype == enc.dtype:
+        if _cpu_kernels_apply(x_c, enc, b_enc):
+            pre = torch.mm(x_c.detach(), enc.detach().t(), out=_buffer((B, m), enc.dtype, enc.device))
+            vals, idx = _topk_biased(pre, b_enc, k, sort)
+        else:
+            pre = torch.addmm(b_enc, x_c, enc.t())  # (B, m)
+            vals, idx = pre.topk(k, dim=1, sorted=sort)
+    else:  # low-precision GEMM and selection; only the (B, k) kept values return to float32
+        pre = torch.addmm(b_enc.to(compute_dtype), x_c.to(compute_dtype), enc.to(compute_dtype).t())
+        vals, idx = pre.topk(k, dim=1, sorted=sort)
+    return vals.float().relu_(), idx
+
+
+class TopKSAEFunction(torch.autograd.Function):
+    """x_hat, values, indices = decode(encode(x)) in one function: the CPU kernels' training path.
+
+    ``dec`` is None for a fully tied SAE (the decoder is ``enc``). Backward: the decoder's
+    per-value gradient is a k-row gather-dot, the ReLU gate masks it, then one counting sort
+    of the selected ids gives every latent's encoder row, decoder row and encoder-bias
+    gradient in one pass (``cpu_kernels.row_grads``); b_dec's gradient is
+    ``sum(dL/dx_hat) - grad_b_enc @ enc`` (the encoder's -b_dec term, without a gather).
+    """
+
+    @staticmethod
+    def forward(ctx, x, enc, dec, b_enc, b_dec, k: int, compute_dtype):
+        x_c = (x - b_dec).contiguous()
+        vals, idx = _encode_topk(x_c, enc, b_enc, k, compute_dtype, False)
+        W = enc if dec is None else dec
+        x_hat = F.embedding_bag(idx, W.detach(), per_sample_weights=vals, mode="sum") + b_dec
+        ctx.save_for_backward(x_c, enc, dec, idx, vals)
+        ctx.mark_non_differentiable(idx)
+        return x_hat, vals, idx
+
+    @staticmethod
+    def backward(ctx, g_xhat, g_vals, _g_idx):
+        x_c, enc, dec, idx, vals = ctx.saved_tensors
+        tied = dec is None
+        W = enc if tied else dec
+        (B, k), (m, d) = idx.shape, enc.shape
+        gx = g_xhat.float().contiguous()
+        gext = torch.zeros(B, k) if g_vals is None else g_vals.float().contiguous()
+        ptr, order = _cpu.build_csr(idx.numpy(), m)
+        g = torch.empty(B, k)
+        grad_enc = _new_grad((m, d))
+        grad_dec = grad_enc if tied else _new_grad((m, d))
+        grad_b_enc = _new_grad((m,))
+        _cpu.set_threads(torch.get_num_threads())
+        _cpu.backward_rows(
+            ptr, order, k, W.detach().numpy(), vals.numpy(), gext.numpy(), x_c.numpy(), gx.numpy(),
+            g.numpy(), grad_enc.numpy(), grad_dec.numpy(), grad_b_enc.numpy(), tied,
+        )  # fmt: skip
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.embedding_bag(idx, enc.detach(), per_sample_weights=g, mode="sum")
+        grad_b_dec = gx.sum(0) - grad_b_enc @ enc.detach() if ctx.needs_input_grad[4] else None
+        return grad_x, grad_enc, None if tied else grad_dec, grad_b_enc, grad_b_dec, None, None
+
+
+def remove_parallel_rows(grad: Tensor, w: Tensor) -> None:
+    """In place: grad[i] -= <grad[i], w[i]> w[i] for unit-norm rows w[i] (one pass on CPU)."""
+    if _cpu_kernels_apply(grad, w) and grad.is_contiguous() and w.is_contiguous():
+        _cpu.set_threads(torch.get_num_threads())
+        _cpu.remove_parallel(grad.numpy(), w.detach().numpy())
+    else:
+        grad -= (grad * w).sum(1, keepdim=True) * w
+
+
+def sparse_forward(
+    x: Tensor, enc: Tensor, dec: Tensor | None, b_enc: Tensor, b_dec: Tensor, k: int, compute_dtype=None
+) -> tuple[Tensor, Codes]:
+    """Training forward: (x_hat, codes) of ``x`` (B, d). ``dec`` None means tied to ``enc``.
+
+    One fused function with the CPU kernels' backward where they apply, else the
+    composition of :func:`sparse_encode` and :func:`sparse_decode`.
+    """
+    if _cpu_kernels_apply(x, enc, dec, b_enc, b_dec):
+        x_hat, vals, idx = TopKSAEFunction.apply(x, enc, dec, b_enc, b_dec, k, compute_dtype)
+        return x_hat, Codes(vals, idx)
+    codes = sparse_encode(x, enc, b_enc, b_dec, k, compute_dtype)
+    return sparse_decode(codes.values, codes.indices, enc if dec is None else dec) + b_dec, codes
 
 
 def sparse_encode(

@@ -92,5 +92,5 @@ def frequency_histogram(freq: np.ndarray, bins: int = 40) -> dict:
 
 def fire_counts(indices: Tensor, values: Tensor, m: int) -> Tensor:
     """(m,) how many inputs each latent fired on (value > 0) in this batch."""
-    live = values > 0
-    return torch.bincount(indices[live], minlength=m)
+    live = (values > 0).flatten().to(torch.int64)
+    return torch.zeros(m, dtype=torch.int64, device=indices.device).index_add_(0, indices.flatten(), live)

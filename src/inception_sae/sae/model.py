@@ -20,7 +20,16 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..errors import UserError
-from .kernels import Codes, dense_decode, dense_encode, sparse_decode, sparse_encode
+from .kernels import (
+    Codes,
+    dense_decode,
+    dense_encode,
+    recycle_grads,
+    remove_parallel_rows,
+    sparse_decode,
+    sparse_encode,
+    sparse_forward,
+)
 
 TIES = ("init", "full")
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -109,10 +118,10 @@ class TopKSAE(nn.Module):
 
     def forward(self, v: Tensor, multi_topk: bool = False, compute_dtype=None) -> ForwardOutput:
         """Training forward pass on the sparse path. MultiTopK (Gao) also decodes the top 4k."""
-        if not multi_topk:
-            codes = self.encode(v, compute_dtype=compute_dtype)
-            return ForwardOutput(self.decode(*codes), codes, None)
         self._check_input(v)
+        if not multi_topk:
+            x_hat, codes = sparse_forward(v, self.enc, self.dec, self.b_enc, self.b_dec, self.k, compute_dtype)
+            return ForwardOutput(x_hat, codes, None)
         k4 = min(4 * self.k, self.d_sae)
         wide = sparse_encode(v, self.enc, self.b_enc, self.b_dec, k4, compute_dtype, sort=True)
         codes = Codes(wide.values[:, : self.k], wide.indices[:, : self.k])
@@ -138,7 +147,11 @@ class TopKSAE(nn.Module):
         """Drop each decoder row's gradient component along the row, so the step keeps it unit-norm."""
         w = self.W_dec
         if w.grad is not None:
-            w.grad -= (w.grad * w).sum(1, keepdim=True) * w
+            remove_parallel_rows(w.grad, w)
+
+    def release_grads(self) -> None:
+        """``zero_grad(set_to_none=True)`` that keeps CPU gradient buffers for the next backward."""
+        recycle_grads(self.parameters())
 
     # ----- folder I/O
     def save(self, path: str | Path, input_scale: float = 1.0) -> Path:

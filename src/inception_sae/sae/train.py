@@ -101,6 +101,15 @@ def run_name(c: SAEConfig) -> str:
     return f"k{c.k}_m{c.d_sae}_{c.tie}_s{c.seed}"
 
 
+def _clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> None:
+    """``clip_grad_norm_`` (same coefficient), skipping the rescaling pass when no clipping is needed."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    coef = max_norm / (float(norm) + 1e-6)
+    if coef < 1.0:
+        torch._foreach_mul_(grads, coef)
+
+
 def _dist() -> tuple[bool, int, int]:
     if dist.is_available() and dist.is_initialized():
         return True, dist.get_rank(), dist.get_world_size()
@@ -157,6 +166,8 @@ class Trainer:
 
     def _finite(self, x: torch.Tensor, count: bool = True) -> torch.Tensor:
         """Drop rows with NaN/inf (counted when ``count``); refuse data where they are not rare (> 10%)."""
+        if bool(torch.isfinite(x.sum(1)).all()):  # cheap common case: any NaN/inf makes its row sum non-finite
+            return x
         ok = torch.isfinite(x).all(1)  # (B,)
         bad = int((~ok).sum())
         if bad == 0:
@@ -229,11 +240,11 @@ class Trainer:
         self._reduce_grads(run)
         sae.remove_parallel_grad()
         if cfg.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.clip_grad)
+            _clip_grad_norm(list(sae.parameters()), cfg.clip_grad)
         for g in run.opt.param_groups:
             g["lr"] = self._lr(self.step, run.lr)
         run.opt.step()
-        run.opt.zero_grad(set_to_none=True)
+        sae.release_grads()
         sae.normalize_decoder()
         counts = fire_counts(out.codes.indices, out.codes.values, sae.d_sae)
         if self.distributed:

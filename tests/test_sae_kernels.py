@@ -1,0 +1,131 @@
+"""The Numba CPU kernels against stock PyTorch and the dense reference (same values, same gradients)."""
+
+import pytest
+import torch
+
+from inception_sae import TopKSAE
+from inception_sae.sae import kernels
+from inception_sae.sae.model import SAEConfig
+
+pytestmark = pytest.mark.skipif(kernels._cpu is None, reason="numba is not installed")
+
+
+@pytest.fixture
+def torch_backend():
+    """Run a block of code on the stock-PyTorch path, restoring the backend afterwards."""
+    before = kernels.get_backend()
+    kernels.set_backend("torch")
+    yield
+    kernels.set_backend(before)
+
+
+@pytest.mark.parametrize(("m", "k"), [(512, 8), (8448 // 8, 32), (100, 16), (37, 5)])
+@pytest.mark.parametrize("sort", [False, True])
+def test_topk_kernel_equals_torch_topk(m, k, sort):
+    """Block-maximum path (m >= 32 k), the plain fallback (small m) and a ragged tail block."""
+    g = torch.Generator().manual_seed(m + k)
+    pre = torch.randn(64, m, generator=g) * torch.rand(1, m, generator=g)  # columns of different scales
+    bias = torch.randn(m, generator=g) * 0.5
+    vals, idx = kernels._topk_biased(pre, bias, k, sort)
+    ref, _ = (pre + bias).topk(k, dim=1, sorted=True)
+    assert idx.dtype == torch.int64 and ((idx >= 0) & (idx < m)).all()
+    torch.testing.assert_close(torch.gather(pre + bias, 1, idx), vals, rtol=0, atol=1e-6)
+    torch.testing.assert_close(vals.sort(1, descending=True).values, ref, rtol=0, atol=1e-6)
+    if sort:
+        assert (vals[:, :-1] >= vals[:, 1:]).all()
+    assert (idx.sort(1).values.diff(dim=1) > 0).all(), "an index was selected twice"
+
+
+def test_topk_kernel_rows_with_nan_and_inf_fall_back_to_torch():
+    pre = torch.randn(6, 1024)
+    pre[1, 7] = float("nan")
+    pre[3] = float("inf")
+    pre[4, :] = float("nan")
+    vals, idx = kernels._topk_biased(pre, torch.zeros(1024), 16, False)
+    for r in range(6):
+        v, i = pre[r].topk(16)
+        assert set(idx[r].tolist()) == set(i.tolist()) or r == 3  # all-inf row: any 16 of them
+        torch.testing.assert_close(vals[r].sort().values, v.sort().values, equal_nan=True)
+
+
+def _sae(tie, d=24, m=640, k=8, seed=0):
+    torch.manual_seed(seed)
+    sae = TopKSAE(SAEConfig(d, m, k, tie, seed=seed))
+    with torch.no_grad():
+        sae.b_dec.normal_()
+        sae.b_enc.normal_(0, 0.3)
+        if sae.dec is not None:
+            sae.dec.add_(0.1 * torch.randn_like(sae.dec))
+    return sae
+
+
+def _grads(sae, x, mode):
+    sae.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_()
+    out = sae.forward_dense(x) if mode == "dense" else sae(x)
+    # an extra term on the kept values checks the values' own gradient path
+    loss = (out.x_hat - x.detach()).pow(2).sum() + 0.1 * out.codes.values.pow(2).sum()
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    grads["x"] = x.grad.clone()
+    return loss.detach(), grads, out.codes
+
+
+@pytest.mark.parametrize("tie", ["init", "full"])
+def test_fused_cpu_path_matches_torch_path_and_dense_reference(tie, torch_backend):
+    sae = _sae(tie)
+    x = torch.randn(200, 24) * 2
+    ld, gd, _ = _grads(sae, x, "dense")
+    lt, gt, ct = _grads(sae, x, "sparse")  # torch backend (fixture)
+    kernels.set_backend("auto")
+    lf, gf, cf = _grads(sae, x, "sparse")
+    assert set(cf.indices.sort(1).values.flatten().tolist()) == set(ct.indices.sort(1).values.flatten().tolist())
+    for ref in (ld, lt):
+        torch.testing.assert_close(lf, ref, rtol=1e-5, atol=1e-4)
+    for name in gd:
+        torch.testing.assert_close(gf[name], gd[name], rtol=1e-4, atol=1e-4, msg=f"{name} vs dense")
+        torch.testing.assert_close(gf[name], gt[name], rtol=1e-4, atol=1e-4, msg=f"{name} vs torch ops")
+
+
+def test_fused_path_bf16_gemm_stays_close_to_fp32():
+    sae = _sae("init")
+    x = torch.randn(128, 24)
+    out32, out16 = sae(x), sae(x, compute_dtype=torch.bfloat16)
+    assert out16.x_hat.dtype == torch.float32
+    agree = (out16.codes.indices.sort(1).values == out32.codes.indices.sort(1).values).float().mean()
+    assert agree > 0.8  # bf16 pre-activations may swap near-ties at the k-th place
+    assert (out16.x_hat - out32.x_hat).pow(2).mean() < 0.05 * out32.x_hat.var()
+
+
+def test_recycled_gradient_buffers_are_reused_and_overwritten():
+    sae = _sae("init")
+    x = torch.randn(64, 24)
+    _, first, _ = _grads(sae, x, "sparse")
+    sae(x).x_hat.pow(2).sum().backward()  # different loss: buffers now hold other numbers
+    ptr = sae.enc.grad.data_ptr()
+    sae.release_grads()
+    assert sae.enc.grad is None
+    sae.zero_grad(set_to_none=True)
+    x2 = x.clone().requires_grad_()
+    out = sae(x2)
+    ((out.x_hat - x).pow(2).sum() + 0.1 * out.codes.values.pow(2).sum()).backward()
+    assert sae.enc.grad.data_ptr() == ptr or sae.dec.grad.data_ptr() == ptr, "a recycled buffer was not reused"
+    for name, p in sae.named_parameters():  # written afresh, nothing left over from the previous backward
+        torch.testing.assert_close(p.grad, first[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_remove_parallel_rows_kernel_equals_formula(torch_backend):
+    w = torch.nn.functional.normalize(torch.randn(300, 40), dim=1)
+    g = torch.randn(300, 40)
+    ref = g.clone()
+    kernels.remove_parallel_rows(ref, w)  # torch backend
+    kernels.set_backend("auto")
+    out = g.clone()
+    kernels.remove_parallel_rows(out, w)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    assert (out * w).sum(1).abs().max() < 1e-5
+
+
+def test_backend_switch_rejects_unknown_names():
+    with pytest.raises(ValueError, match="backend"):
+        kernels.set_backend("cuda-magic")
