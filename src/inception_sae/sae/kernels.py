@@ -172,7 +172,8 @@ def _encode_topk(x_c: Tensor, enc: Tensor, b_enc: Tensor, k: int, compute_dtype,
             pre = torch.addmm(b_enc, x_c, enc.t())  # (B, m)
             vals, idx = pre.topk(k, dim=1, sorted=sort)
     else:  # low-precision GEMM and selection; only the (B, k) kept values return to float32
-        pre = torch.addmm(b_enc.to(compute_dtype), x_c.to(compute_dtype), enc.to(compute_dtype).t())
+        out = _buffer((B, m), compute_dtype, enc.device) if enc.device.type == "cpu" else None
+        pre = torch.addmm(b_enc.to(compute_dtype), x_c.to(compute_dtype), enc.to(compute_dtype).t(), out=out)
         vals, idx = pre.topk(k, dim=1, sorted=sort)
     return vals.float().relu_(), idx
 
