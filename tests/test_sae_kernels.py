@@ -129,3 +129,18 @@ def test_remove_parallel_rows_kernel_equals_formula(torch_backend):
 def test_backend_switch_rejects_unknown_names():
     with pytest.raises(ValueError, match="backend"):
         kernels.set_backend("cuda-magic")
+
+
+def test_encoding_from_several_threads_gives_each_its_own_answer():
+    """The reused (B, m) workspace is per thread (the site's live server encodes concurrently)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sae = _sae("init")
+    xs = [torch.randn(50, 24, generator=torch.Generator().manual_seed(s)) for s in range(8)]
+    with torch.no_grad():
+        want = [sae.encode(x) for x in xs]
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda x: sae.encode(x), xs * 4))
+    for i, (v, ix) in enumerate(got):
+        assert torch.equal(ix.sort(1).values, want[i % 8].indices.sort(1).values)
+        torch.testing.assert_close(v.sort(1).values, want[i % 8].values.sort(1).values)

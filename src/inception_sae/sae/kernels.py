@@ -23,6 +23,7 @@ gradients come from one counting sort of the selected ids. ``set_backend("torch"
 from __future__ import annotations
 
 import os
+import threading
 from typing import NamedTuple
 
 import torch
@@ -36,7 +37,7 @@ except ImportError:  # numba is a core dependency; this keeps a broken install u
 
 BACKENDS = ("auto", "torch")
 _backend = os.environ.get("INCEPTION_SAE_KERNELS", "auto")
-_workspace: dict[tuple, Tensor] = {}
+_local = threading.local()  #: per-thread (B, m) workspace: the site's live server encodes from several threads
 _grad_pool: dict[tuple, list[Tensor]] = {}
 
 
@@ -63,11 +64,10 @@ def _cpu_kernels_apply(*tensors: Tensor | None) -> bool:
 def _buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
     """A (B, m) scratch tensor reused across calls of the same shape (never returned to callers)."""
     key = (shape, dtype, device)
-    buf = _workspace.get(key)
-    if buf is None:
-        _workspace.clear()  # one size at a time: a new batch or latent count replaces the old one
-        buf = _workspace[key] = torch.empty(shape, dtype=dtype, device=device)
-    return buf
+    if getattr(_local, "key", None) != key:  # one size at a time: a new batch or latent count replaces the old
+        _local.buf, _local.key = None, None
+        _local.buf, _local.key = torch.empty(shape, dtype=dtype, device=device), key
+    return _local.buf
 
 
 def _new_grad(shape: tuple[int, ...]) -> Tensor:
