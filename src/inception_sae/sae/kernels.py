@@ -65,7 +65,7 @@ def _buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) ->
     """A (B, m) scratch tensor reused across calls of the same shape (never returned to callers)."""
     key = (shape, dtype, device)
     if getattr(_local, "key", None) != key:  # one size at a time: a new batch or latent count replaces the old
-        _local.buf, _local.key = None, None
+        _local.buf = None  # free the old buffer before allocating the new one
         _local.buf, _local.key = torch.empty(shape, dtype=dtype, device=device), key
     return _local.buf
 
@@ -181,11 +181,11 @@ def _encode_topk(x_c: Tensor, enc: Tensor, b_enc: Tensor, k: int, compute_dtype,
 class TopKSAEFunction(torch.autograd.Function):
     """x_hat, values, indices = decode(encode(x)) in one function: the CPU kernels' training path.
 
-    ``dec`` is None for a fully tied SAE (the decoder is ``enc``). Backward: the decoder's
-    per-value gradient is a k-row gather-dot, the ReLU gate masks it, then one counting sort
-    of the selected ids gives every latent's encoder row, decoder row and encoder-bias
-    gradient in one pass (``cpu_kernels.row_grads``); b_dec's gradient is
-    ``sum(dL/dx_hat) - grad_b_enc @ enc`` (the encoder's -b_dec term, without a gather).
+    ``dec`` is None for a fully tied SAE (the decoder is ``enc``). Backward: one counting sort
+    of the selected ids, then one pass per latent (``cpu_kernels.backward_rows``) gives the
+    ReLU-gated per-value gradient and the latent's encoder row, decoder row and encoder-bias
+    gradient; b_dec's gradient is ``sum(dL/dx_hat) - grad_b_enc @ enc`` (the encoder's
+    -b_dec term, without a gather).
     """
 
     @staticmethod
