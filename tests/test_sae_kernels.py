@@ -36,6 +36,27 @@ def test_topk_kernel_equals_torch_topk(m, k, sort):
     assert (idx.sort(1).values.diff(dim=1) > 0).all(), "an index was selected twice"
 
 
+@pytest.mark.parametrize("case", ["one_block", "ties", "constant"])
+def test_topk_kernel_hard_rows(case):
+    """Top values crowded into one block (they are no block's maximum but one), heavy ties,
+    and constant rows: the kernel's values must still be torch.topk's, with distinct indices."""
+    B, m, k = 16, 2048, 32
+    S = m // kernels._cpu.BLOCK
+    g = torch.Generator().manual_seed(1)
+    pre = torch.randn(B, m, generator=g)
+    if case == "one_block":  # all of one strided block (columns c, c+S, ...) beats the rest of the row
+        for b in range(B):
+            pre[b, b % S :: S] += 10 + torch.arange(m // S) * 0.01
+    elif case == "ties":
+        pre = (pre * 2).round()  # ~10 distinct values per row
+    else:
+        pre = torch.full((B, m), 0.5)
+    vals, idx = kernels._topk_biased(pre, torch.zeros(m), k, False)
+    torch.testing.assert_close(vals.sort(1).values, pre.topk(k, 1).values.sort(1).values, rtol=0, atol=0)
+    torch.testing.assert_close(torch.gather(pre, 1, idx), vals, rtol=0, atol=0)
+    assert (idx.sort(1).values.diff(dim=1) > 0).all(), "an index was selected twice"
+
+
 def test_topk_kernel_rows_with_nan_and_inf_fall_back_to_torch():
     pre = torch.randn(6, 1024)
     pre[1, 7] = float("nan")

@@ -6,8 +6,9 @@ weight-gradient backward, twice). These kernels do the same maths with less work
 
 * :func:`topk_rows` selects by block maxima: the k-th largest maximum of blocks of
   ``BLOCK`` values is a lower bound on the row's k-th largest value, so only the few
-  values at or above it (from the blocks whose maximum reaches it) enter a k-heap.
-  One vectorised pass over the row plus O(k) work, instead of a selection over m.
+  values at or above it (the blocks' maxima, and the rare second value that reaches it)
+  enter a k-heap. One vertically vectorised pass over the row plus O(k) work, instead
+  of a selection over m; the pass runs at memory bandwidth.
 * :func:`build_csr` counting-sorts the (B·k) selected latent ids once (O(B·k + m));
   :func:`backward_rows` then walks each latent's own entries and produces, in one
   pass with the latent's decoder row in cache, the decoder's per-value gradient
@@ -77,8 +78,16 @@ def _sort_desc(hv, hi, k):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort):  # pragma: no cover - compiled
+def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, slack=8):  # pragma: no cover - compiled
     """out_v[b], out_i[b] = the k largest values of pre[b] + bias (B, m) and their columns.
+
+    Column c of the first ``S = m // BLOCK`` holds block c = {c, c + S, ..., c + (BLOCK-1) S}:
+    strided blocks, so one pass down the row keeps (S,) running maxima with plain vertical
+    vector ops (no horizontal reductions), along with each block's argmax and second-largest
+    value. A threshold ``thr`` with between k and k + ``slack`` block maxima at or above it
+    (bisection over the S maxima) is a lower bound on the row's k-th largest value; the
+    candidates are those block maxima plus, only in blocks whose second value reaches
+    ``thr``, the rest of the block. A k-heap picks the answer from those ~k + slack values.
 
     Adding the bias here rather than in the GEMM (``addmm``) saves a pass that first
     broadcasts it into the whole (B, m) output.
@@ -88,56 +97,92 @@ def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort):  # pragma: no cover - 
     fastmath the kernel itself cannot test for NaN).
     """
     B, m = pre.shape
-    nbk = m // BLOCK
-    blocked = nbk >= k
-    for b in prange(B):
-        row = pre[b]
-        hv = out_v[b]
-        hi = out_i[b]
+    S = m // BLOCK
+    blocked = k <= S  # (BLOCK >= 2)
+    nth = numba.get_num_threads()
+    chunk = (B + nth - 1) // nth
+    for th in prange(nth):  # one chunk of rows per thread: scratch allocated once per thread
+        bm = np.empty(S, np.float32)  # block maxima
+        sm = np.empty(S, np.float32)  # second-largest value of each block
+        tot = np.empty(S, np.float32)  # block sums (NaN/inf detection)
+        arg = np.empty(S, np.int32)  # block argmax, as the block-local position t
         cv = np.empty(m, np.float32)
         ci = np.empty(m, np.int64)
-        n = 0
-        total = np.float32(0.0)
-        if blocked:
-            bm = np.empty(nbk, np.float32)
-            for blk in range(nbk):  # vectorised block maxima: the one full pass over the row
-                base = blk * BLOCK
-                mx = row[base] + bias[base]
-                total += mx
-                for t in range(1, BLOCK):
-                    v = row[base + t] + bias[base + t]
-                    mx = max(mx, v)
-                    total += v
-                bm[blk] = mx
-            for j in range(nbk):
-                ci[j] = j
-            _heap_select(bm, ci, nbk, k, hv, hi)
-            thr = hv[0]  # k-th largest block maximum <= k-th largest value
-            for blk in range(nbk):
-                if bm[blk] >= thr:
-                    base = blk * BLOCK
-                    for t in range(BLOCK):
-                        v = row[base + t] + bias[base + t]
-                        cv[n] = v
-                        ci[n] = base + t
-                        n += v >= thr
-            for j in range(nbk * BLOCK, m):
-                v = row[j] + bias[j]
-                total += v
-                cv[n] = v
-                ci[n] = j
-                n += v >= thr
-        if n < k:  # small rows, or NaN defeated the prefilter: plain selection over the row
+        for b in range(th * chunk, min(B, (th + 1) * chunk)):
+            row = pre[b]
+            hv = out_v[b]
+            hi = out_i[b]
+            n = 0
             total = np.float32(0.0)
-            for j in range(m):
-                cv[j] = row[j] + bias[j]
-                ci[j] = j
-                total += cv[j]
-            n = m
-        _heap_select(cv, ci, n, k, hv, hi)
-        if sort:
-            _sort_desc(hv, hi, k)
-        out_sum[b] = total
+            if blocked:
+                for c in range(S):
+                    v0 = row[c] + bias[c]
+                    v1 = row[S + c] + bias[S + c]
+                    bm[c] = max(v0, v1)
+                    sm[c] = min(v0, v1)
+                    arg[c] = 1 if v1 > v0 else 0
+                    tot[c] = v0 + v1
+                for t in range(2, BLOCK):  # the one full pass over the row
+                    base = t * S
+                    for c in range(S):
+                        v = row[base + c] + bias[base + c]
+                        old = bm[c]
+                        arg[c] = t if v > old else arg[c]
+                        sm[c] = max(sm[c], min(old, v))
+                        bm[c] = max(old, v)
+                        tot[c] += v
+                lo = bm[0]
+                hi_ = bm[0]
+                for c in range(S):
+                    total += tot[c]
+                    lo = min(lo, bm[c])
+                    hi_ = max(hi_, bm[c])
+                for _ in range(64):  # invariant: at least k block maxima >= lo
+                    mid = np.float32(0.5) * (lo + hi_)
+                    if mid <= lo or mid >= hi_:
+                        break
+                    cnt = 0
+                    for c in range(S):
+                        cnt += bm[c] >= mid
+                    if cnt >= k:
+                        lo = mid
+                        if cnt <= k + slack:
+                            break
+                    else:
+                        hi_ = mid
+                thr = lo  # <= k-th largest block maximum <= k-th largest value
+                for c in range(S):
+                    if bm[c] >= thr:
+                        a = arg[c]
+                        cv[n] = bm[c]
+                        ci[n] = a * S + c
+                        n += 1
+                        if sm[c] >= thr:  # another value of this block may be in the top k
+                            for t in range(BLOCK):
+                                j = t * S + c
+                                v = row[j] + bias[j]
+                                if t != a and v >= thr:
+                                    cv[n] = v
+                                    ci[n] = j
+                                    n += 1
+                for j in range(S * BLOCK, m):  # the ragged tail, directly
+                    v = row[j] + bias[j]
+                    total += v
+                    if v >= thr:
+                        cv[n] = v
+                        ci[n] = j
+                        n += 1
+            if n < k:  # small rows, or NaN defeated the prefilter: plain selection over the row
+                total = np.float32(0.0)
+                for j in range(m):
+                    cv[j] = row[j] + bias[j]
+                    ci[j] = j
+                    total += cv[j]
+                n = m
+            _heap_select(cv, ci, n, k, hv, hi)
+            if sort:
+                _sort_desc(hv, hi, k)
+            out_sum[b] = total
 
 
 @njit(cache=True)
