@@ -108,6 +108,31 @@ def test_fused_cpu_path_matches_torch_path_and_dense_reference(tie, torch_backen
         torch.testing.assert_close(gf[name], gt[name], rtol=1e-4, atol=1e-4, msg=f"{name} vs torch ops")
 
 
+@pytest.mark.parametrize("tie", ["init", "full"])
+@pytest.mark.parametrize("extra_xhat_term", [False, True])
+def test_fused_squared_error_matches_dense_reference(tie, extra_xhat_term):
+    """The loss on the fused path's own sq_err (the trainer's case), alone and together with
+    another term on x_hat (both backward branches), against plain autograd on the dense path."""
+    sae = _sae(tie)
+    x = torch.randn(200, 24) * 2
+    w = torch.randn(24)
+    results = []
+    for mode in ("dense", "fused"):
+        sae.zero_grad(set_to_none=True)
+        xg = x.clone().requires_grad_()
+        out = sae.forward_dense(xg) if mode == "dense" else sae(xg)
+        sq = (out.x_hat - xg).pow(2).sum() if mode == "dense" else out.sq_err
+        if mode == "fused":
+            torch.testing.assert_close(sq, (out.x_hat - x).pow(2).sum(), rtol=1e-5, atol=1e-4)
+        loss = sq + 0.1 * out.codes.values.pow(2).sum()
+        if extra_xhat_term:
+            loss = loss + (out.x_hat * w).sum().pow(2) * 1e-3
+        loss.backward()
+        results.append({**{n: p.grad.clone() for n, p in sae.named_parameters()}, "x": xg.grad.clone()})
+    for name, ref in results[0].items():
+        torch.testing.assert_close(results[1][name], ref, rtol=1e-4, atol=1e-4, msg=name)
+
+
 def test_fused_path_bf16_gemm_stays_close_to_fp32():
     sae = _sae("init")
     x = torch.randn(128, 24)

@@ -14,7 +14,10 @@ weight-gradient backward, twice). These kernels do the same maths with less work
   pass with the latent's decoder row in cache, the decoder's per-value gradient
   ``<W_dec[i], dL/dx_hat>`` (ReLU-gated), the encoder row, the decoder row and the
   encoder-bias gradient. Each gradient row is written once: no zero-fill, no atomics.
+* :func:`decode_residual` decodes, and forms the residual and the squared error, in one pass.
 * :func:`remove_parallel` projects the decoder rows' gradients in place.
+* :func:`moments` gives a batch's float64 column sums and sum of squares (the FVU
+  denominator) in one pass, without a float64 copy of the batch.
 
 All kernels run in parallel over rows with Numba's threads. Importing this module
 compiles nothing; the first call compiles (cached on disk by Numba).
@@ -24,9 +27,44 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 BLOCK = 32  #: values per block in the block-maximum prefilter
+LINE = 16  #: float32 values per 64-byte cache line
+PREFETCH_AHEAD = 4  #: gathered rows requested this many rows before they are used
+
+
+@intrinsic
+def _prefetch(typingctx, arr, i):
+    """Ask the CPU to start loading the cache line of ``arr[i]`` (1-D array): no effect on results.
+
+    The gathers here (decoder rows, batch rows) jump around arrays that live in L3; fetching
+    the next rows while the current one is being summed hides the latency, as FBGEMM's
+    embedding-bag kernels do.
+    """
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        builder.call(fn, [i8p, i32(0), i32(3), i32(1)])  # read, keep in all cache levels, data
+        return context.get_dummy_value()
+
+    return types.void(arr, i), codegen
+
+
+@njit(inline="always")
+def _prefetch_row(flat, start, d):  # pragma: no cover - compiled
+    """Prefetch ``flat[start : start + d]``, one request per cache line."""
+    for t in range(0, d, LINE):
+        _prefetch(flat, start + t)
 
 
 @njit(inline="always")
@@ -78,7 +116,7 @@ def _sort_desc(hv, hi, k):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, slack=8):  # pragma: no cover - compiled
+def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, nth, slack=8):  # pragma: no cover - compiled
     """out_v[b], out_i[b] = the k largest values of pre[b] + bias (B, m) and their columns.
 
     Column c of the first ``S = m // BLOCK`` holds block c = {c, c + S, ..., c + (BLOCK-1) S}:
@@ -91,7 +129,9 @@ def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, slack=8):  # pragma: no
 
     Adding the bias here rather than in the GEMM (``addmm``) saves a pass that first
     broadcasts it into the whole (B, m) output.
-    Unordered unless ``sort`` (then descending, like ``torch.topk(sorted=True)``).
+    Unordered unless ``sort`` (then descending, like ``torch.topk(sorted=True)``). ``nth``:
+    the number of Numba threads (one chunk of rows each; passed in, because calling
+    ``numba.get_num_threads()`` inside a kernel stops Numba from caching it).
     ``out_sum[b]`` gets the row's sum, which is non-finite when the row holds a NaN or
     inf: such rows get unspecified results here, and the caller redoes them (under
     fastmath the kernel itself cannot test for NaN).
@@ -99,7 +139,6 @@ def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, slack=8):  # pragma: no
     B, m = pre.shape
     S = m // BLOCK
     blocked = k <= S  # (BLOCK >= 2)
-    nth = numba.get_num_threads()
     chunk = (B + nth - 1) // nth
     for th in prange(nth):  # one chunk of rows per thread: scratch allocated once per thread
         bm = np.empty(S, np.float32)  # block maxima
@@ -205,15 +244,19 @@ def build_csr(idx, m):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def backward_rows(ptr, order, k, W, vals, gvals, xc, gx, out_g, out_enc, out_dec, out_benc, tied):  # pragma: no cover
+def backward_rows(  # pragma: no cover - compiled
+    ptr, order, k, W, vals, gvals, xc, gx, gscale, out_g, out_enc, out_dec, out_benc, tied
+):
     """The SAE's weight gradients, one latent row at a time.
 
     For each latent i and each entry e = (b, j) that selected it (idx[b, j] == i, b = e // k;
-    ascending e, as a sequential index-add would):
+    ascending e, as a sequential index-add would), with the reconstruction's gradient
+    G = gscale * gx (the scale is applied on the fly: the loss's gradient is a multiple of
+    the residual, which then needs no pass of its own):
 
-    * g[e] = (<W[i], gx[b]> + gvals[e]) * (vals[e] > 0): the gradient reaching the kept
+    * g[e] = (<W[i], G[b]> + gvals[e]) * (vals[e] > 0): the gradient reaching the kept
       pre-activation (decoder row W, ReLU gate); written to ``out_g`` (B, k);
-    * out_enc[i] = sum g[e] xc[b]; out_dec[i] = sum vals[e] gx[b]; out_benc[i] = sum g[e].
+    * out_enc[i] = sum g[e] xc[b]; out_dec[i] = sum vals[e] G[b]; out_benc[i] = sum g[e].
 
     W[i] and the row accumulators stay in L1 while the entries stream; each gradient row
     is written once (no zero-fill, no atomics). ``tied``: ``out_dec`` is ``out_enc`` (the
@@ -224,7 +267,11 @@ def backward_rows(ptr, order, k, W, vals, gvals, xc, gx, out_g, out_enc, out_dec
     vf = vals.ravel()
     gvf = gvals.ravel()
     gf = out_g.ravel()
+    xcf = xc.ravel()
+    gxf = gx.ravel()
+    n_all = order.size
     zero = np.float32(0.0)
+    gs = np.float32(gscale)  # a float64 scale would turn the row loops into float64 (1.5x slower)
     for i in prange(m):
         w = W[i]
         # float32 accumulators in fresh arrays: no aliasing with the inputs, so LLVM vectorises
@@ -233,6 +280,10 @@ def backward_rows(ptr, order, k, W, vals, gvals, xc, gx, out_g, out_enc, out_dec
         ad = np.zeros(d, np.float32)
         s = zero
         for p in range(ptr[i], ptr[i + 1]):
+            if p + 2 < n_all:  # the batch rows two entries on (random rows: latency-bound otherwise)
+                q = (order[p + 2] // k) * d
+                _prefetch_row(xcf, q, d)
+                _prefetch_row(gxf, q, d)
             e = order[p]
             b = e // k
             xb = gx[b]
@@ -240,21 +291,76 @@ def backward_rows(ptr, order, k, W, vals, gvals, xc, gx, out_g, out_enc, out_dec
             for t in range(d):
                 dot += w[t] * xb[t]
             c = vf[e]
-            a = (dot + gvf[e]) if c > 0 else zero
+            a = (gs * dot + gvf[e]) if c > 0 else zero
             gf[e] = a
             s += a
             xa = xc[b]
+            cs = c * gs
             if tied:
                 for t in range(d):
-                    ae[t] += a * xa[t] + c * xb[t]
+                    ae[t] += a * xa[t] + cs * xb[t]
             else:
                 for t in range(d):
                     ae[t] += a * xa[t]
-                    ad[t] += c * xb[t]
+                    ad[t] += cs * xb[t]
         out_enc[i, :] = ae
         if not tied:
             out_dec[i, :] = ad
         out_benc[i] = s
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def decode_residual(idx, vals, W, b_dec, x, out_xhat, out_r, out_rsum, nth):  # pragma: no cover - compiled
+    """x_hat = b_dec + sum_j vals[:, j] W[idx[:, j]] and r = x_hat - x (B, d), in one pass.
+
+    Also out_rsum (d,) = the column sums of r, for b_dec's gradient; returns the float64
+    sum of r^2 (the squared error). ``nth``: Numba threads, one chunk of rows each.
+    """
+    B, k = idx.shape
+    d = W.shape[1]
+    Wf = W.ravel()
+    idf = idx.ravel()
+    n_all = idf.size
+    chunk = (B + nth - 1) // nth
+    part = np.zeros((nth, d), np.float32)
+    sqs = np.zeros(nth, np.float64)
+    for th in prange(nth):
+        acc = np.zeros(d, np.float32)  # thread-local, fresh: no aliasing, so the loops vectorise
+        xh = np.empty(d, np.float32)
+        sq = 0.0
+        for b in range(th * chunk, min(B, (th + 1) * chunk)):
+            for t in range(d):
+                xh[t] = b_dec[t]
+            for j in range(k):
+                q = b * k + j + PREFETCH_AHEAD
+                if q < n_all:
+                    _prefetch_row(Wf, idf[q] * d, d)
+                c = vals[b, j]
+                w = W[idx[b, j]]
+                for t in range(d):
+                    xh[t] += c * w[t]
+            xb = x[b]
+            rb = out_r[b]
+            ob = out_xhat[b]
+            row_sq = np.float32(0.0)
+            for t in range(d):
+                r = xh[t] - xb[t]
+                ob[t] = xh[t]
+                rb[t] = r
+                acc[t] += r
+                row_sq += r * r
+            sq += row_sq
+        part[th, :] = acc
+        sqs[th] = sq
+    sq = 0.0
+    for t in range(d):
+        s = 0.0
+        for th in range(nth):
+            s += part[th, t]
+        out_rsum[t] = s
+    for th in range(nth):
+        sq += sqs[th]
+    return sq
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -271,6 +377,33 @@ def remove_parallel(grad, w):  # pragma: no cover - compiled
             g[t] -= s * r[t]
 
 
-def set_threads(n: int) -> None:
-    """Use ``n`` Numba threads (clamped to what Numba started with)."""
-    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+@njit(parallel=True, fastmath=True, cache=True)
+def moments(x, out_s, nth):  # pragma: no cover - compiled
+    """out_s[:] = the column sums of x (B, d) in float64; returns the float64 sum of squares."""
+    B, d = x.shape
+    chunk = (B + nth - 1) // nth
+    part = np.zeros((nth, d + 1), np.float64)
+    for th in prange(nth):
+        acc = part[th]
+        sq = 0.0
+        for b in range(th * chunk, min(B, (th + 1) * chunk)):
+            row = x[b]
+            for t in range(d):
+                v = np.float64(row[t])
+                acc[t] += v
+                sq += v * v
+        acc[d] = sq
+    out_s[:] = 0.0
+    sq = 0.0
+    for th in range(nth):
+        for t in range(d):
+            out_s[t] += part[th, t]
+        sq += part[th, d]
+    return sq
+
+
+def set_threads(n: int) -> int:
+    """Use ``n`` Numba threads (clamped to what Numba started with); returns the count used."""
+    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n

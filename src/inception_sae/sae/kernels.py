@@ -22,7 +22,9 @@ gradients come from one counting sort of the selected ids. ``set_backend("torch"
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
 from typing import NamedTuple
 
@@ -51,6 +53,30 @@ def set_backend(name: str) -> None:
 
 def get_backend() -> str:
     return _backend
+
+
+_malloc_tuned = False
+
+
+def keep_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """glibc only, process-wide, once: serve batch-sized buffers from the heap and keep freed ones.
+
+    By default glibc maps each allocation above an adaptive threshold fresh from the OS and
+    unmaps it on free, so every new (B, d) tensor of a CPU training step (8.6 MB at B=4096,
+    d=528) costs ~2,000 page faults: ~10 ms of a ~240 ms step on the benchmark machine.
+    Returns whether the setting was applied. ``INCEPTION_SAE_MALLOC=default`` leaves glibc alone.
+    """
+    global _malloc_tuned
+    if _malloc_tuned or not sys.platform.startswith("linux") or os.environ.get("INCEPTION_SAE_MALLOC") == "default":
+        return _malloc_tuned
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl or another libc: nothing to tune
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    _malloc_tuned = bool(mallopt(m_mmap_threshold, mmap_threshold)) and bool(mallopt(m_trim_threshold, trim_threshold))
+    return _malloc_tuned
 
 
 def _cpu_kernels_apply(*tensors: Tensor | None) -> bool:
@@ -97,9 +123,9 @@ def _topk_biased(pre: Tensor, bias: Tensor, k: int, sort: bool) -> tuple[Tensor,
     B = pre.shape[0]
     vals = torch.empty(B, k)
     idx = torch.empty(B, k, dtype=torch.int64)
-    _cpu.set_threads(torch.get_num_threads())
+    nth = _cpu.set_threads(torch.get_num_threads())
     sums = torch.empty(B)
-    _cpu.topk_rows(pre.numpy(), bias.detach().numpy(), k, vals.numpy(), idx.numpy(), sums.numpy(), sort)
+    _cpu.topk_rows(pre.numpy(), bias.detach().numpy(), k, vals.numpy(), idx.numpy(), sums.numpy(), sort, nth)
     bad = ~torch.isfinite(sums)  # the row held a NaN/inf (or its sum overflowed: redone, harmlessly)
     if bad.any():  # torch's ordering for those rows (NaN counts as largest)
         rows = bad.nonzero().squeeze(1)
@@ -179,8 +205,11 @@ def _encode_topk(x_c: Tensor, enc: Tensor, b_enc: Tensor, k: int, compute_dtype,
 
 
 class TopKSAEFunction(torch.autograd.Function):
-    """x_hat, values, indices = decode(encode(x)) in one function: the CPU kernels' training path.
+    """x_hat, values, indices, sq_err = the SAE on ``x`` in one function: the CPU kernels' training path.
 
+    ``sq_err`` = sum((x_hat - x)^2), formed with the decoding (``cpu_kernels.decode_residual``):
+    a loss built on it costs no extra pass forward or backward, because its gradient
+    2 sq_err' (x_hat - x) reaches the weight kernel as a scale on the saved residual.
     ``dec`` is None for a fully tied SAE (the decoder is ``enc``). Backward: one counting sort
     of the selected ids, then one pass per latent (``cpu_kernels.backward_rows``) gives the
     ReLU-gated per-value gradient and the latent's encoder row, decoder row and encoder-bias
@@ -193,18 +222,32 @@ class TopKSAEFunction(torch.autograd.Function):
         x_c = (x - b_dec).contiguous()
         vals, idx = _encode_topk(x_c, enc, b_enc, k, compute_dtype, False)
         W = enc if dec is None else dec
-        x_hat = F.embedding_bag(idx, W.detach(), per_sample_weights=vals, mode="sum") + b_dec
-        ctx.save_for_backward(x_c, enc, dec, idx, vals)
+        (B, d), nth = x.shape, _cpu.set_threads(torch.get_num_threads())
+        x_hat, r, rsum = torch.empty(B, d), torch.empty(B, d), torch.empty(d, dtype=torch.float64)
+        sq = _cpu.decode_residual(
+            idx.numpy(), vals.numpy(), W.detach().numpy(), b_dec.detach().numpy(), x.detach().contiguous().numpy(),
+            x_hat.numpy(), r.numpy(), rsum.numpy(), nth,
+        )  # fmt: skip
+        ctx.save_for_backward(x_c, enc, dec, idx, vals, r)
+        ctx.rsum = rsum
+        ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(idx)
-        return x_hat, vals, idx
+        return x_hat, vals, idx, torch.tensor(sq, dtype=torch.float32)
 
     @staticmethod
-    def backward(ctx, g_xhat, g_vals, _g_idx):
-        x_c, enc, dec, idx, vals = ctx.saved_tensors
+    def backward(ctx, g_xhat, g_vals, _g_idx, g_sq):
+        x_c, enc, dec, idx, vals, r = ctx.saved_tensors
         tied = dec is None
         W = enc if tied else dec
         (B, k), (m, d) = idx.shape, enc.shape
-        gx = g_xhat.float().contiguous()
+        coef = 0.0 if g_sq is None else 2.0 * float(g_sq)  # d sq_err / d x_hat = 2 r
+        if g_xhat is None:  # the usual case: the loss is sq_err, x_hat itself feeds nothing differentiable
+            gx, gscale, gx_sum = r, coef, ctx.rsum.float() * coef
+        else:
+            gx = g_xhat.float().contiguous()
+            if coef:
+                gx = gx + coef * r
+            gscale, gx_sum = 1.0, gx.sum(0)
         gext = torch.zeros(B, k) if g_vals is None else g_vals.float().contiguous()
         ptr, order = _cpu.build_csr(idx.numpy(), m)
         g = torch.empty(B, k)
@@ -213,13 +256,15 @@ class TopKSAEFunction(torch.autograd.Function):
         grad_b_enc = _new_grad((m,))
         _cpu.set_threads(torch.get_num_threads())
         _cpu.backward_rows(
-            ptr, order, k, W.detach().numpy(), vals.numpy(), gext.numpy(), x_c.numpy(), gx.numpy(),
+            ptr, order, k, W.detach().numpy(), vals.numpy(), gext.numpy(), x_c.numpy(), gx.numpy(), gscale,
             g.numpy(), grad_enc.numpy(), grad_dec.numpy(), grad_b_enc.numpy(), tied,
         )  # fmt: skip
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = F.embedding_bag(idx, enc.detach(), per_sample_weights=g, mode="sum")
-        grad_b_dec = gx.sum(0) - grad_b_enc @ enc.detach() if ctx.needs_input_grad[4] else None
+            if coef:
+                grad_x -= coef * r  # sq_err's own -x term
+        grad_b_dec = gx_sum - grad_b_enc @ enc.detach() if ctx.needs_input_grad[4] else None
         return grad_x, grad_enc, None if tied else grad_dec, grad_b_enc, grad_b_dec, None, None
 
 
@@ -232,19 +277,31 @@ def remove_parallel_rows(grad: Tensor, w: Tensor) -> None:
         grad -= (grad * w).sum(1, keepdim=True) * w
 
 
+def batch_moments(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(column sums (d,), sum of squares ()) of ``x`` (B, d), both float64."""
+    x = x.detach()
+    if _cpu_kernels_apply(x) and x.is_contiguous():
+        s = torch.empty(x.shape[1], dtype=torch.float64)
+        nth = _cpu.set_threads(torch.get_num_threads())
+        return s, torch.tensor(_cpu.moments(x.numpy(), s.numpy(), nth), dtype=torch.float64)
+    x = x.double()
+    return x.sum(0), (x * x).sum()
+
+
 def sparse_forward(
     x: Tensor, enc: Tensor, dec: Tensor | None, b_enc: Tensor, b_dec: Tensor, k: int, compute_dtype=None
-) -> tuple[Tensor, Codes]:
-    """Training forward: (x_hat, codes) of ``x`` (B, d). ``dec`` None means tied to ``enc``.
+) -> tuple[Tensor, Codes, Tensor | None]:
+    """Training forward: (x_hat, codes, sq_err) of ``x`` (B, d). ``dec`` None means tied to ``enc``.
 
-    One fused function with the CPU kernels' backward where they apply, else the
-    composition of :func:`sparse_encode` and :func:`sparse_decode`.
+    One fused function with the CPU kernels' backward where they apply (``sq_err``, the
+    differentiable sum((x_hat - x)^2), comes with it), else the composition of
+    :func:`sparse_encode` and :func:`sparse_decode` (``sq_err`` None).
     """
     if _cpu_kernels_apply(x, enc, dec, b_enc, b_dec):
-        x_hat, vals, idx = TopKSAEFunction.apply(x, enc, dec, b_enc, b_dec, k, compute_dtype)
-        return x_hat, Codes(vals, idx)
+        x_hat, vals, idx, sq_err = TopKSAEFunction.apply(x, enc, dec, b_enc, b_dec, k, compute_dtype)
+        return x_hat, Codes(vals, idx), sq_err
     codes = sparse_encode(x, enc, b_enc, b_dec, k, compute_dtype)
-    return sparse_decode(codes.values, codes.indices, enc if dec is None else dec) + b_dec, codes
+    return sparse_decode(codes.values, codes.indices, enc if dec is None else dec) + b_dec, codes, None
 
 
 def sparse_encode(

@@ -12,6 +12,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .kernels import batch_moments
+
 DENSE_THRESHOLD = 0.1  #: a latent firing on more than this share of inputs counts as dense
 
 
@@ -27,17 +29,40 @@ def total_variance(x: Tensor, distributed: bool = False) -> Tensor:
     Under data parallelism the sums are all-reduced, so every rank divides by the
     same global denominator and the averaged gradient equals the single-process one.
     """
-    x = x.detach().double()
-    stats = torch.cat([x.sum(0), (x * x).sum().reshape(1), x.new_tensor([x.shape[0]])])
+    s, sq = batch_moments(x)
+    stats = torch.cat([s, sq.reshape(1), s.new_tensor([x.shape[0]])])
     stats = _all_reduce(stats, distributed)
     s, sq, n = stats[:-2], stats[-2], stats[-1]
     return (sq - (s * s).sum() / n).clamp_min(1e-12).float()
 
 
+class _SquaredError(torch.autograd.Function):
+    """sum((a - b)^2): forward one subtraction and one dot product, backward one multiply
+    (autograd's ``(a - b).pow(2).sum()`` makes five passes over (B, d) and a strided gradient)."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
+        r = a - b
+        ctx.save_for_backward(r)
+        flat = r.reshape(-1)
+        return torch.dot(flat, flat)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        (r,) = ctx.saved_tensors
+        ga = r * (2 * g)
+        return ga if ctx.needs_input_grad[0] else None, -ga if ctx.needs_input_grad[1] else None
+
+
+def squared_error(a: Tensor, b: Tensor) -> Tensor:
+    """sum((a - b)^2) as a scalar, differentiable in both."""
+    return _SquaredError.apply(a, b)
+
+
 def normalized_mse(x_hat: Tensor, x: Tensor, denom: Tensor, world: int = 1) -> Tensor:
     """Training loss: this rank's squared error over the global total variance (times world,
     because data-parallel gradients are averaged)."""
-    return (x_hat - x).pow(2).sum() * world / denom
+    return squared_error(x_hat, x) * world / denom
 
 
 def fvu(x_hat: Tensor, x: Tensor) -> float:

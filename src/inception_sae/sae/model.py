@@ -66,6 +66,7 @@ class ForwardOutput(NamedTuple):
     x_hat: Tensor  #: (B, d) reconstruction
     codes: Codes  #: (B, k) values and indices
     multi_x_hat: Tensor | None  #: (B, d) reconstruction from 4k latents (MultiTopK), else None
+    sq_err: Tensor | None = None  #: sum((x_hat - v)^2), differentiable, when the fused CPU path formed it
 
 
 class TopKSAE(nn.Module):
@@ -120,8 +121,8 @@ class TopKSAE(nn.Module):
         """Training forward pass on the sparse path. MultiTopK (Gao) also decodes the top 4k."""
         self._check_input(v)
         if not multi_topk:
-            x_hat, codes = sparse_forward(v, self.enc, self.dec, self.b_enc, self.b_dec, self.k, compute_dtype)
-            return ForwardOutput(x_hat, codes, None)
+            x_hat, codes, sq_err = sparse_forward(v, self.enc, self.dec, self.b_enc, self.b_dec, self.k, compute_dtype)
+            return ForwardOutput(x_hat, codes, None, sq_err)
         k4 = min(4 * self.k, self.d_sae)
         wide = sparse_encode(v, self.enc, self.b_enc, self.b_dec, k4, compute_dtype, sort=True)
         codes = Codes(wide.values[:, : self.k], wide.indices[:, : self.k])

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from ..data.source import BatchSource
 from ..errors import UserError
 from . import checkpoint as ckpt
-from .kernels import geometric_median, sparse_decode, sparse_encode
+from .kernels import geometric_median, keep_freed_memory, sparse_decode, sparse_encode
 from .metrics import DENSE_THRESHOLD, fire_counts, normalized_mse, total_variance
 from .model import SAEConfig, TopKSAE, default_lr
 from .trainlog import TrainLogger
@@ -128,6 +128,8 @@ class Trainer:
         self.source, self.cfg, self.out, self.meta = source, cfg, Path(out), dict(meta or {})
         self.distributed, self.rank, self.world = _dist()
         self.device = torch.device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults for the step's fresh (B, d) tensors
         self.compute_dtype = DTYPES[cfg.dtype]
         self.saes = saes
         if source.batch_size * self.world != cfg.batch_size:
@@ -233,7 +235,10 @@ class Trainer:
     def _train_step(self, run: Run, x: torch.Tensor, denom: torch.Tensor) -> None:
         sae, cfg = run.sae, self.cfg
         out = sae(x, multi_topk=cfg.multi_topk, compute_dtype=self.compute_dtype)
-        mse = normalized_mse(out.x_hat, x, denom, self.world)
+        if out.sq_err is not None:  # formed with the decoding: no pass of its own, forward or backward
+            mse = out.sq_err * self.world / denom
+        else:
+            mse = normalized_mse(out.x_hat, x, denom, self.world)
         loss = mse if out.multi_x_hat is None else mse + normalized_mse(out.multi_x_hat, x, denom, self.world) / 8
         aux = self._auxk(run, x, out.x_hat)
         (loss + cfg.aux_coef * aux).backward()
