@@ -1,10 +1,15 @@
 """The Numba CPU kernels against stock PyTorch and the dense reference (same values, same gradients)."""
 
+import os
+import platform
+import sys
+
 import pytest
 import torch
 
 from inception_sae import TopKSAE
 from inception_sae.sae import kernels
+from inception_sae.sae.metrics import squared_error, total_variance
 from inception_sae.sae.model import SAEConfig
 
 pytestmark = pytest.mark.skipif(kernels._cpu is None, reason="numba is not installed")
@@ -190,3 +195,30 @@ def test_encoding_from_several_threads_gives_each_its_own_answer():
     for i, (v, ix) in enumerate(got):
         assert torch.equal(ix.sort(1).values, want[i % 8].indices.sort(1).values)
         torch.testing.assert_close(v.sort(1).values, want[i % 8].values.sort(1).values)
+
+
+def test_batch_moments_kernel_equals_float64_reference():
+    """The FVU denominator's sums: one float32 pass with float64 accumulators, as exact as a float64 copy."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1000, 37, generator=g) * 0.01 + 300.0  # large mean: the variance is a small difference
+    s, sq = kernels.batch_moments(x)
+    x64 = x.double()
+    torch.testing.assert_close(s, x64.sum(0), rtol=1e-12, atol=0)
+    torch.testing.assert_close(sq, (x64 * x64).sum(), rtol=1e-12, atol=0)
+    ref = ((x64 - x64.mean(0)) ** 2).sum().float()
+    torch.testing.assert_close(total_variance(x), ref, rtol=1e-3, atol=0)
+
+
+def test_squared_error_function_gradients():
+    a = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(squared_error, (a, b))
+    torch.testing.assert_close(squared_error(a, b), (a - b).pow(2).sum())
+
+
+def test_keep_freed_memory_is_idempotent():
+    first = kernels.keep_freed_memory()
+    assert kernels.keep_freed_memory() == first
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    if glibc and "INCEPTION_SAE_MALLOC" not in os.environ:
+        assert first, "mallopt should apply under glibc"
