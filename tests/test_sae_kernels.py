@@ -62,6 +62,19 @@ def test_topk_kernel_hard_rows(case):
     assert (idx.sort(1).values.diff(dim=1) > 0).all(), "an index was selected twice"
 
 
+@pytest.mark.parametrize("sort", [False, True])
+def test_topk_kernel_reads_bfloat16_rows(sort):
+    """bf16 pre-activations (the bf16 GEMM's output) plus a float32 bias: same as widening first."""
+    g = torch.Generator().manual_seed(5)
+    pre = torch.randn(64, 2048 + 7, generator=g).bfloat16()  # ragged tail too
+    bias = torch.randn(pre.shape[1], generator=g) * 0.3
+    vals, idx = kernels._topk_biased(pre, bias, 16, sort)
+    ref = (pre.float() + bias).topk(16, dim=1, sorted=True).values
+    assert vals.dtype == torch.float32
+    torch.testing.assert_close(torch.gather(pre.float() + bias, 1, idx), vals, rtol=0, atol=0)
+    torch.testing.assert_close(vals.sort(1, descending=True).values, ref, rtol=0, atol=0)
+
+
 def test_topk_kernel_rows_with_nan_and_inf_fall_back_to_torch():
     pre = torch.randn(6, 1024)
     pre[1, 7] = float("nan")

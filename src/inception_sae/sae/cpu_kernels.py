@@ -30,7 +30,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 BLOCK = 32  #: values per block in the block-maximum prefilter
 LINE = 16  #: float32 values per 64-byte cache line
@@ -115,9 +115,33 @@ def _sort_desc(hv, hi, k):  # pragma: no cover - compiled
         _sift_down(hv, hi, end, 0)
 
 
+def _f32_row(pre, b, scratch):  # pragma: no cover - replaced by the overload below
+    """Row b of ``pre`` as float32: the row itself, or bfloat16 bit patterns widened into ``scratch``."""
+
+
+@overload(_f32_row, inline="always")
+def _f32_row_impl(pre, b, scratch):  # pragma: no cover - compiled
+    if pre.dtype == types.float32:
+        return lambda pre, b, scratch: pre[b]
+    if pre.dtype == types.uint16:  # bfloat16 is the top half of a float32: shift the bits into place
+
+        def widen(pre, b, scratch):
+            row = pre[b]
+            bits = scratch.view(np.uint32)
+            for j in range(row.size):
+                bits[j] = np.uint32(row[j]) << 16
+            return scratch
+
+        return widen
+    return None
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, nth, slack=8):  # pragma: no cover - compiled
     """out_v[b], out_i[b] = the k largest values of pre[b] + bias (B, m) and their columns.
+
+    ``pre`` is float32, or uint16 holding bfloat16 bit patterns (each row is widened to float32
+    in L1 first: the pass over memory reads half the bytes); bias and outputs are float32.
 
     Column c of the first ``S = m // BLOCK`` holds block c = {c, c + S, ..., c + (BLOCK-1) S}:
     strided blocks, so one pass down the row keeps (S,) running maxima with plain vertical
@@ -147,8 +171,9 @@ def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, nth, slack=8):  # pragm
         arg = np.empty(S, np.int32)  # block argmax, as the block-local position t
         cv = np.empty(m, np.float32)
         ci = np.empty(m, np.int64)
+        scratch = np.empty(m, np.float32)
         for b in range(th * chunk, min(B, (th + 1) * chunk)):
-            row = pre[b]
+            row = _f32_row(pre, b, scratch)
             hv = out_v[b]
             hi = out_i[b]
             n = 0

@@ -28,6 +28,7 @@ import sys
 import threading
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -119,17 +120,19 @@ def recycle_grads(params) -> None:
 
 
 def _topk_biased(pre: Tensor, bias: Tensor, k: int, sort: bool) -> tuple[Tensor, Tensor]:
-    """TopK over the rows of ``pre + bias`` (B, m) by the block-maximum kernel (CPU, float32)."""
+    """TopK over the rows of ``pre + bias`` (B, m) by the block-maximum kernel (CPU; ``pre``
+    float32 or bfloat16, ``bias`` float32); float32 values, int64 indices."""
     B = pre.shape[0]
     vals = torch.empty(B, k)
     idx = torch.empty(B, k, dtype=torch.int64)
     nth = _cpu.set_threads(torch.get_num_threads())
     sums = torch.empty(B)
-    _cpu.topk_rows(pre.numpy(), bias.detach().numpy(), k, vals.numpy(), idx.numpy(), sums.numpy(), sort, nth)
+    arr = pre.view(torch.int16).numpy().view(np.uint16) if pre.dtype == torch.bfloat16 else pre.numpy()
+    _cpu.topk_rows(arr, bias.detach().numpy(), k, vals.numpy(), idx.numpy(), sums.numpy(), sort, nth)
     bad = ~torch.isfinite(sums)  # the row held a NaN/inf (or its sum overflowed: redone, harmlessly)
     if bad.any():  # torch's ordering for those rows (NaN counts as largest)
         rows = bad.nonzero().squeeze(1)
-        v, i = (pre[rows] + bias.detach()).topk(k, dim=1, sorted=sort)
+        v, i = (pre[rows].float() + bias.detach()).topk(k, dim=1, sorted=sort)
         vals[rows], idx[rows] = v, i
     return vals, idx
 
@@ -197,6 +200,10 @@ def _encode_topk(x_c: Tensor, enc: Tensor, b_enc: Tensor, k: int, compute_dtype,
         else:
             pre = torch.addmm(b_enc, x_c, enc.t())  # (B, m)
             vals, idx = pre.topk(k, dim=1, sorted=sort)
+    elif compute_dtype == torch.bfloat16 and _cpu_kernels_apply(x_c, enc, b_enc):  # bf16 GEMM, float32 bias
+        x16, w16 = x_c.detach().to(compute_dtype), enc.detach().to(compute_dtype)
+        pre = torch.mm(x16, w16.t(), out=_buffer((B, m), compute_dtype, enc.device))
+        vals, idx = _topk_biased(pre, b_enc, k, sort)
     else:  # low-precision GEMM and selection; only the (B, k) kept values return to float32
         out = _buffer((B, m), compute_dtype, enc.device) if enc.device.type == "cpu" else None
         pre = torch.addmm(b_enc.to(compute_dtype), x_c.to(compute_dtype), enc.to(compute_dtype).t(), out=out)
