@@ -115,24 +115,27 @@ def _sort_desc(hv, hi, k):  # pragma: no cover - compiled
         _sift_down(hv, hi, end, 0)
 
 
-def _f32_row(pre, b, scratch):  # pragma: no cover - replaced by the overload below
-    """Row b of ``pre`` as float32: the row itself, or bfloat16 bit patterns widened into ``scratch``."""
+@intrinsic
+def _bf16_bits_to_f32(typingctx, bits):
+    """The float32 whose top half is the bfloat16 bit pattern ``bits`` (uint16): exact widening."""
+
+    def codegen(context, builder, signature, args):
+        wide = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+        return builder.bitcast(wide, ir.FloatType())
+
+    return types.float32(bits), codegen
 
 
-@overload(_f32_row, inline="always")
-def _f32_row_impl(pre, b, scratch):  # pragma: no cover - compiled
-    if pre.dtype == types.float32:
-        return lambda pre, b, scratch: pre[b]
-    if pre.dtype == types.uint16:  # bfloat16 is the top half of a float32: shift the bits into place
+def _at(row, j):  # pragma: no cover - replaced by the overload below
+    """row[j] as float32, for a float32 row or a row of bfloat16 bit patterns (uint16)."""
 
-        def widen(pre, b, scratch):
-            row = pre[b]
-            bits = scratch.view(np.uint32)
-            for j in range(row.size):
-                bits[j] = np.uint32(row[j]) << 16
-            return scratch
 
-        return widen
+@overload(_at, inline="always")
+def _at_impl(row, j):  # pragma: no cover - compiled
+    if row.dtype == types.float32:
+        return lambda row, j: row[j]
+    if row.dtype == types.uint16:
+        return lambda row, j: _bf16_bits_to_f32(row[j])
     return None
 
 
@@ -140,8 +143,8 @@ def _f32_row_impl(pre, b, scratch):  # pragma: no cover - compiled
 def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, nth, slack=8):  # pragma: no cover - compiled
     """out_v[b], out_i[b] = the k largest values of pre[b] + bias (B, m) and their columns.
 
-    ``pre`` is float32, or uint16 holding bfloat16 bit patterns (each row is widened to float32
-    in L1 first: the pass over memory reads half the bytes); bias and outputs are float32.
+    ``pre`` is float32, or uint16 holding bfloat16 bit patterns (widened to float32 as they are
+    read: the pass over memory reads half the bytes); bias and outputs are float32.
 
     Column c of the first ``S = m // BLOCK`` holds block c = {c, c + S, ..., c + (BLOCK-1) S}:
     strided blocks, so one pass down the row keeps (S,) running maxima with plain vertical
@@ -171,17 +174,16 @@ def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, nth, slack=8):  # pragm
         arg = np.empty(S, np.int32)  # block argmax, as the block-local position t
         cv = np.empty(m, np.float32)
         ci = np.empty(m, np.int64)
-        scratch = np.empty(m, np.float32)
         for b in range(th * chunk, min(B, (th + 1) * chunk)):
-            row = _f32_row(pre, b, scratch)
+            row = pre[b]
             hv = out_v[b]
             hi = out_i[b]
             n = 0
             total = np.float32(0.0)
             if blocked:
                 for c in range(S):
-                    v0 = row[c] + bias[c]
-                    v1 = row[S + c] + bias[S + c]
+                    v0 = _at(row, c) + bias[c]
+                    v1 = _at(row, S + c) + bias[S + c]
                     bm[c] = max(v0, v1)
                     sm[c] = min(v0, v1)
                     arg[c] = 1 if v1 > v0 else 0
@@ -189,7 +191,7 @@ def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, nth, slack=8):  # pragm
                 for t in range(2, BLOCK):  # the one full pass over the row
                     base = t * S
                     for c in range(S):
-                        v = row[base + c] + bias[base + c]
+                        v = _at(row, base + c) + bias[base + c]
                         old = bm[c]
                         arg[c] = t if v > old else arg[c]
                         sm[c] = max(sm[c], min(old, v))
@@ -224,13 +226,13 @@ def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, nth, slack=8):  # pragm
                         if sm[c] >= thr:  # another value of this block may be in the top k
                             for t in range(BLOCK):
                                 j = t * S + c
-                                v = row[j] + bias[j]
+                                v = _at(row, j) + bias[j]
                                 if t != a and v >= thr:
                                     cv[n] = v
                                     ci[n] = j
                                     n += 1
                 for j in range(S * BLOCK, m):  # the ragged tail, directly
-                    v = row[j] + bias[j]
+                    v = _at(row, j) + bias[j]
                     total += v
                     if v >= thr:
                         cv[n] = v
@@ -239,7 +241,7 @@ def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, nth, slack=8):  # pragm
             if n < k:  # small rows, or NaN defeated the prefilter: plain selection over the row
                 total = np.float32(0.0)
                 for j in range(m):
-                    cv[j] = row[j] + bias[j]
+                    cv[j] = _at(row, j) + bias[j]
                     ci[j] = j
                     total += cv[j]
                 n = m

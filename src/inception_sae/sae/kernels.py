@@ -12,10 +12,12 @@ Neither direction ever holds a dense (B, m) gradient. :func:`dense_encode` and
 :func:`dense_decode` are the plain autograd version kept as the reference the
 tests compare against.
 
-On CPU in float32, with Numba installed, :func:`sparse_forward` runs the whole
-training forward/backward as one function on the kernels of :mod:`.cpu_kernels`:
-the GEMM writes into a reused workspace (a fresh (B, m) buffer costs page faults
-worth a sixth of the GEMM), TopK is selected by block maxima, and both weight
+On CPU (float32 parameters, an fp32 or bf16 GEMM), with Numba installed,
+:func:`sparse_forward` runs the whole training forward/backward as one function on
+the kernels of :mod:`.cpu_kernels`: the GEMM writes into a reused workspace (a fresh
+(B, m) buffer costs page faults worth a sixth of the GEMM), TopK is selected by block
+maxima (reading bf16 output as bit patterns), decoding also forms the residual and the
+squared error (so the loss gradient costs no pass of its own), and both weight
 gradients come from one counting sort of the selected ids. ``set_backend("torch")``
 (or ``INCEPTION_SAE_KERNELS=torch``) forces the stock-PyTorch path everywhere.
 """
