@@ -161,6 +161,47 @@ def test_fused_path_bf16_gemm_stays_close_to_fp32():
     assert (out16.x_hat - out32.x_hat).pow(2).mean() < 0.05 * out32.x_hat.var()
 
 
+@pytest.mark.parametrize("tie", ["init", "full"])
+def test_fused_path_bf16_gradients_stay_close_to_fp32(tie):
+    """bf16 mode runs the weight-gradient products on bf16 batch rows (autocast's rule), accumulating
+    in float32: on rows whose codes agree with fp32's, every gradient is within bf16 rounding of fp32's."""
+    sae = _sae(tie, d=64, m=1024, k=8)
+    x = torch.randn(256, 64) * 2
+    with torch.no_grad():
+        i32, i16 = (sae(x, compute_dtype=dt).codes.indices.sort(1).values for dt in (None, torch.bfloat16))
+    same = (i32 == i16).all(1)
+    assert same.float().mean() > 0.5
+    x = x[same]  # rows are independent: on these, only the rounding differs
+    grads = []
+    for dtype in (None, torch.bfloat16):
+        sae.zero_grad(set_to_none=True)
+        sae(x, compute_dtype=dtype).sq_err.backward()
+        grads.append({n: p.grad.clone() for n, p in sae.named_parameters()})
+    for name, ref in grads[0].items():
+        err = float((grads[1][name] - ref).norm() / ref.norm())
+        assert 0 < err < 0.02, f"{name}: relative error {err:.4f}"
+
+
+def test_decode_residual_rounds_bf16_like_torch():
+    g = torch.Generator().manual_seed(2)
+    B, d, m, k = 50, 40, 300, 6
+    W, x, b_dec = torch.randn(m, d, generator=g), torch.randn(B, d, generator=g), torch.randn(d, generator=g)
+    idx = torch.randint(0, m, (B, k), generator=g)
+    vals = torch.rand(B, k, generator=g)
+    x_hat, r, rsum = torch.empty(B, d), torch.empty(B, d), torch.empty(d, dtype=torch.float64)
+    r16 = torch.empty(B, d, dtype=torch.bfloat16)
+    sq = kernels._cpu.decode_residual(
+        idx.numpy(), vals.numpy(), W.numpy(), b_dec.numpy(), x.numpy(), x_hat.numpy(), r.numpy(), kernels._bits(r16),
+        rsum.numpy(), 2,
+    )  # fmt: skip
+    ref = torch.nn.functional.embedding_bag(idx, W, per_sample_weights=vals, mode="sum") + b_dec
+    torch.testing.assert_close(x_hat, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(r, ref - x, rtol=1e-5, atol=1e-5)
+    assert torch.equal(r16, r.bfloat16())
+    torch.testing.assert_close(rsum, r.double().sum(0), rtol=1e-5, atol=1e-4)
+    assert sq == pytest.approx(float(r.double().pow(2).sum()), rel=1e-5)
+
+
 def test_recycled_gradient_buffers_are_reused_and_overwritten():
     sae = _sae("init")
     x = torch.randn(64, 24)

@@ -126,6 +126,20 @@ def _bf16_bits_to_f32(typingctx, bits):
     return types.float32(bits), codegen
 
 
+@intrinsic
+def _f32_to_bf16_bits(typingctx, v):
+    """float32 -> bfloat16 bit pattern (uint16), rounding to nearest even (as ``Tensor.bfloat16()``)."""
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.bitcast(args[0], i32)
+        odd = builder.and_(builder.lshr(bits, i32(16)), i32(1))
+        rounded = builder.add(bits, builder.add(i32(0x7FFF), odd))
+        return builder.trunc(builder.lshr(rounded, i32(16)), ir.IntType(16))
+
+    return types.uint16(v), codegen
+
+
 def _at(row, j):  # pragma: no cover - replaced by the overload below
     """row[j] as float32, for a float32 row or a row of bfloat16 bit patterns (uint16)."""
 
@@ -285,7 +299,9 @@ def backward_rows(  # pragma: no cover - compiled
       pre-activation (decoder row W, ReLU gate); written to ``out_g`` (B, k);
     * out_enc[i] = sum g[e] xc[b]; out_dec[i] = sum vals[e] G[b]; out_benc[i] = sum g[e].
 
-    W[i] and the row accumulators stay in L1 while the entries stream; each gradient row
+    ``xc`` and ``gx`` are float32, or both uint16 bfloat16 bit patterns (half the bytes to
+    fetch: the random row reads bound this kernel). W[i] and the row accumulators stay in L1
+    while the entries stream; each gradient row
     is written once (no zero-fill, no atomics). ``tied``: ``out_dec`` is ``out_enc`` (the
     decoder is the encoder) and both terms land in one row.
     """
@@ -316,7 +332,7 @@ def backward_rows(  # pragma: no cover - compiled
             xb = gx[b]
             dot = zero
             for t in range(d):
-                dot += w[t] * xb[t]
+                dot += w[t] * _at(xb, t)
             c = vf[e]
             a = (gs * dot + gvf[e]) if c > 0 else zero
             gf[e] = a
@@ -325,11 +341,11 @@ def backward_rows(  # pragma: no cover - compiled
             cs = c * gs
             if tied:
                 for t in range(d):
-                    ae[t] += a * xa[t] + cs * xb[t]
+                    ae[t] += a * _at(xa, t) + cs * _at(xb, t)
             else:
                 for t in range(d):
-                    ae[t] += a * xa[t]
-                    ad[t] += cs * xb[t]
+                    ae[t] += a * _at(xa, t)
+                    ad[t] += cs * _at(xb, t)
         out_enc[i, :] = ae
         if not tied:
             out_dec[i, :] = ad
@@ -337,11 +353,12 @@ def backward_rows(  # pragma: no cover - compiled
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def decode_residual(idx, vals, W, b_dec, x, out_xhat, out_r, out_rsum, nth):  # pragma: no cover - compiled
+def decode_residual(idx, vals, W, b_dec, x, out_xhat, out_r, out_r16, out_rsum, nth):  # pragma: no cover - compiled
     """x_hat = b_dec + sum_j vals[:, j] W[idx[:, j]] and r = x_hat - x (B, d), in one pass.
 
-    Also out_rsum (d,) = the column sums of r, for b_dec's gradient; returns the float64
-    sum of r^2 (the squared error). ``nth``: Numba threads, one chunk of rows each.
+    Also out_rsum (d,) = the column sums of r, for b_dec's gradient, and, unless it is empty,
+    out_r16 (B, d) = r rounded to bfloat16 bit patterns; returns the float64 sum of r^2 (the
+    squared error). ``nth``: Numba threads, one chunk of rows each.
     """
     B, k = idx.shape
     d = W.shape[1]
@@ -351,6 +368,7 @@ def decode_residual(idx, vals, W, b_dec, x, out_xhat, out_r, out_rsum, nth):  # 
     chunk = (B + nth - 1) // nth
     part = np.zeros((nth, d), np.float32)
     sqs = np.zeros(nth, np.float64)
+    low = out_r16.shape[0] > 0
     for th in prange(nth):
         acc = np.zeros(d, np.float32)  # thread-local, fresh: no aliasing, so the loops vectorise
         xh = np.empty(d, np.float32)
@@ -377,6 +395,10 @@ def decode_residual(idx, vals, W, b_dec, x, out_xhat, out_r, out_rsum, nth):  # 
                 acc[t] += r
                 row_sq += r * r
             sq += row_sq
+            if low:
+                r16 = out_r16[b]
+                for t in range(d):
+                    r16[t] = _f32_to_bf16_bits(rb[t])
         part[th, :] = acc
         sqs[th] = sq
     sq = 0.0

@@ -121,6 +121,11 @@ def recycle_grads(params) -> None:
                 pool.append(g)
 
 
+def _bits(t: Tensor) -> np.ndarray:
+    """A bfloat16 tensor's storage as uint16 bit patterns (what the kernels read); float32 as is."""
+    return t.view(torch.int16).numpy().view(np.uint16) if t.dtype == torch.bfloat16 else t.numpy()
+
+
 def _topk_biased(pre: Tensor, bias: Tensor, k: int, sort: bool) -> tuple[Tensor, Tensor]:
     """TopK over the rows of ``pre + bias`` (B, m) by the block-maximum kernel (CPU; ``pre``
     float32 or bfloat16, ``bias`` float32); float32 values, int64 indices."""
@@ -129,8 +134,7 @@ def _topk_biased(pre: Tensor, bias: Tensor, k: int, sort: bool) -> tuple[Tensor,
     idx = torch.empty(B, k, dtype=torch.int64)
     nth = _cpu.set_threads(torch.get_num_threads())
     sums = torch.empty(B)
-    arr = pre.view(torch.int16).numpy().view(np.uint16) if pre.dtype == torch.bfloat16 else pre.numpy()
-    _cpu.topk_rows(arr, bias.detach().numpy(), k, vals.numpy(), idx.numpy(), sums.numpy(), sort, nth)
+    _cpu.topk_rows(_bits(pre), bias.detach().numpy(), k, vals.numpy(), idx.numpy(), sums.numpy(), sort, nth)
     bad = ~torch.isfinite(sums)  # the row held a NaN/inf (or its sum overflowed: redone, harmlessly)
     if bad.any():  # torch's ordering for those rows (NaN counts as largest)
         rows = bad.nonzero().squeeze(1)
@@ -192,8 +196,13 @@ class TopKEncode(torch.autograd.Function):
         return grad_x, grad_enc, grad_b_enc, grad_b_dec, None, None, None
 
 
-def _encode_topk(x_c: Tensor, enc: Tensor, b_enc: Tensor, k: int, compute_dtype, sort: bool) -> tuple[Tensor, Tensor]:
-    """ReLU(TopK(x_c W^T + b_enc)) as (B, k) float values and int64 indices; the GEMM is the dominant cost."""
+def _encode_topk(
+    x_c: Tensor, enc: Tensor, b_enc: Tensor, k: int, compute_dtype, sort: bool, x_low: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """ReLU(TopK(x_c W^T + b_enc)) as (B, k) float values and int64 indices; the GEMM is the dominant cost.
+
+    ``x_low``: ``x_c`` already cast to ``compute_dtype`` (the fused path keeps it for its backward).
+    """
     B, m = x_c.shape[0], enc.shape[0]
     if compute_dtype is None or compute_dtype == enc.dtype:
         if _cpu_kernels_apply(x_c, enc, b_enc):
@@ -203,7 +212,8 @@ def _encode_topk(x_c: Tensor, enc: Tensor, b_enc: Tensor, k: int, compute_dtype,
             pre = torch.addmm(b_enc, x_c, enc.t())  # (B, m)
             vals, idx = pre.topk(k, dim=1, sorted=sort)
     elif compute_dtype == torch.bfloat16 and _cpu_kernels_apply(x_c, enc, b_enc):  # bf16 GEMM, float32 bias
-        x16, w16 = x_c.detach().to(compute_dtype), enc.detach().to(compute_dtype)
+        x16 = x_c.detach().to(compute_dtype) if x_low is None else x_low
+        w16 = enc.detach().to(compute_dtype)
         pre = torch.mm(x16, w16.t(), out=_buffer((B, m), compute_dtype, enc.device))
         vals, idx = _topk_biased(pre, b_enc, k, sort)
     else:  # low-precision GEMM and selection; only the (B, k) kept values return to float32
@@ -229,16 +239,22 @@ class TopKSAEFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, enc, dec, b_enc, b_dec, k: int, compute_dtype):
         x_c = (x - b_dec).contiguous()
-        vals, idx = _encode_topk(x_c, enc, b_enc, k, compute_dtype, False)
+        bf16 = compute_dtype == torch.bfloat16
+        x16 = x_c.detach().to(torch.bfloat16) if bf16 else None
+        vals, idx = _encode_topk(x_c, enc, b_enc, k, compute_dtype, False, x_low=x16)
         W = enc if dec is None else dec
         (B, d), nth = x.shape, _cpu.set_threads(torch.get_num_threads())
         x_hat, r, rsum = torch.empty(B, d), torch.empty(B, d), torch.empty(d, dtype=torch.float64)
+        r16 = torch.empty((B, d) if bf16 else (0, 0), dtype=torch.bfloat16)
         sq = _cpu.decode_residual(
             idx.numpy(), vals.numpy(), W.detach().numpy(), b_dec.detach().numpy(), x.detach().contiguous().numpy(),
-            x_hat.numpy(), r.numpy(), rsum.numpy(), nth,
+            x_hat.numpy(), r.numpy(), _bits(r16), rsum.numpy(), nth,
         )  # fmt: skip
         ctx.save_for_backward(x_c, enc, dec, idx, vals, r)
         ctx.rsum = rsum
+        # autocast's rule for the weight-gradient products: bf16 inputs, float32 accumulation.
+        # The backward's random batch-row reads are its cost, and bf16 rows halve them.
+        ctx.low = (x16, r16) if bf16 else None
         ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(idx)
         return x_hat, vals, idx, torch.tensor(sq, dtype=torch.float32)
@@ -250,13 +266,16 @@ class TopKSAEFunction(torch.autograd.Function):
         W = enc if tied else dec
         (B, k), (m, d) = idx.shape, enc.shape
         coef = 0.0 if g_sq is None else 2.0 * float(g_sq)  # d sq_err / d x_hat = 2 r
+        rows = x_c.numpy()
         if g_xhat is None:  # the usual case: the loss is sq_err, x_hat itself feeds nothing differentiable
-            gx, gscale, gx_sum = r, coef, ctx.rsum.float() * coef
+            gx, gscale, gx_sum = r.numpy(), coef, ctx.rsum.float() * coef
+            if ctx.low is not None:
+                rows, gx = _bits(ctx.low[0]), _bits(ctx.low[1])
         else:
             gx = g_xhat.float().contiguous()
             if coef:
                 gx = gx + coef * r
-            gscale, gx_sum = 1.0, gx.sum(0)
+            gscale, gx_sum, gx = 1.0, gx.sum(0), gx.numpy()
         gext = torch.zeros(B, k) if g_vals is None else g_vals.float().contiguous()
         ptr, order = _cpu.build_csr(idx.numpy(), m)
         g = torch.empty(B, k)
@@ -265,7 +284,7 @@ class TopKSAEFunction(torch.autograd.Function):
         grad_b_enc = _new_grad((m,))
         _cpu.set_threads(torch.get_num_threads())
         _cpu.backward_rows(
-            ptr, order, k, W.detach().numpy(), vals.numpy(), gext.numpy(), x_c.numpy(), gx.numpy(), gscale,
+            ptr, order, k, W.detach().numpy(), vals.numpy(), gext.numpy(), rows, gx, gscale,
             g.numpy(), grad_enc.numpy(), grad_dec.numpy(), grad_b_enc.numpy(), tied,
         )  # fmt: skip
         grad_x = None
