@@ -60,34 +60,34 @@ def _prefetch(typingctx, arr, i):
     return types.void(arr, i), codegen
 
 
-@njit(inline="always")
+@njit
 def _prefetch_row(flat, start, d):  # pragma: no cover - compiled
     """Prefetch ``flat[start : start + d]``, one request per cache line."""
     for t in range(0, d, LINE):
         _prefetch(flat, start + t)
 
 
-@njit(inline="always")
+@njit
 def _sift_down(hv, hi, k, pos):  # pragma: no cover - compiled
     """Restore the min-heap property of (hv, hi)[:k] below ``pos``."""
     v = hv[pos]
     ix = hi[pos]
     while True:
-        c = 2 * pos + 1
-        if c >= k:
+        child = 2 * pos + 1
+        if child >= k:
             break
-        if c + 1 < k and hv[c + 1] < hv[c]:
-            c += 1
-        if hv[c] >= v:
+        if child + 1 < k and hv[child + 1] < hv[child]:
+            child += 1
+        if hv[child] >= v:
             break
-        hv[pos] = hv[c]
-        hi[pos] = hi[c]
-        pos = c
+        hv[pos] = hv[child]
+        hi[pos] = hi[child]
+        pos = child
     hv[pos] = v
     hi[pos] = ix
 
 
-@njit(inline="always")
+@njit
 def _heap_select(cv, ci, n, k, hv, hi):  # pragma: no cover - compiled
     """Top k of (cv, ci)[:n] (n >= k) into the min-heap (hv, hi)."""
     for j in range(k):
@@ -102,7 +102,7 @@ def _heap_select(cv, ci, n, k, hv, hi):  # pragma: no cover - compiled
             _sift_down(hv, hi, k, 0)
 
 
-@njit(inline="always")
+@njit
 def _sort_desc(hv, hi, k):  # pragma: no cover - compiled
     """Heap-sort a min-heap in place into descending order."""
     for end in range(k - 1, 0, -1):
