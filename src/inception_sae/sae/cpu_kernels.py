@@ -41,9 +41,10 @@ PREFETCH_AHEAD = 4  #: gathered rows requested this many rows before they are us
 def _prefetch(typingctx, arr, i):
     """Ask the CPU to start loading the cache line of ``arr[i]`` (1-D array): no effect on results.
 
-    The gathers here (decoder rows, batch rows) jump around arrays that live in L3; fetching
-    the next rows while the current one is being summed hides the latency, as FBGEMM's
-    embedding-bag kernels do.
+    Decoding gathers k decoder rows per sample from an array that lives in L3; fetching the
+    next rows while the current one is being summed hides the latency, as FBGEMM's
+    embedding-bag kernels do (~1 ms of ~5 at B=4096, k=32). The backward's batch-row reads
+    gained nothing from it (measured, 1-4 entries ahead, 4-33 lines each).
     """
 
     def codegen(context, builder, signature, args):
@@ -310,9 +311,6 @@ def backward_rows(  # pragma: no cover - compiled
     vf = vals.ravel()
     gvf = gvals.ravel()
     gf = out_g.ravel()
-    xcf = xc.ravel()
-    gxf = gx.ravel()
-    n_all = order.size
     zero = np.float32(0.0)
     gs = np.float32(gscale)  # a float64 scale would turn the row loops into float64 (1.5x slower)
     for i in prange(m):
@@ -323,10 +321,6 @@ def backward_rows(  # pragma: no cover - compiled
         ad = np.zeros(d, np.float32)
         s = zero
         for p in range(ptr[i], ptr[i + 1]):
-            if p + 2 < n_all:  # the batch rows two entries on (random rows: latency-bound otherwise)
-                q = (order[p + 2] // k) * d
-                _prefetch_row(xcf, q, d)
-                _prefetch_row(gxf, q, d)
             e = order[p]
             b = e // k
             xb = gx[b]
