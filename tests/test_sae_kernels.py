@@ -255,12 +255,37 @@ def test_batch_moments_kernel_equals_float64_reference():
     """The FVU denominator's sums: one float32 pass with float64 accumulators, as exact as a float64 copy."""
     g = torch.Generator().manual_seed(3)
     x = torch.randn(1000, 37, generator=g) * 0.01 + 300.0  # large mean: the variance is a small difference
-    s, sq = kernels.batch_moments(x)
+    same, s, sq = kernels.batch_moments(x)
+    assert same.data_ptr() == x.data_ptr()  # scale 1: the batch itself, no copy
     x64 = x.double()
     torch.testing.assert_close(s, x64.sum(0), rtol=1e-12, atol=0)
     torch.testing.assert_close(sq, (x64 * x64).sum(), rtol=1e-12, atol=0)
     ref = ((x64 - x64.mean(0)) ** 2).sum().float()
     torch.testing.assert_close(total_variance(x), ref, rtol=1e-3, atol=0)
+
+
+def test_batch_moments_scales_in_the_same_pass_and_flags_nonfinite():
+    x = torch.randn(300, 20) + 3
+    xs, s, sq = kernels.batch_moments(x, 0.5)
+    torch.testing.assert_close(xs, x * 0.5, rtol=0, atol=0)
+    torch.testing.assert_close(s, (x * 0.5).double().sum(0), rtol=1e-12, atol=0)
+    torch.testing.assert_close(sq, (x * 0.5).double().pow(2).sum(), rtol=1e-12, atol=0)
+    x[7, 3] = float("nan")
+    assert not torch.isfinite(kernels.batch_moments(x, 0.5)[2])
+    x[7, 3] = float("inf")
+    assert not torch.isfinite(kernels.batch_moments(x)[2])
+
+
+def test_normalize_rows_kernel_equals_formula(torch_backend):
+    w = torch.randn(300, 40) * torch.rand(300, 1) * 5
+    w[4] = 0  # a zero row stays zero (norm clamped), as in torch's formula
+    ref = w.clone()
+    kernels.normalize_rows_(ref)  # torch backend (fixture)
+    kernels.set_backend("auto")
+    kernels.normalize_rows_(w)
+    torch.testing.assert_close(w, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(w.norm(dim=1)[torch.arange(300) != 4], torch.ones(299), rtol=1e-6, atol=1e-6)
+    assert (w[4] == 0).all()
 
 
 def test_squared_error_function_gradients():

@@ -16,8 +16,9 @@ weight-gradient backward, twice). These kernels do the same maths with less work
   encoder-bias gradient. Each gradient row is written once: no zero-fill, no atomics.
 * :func:`decode_residual` decodes, and forms the residual and the squared error, in one pass.
 * :func:`remove_parallel` projects the decoder rows' gradients in place.
-* :func:`moments` gives a batch's float64 column sums and sum of squares (the FVU
-  denominator) in one pass, without a float64 copy of the batch.
+* :func:`moments` scales a batch and gives its float64 column sums and sum of squares (the
+  FVU denominator) in one pass, without a float64 copy of the batch.
+* :func:`normalize_rows` rescales the decoder rows to unit norm in place, one pass.
 
 All kernels run in parallel over rows with Numba's threads. Importing this module
 compiles nothing; the first call compiles (cached on disk by Numba).
@@ -421,16 +422,27 @@ def remove_parallel(grad, w):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def moments(x, out_s, nth):  # pragma: no cover - compiled
-    """out_s[:] = the column sums of x (B, d) in float64; returns the float64 sum of squares."""
+def moments(x, scale, out, out_s, nth):  # pragma: no cover - compiled
+    """Column sums (float64, into out_s) and the float64 sum of squares (returned) of scale * x (B, d).
+
+    Unless ``out`` is empty, it receives scale * x (the batch as the SAE sees it), in the same
+    pass. A NaN or inf anywhere makes the returned sum non-finite.
+    """
     B, d = x.shape
     chunk = (B + nth - 1) // nth
     part = np.zeros((nth, d + 1), np.float64)
+    write = out.shape[0] > 0
+    sc = np.float32(scale)
     for th in prange(nth):
         acc = part[th]
         sq = 0.0
         for b in range(th * chunk, min(B, (th + 1) * chunk)):
             row = x[b]
+            if write:
+                ob = out[b]
+                for t in range(d):
+                    ob[t] = row[t] * sc
+                row = ob
             for t in range(d):
                 v = np.float64(row[t])
                 acc[t] += v
@@ -443,6 +455,20 @@ def moments(x, out_s, nth):  # pragma: no cover - compiled
             out_s[t] += part[th, t]
         sq += part[th, d]
     return sq
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def normalize_rows(w, eps):  # pragma: no cover - compiled
+    """In place: w[i] /= max(||w[i]||, eps)."""
+    m, d = w.shape
+    for i in prange(m):
+        r = w[i]
+        s = np.float32(0.0)
+        for t in range(d):
+            s += r[t] * r[t]
+        inv = np.float32(1.0) / max(np.sqrt(s), np.float32(eps))
+        for t in range(d):
+            r[t] *= inv
 
 
 def set_threads(n: int) -> int:

@@ -305,15 +305,32 @@ def remove_parallel_rows(grad: Tensor, w: Tensor) -> None:
         grad -= (grad * w).sum(1, keepdim=True) * w
 
 
-def batch_moments(x: Tensor) -> tuple[Tensor, Tensor]:
-    """(column sums (d,), sum of squares ()) of ``x`` (B, d), both float64."""
+def batch_moments(x: Tensor, scale: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+    """(scale * x, its column sums (d,), its sum of squares ()) for ``x`` (B, d); the sums in float64.
+
+    One pass on CPU (the scaled batch is ``x`` itself when ``scale`` is 1). The sum of squares is
+    non-finite when ``x`` holds a NaN or inf.
+    """
     x = x.detach()
     if _cpu_kernels_apply(x) and x.is_contiguous():
         s = torch.empty(x.shape[1], dtype=torch.float64)
+        out = torch.empty_like(x) if scale != 1.0 else torch.empty(0, 0)
         nth = _cpu.set_threads(torch.get_num_threads())
-        return s, torch.tensor(_cpu.moments(x.numpy(), s.numpy(), nth), dtype=torch.float64)
-    x = x.double()
-    return x.sum(0), (x * x).sum()
+        sq = _cpu.moments(x.numpy(), scale, out.numpy(), s.numpy(), nth)
+        return (out if scale != 1.0 else x), s, torch.tensor(sq, dtype=torch.float64)
+    if scale != 1.0:
+        x = x * scale
+    x64 = x.double()
+    return x, x64.sum(0), (x64 * x64).sum()
+
+
+def normalize_rows_(w: Tensor, eps: float = 1e-12) -> None:
+    """In place: w[i] /= max(||w[i]||, eps) (one pass on CPU)."""
+    if _cpu_kernels_apply(w) and w.is_contiguous():
+        _cpu.set_threads(torch.get_num_threads())
+        _cpu.normalize_rows(w.detach().numpy(), eps)
+    else:
+        w /= w.norm(dim=1, keepdim=True).clamp_min(eps)
 
 
 def sparse_forward(

@@ -29,8 +29,13 @@ def total_variance(x: Tensor, distributed: bool = False) -> Tensor:
     Under data parallelism the sums are all-reduced, so every rank divides by the
     same global denominator and the averaged gradient equals the single-process one.
     """
-    s, sq = batch_moments(x)
-    stats = torch.cat([s, sq.reshape(1), s.new_tensor([x.shape[0]])])
+    _, s, sq = batch_moments(x)
+    return variance_from_moments(s, sq, x.shape[0], distributed)
+
+
+def variance_from_moments(s: Tensor, sq: Tensor, n: int, distributed: bool = False) -> Tensor:
+    """:func:`total_variance` from a batch's float64 column sums ``s``, sum of squares ``sq`` and size ``n``."""
+    stats = torch.cat([s, sq.reshape(1), s.new_tensor([n])])
     stats = _all_reduce(stats, distributed)
     s, sq, n = stats[:-2], stats[-2], stats[-1]
     return (sq - (s * s).sum() / n).clamp_min(1e-12).float()

@@ -24,6 +24,7 @@ from .kernels import (
     Codes,
     dense_decode,
     dense_encode,
+    normalize_rows_,
     recycle_grads,
     remove_parallel_rows,
     sparse_decode,
@@ -140,8 +141,7 @@ class TopKSAE(nn.Module):
     @torch.no_grad()
     def normalize_decoder(self) -> None:
         """Rescale decoder rows to unit norm (Gao et al.)."""
-        w = self.W_dec
-        w /= w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        normalize_rows_(self.W_dec)
 
     @torch.no_grad()
     def remove_parallel_grad(self) -> None:

@@ -25,8 +25,8 @@ import torch.distributed as dist
 from ..data.source import BatchSource
 from ..errors import UserError
 from . import checkpoint as ckpt
-from .kernels import geometric_median, keep_freed_memory, sparse_decode, sparse_encode
-from .metrics import DENSE_THRESHOLD, fire_counts, normalized_mse, total_variance
+from .kernels import batch_moments, geometric_median, keep_freed_memory, sparse_decode, sparse_encode
+from .metrics import DENSE_THRESHOLD, fire_counts, normalized_mse, total_variance, variance_from_moments
 from .model import SAEConfig, TopKSAE, default_lr
 from .trainlog import TrainLogger
 
@@ -267,10 +267,11 @@ class Trainer:
 
     def step_all(self) -> None:
         """One batch through every SAE."""
-        x = self._finite(self.source.next_batch()).to(self.device, non_blocking=True)
-        if self.scale != 1.0:
-            x = x * self.scale
-        denom = total_variance(x, self.distributed)
+        raw = self.source.next_batch().to(self.device, non_blocking=True)
+        x, s, sq = batch_moments(raw, self.scale)  # one pass on CPU: scale, column sums, squares
+        if not bool(torch.isfinite(sq)):  # a NaN/inf row: drop it (counted), then redo the sums
+            x, s, sq = batch_moments(self._finite(raw), self.scale)
+        denom = variance_from_moments(s, sq, x.shape[0], self.distributed)
         for run in self.runs:
             self._train_step(run, x, denom)
         self.step += 1
