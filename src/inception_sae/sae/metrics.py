@@ -64,10 +64,11 @@ def squared_error(a: Tensor, b: Tensor) -> Tensor:
     return _SquaredError.apply(a, b)
 
 
-def normalized_mse(x_hat: Tensor, x: Tensor, denom: Tensor, world: int = 1) -> Tensor:
+def normalized_mse(x_hat: Tensor, x: Tensor, denom: Tensor, world: int = 1, sq_err: Tensor | None = None) -> Tensor:
     """Training loss: this rank's squared error over the global total variance (times world,
-    because data-parallel gradients are averaged)."""
-    return squared_error(x_hat, x) * world / denom
+    because data-parallel gradients are averaged). ``sq_err``: that squared error, when the
+    forward pass already formed it (``ForwardOutput.sq_err``)."""
+    return (squared_error(x_hat, x) if sq_err is None else sq_err) * world / denom
 
 
 def fvu(x_hat: Tensor, x: Tensor) -> float:

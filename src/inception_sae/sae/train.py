@@ -235,10 +235,8 @@ class Trainer:
     def _train_step(self, run: Run, x: torch.Tensor, denom: torch.Tensor) -> None:
         sae, cfg = run.sae, self.cfg
         out = sae(x, multi_topk=cfg.multi_topk, compute_dtype=self.compute_dtype)
-        if out.sq_err is not None:  # formed with the decoding: no pass of its own, forward or backward
-            mse = out.sq_err * self.world / denom
-        else:
-            mse = normalized_mse(out.x_hat, x, denom, self.world)
+        # sq_err (the fused CPU path) was formed with the decoding: no pass of its own, forward or backward
+        mse = normalized_mse(out.x_hat, x, denom, self.world, sq_err=out.sq_err)
         loss = mse if out.multi_x_hat is None else mse + normalized_mse(out.multi_x_hat, x, denom, self.world) / 8
         aux = self._auxk(run, x, out.x_hat)
         (loss + cfg.aux_coef * aux).backward()
