@@ -5,6 +5,8 @@ import torch
 from sae_helpers import planted, recovery
 
 from inception_sae.data.source import ArraySource
+from inception_sae.sae.kernels import sparse_decode, sparse_encode
+from inception_sae.sae.metrics import normalized_mse, total_variance
 from inception_sae.sae.model import SAEConfig, TopKSAE
 from inception_sae.sae.train import TrainConfig, Trainer, train
 
@@ -66,3 +68,38 @@ def test_bf16_training_runs(tmp_path):
     cfg = TrainConfig(samples=512, batch_size=128, progress=False, dtype="bfloat16")
     res = train(ArraySource(X.numpy(), 128), [SAEConfig(8, 32, 2)], cfg, tmp_path)
     assert res.summaries["k2_m32_init_s0"]["final_fvu"] < 1.5
+
+
+@pytest.mark.parametrize("tie", ["init", "full"])
+def test_auxk_dead_row_gradients_equal_autograd_through_the_full_weights(tie):
+    """AuxK runs on copies of the dead rows and adds their gradients afterwards: the same gradients
+    as the plain formulation, (loss + aux_coef * aux).backward() through the whole weight matrices."""
+    torch.manual_seed(0)
+    X = torch.randn(512, 12).relu()
+    cfg = TrainConfig(samples=512, batch_size=128, progress=False, dead_window=128, aux_coef=0.5, k_aux=6)
+    t = Trainer(ArraySource(X.numpy(), 128, seed=0), [SAEConfig(12, 64, 3, tie)], cfg, "unused")
+    t.initialise()
+    run, sae = t.runs[0], t.runs[0].sae
+    run.since_fired[::5] = 10**6  # 13 dead latents, more than k_aux
+    x = torch.from_numpy(X[:128].numpy()) * t.scale
+    out = sae(x)
+    aux, aux_grads = t._auxk(run, x, out.x_hat)
+    assert aux_grads is not None and float(aux) > 0
+    loss = out.sq_err if out.sq_err is not None else (out.x_hat - x).pow(2).sum()
+    loss.backward()
+    t._add_auxk_grads(aux_grads)
+    got = {n: p.grad.clone() for n, p in sae.named_parameters()}
+
+    sae.zero_grad(set_to_none=True)  # reference: the aux loss through the full weights
+    dead = (run.since_fired >= cfg.window).nonzero().squeeze(1)
+    out = sae(x)
+    e = (x - out.x_hat).detach()
+    vals, idx = sparse_encode(x, sae.enc[dead], sae.b_enc[dead], sae.b_dec.detach(), 6)
+    e_hat = sparse_decode(vals, dead[idx], sae.W_dec)
+    alpha = ((e_hat * e).sum() / e_hat.pow(2).sum().clamp_min(1e-12)).clamp(1e-3, 1.0).detach()
+    ref_aux = normalized_mse(e_hat * alpha, e, total_variance(e))
+    torch.testing.assert_close(aux, ref_aux.detach())
+    ((out.x_hat - x).pow(2).sum() + 0.5 * ref_aux).backward()
+    for n, p in sae.named_parameters():
+        torch.testing.assert_close(got[n], p.grad, rtol=1e-4, atol=1e-5, msg=n)
+    assert (got["enc"][dead] != 0).any()

@@ -203,22 +203,44 @@ class Trainer:
         decay = min(1.0, left / decay_steps) if decay_steps > 0 else 1.0
         return base * warm * decay
 
-    def _auxk(self, run: Run, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        """AuxK (Gao et al. A.2): the top k_aux *dead* latents reconstruct the detached residual."""
+    def _auxk(self, run: Run, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, list | None]:
+        """AuxK (Gao et al. A.2): the top k_aux *dead* latents reconstruct the detached residual.
+
+        Returns the loss (detached, for the log) and its gradients, times ``aux_coef``, as
+        (parameter, dead rows, rows' gradient) for :meth:`_add_auxk_grads`. The loss runs on
+        copies of the dead latents' rows, so its cost is O(B n_dead d): no (m, d) gradient
+        is formed and accumulated for a handful of dead latents (measured: 6 dead latents
+        cost 57 ms of a 300 ms step when AuxK ran through the full weights).
+        """
         dead = (run.since_fired >= self.cfg.window).nonzero().squeeze(1)
         n_dead = int(dead.numel())
         if n_dead == 0 or self.cfg.aux_coef == 0:
-            return x.new_zeros(())
+            return x.new_zeros(()), None
         k_aux_cfg = self.cfg.k_aux or x.shape[1] // 2
         sae = run.sae
+        leaves = [sae.enc.detach()[dead], sae.b_enc.detach()[dead], sae.W_dec.detach()[dead]]
+        for t in leaves:
+            t.requires_grad_()
+        enc, b_enc, dec = leaves
         e = (x - x_hat).detach()
-        vals, idx = sparse_encode(x, sae.enc[dead], sae.b_enc[dead], sae.b_dec.detach(), min(k_aux_cfg, n_dead))
-        e_hat = sparse_decode(vals, dead[idx], sae.W_dec)
+        vals, idx = sparse_encode(x, enc, b_enc, sae.b_dec.detach(), min(k_aux_cfg, n_dead))
+        e_hat = sparse_decode(vals, idx, dec)
         if self.cfg.aux_rescale:  # least-squares scale of the whole aux reconstruction (see TrainConfig)
             alpha = ((e_hat * e).sum() / e_hat.pow(2).sum().clamp_min(1e-12)).clamp(1e-3, 1.0).detach()
             e_hat = e_hat * alpha
         loss = normalized_mse(e_hat, e, total_variance(e, self.distributed), self.world)
-        return loss * min(1.0, n_dead / k_aux_cfg)
+        loss = loss * min(1.0, n_dead / k_aux_cfg)
+        grads = torch.autograd.grad(self.cfg.aux_coef * loss, leaves)
+        params = [sae.enc, sae.b_enc, sae.W_dec]
+        return loss.detach(), [(p, dead, g) for p, g in zip(params, grads, strict=True)]
+
+    @staticmethod
+    def _add_auxk_grads(aux_grads: list | None) -> None:
+        """Add AuxK's dead-row gradients into the parameters' gradients (after the main backward)."""
+        for p, rows, g in aux_grads or ():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            p.grad.index_add_(0, rows, g)
 
     def _reduce_grads(self, run: Run) -> None:
         if not self.distributed:
@@ -238,8 +260,9 @@ class Trainer:
         # sq_err (the fused CPU path) was formed with the decoding: no pass of its own, forward or backward
         mse = normalized_mse(out.x_hat, x, denom, self.world, sq_err=out.sq_err)
         loss = mse if out.multi_x_hat is None else mse + normalized_mse(out.multi_x_hat, x, denom, self.world) / 8
-        aux = self._auxk(run, x, out.x_hat)
-        (loss + cfg.aux_coef * aux).backward()
+        aux, aux_grads = self._auxk(run, x, out.x_hat)
+        loss.backward()
+        self._add_auxk_grads(aux_grads)
         self._reduce_grads(run)
         sae.remove_parallel_grad()
         if cfg.clip_grad > 0:
