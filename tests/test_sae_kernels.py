@@ -9,6 +9,7 @@ import torch
 
 from inception_sae import TopKSAE
 from inception_sae.sae import kernels
+from inception_sae.sae.cpu_memory import keep_freed_memory
 from inception_sae.sae.metrics import squared_error, total_variance
 from inception_sae.sae.model import SAEConfig
 
@@ -296,8 +297,8 @@ def test_squared_error_function_gradients():
 
 
 def test_keep_freed_memory_is_idempotent():
-    first = kernels.keep_freed_memory()
-    assert kernels.keep_freed_memory() == first
+    first = keep_freed_memory()
+    assert keep_freed_memory() == first
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     if glibc and "INCEPTION_SAE_MALLOC" not in os.environ:
         assert first, "mallopt should apply under glibc"

@@ -25,7 +25,8 @@ import torch.distributed as dist
 from ..data.source import BatchSource
 from ..errors import UserError
 from . import checkpoint as ckpt
-from .kernels import batch_moments, geometric_median, keep_freed_memory, sparse_decode, sparse_encode
+from .cpu_memory import keep_freed_memory
+from .kernels import batch_moments, geometric_median, sparse_decode, sparse_encode
 from .metrics import DENSE_THRESHOLD, fire_counts, normalized_mse, total_variance, variance_from_moments
 from .model import SAEConfig, TopKSAE, default_lr
 from .trainlog import TrainLogger
