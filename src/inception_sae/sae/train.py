@@ -25,9 +25,10 @@ import torch.distributed as dist
 from ..data.source import BatchSource
 from ..errors import UserError
 from . import checkpoint as ckpt
+from .auxk import add_row_grads, auxk_loss_and_grads
 from .cpu_memory import keep_freed_memory
-from .kernels import batch_moments, geometric_median, sparse_decode, sparse_encode
-from .metrics import DENSE_THRESHOLD, fire_counts, normalized_mse, total_variance, variance_from_moments
+from .kernels import batch_moments, geometric_median
+from .metrics import DENSE_THRESHOLD, fire_counts, normalized_mse, variance_from_moments
 from .model import SAEConfig, TopKSAE, default_lr
 from .trainlog import TrainLogger
 
@@ -205,43 +206,16 @@ class Trainer:
         return base * warm * decay
 
     def _auxk(self, run: Run, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, list | None]:
-        """AuxK (Gao et al. A.2): the top k_aux *dead* latents reconstruct the detached residual.
-
-        Returns the loss (detached, for the log) and its gradients, times ``aux_coef``, as
-        (parameter, dead rows, rows' gradient) for :meth:`_add_auxk_grads`. The loss runs on
-        copies of the dead latents' rows, so its cost is O(B n_dead d): no (m, d) gradient
-        is formed and accumulated for a handful of dead latents (measured: 6 dead latents
-        cost 57 ms of a 300 ms step when AuxK ran through the full weights).
-        """
+        """AuxK on this run's dead latents: (detached loss, dead-row gradients for :meth:`_add_auxk_grads`)."""
         dead = (run.since_fired >= self.cfg.window).nonzero().squeeze(1)
-        n_dead = int(dead.numel())
-        if n_dead == 0 or self.cfg.aux_coef == 0:
+        if dead.numel() == 0 or self.cfg.aux_coef == 0:
             return x.new_zeros(()), None
-        k_aux_cfg = self.cfg.k_aux or x.shape[1] // 2
-        sae = run.sae
-        leaves = [sae.enc.detach()[dead], sae.b_enc.detach()[dead], sae.W_dec.detach()[dead]]
-        for t in leaves:
-            t.requires_grad_()
-        enc, b_enc, dec = leaves
-        e = (x - x_hat).detach()
-        vals, idx = sparse_encode(x, enc, b_enc, sae.b_dec.detach(), min(k_aux_cfg, n_dead))
-        e_hat = sparse_decode(vals, idx, dec)
-        if self.cfg.aux_rescale:  # least-squares scale of the whole aux reconstruction (see TrainConfig)
-            alpha = ((e_hat * e).sum() / e_hat.pow(2).sum().clamp_min(1e-12)).clamp(1e-3, 1.0).detach()
-            e_hat = e_hat * alpha
-        loss = normalized_mse(e_hat, e, total_variance(e, self.distributed), self.world)
-        loss = loss * min(1.0, n_dead / k_aux_cfg)
-        grads = torch.autograd.grad(self.cfg.aux_coef * loss, leaves)
-        params = [sae.enc, sae.b_enc, sae.W_dec]
-        return loss.detach(), [(p, dead, g) for p, g in zip(params, grads, strict=True)]
+        k_aux = self.cfg.k_aux or x.shape[1] // 2
+        return auxk_loss_and_grads(
+            run.sae, x, x_hat, dead, k_aux, self.cfg.aux_coef, self.cfg.aux_rescale, self.distributed, self.world
+        )
 
-    @staticmethod
-    def _add_auxk_grads(aux_grads: list | None) -> None:
-        """Add AuxK's dead-row gradients into the parameters' gradients (after the main backward)."""
-        for p, rows, g in aux_grads or ():
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            p.grad.index_add_(0, rows, g)
+    _add_auxk_grads = staticmethod(add_row_grads)
 
     def _reduce_grads(self, run: Run) -> None:
         if not self.distributed:
