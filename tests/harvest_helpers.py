@@ -20,3 +20,17 @@ def make_images(folder: Path, n: int, seed: int = 0, size: tuple[int, int] = (80
         img = Image.fromarray(small).resize((size[1], size[0]), Image.BILINEAR)
         img.save(folder / f"img{i:03d}.png")
     return folder
+
+
+def make_class_images(folder: Path, classes: int, per_class: int, seed: int = 0, size=(80, 96)) -> Path:
+    """An ImageNet-shaped, class-sorted folder: ``folder/n0000000<c>/img<i>.png``, ``per_class`` each."""
+    for c in range(classes):
+        make_images(folder / f"n{c:08d}", per_class, seed=seed * 1000 + c, size=size)
+    return folder
+
+
+def classes_per_window(labels, window: int) -> float:
+    """Mean number of distinct labels in consecutive, non-overlapping windows of ``window`` items."""
+    labels = list(labels)
+    counts = [len(set(labels[s : s + window])) for s in range(0, len(labels) - window + 1, window)]
+    return sum(counts) / len(counts)

@@ -1,4 +1,8 @@
-"""Harvest as separate processes: SIGKILL mid-run then resume, and a 2-process torchrun (gloo)."""
+"""Harvest as separate processes: SIGKILL mid-run then resume, and a 2-process torchrun (gloo).
+
+The images sit in class folders listed class by class (as ImageNet does); every run must visit them in the
+same seeded order, so the store's consecutive rows mix the classes.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harvest_helpers import make_images
+from harvest_helpers import classes_per_window, make_class_images
 
 from inception_sae import ActivationStore
+from inception_sae.data.subsets import class_of, visit_order
 
 SRC = str(Path(__file__).parents[1] / "src")
 ARGS = ["--weights", "random", "--layer", "mixed4d", "--resize", "56", "--crop", "48", "--per-image", "3",
@@ -40,13 +45,29 @@ def as_dict(path: Path) -> dict[tuple, np.ndarray]:
     return out
 
 
+def visits(path: Path, rank: int | None = None) -> list[int]:
+    """Image indices in the order the store (or one rank's shards) holds them."""
+    store = ActivationStore.open(path)
+    owner = np.repeat([s["rank"] for s in store.shards], [s["count"] for s in store.shards])
+    ids = store.image_ids if rank is None else store.image_ids[owner == rank]
+    return list(dict.fromkeys(ids.tolist()))
+
+
+def assert_class_mixed(path: Path) -> None:
+    store = ActivationStore.open(path)
+    labels = [class_of(store.images[i]) for i in store.image_ids]
+    # 8 consecutive images (24 rows): listing order gives 2 classes, random order 4 x (1 - C(12,8)/C(16,8)) = 3.85
+    assert classes_per_window(labels, 24) >= 3.5
+    assert classes_per_window(sorted(labels), 24) == 2
+
+
 def same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=2e-3) for k in a)
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
-    return make_images(tmp_path_factory.mktemp("procs") / "img", 16, seed=1)
+    return make_class_images(tmp_path_factory.mktemp("procs") / "img", classes=4, per_class=4, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +99,8 @@ def test_sigkill_then_resume_equals_uninterrupted(images, reference, tmp_path):
     assert killed["status"] == "in_progress" and 1 <= len(killed["shards"]) < 8
     subprocess.run([*args, "--workers", "0"], env=env(), check=True)
     assert same(as_dict(out), reference)
+    assert visits(out) == visit_order(16, 0).tolist()  # the uninterrupted order, kept across the kill
+    assert_class_mixed(out)
     listed = {Path(s[k]).name for s in ActivationStore.open(out).shards for k in ("file", "provenance")}
     assert {p.name for p in (out / "shards").iterdir()} == listed  # no orphans or tmp files left
 
@@ -100,5 +123,8 @@ def test_torchrun_two_processes_killed_then_resumed_equal_one(images, reference,
     subprocess.run(args, env=env(), check=True, timeout=240)
     assert {Path(s["file"]).name.split("-")[0] for s in ActivationStore.open(out).shards} == {"rank0", "rank1"}
     assert same(as_dict(out), reference)
+    for rank in (0, 1):  # rank r took visits r, r + 2, ... of the same seeded order
+        assert visits(out, rank) == visit_order(16, 0)[rank::2].tolist()
+    assert_class_mixed(out)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["world"] == 2 and manifest["images_done"] == 16 and killed

@@ -17,7 +17,7 @@ def harvest(
     per_image: int = typer.Option(10, "--per-image", help="Vectors per image and view."),
     sampling: str = typer.Option("top-norm", "--sampling", help="top-norm | norm-weighted | uniform | all."),
     views: int = typer.Option(1, "--views", help="Views per image: the eval crop + (V-1) random resized crops/flips."),
-    max_images: int = typer.Option(None, "--max-images", help="Use only the first N images (sorted)."),
+    max_images: int = typer.Option(None, "--max-images", help="Use only N images (seeded, spread over classes)."),
     weights: str = WEIGHTS,
     seed: int = SEED,
     dtype: str = typer.Option("float16", "--dtype", help="Storage dtype: float16 or float32."),

@@ -1,7 +1,9 @@
 """Harvest: images -> model -> activation vectors (+ provenance) -> an activation store.
 
-One process, or one per GPU under ``torchrun``: rank r takes images r, r+world,
-... of the image list, writes its own shards and ledger, and rank 0 merges the
+Images are visited in a seeded random order (:func:`~.subsets.visit_order`), so
+consecutive store rows come from images of many classes even when the folder
+lists them class by class. One process, or one per GPU under ``torchrun``: rank
+r takes visits r, r+world, ... of that order, writes its own shards and ledger, and rank 0 merges the
 ledgers into ``manifest.json`` (live after each of its shards, and finally with
 status ``complete``). Decoding runs in DataLoader workers and writing on a
 background thread, so both overlap the forward pass. Rerunning the same command
@@ -27,11 +29,12 @@ from .images import ImageDataset, Preprocess
 from .ledger import Ledger, Pending, ShardWriter, merge_skips
 from .sampling import SAMPLINGS, ViewDataset, collate_views, gather_positions, item_seed, select_positions
 from .store import DTYPES, MANIFEST, new_manifest, now_iso, write_image_list
+from .subsets import spread_subset, visit_order
 
 #: Manifest keys that must match for a rerun to resume an existing store.
 RECIPE_KEYS = (
     "layer", "d", "dtype", "model", "preprocess", "sampling", "per_image", "views", "seed",
-    "image_root", "images_sha256", "num_images", "world",
+    "image_root", "images_sha256", "num_images", "world", "order",
 )  # fmt: skip
 
 
@@ -45,7 +48,7 @@ class HarvestConfig:
     per_image: int = 10  #: vectors per image and view (ignored for ``sampling="all"``)
     sampling: str = "top-norm"  #: one of :data:`~.sampling.SAMPLINGS`
     views: int = 1  #: views per image: 0 is the evaluation crop, others random resized crop + flip
-    max_images: int | None = None  #: use only the first N images of the sorted list
+    max_images: int | None = None  #: use only N images: a seeded random subset spread over the classes
     weights: str | None = None  #: weights path, ``random``, or None for the cached/downloaded file
     seed: int = 0  #: seed of random weights, sampling and augmentation
     dtype: str = "float16"  #: storage dtype of the vectors
@@ -88,13 +91,14 @@ class HarvestResult:
 
 
 def open_images(cfg: HarvestConfig) -> tuple[ImageDataset, list[str]]:
-    """The dataset and its (possibly truncated) list of image ids; one-line errors."""
+    """The dataset (a class-spread subset of ``max_images``) and its list of image ids; one-line errors."""
     try:
         dataset = ImageDataset.from_path(cfg.images, Preprocess(cfg.resize, cfg.crop))
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from e
     if cfg.max_images is not None:
-        dataset.files = dataset.files[: cfg.max_images]
+        all_ids = [f.as_posix() for f in dataset.files]
+        dataset.files = [dataset.files[i] for i in spread_subset(all_ids, cfg.max_images, cfg.seed)]
     if not dataset.files:
         raise UserError(f"no images found under {cfg.images}")
     return dataset, [dataset.image_id(i) for i in range(len(dataset))]
@@ -117,6 +121,7 @@ def make_recipe(cfg: HarvestConfig, model_identity: str, ids: list[str], d: int,
         "images_sha256": images_sha,
         "num_images": len(ids),
         "world": world,
+        "order": "seeded-shuffle",  # images visited in visit_order(num_images, seed)
     }
 
 
@@ -185,7 +190,7 @@ def harvest(cfg: HarvestConfig, env: DistEnv | None = None) -> HarvestResult:
         key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
         ledger = Ledger.load_or_new(root, env.rank, key)
         ledger.clean_orphans(root)
-        mine = list(range(env.rank, len(ids), env.world))
+        mine = visit_order(len(ids), cfg.seed)[env.rank :: env.world].tolist()
         after = (lambda: merge_manifest(root, head, env.world, final=False)) if env.rank == 0 else None
         t0, n_images = time.perf_counter(), len(mine) - ledger.next
         if not ledger.done:
