@@ -7,7 +7,7 @@ import importlib
 import typer
 
 #: Command modules in the order their commands appear in ``--help``.
-MODULES = ("model", "harvest", "train", "analyze", "featvis", "circuits", "site", "run")
+MODULES = ("model", "harvest", "train", "analyze", "featvis", "circuits", "compare", "explain", "site", "run")
 
 
 def register_all(app: typer.Typer) -> None:

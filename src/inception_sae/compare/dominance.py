@@ -1,0 +1,57 @@
+"""Dominant branch of each feature of an SAE, for reporting which branch matched features live in.
+
+Read from an analysis folder's ``features/<id>.json`` (field ``dominant_branch``: a branch name
+or "none") when one is given; otherwise computed from the decoder rows with the branch analysis
+of :mod:`inception_sae.analysis.branches` (isotropic null). Layers that are not inception blocks
+have no branches: every feature is "none".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def from_analysis(folder: Path, m: int) -> list[str]:
+    """``dominant_branch`` of features 0..m-1 from an analysis folder ("none" where absent)."""
+    feats = Path(folder) / "features"
+    if not feats.is_dir():
+        raise UserError(f"{folder} is not an analysis folder: features/ is missing")
+    out = []
+    for i in range(m):
+        p = feats / f"{i}.json"
+        try:
+            out.append(str(json.loads(p.read_text()).get("dominant_branch") or "none") if p.is_file() else "none")
+        except (json.JSONDecodeError, OSError) as e:
+            raise UserError(f"cannot read {p}: {e}") from e
+    return out
+
+
+def from_decoder(W_dec, layer: str | None) -> list[str]:
+    """Dominant branch of every decoder row, from the project's branch statistics."""
+    from ..models.layers import layer_info
+
+    try:
+        info = layer_info(layer) if layer else None
+    except KeyError:
+        info = None
+    if info is None or not info.branches:
+        return ["none"] * W_dec.shape[0]
+    from ..analysis import branches as br
+
+    slices = [b.slice for b in info.branches]
+    names = [b.name for b in info.branches]
+    public = getattr(br, "dominant_branches", None)
+    if callable(public):
+        return [str(x) for x in public(W_dec.detach().float().cpu(), slices, names)]
+    stats = br.branch_stats(W_dec.detach().float().cpu(), slices, names, n_null=2000)
+    return [names[int(j)] for j in stats.dominant]
+
+
+def dominant_branches(sae, analysis: Path | None = None) -> list[str]:
+    """One branch name (or "none") per feature of ``sae``."""
+    if analysis is not None:
+        return from_analysis(analysis, sae.d_sae)
+    return from_decoder(sae.W_dec, sae.layer)

@@ -1,0 +1,183 @@
+"""``compare A B``: how many features of one SAE reappear in another (same layer or another layer).
+
+Same layer: decoder cosine (best match each way, one-to-one assignment). With images: the
+correlation of the two SAEs' codes on the same image positions (finer grid pooled onto the
+coarser), against a null with the images shuffled. Every share is reported overall, per
+dominant branch and per firing-frequency band; ``compare.json`` holds every feature's matches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import UserError
+from ..sae.model import TopKSAE
+from . import match, summary
+from .dominance import dominant_branches
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """What ``compare`` reads and writes."""
+
+    sae_a: Path
+    sae_b: Path
+    out: Path
+    images: Path | None = None  #: image folder or list; needed to compare different layers
+    max_images: int = 256  #: images used for the correlation (an even spread of the folder)
+    batch_size: int = 16
+    analysis_a: Path | None = None  #: analysis folder of A (dominant branches, frequencies)
+    analysis_b: Path | None = None
+    weights: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+
+
+def side_info(path: Path, sae) -> dict:
+    return {"path": str(path), "layer": sae.layer, "d_in": sae.d_in, "d_sae": sae.d_sae, "k": sae.k,
+            "model": sae.meta.get("model")}  # fmt: skip
+
+
+def feature_columns(sim_best: match.BestMatch, one: match.Assignment, prefix: str) -> dict:
+    return {
+        f"{prefix}_match": sim_best.index.tolist(),
+        prefix: summary.rounded(sim_best.value),
+        f"{prefix}_1to1_match": one.index.tolist(),
+        f"{prefix}_1to1": summary.rounded(one.value),
+    }
+
+
+def matching_block(sim: Tensor, dom: tuple[list[str], list[str]], freq: tuple[Tensor, Tensor] | None,
+                   above_null: tuple[Tensor, Tensor] | None = None) -> tuple[dict, dict, dict]:  # fmt: skip
+    """Shares of one similarity matrix, and the per-feature columns of each side."""
+    best_a, best_b = match.best_matches(sim)
+    one_a = match.one_to_one(sim)
+    one_b_index = torch.full((sim.shape[1],), -1, dtype=torch.long)
+    ok = one_a.index >= 0
+    one_b_index[one_a.index[ok]] = ok.nonzero().flatten()
+    one_b = match.Assignment(one_b_index, match._values(sim.T, one_b_index), one_a.method)
+    block: dict = {"assignment": one_a.method}
+    for f, (side, best, one) in enumerate((("a_to_b", best_a, one_a), ("b_to_a", best_b, one_b))):
+        d = dom[f]
+        extra = above_null[f] if above_null is not None else None
+        block[side] = {
+            "n": int(best.value.numel()),
+            "best_share_above": summary.shares(best.value),
+            "one_to_one_share_above": summary.shares(one.value),
+            "by_branch": summary.grouped(best.value, d, extra=extra),
+        }
+        if extra is not None:
+            block[side]["share_above_null"] = float(extra.float().mean())
+        if freq is not None:
+            bands = [summary.freq_band(x) for x in freq[f].tolist()]
+            block[side]["by_frequency"] = summary.grouped(best.value, bands, summary.band_order(), extra)
+    return block, {"best": best_a, "one": one_a}, {"best": best_b, "one": one_b}
+
+
+def image_batches(images: Path, max_images: int, batch_size: int, seed: int):
+    """An even spread of ``max_images`` images of the folder, in batches; and the count used."""
+    from ..data.images import ImageDataset, iter_batches
+
+    ds = ImageDataset.from_path(images)
+    n = min(max_images, len(ds))
+    idx = torch.linspace(0, len(ds) - 1, n).round().long().unique().tolist()
+    return (images for images, _ in iter_batches(ds, batch_size, indices=idx)), len(idx)
+
+
+def check_pair(a, b, images: Path | None) -> bool:
+    """True when both SAEs read the same layer; raise on pairs that cannot be compared."""
+    same = a.d_in == b.d_in and (a.layer == b.layer or not a.layer or not b.layer)
+    if not same and images is None:
+        raise UserError(
+            f"the SAEs read different layers ({a.layer}, d={a.d_in} vs {b.layer}, d={b.d_in}): "
+            "comparing them needs --images (activation correlation)"
+        )
+    if images is not None and (not a.layer or not b.layer):
+        raise UserError("an SAE's cfg.json names no 'layer': the activation comparison cannot tell what to capture")
+    return same
+
+
+def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Run the comparison of ``cfg`` and write ``compare.json``, ``compare.png`` in ``cfg.out``."""
+    t0 = time.perf_counter()
+    a, b = TopKSAE.load(cfg.sae_a, cfg.device), TopKSAE.load(cfg.sae_b, cfg.device)
+    same = check_pair(a, b, cfg.images)
+    dom = (dominant_branches(a, cfg.analysis_a), dominant_branches(b, cfg.analysis_b))
+    result: dict = {"a": side_info(cfg.sae_a, a), "b": side_info(cfg.sae_b, b), "same_layer": same,
+                    "thresholds": list(summary.THRESHOLDS)}  # fmt: skip
+    cols_a: dict = {"id": list(range(a.d_sae)), "dominant_branch": dom[0]}
+    cols_b: dict = {"id": list(range(b.d_sae)), "dominant_branch": dom[1]}
+    freq = None
+    if cfg.images is not None:
+        acc, positions, n_images = correlations(cfg, a, b, model, progress)
+        freq = acc.frequencies()
+        corr, null = acc.correlation(), acc.null_correlation()
+        live = (freq[0] > 0, freq[1] > 0)
+        null_best = (null.max(1).values, null.max(0).values)
+        thr = (summary_null(null_best[0], live[0]), summary_null(null_best[1], live[1]))
+        best = (corr.max(1).values, corr.max(0).values)
+        above = (best[0] > thr[0]["q99"], best[1] > thr[1]["q99"])
+        block, ca, cb = matching_block(corr, dom, freq, above)
+        block["null"] = {"method": "side B's codes from another image at the same positions (images shuffled)",
+                         "a_to_b": thr[0], "b_to_a": thr[1]}  # fmt: skip
+        block["branch_pairs"] = summary.branch_pairs(above[0] & live[0], ca["best"].index, *dom)
+        result["activation"] = block
+        result["images"] = {"source": str(cfg.images), "count": n_images, "positions_per_image": positions,
+                            "positions": acc.n, "grid": "finer layer average-pooled onto the coarser grid"}  # fmt: skip
+        cols_a.update(frequency=summary.rounded(freq[0], 6), **feature_columns(ca["best"], ca["one"], "corr"))
+        cols_b.update(frequency=summary.rounded(freq[1], 6), **feature_columns(cb["best"], cb["one"], "corr"))
+        cols_a["corr_above_null"], cols_b["corr_above_null"] = above[0].tolist(), above[1].tolist()
+        cols_a["corr_null_best"] = summary.rounded(null_best[0])
+        cols_b["corr_null_best"] = summary.rounded(null_best[1])
+    if same:
+        sim = match.decoder_cosine(a.W_dec, b.W_dec)
+        block, ca, cb = matching_block(sim, dom, freq)
+        result["decoder"] = block
+        cols_a.update(feature_columns(ca["best"], ca["one"], "cos"))
+        cols_b.update(feature_columns(cb["best"], cb["one"], "cos"))
+    result["features_a"], result["features_b"] = cols_a, cols_b
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    from .report import write_outputs
+
+    write_outputs(cfg.out, result)
+    return result
+
+
+def summary_null(null_best: Tensor, live: Tensor) -> dict:
+    vals = null_best[live]
+    if not vals.numel():
+        return {"q99": float("inf"), "median": None, "n": 0}
+    return {"q99": match.null_threshold(null_best, live), "median": float(vals.median()), "n": int(vals.numel())}
+
+
+def correlations(cfg: CompareConfig, a, b, model, progress):
+    """Stream the images through model and both SAEs; (accumulator, positions per image, images)."""
+    from ..models import load_model
+
+    if model is None:
+        model = load_model(cfg.weights, seed=cfg.seed, device=cfg.device)
+    for sae, name in ((a, "A"), (b, "B")):
+        channels = model.layer_info(sae.layer).channels
+        if channels != sae.d_in:
+            raise UserError(f"SAE {name} expects d_in={sae.d_in} but {sae.layer} has {channels} channels")
+    batches, n = image_batches(cfg.images, cfg.max_images, cfg.batch_size, cfg.seed)
+    if n < 2:
+        raise UserError(f"{cfg.images}: the shuffled-image null needs at least 2 images")
+    done = 0
+
+    def tick(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress is not None:
+            progress(done, n)
+
+    from .codes import accumulate
+
+    acc, positions = accumulate(model, a, b, a.layer, b.layer, batches, cfg.device, tick)
+    return acc, positions, done

@@ -1,0 +1,133 @@
+"""``compare``: decoder-cosine and activation-correlation matching on planted ground truth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from analysis_helpers import unit_rows, write_sae
+from conftest import write_images
+
+from inception_sae.cli import main
+from inception_sae.compare import CompareConfig, CorrelationAccumulator, compare_saes, one_to_one
+from inception_sae.models.layers import layer_info
+
+
+def test_compare_with_itself_matches_every_feature_at_cosine_one(tmp_path):
+    W = unit_rows(torch.randn(200, 512, generator=torch.Generator().manual_seed(0)))
+    sae = write_sae(tmp_path / "a", W, "mixed4b")
+    assert main(["compare", str(sae), str(sae), "--out", str(tmp_path / "c")]) == 0
+    r = json.loads((tmp_path / "c" / "compare.json").read_text())
+    fa = r["features_a"]
+    assert fa["cos_match"] == list(range(200)) and fa["cos_1to1_match"] == list(range(200))
+    assert min(fa["cos"]) == pytest.approx(1.0, abs=1e-4) and min(fa["cos_1to1"]) == pytest.approx(1.0, abs=1e-4)
+    assert r["decoder"]["a_to_b"]["best_share_above"] == {"0.7": 1.0, "0.9": 1.0}
+    assert r["decoder"]["a_to_b"]["one_to_one_share_above"] == {"0.7": 1.0, "0.9": 1.0}
+    assert (tmp_path / "c" / "compare.png").stat().st_size > 5000
+
+
+def test_permuted_and_partly_replaced_rows_match_exactly_the_kept_rows(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    m, d = 240, 512
+    Wa = unit_rows(torch.randn(m, d, generator=g))
+    perm = torch.randperm(m, generator=g)  # B's row j is A's row perm[j]...
+    Wb = Wa[perm].clone()
+    replaced = torch.rand(m, generator=g) < 0.4  # ...except where replaced by a fresh random row
+    Wb[replaced] = unit_rows(torch.randn(int(replaced.sum()), d, generator=g))
+    a, b = write_sae(tmp_path / "a", Wa, "mixed4b"), write_sae(tmp_path / "b", Wb, "mixed4b")
+    r = compare_saes(CompareConfig(a, b, tmp_path / "c"))
+    kept_a = set(perm[~replaced].tolist())
+    fa, fb = r["features_a"], r["features_b"]
+    matched_a = {i for i, c in enumerate(fa["cos"]) if c >= 0.7}
+    assert matched_a == kept_a
+    for j in range(m):
+        if not replaced[j]:
+            assert fa["cos_1to1_match"][int(perm[j])] == j and fb["cos_match"][j] == int(perm[j])
+        else:
+            assert fb["cos"][j] < 0.7  # a random row in 512-d has no partner above 0.7
+    share = r["decoder"]["a_to_b"]["best_share_above"]["0.9"]
+    assert share == pytest.approx(len(kept_a) / m)
+    assert set(r["decoder"]["a_to_b"]["by_branch"]) <= {"1x1", "3x3", "5x5", "pool", "none"}
+
+
+def test_one_to_one_greedy_agrees_with_hungarian_on_a_clear_permutation():
+    g = torch.Generator().manual_seed(2)
+    W = unit_rows(torch.randn(50, 64, generator=g))
+    perm = torch.randperm(50, generator=g)
+    sim = W @ W[perm].T
+    hung, greedy = one_to_one(sim), one_to_one(sim, hungarian_max=0)
+    assert greedy.method == "greedy"
+    assert torch.equal(hung.index, greedy.index)
+    assert torch.equal(perm[hung.index], torch.arange(50))
+
+
+def test_correlation_accumulator_equals_pearson_on_all_positions():
+    g = torch.Generator().manual_seed(3)
+    za = torch.rand(6, 10, 5, generator=g).relu()
+    zb = torch.rand(6, 10, 4, generator=g)
+    acc = CorrelationAccumulator(5, 4)
+    acc.add(za[:3], zb[:3])
+    acc.add(za[3:], zb[3:])
+    a, b = za.reshape(-1, 5).numpy(), zb.reshape(-1, 4).numpy()
+    ref = np.corrcoef(a.T, b.T)[:5, 5:]
+    assert np.allclose(acc.correlation().numpy(), ref, atol=1e-5)
+    b_null = torch.cat([zb[:3].roll(1, 0), zb[3:].roll(1, 0)]).reshape(-1, 4).numpy()
+    assert np.allclose(acc.null_correlation().numpy(), np.corrcoef(a.T, b_null.T)[:5, 5:], atol=1e-5)
+
+
+class PlantedModel:
+    """Stands in for InceptionV1: two 14x14 layers whose activations share planted concept maps.
+
+    Concepts 0..S-1 drive a direction in both layers (the same activation pattern); concepts
+    S..K-1 drive only ``mixed4b``, and ``mixed4c`` gets its own independent concepts instead.
+    """
+
+    def __init__(self, K: int = 12, S: int = 6, seed: int = 0) -> None:
+        self.K, self.S = K, S
+        self.g = torch.Generator().manual_seed(seed)
+        self.D = {n: unit_rows(torch.randn(2 * K, 512, generator=self.g)) for n in ("mixed4b", "mixed4c")}
+
+    def layer_info(self, name: str):
+        return layer_info(name)
+
+    def capture(self, x, layers):
+        B, K = x.shape[0], self.K
+        z = torch.rand(B, 2 * K, 14, 14, generator=self.g)
+        z = torch.where(z > 0.85, -torch.rand(z.shape, generator=self.g).log(), torch.zeros(()))  # sparse Exp(1)
+        own = z[:, K:]  # mixed4c's independent concepts
+        zc = torch.cat([z[:, : self.S], own[:, self.S :]], 1)
+        zc = torch.cat([zc, torch.zeros_like(zc)], 1)
+        out = {}
+        for name, codes in (("mixed4b", torch.cat([z[:, :K], torch.zeros_like(own)], 1)), ("mixed4c", zc)):
+            acts = torch.einsum("bkhw,kd->bdhw", codes, self.D[name])
+            out[name] = acts + 0.01 * torch.randn(acts.shape, generator=self.g)
+        return {n: out[n] for n in layers}
+
+
+def test_planted_shared_activation_patterns_are_matched_above_the_shuffled_null(tmp_path):
+    pm = PlantedModel()
+    K, S = pm.K, pm.S
+    # Each SAE reads its layer's planted directions (rows 0..K-1) plus K random extra rows.
+    a = write_sae(tmp_path / "a", pm.D["mixed4b"], "mixed4b", k=K)
+    b = write_sae(tmp_path / "b", pm.D["mixed4c"], "mixed4c", k=K)
+    imgs = tmp_path / "imgs"
+    write_images(imgs, 40)
+    r = compare_saes(CompareConfig(a, b, tmp_path / "c", images=imgs, max_images=40, batch_size=8), model=pm)
+    fa = r["features_a"]
+    thr = r["activation"]["null"]["a_to_b"]["q99"]
+    for i in range(S):  # the shared concepts: matched to their partner, far above the null
+        assert fa["corr_match"][i] == i and fa["corr"][i] > 0.9 > thr and fa["corr_above_null"][i]
+    for i in range(S, K):  # concepts seen in only one layer: no match above 0.5
+        assert fa["corr"][i] < 0.5
+    assert r["images"]["count"] == 40 and r["images"]["positions_per_image"] == 196
+    assert not r["same_layer"] and "decoder" not in r
+
+
+def test_different_layers_without_images_is_a_one_line_error(tmp_path, capsys):
+    a = write_sae(tmp_path / "a", unit_rows(torch.randn(20, 512)), "mixed4b")
+    b = write_sae(tmp_path / "b", unit_rows(torch.randn(20, 832)), "mixed4e")
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs --images" in err[0]
