@@ -2,8 +2,80 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from .common import DEVICE, SEED, WEIGHTS, out, warn_if_random
+
+
+def parse_classes(text: str | None) -> list[int] | None:
+    from ..errors import UserError
+
+    if not text:
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--class {text!r}: give class indices separated by commas, e.g. 208,209") from None
+
+
+def explain(
+    image: Path = typer.Argument(..., metavar="IMG", help="Image file (JPEG, PNG...)."),
+    sae: Path = typer.Option(..., "--sae", help="SAE folder (its cfg.json names the layer; mixed5b is exact)."),
+    out_dir: Path = typer.Option(None, "--out", help="Folder for explain.html/png/json (default: explain-<image>)."),
+    classes: str = typer.Option(None, "--class", help="Class indices to explain (default: the top classes)."),
+    top_classes: int = typer.Option(3, "--top-classes", help="How many top classes to explain."),
+    top_features: int = typer.Option(8, "--top-features", help="Features shown per class and direction."),
+    steps: int = typer.Option(32, "--steps", help="Integrated-gradient steps (layers before mixed5b)."),
+    analysis: Path = typer.Option(None, "--analysis", help="Analysis folder of the SAE (feature labels)."),
+    site: str = typer.Option(None, "--site", help="Built site (path or URL) to link each feature to."),
+    labels: Path = typer.Option(None, "--labels", help="inception5h labels TSV (class names)."),
+    weights: str = WEIGHTS,
+    seed: int = SEED,
+    device: str = DEVICE,
+) -> None:
+    """Split the top class logits of IMG into SAE-feature terms; write a self-contained HTML/PNG report."""
+    from ..data.images import Preprocess, decode_image, resize_crop
+    from ..data.labels import load_labels
+    from ..errors import UserError
+    from ..explain.report import write_report
+    from ..explain.run import explain_image, feature_labels
+    from ..models import load_model
+    from ..sae.model import TopKSAE
+
+    if top_classes < 1 or top_features < 1 or steps < 1:
+        raise UserError("--top-classes, --top-features and --steps must be at least 1")
+    if not image.is_file():
+        raise UserError(f"image {image} does not exist")
+    from ..data.images import ImageDecodeError
+
+    try:
+        img = resize_crop(decode_image(image), Preprocess(resize=256, crop=224))
+    except ImageDecodeError as e:
+        raise UserError(f"{image} is not a decodable image ({e.reason})") from e
+    model_sae = TopKSAE.load(sae, device=device)
+    model = load_model(weights, seed=seed, device=device)
+    warn_if_random(model.identity)
+    layer = model_sae.layer
+    if layer and model.layer_info(layer).channels != model_sae.d_in:
+        raise UserError(f"the SAE expects d_in={model_sae.d_in} but {layer} has {model.layer_info(layer).channels}")
+    base = (site.rstrip("/") + "/index.html") if site and not site.endswith(".html") else site
+    link = (lambda i: f"{base}#/{layer}/f/{i}") if site else None
+    result = explain_image(model, model_sae, img, classes=parse_classes(classes), top_classes=top_classes,
+                           top_features=top_features, steps=steps, label=feature_labels(analysis), link=link,
+                           names=load_labels(labels))  # fmt: skip
+    folder = out_dir or Path(f"explain-{image.stem}")
+    files = write_report(folder, result)
+    for c in result["classes"]:
+        p = c["parts"]
+        out.print(f"{c['name']} (class {c['index']}): {c['target_kind']} {c['target']:.4f} = features "
+                  f"{p['features']:.4f} + error {p['error']:.4f} + decoder bias {p['decoder_bias']:.4f} + bias "
+                  f"{p['bias']:.4f}  (difference {c['residual']:.1e})", soft_wrap=True, highlight=False)  # fmt: skip
+    if not result["exact"]:
+        out.print(f"[yellow]{result['method']}[/]", soft_wrap=True)
+    out.print(f"wrote {', '.join(str(f) for f in files)}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("explain")(explain)
