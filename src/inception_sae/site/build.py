@@ -32,7 +32,7 @@ from .inputs import Analysis, Circuits, read_analysis, read_circuits, read_featv
 
 GENERATED = ("index.html", "static", "data", "a", "fv", "site.json")
 IMAGE_KEYS = ("crop", "heatmap", "image_file")
-SCRIPTS = ("core.js", "charts.js", "layer.js", "feature.js", "live.js")  #: static/ scripts, in load order
+SCRIPTS = ("core.js", "charts.js", "layer.js", "feature.js", "live.js", "explain.js")  #: static/ scripts, in load order
 
 
 class BuildResult(NamedTuple):

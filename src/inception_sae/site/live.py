@@ -91,3 +91,13 @@ class LiveModel:
         small.thumbnail((148, 148))
         return {"layer": self.layer, "positions": H * W, "image": data_uri(small), "features": feats,
                 "note": "heatmaps scaled per feature to its max on this image"}  # fmt: skip
+
+    def explain(self, data: bytes, classes: list[int] | None = None) -> dict:
+        """The image's top classes split into SAE-feature terms (see :mod:`inception_sae.explain`)."""
+        from ..data.images import Preprocess, decode_image, resize_crop
+        from ..explain import explain_image
+
+        img = resize_crop(decode_image(io.BytesIO(data)), Preprocess(resize=256, crop=224))
+        with self.lock:
+            return explain_image(self.model, self.sae, img, classes=classes, top_classes=3, top_features=6,
+                                 steps=16, link=lambda i: f"#/{self.layer}/f/{i}")  # fmt: skip

@@ -1,8 +1,9 @@
 """``site serve``: a read-only static server for a built site (standard library only).
 
-GET and HEAD only, except ``POST /api/live`` when the live box is on. Paths that climb out of the
-site (``..`` in any spelling, absolute or network paths, backslashes, NUL) get 403, missing files
-404; every response carries a MIME type, ``nosniff`` and a same-origin content security policy.
+GET and HEAD only, except ``POST /api/live`` and ``POST /api/explain`` when the live box is on.
+Paths that climb out of the site (``..`` in any spelling, absolute or network paths, backslashes,
+NUL) get 403, missing files 404; every response carries a MIME type, ``nosniff`` and a same-origin
+content security policy.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import UserError
 from .config import UPLOAD_TYPES, ServeConfig
@@ -34,6 +35,7 @@ MIME = {
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
        "script-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'")  # fmt: skip
 LIVE_PATH = "/api/live"
+EXPLAIN_PATH = "/api/explain"  #: POST an image (optional ?class=I,J): its top classes split into SAE features
 
 
 def resolve(root: Path, target: str) -> tuple[int, Path | None]:
@@ -125,17 +127,28 @@ class SiteHandler(BaseHTTPRequestHandler):
         return {**live.info(), "max_bytes": self.server.max_upload, "types": list(UPLOAD_TYPES)}
 
     def do_POST(self) -> None:
-        if urlsplit(self.path).path != LIVE_PATH or self.server.live is None:
+        url = urlsplit(self.path)
+        if url.path not in (LIVE_PATH, EXPLAIN_PATH) or self.server.live is None:
             return self.refuse()
+        classes = None
+        if url.path == EXPLAIN_PATH and url.query:
+            q = parse_qs(url.query).get("class", [""])[0]
+            if not all(t.isdigit() for t in q.split(",")):
+                self.close_connection = True  # the body is never read
+                return self.send_error_json(400, "class must be class indices separated by commas")
+            classes = [int(t) for t in q.split(",")]
         body = self.read_upload()
         if body is None:
             return
         from ..data.images import ImageDecodeError
 
         try:
-            result = self.server.live.analyse(body)
+            live = self.server.live
+            result = live.explain(body, classes) if url.path == EXPLAIN_PATH else live.analyse(body)
         except ImageDecodeError as e:
             return self.send_error_json(400, f"the upload is not a decodable image ({e.reason})")
+        except UserError as e:
+            return self.send_error_json(400, str(e))
         except Exception as e:  # the server must answer, whatever the model says
             return self.send_error_json(500, f"analysis failed: {type(e).__name__}: {e}")
         self.send_json(200, result)

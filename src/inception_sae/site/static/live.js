@@ -44,12 +44,12 @@
       .then(({ ok, j }) => {
         if (!ok) throw new Error(j.error || 'the server refused the image');
         const labels = SAE.hasLayer(j.layer) ? SAE.load(j.layer + '/index').catch(() => null) : Promise.resolve(null);
-        return labels.then((index) => show(j, index, out));
+        return labels.then((index) => show(j, index, out, file));
       })
       .catch((err) => { out.innerHTML = `<p class="err">${SAE.esc(err.message)}</p>`; });
   }
 
-  function show(j, index, out) {
+  function show(j, index, out, file) {
     const tiles = j.features.map((f) => {
       const r = index ? SAE.rowOf(index, f.id) : -1;
       const label = r >= 0 ? index.cols.label[r] : '';
@@ -58,7 +58,9 @@
         <span class="v">max ${SAE.fmt(f.max, 3)}</span> <span class="muted">${SAE.esc(label)}</span></div>`;
     }).join('');
     out.innerHTML = `<div class="card"><h2>Top features of your image</h2><p class="small muted">${j.positions} positions; ranked by max activation. ${SAE.esc(j.note || '')}</p>
-      <div class="live-grid"><div class="tile"><img src="${j.image}" alt="your image (as the model sees it)">input</div>${tiles}</div></div>`;
+      <div class="live-grid"><div class="tile"><img src="${j.image}" alt="your image (as the model sees it)">input</div>${tiles}</div></div>
+      <div id="live-explain"></div>`;
+    if (SAE.explainView) SAE.explainView(file, document.getElementById('live-explain'), j.layer);
   }
 
   SAE.liveInfo = getInfo;
