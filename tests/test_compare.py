@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from analysis_helpers import unit_rows, write_sae
+from compare_helpers import PlantedModel
 from conftest import write_images
 
 from inception_sae.cli import main
 from inception_sae.compare import CompareConfig, CorrelationAccumulator, compare_saes, one_to_one
-from inception_sae.models.layers import layer_info
 
 
 def test_compare_with_itself_matches_every_feature_at_cosine_one(tmp_path):
@@ -75,35 +75,6 @@ def test_correlation_accumulator_equals_pearson_on_all_positions():
     assert np.allclose(acc.correlation().numpy(), ref, atol=1e-5)
     b_null = torch.cat([zb[:3].roll(1, 0), zb[3:].roll(1, 0)]).reshape(-1, 4).numpy()
     assert np.allclose(acc.null_correlation().numpy(), np.corrcoef(a.T, b_null.T)[:5, 5:], atol=1e-5)
-
-
-class PlantedModel:
-    """Stands in for InceptionV1: two 14x14 layers whose activations share planted concept maps.
-
-    Concepts 0..S-1 drive a direction in both layers (the same activation pattern); concepts
-    S..K-1 drive only ``mixed4b``, and ``mixed4c`` gets its own independent concepts instead.
-    """
-
-    def __init__(self, K: int = 12, S: int = 6, seed: int = 0) -> None:
-        self.K, self.S = K, S
-        self.g = torch.Generator().manual_seed(seed)
-        self.D = {n: unit_rows(torch.randn(2 * K, 512, generator=self.g)) for n in ("mixed4b", "mixed4c")}
-
-    def layer_info(self, name: str):
-        return layer_info(name)
-
-    def capture(self, x, layers):
-        B, K = x.shape[0], self.K
-        z = torch.rand(B, 2 * K, 14, 14, generator=self.g)
-        z = torch.where(z > 0.85, -torch.rand(z.shape, generator=self.g).log(), torch.zeros(()))  # sparse Exp(1)
-        own = z[:, K:]  # mixed4c's independent concepts
-        zc = torch.cat([z[:, : self.S], own[:, self.S :]], 1)
-        zc = torch.cat([zc, torch.zeros_like(zc)], 1)
-        out = {}
-        for name, codes in (("mixed4b", torch.cat([z[:, :K], torch.zeros_like(own)], 1)), ("mixed4c", zc)):
-            acts = torch.einsum("bkhw,kd->bdhw", codes, self.D[name])
-            out[name] = acts + 0.01 * torch.randn(acts.shape, generator=self.g)
-        return {n: out[n] for n in layers}
 
 
 def test_planted_shared_activation_patterns_are_matched_above_the_shuffled_null(tmp_path):

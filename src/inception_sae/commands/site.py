@@ -19,6 +19,7 @@ def build(
     sae: Path = typer.Option(None, "--sae", help="SAE folder for training metrics (default: from summary.json)."),
     eval_report: Path = typer.Option(None, "--eval", help="JSON from `evaluate --report` (FVU, L0, splice-back)."),
     title: str = typer.Option("inception-sae features", "--title", help="Site title."),
+    compare: list[Path] = typer.Option([], "--compare", help="Folder of `inception-sae compare` (repeat per pair)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Build a static, offline site: layer page, one page per feature and neuron, class pages."""
@@ -26,7 +27,8 @@ def build(
 
     from ..site import SiteConfig, build_site
 
-    cfg = SiteConfig(tuple(analysis), out_dir, featvis, tuple(circuits), sae, eval_report, title)
+    cfg = SiteConfig(tuple(analysis), out_dir, featvis, tuple(circuits), sae, eval_report, title,
+                     compares=tuple(compare))  # fmt: skip
     columns = (TextColumn("site"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[rate]} features/s"))  # fmt: skip
     with Progress(*columns, console=console, disable=not progress) as bar:

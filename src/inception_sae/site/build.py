@@ -30,9 +30,10 @@ from ..errors import UserError
 from .config import SiteConfig
 from .inputs import Analysis, Circuits, read_analysis, read_circuits, read_featvis
 
-GENERATED = ("index.html", "static", "data", "a", "fv", "site.json")
+GENERATED = ("index.html", "static", "data", "a", "fv", "cmp", "site.json")
 IMAGE_KEYS = ("crop", "heatmap", "image_file")
-SCRIPTS = ("core.js", "charts.js", "layer.js", "feature.js", "live.js", "explain.js")  #: static/ scripts, in load order
+#: static/ scripts, in load order
+SCRIPTS = ("core.js", "charts.js", "layer.js", "feature.js", "live.js", "explain.js", "compare.js")
 
 
 class BuildResult(NamedTuple):
@@ -152,7 +153,9 @@ def feature_extras(layer: str, kind: str, i: int, fv: dict, circ: Circuits) -> d
     return out
 
 
-def build_features(a: Analysis, out: Path, fv: dict, circ: Circuits, tick: Callable[[], None]) -> tuple[dict, dict]:
+def build_features(
+    a: Analysis, out: Path, fv: dict, circ: Circuits, tick: Callable[[], None], matches: dict | None = None
+) -> tuple[dict, dict]:
     """Write ``data/<layer>/f/<id>.js`` for every feature; return the table columns and neuron -> features."""
     layer = a.layer
     prefix = f"a/{layer}/"
@@ -167,6 +170,7 @@ def build_features(a: Analysis, out: Path, fv: dict, circ: Circuits, tick: Calla
         table_row(cols, d, coords[i] if i < len(coords) else None)
         rebase_examples(d, prefix)
         d.update(feature_extras(layer, "f", i, fv, circ))
+        d["matches"] = (matches or {}).get((layer, i), [])  # best matches in compared SAEs / layers
         cols["thumb"].append(thumb_of(d, (fv.get((layer, "f", i)))))
         n = (d.get("similar_neuron") or {}).get("neuron")
         if n is not None:
@@ -280,9 +284,12 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
         if progress is not None and (done % 64 == 0 or done == total):
             progress(done, total)
 
+    from .compare import build_compares
+
+    compares, matches = build_compares(cfg.compares, analyses, out, write_js)
     layer_facts = []
     for a in analyses:
-        cols, by_neuron = build_features(a, out, fv, circ, tick)
+        cols, by_neuron = build_features(a, out, fv, circ, tick, matches)
         neurons = build_neurons(a, out, fv, circ, by_neuron)
         index = layer_index(a, cols, neurons, fv)
         write_js(out / "data" / a.layer / "index.js", f"{a.layer}/index", index)
@@ -293,7 +300,7 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
                             "classes": index["classes"]})  # fmt: skip
     images = copy_assets(out, analyses, cfg.featvis)
     site = {"title": cfg.title, "layers": layer_facts, "circuit_edges": circ.n_edges,
-            "featvis": len(fv), "built": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+            "featvis": len(fv), "built": time.strftime("%Y-%m-%d %H:%M:%S"), "compares": compares}  # fmt: skip
     write_js(out / "data" / "site.js", "site", site)
     render_index(out, cfg.title)
     files, size = folder_size(out)

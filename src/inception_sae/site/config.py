@@ -31,6 +31,8 @@ class SiteConfig:
     """Title shown in the header."""
     top_neighbours: int = 10
     """Circuit neighbours kept per feature and direction."""
+    compares: tuple[Path, ...] = ()
+    """Folders (or files) of ``compare.json`` from ``inception-sae compare``: one page per pair, matches per feature."""
 
     def __post_init__(self) -> None:
         if not self.analyses:

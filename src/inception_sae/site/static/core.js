@@ -102,8 +102,9 @@
       .join('');
     SAE.app().innerHTML = `<h1>${SAE.esc(site.title)}</h1><p class="muted">Built ${SAE.esc(site.built)};
       ${site.circuit_edges} circuit edges; ${site.featvis} visualisations.</p><div class="layers">${cards}</div>
-      <p id="live-link"></p>`;
+      <p id="live-link"></p><p id="compare-links"></p>`;
     if (SAE.pages.liveLink) SAE.pages.liveLink(document.getElementById('live-link'));
+    if (SAE.pages.compareLinks) SAE.pages.compareLinks(document.getElementById('compare-links'));
   }
 
   function firstClassLayer(site) {
@@ -112,7 +113,7 @@
     return pref && pref.layer;
   }
 
-  /* #/ , #/<layer>, #/<layer>/f/<id>, #/<layer>/n/<id>, #/<layer>/classes, #/<layer>/class/<i>, #/class/<i>, #/live */
+  /* #/ , #/<layer>, #/<layer>/f/<id>, #/<layer>/n/<id>, #/<layer>/classes, #/<layer>/class/<i>, #/class/<i>, #/live, #/compare/<k> */
   function route() {
     const site = cache.site;
     if (!site) return SAE.fail('data/site.js is missing: rebuild the site with `inception-sae site build`.');
@@ -120,6 +121,7 @@
     window.scrollTo(0, 0);
     if (!parts.length) return home(site);
     if (parts[0] === 'live') return SAE.pages.live();
+    if (parts[0] === 'compare') return SAE.pages.compare(+parts[1]).catch(SAE.fail);
     if (parts[0] === 'class') {
       const layer = firstClassLayer(site);
       return layer ? location.replace(`#/${layer}/class/${parts[1]}`) : SAE.fail('no layer on this site has class data');

@@ -118,7 +118,9 @@
       <div class="grid2"><div class="card"><h2>Top classes</h2><p class="small muted">${SAE.esc(d.logit_effect_kind || index.logit_effect || '')}</p>${classList(d.top_classes)}</div>
         <div class="card"><h2>Bottom classes</h2>${classList(d.bottom_classes)}</div></div>
       <div class="grid2"><div class="card" id="upstream"><h2>Upstream circuit neighbours</h2>${neighbours(d.up)}</div>
-        <div class="card" id="downstream"><h2>Downstream circuit neighbours</h2>${neighbours(d.down)}</div></div>`;
+        <div class="card" id="downstream"><h2>Downstream circuit neighbours</h2>${neighbours(d.down)}</div></div>
+      <div id="matches"></div>`;
+    if (SAE.pages.matches) SAE.pages.matches(document.getElementById('matches'), index, d);
     if (hasMap) SAE.umap(document.getElementById('minimap'), index, { highlight: SAE.rowOf(index, id), height: 210, radius: 1.5 });
     const box = document.getElementById('neuronex');
     if (sn.neuron == null) { box.textContent = 'No similar neuron recorded.'; return; }

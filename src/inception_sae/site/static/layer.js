@@ -104,7 +104,7 @@
     SAE.app().innerHTML = `<h1>${L}: ${index.cols.id.length} SAE features</h1>
       <p class="muted small">Model <code>${SAE.esc(index.identity)}</code>${index.sae.path ? ` · SAE <code>${SAE.esc(index.sae.path)}</code>` : ''}
       · labels: ${SAE.esc((index.labels || {}).kind || 'from the analysis')}
-      ${index.classes ? ` · <a href="#/${L}/classes">classes → features</a>` : ''} · <span id="live-link"></span></p>
+      ${index.classes ? ` · <a href="#/${L}/classes">classes → features</a>` : ''} · <span id="live-link"></span> <span id="compare-links"></span></p>
       <div class="card">${headline(index)}</div>
       ${filters(index, st)}
       <div class="grid2">
@@ -119,6 +119,7 @@
       <div class="card"><h2>Features</h2><div id="tablebox"></div></div>
       <div class="card"><h2>Neurons</h2><div id="neurons"></div></div>`;
     if (SAE.pages.liveLink) SAE.pages.liveLink(document.getElementById('live-link'));
+    if (SAE.pages.compareLinks) SAE.pages.compareLinks(document.getElementById('compare-links'), index.layer);
     wire(index, st, hasMap);
     neuronList(index);
   };
