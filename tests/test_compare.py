@@ -102,3 +102,16 @@ def test_different_layers_without_images_is_a_one_line_error(tmp_path, capsys):
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs --images" in err[0]
+
+
+@pytest.mark.parametrize("density", [0.02, 0.5])
+def test_cross_add_equals_the_dense_product(density):
+    from inception_sae.compare.match import cross_add
+
+    g = torch.Generator().manual_seed(4)
+    a = torch.rand(300, 90, generator=g) * (torch.rand(300, 90, generator=g) < density)
+    b = torch.rand(300, 70, generator=g) * (torch.rand(300, 70, generator=g) < density)
+    a[5] = 0  # a row with no non-zero
+    out = torch.zeros(90, 70, dtype=torch.float64)
+    cross_add(out, a, b, max_pairs=50)  # many small blocks
+    assert torch.allclose(out, (a.T.double() @ b.double()), atol=1e-9)

@@ -131,18 +131,22 @@ class CorrelationAccumulator:
         self.sb += b.sum(0).double()
         self.sbb += b.pow(2).sum(0).double()
         self.fb += (b > 0).sum(0).double()
-        self.sab += (a.T @ b).double()
-        self.sab_null += (a.T @ b_null).double()
+        cross_add(self.sab, a, b)
+        cross_add(self.sab_null, a, b_null)
 
-    def _corr(self, sab: Tensor) -> Tensor:
+    def _corr(self, sab: Tensor, chunk: int = 1024) -> Tensor:
         n = max(self.n, 1)
         ma, mb = self.sa / n, self.sb / n
         va, vb = (self.saa / n - ma**2).clamp_min(0), (self.sbb / n - mb**2).clamp_min(0)
-        cov = sab / n - ma[:, None] * mb[None, :]
-        den = (va.sqrt()[:, None] * vb.sqrt()[None, :]).clamp_min(1e-30)
-        r = (cov / den).clamp(-1, 1)
-        r[(va <= 1e-20)[:, None].expand_as(r) | (vb <= 1e-20)[None, :].expand_as(r)] = 0.0  # a silent feature
-        return r.float()
+        sa, sb = va.sqrt(), vb.sqrt()
+        out = torch.empty(sab.shape, dtype=torch.float32)
+        for s in range(0, sab.shape[0], chunk):  # row blocks keep the float64 temporaries small
+            e = min(s + chunk, sab.shape[0])
+            cov = sab[s:e] / n - ma[s:e, None] * mb[None, :]
+            r = (cov / (sa[s:e, None] * sb[None, :]).clamp_min(1e-30)).clamp(-1, 1)
+            r[(va[s:e] <= 1e-20)[:, None] | (vb <= 1e-20)[None, :]] = 0.0  # a silent feature correlates with nothing
+            out[s:e] = r
+        return out
 
     def correlation(self) -> Tensor:
         """(ma, mb) correlations on the same images and positions."""
@@ -156,6 +160,37 @@ class CorrelationAccumulator:
         """Share of positions where each feature fires, on each side."""
         n = max(self.n, 1)
         return (self.fa / n).float(), (self.fb / n).float()
+
+
+def cross_add(out: Tensor, a: Tensor, b: Tensor, max_pairs: int = 1 << 23) -> None:
+    """``out += a.T @ b`` for (N, ma), (N, mb) code matrices, exploiting their sparsity.
+
+    TopK codes have k of m entries per row, so the product only has ``sum_rows nnz_a * nnz_b``
+    terms (k^2 per position, versus ma * mb for the dense GEMM): each row's outer product of its
+    non-zeros is index-added into ``out`` (float64), in row blocks of at most ``max_pairs`` terms.
+    """
+    density = float((a != 0).float().mean() + (b != 0).float().mean()) / 2 if a.numel() else 0.0
+    if density > 0.05:
+        out += (a.T @ b).double()
+        return
+    mb = b.shape[1]
+    ra, ca = a.nonzero(as_tuple=True)
+    rb, cb = b.nonzero(as_tuple=True)
+    va, vb = a[ra, ca].double(), b[rb, cb].double()
+    cnt_b = torch.bincount(rb, minlength=a.shape[0])
+    start_b = cnt_b.cumsum(0) - cnt_b
+    rep = cnt_b[ra]  # pairs contributed by each non-zero of a
+    ends = rep.cumsum(0)
+    flat_out = out.view(-1)
+    s = 0
+    while s < ra.numel():
+        e = int(torch.searchsorted(ends, ends[s] - rep[s] + max_pairs, right=True).clamp_min(s + 1))
+        r = rep[s:e]
+        ai = torch.repeat_interleave(torch.arange(s, e), r)
+        offset = torch.arange(int(r.sum())) - torch.repeat_interleave(r.cumsum(0) - r, r)
+        bi = start_b[ra[ai]] + offset
+        flat_out.index_add_(0, ca[ai] * mb + cb[bi], va[ai] * vb[bi])
+        s = e
 
 
 def null_threshold(null_best: Tensor, live: Tensor, q: float = 0.99) -> float:
