@@ -64,15 +64,18 @@ def test_run_killed_in_training_resumes_without_reharvesting(tmp_path):
         assert (run / layer / "eval.json").is_file() and (run / layer / "analysis" / "summary.json").is_file()
         assert (run / layer / "featvis" / "featvis.json").is_file()
     assert json.loads((run / "circuits" / "mixed3b__mixed4a" / "summary.json").read_text())["focus"]
+    cmp = json.loads((run / "compare" / "mixed3b__mixed4a" / "compare.json").read_text())
+    assert cmp["images"]["positions_per_image"] == 14 * 14  # mixed3b's 28x28 grid pooled onto mixed4a's
+    assert (run / "site" / "data" / "compare" / "0.js").is_file()
     assert (run / "site" / "index.html").is_file() and (run / "config.yaml").is_file()
     assert f"open {run / 'site' / 'index.html'}" in done.stdout.replace("\n", "")
 
     again = cli(args)  # everything complete: every stage is skipped
-    assert again.returncode == 0 and again.stderr.count("skipped (complete)") == 2 * 5 + 2
+    assert again.returncode == 0 and again.stderr.count("skipped (complete)") == 2 * 5 + 3
 
     changed = cli([*args, "--set", "train.lr=0.001"])  # another config for a finished stage: refused, nothing lost
     assert changed.returncode == 2 and "different train config (train.lr: None -> 0.001)" in changed.stderr
     assert snapshot(store) == before and (run / "mixed3b" / "sae" / "sae_weights.safetensors").is_file()
     site_only = cli([*args, "--force-stage", "site"])  # redo just the last stage
-    assert site_only.returncode == 0 and site_only.stderr.count("skipped (complete)") == 2 * 5 + 1
+    assert site_only.returncode == 0 and site_only.stderr.count("skipped (complete)") == 2 * 5 + 2
     assert "site" in site_only.stderr and (run / "site" / "index.html").is_file()

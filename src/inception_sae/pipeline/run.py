@@ -1,4 +1,4 @@
-"""``inception-sae run``: harvest -> train -> eval -> analyze -> featvis (per layer) -> circuits -> site.
+"""``inception-sae run``: harvest -> train -> eval -> analyze -> featvis (per layer) -> circuits -> compare -> site.
 
 A stage whose output is complete is skipped, so a killed run resumes where it
 stopped (and inside a stage, harvest and train resume from their own folders).
@@ -70,6 +70,10 @@ def plan(ctx: work.Context) -> list[Stage]:
         stages.append(Stage("circuits", f"circuits {a}__{b}", p.circuits(a, b),
                             lambda a=a, b=b: (p.circuits(a, b) / "summary.json").is_file(),
                             lambda a=a, b=b: work.do_circuits(ctx, a, b)))  # fmt: skip
+    for a, b in pairwise(layers):  # which features reappear in the next layer (activation correlation)
+        stages.append(Stage("compare", f"compare {a}__{b}", p.compare(a, b),
+                            lambda a=a, b=b: (p.compare(a, b) / "compare.json").is_file(),
+                            lambda a=a, b=b: work.do_compare(ctx, a, b)))  # fmt: skip
     stages.append(Stage("site", "site", p.site, lambda: site_done(p.site), lambda: work.do_site(ctx)))
     return stages
 

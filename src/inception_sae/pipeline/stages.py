@@ -20,9 +20,9 @@ from typing import Any
 from ..errors import UserError
 from .config import RunConfig, stage_kwargs
 
-#: Stage order within one layer; ``circuits`` and ``site`` follow all layers.
+#: Stage order within one layer; ``circuits``, ``compare`` and ``site`` follow all layers.
 LAYER_STAGES = ("harvest", "train", "eval", "analyze", "featvis")
-ALL_STAGES = (*LAYER_STAGES, "circuits", "site")
+ALL_STAGES = (*LAYER_STAGES, "circuits", "compare", "site")
 #: Config sections (and top-level keys) each stage's result depends on.
 DEPENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "harvest": (("harvest",), ("images", "weights", "seed")),
@@ -31,6 +31,7 @@ DEPENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "analyze": (("analyze",), ("analysis_images",)),
     "featvis": (("featvis",), ()),
     "circuits": (("circuits",), ()),
+    "compare": ((), ("analysis_images",)),
     "site": (("site",), ()),
 }
 
@@ -70,6 +71,9 @@ class Paths:
     def circuits(self, a: str, b: str) -> Path:
         return self.root / "circuits" / f"{a}__{b}"
 
+    def compare(self, a: str, b: str) -> Path:
+        return self.root / "compare" / f"{a}__{b}"
+
     @property
     def site(self) -> Path:
         return self.root / "site"
@@ -82,8 +86,8 @@ class Paths:
         """What removing a stage's results means (for ``--force-stage``)."""
         if stage == "site":
             return [self.site]
-        if stage == "circuits":
-            return [self.circuits(a, b) for a, b in pairwise(layers)]
+        if stage in ("circuits", "compare"):
+            return [getattr(self, stage)(a, b) for a, b in pairwise(layers)]
         return [getattr(self, stage)(layer) for layer in layers]
 
 

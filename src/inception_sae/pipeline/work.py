@@ -169,6 +169,17 @@ def do_circuits(ctx: Context, a: str, b: str) -> str:
     return f"focus {s['focus']}, {s['seconds']} s"
 
 
+def do_compare(ctx: Context, a: str, b: str) -> str:
+    from ..compare import CompareConfig, compare_saes
+
+    p = ctx.paths
+    cfg = CompareConfig(p.sae(a), p.sae(b), p.compare(a, b), images=ctx.analysis_images,
+                        analysis_a=p.analysis(a), analysis_b=p.analysis(b), **ctx.common())  # fmt: skip
+    r = compare_saes(cfg, model=ctx.model)
+    s = r["activation"]["a_to_b"]
+    return f"{s['share_above_null']:.0%} of {a} features matched in {b} above the shuffled null"
+
+
 def site_featvis(ctx: Context) -> Path | None:
     """The featvis folder for ``site build``: the layer's own, or links to every layer's (several layers)."""
     layers = [layer for layer in ctx.cfg.layers if (ctx.paths.featvis(layer) / layer).is_dir()]
@@ -196,7 +207,9 @@ def do_site(ctx: Context) -> str:
         kw["title"] = "inception-sae features (UNTRAINED random weights)"
     cfg = SiteConfig(analyses=tuple(p.analysis(x) for x in layers), out=p.site, featvis=site_featvis(ctx),
                      circuits=tuple(pairs), sae=p.sae(layers[0]) if len(layers) == 1 else None,
-                     eval_report=p.eval(layers[0]) if len(layers) == 1 else None, **kw)  # fmt: skip
+                     eval_report=p.eval(layers[0]) if len(layers) == 1 else None,
+                     compares=tuple(p.compare(a, b) for a, b in pairwise(layers)
+                                    if (p.compare(a, b) / "compare.json").is_file()), **kw)  # fmt: skip
     r = build_site(cfg)
     return f"{r.features} features, {r.files} files"
 
