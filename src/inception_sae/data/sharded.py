@@ -65,7 +65,10 @@ class ShardedArray:
         if step != 1:
             return self._take(np.arange(start, stop, step))
         pieces = []
-        for s, part in enumerate(self.parts):
+        first = max(int(np.searchsorted(self.offsets, start, side="right")) - 1, 0)  # only the shards it touches
+        last = int(np.searchsorted(self.offsets, stop, side="left"))
+        for s in range(first, min(last, len(self.parts))):
+            part = self.parts[s]
             lo, hi = max(start, int(self.offsets[s])), min(stop, int(self.offsets[s + 1]))
             if lo < hi:
                 pieces.append(np.asarray(part[lo - self.offsets[s] : hi - self.offsets[s]]))

@@ -208,6 +208,13 @@ class ActivationStore:
         parts = [np.asarray(self._load(s["provenance"], s["count"])) for s in self.shards]
         return np.concatenate(parts) if parts else np.zeros((0, 4), np.int32)
 
+    def image_index(self, rows: np.ndarray) -> np.ndarray:
+        """Image index (-1: unknown) of the given store rows, read from the provenance memory maps."""
+        if "provenance" in self.__dict__:  # already in memory
+            return self.provenance[np.asarray(rows), 0]
+        parts = [self._load(s["provenance"], s["count"]) for s in self.shards]
+        return ShardedArray(parts, d=4, dtype=np.dtype(np.int32))[np.asarray(rows)][:, 0]
+
     @property
     def image_ids(self) -> np.ndarray:
         """(N,) index into :attr:`images` of each vector's image (-1: unknown)."""

@@ -125,3 +125,29 @@ def fire_counts(indices: Tensor, values: Tensor, m: int) -> Tensor:
     """(m,) how many inputs each latent fired on (value > 0) in this batch."""
     live = (values > 0).flatten().to(torch.int64)
     return torch.zeros(m, dtype=torch.int64, device=indices.device).index_add_(0, indices.flatten(), live)
+
+
+#: Steps a training summary averages its FVU, L0 and dense fraction over (the last batch alone is noisy).
+SUMMARY_WINDOW = 100
+
+
+class RecentMeans:
+    """The last ``window`` steps' metrics, kept as JSON-able rows so that a checkpoint carries them."""
+
+    def __init__(self, window: int = SUMMARY_WINDOW) -> None:
+        self.window, self.rows = window, []
+
+    def add(self, stats: dict[str, float]) -> None:
+        self.rows.append(dict(stats))
+        del self.rows[: -self.window]
+
+    def mean(self, key: str) -> float | None:
+        """Mean of ``key`` over the window (None before the first step)."""
+        vals = [r[key] for r in self.rows if r.get(key) is not None]
+        return float(np.mean(vals)) if vals else None
+
+    def state_dict(self) -> list[dict[str, float]]:
+        return [dict(r) for r in self.rows]
+
+    def load_state_dict(self, rows: list[dict[str, float]]) -> None:
+        self.rows = [dict(r) for r in rows][-self.window :]

@@ -28,7 +28,7 @@ from . import checkpoint as ckpt
 from .auxk import add_row_grads, auxk_loss_and_grads
 from .cpu_memory import keep_freed_memory
 from .kernels import batch_moments, geometric_median
-from .metrics import DENSE_THRESHOLD, fire_counts, normalized_mse, variance_from_moments
+from .metrics import DENSE_THRESHOLD, RecentMeans, fire_counts, normalized_mse, variance_from_moments
 from .model import SAEConfig, TopKSAE, default_lr
 from .trainlog import TrainLogger
 
@@ -88,6 +88,7 @@ class Run:
     lr: float
     since_fired: torch.Tensor  #: (m,) samples since each latent last fired
     stats: dict[str, float] = field(default_factory=dict)  #: last step's metrics
+    recent: RecentMeans = field(default_factory=RecentMeans)  #: the last SUMMARY_WINDOW steps' metrics
 
 
 class TrainResult(NamedTuple):
@@ -260,6 +261,7 @@ class Trainer:
             "dead_fraction": float((run.since_fired >= cfg.window).float().mean()),
             "dense_fraction": float((counts.float() / cfg.batch_size > DENSE_THRESHOLD).float().mean()),
         }
+        run.recent.add(run.stats)
 
     def step_all(self) -> None:
         """One batch through every SAE."""
@@ -293,6 +295,7 @@ class Trainer:
             "saes": [asdict(c) for c in self.saes],
             "optimizer_groups": groups,
             "world": self.world,
+            "recent": {r.name: r.recent.state_dict() for r in self.runs},
         }
         return tensors, state
 
@@ -311,6 +314,7 @@ class Trainer:
                 for pname, p in r.sae.named_parameters():
                     p.copy_(tensors[f"{r.name}/param/{pname}"])
                 r.since_fired.copy_(tensors[f"{r.name}/since_fired"])
+                r.recent.load_state_dict(state.get("recent", {}).get(r.name, []))
                 ckpt.restore_optimizer(r.opt, tensors, state["optimizer_groups"][r.name], f"{r.name}/opt")
 
     def save_checkpoint(self) -> None:
@@ -326,10 +330,12 @@ class Trainer:
             r.name: {
                 "samples_seen": self.step * self.cfg.batch_size,
                 "steps": self.step,
-                "final_fvu": r.stats.get("fvu"),
-                "dead_fraction": r.stats.get("dead_fraction"),
-                "dense_fraction": r.stats.get("dense_fraction"),
-                "l0": r.stats.get("l0"),
+                "final_fvu": r.recent.mean("fvu"),  # means over the last summary_window_steps steps
+                "dead_fraction": r.stats.get("dead_fraction"),  # no firing in dead_window_samples: not noisy
+                "dense_fraction": r.recent.mean("dense_fraction"),
+                "l0": r.recent.mean("l0"),
+                "summary_window_steps": len(r.recent.rows),
+                "last_batch": {k: r.stats.get(k) for k in ("fvu", "dense_fraction")},
                 "lr": r.lr,
                 "dead_window_samples": self.cfg.window,
                 "multi_topk": self.cfg.multi_topk,
