@@ -1,4 +1,4 @@
-"""`train` / `eval` commands (store faked in-process), splice-back on a random-init model, one-line errors."""
+"""`train` / `eval` commands on a written store (held-out rows, counted reads), splice-back, one-line errors."""
 
 import json
 
@@ -7,54 +7,79 @@ import pytest
 import torch
 from PIL import Image
 
+from inception_sae import ActivationStore
 from inception_sae.cli import main
-from inception_sae.commands import train as train_cmd
 from inception_sae.data.images import ImageDataset, iter_batches
-from inception_sae.data.source import ArraySource
+from inception_sae.data.sharded import ShardedArray
 from inception_sae.errors import UserError
 from inception_sae.models import load_model
 from inception_sae.sae.evaluate import check_dims, splice_back
 from inception_sae.sae.model import SAEConfig, TopKSAE
 
 
-class FakeStore:
-    """Stands in for inception_sae.data.store.ActivationStore (built in parallel by another stage)."""
-
-    def __init__(self, n=1024, d=16, layer="mixed3a"):
-        self.vectors = np.random.default_rng(0).random((n, d), dtype=np.float32)
-        self.layer, self.manifest = layer, {"model": "random:0"}
-
-    def batch_source(self, batch_size, seed=0, rank=0, world=1):
-        return ArraySource(self.vectors, batch_size, seed, rank, world)
-
-
 @pytest.fixture
-def fake_store(monkeypatch):
-    store = FakeStore()
-    monkeypatch.setattr(train_cmd, "_open_store", lambda path: store)
-    return store
+def store(tmp_path):
+    v = np.random.default_rng(0).random((1024, 16), dtype=np.float32)
+    return ActivationStore.write(tmp_path / "store", v, "mixed3a", meta={"model": "random:0"})
 
 
-def test_train_then_eval_cli(tmp_path, fake_store, capsys):
+TRAIN = ["--k", "4", "--latents", "64", "--batch-size", "256", "--no-progress", "--checkpoint-every", "2"]
+
+
+def test_train_then_eval_cli(tmp_path, store, capsys):
     out = tmp_path / "sae"
-    args = ["train", "--store", "x", "--out", str(out), "--k", "4", "--latents", "64", "--samples", "2048",
-            "--batch-size", "256", "--no-progress", "--checkpoint-every", "2"]  # fmt: skip
-    assert main(args) == 0
+    assert main(["train", "--store", str(store.path), "--out", str(out), "--samples", "2048", *TRAIN]) == 0
     cfg = json.loads((out / "cfg.json").read_text())
     assert cfg["layer"] == "mixed3a" and cfg["model"] == "random:0" and cfg["d_sae"] == 64
-    assert cfg["training"]["samples_seen"] == 2048
+    assert cfg["training"]["samples_seen"] == 2048 and cfg["training"]["summary_window_steps"] == 8
+    assert cfg["batch_mixing"]["batch_size"] == 256
     rep = tmp_path / "eval.json"
-    assert main(["eval", "--sae", str(out), "--store", "x", "--report", str(rep)]) == 0
+    assert main(["eval", "--sae", str(out), "--store", str(store.path), "--report", str(rep)]) == 0
     res = json.loads(rep.read_text())["store"]
     assert 0 < res["fvu"] < 1 and res["l0"] <= 4 and "counts" in res["histogram"]
+    assert "held-out vectors (never trained on)" in capsys.readouterr().out
 
 
-def test_cli_errors_are_one_line(tmp_path, fake_store, capsys):
+def test_eval_rows_are_disjoint_from_every_row_training_read(tmp_path, store, monkeypatch):
+    read = np.zeros(len(store), np.int64)
+    real = ShardedArray.__getitem__
+
+    def counting(self, key):
+        if self.d == store.d:  # the store's vectors (provenance has d = 4)
+            rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
+            np.add.at(read, rows, 1)
+        return real(self, key)
+
+    def train_and_eval(name: str, held_out: str) -> dict:
+        read[:] = 0
+        monkeypatch.setattr(ShardedArray, "__getitem__", counting)
+        args = ["--store", str(store.path), "--out", str(tmp_path / name), "--samples", "4096", "--held-out", held_out]
+        assert main(["train", *args, *TRAIN]) == 0  # 16 steps of 256: four epochs over the training rows
+        monkeypatch.setattr(ShardedArray, "__getitem__", real)
+        rep = tmp_path / f"{name}.json"
+        assert main(["eval", "--sae", str(tmp_path / name), "--store", str(store.path), "--report", str(rep)]) == 0
+        cfg = json.loads((tmp_path / name / "cfg.json").read_text())
+        return {"cfg": cfg["training"], "store": json.loads(rep.read_text())["store"]}
+
+    held = train_and_eval("held", "200")
+    assert held["cfg"]["held_out_rows"] == [824, 1024]
+    (start, end), ev = held["store"]["rows"], held["store"]
+    assert (start, end) == (824, 1024) and ev["held_out"] is True and ev["path"] == str(store.path) and ev["n"] == 200
+    assert read[start:end].sum() == 0  # training read none of the evaluated rows
+    assert (read[:start] >= 4).all()  # and every other row, once per epoch (plus the initialisation sample)
+
+    none = train_and_eval("none", "0")
+    assert none["cfg"]["held_out_rows"] is None
+    (start, end), ev = none["store"]["rows"], none["store"]
+    assert ev["held_out"] is False and (read[start:end] > 0).all()  # evaluated rows were trained on
+
+
+def test_cli_errors_are_one_line(tmp_path, store, capsys):
     assert main(["train", "--out", str(tmp_path)]) == 2
     assert main(["train", "--images", str(tmp_path), "--layer", "mixed3a", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and len(err) == 2
-    assert main(["eval", "--sae", str(tmp_path / "nope"), "--store", "x"]) == 2
+    assert main(["eval", "--sae", str(tmp_path / "nope"), "--store", str(store.path)]) == 2
 
 
 def _sae_for(layer: str, d: int, tmp_path):

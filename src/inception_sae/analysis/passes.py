@@ -40,6 +40,7 @@ class Context:
     workers: int = 0
     skips: SkipLog = field(default_factory=SkipLog)
     progress: bool = True
+    subset: dict = field(default_factory=dict)  #: how the images were chosen (subsets.subset_record)
 
     @property
     def hw(self) -> int:

@@ -11,6 +11,7 @@ import torch
 
 from ..data.images import ImageDataset, Preprocess
 from ..data.labels import load_labels
+from ..data.subsets import take_spread
 from ..errors import UserError
 from . import branches as br
 from . import checkpoint as ckpt
@@ -55,9 +56,9 @@ def build_context(cfg: AnalyzeConfig, model, progress: bool) -> tuple[Context, d
         raise UserError(f"SAE d_in={decoder(sae).shape[1]} but {layer} has {info.channels} channels")
     resize = round(cfg.input_size * 256 / 224)
     ds = ImageDataset.from_path(cfg.images, Preprocess(resize=resize, crop=cfg.input_size))
-    n = len(ds) if cfg.max_images is None else min(cfg.max_images, len(ds))
-    ctx = Context(model, sae, layer, info, ds, list(range(n)), cfg.batch_size, cfg.device, cfg.workers,
-                  progress=progress)  # fmt: skip
+    subset = take_spread(ds, cfg.max_images, cfg.seed)  # seeded, spread over the classes
+    ctx = Context(model, sae, layer, info, ds, list(range(len(ds))), cfg.batch_size, cfg.device, cfg.workers,
+                  progress=progress, subset=subset)  # fmt: skip
     return ctx, sae_cfg
 
 

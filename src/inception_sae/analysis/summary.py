@@ -38,7 +38,8 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, wr
         "model": {"identity": ctx.model.identity, "untrained_weights": bool(ctx.model.is_random),
                   "matches_sae": sae_cfg.get("model") in (None, ctx.model.identity)},
         "images": {"root": str(ctx.dataset.root), "requested": len(ctx.indices), "analysed": int(state.seen.sum()),
-                   "skipped": ctx.skips.to_dict(), "input_size": cfg.input_size, "positions": s.positions},
+                   "skipped": ctx.skips.to_dict(), "input_size": cfg.input_size, "positions": s.positions,
+                   "subset": ctx.subset},
         "counts": {
             "features": state.features.m, "neurons": state.neurons.m,
             "dead": int((s.fire_pos == 0).sum()), "dense": int((freq > 0.1).sum()),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..data.images import ImageDataset, Preprocess
 from ..data.labels import load_labels
+from ..data.subsets import take_spread
 from ..errors import UserError
 from ..models.inception_v1 import InceptionV1
 from ..models.layers import layer_info
@@ -155,7 +156,7 @@ def load_inputs(cfg: CircuitsConfig, model: InceptionV1 | None):
     if cfg.images is not None:
         pre = Preprocess(resize=round(cfg.image_size * 256 / 224), crop=cfg.image_size)
         dataset = ImageDataset.from_path(cfg.images, pre)
-        dataset.files = dataset.files[: cfg.max_images]
+        dataset.subset = take_spread(dataset, cfg.max_images, cfg.seed)  # seeded, spread over the classes
     return model, up, down, chain, dataset
 
 
@@ -226,6 +227,7 @@ def run_circuits(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> dict:
         "model": model.identity,
         "focus": node,
         "images": len(dataset) if dataset is not None else 0,
+        "image_subset": getattr(dataset, "subset", None),
         "seconds": round(time.time() - t0, 2),
         "validation": validation,
         "files": sorted({p.name for p in out.iterdir()} | {"summary.json"}),

@@ -13,7 +13,7 @@ def analyze(
     sae: Path = typer.Option(..., "--sae", help="SAE folder (cfg.json with 'layer' + sae_weights.safetensors)."),
     images: Path = typer.Option(..., "--images", help="Image folder (recursive) or .txt list of images."),
     out: Path = typer.Option(..., "--out", help="Analysis folder to write."),
-    max_images: int = typer.Option(None, "--max-images", help="Use only the first N images."),
+    max_images: int = typer.Option(None, "--max-images", help="Use only N images (seeded, spread over classes)."),
     weights: str = WEIGHTS,
     seed: int = SEED,
     device: str = DEVICE,

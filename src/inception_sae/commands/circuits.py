@@ -15,7 +15,7 @@ def circuits(
     output: Path = typer.Option(..., "--out", help="Output folder."),
     feature: int = typer.Option(None, "--feature", help="Downstream feature to centre the graph on."),
     images: Path = typer.Option(None, "--images", help="Images for attribution, ablation and validation."),
-    max_images: int = typer.Option(64, "--max-images", help="Images scanned for sites."),
+    max_images: int = typer.Option(64, "--max-images", help="Images scanned for sites (seeded, class-spread)."),
     image_size: int = typer.Option(224, "--image-size", help="Centre-crop side in pixels."),
     compare_features: int = typer.Option(8, "--compare-features", help="Downstream features compared by all methods."),
     top: int = typer.Option(10, "--top", help="Neighbours per feature in neighbours.json."),

@@ -57,7 +57,7 @@ def run(
     k: int = typer.Option(None, "--k", help="Active latents (sae.k)."),
     expansion: float = typer.Option(None, "--expansion", help="Latents = expansion x d (sae.expansion)."),
     samples: int = typer.Option(None, "--samples", help="Training length in vectors (train.samples)."),
-    max_images: int = typer.Option(None, "--max-images", help="Use only the first N images (harvest and analyze)."),
+    max_images: int = typer.Option(None, "--max-images", help="Use only N images (seeded, class-spread)."),
     sets: list[str] = typer.Option([], "--set", help="Any config key: section.key=value (repeatable)."),
     force_stage: list[str] = typer.Option([], "--force-stage", help="Redo this stage and the ones after it."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the effective config (YAML) and exit."),

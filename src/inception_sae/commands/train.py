@@ -35,9 +35,22 @@ def _open_store(path: Path):
     return ActivationStore.open(path)
 
 
-def _store_source(store, batch: int, seed: int, rank: int, world: int):
-    make = getattr(store, "batch_source", None) or store.source
-    return make(batch_size=batch, seed=seed, rank=rank, world=world)
+def _store_source(store, batch: int, seed: int, rank: int, world: int, held_out: int):
+    """Shuffled batches of the store minus its held-out tail (never read, so `eval` can measure on it)."""
+    from ..data.subsets import held_out_tail
+
+    rows = held_out_tail(store, held_out)
+    try:
+        return store.source(batch_size=batch, seed=seed, rank=rank, world=world, held_out=rows)
+    except ValueError as e:
+        raise UserError(f"store {store.path}: {e}") from e
+
+
+def mixing_line(source) -> str:
+    """One line on what a training batch mixes (images, classes)."""
+    m = source.mixing()
+    classes = f", {m['classes_per_batch']:.0f} of {m['classes']} classes" if m.get("classes_per_batch") else ""
+    return f"a batch of {m['batch_size']} spans {m['images_per_batch']:.0f} images on average{classes}"
 
 
 def _stream_source(images: Path, layer: str, weights, seed: int, device: str, batch: int, rank: int, world: int):
@@ -62,6 +75,9 @@ def train(
     expansion: float = typer.Option(16.0, "--expansion", help="Latents = expansion x d."),
     latents: int = typer.Option(None, "--latents", help="Explicit latent count (overrides --expansion)."),
     samples: int = typer.Option(10_000_000, "--samples", help="Training length in vectors."),
+    held_out: int = typer.Option(
+        65536, "--held-out", help="Store vectors (its tail, <= 20%) never trained on, for `eval`; 0: none."
+    ),
     batch_size: int = typer.Option(4096, "--batch-size", help="Global batch size."),
     seed: list[int] = typer.Option([0], "--seed", help="Init seed; repeat for a seed sweep (first one seeds data)."),
     tie: str = typer.Option("init", "--tie", help="init (Gao: tied init, trained freely) or full (decoder = enc^T)."),
@@ -95,8 +111,11 @@ def train(
         source, meta = _stream_source(images, layer, weights, seed[0], device, batch_size // world, rank, world)
     else:
         st = _open_store(store)
-        source = _store_source(st, batch_size // world, seed[0], rank, world)
-        meta = {"layer": st.layer, "model": st.manifest.get("model"), "store": str(store)}
+        source = _store_source(st, batch_size // world, seed[0], rank, world, held_out)
+        meta = {"layer": st.layer, "model": st.manifest.get("model"), "store": str(st.path),
+                "batch_mixing": source.mixing()}  # fmt: skip
+        if rank == 0:
+            console.print(f"{mixing_line(source)}; held out (never read): rows {source.held_out or 'none'}")
     saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
     cfg = TrainConfig(
         samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, aux_coef=aux_coef,
@@ -116,64 +135,50 @@ def train(
 
 def evaluate(
     sae_dir: Path = typer.Option(..., "--sae", help="SAE folder."),
-    store: Path = typer.Option(None, "--store", help="Activation store: evaluate on its last vectors."),
+    store: Path = typer.Option(
+        None, "--store", help="Activation store: its held-out rows if the SAE was trained on it, else its last rows."
+    ),
     images: Path = typer.Option(None, "--images", help="Images for splice-back (folder or .txt list)."),
-    max_vectors: int = typer.Option(65536, "--max-vectors", help="Held-out vectors taken from the store's end."),
-    max_images: int = typer.Option(64, "--max-images", help="Images for splice-back."),
+    max_vectors: int = typer.Option(65536, "--max-vectors", help="Store vectors evaluated."),
+    max_images: int = typer.Option(64, "--max-images", help="Images for splice-back (seeded, spread over classes)."),
     batch_size: int = typer.Option(16, "--image-batch", help="Images per batch."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the splice-back image subset."),
     report: Path = typer.Option(None, "--report", help="Write the results (and frequency histogram) as JSON."),
     weights: str = WEIGHTS,
     device: str = DEVICE,
 ) -> None:
-    """FVU, L0, dead/dense fractions, firing histogram; splice-back top-1 agreement and KL on images."""
-    from ..sae.evaluate import check_dims, evaluate_vectors
+    """FVU, L0, dead/dense fractions; splice-back top-1 agreement and KL, at every position and the trained ones."""
+    from ..sae.eval_stage import evaluate as run_eval
     from ..sae.model import TopKSAE
 
     if store is None and images is None:
         raise UserError("give --store and/or --images")
     sae = TopKSAE.load(sae_dir, device=device)
-    results: dict = {"sae": str(sae_dir)}
-    if store is not None:
-        st = _open_store(store)
-        vecs = st.vectors
-        check_dims(sae, int(vecs.shape[1]), st.layer, f"store {store}")
-        n = min(max_vectors, len(vecs))
-        ev = evaluate_vectors(sae, vecs[len(vecs) - n :], device=device)
-        results["store"] = ev.__dict__
-        out.print(f"held-out vectors: {n}  FVU {ev.fvu:.4f}  L0 {ev.l0:.1f}  dead {ev.dead_fraction:.2%}")
-    if images is not None:
-        results["splice"] = _splice(sae, images, max_images, batch_size, weights, device)
+    st = _open_store(store) if store is not None else None
+    rep = run_eval(sae, sae_dir, store=st, images=images, weights=weights, max_vectors=max_vectors,
+                   max_images=max_images, batch_size=batch_size, seed=seed, device=device)  # fmt: skip
+    for line in report_lines(rep.to_dict()):
+        out.print(line)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(results, indent=2))
+        report.write_text(json.dumps(rep.to_dict(), indent=2))
 
 
-def _splice(sae, images: Path, max_images: int, batch_size: int, weights, device: str) -> dict:
-    from ..data.images import ImageDataset, iter_batches
-    from ..models.layers import layer_info
-    from ..models.weights import load_model, parse_identity_seed
-    from ..sae.evaluate import check_dims, splice_back
-
-    layer = sae.layer
-    if not layer:
-        raise UserError("the SAE's cfg.json names no layer; splice-back needs one")
-    info = layer_info(layer)
-    check_dims(sae, info.channels, layer, f"layer {layer}")
-    identity = str(sae.meta.get("model") or "")
-    seed = parse_identity_seed(identity)
-    if weights is None and seed is not None:
-        weights = "random"
-    model = load_model(weights, seed=seed or 0, device=device)
-    if identity and model.identity != identity:
-        console.print(f"[yellow]warning[/]: SAE trained on model {identity}, evaluating with {model.identity}")
-    ds = ImageDataset.from_path(images)
-    idx = list(range(min(max_images, len(ds))))
-    sp, vec = splice_back(sae, model, layer, iter_batches(ds, batch_size, indices=idx), device)
-    out.print(
-        f"splice-back on {sp.images} images ({layer}): top-1 agreement {sp.top1_agreement:.1%}, "
-        f"KL {sp.kl:.4f} nats, FVU {sp.fvu:.4f}, L0 {vec.l0:.1f}"
-    )
-    return {**sp.__dict__, "vectors": vec.__dict__}
+def report_lines(rep: dict) -> list[str]:
+    """Human summary of an evaluation report; "held-out" only for rows training never read."""
+    lines = []
+    if rep.get("store"):
+        s = rep["store"]
+        what = "held-out vectors (never trained on)" if s["held_out"] else "store vectors (NOT held out)"
+        lines.append(f"{what}: rows [{s['rows'][0]}, {s['rows'][1]})  FVU {s['fvu']:.4f}  L0 {s['l0']:.1f}  "
+                     f"dead {s['dead_fraction']:.2%}")  # fmt: skip
+    sp = rep.get("splice")
+    for part, label in ((sp, "every position"), ((sp or {}).get("training_positions"), "trained positions")):
+        if part:
+            lines.append(f"splice-back on {part['images']} images, {label}: top-1 agreement "
+                         f"{part['top1_agreement']:.1%}, KL {part['kl']:.4f} nats, FVU {part['fvu']:.4f}, "
+                         f"L0 {part['vectors']['l0']:.1f}")  # fmt: skip
+    return lines
 
 
 def register(app: typer.Typer) -> None:

@@ -29,7 +29,7 @@ from .images import ImageDataset, Preprocess
 from .ledger import Ledger, Pending, ShardWriter, merge_skips
 from .sampling import SAMPLINGS, ViewDataset, collate_views, gather_positions, item_seed, select_positions
 from .store import DTYPES, MANIFEST, new_manifest, now_iso, write_image_list
-from .subsets import spread_subset, visit_order
+from .subsets import take_spread, visit_order
 
 #: Manifest keys that must match for a rerun to resume an existing store.
 RECIPE_KEYS = (
@@ -96,9 +96,7 @@ def open_images(cfg: HarvestConfig) -> tuple[ImageDataset, list[str]]:
         dataset = ImageDataset.from_path(cfg.images, Preprocess(cfg.resize, cfg.crop))
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from e
-    if cfg.max_images is not None:
-        all_ids = [f.as_posix() for f in dataset.files]
-        dataset.files = [dataset.files[i] for i in spread_subset(all_ids, cfg.max_images, cfg.seed)]
+    take_spread(dataset, cfg.max_images, cfg.seed)
     if not dataset.files:
         raise UserError(f"no images found under {cfg.images}")
     return dataset, [dataset.image_id(i) for i in range(len(dataset))]

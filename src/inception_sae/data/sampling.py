@@ -128,3 +128,28 @@ def collate_views(items: list[tuple[torch.Tensor | None, int, str]]):
     if not good:
         return None, [], skipped
     return torch.stack([x for x, _ in good]), [i for _, i in good], skipped
+
+
+def harvest_rule(manifest: dict) -> dict:
+    """The position rule of a store's recipe (what an SAE trained on it saw), JSON-ready."""
+    return {
+        "sampling": manifest.get("sampling", "all"),
+        "per_image": int(manifest.get("per_image") or 0),
+        "seed": int(manifest.get("seed") or 0),
+    }
+
+
+def training_mask(acts: torch.Tensor, rule: dict, image_ids: list[str]) -> torch.Tensor:
+    """(B, H*W) bool: the positions of view 0 of each image that the harvest ``rule`` would select."""
+    norms = acts.flatten(2).norm(dim=1)  # (B, H*W)
+    seeds = [item_seed(rule["seed"], image_id, 0) for image_id in image_ids]
+    pos = torch.from_numpy(select_positions(norms, rule["per_image"], rule["sampling"], seeds)).to(acts.device)
+    mask = torch.zeros_like(norms, dtype=torch.bool)
+    return mask.scatter_(1, pos, True)
+
+
+def describe_rule(rule: dict) -> str:
+    """E.g. ``top-norm, 10 positions per image`` (for reports and the site)."""
+    if rule["sampling"] == "all":
+        return "all positions"
+    return f"{rule['sampling']}, {rule['per_image']} positions per image"

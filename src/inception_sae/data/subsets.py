@@ -69,3 +69,39 @@ def subset_record(image_ids: Sequence[str], chosen: Sequence[int], seed: int) ->
         "classes": len(classes),
         "classes_available": len({class_of(i) for i in image_ids}),
     }
+
+
+#: Most of a store that training may give up to the held-out range.
+HELD_OUT_CAP = 0.2
+
+
+def held_out_tail(store, rows: int) -> tuple[int, int] | None:
+    """``[start, end)``: the store's last ``rows`` rows (at most :data:`HELD_OUT_CAP` of it), never trained on.
+
+    The start moves forward to an image boundary so that no image has rows on both
+    sides. The harvest visits images in a seeded random order, so the tail is a
+    random sample of the images (of the last rank's share under torchrun).
+    """
+    n = len(store)
+    rows = min(int(rows), int(n * HELD_OUT_CAP))
+    if rows <= 0:
+        return None
+    start = n - rows
+    if start > 0:
+        before = int(store.image_index(np.array([start - 1]))[0])
+        while before >= 0 and start < n:
+            block = store.image_index(np.arange(start, min(n, start + 4096)))
+            change = np.flatnonzero(block != before)
+            if change.size:
+                start += int(change[0])
+                break
+            start += len(block)
+    return (start, n) if start < n else None
+
+
+def take_spread(dataset, n: int | None, seed: int) -> dict:
+    """Keep a seeded class-spread subset of ``n`` of ``dataset``'s files (in place); its record."""
+    ids = [f.as_posix() for f in dataset.files]
+    chosen = spread_subset(ids, n, seed)
+    dataset.files = [dataset.files[i] for i in chosen]
+    return subset_record(ids, chosen, seed)

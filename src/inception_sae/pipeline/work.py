@@ -53,6 +53,12 @@ def do_harvest(ctx: Context, layer: str) -> str:
     return f"{r.vectors:,} vectors, {r.skipped} images skipped"
 
 
+def console_print(line: str) -> None:
+    from ..commands.common import console
+
+    console.print(line)
+
+
 def do_train(ctx: Context, layer: str) -> str:
     from ..data.store import ActivationStore
     from ..sae.model import SAEConfig
@@ -68,8 +74,18 @@ def do_train(ctx: Context, layer: str) -> str:
         )
     spec = SAESpec(**config_for(ctx.cfg, "sae"))
     sae_cfg = SAEConfig.from_expansion(store.d, spec.expansion, spec.latents, k=spec.k, tie=spec.tie, seed=spec.seed)
-    source = store.source(batch_size=tcfg.batch_size, seed=ctx.cfg.seed)
-    meta = {"layer": store.layer, "model": store.manifest.get("model"), "store": str(ctx.paths.store(layer))}
+    from ..commands.train import mixing_line
+    from ..data.subsets import held_out_tail
+    from .config import EvalSpec
+
+    held = held_out_tail(store, EvalSpec(**config_for(ctx.cfg, "eval")).max_vectors)  # what eval measures on
+    source = store.source(batch_size=tcfg.batch_size, seed=ctx.cfg.seed, held_out=held)
+    if len(store) - (held[1] - held[0] if held else 0) < tcfg.batch_size:
+        raise UserError(f"the {layer} store minus its held-out rows is smaller than one batch; harvest more images")
+    if ctx.progress:
+        console_print(f"{layer}: {mixing_line(source)}; held out (never read): rows {held or 'none'}")
+    meta = {"layer": store.layer, "model": store.manifest.get("model"), "store": str(ctx.paths.store(layer)),
+            "batch_mixing": source.mixing()}  # fmt: skip
     result = train(source, [sae_cfg], tcfg, ctx.paths.sae(layer), meta)
     if result.interrupted:
         raise KeyboardInterrupt  # the checkpoint is saved; rerunning resumes
@@ -79,30 +95,24 @@ def do_train(ctx: Context, layer: str) -> str:
 
 
 def do_eval(ctx: Context, layer: str) -> str:
-    from ..data.images import ImageDataset, Preprocess, iter_batches
     from ..data.store import ActivationStore
-    from ..sae.evaluate import check_dims, evaluate_vectors, splice_back
+    from ..sae.eval_stage import evaluate
     from ..sae.model import TopKSAE
     from .config import EvalSpec
 
     spec = EvalSpec(**config_for(ctx.cfg, "eval"))
     sae = TopKSAE.load(ctx.paths.sae(layer), device=ctx.cfg.device)
     store = ActivationStore.open(ctx.paths.store(layer))
-    check_dims(sae, store.d, store.layer, f"store {store.path}")
-    n = min(spec.max_vectors, len(store))
-    vec = evaluate_vectors(sae, store.vectors[len(store) - n :], device=ctx.cfg.device)
-    report: dict[str, Any] = {"sae": str(ctx.paths.sae(layer)), "model": ctx.model.identity,
-                              "untrained_weights": ctx.model.identity.startswith("random:"),
-                              "store": vec.__dict__, "note": "vectors from the end of the training store"}  # fmt: skip
-    note = f"FVU {vec.fvu:.3f}, L0 {vec.l0:.1f}"
-    if spec.max_images > 0:
-        h = ctx.cfg.section("harvest")  # the harvest's crop: the SAE was trained on that grid
-        ds = ImageDataset.from_path(ctx.analysis_images, Preprocess(h["resize"], h["crop"]))
-        idx = list(range(min(spec.max_images, len(ds))))
-        sp, v2 = splice_back(sae, ctx.model, layer, iter_batches(ds, spec.batch_size, indices=idx), ctx.cfg.device)
-        report["splice"] = {**sp.__dict__, "vectors": v2.__dict__}
-        note += f", splice-back top-1 agreement {sp.top1_agreement:.0%}"
-    write_json(ctx.paths.eval(layer), report)
+    rep = evaluate(sae, ctx.paths.sae(layer), store=store, images=ctx.analysis_images, model=ctx.model,
+                   max_vectors=spec.max_vectors, max_images=spec.max_images, batch_size=spec.batch_size,
+                   seed=ctx.cfg.seed, device=ctx.cfg.device)  # fmt: skip
+    write_json(ctx.paths.eval(layer), rep.to_dict())
+    s = rep.store or {}
+    note = f"{'held-out ' if s.get('held_out') else ''}FVU {s.get('fvu', float('nan')):.3f}, L0 {s.get('l0', 0):.1f}"
+    if rep.splice:
+        part = rep.splice.get("training_positions")
+        where = "trained positions" if part else "every position"
+        note += f", splice-back top-1 agreement {(part or rep.splice)['top1_agreement']:.0%} ({where})"
     return note
 
 

@@ -82,28 +82,57 @@ def evaluate_vectors(sae: TopKSAE, vectors: Any, batch_size: int = 4096, device:
     return result
 
 
-@torch.no_grad()
-def splice_back(sae: TopKSAE, model, layer: str, batches, device: str = "cpu") -> tuple[SpliceEval, VectorEval]:
-    """Replace ``layer``'s activations by their reconstruction at every position; compare logits.
+class _SpliceAcc:
+    """Top-1 agreement, KL and the reconstruction statistics of one position set."""
 
-    ``batches`` yields (images (B, 3, H, W), ...) tuples, e.g. :func:`~..data.images.iter_batches`.
+    def __init__(self, sae: TopKSAE) -> None:
+        self.acc, self.n, self.agree, self.kl_sum = _Acc(sae), 0, 0, 0.0
+
+    def add_logits(self, logits: torch.Tensor, spliced: torch.Tensor) -> None:
+        logp, logq = F.log_softmax(logits, -1), F.log_softmax(spliced, -1)
+        self.kl_sum += float((logp.exp() * (logp - logq)).sum())
+        self.agree += int((logits.argmax(-1) == spliced.argmax(-1)).sum())
+        self.n += logits.shape[0]
+
+    def result(self) -> tuple[SpliceEval, VectorEval]:
+        if self.n == 0:
+            raise UserError("no images could be decoded for splice-back")
+        vec = self.acc.result()
+        return SpliceEval(self.n, self.agree / self.n, self.kl_sum / self.n, vec.fvu), vec
+
+
+@torch.no_grad()
+def splice_both(sae: TopKSAE, model, layer: str, batches, device: str = "cpu", select=None):
+    """Splice-back at every position, and (with ``select``) at selected positions only, in one pass.
+
+    ``select(acts (B, C, H, W), indices) -> (B, H*W) bool`` marks the positions to
+    replace by their reconstruction (the others keep their activations); its FVU,
+    L0 and firing statistics are over those positions only. Returns ``((SpliceEval,
+    VectorEval) for every position, the same for the selected positions or None)``.
     """
-    acc = _Acc(sae)
-    n = agree = 0
-    kl_sum = 0.0
-    for images, *_ in batches:
+    every, chosen = _SpliceAcc(sae), (_SpliceAcc(sae) if select is not None else None)
+    for images, *rest in batches:
+        idx = rest[0] if rest else list(range(images.shape[0]))
         images = images.to(device)
         acts = model.capture(images, [layer])[layer]  # (B, C, H, W)
         B, C, H, W = acts.shape
         flat = acts.permute(0, 2, 3, 1).reshape(-1, C)  # one vector per position
-        recon = acc.add(sae, flat).reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous()
+        recon_flat = every.acc.add(sae, flat)
+        recon = recon_flat.reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous()
         logits = model.forward_from(layer, acts)
-        spliced = model.forward_from(layer, recon)
-        logp, logq = F.log_softmax(logits, -1), F.log_softmax(spliced, -1)
-        kl_sum += float((logp.exp() * (logp - logq)).sum())
-        agree += int((logits.argmax(-1) == spliced.argmax(-1)).sum())
-        n += B
-    if n == 0:
-        raise UserError("no images could be decoded for splice-back")
-    vec = acc.result()
-    return SpliceEval(n, agree / n, kl_sum / n, vec.fvu), vec
+        every.add_logits(logits, model.forward_from(layer, recon))
+        if chosen is not None:
+            mask = select(acts, idx).reshape(-1)  # (B*H*W,) in (b, y, x) order, as ``flat``
+            chosen.acc.add(sae, flat[mask])
+            mixed = torch.where(mask[:, None], recon_flat, flat).reshape(B, H, W, C).permute(0, 3, 1, 2)
+            chosen.add_logits(logits, model.forward_from(layer, mixed.contiguous()))
+    return every.result(), (chosen.result() if chosen is not None else None)
+
+
+def splice_back(sae: TopKSAE, model, layer: str, batches, device: str = "cpu") -> tuple[SpliceEval, VectorEval]:
+    """Replace ``layer``'s activations by their reconstruction at every position; compare logits.
+
+    ``batches`` yields (images (B, 3, H, W), indices, ...) tuples, e.g. :func:`~..data.images.iter_batches`.
+    """
+    every, _ = splice_both(sae, model, layer, batches, device)
+    return every

@@ -326,6 +326,7 @@ class Trainer:
 
     # ----- outputs
     def summaries(self) -> dict[str, dict]:
+        held = getattr(self.source, "held_out", None)  # store rows [start, end) training never read
         return {
             r.name: {
                 "samples_seen": self.step * self.cfg.batch_size,
@@ -341,6 +342,7 @@ class Trainer:
                 "multi_topk": self.cfg.multi_topk,
                 "dtype": self.cfg.dtype,
                 "nonfinite_skipped": self.nonfinite,
+                "held_out_rows": list(held) if held else None,
             }
             for r in self.runs
         }

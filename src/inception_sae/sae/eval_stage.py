@@ -1,0 +1,193 @@
+"""The evaluation stage shared by ``inception-sae eval`` and ``run``: one function, one report.
+
+:func:`evaluate` measures an SAE on
+
+- **store rows**: FVU, L0, dead/dense fractions on the held-out range that
+  training never read (``cfg.json`` ``training.held_out_rows``) when the store is
+  the training store, else on the store's last rows, marked ``held_out: false``;
+- **splice-back** on a seeded, class-spread subset of images (preferring images
+  of the held-out rows), at the crop the store was harvested with, on two
+  position sets: every position of the layer, and the positions the harvest rule
+  selects (top-norm / norm-weighted / all): the distribution the SAE was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+from .evaluate import check_dims, evaluate_vectors, splice_both
+from .model import TopKSAE
+
+DEFAULT_PREPROCESS = {"resize": 256, "crop": 224}
+
+
+@dataclass
+class EvalReport:
+    """What ``eval.json`` holds (``store`` and ``splice`` are None when not evaluated)."""
+
+    sae: str
+    model: str | None
+    untrained_weights: bool | None
+    store: dict[str, Any] | None = None
+    splice: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    return bool(a) and bool(b) and Path(a).resolve() == Path(b).resolve()
+
+
+def eval_rows(sae: TopKSAE, store, max_vectors: int) -> tuple[tuple[int, int], bool, str]:
+    """Rows ``[start, end)`` to evaluate, whether training never read them, and a note saying why."""
+    held = (sae.meta.get("training") or {}).get("held_out_rows")
+    same = _same_path(sae.meta.get("store"), store.path)
+    if same and held:
+        start, end = int(held[0]), int(held[1])
+        note = "held-out rows of the training store, never read in training"
+        return (start, min(end, start + max_vectors)), True, note
+    n = min(max_vectors, len(store))
+    rows = (len(store) - n, len(store))
+    if same:
+        return rows, False, "the training store's last rows: training read them (it held nothing out)"
+    if sae.meta.get("store"):
+        return rows, False, f"the last rows of a store other than the training store ({sae.meta['store']})"
+    return rows, False, "the store's last rows; the SAE records no training store, so they may have been trained on"
+
+
+def store_section(sae: TopKSAE, store, max_vectors: int, device: str) -> dict[str, Any]:
+    """The ``store`` section of the report."""
+    check_dims(sae, store.d, store.layer, f"store {store.path}")
+    (start, end), held_out, note = eval_rows(sae, store, max_vectors)
+    ev = evaluate_vectors(sae, store.vectors[start:end], device=device)
+    return {"path": str(store.path), "rows": [start, end], "held_out": held_out, "note": note, **ev.__dict__}
+
+
+def _training_store(sae: TopKSAE, store):
+    """The store the SAE was trained on (given, or named in its cfg.json), or None."""
+    if store is not None:
+        return store
+    path = sae.meta.get("store")
+    if path and (Path(path) / "manifest.json").is_file():
+        from ..data.store import ActivationStore
+
+        return ActivationStore.open(path)
+    return None
+
+
+def _splice_images(images: Path, pre, max_images: int, seed: int, store, held: list | None):
+    """Dataset, chosen indices and the subset record; held-out images of the store first when they are these."""
+    from ..data.images import ImageDataset
+    from ..data.subsets import spread_subset, subset_record
+
+    try:
+        ds = ImageDataset.from_path(images, pre)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from e
+    ids = [ds.image_id(i) for i in range(len(ds))]
+    pool, source = list(range(len(ids))), "the image folder (training images may be among them)"
+    if store is not None and held and _same_path(store.manifest.get("image_root"), images):
+        names = store.images
+        held_ids = {names[i] for i in np.unique(store.image_index(np.arange(*held))) if 0 <= i < len(names)}
+        in_held = [i for i, x in enumerate(ids) if x in held_ids]
+        if in_held:
+            pool, source = in_held, "images of the store's held-out rows (never trained on)"
+    chosen = [pool[i] for i in spread_subset([ids[i] for i in pool], max_images, seed)]
+    return ds, chosen, {**subset_record(ids, chosen, seed), "from": source}
+
+
+def model_for(sae: TopKSAE, weights: str | None, device: str):
+    """The network the SAE was trained on: its recorded random seed, or ``weights``."""
+    from rich.console import Console
+
+    from ..models.weights import load_model, parse_identity_seed
+
+    identity = str(sae.meta.get("model") or "")
+    seed = parse_identity_seed(identity)
+    if weights is None and seed is not None:
+        weights = "random"
+    model = load_model(weights, seed=seed or 0, device=device)
+    if identity and model.identity != identity:
+        warning = f"[yellow]warning[/]: SAE trained on model {identity}, evaluating with {model.identity}"
+        Console(stderr=True).print(warning)
+    return model
+
+
+def splice_section(sae: TopKSAE, model, images: Path, store, *, max_images: int, batch_size: int, seed: int,
+                   device: str) -> dict[str, Any]:  # fmt: skip
+    """The ``splice`` section: every position, and the harvest rule's positions."""
+    from ..data.images import Preprocess, iter_batches
+    from ..data.sampling import describe_rule, harvest_rule, training_mask
+    from ..models.layers import layer_info
+
+    layer = sae.layer
+    if not layer:
+        raise UserError("the SAE's cfg.json names no layer; splice-back needs one")
+    check_dims(sae, layer_info(layer).channels, layer, f"layer {layer}")
+    st = _training_store(sae, store)
+    geometry = (st.manifest.get("preprocess") if st is not None else None) or DEFAULT_PREPROCESS
+    pre = Preprocess(int(geometry["resize"]), int(geometry["crop"]))
+    held = (sae.meta.get("training") or {}).get("held_out_rows") if st is not None else None
+    if st is not None and not _same_path(sae.meta.get("store"), st.path):
+        held = None
+    ds, chosen, subset = _splice_images(images, pre, max_images, seed, st, held)
+    rule = harvest_rule(st.manifest) if st is not None else None
+
+    def select(acts, idx):
+        return training_mask(acts, rule, [ds.image_id(i) for i in idx])
+
+    every, trained = splice_both(sae, model, layer, iter_batches(ds, batch_size, indices=chosen), device,
+                                 select if rule else None)  # fmt: skip
+    out: dict[str, Any] = {
+        "positions": "all positions of the layer",
+        **asdict(every[0]),
+        "vectors": every[1].__dict__,
+        "preprocess": {"resize": pre.resize, "crop": pre.crop},
+        "subset": subset,
+    }
+    if trained is not None:
+        out["training_positions"] = {
+            "positions": f"the harvest rule's: {describe_rule(rule)} (the distribution the SAE was trained on)",
+            "rule": rule,
+            **asdict(trained[0]),
+            "vectors": trained[1].__dict__,
+        }
+    return out
+
+
+def evaluate(
+    sae: TopKSAE,
+    sae_path: str | Path,
+    *,
+    store=None,
+    images: str | Path | None = None,
+    model=None,
+    weights: str | None = None,
+    max_vectors: int = 65536,
+    max_images: int = 64,
+    batch_size: int = 16,
+    seed: int = 0,
+    device: str = "cpu",
+) -> EvalReport:
+    """Evaluate ``sae`` on ``store`` rows and/or splice-back on ``images`` (see the module docstring)."""
+    if store is None and images is None:
+        raise UserError("give a store and/or images to evaluate on")
+    report = EvalReport(str(sae_path), None, None)
+    if store is not None:
+        report.store = store_section(sae, store, max_vectors, device)
+    if images is not None and max_images > 0:
+        model = model if model is not None else model_for(sae, weights, device)
+        report.splice = splice_section(sae, model, Path(images), store, max_images=max_images,
+                                       batch_size=batch_size, seed=seed, device=device)  # fmt: skip
+    if model is not None:
+        report.model, report.untrained_weights = model.identity, model.identity.startswith("random:")
+    else:
+        report.model = sae.meta.get("model")
+        report.untrained_weights = str(report.model or "").startswith("random:") if report.model else None
+    return report
