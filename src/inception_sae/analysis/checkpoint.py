@@ -57,10 +57,16 @@ def save(folder: Path, state, pass_no: int, next_pos: int, skips, fp: dict) -> N
     t = {**family_tensors("features", state.features), **family_tensors("neurons", state.neurons)}
     t.update(chan_sq=state.chan_sq, act_sum=state.act_sum, image_class=state.image_class, seen=state.seen)
     t.update({f"auroc.{k}": v for k, v in state.auroc.items()})
+    if state.train_stats is not None:
+        ts = state.train_stats
+        t.update({f"train.{k}": getattr(ts, k) for k in ("fire_pos", "fire_img", "total", "vmax", "hist")})
+        t["train.intervals"] = state.train_intervals
     save_file({k: v.contiguous() for k, v in t.items()}, str(folder / (STATE_FILE + ".tmp")))
     cursor = {"pass": pass_no, "next": next_pos, "fingerprint": fp, "skips": skips.to_dict(), "timings": state.timings,
               "counts": {n: {"positions": f.stats.positions, "images": f.stats.images}
                          for n, f in (("features", state.features), ("neurons", state.neurons))}}  # fmt: skip
+    if state.train_stats is not None:
+        cursor["counts"]["train"] = {"positions": state.train_stats.positions, "images": state.train_stats.images}
     (folder / (CURSOR_FILE + ".tmp")).write_text(json.dumps(cursor))
     os.replace(folder / (STATE_FILE + ".tmp"), folder / STATE_FILE)
     os.replace(folder / (CURSOR_FILE + ".tmp"), folder / CURSOR_FILE)
@@ -83,6 +89,11 @@ def load(folder: Path, state, skips, fp: dict) -> tuple[int, int]:
         t["seen"],
     )
     state.auroc = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("auroc.")}
+    if state.train_stats is not None and "train" in cursor["counts"]:
+        c, g = cursor["counts"]["train"], {k[6:]: v for k, v in t.items() if k.startswith("train.")}
+        state.train_stats = FeatureStats(c["positions"], c["images"], g["fire_pos"], g["fire_img"], g["total"],
+                                         g["vmax"], g["hist"])  # fmt: skip
+        state.train_intervals = g["intervals"]
     state.timings.update(cursor["timings"])
     for reason, n in cursor["skips"]["by_reason"].items():
         skips.counts[reason] += n

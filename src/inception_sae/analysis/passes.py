@@ -19,7 +19,7 @@ from ..data.images import ImageDataset, SkipLog, iter_batches
 from . import labels as lab
 from .examples import Family
 from .render import save_crop, save_heatmap, thumb_base, to_uint8
-from .streaming import dense_maxima, image_maxima
+from .streaming import FeatureStats, dense_maxima, image_maxima, interval_index
 
 #: Called after each batch with (pass number, position in the image list to resume from).
 Saver = Callable[[int, int], None]
@@ -41,6 +41,14 @@ class Context:
     skips: SkipLog = field(default_factory=SkipLog)
     progress: bool = True
     subset: dict = field(default_factory=dict)  #: how the images were chosen (subsets.subset_record)
+    rule: dict | None = None  #: the harvest's position rule (data.sampling.harvest_rule), None: unknown
+
+    def training_mask(self, acts: Tensor, image: Tensor) -> Tensor:
+        """(B*HW,) bool, image-major: the positions the harvest rule selects (what the SAE was trained on)."""
+        from ..data.sampling import training_mask
+
+        ids = [self.dataset.image_id(i) for i in image.tolist()]
+        return training_mask(acts, self.rule, ids).reshape(-1)
 
     @property
     def hw(self) -> int:
@@ -59,6 +67,9 @@ class RunState:
     seen: Tensor  #: (n_images_total,) bool, images that decoded
     auroc: dict[str, Tensor] = field(default_factory=dict)  #: family -> (2, m, AUROC_BINS)
     in_label: dict[str, Tensor] = field(default_factory=dict)  #: family -> (n_classes, m) bool
+    #: features' statistics on the harvest rule's positions only (the training distribution); None: no rule
+    train_stats: FeatureStats | None = None
+    train_intervals: Tensor | None = None  #: (m, n_intervals) firing training positions per activation interval
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -91,6 +102,10 @@ def pass1(ctx: Context, state: RunState, predict: bool, start: int = 0, on_batch
         fmax, fpos = image_maxima(vals, ind, B, ctx.hw, m)
         state.features.stats.update_sparse(vals, ind, fmax)
         state.features.offer_top(fmax, fpos, image)
+        if state.train_stats is not None:
+            mask = ctx.training_mask(acts, image)
+            tmax, _ = image_maxima(vals * mask[:, None], ind, B, ctx.hw, m)
+            state.train_stats.update_sparse(vals[mask], ind[mask], tmax)
         nmax, npos = dense_maxima(acts)
         dense = acts.permute(0, 2, 3, 1).reshape(-1, C)
         state.neurons.stats.update_dense(dense, nmax)
@@ -126,6 +141,8 @@ def pass2(ctx: Context, state: RunState, start: int = 0, on_batch: Saver | None 
             "features": image_maxima(vals, ind, len(image), ctx.hw, state.features.m),
             "neurons": dense_maxima(acts),
         }
+        if state.train_intervals is not None:
+            count_training_intervals(ctx, state, acts, image, vals, ind)
         cls = state.image_class[image]  # (B,)
         for name, fam in fams.items():
             vmax, pos = maxima[name]
@@ -135,6 +152,18 @@ def pass2(ctx: Context, state: RunState, start: int = 0, on_batch: Saver | None 
         if on_batch is not None:
             on_batch(2, int(image[-1]) + 1)
     state.timings["pass2_s"] = state.timings.get("pass2_s", 0.0) + time.perf_counter() - t0
+
+
+def count_training_intervals(ctx: Context, state: RunState, acts, image, vals, ind) -> None:
+    """Firing training positions per equal-width interval of each feature's [0, max] (the pass-1 maxima)."""
+    assert state.train_intervals is not None
+    mask = ctx.training_mask(acts, image)
+    v, i = vals[mask].reshape(-1), ind[mask].reshape(-1)
+    on = v > 0
+    v, i = v[on], i[on]
+    n_iv = state.train_intervals.shape[1]
+    j = interval_index(v.view(1, -1), state.features.stats.vmax[i].view(1, -1), n_iv).view(-1)
+    state.train_intervals += torch.bincount(i * n_iv + j, minlength=state.train_intervals.numel()).view(-1, n_iv)
 
 
 def render_requests(fam: Family, n_top: int, n_interval: int) -> dict[int, list[tuple[int, int]]]:

@@ -52,6 +52,28 @@ def activation_dict(fam: Family, f: int) -> dict:
     }  # fmt: skip
 
 
+def training_dict(state, f: int) -> dict | None:
+    """Feature ``f`` on the harvest rule's positions only (the training distribution); None without a rule."""
+    ts = state.train_stats
+    if ts is None:
+        return None
+    fires, iv = int(ts.fire_pos[f]), state.train_intervals[f]
+    freq, n_iv = fires / max(ts.positions, 1), int(iv.sum())
+    return {
+        "frequency": freq,
+        "frequency_image": int(ts.fire_img[f]) / max(ts.images, 1),
+        "max": float(ts.vmax[f]),
+        "mean": float(ts.total[f]) / max(ts.positions, 1),
+        "mean_when_firing": float(ts.total[f]) / fires if fires else 0.0,
+        "dead": fires == 0,
+        "dense": freq > DENSE_FREQ,
+        "interval_counts": iv.tolist(),
+        "interval_shares": [c / n_iv if n_iv else 0.0 for c in iv.tolist()],
+        "interval_unit": "firing training positions per equal-width interval of [0, max over every position]",
+        "histogram": {"log10_lo": -4, "log10_hi": 4, "bins": HIST_BINS, "counts": ts.hist[f].tolist()},
+    }
+
+
 def spectrum_dict(ctx, files, family: str, fam: Family, f: int) -> dict:
     """Top examples, interval examples (flat, contract format) and interval ranges."""
     ranges, flat = [], []
@@ -72,6 +94,8 @@ def feature_json(ctx, state, derived, labels, scores, files, names, f: int, neur
     bn = stats.names
     share = lambda kind: {b: float(stats.shares[kind][f, j]) for j, b in enumerate(bn)}  # noqa: E731
     d = {"id": f, "layer": ctx.layer, "kind": "feature", **activation_dict(state.features, f)}
+    d["positions"] = "frequency, max, mean, histogram, intervals: every position of every analysed image"
+    d["training_positions"] = training_dict(state, f)  # the same on the positions the SAE was trained on
     d.update(branch_share=share("pos"), branch_share_norm=share("norm"), branch_share_sq=share("sq"),
              branch_z={b: float(stats.z["pos"][f, j]) for j, b in enumerate(bn)},
              branch_p={b: float(stats.p["pos"][f, j]) for j, b in enumerate(bn)},

@@ -21,6 +21,7 @@ from .examples import Family
 from .logits import logit_effect
 from .passes import Context, RunState, pass1, pass2, pass3_render
 from .sae_io import decoder, load_sae
+from .streaming import FeatureStats
 
 
 class AnalysisResult(NamedTuple):
@@ -58,8 +59,23 @@ def build_context(cfg: AnalyzeConfig, model, progress: bool) -> tuple[Context, d
     ds = ImageDataset.from_path(cfg.images, Preprocess(resize=resize, crop=cfg.input_size))
     subset = take_spread(ds, cfg.max_images, cfg.seed)  # seeded, spread over the classes
     ctx = Context(model, sae, layer, info, ds, list(range(len(ds))), cfg.batch_size, cfg.device, cfg.workers,
-                  progress=progress, subset=subset)  # fmt: skip
+                  progress=progress, subset=subset, rule=training_rule(sae_cfg))  # fmt: skip
     return ctx, sae_cfg
+
+
+def training_rule(sae_cfg: dict) -> dict | None:
+    """The position rule of the store the SAE was trained on (its recipe), or None when it cannot be read."""
+    import json
+
+    from ..data.sampling import harvest_rule
+
+    manifest = Path(sae_cfg.get("store") or "") / "manifest.json"
+    if not sae_cfg.get("store") or not manifest.is_file():
+        return None
+    recipe = json.loads(manifest.read_text())
+    if "sampling" not in recipe:  # a store of bring-your-own vectors: no rule to replay
+        return None
+    return {**harvest_rule(recipe), "harvest_crop": (recipe.get("preprocess") or {}).get("crop")}
 
 
 def true_classes(ds: ImageDataset, n: int, names) -> torch.Tensor:
@@ -84,11 +100,15 @@ def choose_label_source(cfg: AnalyzeConfig, classes: torch.Tensor) -> str:
 def new_state(ctx: Context, cfg: AnalyzeConfig, m: int, n_total: int) -> RunState:
     C, S = ctx.info.channels, ctx.info.size
     fam = lambda k, s: Family.empty(k, cfg.n_top, cfg.n_intervals, cfg.per_interval, seed=s)  # noqa: E731
-    return RunState(
+    state = RunState(
         fam(m, cfg.seed), fam(C, cfg.seed + 1), torch.zeros(C, dtype=torch.float64),
         torch.zeros(C, S, S, dtype=torch.float64), torch.full((n_total,), -1, dtype=torch.long),
         torch.zeros(n_total, dtype=torch.bool),
     )  # fmt: skip
+    if ctx.rule is not None:
+        state.train_stats = FeatureStats.empty(m)
+        state.train_intervals = torch.zeros(m, cfg.n_intervals, dtype=torch.long)
+    return state
 
 
 def assign_labels(state: RunState, names) -> dict[str, list[str]]:

@@ -21,6 +21,22 @@ def list_files(out: Path) -> list[str]:
     )
 
 
+def training_counts(cfg, ctx, state) -> dict | None:
+    """Dead/dense/frequency of the features on the harvest rule's positions (None: the rule is unknown)."""
+    ts = state.train_stats
+    if ts is None:
+        return None
+    freq = ts.fire_pos.double() / max(ts.positions, 1)
+    rule = ctx.rule
+    same_grid = rule.get("harvest_crop") in (None, cfg.input_size)
+    return {
+        "rule": rule, "positions": ts.positions, "images": ts.images,
+        "dead": int((ts.fire_pos == 0).sum()), "dense": int((freq > 0.1).sum()), "mean_frequency": float(freq.mean()),
+        "note": "positions selected by the store's harvest rule, replayed on the analysis's crop"
+                + ("" if same_grid else " (harvested at another crop: an approximation)"),
+    }  # fmt: skip
+
+
 def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, written) -> dict:
     """Counts, identities and the file list of the analysis."""
     s, stats = state.features.stats, derived["branches"]
@@ -50,6 +66,9 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, wr
             "similar_neuron_abs_cosine_mean": float(derived["cosine"].abs().mean()),
             "similar_neuron_abs_cosine_over_0.5": int((derived["cosine"].abs() > 0.5).sum()),
         },
+        "distribution": "counts: every position of every analysed image; training_positions: the harvest "
+                        "rule's positions only (what the SAE was trained on)",
+        "training_positions": training_counts(cfg, ctx, state),
         "labels": {"source": source, "kind": "label from classes; score = held-out AUROC",
                    "scored_features": len(feat_scores),
                    "mean_score": sum(feat_scores) / len(feat_scores) if feat_scores else None},
