@@ -86,11 +86,13 @@ def _same_layer(sae_dir: Path, layer: str | None) -> bool:
 
 
 def headline_metrics(summary: dict, sae: Path | None, eval_report: Path | None) -> dict:
-    """FVU, L0, dead fraction and splice-back agreement from whatever records them.
+    """FVU, L0, dead fraction and splice-back agreement from whatever records them, on the training distribution.
 
     Sources, first found wins: ``summary["metrics"]``, the evaluation report
-    (``inception-sae evaluate --report``: ``store`` and ``splice``), the SAE's
-    ``cfg.json`` (``training``), the analysis counts (dead features).
+    (``inception-sae eval --report``: ``store`` rows, then splice-back on the
+    harvest rule's positions, then at every position), the SAE's ``cfg.json``
+    (``training``), the analysis counts (dead and dense features on the training
+    positions, else on every position). ``*_on`` says what each number is computed on.
     """
     given = dict(summary.get("metrics") or {})
     layer = summary.get("layer")
@@ -103,21 +105,37 @@ def headline_metrics(summary: dict, sae: Path | None, eval_report: Path | None) 
     cfg = read_json(sae_dir / "cfg.json", {}) if sae_dir and sae_dir.is_dir() else {}
     train = cfg.get("training") or {}
     store, splice = ev.get("store") or {}, ev.get("splice") or {}
-    vec = splice.get("vectors") or {}  # splice-back images' own vectors, when no store was evaluated
-    counts = summary.get("counts") or {}
-    n_feat = counts.get("features") or (summary.get("sae") or {}).get("d_sae")
+    trained_splice = splice.get("training_positions") or {}
+    vec = (trained_splice or splice).get("vectors") or {}  # splice-back images' own vectors
+    counts = summary.get("training_positions") or summary.get("counts") or {}
+    n_feat = (summary.get("counts") or {}).get("features") or (summary.get("sae") or {}).get("d_sae")
     dead_frac = counts["dead"] / n_feat if counts.get("dead") is not None and n_feat else None
+    fvu_sources = [
+        (given.get("fvu"), "given"),
+        (store.get("fvu"), "held-out store rows" if store.get("held_out") else "store rows that training read"),
+        (trained_splice.get("fvu"), "splice-back images, trained positions"),
+        (splice.get("fvu"), "splice-back images, every position"),
+        (train.get("final_fvu"), "training batches (recent mean)"),
+    ]
+    fvu, fvu_on = next(((v, on) for v, on in fvu_sources if v is not None), (None, None))
+    top1 = _first(given.get("splice_top1"), trained_splice.get("top1_agreement"), splice.get("top1_agreement"))
     return {
-        "fvu": _first(given.get("fvu"), store.get("fvu"), splice.get("fvu"), train.get("final_fvu")),
+        "fvu": fvu,
+        "fvu_on": fvu_on,
         "l0": _first(given.get("l0"), store.get("l0"), vec.get("l0"), train.get("l0")),
         "dead_fraction": _first(
             given.get("dead_fraction"), dead_frac, store.get("dead_fraction"), train.get("dead_fraction")
         ),
-        "splice_top1": _first(given.get("splice_top1"), splice.get("top1_agreement")),
-        "splice_kl": _first(given.get("splice_kl"), splice.get("kl")),
+        "dead_on": "training positions" if summary.get("training_positions") else "every position",
+        "splice_top1": top1,
+        "splice_kl": _first(given.get("splice_kl"), trained_splice.get("kl"), splice.get("kl")),
+        "splice_on": "trained positions"
+        if trained_splice and top1 == trained_splice.get("top1_agreement")
+        else ("every position" if splice else None),
         "k": _first((summary.get("sae") or {}).get("k"), cfg.get("k")),
         "features": n_feat,
         "dead": counts.get("dead"),
+        "dense": counts.get("dense"),
         "images": (summary.get("images") or {}).get("analysed"),
     }
 

@@ -63,11 +63,23 @@
     return SAE.bars(items, (c) => `<a href="#/class/${c.index}">${SAE.esc(c.name)}</a>`);
   }
 
-  function stats(d) {
-    const rows = [['frequency', SAE.fmt(d.frequency, 4)], ['images where it fires', SAE.pct(d.frequency_image)],
+  function statRows(d) {
+    return [['frequency', SAE.fmt(d.frequency, 4)], ['images where it fires', SAE.pct(d.frequency_image)],
       ['max', SAE.fmt(d.max, 3)], ['mean when firing', SAE.fmt(d.mean_when_firing, 3)],
       ['dead / dense', `${d.dead ? 'dead' : 'alive'} / ${d.dense ? 'dense' : 'sparse'}`]];
-    return '<dl class="kv">' + rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('') + '</dl>';
+  }
+
+  // Two columns when the analysis has them: the positions the SAE was trained on (the harvest rule's), and every position.
+  function stats(d) {
+    const t = d.training_positions;
+    if (!t) {
+      return '<div class="small muted">on every position of the analysed images</div><dl class="kv">' +
+        statRows(d).map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('') + '</dl>';
+    }
+    const all = statRows(d), tr = statRows(t);
+    return '<table class="kv stats-dist"><tr><th></th><th>trained positions</th><th>every position</th></tr>' +
+      tr.map(([k, v], j) => `<tr><td>${k}</td><td>${v}</td><td>${all[j][1]}</td></tr>`).join('') + '</table>' +
+      '<div class="small muted">trained positions: those the harvest rule selects in each image (the SAE\'s training distribution)</div>';
   }
 
   function labelClasses(d) {

@@ -5,8 +5,9 @@
   const PAGE = 50;
   const states = {};
 
-  function metric(name, value, bad) {
-    return `<div class="metric${bad ? ' bad' : ''}"><b>${value}</b><span>${name}</span></div>`;
+  function metric(name, value, bad, on) {
+    const where = on ? `<small class="metric-on">${SAE.esc(on)}</small>` : '';
+    return `<div class="metric${bad ? ' bad' : ''}"><b>${value}</b><span>${name}</span>${where}</div>`;
   }
 
   function headline(index) {
@@ -14,11 +15,11 @@
     const c = index.counts || {};
     return `<div class="metrics">
       ${metric('features', index.cols.id.length)}${metric('k (TopK)', h.k == null ? '–' : h.k)}
-      ${metric('FVU', SAE.fmt(h.fvu, 3))}${metric('L0', SAE.fmt(h.l0, 1))}
-      ${metric('dead', h.dead == null ? SAE.pct(h.dead_fraction) : `${h.dead} (${SAE.pct(h.dead_fraction)})`)}
-      ${metric('splice-back top-1', SAE.pct(h.splice_top1))}${metric('images', h.images == null ? '–' : h.images)}
+      ${metric('FVU', SAE.fmt(h.fvu, 3), false, h.fvu_on)}${metric('L0', SAE.fmt(h.l0, 1))}
+      ${metric('dead', h.dead == null ? SAE.pct(h.dead_fraction) : `${h.dead} (${SAE.pct(h.dead_fraction)})`, false, h.dead_on)}
+      ${metric('splice-back top-1', SAE.pct(h.splice_top1), false, h.splice_on)}${metric('images', h.images == null ? '–' : h.images)}
       ${metric('weights', SAE.esc(index.untrained ? 'UNTRAINED ' + index.identity : String(index.identity).slice(0, 32)), index.untrained)}
-      ${c.dense != null ? metric('dense (>10%)', c.dense) : ''}</div>`;
+      ${(h.dense != null || c.dense != null) ? metric('dense (>10%)', h.dense != null ? h.dense : c.dense, false, h.dense != null ? h.dead_on : 'every position') : ''}</div>`;
   }
 
   function state(index) {
