@@ -47,10 +47,16 @@ def _store_source(store, batch: int, seed: int, rank: int, world: int, held_out:
 
 
 def mixing_line(source) -> str:
-    """One line on what a training batch mixes (images, classes)."""
+    """One line on what a training batch mixes (images, classes) and which rows are held out."""
     m = source.mixing()
+    held = f"rows [{source.held_out[0]}, {source.held_out[1]})" if source.held_out else "nothing"
+    if not m["images"]:  # vectors without provenance
+        return f"held out from training (never read): {held}"
     classes = f", {m['classes_per_batch']:.0f} of {m['classes']} classes" if m.get("classes_per_batch") else ""
-    return f"a batch of {m['batch_size']} spans {m['images_per_batch']:.0f} images on average{classes}"
+    return (
+        f"a batch of {m['batch_size']} spans {m['images_per_batch']:.0f} of {m['images']} images on average"
+        f"{classes}; held out from training (never read): {held}"
+    )
 
 
 def _stream_source(images: Path, layer: str, weights, seed: int, device: str, batch: int, rank: int, world: int):
@@ -114,8 +120,8 @@ def train(
         source = _store_source(st, batch_size // world, seed[0], rank, world, held_out)
         meta = {"layer": st.layer, "model": st.manifest.get("model"), "store": str(st.path),
                 "batch_mixing": source.mixing()}  # fmt: skip
-        if rank == 0:
-            console.print(f"{mixing_line(source)}; held out (never read): rows {source.held_out or 'none'}")
+        if rank == 0 and progress:
+            console.print(mixing_line(source), soft_wrap=True)
     saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
     cfg = TrainConfig(
         samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, aux_coef=aux_coef,

@@ -83,7 +83,7 @@ def do_train(ctx: Context, layer: str) -> str:
     if len(store) - (held[1] - held[0] if held else 0) < tcfg.batch_size:
         raise UserError(f"the {layer} store minus its held-out rows is smaller than one batch; harvest more images")
     if ctx.progress:
-        console_print(f"{layer}: {mixing_line(source)}; held out (never read): rows {held or 'none'}")
+        console_print(f"{layer}: {mixing_line(source)}")
     meta = {"layer": store.layer, "model": store.manifest.get("model"), "store": str(ctx.paths.store(layer)),
             "batch_mixing": source.mixing()}  # fmt: skip
     result = train(source, [sae_cfg], tcfg, ctx.paths.sae(layer), meta)

@@ -26,7 +26,7 @@ class SiteConfig:
     sae: Path | None = None
     """SAE folder whose cfg.json supplies training FVU/L0 (default: the path recorded in summary.json)."""
     eval_report: Path | None = None
-    """JSON written by ``inception-sae evaluate --report`` (held-out FVU, L0, splice-back)."""
+    """JSON written by ``inception-sae eval --report`` (store FVU, L0 with held_out; splice-back)."""
     title: str = "inception-sae features"
     """Title shown in the header."""
     top_neighbours: int = 10
