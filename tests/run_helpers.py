@@ -60,3 +60,17 @@ def tiny_images(folder: Path, n: int = 12) -> Path:
 
     write_synthetic_images(folder, n, size=64, seed=0)
     return folder
+
+
+def one_line_error(capsys, *needles: str) -> str:
+    """Exactly one ``error:`` line and no traceback; other stderr lines are only run's stage lines or the warning."""
+    text = capsys.readouterr().err
+    assert "Traceback" not in text, text
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, lines
+    others = [line for line in lines if line not in errors]
+    assert all("▶" in x or "✓" in x or "UNTRAINED" in x or x.startswith("InceptionV1") for x in others), others
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]

@@ -9,27 +9,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from run_helpers import run_args, tiny_images
+from run_helpers import one_line_error, run_args, tiny_images
 
 from inception_sae import ActivationStore
 from inception_sae.cli import main
 from inception_sae.sae.model import SAEConfig, TopKSAE
 
 DEAD_URL = "http://127.0.0.1:9/nothing-here"
-
-
-def one_line_error(capsys, *needles: str) -> str:
-    """Exactly one ``error:`` line and no traceback; other stderr lines are only run's stage lines or the warning."""
-    text = capsys.readouterr().err
-    assert "Traceback" not in text, text
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1, lines
-    others = [line for line in lines if line not in errors]
-    assert all("▶" in x or "✓" in x or "UNTRAINED" in x or x.startswith("InceptionV1") for x in others), others
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 def fingerprint(folder) -> dict:

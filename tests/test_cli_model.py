@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from inception_sae.cli import main
+from inception_sae.data import labels as labels_mod
 from inception_sae.data.labels import load_labels, parse_labels
 
 
@@ -22,13 +23,27 @@ def test_labels_from_shared_tsv(labels_tsv):
     assert labels.index_of_wnid(labels.wnids[1]) == 1
 
 
-def test_labels_fallback_is_placeholders(tmp_path, monkeypatch):
-    monkeypatch.setenv("INCEPTION_SAE_CACHE", str(tmp_path))
+def test_packaged_labels_are_the_default_and_match_the_shared_tsv(labels_tsv, monkeypatch):
     monkeypatch.delenv("INCEPTION_SAE_LABELS", raising=False)
-    labels = load_labels()
-    assert not labels.available and labels[5] == "class_5"
+    shipped, shared = load_labels(), parse_labels(labels_tsv)
+    assert shipped.source == "packaged" and shipped.available
+    assert shipped.names == shared.names and shipped.wnids == shared.wnids
+    assert shipped[0] == "dummy" and shipped[1001] == "unlabelled_1001" and shipped[1007] == "unlabelled_1007"
+
+
+def test_labels_override_and_missing_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("INCEPTION_SAE_LABELS", raising=False)
+    mine = tmp_path / "mine.tsv"
+    mine.write_text("index\twnid\tname\n1\tn0\tmy fox\n")
+    assert load_labels(mine)[1] == "my fox" and load_labels(mine)[2] == "unlabelled_2"
+    monkeypatch.setenv("INCEPTION_SAE_LABELS", str(mine))
+    assert load_labels()[1] == "my fox"
     with pytest.raises(FileNotFoundError):
         load_labels(tmp_path / "missing.tsv")
+    monkeypatch.setattr(labels_mod, "PACKAGED_LABELS", tmp_path / "gone.tsv")
+    monkeypatch.delenv("INCEPTION_SAE_LABELS")
+    placeholders = load_labels()
+    assert not placeholders.available and placeholders[5] == "class_5"
 
 
 def test_layers_command_lists_branches(capsys):

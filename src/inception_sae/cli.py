@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, KeyError, ValueError) as e:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {one_line(msg)}", file=sys.stderr)
         return 2
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: disk full{where} ({e.strerror}); free some space and rerun the same command", file=sys.stderr)
         return 2
     return 0
+
+
+def one_line(msg: object) -> str:
+    """A message on one line (the CLI's promise), whatever the exception's text held."""
+    return " ".join(str(msg).split())
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ def load_sae(path: str | Path, device: str = "cpu") -> tuple[Any, dict]:
     path = Path(path)
     if not (path / "cfg.json").is_file():
         raise UserError(f"{path} is not an SAE folder: cfg.json is missing")
-    cfg = json.loads((path / "cfg.json").read_text())
     from ..sae.model import TopKSAE
 
-    return TopKSAE.load(path, device=device), cfg
+    sae = TopKSAE.load(path, device=device)  # one-line errors naming the broken file
+    return sae, json.loads((path / "cfg.json").read_text())
 
 
 def decoder(sae) -> Tensor:

@@ -13,8 +13,9 @@ WEIGHTS = typer.Option(
 SEED = typer.Option(0, "--seed", help="Seed for random weights and every random choice.")
 DEVICE = typer.Option("cpu", "--device", help="torch device, e.g. cpu, cuda, cuda:1.")
 
-console = Console(stderr=True)
-out = Console()
+# soft_wrap: a line is one line whatever the width (piped output is not cut at 80 columns; terminals wrap themselves)
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def warn_if_random(identity: str) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..errors import UserError
 from .common import DEVICE, SEED, WEIGHTS, out, warn_if_random
 
 
@@ -16,6 +17,8 @@ def layers(
     """List every layer: channels, spatial size, jump and receptive field; branches with their slices."""
     from ..models.layers import STAGE_NAMES, layer_info
 
+    if input_size < 1:
+        raise UserError(f"--input-size {input_size}: give a side of at least 1 pixel (224 is the model's own)")
     fmt = "{:<22} {:<8} {:>8} {:>9} {:>5} {:>5}  {:<10} {:<6}"
     print(f"InceptionV1 (inception5h) at {input_size}x{input_size}; RF and jump in input pixels")
     print(fmt.format("layer", "kind", "channels", "size", "jump", "RF", "slice", "kernel").rstrip())
@@ -27,6 +30,7 @@ def layers(
         for b in info.branches if branches else ():
             sl = f"{b.slice[0]}-{b.slice[1] - 1}"
             print(fmt.format("  " + b.layer, "branch", b.channels, "", "", b.rf, sl, f"{b.kernel}x{b.kernel}").rstrip())
+    print(fmt.format("avgpool", "pool", 1024, "1x1", "", "", "", "").rstrip())
     print(fmt.format("logits", "fc", 1008, "1x1", "", "", "", "").rstrip())
 
 
@@ -43,8 +47,11 @@ def classify(
 
     from ..data.images import ImageDecodeError, load_image
     from ..data.labels import load_labels
+    from ..models.layers import NUM_CLASSES
     from ..models.weights import load_model
 
+    if not 1 <= top <= NUM_CLASSES:
+        raise UserError(f"--top {top}: choose 1..{NUM_CLASSES} (the model has {NUM_CLASSES} outputs)")
     model = load_model(weights, seed=seed, device=device)
     names = load_labels(labels)
     warn_if_random(model.identity)

@@ -65,8 +65,13 @@ def _stream_source(images: Path, layer: str, weights, seed: int, device: str, ba
     except ImportError as e:
         raise UserError(f"training from --images needs inception_sae.data.stream, not available here ({e})") from e
     from ..data.images import ImageDataset
+    from ..models.layers import spatial_layer_info
     from ..models.weights import load_model
 
+    try:
+        spatial_layer_info(layer)
+    except KeyError as e:
+        raise UserError(e.args[0]) from None
     model = load_model(weights, seed=seed, device=device)
     src = StreamSource(model, ImageDataset.from_path(images), layer, batch, seed=seed, rank=rank, world=world)
     return src, {"layer": layer, "model": model.identity}

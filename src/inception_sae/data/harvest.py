@@ -160,12 +160,12 @@ def merge_manifest(root: Path, head: dict[str, Any], world: int, final: bool) ->
 
 def harvest(cfg: HarvestConfig, env: DistEnv | None = None) -> HarvestResult:
     """Run (or resume) the harvest ``cfg`` on this process's share of the images."""
-    from ..models.layers import layer_info
+    from ..models.layers import spatial_layer_info
     from ..models.weights import load_model
 
     env = env or DistEnv.from_environ()
     try:
-        d = layer_info(cfg.layer, cfg.crop or 224).channels
+        d = spatial_layer_info(cfg.layer, cfg.crop or 224).channels
     except KeyError as e:
         raise UserError(e.args[0]) from e
     dataset, ids = open_images(cfg)

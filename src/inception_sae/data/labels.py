@@ -1,22 +1,21 @@
 """Class labels of inception5h's 1008 outputs (index 0 dummy, 1001-1007 unlabelled).
 
 Read from a TSV ``index<TAB>wnid<TAB>name`` for indices 1..1000: an explicit path,
-``$INCEPTION_SAE_LABELS``, the cache next to the weights, or a download from
-``$INCEPTION_SAE_LABELS_URL`` (there is no canonical public copy of this TSV).
+``$INCEPTION_SAE_LABELS``, or the copy shipped with the package
+(``inception5h_classes.tsv``: the model's output order, class names are facts).
 """
 
 from __future__ import annotations
 
 import os
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..models.layers import NUM_CLASSES
-from ..models.weights import cache_dir
 
-LABELS_FILENAME = "inception5h_labels.tsv"
-LABELS_ENV, LABELS_URL_ENV = "INCEPTION_SAE_LABELS", "INCEPTION_SAE_LABELS_URL"
+LABELS_ENV = "INCEPTION_SAE_LABELS"
+#: The shipped class names of the model's outputs 1..1000 (index, wnid, name).
+PACKAGED_LABELS = Path(__file__).with_name("inception5h_classes.tsv")
 
 
 @dataclass(frozen=True)
@@ -69,26 +68,19 @@ def parse_labels(path: str | Path) -> Labels:
     return Labels(tuple(names), tuple(wnids), str(path))
 
 
-def load_labels(path: str | Path | None = None, *, download: bool = False) -> Labels:
-    """Labels from ``path``, the environment, the cache, or (optionally) a download.
+def load_labels(path: str | Path | None = None) -> Labels:
+    """Labels from ``path``, else ``$INCEPTION_SAE_LABELS``, else the class names shipped with the package.
 
-    Never fails for want of a file: returns numbered placeholders instead, so
-    that outputs stay usable; an explicit ``path`` that is missing is an error.
+    An explicit ``path`` (or environment variable) that is missing is an error; numbered
+    placeholders are returned only if the packaged file itself is gone.
     """
+    if path is None:
+        path = os.environ.get(LABELS_ENV) or None
     if path is not None:
         if not Path(path).is_file():
             raise FileNotFoundError(f"labels file {path} does not exist")
         return parse_labels(path)
-    for candidate in (os.environ.get(LABELS_ENV), cache_dir() / LABELS_FILENAME):
-        if candidate and Path(candidate).is_file():
-            return parse_labels(candidate)
-    url = os.environ.get(LABELS_URL_ENV)
-    if download and url:
-        dest = cache_dir() / LABELS_FILENAME
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".part")
-        urllib.request.urlretrieve(url, tmp)
-        labels = parse_labels(tmp)
-        os.replace(tmp, dest)
-        return Labels(labels.names, labels.wnids, str(dest))
+    if PACKAGED_LABELS.is_file():
+        shipped = parse_labels(PACKAGED_LABELS)
+        return Labels(shipped.names, shipped.wnids, "packaged")
     return placeholder_labels()

@@ -219,6 +219,19 @@ def layer_info(name: str, input_size: int = 224) -> LayerInfo:
     return infos[name]
 
 
+def spatial_layer_info(name: str, input_size: int = 224) -> LayerInfo:
+    """:func:`layer_info` of a layer with spatial positions (what harvest, SAEs and analyses take)."""
+    info = layer_info(name, input_size)
+    if name in ("avgpool", "logits"):
+        raise KeyError(
+            f"layer {name!r} has one vector per image, not a spatial map; harvest, train and analyze take the "
+            "conv and mixed layers and their branches (e.g. mixed5b)"
+        )
+    if info.size < 1:
+        raise KeyError(f"layer {name!r} has no positions at input size {input_size} px; use larger images")
+    return info
+
+
 def unknown_layer_message(name: str) -> str:
     """One-line error naming close matches."""
     import difflib

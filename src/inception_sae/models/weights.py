@@ -160,11 +160,16 @@ def load_state_dict_file(path: str | Path) -> tuple[dict[str, Tensor], str]:
     path = Path(path).expanduser()
     if not path.exists():
         raise WeightsError(f"weights file {path} does not exist")
+    if not path.is_file():
+        raise WeightsError(f"--weights {path} is a folder; give the inception5h.pth file inside it")
     digest = verify_cached(path)
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(f"{path} is not a PyTorch state_dict: {e}") from e
+    except Exception as e:  # torch's own text is several lines of advice that does not apply here
+        raise WeightsError(
+            f"{path} is not a readable PyTorch state_dict ({type(e).__name__}: corrupt, truncated or another format); "
+            "download inception5h.pth again or pass --weights random"
+        ) from e
     if not isinstance(sd, Mapping):
         raise WeightsError(f"{path} holds a {type(sd).__name__}, not a state_dict")
     return dict(sd), f"{path.name}:sha256:{digest}"

@@ -140,11 +140,44 @@ def validate(cfg: RunConfig) -> None:
         raise UserError(f"--out {cfg.out} is a file")
 
 
+def check_store_sizes(cfg: RunConfig, paths: Paths, redo: tuple[str, ...]) -> None:
+    """Refuse, before any harvesting, a harvest that cannot fill one training batch.
+
+    The bound is an upper one (every image readable): images x views x vectors per image.
+    """
+    from ..data.images import ImageDataset
+    from ..models.layers import layer_info
+
+    h, batch = cfg.section("harvest"), int(cfg.section("train")["batch_size"])
+    todo = [x for x in cfg.layers if "harvest" in redo or not store_done(paths.store(x))]
+    if not todo:
+        return
+    try:
+        n_images = len(ImageDataset.from_path(cfg.images).files)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from None
+    if h.get("max_images"):
+        n_images = min(n_images, int(h["max_images"]))
+    if n_images == 0:
+        raise UserError(f"no images found under {cfg.images}")
+    for layer in todo:
+        side = layer_info(layer, int(h["crop"] or 224)).size
+        per_image = side * side if h["sampling"] == "all" else min(int(h["per_image"]), side * side)
+        most = n_images * int(h["views"]) * per_image
+        if most < batch:
+            raise UserError(
+                f"the {layer} store would hold at most {most:,} vectors ({n_images} images x {h['views']} views x "
+                f"{per_image} per image), fewer than one training batch of {batch:,}; add images, raise "
+                "harvest.per_image (or harvest.views), or lower train.batch_size"
+            )
+
+
 def run_pipeline(cfg: RunConfig, force: tuple[str, ...] = (), progress: bool = True, view=None) -> RunResult:
     """Run every stage of ``cfg`` that is not complete; see the module docstring."""
     validate(cfg)
     paths = Paths(cfg.out)
     redo = check_previous(cfg, paths, force)
+    check_store_sizes(cfg, paths, redo)
     for name in redo:
         for path in paths.outputs(name, cfg.layers):
             remove(path)
@@ -174,7 +207,7 @@ class StageView:
     def __init__(self, enabled: bool = True) -> None:
         from rich.console import Console
 
-        self.console = Console(stderr=True, quiet=not enabled)
+        self.console = Console(stderr=True, quiet=not enabled, soft_wrap=True)
         self.t0 = time.perf_counter()
 
     def _stamp(self) -> str:

@@ -88,7 +88,9 @@ class Paths:
             return [self.site]
         if stage in ("circuits", "compare"):
             return [getattr(self, stage)(a, b) for a, b in pairwise(layers)]
-        return [getattr(self, stage)(layer) for layer in layers]
+        folder = {"harvest": self.store, "train": self.sae, "eval": self.eval, "analyze": self.analysis,
+                  "featvis": self.featvis}[stage]  # fmt: skip
+        return [folder(layer) for layer in layers]
 
 
 def read_json(path: Path) -> Any:
@@ -108,11 +110,37 @@ def write_json(path: Path, obj: Any) -> None:
 
 # -- completeness checks ------------------------------------------------------------------
 def store_done(path: Path) -> bool:
-    return (read_json(path / "manifest.json") or {}).get("status") == "complete"
+    """The manifest says complete and every shard it lists is on disk with its rows (headers only are read)."""
+    import numpy as np
+
+    manifest = read_json(path / "manifest.json")
+    if not isinstance(manifest, dict) or manifest.get("status") != "complete":
+        return False
+    try:
+        for shard in manifest.get("shards", []):
+            if np.load(path / shard["file"], mmap_mode="r").shape[0] != shard["count"]:
+                return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
 
 
 def sae_done(path: Path) -> bool:
-    return all((path / f).is_file() for f in ("cfg.json", "sae_weights.safetensors", "train_summary.json"))
+    """cfg.json and train_summary.json parse, and the weights file is as long as its header says."""
+    jsons = (read_json(path / name) for name in ("cfg.json", "train_summary.json"))
+    return all(isinstance(d, dict) for d in jsons) and safetensors_complete(path / "sae_weights.safetensors")
+
+
+def safetensors_complete(path: Path) -> bool:
+    """A cheap check of a ``.safetensors`` file: its JSON header parses and the data is as long as it says."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n)) if 0 < n < 100_000_000 else None
+        ends = [v["data_offsets"][1] for k, v in (header or {}).items() if k != "__metadata__"]
+        return bool(ends) and path.stat().st_size == 8 + n + max(ends)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
 
 
 def site_done(path: Path) -> bool:
@@ -157,15 +185,15 @@ def sae_d(path: Path) -> int:
 
 def layer_check(layers: tuple[str, ...]) -> None:
     """One line for unknown layers, or several layers not in network order (circuits need consecutive ones)."""
-    from ..models.layers import STAGE_NAMES, layer_info, unknown_layer_message
+    from ..models.layers import STAGE_NAMES, spatial_layer_info
 
     if not layers:
         raise UserError("give at least one --layer (e.g. --layer mixed4a)")
     for layer in layers:
         try:
-            layer_info(layer)
-        except KeyError:
-            raise UserError(unknown_layer_message(layer)) from None
+            spatial_layer_info(layer)
+        except KeyError as e:
+            raise UserError(e.args[0]) from None
     order = [STAGE_NAMES.index(layer) if layer in STAGE_NAMES else -1 for layer in layers]
     if len(layers) > 1 and (min(order) < 0 or order != sorted(order)):
         raise UserError(f"give several --layer values as whole layers in network order, got {list(layers)}")

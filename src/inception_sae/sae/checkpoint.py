@@ -23,15 +23,33 @@ from ..errors import UserError
 STATE_FILE = "state.json"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_safetensors(tensors: dict[str, Tensor], path: str | Path) -> Path:
+    """``safetensors.save_file`` written atomically (``.part`` then rename) with the umask's permissions.
+
+    safetensors creates its files 0600; every other output of the package is created
+    with the process umask (0644 under the usual 022), so a shared folder stays readable.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    save_file(tensors, str(tmp))
+    os.chmod(tmp, 0o666 & ~_umask())
+    _fsync(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def save_checkpoint(folder: str | Path, step: int, tensors: dict[str, Tensor], state: dict[str, Any]) -> Path:
     """Write tensors, then atomically point ``state.json`` at them; remove older tensor files."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"tensors-{step:09d}.safetensors"
-    tmp = folder / (name + ".part")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    _fsync(tmp)
-    os.replace(tmp, folder / name)
+    save_safetensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, folder / name)
     state_tmp = folder / (STATE_FILE + ".part")
     state_tmp.write_text(json.dumps({**state, "tensors": name}, indent=1))
     _fsync(state_tmp)

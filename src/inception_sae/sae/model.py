@@ -16,10 +16,11 @@ from typing import Any, NamedTuple
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..errors import UserError
+from .checkpoint import save_safetensors
 from .kernels import (
     Codes,
     dense_decode,
@@ -170,7 +171,7 @@ class TopKSAE(nn.Module):
             "b_enc": (self.b_enc.detach().float().cpu() / s).contiguous(),
             "b_dec": (self.b_dec.detach().float().cpu() / s).contiguous(),
         }
-        save_file(tensors, str(path / WEIGHTS_FILE))
+        save_safetensors(tensors, path / WEIGHTS_FILE)
         cfg = {
             "d_in": self.d_in,
             "d_sae": self.d_sae,
@@ -199,9 +200,16 @@ class TopKSAE(nn.Module):
                 raise UserError(f"{path} is not an SAE folder: {p.name} is missing")
         try:
             cfg = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+            raise UserError(f"cannot read SAE folder {path}: {cfg_path} is not valid JSON ({e})") from e
+        if not isinstance(cfg, dict):
+            raise UserError(f"cannot read SAE folder {path}: {cfg_path} holds no JSON object")
+        try:
             tensors = load_file(str(w_path))
-        except (json.JSONDecodeError, SafetensorError, OSError) as e:
-            raise UserError(f"cannot read SAE folder {path}: {e}") from e
+        except (SafetensorError, OSError) as e:
+            raise UserError(
+                f"cannot read SAE folder {path}: {w_path.name} is unreadable ({e}); retrain it (or rerun `run`)"
+            ) from e
         shapes = _check_tensors(tensors, path)
         d_in, d_sae = shapes
         for key, want in (("d_in", d_in), ("d_sae", d_sae)):

@@ -296,6 +296,7 @@ class Trainer:
             "optimizer_groups": groups,
             "world": self.world,
             "recent": {r.name: r.recent.state_dict() for r in self.runs},
+            "last_stats": {r.name: r.stats for r in self.runs},  # a resumed, finished run still reports them
         }
         return tensors, state
 
@@ -315,6 +316,7 @@ class Trainer:
                     p.copy_(tensors[f"{r.name}/param/{pname}"])
                 r.since_fired.copy_(tensors[f"{r.name}/since_fired"])
                 r.recent.load_state_dict(state.get("recent", {}).get(r.name, []))
+                r.stats = dict(state.get("last_stats", {}).get(r.name, {}))
                 ckpt.restore_optimizer(r.opt, tensors, state["optimizer_groups"][r.name], f"{r.name}/opt")
 
     def save_checkpoint(self) -> None:

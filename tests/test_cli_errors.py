@@ -1,0 +1,119 @@
+"""The real commands on the inputs a new user tries first: one ``error:`` line and exit code 2, or success.
+
+Every test calls the CLI's entry point (``inception_sae.cli.main``) with the arguments a user would type.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from run_helpers import cli, one_line_error, run_args, tiny_images
+
+from inception_sae.cli import main
+from inception_sae.data.labels import load_labels
+from inception_sae.models.weights import random_state_dict
+from inception_sae.sae.model import SAEConfig, TopKSAE
+
+
+@pytest.fixture
+def images(tmp_path):
+    return tiny_images(tmp_path / "images", 4)
+
+
+def first(images) -> str:
+    return str(sorted(images.rglob("*.png"))[0])
+
+
+@pytest.fixture
+def cached_random_weights(tmp_path, monkeypatch):
+    """A cache folder holding a (random) inception5h.pth, so commands run with no --weights at all."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    torch.save(random_state_dict(0), cache / "inception5h.pth")
+    monkeypatch.setenv("INCEPTION_SAE_CACHE", str(cache))
+    monkeypatch.delenv("INCEPTION_SAE_LABELS", raising=False)
+    return cache / "inception5h.pth"
+
+
+def test_classify_prints_class_names_with_no_flags(images, cached_random_weights, capsys):
+    assert main(["classify", first(images)]) == 0
+    rows = [line.split(maxsplit=2) for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    names = load_labels()
+    assert len(rows) == 5
+    for _p, index, name in rows:
+        assert name == names[int(index)] and not name.startswith("class_")
+    assert any(1 <= int(index) <= 1000 for _p, index, _n in rows)
+
+
+@pytest.mark.parametrize("top", ["5000", "-1", "0"])
+def test_classify_top_out_of_range(images, top, capsys):
+    assert main(["classify", first(images), "--weights", "random", "--top", top]) == 2
+    one_line_error(capsys, f"--top {top}", "1..1008")
+
+
+def test_weights_that_are_a_folder_or_corrupt(tmp_path, images, capsys):
+    assert main(["classify", first(images), "--weights", str(tmp_path)]) == 2
+    one_line_error(capsys, "is a folder")
+    for name, payload in (("garbage.pth", bytes(range(256)) * 10), ("zipped.pth", b"PK\x03\x04garbage")):
+        (tmp_path / name).write_bytes(payload)
+        assert main(["classify", first(images), "--weights", str(tmp_path / name)]) == 2
+        error = one_line_error(capsys, name, "not a readable PyTorch state_dict")
+        assert "weights_only" not in error
+
+
+@pytest.mark.parametrize("layer", ["avgpool", "logits"])
+def test_harvest_and_run_refuse_layers_without_positions(tmp_path, images, layer, capsys):
+    store = tmp_path / "store"
+    args = ["harvest", "--layer", layer, "--images", str(images), "--out", str(store), "--weights", "random"]
+    assert main([*args, "--no-progress", "--workers", "0"]) == 2
+    one_line_error(capsys, f"layer {layer!r} has one vector per image")
+    assert not store.exists()  # no stub store left behind
+    assert main(run_args(images, tmp_path / "run", layers=(layer,))) == 2
+    one_line_error(capsys, f"layer {layer!r} has one vector per image")
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_refuses_a_store_smaller_than_one_batch_before_harvesting(tmp_path, images, capsys):
+    run = tmp_path / "run"
+    # 4 images x 1 view x 10 vectors = 40 < 256 (per_image sampling instead of TINY's "all")
+    assert main(run_args(images, run, overrides={"harvest.sampling": "top-norm"})) == 2
+    one_line_error(capsys, "the mixed3b store would hold at most 40 vectors", "one training batch of 256")
+    assert not (run / "mixed3b").exists()  # nothing harvested
+
+
+def test_invalid_cfg_json_names_the_file(tmp_path, images, capsys):
+    sae = tmp_path / "sae"
+    TopKSAE(SAEConfig(480, 16, 4)).save(sae)
+    (sae / "cfg.json").write_text("{\n")
+    args = ["analyze", "--sae", str(sae), "--images", str(images), "--out", str(tmp_path / "an"), "--weights", "random"]
+    assert main(args) == 2
+    one_line_error(capsys, str(sae / "cfg.json"), "not valid JSON")
+
+
+def test_truncated_sae_weights_are_named(tmp_path, images, capsys):
+    sae = tmp_path / "sae"
+    TopKSAE(SAEConfig(480, 16, 4)).save(sae)
+    cfg = json.loads((sae / "cfg.json").read_text())
+    (sae / "cfg.json").write_text(json.dumps({**cfg, "layer": "mixed3b"}))
+    w = sae / "sae_weights.safetensors"
+    w.write_bytes(w.read_bytes()[:-100])
+    args = ["analyze", "--sae", str(sae), "--images", str(images), "--out", str(tmp_path / "an"), "--weights", "random"]
+    assert main(args) == 2
+    one_line_error(capsys, "sae_weights.safetensors is unreadable")
+
+
+def test_layers_lists_avgpool_and_refuses_size_zero(capsys):
+    assert main(["layers", "--no-branches"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert names[-2:] == ["avgpool", "logits"]
+    assert main(["layers", "--input-size", "0"]) == 2
+    one_line_error(capsys, "--input-size 0")
+
+
+def test_piped_output_is_not_wrapped_at_80_columns(tmp_path, images):
+    r = cli(["classify", first(images), "--weights", "random"], COLUMNS="")
+    assert r.returncode == 0, r.stderr
+    warning = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(warning) == 1 and len(warning[0]) > 80 and "UNTRAINED WEIGHTS" in warning[0]
