@@ -23,16 +23,6 @@ def test_shares_by_hand():
     assert torch.allclose(s["sq"][1], torch.tensor([0.0, 1.0, 0.0]))
 
 
-def test_null_p_values_are_uniform_for_null_directions():
-    scale = torch.rand(40) + 0.2
-    slices, names = [(0, 10), (10, 30), (30, 34), (34, 40)], ["1x1", "3x3", "5x5", "pool"]
-    W = br.null_directions(scale, 400, seed=5)  # drawn exactly like the null
-    st = br.branch_stats(W, slices, names, scale, n_null=4000, seed=1)
-    p = st.p["pos"]
-    assert 0.05 < float((p < 0.1).float().mean()) < 0.16  # about 10% below 0.1
-    assert abs(float(st.z["pos"].mean())) < 0.15
-
-
 def channel_rms(model, folder, size, layer):
     ds = ImageDataset.from_folder(folder, Preprocess(resize=round(size * 256 / 224), crop=size))
     sq, n = 0.0, 0
@@ -61,18 +51,19 @@ def test_planted_5x5_features_are_flagged(model, tmp_path):
     for f in feats[:16]:
         assert f["dominant_branch"] == "5x5"
         assert f["branch_p"]["5x5"] <= 1e-3 and f["branch_share"]["5x5"] > 0.6
+        assert f["branch_q"]["5x5"] <= 0.01 and set(f["branch_q"]) == set(f["branch_p"])
     p_random = torch.tensor([f["branch_p"]["5x5"] for f in feats[16:]])
     assert int((p_random < 0.01).sum()) <= 2  # about 0.5 expected by chance
-    assert sum(f["dominant_branch"] == "5x5" for f in feats[16:]) < 24
+    assert sum(f["dominant_branch"] != "none" for f in feats[16:]) <= 2  # random rows: "none"
     table = json.loads((tmp_path / "out" / "branches.json").read_text())
     assert {e["id"] for e in table["table"]["5x5"]} <= set(range(16))  # the 10 most 5x5-specialised
+    scale, live = torch.tensor(table["null_channel_scale"]), rms > 1e-3
+    assert len(scale) == 528 and torch.allclose(scale[live], rms[live], rtol=1e-3)
+    assert "permut" in table["null"] and table["dominant_counts"]["5x5"] >= 16
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    fdr = summary["counts"]["specialised_fdr_1pct"]
+    assert fdr["5x5"] >= 16 and sum(fdr.values()) <= 18
+    assert summary["counts"]["dominant_branch"]["none"] >= 46
+    assert summary["branch_test"]["fdr_1pct"]["min_rejections"] == 13  # floor 1/2001 over 256 tests
+    assert "FDR 1%" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "figures" / "branch_shares_pos.png").stat().st_size > 1000
-
-
-def test_family_chance():
-    slices, names = [(0, 10), (10, 30), (30, 34), (34, 40)], ["1x1", "3x3", "5x5", "pool"]
-    W = torch.randn(12, 40)
-    W[:9, 30:34] += 5  # nine 5x5 features, like Voss et al.'s nine colour detectors
-    st = br.branch_stats(W, slices, names, None, n_null=2000)
-    fam = br.family_chance(st, range(9))
-    assert fam["branch"] == "5x5" and fam["p_all_same"] < 1e-4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -43,3 +44,32 @@ def test_crop_and_heatmap_files(tmp_path):
     assert Image.open(tmp_path / "h.jpg").size == (112, 112)
     A = upsample_matrix(4, 112)
     assert np.allclose(A.sum(1), 1) and np.allclose(A @ np.ones((4, 4)) @ A.T, 1)
+
+
+def test_nearest_neuron_is_the_largest_signed_cosine():
+    from inception_sae.analysis.embedding import nearest_neuron
+
+    W = torch.zeros(2, 8)
+    W[0, 3], W[0, 5] = -0.9, 0.4  # suppresses channel 3, writes channel 5
+    W[1, 2] = 2.0
+    neuron, cosine = nearest_neuron(W)
+    assert neuron.tolist() == [5, 2]
+    assert cosine[0] == pytest.approx(0.4 / (0.81 + 0.16) ** 0.5) and cosine[1] == pytest.approx(1.0)
+
+
+def test_heatmap_peaks_at_the_true_unit_centre():
+    """A single active unit's upsampled heatmap peaks where LayerInfo.center puts that unit, at mixed4* and 5b."""
+    for layer in ("mixed4d", "mixed5b"):
+        info = layer_info(layer, 224)
+        y, x = 5, 2
+        amap = np.zeros((info.size, info.size))
+        amap[y, x] = 1.0
+        A = upsample_matrix(info.size, 112, (info.offset, info.jump, 224))
+        up = A @ amap @ A.T
+        ty, tx = np.unravel_index(up.argmax(), up.shape)
+        to_input = lambda t: (t + 0.5) * 224 / 112 - 0.5  # noqa: E731
+        assert abs(to_input(ty) - info.center(y)) <= 1.0 and abs(to_input(tx) - info.center(x)) <= 1.0, layer
+        # the unanchored (half-pixel) matrix is off by offset - (jump - 1) / 2: 7.5 px at mixed4d, 15.5 at 5b
+        old = upsample_matrix(info.size, 112) @ amap @ upsample_matrix(info.size, 112).T
+        oy = np.unravel_index(old.argmax(), old.shape)[0]
+        assert abs(to_input(oy) - info.center(y)) >= 6.0

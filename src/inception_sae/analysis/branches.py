@@ -1,4 +1,4 @@
-"""Branch specialization of SAE features (Bozoukov 2025, Figs 5-10) with a null model.
+"""Branch specialization of SAE features (Bozoukov 2025, Figs 5-10) with a calibrated null model.
 
 A feature's decoder vector ``d_i`` (d,) splits into the four branch slices of the
 block. Three shares per branch:
@@ -7,13 +7,16 @@ block. Three shares per branch:
 - ``norm``: ``||d_i[b]|| / ||d_i||``,
 - ``sq``:   ``||d_i[b]||^2 / ||d_i||^2`` (sums to 1 over branches).
 
-A random direction's share grows with the branch's channel count and with its
-channels' activation scale, so every share is compared with a null: random
-directions ``r_c = s_c g_c`` (g ~ N(0, 1)), where ``s_c`` is channel c's RMS
-activation (or 1: isotropic), i.e. directions drawn like a decoder row learned
-in raw activation units. The p-value is the one-sided empirical tail
-``(1 + #{null >= obs}) / (n_null + 1)`` (floor ``1 / (n_null + 1)``) and the
-z-score is ``(obs - mean_null) / std_null``.
+A share grows with the branch's channel count and its channels' activation
+scale, so the ``pos`` share is tested against a per-row permutation null
+(:mod:`.branch_null`): the row in units of ``null_channel_scale`` with its
+entries permuted across channels. p-values are exact under that null and
+Benjamini-Hochberg q-values are taken over all features x branches.
+
+The ONE definition of a feature's dominant branch, used by the analysis, the
+circuits, the dashboard and every figure: the branch with the smallest p-value
+(ties at the floor: the larger z) if its q <= 0.01, else ``"none"``. "none" is
+the expected answer for a random network.
 """
 
 from __future__ import annotations
@@ -21,22 +24,58 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from .branch_null import (
+    LEVEL,
+    NULL_TEXT,
+    STOP_AFTER,
+    benjamini_hochberg,
+    dominant_index,
+    permutation_pvalues,
+)
+
 KINDS = ("pos", "norm", "sq")
+NONE = "none"  #: dominant branch of a feature with no branch significant at q <= LEVEL
+N_MAX = 2**17  #: default cap of permutations per test (p-value floor 1 / (N_MAX + 1))
+POOL_ROWS = 4096  #: rows permuted once each for the pooled null band of the figures
 
 
 class BranchStats(NamedTuple):
-    """Shares, null comparison and dominant branch of every feature."""
+    """Shares, null comparison and dominant branch of every feature (tests on the ``pos`` share)."""
 
     names: tuple[str, ...]  #: branch names in concat order
     shares: dict[str, Tensor]  #: kind -> (m, nb) shares
-    z: dict[str, Tensor]  #: kind -> (m, nb) z-scores against the null
-    p: dict[str, Tensor]  #: kind -> (m, nb) one-sided empirical p-values
-    null: dict[str, Tensor]  #: kind -> (n_null, nb) null shares
-    dominant: Tensor  #: (m,) branch index with the largest z of the ``pos`` share
+    z: Tensor  #: (m, nb) (pos share - its null mean) / null sd, per row
+    p: Tensor  #: (m, nb) permutation p-values of the pos share
+    q: Tensor  #: (m, nb) Benjamini-Hochberg q-values over all features x branches
+    draws: Tensor  #: (m, nb) permutations drawn per test
+    null: dict[str, Tensor]  #: kind -> (n, nb) pooled null shares (rows permuted once each), for figures
+    dominant: Tensor  #: (m,) dominant branch index, -1 for "none" (see module docstring)
     largest: Tensor  #: (m,) branch index with the largest raw ``pos`` share
+    scale: Tensor  #: (d,) null_channel_scale
+    n_max: int  #: permutation cap; p-value floor 1 / (n_max + 1)
+
+    def dominant_names(self) -> list[str]:
+        """Dominant branch name per feature, ``"none"`` where no branch is significant."""
+        return [self.names[i] if i >= 0 else NONE for i in self.dominant.tolist()]
+
+    @property
+    def p_floor(self) -> float:
+        return 1.0 / (self.n_max + 1)
+
+    def null_text(self) -> str:
+        return NULL_TEXT.format(stop=STOP_AFTER, n_max=self.n_max)
+
+    def fdr_counts(self, level: float = LEVEL) -> dict[str, int]:
+        """Branch -> features with q <= level in that branch."""
+        return {b: int((self.q[:, j] <= level).sum()) for j, b in enumerate(self.names)}
+
+    def dominant_counts(self) -> dict[str, int]:
+        names = self.dominant_names()
+        return {b: names.count(b) for b in (*self.names, NONE)}
 
 
 def branch_shares(W: Tensor, slices: Sequence[tuple[int, int]]) -> dict[str, Tensor]:
@@ -53,76 +92,83 @@ def branch_shares(W: Tensor, slices: Sequence[tuple[int, int]]) -> dict[str, Ten
     return {k: torch.stack(cols[k], 1) / tot[k].clamp_min(eps).unsqueeze(1) for k in KINDS}
 
 
-def null_directions(scale: Tensor, n: int, seed: int = 0) -> Tensor:
-    """(n, d) random directions ``s_c g_c`` (g ~ N(0, 1)), scale (d,) per-channel."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, scale.shape[0], generator=g) * scale.float().view(1, -1)
+def pooled_null(W: Tensor, slices: Sequence[tuple[int, int]], scale: Tensor, n: int = POOL_ROWS, seed: int = 0):
+    """kind -> (n, nb) shares of ``n`` rows of ``W`` (drawn with replacement) each permuted once under the null."""
+    g = torch.Generator().manual_seed(seed + 1)
+    rows = torch.randint(0, W.shape[0], (n,), generator=g)
+    perm = torch.rand(n, W.shape[1], generator=g).argsort(1)
+    Y = (W[rows].float() / scale).gather(1, perm) * scale
+    return branch_shares(Y, slices)
 
 
 def branch_stats(
     W_dec: Tensor, slices: Sequence[tuple[int, int]], names: Sequence[str], scale: Tensor | None = None,
-    n_null: int = 10000, seed: int = 0,
+    n_max: int = N_MAX, seed: int = 0,
 ) -> BranchStats:  # fmt: skip
-    """Shares of decoder rows ``W_dec`` (m, d) with z-scores and p-values against the null."""
-    d = W_dec.shape[1]
-    scale = torch.ones(d) if scale is None else scale
-    obs = branch_shares(W_dec, slices)
-    null = branch_shares(null_directions(scale, n_null, seed), slices)
-    z, p = {}, {}
-    for k in KINDS:
-        mu, sd = null[k].mean(0), null[k].std(0).clamp_min(1e-12)
-        z[k] = (obs[k] - mu) / sd
-        # (m, nb): count null samples at least as large, per branch, via sorted search
-        srt = null[k].sort(0).values  # (n, nb)
-        ge = torch.stack(
-            [
-                n_null - torch.searchsorted(srt[:, j].contiguous(), obs[k][:, j].contiguous())
-                for j in range(len(slices))
-            ],
-            1,
-        )
-        p[k] = (1 + ge.float()) / (n_null + 1)
-    return BranchStats(tuple(names), obs, z, p, null, z["pos"].argmax(1), obs["pos"].argmax(1))
+    """Shares of decoder rows ``W_dec`` (m, d), their permutation p-values, BH q-values and dominant branch."""
+    W = W_dec.detach().float().cpu()
+    scale = torch.ones(W.shape[1]) if scale is None else scale.detach().float().cpu()
+    obs = branch_shares(W, slices)
+    res = permutation_pvalues(W, slices, scale, n_max=n_max, seed=seed)
+    q = benjamini_hochberg(res.p)
+    dom = dominant_index(res.p, q, res.z)
+    null = pooled_null(W, slices, scale, seed=seed)
+    return BranchStats(tuple(names), obs, res.z, res.p, q, res.draws, null, dom, obs["pos"].argmax(1), scale, n_max)
 
 
-def dominance_null(stats: BranchStats) -> Tensor:
-    """(nb,) probability that a null direction's largest-z ``pos`` branch is each branch."""
-    mu, sd = stats.null["pos"].mean(0), stats.null["pos"].std(0).clamp_min(1e-12)
-    dom = ((stats.null["pos"] - mu) / sd).argmax(1)
-    return torch.bincount(dom, minlength=len(stats.names)).float() / dom.shape[0]
+def dominant_branches(
+    W_dec: Tensor, slices: Sequence[tuple[int, int]], names: Sequence[str], scale: Tensor | None = None,
+    n_max: int = N_MAX, seed: int = 0,
+) -> list[str]:  # fmt: skip
+    """THE dominant branch of every row of ``W_dec``: most significant branch with q <= 0.01, else "none"."""
+    return branch_stats(W_dec, slices, names, scale, n_max, seed).dominant_names()
 
 
 def family_chance(stats: BranchStats, features: Sequence[int]) -> dict:
-    """Voss et al.'s test: chance that all ``features`` share one dominant branch under the null.
+    """Voss et al.'s family test with the SAE's own base rates of dominant branches.
 
-    Returns the common branch (or None) and ``p = sum_b q_b^n`` (any branch) with
-    ``q_b`` the null probability of branch b being dominant.
+    The chance that ``n`` features drawn at random from this SAE all have
+    dominant branch b is ``r_b^n``, with ``r_b`` the share of the SAE's features
+    dominant in b ("none" included in the denominator). Returns the common branch
+    (None if they differ or are "none"), ``p_all_in_branch`` = ``r_b^n`` and
+    ``p_all_same`` = ``sum_b r_b^n`` over named branches.
     """
-    dom = stats.dominant[list(features)]
-    q = dominance_null(stats)
-    common = stats.names[int(dom[0])] if bool((dom == dom[0]).all()) else None
-    return {"branch": common, "n": len(features), "p_all_same": float((q ** len(features)).sum()) if common else None}
+    feats = list(features)
+    names = stats.dominant_names()
+    counts = stats.dominant_counts()
+    m = max(len(names), 1)
+    rate = {b: counts[b] / m for b in stats.names}
+    labels = {names[f] for f in feats}
+    common = next(iter(labels)) if len(labels) == 1 and NONE not in labels else None
+    n = len(feats)
+    return {
+        "branch": common, "n": n, "base_rates": rate,
+        "p_all_in_branch": rate[common] ** n if common else None,
+        "p_all_same": sum(r**n for r in rate.values()) if common else None,
+        "warning": "only a test if the family was chosen without looking at branches (e.g. by what the "
+        "features detect); a family picked for its branch has p = 1",
+    }  # fmt: skip
 
 
 def specialised_table(stats: BranchStats, top: int = 10) -> dict[str, list[dict]]:
-    """Branch -> the ``top`` features with the largest ``pos`` z-score in it."""
+    """Branch -> the ``top`` most significant features in it (smallest p, then largest z)."""
     table = {}
     for j, name in enumerate(stats.names):
-        zs = stats.z["pos"][:, j]
-        order = zs.argsort(descending=True)[:top].tolist()
+        order = np.lexsort((-stats.z[:, j].numpy(), stats.p[:, j].numpy()))[:top].tolist()
         table[name] = [
-            {"id": f, "share": float(stats.shares["pos"][f, j]), "z": float(zs[f]), "p": float(stats.p["pos"][f, j])}
+            {"id": f, "share": float(stats.shares["pos"][f, j]), "z": float(stats.z[f, j]),
+             "p": float(stats.p[f, j]), "q": float(stats.q[f, j])}
             for f in order
-        ]
+        ]  # fmt: skip
     return table
 
 
 def figure_data(stats: BranchStats, kind: str = "pos") -> dict:
-    """Per branch: sorted shares (descending) and the null's 5/50/95% quantiles."""
-    q = torch.tensor([0.05, 0.5, 0.95])
-    out = {"kind": kind, "branches": {}}
+    """Per branch: sorted shares (descending) and the pooled null's 5/50/95% quantiles."""
+    qs = torch.tensor([0.05, 0.5, 0.95])
+    out = {"kind": kind, "null": "pooled: rows permuted once each under the branch null", "branches": {}}
     for j, name in enumerate(stats.names):
-        nq = torch.quantile(stats.null[kind][:, j], q).tolist()
+        nq = torch.quantile(stats.null[kind][:, j], qs).tolist()
         out["branches"][name] = {
             "sorted_shares": stats.shares[kind][:, j].sort(descending=True).values.tolist(),
             "null_q05": nq[0], "null_median": nq[1], "null_q95": nq[2],

@@ -42,10 +42,11 @@ class AnalyzeConfig:
     """Top examples per feature that get a crop and a heatmap file."""
     render_intervals: int = 1
     """Examples per interval that get a crop and a heatmap file."""
-    n_null: int = 10000
-    """Random directions in the branch null model (p-value floor 1/(n_null+1))."""
+    n_null: int = 2**17
+    """Most permutations per (feature, branch) test of the branch null (p-value floor 1/(n_null+1)); a test
+    stops as soon as 20 permuted shares reach the observed one, so only near-floor tests cost this much."""
     null_scale: bool = True
-    """Scale null directions by each channel's RMS activation (else isotropic)."""
+    """Permute decoder rows in units of each channel's RMS activation (else raw units)."""
     logit_effect: bool = True
     """Compute logit effects: exact at mixed5b (cheap); elsewhere a linearisation costing about 1008
     backward passes from the layer (seconds to minutes on CPU)."""

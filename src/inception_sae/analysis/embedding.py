@@ -1,4 +1,4 @@
-"""UMAP of decoder vectors (umap-learn, an optional extra), coloured by branch."""
+"""Decoder-vector geometry: UMAP (umap-learn, an optional extra) coloured by branch, nearest neuron."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ def umap_coords(W_dec: Tensor, seed: int = 0, n_neighbors: int = 15) -> Tensor |
     return torch.from_numpy(reducer.fit_transform(X)).float()
 
 
+def nearest_neuron(W_dec: Tensor) -> tuple[Tensor, Tensor]:
+    """(m,) most similar channel of each decoder row and its cosine: the largest SIGNED cosine.
+
+    The cosine of a unit row with channel c's basis vector is its c-th entry; a
+    channel the feature writes negatively (suppresses) is not "similar" to it.
+    """
+    unit = torch.nn.functional.normalize(W_dec.float(), dim=1)
+    neuron = unit.argmax(1)
+    return neuron, unit.gather(1, neuron.view(-1, 1)).squeeze(1)
+
+
 def plot_umap(coords: Tensor, dominant: list[str], share: Tensor, branch: str, layer: str, paths) -> None:
     """Two PNGs: coloured by dominant branch; coloured by ``branch``'s share (``pos``)."""
     import matplotlib
@@ -29,12 +40,12 @@ def plot_umap(coords: Tensor, dominant: list[str], share: Tensor, branch: str, l
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"1x1": "tab:blue", "3x3": "tab:orange", "5x5": "tab:red", "pool": "tab:green"}
+    colours = {"none": "0.8", "1x1": "tab:blue", "3x3": "tab:orange", "5x5": "tab:red", "pool": "tab:green"}
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, col in colours.items():
         sel = [i for i, d in enumerate(dominant) if d == name]
         ax.scatter(coords[sel, 0], coords[sel, 1], s=4, c=col, label=name)
-    ax.set_title(f"{layer}: UMAP of decoder vectors, dominant branch")
+    ax.set_title(f"{layer}: UMAP of decoder vectors, dominant branch (q <= 0.01; else none)")
     ax.legend(markerscale=3)
     fig.savefig(paths[0], dpi=90)
     plt.close(fig)

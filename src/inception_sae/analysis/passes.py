@@ -206,7 +206,7 @@ def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interva
                     else:
                         amap = acts[b, f]
                     heat = f"images/heat/{name[0]}{f}_{img}.jpg"
-                    save_heatmap(base, amap, float(fam.stats.vmax[f]), out / heat)
+                    save_heatmap(base, amap, float(fam.stats.vmax[f]), out / heat, ctx.info)
                     files[(name, f, img)] = {"crop": crop, "heatmap": heat}
     state.timings["pass3_s"] = time.perf_counter() - t0
     return files

@@ -52,9 +52,21 @@ def thumb_base(image: Tensor) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def upsample_matrix(n: int, size: int) -> np.ndarray:
-    """(size, n) linear interpolation matrix (half-pixel centres, edges clamped): up = A @ map @ A.T."""
-    src = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
+def upsample_matrix(n: int, size: int, geometry: tuple[float, int, int] | None = None) -> np.ndarray:
+    """(size, n) linear interpolation matrix (edges clamped): up = A @ map @ A.T.
+
+    ``geometry`` = (offset, jump, input_size) of the layer (``LayerInfo``): unit i
+    is anchored at its true centre ``offset + jump * i`` in input pixels, and
+    thumbnail pixel t covers input pixel ``(t + 0.5) * input_size / size - 0.5``.
+    Without it, units are spread evenly (half-pixel centres), which is only right
+    when ``offset = (jump - 1) / 2``.
+    """
+    if geometry is None:
+        src = (np.arange(size) + 0.5) * n / size - 0.5
+    else:
+        offset, jump, input_size = geometry
+        src = ((np.arange(size) + 0.5) * input_size / size - 0.5 - offset) / jump
+    src = np.clip(src, 0, n - 1)
     lo = np.floor(src).astype(int)
     hi = np.minimum(lo + 1, n - 1)
     A = np.zeros((size, n))
@@ -63,10 +75,14 @@ def upsample_matrix(n: int, size: int) -> np.ndarray:
     return A
 
 
-def save_heatmap(base: np.ndarray, amap: Tensor, vmax: float, path: Path) -> None:
-    """Overlay a spatial map (h, w), divided by ``vmax``, on a thumbnail from :func:`thumb_base`; JPEG."""
+def save_heatmap(base: np.ndarray, amap: Tensor, vmax: float, path: Path, info=None) -> None:
+    """Overlay a spatial map (h, w), divided by ``vmax``, on a thumbnail from :func:`thumb_base`; JPEG.
+
+    ``info`` (the layer's ``LayerInfo``) anchors each unit at its true centre in the image.
+    """
     a = np.clip(amap.float().numpy() / max(vmax, 1e-12), 0, 1)
-    A = upsample_matrix(a.shape[0], base.shape[0])
+    geometry = None if info is None else (float(info.offset), int(info.jump), int(info.input_size))
+    A = upsample_matrix(a.shape[0], base.shape[0], geometry)
     up = A @ a @ A.T  # (THUMB, THUMB)
     out = np.clip(base * 0.45 + 0.75 * heat_colours(up) * np.sqrt(up)[..., None], 0, 1)
     Image.fromarray((out * 255).astype(np.uint8)).save(path, quality=85)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from . import branches as br
+from .branch_null import LEVEL, fdr_reachability
 from .examples import Family
 from .labels import auroc_from_hist, enrichment
 from .logits import class_top_features, top_classes
@@ -96,16 +97,22 @@ def feature_json(ctx, state, derived, labels, scores, files, names, f: int, neur
     d = {"id": f, "layer": ctx.layer, "kind": "feature", **activation_dict(state.features, f)}
     d["positions"] = "frequency, max, mean, histogram, intervals: every position of every analysed image"
     d["training_positions"] = training_dict(state, f)  # the same on the positions the SAE was trained on
+    dom = int(stats.dominant[f])
     d.update(branch_share=share("pos"), branch_share_norm=share("norm"), branch_share_sq=share("sq"),
-             branch_z={b: float(stats.z["pos"][f, j]) for j, b in enumerate(bn)},
-             branch_p={b: float(stats.p["pos"][f, j]) for j, b in enumerate(bn)},
-             branch_share_note="branch_share = ||relu(d[b])||/||relu(d)|| (paper); p, z vs the null (pos share)",
-             dominant_branch=bn[int(stats.dominant[f])], largest_share_branch=bn[int(stats.largest[f])])  # fmt: skip
+             branch_z={b: float(stats.z[f, j]) for j, b in enumerate(bn)},
+             branch_p={b: float(stats.p[f, j]) for j, b in enumerate(bn)},
+             branch_q={b: float(stats.q[f, j]) for j, b in enumerate(bn)},
+             branch_share_note="branch_share = ||relu(d[b])||/||relu(d)|| (paper); p: permutation null of that "
+             f"share (floor {stats.p_floor:.2g}); q: Benjamini-Hochberg over all features x branches; "
+             f"dominant_branch: most significant branch if q <= {LEVEL}, else 'none'",
+             dominant_branch=bn[dom] if dom >= 0 else br.NONE,
+             largest_share_branch=bn[int(stats.largest[f])])  # fmt: skip
     n = int(derived["neuron"][f])
     d["similar_neuron"] = {
         "neuron": n,
         "cosine": float(derived["cosine"][f]),
         "share": float(derived["cosine"][f]) ** 2,
+        "rule": "largest signed cosine of the unit decoder row with a channel",
     }
     d.update(spectrum_dict(ctx, files, "features", state.features, f))
     d.update(label=labels[f], label_score=scores[f], label_kind="label from classes (top images), AUROC on held-out")
@@ -136,9 +143,13 @@ def write_branch_outputs(out: Path, ctx, derived) -> list[str]:
     stats = derived["branches"]
     data = {kind: br.figure_data(stats, kind) for kind in br.KINDS}
     data["table"] = br.specialised_table(stats)
-    data["dominance_null"] = dict(zip(stats.names, br.dominance_null(stats).tolist(), strict=True))
-    data["dominant_counts"] = {b: int((stats.dominant == j).sum()) for j, b in enumerate(stats.names)}
-    data["null"] = "random directions s_c * N(0,1), s_c = channel RMS" if derived["scale"] is not None else "isotropic"
+    data["dominant_counts"] = stats.dominant_counts()
+    data["specialised_fdr_1pct"] = stats.fdr_counts()
+    data["fdr"] = fdr_reachability(stats.p_floor, stats.p.numel())
+    data["null"] = stats.null_text()
+    data["null_channel_scale_is"] = "channel RMS activation" if derived["scale"] is not None else "1 (isotropic)"
+    data["null_channel_scale"] = stats.scale.tolist()
+    data["dominant_rule"] = f"most significant branch (smallest p, then largest z) if its q <= {LEVEL}, else 'none'"
     dump(out / "branches.json", data)
     written = ["branches.json"]
     for kind in br.KINDS:
@@ -159,7 +170,7 @@ def write_umap(out: Path, ctx, derived) -> list[str]:
             say(UMAP_MISSING)
         return []
     stats = derived["branches"]
-    dom = [stats.names[int(i)] for i in stats.dominant]
+    dom = stats.dominant_names()
     dump(out / "umap.json", {"coords": derived["umap"].tolist(), "dominant_branch": dom,
                              "method": "umap-learn, cosine, unit decoder rows"})  # fmt: skip
     paths = ["figures/umap_dominant_branch.png"]

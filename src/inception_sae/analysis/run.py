@@ -166,7 +166,7 @@ def periodic_saver(folder: Path, state: RunState, ctx: Context, fp: dict, every_
 
 def derive(ctx: Context, cfg: AnalyzeConfig, state: RunState, W_dec: torch.Tensor) -> dict:
     """Branch statistics, nearest neurons, logit effects and UMAP coordinates."""
-    from .embedding import umap_coords
+    from .embedding import nearest_neuron, umap_coords
 
     t0 = time.perf_counter()
     positions = max(state.features.stats.positions, 1)
@@ -175,9 +175,7 @@ def derive(ctx: Context, cfg: AnalyzeConfig, state: RunState, W_dec: torch.Tenso
         scale = scale.clamp_min(float(scale[scale > 0].min()) if bool((scale > 0).any()) else 1.0)
     branches = ctx.info.branches
     stats = br.branch_stats(W_dec, [b.slice for b in branches], [b.name for b in branches], scale, cfg.n_null, cfg.seed)
-    unit = torch.nn.functional.normalize(W_dec, dim=1)
-    neuron = unit.abs().argmax(1)  # most similar basis direction: max |cosine|
-    cosine = unit.gather(1, neuron.view(-1, 1)).squeeze(1)
+    neuron, cosine = nearest_neuron(W_dec)
     mean_act = (state.act_sum / max(int(state.seen.sum()), 1)).float()
     effect, kind = None, "not computed (--no-logit-effect)"
     if cfg.logit_effect or ctx.layer == "mixed5b":

@@ -5,7 +5,29 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .branch_null import fdr_reachability
+from .branches import specialised_table
 from .streaming import HIST_BINS
+
+P_MEANING = (
+    "p: how often a row with the same entries in random channel order (in units of null_channel_scale) has a "
+    "branch share at least this large. It measures preference for a branch beyond the row's own sparsity and "
+    "tails; it is not the probability that the feature is specialised, and says nothing about what it detects"
+)
+
+
+def fdr_status(stats, fdr: dict) -> str:
+    """One sentence on whether the FDR counts could have been non-zero."""
+    total = sum(stats.fdr_counts().values())
+    if not fdr["reachable"]:
+        return f"q <= 0.01 is unreachable: the p-value floor {fdr['p_floor']:.2g} is above 0.01 (raise --null-samples)"
+    if total == 0 and fdr["min_rejections"] > 1:
+        return (
+            f"0 at q <= 0.01, but a feature at the p-value floor ({fdr['p_floor']:.2g}) needs "
+            f"{fdr['min_rejections']} rejections beside it: fewer true effects than that cannot be resolved "
+            "(raise --null-samples)"
+        )
+    return f"{total} features x branches at q <= 0.01"
 
 
 def say(msg: str) -> None:
@@ -42,8 +64,7 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, wr
     s, stats = state.features.stats, derived["branches"]
     freq = s.fire_pos.double() / max(s.positions, 1)
     feat_scores = [x for x in scores["features"] if x is not None]
-    p5 = stats.p["pos"]
-    alpha = 0.01 / p5.numel()  # Bonferroni over features and branches
+    fdr = fdr_reachability(stats.p_floor, stats.p.numel())
     out = Path(cfg.out)
     images_dir = out / "images"
     n_images = sum(1 for p in images_dir.rglob("*.jpg")) if images_dir.is_dir() else 0
@@ -60,15 +81,20 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, wr
             "features": state.features.m, "neurons": state.neurons.m,
             "dead": int((s.fire_pos == 0).sum()), "dense": int((freq > 0.1).sum()),
             "mean_frequency": float(freq.mean()), "median_max": float(s.vmax.median()),
-            "dominant_branch": {b: int((stats.dominant == j).sum()) for j, b in enumerate(stats.names)},
-            "specialised_bonferroni_1pct": {b: int((p5[:, j] <= alpha).sum()) for j, b in enumerate(stats.names)},
+            "dominant_branch": stats.dominant_counts(),
+            "specialised_fdr_1pct": stats.fdr_counts(),
             "image_files": n_images,
-            "similar_neuron_abs_cosine_mean": float(derived["cosine"].abs().mean()),
-            "similar_neuron_abs_cosine_over_0.5": int((derived["cosine"].abs() > 0.5).sum()),
+            "similar_neuron_cosine_mean": float(derived["cosine"].mean()),
+            "similar_neuron_cosine_over_0.5": int((derived["cosine"] > 0.5).sum()),
         },
         "distribution": "counts: every position of every analysed image; training_positions: the harvest "
                         "rule's positions only (what the SAE was trained on)",
         "training_positions": training_counts(cfg, ctx, state),
+        "branch_test": {"null": stats.null_text(), "statistic": "positive-part share ||relu(d[b])|| / ||relu(d)||",
+                        "tests": stats.p.numel(), "correction": "Benjamini-Hochberg over features x branches",
+                        "dominant": "most significant branch if its q <= 0.01, else 'none'",
+                        "fdr_1pct": fdr, "fdr_1pct_status": fdr_status(stats, fdr),
+                        "meaning": P_MEANING},
         "labels": {"source": source, "kind": "label from classes; score = held-out AUROC",
                    "scored_features": len(feat_scores),
                    "mean_score": sum(feat_scores) / len(feat_scores) if feat_scores else None},
@@ -101,10 +127,12 @@ def write_report(out: Path, summary: dict, derived) -> None:
         f"({summary['images']['skipped']['total']} skipped), {summary['images']['positions']} positions",
         f"- dead features: {c['dead']}; dense (> 10% of positions): {c['dense']}; "
         f"mean firing frequency {c['mean_frequency']:.4f}",
-        f"- dominant branch (largest z of the positive-part share vs the null): {c['dominant_branch']}",
-        f"- specialised beyond chance (p <= 0.01 / (features x branches)): {c['specialised_bonferroni_1pct']}",
-        f"- nearest neuron: mean |cosine| {c['similar_neuron_abs_cosine_mean']:.3f}; "
-        f"{c['similar_neuron_abs_cosine_over_0.5']} features with |cosine| > 0.5 (the rest are not single neurons)",
+        f"- dominant branch (most significant branch of the positive-part share under the permutation null, "
+        f"if q <= 0.01; else none): {c['dominant_branch']}",
+        f"- specialised at FDR 1% (Benjamini-Hochberg q <= 0.01 over features x branches): "
+        f"{c['specialised_fdr_1pct']} ({summary['branch_test']['fdr_1pct_status']})",
+        f"- nearest neuron: mean cosine {c['similar_neuron_cosine_mean']:.3f}; "
+        f"{c['similar_neuron_cosine_over_0.5']} features with cosine > 0.5 (the rest are not single neurons)",
         f"- labels: {summary['labels']['source']} classes; mean held-out AUROC {summary['labels']['mean_score']} "
         f"over {summary['labels']['scored_features']} scorable features",
         f"- logit effect: {summary['logit_effect']}",
@@ -112,12 +140,11 @@ def write_report(out: Path, summary: dict, derived) -> None:
         "", "## Branch shares (positive-part share, the paper's score; grey: null 5-95%)", "",
         "![branch shares](figures/branch_shares_pos.png)", "",
         "Plain norm share: ![](figures/branch_shares_norm.png) Squared-norm share: ![](figures/branch_shares_sq.png)",
-        "", "## Most branch-specialised features", "", "| branch | feature | share | z | p |", "|---|---|---|---|---|",
+        "", "## Most branch-specialised features", "", "| branch | feature | share | z | p | q |",
+        "|---|---|---|---|---|---|",
     ]  # fmt: skip
-    for j, b in enumerate(stats.names):
-        for f in stats.z["pos"][:, j].argsort(descending=True)[:5].tolist():
-            lines.append(f"| {b} | {f} | {float(stats.shares['pos'][f, j]):.3f} | {float(stats.z['pos'][f, j]):.1f} "
-                         f"| {float(stats.p['pos'][f, j]):.2g} |")  # fmt: skip
+    for b, rows in specialised_table(stats, 5).items():
+        lines += [f"| {b} | {r['id']} | {r['share']:.3f} | {r['z']:.1f} | {r['p']:.2g} | {r['q']:.2g} |" for r in rows]
     if derived["umap"] is not None:
         lines += [
             "",

@@ -97,18 +97,21 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SAEView:
     return view
 
 
-def dominant_branches(W_dec: Tensor, layer: str) -> tuple[list[str], Tensor]:
-    """Branch with the largest positive-part norm share per feature, and the shares (m, 4).
+def dominant_branches(
+    W_dec: Tensor, layer: str, scale: Tensor | None = None, n_max: int | None = None, seed: int = 0
+) -> tuple[list[str], Tensor]:
+    """The analysis's dominant branch per feature ("none" if no branch is significant), and the shares (m, 4).
 
-    Shares are the paper's score, ``||relu(W_dec[i, b])|| / ||relu(W_dec[i])||``
-    (:func:`inception_sae.analysis.branches.branch_shares`). Unlike the analysis's
-    ``dominant_branch`` (largest z against a null), this is the raw largest share.
+    Same definition as ``analyze`` (:func:`inception_sae.analysis.branches.dominant_branches`):
+    the most significant branch of the positive-part share under the permutation
+    null, if its Benjamini-Hochberg q <= 0.01. ``scale`` is the null's per-channel
+    scale (``null_channel_scale`` of the layer's ``branches.json``; None: 1).
     """
-    from ..analysis.branches import branch_shares
+    from ..analysis import branches as br
 
     branches = layer_info(layer).branches
     if not branches:
         raise UserError(f"{layer} is not an inception block; it has no branches")
-    shares = branch_shares(W_dec, [b.slice for b in branches])["pos"]  # (m, 4)
-    names = [branches[int(i)].name for i in shares.argmax(1)]
-    return names, shares
+    slices, names = [b.slice for b in branches], [b.name for b in branches]
+    stats = br.branch_stats(W_dec, slices, names, scale, n_max or br.N_MAX, seed)
+    return stats.dominant_names(), stats.shares["pos"]

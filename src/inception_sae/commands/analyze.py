@@ -24,7 +24,9 @@ def analyze(
     top: int = typer.Option(20, "--top", help="Top examples kept per feature."),
     render_top: int = typer.Option(5, "--render-top", help="Top examples per feature with crop + heatmap files."),
     render_intervals: int = typer.Option(1, "--render-intervals", help="Examples per interval with image files."),
-    null_samples: int = typer.Option(10000, "--null-samples", help="Random directions in the branch null model."),
+    null_samples: int = typer.Option(
+        131072, "--null-samples", help="Most permutations per branch test (p-value floor 1/(N+1))."
+    ),
     logit_effect: bool = typer.Option(
         True, "--logit-effect/--no-logit-effect", help="Logit effects (linearised before mixed5b)."
     ),
