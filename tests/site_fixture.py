@@ -48,7 +48,7 @@ def example(rng, img: int, value: float, files: dict | None) -> dict:
 def feature_doc(rng, layer: str, f: int, n_neurons: int, pool: int, render: int = 5) -> dict:
     """One feature JSON with the contract's keys and the analysis stage's extras."""
     shares = rng.dirichlet(np.ones(len(BRANCHES)))
-    dom = BRANCHES[int(shares.argmax())]
+    dom = BRANCHES[int(shares.argmax())] if shares.max() > 0.45 else "none"  # "none": no branch at q <= 0.01
     vmax = float(rng.uniform(1, 20))
     tops = sorted(rng.uniform(0.3, 1, 20) * vmax, reverse=True)
     top = []
@@ -82,7 +82,8 @@ def feature_doc(rng, layer: str, f: int, n_neurons: int, pool: int, render: int 
         "branch_share_norm": dict(zip(BRANCHES, shares.tolist(), strict=True)),
         "branch_share_sq": dict(zip(BRANCHES, (shares**2 / (shares**2).sum()).tolist(), strict=True)),
         "branch_z": {b: float(rng.normal()) for b in BRANCHES},
-        "branch_p": {b: float(rng.uniform(1e-4, 1)) for b in BRANCHES},
+        "branch_p": (pv := {b: float(rng.uniform(1e-4, 1)) for b in BRANCHES}),
+        "branch_q": {b: min(1.0, 4 * v) for b, v in pv.items()},
         "dominant_branch": dom,
         "similar_neuron": {"neuron": int(rng.integers(0, n_neurons)), "cosine": float(rng.uniform(0.1, 0.9))},
         "top_examples": top, "intervals": intervals, "interval_ranges": ranges,
@@ -146,7 +147,12 @@ def write_side_files(root: Path, layer: str, n: int, rng, untrained: bool) -> No
     summary = {"layer": layer, "sae": {"path": "/nonexistent", "d_in": 528, "d_sae": n, "k": 32, "model": identity},
                "model": {"identity": identity, "untrained_weights": untrained, "matches_sae": True},
                "images": {"analysed": 200, "positions": 39200},
-               "counts": {"features": n, "neurons": 16, "dead": 1, "dense": 0},
+               "counts": {"features": n, "neurons": 16, "dead": 1, "dense": 0,
+                          "specialised_fdr_1pct": {b: 0 for b in BRANCHES}},
+               "branch_test": {"null": "per-row permutation null (fixture)",
+                               "fdr_1pct": {"reachable": True, "min_rejections": 26},
+                               "fdr_1pct_status": "0 at q <= 0.01, but a feature at the p-value floor needs 26 "
+                                                  "rejections beside it"},
                "metrics": {"fvu": 0.123, "l0": 31.5, "splice_top1": 0.87},
                "files": ["summary.json", *figs]}  # fmt: skip
     dump(root / "summary.json", summary)

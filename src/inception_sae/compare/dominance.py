@@ -2,8 +2,8 @@
 
 Read from an analysis folder's ``features/<id>.json`` (field ``dominant_branch``: a branch name
 or "none") when one is given; otherwise computed from the decoder rows with the branch analysis
-of :mod:`inception_sae.analysis.branches` (isotropic null). Layers that are not inception blocks
-have no branches: every feature is "none".
+of :mod:`inception_sae.analysis.branches` (permutation null in raw units: no channel scale).
+Layers that are not inception blocks have no branches: every feature is "none".
 """
 
 from __future__ import annotations
@@ -43,11 +43,7 @@ def from_decoder(W_dec, layer: str | None) -> list[str]:
 
     slices = [b.slice for b in info.branches]
     names = [b.name for b in info.branches]
-    public = getattr(br, "dominant_branches", None)
-    if callable(public):
-        return [str(x) for x in public(W_dec.detach().float().cpu(), slices, names)]
-    stats = br.branch_stats(W_dec.detach().float().cpu(), slices, names, n_null=2000)
-    return [names[int(j)] for j in stats.dominant]
+    return br.dominant_branches(W_dec.detach().float().cpu(), slices, names)
 
 
 def dominant_branches(sae, analysis: Path | None = None) -> list[str]:

@@ -128,20 +128,23 @@ def fmt_float(x, nd: int = 5):
 def table_row(cols: dict, d: dict, umap_xy) -> None:
     """Append one feature's summary fields to the layer table's columns."""
     dom = d.get("dominant_branch")
+    pvals = d.get("branch_p") or {}
+    sig = dom if dom in pvals else min(pvals, key=pvals.get, default=None)  # "none": its most significant branch
     cols["id"].append(int(d["id"]))
     cols["label"].append(str(d.get("label") or ""))
     cols["score"].append(fmt_float(d.get("label_score"), 4))
     cols["freq"].append(fmt_float(d.get("frequency"), 7))
     cols["max"].append(fmt_float(d.get("max"), 4))
     cols["dom"].append(dom or "")
-    cols["share"].append(fmt_float((d.get("branch_share") or {}).get(dom), 4))
-    cols["p"].append(fmt_float((d.get("branch_p") or {}).get(dom), 6))
+    cols["share"].append(fmt_float((d.get("branch_share") or {}).get(sig), 4))
+    cols["p"].append(fmt_float(pvals.get(sig), 6))
+    cols["q"].append(fmt_float((d.get("branch_q") or {}).get(sig), 6))
     xy = d.get("umap") or umap_xy
     cols["x"].append(fmt_float(xy[0], 4) if xy else None)
     cols["y"].append(fmt_float(xy[1], 4) if xy else None)
 
 
-COLUMNS = ("id", "label", "score", "freq", "max", "dom", "share", "p", "x", "y", "thumb")
+COLUMNS = ("id", "label", "score", "freq", "max", "dom", "share", "p", "q", "x", "y", "thumb")
 
 
 def feature_extras(layer: str, kind: str, i: int, fv: dict, circ: Circuits) -> dict:
@@ -220,6 +223,7 @@ def layer_index(a: Analysis, cols: dict, neurons: dict, fv: dict) -> dict:
         "logit_effect": s.get("logit_effect"), "counts": s.get("counts") or {},
         "branches": branch_names, "null": branch_null(a.branches),
         "dominant_counts": a.branches.get("dominant_counts") or (s.get("counts") or {}).get("dominant_branch"),
+        "branch_test": s.get("branch_test") or {},
         "figures": [f"a/{a.layer}/{f}" for f in figures if (a.root / f).is_file()],
         "cols": cols, "neurons": neurons, "classes": bool((a.classes or {}).get("classes")),
         "class_kind": (a.classes or {}).get("kind"),

@@ -83,10 +83,10 @@
   };
 
   /* Per branch: the feature's share (bar) against the null's 5–95% band and median (tick). */
-  SAE.branchBars = function (index, share, pvals, dominant) {
+  SAE.branchBars = function (index, share, pvals, dominant, qvals) {
     const names = index.branches.length ? index.branches : Object.keys(share || {});
     if (!share || !names.length) return '<p class="muted">No branch shares in the analysis.</p>';
-    const W = 520, row = 28, L = 60, R = 120, H = names.length * row + 24, span = W - L - R;
+    const W = 560, row = 28, L = 60, R = 170, H = names.length * row + 24, span = W - L - R;
     let body = '';
     names.forEach((b, i) => {
       const y = 8 + i * row, s = share[b] || 0, nl = (index.null || {})[b];
@@ -96,12 +96,12 @@
       }
       body += `<rect x="${L}" y="${y + 4}" width="${s * span}" height="10" fill="${SAE.branchColour(index, b)}"/>`;
       body += `<text x="${L - 6}" y="${y + 13}" text-anchor="end"${b === dominant ? ' font-weight="700"' : ''}>${SAE.esc(b)}</text>`;
-      const p = pvals && pvals[b] != null ? ` p=${SAE.fmt(pvals[b], 2)}` : '';
+      const p = (pvals && pvals[b] != null ? ` p=${SAE.fmt(pvals[b], 2)}` : '') + (qvals && qvals[b] != null ? ` q=${SAE.fmt(qvals[b], 2)}` : '');
       body += `<text x="${W - R + 6}" y="${y + 13}">${SAE.fmt(s, 3)}${p}</text>`;
     });
     const axis = [0, 0.5, 1].map((t) => `<text x="${L + t * span}" y="${H - 2}" text-anchor="middle">${t}</text>`).join('');
     return `<svg viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="branch shares">${body}${axis}</svg>
-      <p class="small muted">Bars: positive-part norm share per branch. Grey: null 5–95% band; dashed: null median.</p>`;
+      <p class="small muted">Bars: positive-part norm share per branch. Grey: pooled permutation null 5–95% band; dashed: its median. p: this row's permutation p-value; q: Benjamini–Hochberg over all features × branches.</p>`;
   };
 
   /* Horizontal bars for [{name, weight, href}] lists (classes, neighbours). */

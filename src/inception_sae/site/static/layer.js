@@ -57,7 +57,7 @@
   }
 
   const HEAD = [['id', 'id'], ['thumb', ''], ['label', 'label'], ['score', 'score'], ['freq', 'frequency'],
-    ['max', 'max'], ['dom', 'dominant branch'], ['share', 'share'], ['p', 'p-value']];
+    ['max', 'max'], ['dom', 'dominant branch'], ['share', 'share'], ['p', 'p-value'], ['q', 'q (BH)']];
 
   function table(index, st, rows) {
     const c = index.cols, L = SAE.esc(index.layer);
@@ -69,7 +69,7 @@
       <td class="num"><a href="#/${L}/f/${c.id[r]}">${c.id[r]}</a></td><td>${SAE.img(c.thumb[r], '', '')}</td>
       <td>${SAE.esc(c.label[r])}</td><td class="num">${SAE.fmt(c.score[r], 3)}</td><td class="num">${SAE.fmt(c.freq[r], 3)}</td>
       <td class="num">${SAE.fmt(c.max[r], 3)}</td><td>${SAE.chip(index, c.dom[r])}</td><td class="num">${SAE.fmt(c.share[r], 3)}</td>
-      <td class="num">${SAE.fmt(c.p[r], 2)}</td></tr>`).join('');
+      <td class="num">${SAE.fmt(c.p[r], 2)}</td><td class="num">${c.q ? SAE.fmt(c.q[r], 2) : '–'}</td></tr>`).join('');
     return `<table class="ft" id="ftable"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>
       <div class="pager"><button id="prev" ${st.page ? '' : 'disabled'}>‹ prev</button>
       <span id="pageinfo">page ${st.page + 1} / ${pages} · ${rows.length} of ${c.id.length} features</span>
@@ -77,7 +77,7 @@
   }
 
   function filters(index, st) {
-    const opts = ['<option value="">all branches</option>'].concat(index.branches.map((b) =>
+    const opts = ['<option value="">all branches</option>'].concat(index.branches.concat(['none']).map((b) =>
       `<option value="${SAE.esc(b)}"${b === st.branch ? ' selected' : ''}>${SAE.esc(b)}</option>`)).join('');
     return `<div class="filters" id="filters">
       <label>search label or id<input id="f-q" type="search" value="${SAE.esc(st.q)}" placeholder="e.g. dog"></label>
@@ -89,10 +89,16 @@
   }
 
   function specialised(index) {
-    const sp = (index.counts || {}).specialised_bonferroni_1pct;
+    const sp = (index.counts || {}).specialised_fdr_1pct;
     if (!sp) return '';
+    const t = index.branch_test || {}, fdr = t.fdr_1pct || {};
     const rows = Object.keys(sp).map((b) => `<li>${SAE.chip(index, b)} ${sp[b]}</li>`).join('');
-    return `<h3>Specialised beyond chance (p ≤ 0.01, Bonferroni)</h3><ul class="plain">${rows}</ul>`;
+    const total = Object.values(sp).reduce((a, b) => a + b, 0);
+    const blocked = fdr.reachable === false || (total === 0 && (fdr.min_rejections || 1) > 1);
+    const status = t.fdr_1pct_status ? `<p class="small${blocked ? ' err' : ' muted'}" id="fdr-status">${SAE.esc(t.fdr_1pct_status)}</p>` : '';
+    return `<h3>Specialised at FDR 1% (Benjamini–Hochberg q ≤ 0.01 over features × branches)</h3>
+      <ul class="plain" id="fdr-counts">${rows}</ul>${status}
+      <p class="small muted">${SAE.esc(t.null || '')}</p>`;
   }
 
   SAE.pages.layer = function (index) {
@@ -113,7 +119,7 @@
           <div class="legend">${legend}</div><p class="small muted">Hover for label and picture; click to open. ${SAE.esc(index.umap_method || '')}</p>`
           : '<p class="muted">No UMAP coordinates in the analysis (install the umap extra and rerun analyze).</p>'}</div>
         <div class="card"><h2>Features per dominant branch</h2>${SAE.countBars(index, index.dominant_counts)}
-          <p class="small muted">Dominant branch: the branch whose share of the decoder direction stands out most against the null.</p>
+          <p class="small muted">Dominant branch: the branch whose positive-part share is most significant under the permutation null, if its q ≤ 0.01; otherwise <b>none</b> (the expected answer for a random network).</p>
           ${specialised(index)}</div>
       </div>
       <div class="card"><h2>Figures of the analysis</h2><div class="figs">${figs || '<span class="muted">No figures in the analysis.</span>'}</div></div>
