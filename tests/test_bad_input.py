@@ -121,6 +121,8 @@ def test_nan_vectors_are_skipped_with_a_count_or_refused(tmp_path, capsys):
     assert main(["train", "--store", str(few), "--out", str(tmp_path / "sae"), *args]) == 0
     summary = next(iter(json.loads((tmp_path / "sae" / "train_summary.json").read_text()).values()))
     assert summary["nonfinite_skipped"] > 0
+    err = capsys.readouterr().err  # said on the console as it happens, and the total at the end
+    assert "warning: skipped" in err and f"skipped {summary['nonfinite_skipped']} input rows holding NaN/inf" in err
     sae = TopKSAE.load(tmp_path / "sae")
     assert all(torch.isfinite(p).all() for p in sae.parameters())
     report = tmp_path / "e.json"

@@ -1,5 +1,6 @@
 """Exact resume after SIGKILL, and data-parallel training (2 CPU processes on gloo) == one process."""
 
+import json
 import os
 import signal
 import subprocess
@@ -50,7 +51,13 @@ def test_sigkill_and_resume_is_bitwise_identical(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "cut" / "train_summary.json").exists(), "run finished before it was killed"
-    _run([tmp_path / "cut", samples, every])  # resumes from the checkpoint
+    resumed = _run([tmp_path / "cut", samples, every], capture_output=True, text=True)  # resumes from the checkpoint
+    step = json.loads(state.read_text())["step"]  # the final checkpoint; the resume printed the one it started at
+    assert step == samples // 64 and "resumed from step " in resumed.stderr, resumed.stderr
+    logged = [json.loads(line)["step"] for line in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    assert logged == list(
+        range(1, samples // 64 + 1)
+    )  # each step once, though steps after the kill's checkpoint ran twice
     ref, cut = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
     assert ref.keys() == cut.keys()
     for k in ref:
@@ -67,3 +74,23 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-4, msg=k)
+
+
+def test_checkpoints_by_time_as_well_as_steps(tmp_path, monkeypatch):
+    """checkpoint_every=0 with a time rule still checkpoints mid-run; without it only the final one is written."""
+    sys.path.insert(0, str(HERE))
+    from sae_worker import data, saes
+
+    from inception_sae.data.source import ArraySource
+    from inception_sae.sae import checkpoint as ckpt
+    from inception_sae.sae.train import TrainConfig, train
+
+    saved: list[int] = []
+    real = ckpt.save_checkpoint
+    monkeypatch.setattr(ckpt, "save_checkpoint", lambda folder, step, *a: saved.append(step) or real(folder, step, *a))
+    for every_s, want in ((1e-9, list(range(1, 11))), (0.0, [10])):
+        saved.clear()
+        cfg = TrainConfig(samples=640, batch_size=64, checkpoint_every=0, checkpoint_every_s=every_s, progress=False,
+                          warmup_steps=2, init_samples=256)  # fmt: skip
+        train(ArraySource(data().numpy(), 64, seed=0), saes()[:1], cfg, tmp_path / f"t{every_s}")
+        assert saved == want

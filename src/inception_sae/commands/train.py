@@ -96,6 +96,9 @@ def train(
     dtype: str = typer.Option("float32", "--dtype", help="Encoder GEMM dtype: float32 or bfloat16."),
     lr: float = typer.Option(None, "--lr", help="Adam LR (default 2e-4 / sqrt(m / 2^14))."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Steps between checkpoints (0: off)."),
+    checkpoint_every_s: float = typer.Option(
+        300.0, "--checkpoint-every-s", help="Also checkpoint after this many seconds (0: off)."
+    ),
     multi_topk: bool = typer.Option(False, "--multi-topk", help="Add the MultiTopK L(4k)/8 term."),
     aux_coef: float = typer.Option(1 / 32, "--aux-coef", help="AuxK coefficient (0 disables)."),
     aux_rescale: bool = typer.Option(True, "--aux-rescale/--no-aux-rescale", help="Least-squares-scale AuxK."),
@@ -132,7 +135,8 @@ def train(
         samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, aux_coef=aux_coef,
         aux_rescale=aux_rescale, multi_topk=multi_topk, b_dec_init=b_dec_init, normalize_input=not no_normalize,
         dtype=dtype, device=device,
-        checkpoint_every=checkpoint_every, log_every=log_every, progress=progress and rank == 0,
+        checkpoint_every=checkpoint_every, checkpoint_every_s=checkpoint_every_s, log_every=log_every,
+        progress=progress and rank == 0,
     )  # fmt: skip
     result = run_train(source, saes, cfg, out_dir, meta)
     if rank == 0:

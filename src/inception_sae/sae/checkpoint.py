@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,28 @@ def save_checkpoint(folder: str | Path, step: int, tensors: dict[str, Tensor], s
         if old.name != name:
             old.unlink(missing_ok=True)
     return folder
+
+
+class CheckpointClock:
+    """When to checkpoint: every ``every_steps`` steps and every ``every_s`` seconds (either 0: off).
+
+    The time rule bounds the work a kill loses on runs too short to reach a step multiple;
+    a distributed run decides by rank 0's clock only if all ranks agree, so it uses steps alone.
+    """
+
+    def __init__(self, every_steps: int, every_s: float, distributed: bool = False) -> None:
+        self.every_steps, self.every_s = every_steps, 0.0 if distributed else every_s
+        self.last = time.monotonic()
+
+    def due(self, step: int, total: int) -> bool:
+        if step >= total:
+            return False  # the final checkpoint is written anyway
+        by_steps = bool(self.every_steps) and step % self.every_steps == 0
+        by_time = bool(self.every_s) and time.monotonic() - self.last >= self.every_s
+        if by_steps or by_time:
+            self.last = time.monotonic()
+            return True
+        return False
 
 
 def load_checkpoint(folder: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -60,6 +60,7 @@ class TrainConfig:
     dtype: str = "float32"  #: compute dtype of the encoder GEMM: float32 or bfloat16
     device: str = "cpu"  #: torch device
     checkpoint_every: int = 0  #: steps between checkpoints (0: only on signals and at the end)
+    checkpoint_every_s: float = 300.0  #: also checkpoint when this many seconds passed since the last (0: off)
     log_every: int = 10  #: steps between JSONL log lines
     progress: bool = True  #: show a progress bar
 
@@ -383,13 +384,14 @@ def train(
         t.initialise()
     old = _install_signals(t)
     logger = TrainLogger(t.out, t.total_steps, enabled=t.rank == 0, progress=cfg.progress, start=t.step)
+    clock = ckpt.CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_every_s, t.distributed)
     try:
         while t.step < t.total_steps and t.stop_signal is None:
             tic = time.perf_counter()
             t.step_all()
             t.elapsed += time.perf_counter() - tic
             logger.step(t, time.perf_counter() - tic)
-            if cfg.checkpoint_every and t.step % cfg.checkpoint_every == 0 and t.step < t.total_steps:
+            if clock.due(t.step, t.total_steps):
                 t.save_checkpoint()
     finally:
         logger.close()
