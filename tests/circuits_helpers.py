@@ -45,3 +45,16 @@ def write_sae(sae: SAEView, folder: Path) -> Path:
     tensors = {n: getattr(sae, n).contiguous() for n in ("W_enc", "W_dec", "b_enc", "b_dec")}
     save_file(tensors, str(folder / "sae_weights.safetensors"))
     return folder
+
+
+@torch.no_grad()
+def injected_1x1_effect(model, chain, up: SAEView, down: SAEView, i: int, j: int, acts, eps: float = 1.0):
+    """Measured change of j's 1x1-slice pre-activation per unit of ``d_i`` added at every position of ``acts``.
+
+    A 1x1 conv is affine, so this equals the exact_1x1 weight by construction: a
+    unit test of the weight code (not a validation of the method).
+    """
+    conv = getattr(model, chain.downstream).conv_1x1
+    c1 = conv.conv.weight.shape[0]
+    delta = conv.pre_relu(acts + eps * up.W_dec[i][None, :, None, None]) - conv.pre_relu(acts)
+    return torch.einsum("c,nchw->nhw", down.W_enc[:c1, j], delta) / eps

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from circuits_helpers import planted_pair, random_sae
+from circuits_helpers import injected_1x1_effect, planted_pair, random_sae
 
 from inception_sae.circuits.linearize import Linearised, linear_chain, make_chain
-from inception_sae.circuits.validate import branch_consistency, inject_1x1, rankdata, spearman
+from inception_sae.circuits.validate import branch_consistency, odds_ratio, rankdata, spearman
 from inception_sae.circuits.weights import WeightCircuit, class_circuit, logit_weights
 from inception_sae.errors import UserError
 
@@ -35,7 +37,7 @@ def test_exact_1x1_equals_measured_injection(model, circuit_4b_4c):
     c = circuit_4b_4c
     acts = torch.rand(2, 512, 4, 4) * 2  # any activations: the 1x1 conv is affine
     for i, j in [(0, 0), (3, 11), (47, 39)]:
-        measured = inject_1x1(model, c.lin.chain, c.up, c.down, i, j, acts, eps=0.5)
+        measured = injected_1x1_effect(model, c.lin.chain, c.up, c.down, i, j, acts, eps=0.5)
         weight = c.pair(i, j, "exact_1x1")
         assert torch.allclose(measured, torch.full_like(measured, weight), atol=1e-4 * max(1, abs(weight)))
 
@@ -138,22 +140,38 @@ def test_logit_weights_exact_and_class_circuit(model, tmp_path):
 
 
 def test_branch_consistency_detects_planted_agreement():
-    def branchy(layer, d, slices, seed):
-        sae = random_sae(layer, d, len(slices), 1, seed)
-        for f, (a, b) in enumerate(slices):
-            mask = torch.zeros(d)
-            mask[a:b] = 1
-            sae.W_dec[f] = sae.W_dec[f].abs() * mask
-        return sae
+    branches = ["1x1", "3x3", "5x5", "pool"]
+    rng = np.random.default_rng(0)
+    names_up = [branches[f % 4] for f in range(40)] + ["none"] * 60
+    ups = rng.permutation(100)[:80]  # each downstream feature's top partner
+    names_down = [names_up[u] for u in ups]  # planted: partners share their branch
+    same = branch_consistency(names_up, names_down, ups, np.arange(80), permutations=500)
+    assert same.labelled_pairs == sum(n != "none" for n in names_down) and same.agreement == 1.0
+    assert same.p_value < 0.01 and 0.15 < same.null_mean < 0.35
+    assert same.per_branch["5x5"]["odds_ratio"] > 10 and same.per_branch["5x5"]["ci95"][0] > 1
+    assert same.per_branch["5x5"]["p_value"] < 0.01
+    shuffled = branch_consistency(names_up, names_down[1:] + names_down[:1], ups, np.arange(80), permutations=500)
+    assert shuffled.p_value > 0.2
 
-    slices_4b = [(0, 160), (160, 384), (384, 448), (448, 512)] * 10  # 1x1, 3x3, 5x5, pool
-    slices_4c = [(0, 128), (128, 384), (384, 448), (448, 512)] * 10
-    up, down = branchy("mixed4b", 512, slices_4b, 1), branchy("mixed4c", 512, slices_4c, 2)
-    pairs = torch.arange(40)
-    same = branch_consistency(up, down, pairs, pairs, permutations=500)
-    assert same.agreement == 1.0 and same.p_value < 0.01 and 0.15 < same.null_mean < 0.35
-    shuffled = branch_consistency(up, down, pairs, (pairs + 1) % 40, permutations=500)
-    assert shuffled.agreement == 0.0 and shuffled.p_value > 0.5
+
+def test_branch_consistency_is_calibrated_with_hub_partners():
+    """No association, but most downstream features share one of 3 hub partners: the feature-level null holds."""
+    branches = ["1x1", "3x3", "5x5", "pool"]
+    small = []
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        names_up = [branches[x] if x < 4 else "none" for x in rng.integers(0, 6, 60)]
+        names_down = [branches[x] if x < 4 else "none" for x in rng.integers(0, 6, 120)]
+        ups = np.where(rng.random(120) < 0.8, rng.integers(0, 3, 120), rng.integers(0, 60, 120))  # 3 hubs
+        res = branch_consistency(names_up, names_down, ups, np.arange(120), permutations=200, seed=seed)
+        small.append(res.p_value <= 0.05)
+        assert res.upstream_features < 60
+    assert np.mean(small) <= 0.09  # a pair-level null would reject far more often
+
+
+def test_odds_ratio_by_hand():
+    r, lo, hi = odds_ratio(9, 1, 1, 9)  # (9.5 * 9.5) / (1.5 * 1.5)
+    assert r == pytest.approx(9.5**2 / 1.5**2) and lo < r < hi
 
 
 def test_spearman_and_ranks():
@@ -190,3 +208,46 @@ def test_kernel_prediction_is_the_linearised_ablation(model, up_layer, down_laye
         ablated = linear_chain(model, chain, acts - z[:, i : i + 1] * up.W_dec[i][None, :, None, None])
         diff = (base - ablated)[torch.arange(2), :, pos[:, 0], pos[:, 1]] @ down.W_enc[:, j]
         assert float(pred[k]) == pytest.approx(float(diff.mean()), rel=1e-3, abs=1e-5)
+
+
+def test_pair_table_reports_the_per_feature_spearman_that_pooling_flatters():
+    """Within each feature the method is noise, but feature scale differs by 100x: pooled rho is high, median ~0."""
+    from inception_sae.circuits.compare import METHODS, PairTable
+
+    rng = np.random.default_rng(0)
+    methods = tuple(m for m in METHODS if m != "exact_1x1")  # a max pool between: no exact_1x1 column
+    table = PairTable(methods)
+    for j, scale in enumerate([1.0, 100.0, 1.0, 100.0]):
+        cols = {m: torch.tensor(rng.random(30) * scale) for m in methods}
+        table.extend(j, list(range(30)), cols)
+    s = table.summary()
+    assert s["spearman_vs_ablation_pooled"]["expanded"] > 0.6
+    assert abs(s["spearman_vs_ablation"]["expanded"]) < 0.35
+    per = s["spearman_vs_ablation_per_feature"]["expanded"]
+    assert per["features"] == 4 and per["iqr"][0] <= per["median"] <= per["iqr"][1]
+    assert "exact_1x1" not in s["spearman_vs_ablation"] and "exact_1x1" not in table.to_dict()
+
+
+def test_circuits_label_branches_with_the_analysis_null_scale(tmp_path):
+    """Circuits read null_channel_scale from the layer's analysis folder and label exactly as the analysis does."""
+    from inception_sae.analysis import branches as br
+    from inception_sae.circuits.config import CircuitsConfig
+    from inception_sae.circuits.run import branch_labels, null_scale
+    from inception_sae.models.layers import layer_info
+
+    info = layer_info("mixed4c")
+    g = torch.Generator().manual_seed(1)
+    scale = torch.rand(info.channels, generator=g) + 0.1
+    (tmp_path / "ana").mkdir()
+    (tmp_path / "ana" / "branches.json").write_text(json.dumps({"null_channel_scale": scale.tolist()}))
+    folders = {"mixed4c": tmp_path / "ana"}
+    assert torch.equal(null_scale(folders, "mixed4c"), scale) and null_scale(folders, "mixed4b") is None
+    sae = random_sae("mixed4c", info.channels, 40, 4, 2)
+    a, b = info.branch("5x5").slice
+    sae.W_dec[:10] = sae.W_dec[:10].abs() * 0.05
+    sae.W_dec[:10, a:b] = 1.0  # ten clearly 5x5 features
+    cfg = CircuitsConfig(tmp_path, tmp_path, tmp_path / "out")
+    labels = branch_labels(cfg, folders, sae)["mixed4c"]
+    slices, names = [x.slice for x in info.branches], [x.name for x in info.branches]
+    assert labels == br.branch_stats(sae.W_dec, slices, names, scale).dominant_names()
+    assert labels[:10] == ["5x5"] * 10

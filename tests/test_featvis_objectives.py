@@ -109,8 +109,10 @@ def test_diversity_only_compares_within_groups():
     whole = diversity("mixed3a")(acts)
     assert whole.shape == (4,) and (whole < 0).all()
     grouped = diversity("mixed3a", groups=[0, 0, 1, 1])(acts)
-    assert grouped[0] == pytest.approx(-1.0, abs=1e-5)  # identical images: Gram cosine 1
-    assert grouped[2] == pytest.approx(-1.0, abs=1e-5)  # a scaled copy has the same normalised Gram
+    assert grouped[0] == pytest.approx(-0.5, abs=1e-5)  # identical images: Gram cosine 1, over the group size 2
+    assert grouped[2] == pytest.approx(-0.5, abs=1e-5)  # a scaled copy has the same normalised Gram
+    same = diversity("mixed3a")({"mixed3a": x.expand(5, -1, -1, -1)})
+    assert float(same.sum()) == pytest.approx(-4.0, abs=1e-4)  # Lucid: -sum_i sum_{j!=i} 1 / B = -(B - 1)
     alone = diversity("mixed3a", groups=[0, 1, 2, 3])(acts)
     assert torch.equal(alone, torch.zeros(4))
 

@@ -23,7 +23,7 @@ class CircuitsConfig:
     top: int = 10  #: neighbours per feature in neighbours.json
     graph_top: int = 6  #: upstream neighbours per node drawn in the graph
     hops: int = 2  #: neighbourhood radius of the figure
-    strongest_pairs: int = 500  #: pairs used for the branch-consistency test
+    strongest_pairs: int = 500  #: unused (branch consistency pairs each downstream feature with its top partner)
     permutations: int = 2000  #: permutation-null draws
     classes: tuple[int, ...] = ()  #: class indices for a class -> mixed5b -> mixed5a circuit
     labels: Path | None = None  #: inception5h labels TSV (class names)

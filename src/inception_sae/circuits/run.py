@@ -11,6 +11,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from ..data.images import ImageDataset, Preprocess
 from ..data.labels import load_labels
 from ..data.subsets import take_spread
@@ -18,12 +20,12 @@ from ..errors import UserError
 from ..models.inception_v1 import InceptionV1
 from ..models.layers import layer_info
 from .attribution import find_sites, firing_counts
-from .compare import PairTable, compare_feature, plot_agreement
+from .compare import METHODS, PairTable, compare_feature, plot_agreement
 from .config import CircuitsConfig
 from .graph import CircuitGraph, render
 from .linearize import Linearised, make_chain
 from .saes import SAEView, dominant_branches, load_sae
-from .validate import branch_consistency, inject_1x1
+from .validate import branch_consistency
 from .weights import Neighbours, WeightCircuit, class_circuit, logit_weights
 
 
@@ -40,13 +42,29 @@ def neighbours_json(circuit: WeightCircuit, nb: Neighbours, kind: str) -> dict:
     return {"upstream": up.layer, "downstream": down.layer, "kind": kind, "order": "|weight|", "features": feats}
 
 
-def branch_lookup(*saes: SAEView) -> dict[str, str]:
+def null_scale(folders: dict[str, Path], layer: str):
+    """The analysis's ``null_channel_scale`` for ``layer`` (branches.json), or None (the null then uses 1)."""
+    path = folders[layer] / "branches.json" if layer in folders else None
+    if path is None or not path.is_file():
+        return None
+    scale = json.loads(path.read_text()).get("null_channel_scale")
+    return torch.tensor(scale, dtype=torch.float32) if scale else None
+
+
+def branch_labels(cfg: CircuitsConfig, folders: dict[str, Path], *saes: SAEView) -> dict[str, list[str]]:
+    """Layer -> dominant branch (or "none") of every feature, by the analysis's definition and null scale."""
+    out = {}
+    for sae in saes:
+        if layer_info(sae.layer).branches and sae.layer not in out:
+            out[sae.layer], _ = dominant_branches(sae.W_dec, sae.layer, null_scale(folders, sae.layer), seed=cfg.seed)
+    return out
+
+
+def branch_lookup(labels: dict[str, list[str]], *saes: SAEView) -> dict[str, str]:
     """Node id -> dominant branch for every feature of SAEs on inception blocks."""
     out: dict[str, str] = {}
     for sae in saes:
-        if layer_info(sae.layer).branches:
-            names, _ = dominant_branches(sae.W_dec, sae.layer)
-            out.update({sae.node(i): b for i, b in enumerate(names)})
+        out.update({sae.node(i): b for i, b in enumerate(labels.get(sae.layer, []))})
     return out
 
 
@@ -99,9 +117,10 @@ def weight_edges(circuit: WeightCircuit, nb: Neighbours, focus: int, top: int, h
 
 
 def data_validation(circuit: WeightCircuit, cfg: CircuitsConfig, dataset: ImageDataset, features: list[int]):
-    """Sites, all methods per feature, and the 1x1 exactness check. Returns (table, data edges, exactness)."""
+    """Sites and all methods per feature. Returns (table, data edges)."""
     model, chain = circuit.model, circuit.lin.chain
-    table, edges, exactness = PairTable(), [], []
+    methods = METHODS if chain.exact_1x1 else tuple(m for m in METHODS if m != "exact_1x1")
+    table, edges = PairTable(methods), []
     for sites in find_sites(model, chain, circuit.down, features, dataset, cfg.sites, cfg.batch_size):
         j = sites.feature
         ups, cols, attr = compare_feature(circuit, sites, cfg.candidates)
@@ -112,13 +131,7 @@ def data_validation(circuit: WeightCircuit, cfg: CircuitsConfig, dataset: ImageD
             for kind in ("attribution", "ablation"):
                 edges.append((circuit.up.node(ups[k]), circuit.down.node(j), float(cols[kind][k]), kind))
         edges.append((f"{circuit.up.layer}/error", circuit.down.node(j), float(attr.error.mean()), "attribution"))
-        if chain.exact_1x1 and ups:
-            measured = inject_1x1(model, chain, circuit.up, circuit.down, ups[0], j, sites.acts)
-            weight = circuit.pair(ups[0], j, "exact_1x1")
-            exactness.append(
-                {"up": ups[0], "down": j, "weight": weight, "max_abs_error": float((measured - weight).abs().max())}
-            )
-    return table, edges, exactness
+    return table, edges
 
 
 def pick_features(cfg: CircuitsConfig, model: InceptionV1, down: SAEView, dataset: ImageDataset | None) -> list[int]:
@@ -175,17 +188,28 @@ def weight_part(cfg: CircuitsConfig, model: InceptionV1, circuit: WeightCircuit,
     up, down = circuit.up, circuit.down
     nb = circuit.neighbours(cfg.top)
     (out / "neighbours.json").write_text(json.dumps(neighbours_json(circuit, nb, "expanded")))
-    validation: dict = {"exact_1x1_is_exact": circuit.lin.chain.exact_1x1}
-    if layer_info(up.layer).branches:
-        ups, downs, _ = circuit.strongest_pairs(cfg.strongest_pairs)
-        test = branch_consistency(up, down, ups, downs, cfg.permutations, cfg.seed)
+    validation: dict = {
+        "exact_1x1": "computed (only the block lies between)"
+        if circuit.lin.chain.exact_1x1
+        else "omitted: a max pool lies between the layers, so the 1x1 path is not a circuit"
+    }
+    labels_ = Labels(cfg)
+    branches = branch_labels(cfg, labels_.folders, up, down)
+    if up.layer in branches and down.layer in branches:
+        ups, _ = circuit.top_partners()
+        test = branch_consistency(branches[up.layer], branches[down.layer], ups.tolist(), list(range(down.m)),
+                                  cfg.permutations, cfg.seed)  # fmt: skip
         validation["branch_consistency"] = test.to_dict()
+        validation["branch_consistency"]["null_channel_scale"] = {
+            s.layer: "analysis branches.json" if null_scale(labels_.folders, s.layer) is not None else "1 (no analysis)"
+            for s in (up, down)
+        }
     kernels, centre = circuit.feature_kernels(focus)  # spatial kernels of the focus feature's top inputs
     (out / "kernels.json").write_text(json.dumps({
         "downstream": down.node(focus), "centre": list(centre), "grid": "upstream pixels",
         "kernels": {up.node(i): kernels[i].tolist() for i in nb.up_index[focus].tolist()},
     }))  # fmt: skip
-    lookups = (branch_lookup(up, down), Labels(cfg))
+    lookups = (branch_lookup(branches, up, down), labels_)
     graph = CircuitGraph()
     graph.add_edges(weight_edges(circuit, nb, focus, cfg.graph_top, cfg.hops), *lookups)
     if down.layer == "mixed5b":
@@ -211,9 +235,9 @@ def run_circuits(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> dict:
         sub.add_edges(class_circuit(model, circuit, [c], cfg.graph_top, 3), *lookups)
         render(sub, out / f"class_{c}", f"class {c} ({name}) <- top mixed5b features <- their top mixed5a features")
     if dataset is not None:
-        table, data_edges, exactness = data_validation(circuit, cfg, dataset, features)
+        table, data_edges = data_validation(circuit, cfg, dataset, features)
         graph.add_edges(data_edges, *lookups)
-        validation |= table.summary() | {"exactness_1x1": exactness}
+        validation |= table.summary()
         (out / "pairs.json").write_text(json.dumps(table.to_dict()))
         plot_agreement(table, out / "agreement.png", f"{up.layer} -> {down.layer}: methods vs measured ablation")
         sub = graph.neighbourhood(node, 1, kinds=("attribution",))

@@ -1,44 +1,31 @@
 """Validation: weights vs measured effects, and the cross-layer branch claim.
 
-* Exactness: through the 1x1 branch, the weight equals the measured pre-ReLU
-  effect of injecting the upstream decoder direction (up to float error).
 * Agreement: Spearman rank correlation between weight-based values and the
-  measured ablation effects over many pairs; pairs whose signs disagree are
-  flagged (high/low-frequency paths cancelling, as for boundary detectors).
-* Branch consistency: among the strongest pairs, how often upstream and
-  downstream features share a dominant branch, vs a permutation null.
+  measured ablation effects, per downstream feature (median and IQR over
+  features; both the expanded weight and the ablation scale with the feature's
+  encoder norm, so a correlation pooled over features is flattered and is only
+  reported beside it); pairs whose signs disagree are flagged (high/low-frequency
+  paths cancelling, as for boundary detectors).
+* Branch consistency (Bozoukov: similar features sit in the same-size branch
+  across layers): each downstream feature with its top upstream partner,
+  dominant branches by the analysis's definition (q <= 0.01, else "none"),
+  a per-branch 2x2 table with its odds ratio, and a permutation null at the
+  FEATURE level (upstream labels shuffled across upstream features), so a hub
+  that is many features' top partner counts as one feature, not many pairs.
+
+Through the 1x1 branch a weight equals the injected effect by construction
+(a 1x1 conv is linear); that is a unit test of the code (see the tests), not a
+validation of the method, and it is not reported.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from ..models.inception_v1 import InceptionV1
-from .linearize import Chain
-from .saes import SAEView, dominant_branches
-
-
-@torch.no_grad()
-def inject_1x1(
-    model: InceptionV1, chain: Chain, up: SAEView, down: SAEView, i: int, j: int, acts: Tensor, eps: float = 1.0
-) -> Tensor:
-    """Measured change of j's 1x1-slice pre-activation per unit of ``d_i`` injected at each position.
-
-    ``acts`` (n, d_a, H, W). Injects ``eps * d_i`` at every position of a copy and
-    reads the 1x1 conv's pre-ReLU output there (a 1x1 conv has no cross-position
-    effects). Returns (n, H, W), which must equal the exact_1x1 weight everywhere.
-    """
-    if not chain.exact_1x1:
-        raise ValueError(f"{chain.upstream} -> {chain.downstream} has stages between; the 1x1 path is not exact")
-    conv = getattr(model, chain.downstream).conv_1x1
-    c1 = conv.conv.weight.shape[0]
-    shifted = acts + eps * up.W_dec[i][None, :, None, None]
-    delta = conv.pre_relu(shifted) - conv.pre_relu(acts)  # (n, c1, H, W)
-    return torch.einsum("c,nchw->nhw", down.W_enc[:c1, j], delta) / eps
+NONE = "none"
 
 
 def rankdata(x: np.ndarray) -> np.ndarray:
@@ -70,39 +57,75 @@ def sign_disagreements(weight: np.ndarray, measured: np.ndarray, rel_tol: float 
     return np.flatnonzero(w_ok & m_ok & (np.sign(weight) != np.sign(measured)))
 
 
+def odds_ratio(both: int, up_only: int, down_only: int, neither: int) -> tuple[float, float, float]:
+    """Odds ratio of a 2x2 table with Haldane's +0.5 and Woolf's 95% CI: (or, lo, hi)."""
+    a, b, c, d = (x + 0.5 for x in (both, up_only, down_only, neither))
+    log_or = math.log(a * d / (b * c))
+    se = math.sqrt(1 / a + 1 / b + 1 / c + 1 / d)
+    return math.exp(log_or), math.exp(log_or - 1.96 * se), math.exp(log_or + 1.96 * se)
+
+
 @dataclass(frozen=True)
 class BranchConsistency:
-    """Dominant-branch agreement of strongly connected pairs vs a permutation null."""
+    """Dominant-branch agreement of (downstream feature, its top upstream partner) vs a feature-level null."""
 
-    pairs: int
-    agreement: float  #: share of pairs whose dominant branches match
-    null_mean: float  #: mean agreement when upstream branches are shuffled across the pairs
+    pairs: int  #: downstream features paired with their top upstream partner
+    labelled_pairs: int  #: pairs where both features have a dominant branch (not "none")
+    agreement: float  #: share of labelled pairs in the same branch (NaN without labelled pairs)
+    null_mean: float  #: mean agreement with upstream labels shuffled across upstream features
     null_std: float
     p_value: float  #: one-sided, (1 + #null >= observed) / (1 + permutations)
     permutations: int
-    table: dict[str, dict[str, int]]  #: upstream branch -> downstream branch -> count
+    table: dict[str, dict[str, int]]  #: upstream branch -> downstream branch -> pairs ("none" included)
+    per_branch: dict[str, dict]  #: branch -> 2x2 counts, odds ratio with 95% CI, permutation p
+    upstream_features: int  #: distinct upstream features among the partners (hubs make this small)
+    pairing: str = "each downstream feature with the upstream feature of largest positive expanded weight"
+    labels: str = "dominant branch: most significant branch under the permutation null if q <= 0.01, else none"
+    null: str = "upstream dominant branches permuted across upstream features (feature level)"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def branch_consistency(
-    up: SAEView, down: SAEView, ups: Tensor, downs: Tensor, permutations: int = 2000, seed: int = 0
+    names_up: list[str], names_down: list[str], ups, downs, permutations: int = 2000, seed: int = 0
 ) -> BranchConsistency:
-    """Do strongly connected features share their dominant branch (Bozoukov's cross-layer claim)?
+    """Do downstream features and their top upstream partners share a dominant branch?
 
-    The null keeps both marginals: upstream labels are permuted across the pairs.
+    ``names_up`` / ``names_down``: dominant branch (or "none") of every feature of
+    each SAE; ``ups[k]`` is the top upstream partner of downstream feature ``downs[k]``.
     """
-    names_a, _ = dominant_branches(up.W_dec, up.layer)
-    names_b, _ = dominant_branches(down.W_dec, down.layer)
-    a = np.array([names_a[i] for i in ups.tolist()])
-    b = np.array([names_b[j] for j in downs.tolist()])
-    observed = float((a == b).mean()) if len(a) else float("nan")
+    ups, downs = np.asarray(ups, dtype=int), np.asarray(downs, dtype=int)
+    cats = [*sorted({*names_up, *names_down} - {NONE}), NONE]
+    code = {c: i for i, c in enumerate(cats)}
+    la = np.array([code[x] for x in names_up], dtype=int)  # per upstream FEATURE
+    lb = np.array([code[x] for x in names_down], dtype=int)[downs]  # per pair
+    none = code[NONE]
     rng = np.random.default_rng(seed)
-    null = np.array([(rng.permutation(a) == b).mean() for _ in range(permutations)]) if len(a) else np.zeros(1)
+    perms = np.stack([la] + [rng.permutation(la) for _ in range(permutations)])  # (1 + P, m_a); row 0 observed
+    pa = perms[:, ups]  # (1 + P, pairs)
+    labelled = (pa != none) & (lb != none)
+    same = (pa == lb) & labelled
+    n_lab = labelled.sum(1)
+    agree = np.where(n_lab > 0, same.sum(1) / np.maximum(n_lab, 1), np.nan)
+    obs, null = agree[0], agree[1:]
+    p = float((1 + (null >= obs - 1e-12).sum()) / (1 + permutations)) if n_lab[0] else float("nan")
     table: dict[str, dict[str, int]] = {}
-    for x, y in zip(a.tolist(), b.tolist(), strict=True):
-        table.setdefault(x, {}).setdefault(y, 0)
-        table[x][y] += 1
-    p = float((1 + (null >= observed - 1e-12).sum()) / (1 + permutations))
-    return BranchConsistency(len(a), observed, float(null.mean()), float(null.std()), p, permutations, table)
+    for x, y in zip(pa[0].tolist(), lb.tolist(), strict=True):
+        table.setdefault(cats[x], {}).setdefault(cats[y], 0)
+        table[cats[x]][cats[y]] += 1
+    per_branch = {}
+    for b in cats[:-1]:
+        i = code[b]
+        both = ((pa == i) & (lb == i)).sum(1)  # (1 + P,)
+        up_b, down_b = int((pa[0] == i).sum()), int((lb == i).sum())
+        cells = (int(both[0]), up_b - int(both[0]), down_b - int(both[0]), len(lb) - up_b - down_b + int(both[0]))
+        ratio, lo, hi = odds_ratio(*cells)
+        per_branch[b] = {"both": cells[0], "up_only": cells[1], "down_only": cells[2], "neither": cells[3],
+                         "odds_ratio": ratio, "ci95": [lo, hi],
+                         "p_value": float((1 + (both[1:] >= both[0]).sum()) / (1 + permutations))}  # fmt: skip
+    return BranchConsistency(
+        len(lb), int(n_lab[0]), float(obs), float(np.nanmean(null)) if np.isfinite(null).any() else float("nan"),
+        float(np.nanstd(null)) if np.isfinite(null).any() else float("nan"), p, permutations, table, per_branch,
+        len(set(ups.tolist())),
+    )  # fmt: skip

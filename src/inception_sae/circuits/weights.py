@@ -109,6 +109,15 @@ class WeightCircuit:
             best_v, best_i = cand_v.gather(0, keep), cand_i.gather(0, keep)
         return Neighbours(torch.cat(up_i), torch.cat(up_w), best_i.T.contiguous(), best_v.T.contiguous())
 
+    def top_partners(self, kind: str = "expanded") -> tuple[Tensor, Tensor]:
+        """(m_b,) upstream feature with the largest positive weight into each downstream feature, and the weight."""
+        idx, val = [], []
+        for start in range(0, self.down.m, self.chunk):
+            v, i = self.rows(torch.arange(start, min(start + self.chunk, self.down.m)), kind).max(1)
+            idx.append(i)
+            val.append(v)
+        return torch.cat(idx), torch.cat(val)
+
     def strongest_pairs(self, n: int, kind: str = "expanded") -> tuple[Tensor, Tensor, Tensor]:
         """The ``n`` most positive (excitatory) pairs overall: (upstream, downstream, weight), chunked."""
         best_v, best_flat = torch.empty(0), torch.empty(0, dtype=torch.long)

@@ -47,14 +47,16 @@ def circuits(
     )
     if "spearman_vs_ablation" in v:
         rho = ", ".join(f"{k} {x:.2f}" for k, x in v["spearman_vs_ablation"].items())
-        out.print(f"  Spearman vs ablation over {v['pairs']} pairs: {rho}")
+        pooled = ", ".join(f"{k} {x:.2f}" for k, x in v["spearman_vs_ablation_pooled"].items())
+        out.print(f"  median per-feature Spearman vs ablation ({v['pairs']} pairs): {rho}  [pooled: {pooled}]")
         out.print(
             f"  sign disagreements (expanded vs ablation): {v['sign_disagreements_expanded_vs_ablation']['count']}"
         )
     if "branch_consistency" in v:
         b = v["branch_consistency"]
         out.print(
-            f"  dominant-branch agreement {b['agreement']:.2f} vs null {b['null_mean']:.2f} (p={b['p_value']:.3g})"
+            f"  dominant-branch agreement {b['agreement']:.2f} over {b['labelled_pairs']} labelled partner pairs "
+            f"vs null {b['null_mean']:.2f} (feature-level p={b['p_value']:.3g})"
         )
 
 

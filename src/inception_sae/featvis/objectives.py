@@ -233,11 +233,13 @@ def sae_decoder(
 def diversity(layer: str, groups: Sequence[Any] | None = None) -> Objective:
     """Negative Gram-matrix similarity to the other images of the same group.
 
-    Per image i: ``-sum_{j != i, group_j == group_i} <G_i, G_j>`` over
-    L2-normalised Gram matrices of ``layer`` (Lucid's diversity term, per
-    image). ``groups`` (length B) keeps several features' variants in one batch
+    Per image i: ``-sum_{j != i, group_j == group_i} <G_i, G_j> / n_i`` over
+    L2-normalised Gram matrices of ``layer``, with ``n_i`` the size of i's group.
+    Summed over a group this is exactly Lucid's diversity term (which divides
+    the batch's sum by the batch size), so Lucid's weights of about 1e2 to 1e3
+    apply. ``groups`` (length B) keeps several features' variants in one batch
     apart: images only push away from their own feature's variants; ``None``
-    puts the whole batch in one group. Weight it by about 1e2 to 1e3.
+    puts the whole batch in one group.
     """
 
     def fn(acts: Acts) -> Tensor:
@@ -252,7 +254,8 @@ def diversity(layer: str, groups: Sequence[Any] | None = None) -> Objective:
             raise ValueError(f"diversity got {len(groups)} group labels for a batch of {b} images")
         else:
             mask = torch.tensor([[gi == gj for gj in groups] for gi in groups], device=a.device)
+        size = mask.sum(1).to(sim.dtype)  # group size incl. the image itself
         mask = mask & ~torch.eye(b, dtype=torch.bool, device=a.device)
-        return -(sim * mask).sum(dim=1)
+        return -(sim * mask).sum(dim=1) / size
 
     return Objective(fn, [layer], f"diversity {layer}")
