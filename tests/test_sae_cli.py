@@ -28,10 +28,15 @@ TRAIN = ["--k", "4", "--latents", "64", "--batch-size", "256", "--no-progress", 
 
 def test_train_then_eval_cli(tmp_path, store, capsys):
     out = tmp_path / "sae"
-    assert main(["train", "--store", str(store.path), "--out", str(out), "--samples", "2048", *TRAIN]) == 0
+    args = ["--store", str(store.path), "--out", str(out), "--samples", "2048", "--log-every", "1"]
+    assert main(["train", *args, *TRAIN]) == 0
     cfg = json.loads((out / "cfg.json").read_text())
     assert cfg["layer"] == "mixed3a" and cfg["model"] == "random:0" and cfg["d_sae"] == 64
     assert cfg["training"]["samples_seen"] == 2048 and cfg["training"]["summary_window_steps"] == 8
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    fvus = [next(iter(r["saes"].values()))["fvu"] for r in log if "saes" in r]
+    assert len(fvus) == 8 and cfg["training"]["final_fvu"] == pytest.approx(np.mean(fvus))  # all 8 steps, not the last
+    assert cfg["training"]["last_batch"]["fvu"] == pytest.approx(fvus[-1])
     assert cfg["batch_mixing"]["batch_size"] == 256
     rep = tmp_path / "eval.json"
     assert main(["eval", "--sae", str(out), "--store", str(store.path), "--report", str(rep)]) == 0

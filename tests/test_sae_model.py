@@ -139,3 +139,15 @@ def test_bad_folders_give_user_errors(tmp_path):
 def test_geometric_median_is_robust():
     x = torch.cat([torch.zeros(90, 3), 1000 * torch.ones(10, 3)])
     assert geometric_median(x).abs().max() < 1.0 < x.mean(0).abs().max()
+
+
+def test_recent_means_keep_a_window_and_survive_a_checkpoint():
+    from inception_sae.sae.metrics import RecentMeans
+
+    r = RecentMeans(window=3)
+    for v in (1.0, 2.0, 3.0, 4.0):
+        r.add({"fvu": v, "dense_fraction": v / 10, "l0": v})
+    assert r.mean("fvu") == 3.0 and r.summary()["summary_window_steps"] == 3
+    again = RecentMeans(window=3)
+    again.load_state_dict(r.state_dict())
+    assert again.summary() == r.summary() and RecentMeans().mean("fvu") is None

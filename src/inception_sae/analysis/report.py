@@ -35,9 +35,8 @@ def example_dicts(ctx, files: dict, family: str, f: int, entries) -> list[dict]:
     return out
 
 
-def activation_dict(fam: Family, f: int) -> dict:
-    """Frequency, max, mean, histogram, dead/dense flags of direction ``f``."""
-    s = fam.stats
+def stats_dict(s, f: int) -> dict:
+    """Frequency, max, mean, histogram, dead/dense flags of direction ``f`` in the statistics ``s``."""
     fires = int(s.fire_pos[f])
     freq = fires / max(s.positions, 1)
     return {
@@ -53,25 +52,22 @@ def activation_dict(fam: Family, f: int) -> dict:
     }  # fmt: skip
 
 
+def activation_dict(fam: Family, f: int) -> dict:
+    """Frequency, max, mean, histogram, dead/dense flags of direction ``f`` over every position."""
+    return stats_dict(fam.stats, f)
+
+
 def training_dict(state, f: int) -> dict | None:
     """Feature ``f`` on the harvest rule's positions only (the training distribution); None without a rule."""
-    ts = state.train_stats
-    if ts is None:
+    if state.train_stats is None:
         return None
-    fires, iv = int(ts.fire_pos[f]), state.train_intervals[f]
-    freq, n_iv = fires / max(ts.positions, 1), int(iv.sum())
+    iv = state.train_intervals[f]
+    n_iv = int(iv.sum())
     return {
-        "frequency": freq,
-        "frequency_image": int(ts.fire_img[f]) / max(ts.images, 1),
-        "max": float(ts.vmax[f]),
-        "mean": float(ts.total[f]) / max(ts.positions, 1),
-        "mean_when_firing": float(ts.total[f]) / fires if fires else 0.0,
-        "dead": fires == 0,
-        "dense": freq > DENSE_FREQ,
+        **stats_dict(state.train_stats, f),
         "interval_counts": iv.tolist(),
         "interval_shares": [c / n_iv if n_iv else 0.0 for c in iv.tolist()],
         "interval_unit": "firing training positions per equal-width interval of [0, max over every position]",
-        "histogram": {"log10_lo": -4, "log10_hi": 4, "bins": HIST_BINS, "counts": ts.hist[f].tolist()},
     }
 
 

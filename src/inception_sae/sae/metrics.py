@@ -146,6 +146,11 @@ class RecentMeans:
         vals = [r[key] for r in self.rows if r.get(key) is not None]
         return float(np.mean(vals)) if vals else None
 
+    def summary(self) -> dict[str, float | int | None]:
+        """A training summary's FVU, dense fraction and L0: means over the window, and its length in steps."""
+        return {"final_fvu": self.mean("fvu"), "dense_fraction": self.mean("dense_fraction"),
+                "l0": self.mean("l0"), "summary_window_steps": len(self.rows)}  # fmt: skip
+
     def state_dict(self) -> list[dict[str, float]]:
         return [dict(r) for r in self.rows]
 

@@ -334,11 +334,8 @@ class Trainer:
             r.name: {
                 "samples_seen": self.step * self.cfg.batch_size,
                 "steps": self.step,
-                "final_fvu": r.recent.mean("fvu"),  # means over the last summary_window_steps steps
+                **r.recent.summary(),  # final_fvu, dense_fraction, l0: means over the last summary_window_steps
                 "dead_fraction": r.stats.get("dead_fraction"),  # no firing in dead_window_samples: not noisy
-                "dense_fraction": r.recent.mean("dense_fraction"),
-                "l0": r.recent.mean("l0"),
-                "summary_window_steps": len(r.recent.rows),
                 "last_batch": {k: r.stats.get(k) for k in ("fvu", "dense_fraction")},
                 "lr": r.lr,
                 "dead_window_samples": self.cfg.window,
