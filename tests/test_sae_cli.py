@@ -37,6 +37,8 @@ def test_train_then_eval_cli(tmp_path, store, capsys):
     fvus = [next(iter(r["saes"].values()))["fvu"] for r in log if "saes" in r]
     assert len(fvus) == 8 and cfg["training"]["final_fvu"] == pytest.approx(np.mean(fvus))  # all 8 steps, not the last
     assert cfg["training"]["last_batch"]["fvu"] == pytest.approx(fvus[-1])
+    data = log[0]["data"]  # the log opens with what a batch mixes and what training never reads
+    assert data["batch_mixing"]["batch_size"] == 256 and data["held_out_rows"] == cfg["training"]["held_out_rows"]
     assert cfg["batch_mixing"]["batch_size"] == 256
     rep = tmp_path / "eval.json"
     assert main(["eval", "--sae", str(out), "--store", str(store.path), "--report", str(rep)]) == 0

@@ -74,3 +74,4 @@ def test_max_images_spreads_over_classes(tmp_path):
     store = ActivationStore.open(tmp_path / "s")
     assert Counter(class_of(i) for i in store.images) == {f"n{c:08d}": 2 for c in range(6)}
     assert np.unique(store.image_ids).size == 12
+    assert store.manifest["subset"]["classes"] == 6 and store.manifest["subset"]["of"] == 24

@@ -90,16 +90,16 @@ class HarvestResult:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
-def open_images(cfg: HarvestConfig) -> tuple[ImageDataset, list[str]]:
-    """The dataset (a class-spread subset of ``max_images``) and its list of image ids; one-line errors."""
+def open_images(cfg: HarvestConfig) -> tuple[ImageDataset, list[str], dict]:
+    """The dataset (a class-spread subset of ``max_images``), its image ids and the subset's record."""
     try:
         dataset = ImageDataset.from_path(cfg.images, Preprocess(cfg.resize, cfg.crop))
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from e
-    take_spread(dataset, cfg.max_images, cfg.seed)
+    subset = take_spread(dataset, cfg.max_images, cfg.seed)
     if not dataset.files:
         raise UserError(f"no images found under {cfg.images}")
-    return dataset, [dataset.image_id(i) for i in range(len(dataset))]
+    return dataset, [dataset.image_id(i) for i in range(len(dataset))], subset
 
 
 def make_recipe(cfg: HarvestConfig, model_identity: str, ids: list[str], d: int, world: int) -> dict[str, Any]:
@@ -168,7 +168,7 @@ def harvest(cfg: HarvestConfig, env: DistEnv | None = None) -> HarvestResult:
         d = spatial_layer_info(cfg.layer, cfg.crop or 224).channels
     except KeyError as e:
         raise UserError(e.args[0]) from e
-    dataset, ids = open_images(cfg)
+    dataset, ids, subset = open_images(cfg)
     device = env.device(cfg.device)
     with process_group(env, device):
         model = load_model(cfg.weights, seed=cfg.seed, device=device)
@@ -178,7 +178,7 @@ def harvest(cfg: HarvestConfig, env: DistEnv | None = None) -> HarvestResult:
         if head is None and env.rank == 0:
             root.mkdir(parents=True, exist_ok=True)
             write_image_list(root, ids)
-            head = new_manifest(cfg.layer, d, cfg.dtype, {**recipe, "images_file": "images.txt"})
+            head = new_manifest(cfg.layer, d, cfg.dtype, {**recipe, "images_file": "images.txt", "subset": subset})
             atomic_write_json(root / MANIFEST, head)
         barrier(env)  # rank 0 has checked or created the store
         head = head or check_existing(root, recipe)

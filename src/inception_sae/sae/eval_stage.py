@@ -99,7 +99,7 @@ def _splice_images(images: Path, pre, max_images: int, seed: int, store, held: l
         if in_held:
             pool, source = in_held, "images of the store's held-out rows (never trained on)"
     chosen = [pool[i] for i in spread_subset([ids[i] for i in pool], max_images, seed)]
-    return ds, chosen, {**subset_record(ids, chosen, seed), "from": source}
+    return ds, chosen, {**subset_record(ids, chosen, seed), "from": source, "ids": [ids[i] for i in chosen]}
 
 
 def model_for(sae: TopKSAE, weights: str | None, device: str):

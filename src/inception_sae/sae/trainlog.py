@@ -18,6 +18,7 @@ class TrainLogger:
         self.samples = 0
         self.window_time = 0.0
         self.nonfinite_reported = 0
+        self.data_logged = False
         self.file = self.tb = self.bar = None
         self.console = Console(stderr=True, soft_wrap=True, quiet=not enabled)
         if not enabled:
@@ -59,6 +60,11 @@ class TrainLogger:
         self._report_nonfinite(trainer)
         self.samples += trainer.cfg.batch_size
         self.window_time += seconds
+        if not self.data_logged:  # what the batches mix and which store rows training never reads, once a run
+            data = {k: trainer.meta[k] for k in ("batch_mixing", "store") if k in trainer.meta}
+            held = getattr(trainer.source, "held_out", None)
+            self.file.write(json.dumps({"data": {**data, "held_out_rows": list(held) if held else None}}) + "\n")
+            self.data_logged = True
         last = trainer.step == trainer.total_steps
         if trainer.step % trainer.cfg.log_every == 0 or last:
             rate = self.samples / max(self.window_time, 1e-9)
