@@ -19,7 +19,7 @@ class AnalyzeConfig:
     out: Path
     """Analysis folder to write."""
     max_images: int | None = None
-    """Use only the first N images (sorted ids); None: all."""
+    """Use only N images: a seeded (``seed``) subset spread evenly over the classes (folder names); None: all."""
     weights: str | None = None
     """Model weights: inception5h.pth path, 'random', or None for the cached file."""
     seed: int = 0

@@ -15,7 +15,7 @@ class CircuitsConfig:
     out: Path  #: output folder
     feature: int | None = None  #: downstream feature to centre the graph on (default: most frequent)
     images: Path | None = None  #: image folder / list for attribution, ablation and validation
-    max_images: int = 64  #: images scanned for sites
+    max_images: int = 64  #: images scanned for sites: a seeded subset spread over the classes
     image_size: int = 224  #: centre-crop side (resize short side to 256/224 of it)
     sites: int = 8  #: images (one site each) per downstream feature
     compare_features: int = 8  #: downstream features compared across methods (validation)

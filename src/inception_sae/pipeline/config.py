@@ -34,8 +34,10 @@ class SAESpec:
 class EvalSpec:
     """Evaluation of each trained SAE (written to ``RUN/<layer>/eval.json``)."""
 
-    max_vectors: int = 65536  #: store vectors (taken from its end) for FVU, L0, dead/dense
-    max_images: int = 64  #: images for splice-back (0: skip splice-back)
+    #: store vectors for FVU, L0, dead/dense: the store's tail (at most 20%, cut at an image boundary), which
+    #: training therefore never reads (``training.held_out_rows`` in the SAE's cfg.json)
+    max_vectors: int = 65536
+    max_images: int = 64  #: images for splice-back, seeded and spread over the classes (0: skip splice-back)
     batch_size: int = 16  #: images per splice-back batch
 
 

@@ -1,4 +1,4 @@
-"""Evaluate a trained SAE: reconstruction on held-out vectors and splice-back on images."""
+"""Evaluate a trained SAE: reconstruction on store vectors and splice-back on images (see ``eval_stage``)."""
 
 from __future__ import annotations
 
