@@ -7,8 +7,8 @@ geometry given by ``--geometry CHUNK_ROWSxWINDOW_CHUNKS`` (the first is the
 baseline of the printed ratios), and sorted random-row gathers from the memory
 map. Two data distributions: Gaussian vectors and sparse ReLU-like vectors
 (70% zeros), which compress nothing here but change the fp16 -> fp32 work.
-With the default reader it also reports how many distinct images a batch spans
-when each image owns ``--rows-per-image`` consecutive rows.
+For each geometry it also reports how many distinct images a batch spans when
+each image owns ``--rows-per-image`` consecutive rows (as after a harvest).
 
 Usage::
 
@@ -86,9 +86,10 @@ def main() -> None:
                    for (c, w), s in secs.items()}  # fmt: skip
             row["random_rows_gb_s"] = round(gb / min(rand), 3)
             results[kind] = row
-            src = StoreSource(store, args.batch, seed=0)
-            if hasattr(src, "mixing"):  # older readers cannot say
-                results[kind]["default_mixing"] = src.mixing(batches=8)
+            for c, w in geoms:
+                src = StoreSource(store, args.batch, seed=0, chunk_rows=c, window_chunks=w)
+                if hasattr(src, "mixing"):  # older readers cannot say
+                    row[f"{c}x{w}"]["images_per_batch"] = src.mixing(batches=8)["images_per_batch"]
     print(json.dumps({
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "load_avg": round(os.getloadavg()[0], 1), "vectors": args.vectors, "d": args.d, "batch": args.batch,
