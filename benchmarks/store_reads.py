@@ -10,9 +10,14 @@ map. Two data distributions: Gaussian vectors and sparse ReLU-like vectors
 For each geometry it also reports how many distinct images a batch spans when
 each image owns ``--rows-per-image`` consecutive rows (as after a harvest).
 
+``--baseline-reader FILE`` loads another version of ``data/reader.py`` (e.g.
+``git show REV:src/inception_sae/data/reader.py > /tmp/reader_old.py``) beside
+this one and times both at their own defaults, alternating: the before/after ratio.
+
 Usage::
 
     PYTHONPATH=src python benchmarks/store_reads.py --geometry 4096x16 --geometry 128x512
+    PYTHONPATH=src python benchmarks/store_reads.py --baseline-reader /tmp/reader_old.py
 """
 
 from __future__ import annotations
@@ -50,6 +55,25 @@ def time_source(store, batch: int, steps: int, chunk_rows: int, window_chunks: i
     return time.perf_counter() - t0
 
 
+def load_reader(path: Path):
+    """``StoreSource`` of another version of ``data/reader.py`` (its relative imports resolve in this package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("inception_sae.data.reader_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.StoreSource
+
+
+def time_defaults(store, batch: int, steps: int, cls) -> float:
+    src = cls(store, batch, seed=0)
+    src.next_batch()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        src.next_batch()
+    return time.perf_counter() - t0
+
+
 def time_random_rows(store, batch: int, steps: int) -> float:
     rng = np.random.default_rng(1)
     t0 = time.perf_counter()
@@ -68,6 +92,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--rows-per-image", type=int, default=780, help="views x per_image (780: 78 views x 10)")
     p.add_argument("--geometry", action="append", default=None, help="CHUNK_ROWSxWINDOW_CHUNKS (repeatable)")
+    p.add_argument("--baseline-reader", type=Path, default=None, help="another reader.py: before/after at defaults")
     args = p.parse_args()
     geoms = [tuple(map(int, g.split("x"))) for g in (args.geometry or ["4096x16", "128x512"])]
     gb = args.steps * args.batch * args.d * 2 / 1e9
@@ -86,6 +111,15 @@ def main() -> None:
                    for (c, w), s in secs.items()}  # fmt: skip
             row["random_rows_gb_s"] = round(gb / min(rand), 3)
             results[kind] = row
+            if args.baseline_reader is not None:
+                base_cls, ab = load_reader(args.baseline_reader), {"baseline": [], "this": []}
+                for _ in range(args.repeats):
+                    ab["baseline"].append(time_defaults(store, args.batch, args.steps, base_cls))
+                    ab["this"].append(time_defaults(store, args.batch, args.steps, StoreSource))
+                med = {k: float(np.median(v)) for k, v in ab.items()}
+                row["defaults_vs_baseline"] = {"baseline_gb_s": round(gb / med["baseline"], 3),
+                                               "this_gb_s": round(gb / med["this"], 3),
+                                               "ratio_median": round(med["baseline"] / med["this"], 3)}  # fmt: skip
             for c, w in geoms:
                 src = StoreSource(store, args.batch, seed=0, chunk_rows=c, window_chunks=w)
                 if hasattr(src, "mixing"):  # older readers cannot say
