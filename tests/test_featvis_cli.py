@@ -104,3 +104,43 @@ def test_sae_on_other_layer_is_refused(tmp_path):
     sae = make_sae(tmp_path / "s4", layer="mixed4a", d=508, m=8)
     args = ["featvis", "--sae", str(sae), "--layer", "mixed3a", "--features", "0", "--out", str(tmp_path / "o"), *FAST]
     assert main(args) == 2
+
+
+class KilledError(Exception):
+    """Stands in for SIGKILL in the middle of a batch's optimisation."""
+
+
+def test_killed_mid_batch_resumes_from_the_batch_checkpoint(tmp_path, sae_dir):
+    """Stopped after step 5 of 8, the job restarts there (not at 0) and writes the same PNG bytes as an unbroken run."""
+    from inception_sae.featvis.param import ParamConfig
+    from inception_sae.featvis.render import RenderConfig
+    from inception_sae.featvis.run import FeatvisJob, progress_view, run_featvis
+    from inception_sae.models import load_model
+
+    model, sae = load_model("random", seed=0), load_sae_weights(sae_dir)
+    render = RenderConfig(steps=8, param=ParamConfig(size=24), model_size=40)
+
+    def job(out):
+        return FeatvisJob(out=out, layer="mixed3a", kind="f", ids=(1, 2, 3), render=render, batch_size=2)
+
+    def run(out, stop_at=None, seen=None):
+        def on_progress(p):
+            (seen if seen is not None else []).append(p.steps_done)
+            if stop_at is not None and p.steps_done == stop_at:
+                raise KilledError
+
+        return run_featvis(model, job(out), sae, on_progress=on_progress, checkpoint_every_s=1e-9)
+
+    run(tmp_path / "ref")
+    with pytest.raises(KilledError):
+        run(tmp_path / "cut", stop_at=8 + 5)  # second batch, after its 5th step
+    assert list((tmp_path / "cut" / ".checkpoint").glob("*.safetensors"))
+    seen: list[int] = []
+    run(tmp_path / "cut", seen=seen)
+    assert seen[:2] == [0, 6]  # first batch's PNGs exist; the second continues after its 5 saved steps
+    assert not (tmp_path / "cut" / ".checkpoint").exists()
+    for u in (1, 2, 3):
+        rel = f"mixed3a/f/{u}.png"
+        assert (tmp_path / "cut" / rel).read_bytes() == (tmp_path / "ref" / rel).read_bytes(), u
+    with progress_view(None, "featvis", enabled=False) as tick:
+        assert tick is None

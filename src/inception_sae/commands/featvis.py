@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
-from ..featvis.run import parse_ids, progress_bar
+from ..featvis.run import parse_ids, progress_view
 from .common import DEVICE, SEED, WEIGHTS, console, out, warn_if_random
 
 
@@ -91,20 +91,15 @@ def _target(sae: Path | None, features: str | None, layer: str | None, neurons: 
 
 
 def _run_with_progress(model, job, sae_w, sae_path: str | None, device: str) -> dict:
-    """run_featvis under a rich progress bar showing features (or neurons) per minute.
+    """run_featvis under a progress bar over optimisation steps (features or neurons done, ETA).
 
-    With diversity D a feature is 1 + D images, so progress counts images / (1 + D).
+    With diversity D a feature is 1 + D images, so the count is images / (1 + D).
     """
     from ..featvis.run import run_featvis
 
     per = 1 + (job.diversity if job.diversity > 1 else 0)
-    with progress_bar(console) as progress:
-        task = progress.add_task(f"featvis {job.layer}/{job.kind}", total=None, count="")
-
-        def on_batch(done: int, total: int) -> None:
-            progress.update(task, completed=done / per, total=total / per, count=f"{done // per}/{total // per}")
-
-        return run_featvis(model, job, sae_w, sae_path=sae_path, device=device, on_batch=on_batch)
+    with progress_view(console, f"featvis {job.layer}/{job.kind}", per) as tick:
+        return run_featvis(model, job, sae_w, sae_path=sae_path, device=device, on_progress=tick)
 
 
 def register(app: typer.Typer) -> None:

@@ -86,6 +86,8 @@ def render(
     device: str | torch.device = "cpu",
     on_step: Callable[[int], None] | None = None,
     score: Objective | None = None,
+    resume: dict[str, Tensor] | None = None,
+    on_state: Callable[[int, Callable[[], dict[str, Tensor]]], None] | None = None,
 ) -> RenderResult:
     """Optimise one image per seed to maximise ``objective`` (per image).
 
@@ -95,6 +97,10 @@ def render(
     hooks are installed. ``on_step(step)`` is called after each step.
     ``score`` is the objective reported as ``final`` (default: ``objective``;
     e.g. the unit objective without a diversity term).
+
+    ``on_state(steps_done, state)`` is called after each step with a function that returns the whole
+    optimisation state (parameters, Adam moments, transform generators, curve); passing such a state back
+    as ``resume`` continues from it and ends with the same images as an uninterrupted run.
     """
     config = config or RenderConfig()
     if not seeds:
@@ -104,15 +110,22 @@ def render(
     resize = Resize(config.model_size)
     opt = torch.optim.Adam(image.parameters(), lr=config.lr)
     curve = torch.empty(config.steps, len(seeds))
+    first = 0 if resume is None else restore_state(resume, image, opt, gens, curve)
+
+    def state() -> dict[str, Tensor]:
+        return capture_state(step + 1, image, opt, gens, curve)
+
     previous = _redirect_state(model)
     try:
         model.set_redirected_relu(config.redirected_relu)
-        for step in range(config.steps):
+        for step in range(first, config.steps):
             opt.zero_grad(set_to_none=True)
             scores = _scores(model, objective, resize(config.transforms(image(), gens), gens))
             (-scores.sum()).backward()
             opt.step()
             curve[step] = scores.detach().cpu()
+            if on_state is not None:
+                on_state(step + 1, state)
             if on_step is not None:
                 on_step(step)
         model.set_redirected_relu(False)
@@ -126,6 +139,36 @@ def render(
         curve=curve.numpy(),
         final=final.cpu().numpy(),
     )
+
+
+def capture_state(steps_done: int, image, opt, gens, curve: Tensor) -> dict[str, Tensor]:
+    """Everything :func:`render` needs to continue after ``steps_done`` steps, as CPU tensors."""
+    out = {"steps_done": torch.tensor(steps_done), "curve": curve[:steps_done].clone()}
+    out.update({f"param/{k}": v.detach().cpu().clone() for k, v in image.state_dict().items()})
+    for i, g in enumerate(gens):
+        out[f"gen/{i}"] = g.get_state()
+    for pid, st in opt.state_dict()["state"].items():
+        out.update(
+            {f"adam/{pid}/{k}": (v if torch.is_tensor(v) else torch.tensor(v)).cpu().clone() for k, v in st.items()}
+        )
+    return out
+
+
+def restore_state(state: dict[str, Tensor], image, opt, gens, curve: Tensor) -> int:
+    """Load a :func:`capture_state` dict into a fresh optimisation; returns the steps already done."""
+    steps = int(state["steps_done"])
+    device = next(image.parameters()).device
+    image.load_state_dict({k[6:]: v.to(device) for k, v in state.items() if k.startswith("param/")})
+    for i, g in enumerate(gens):
+        g.set_state(state[f"gen/{i}"])
+    adam: dict[int, dict[str, Tensor]] = {}
+    for k, v in state.items():
+        if k.startswith("adam/"):
+            pid, name = k[5:].split("/", 1)
+            adam.setdefault(int(pid), {})[name] = v if name == "step" else v.to(device)
+    opt.load_state_dict({"state": adam, "param_groups": opt.state_dict()["param_groups"]})
+    curve[:steps] = state["curve"]
+    return steps
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

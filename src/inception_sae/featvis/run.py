@@ -14,12 +14,13 @@ job skips items whose PNGs exist.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -173,12 +174,17 @@ def run_featvis(
     *,
     sae_path: str | None = None,
     device: str | torch.device = "cpu",
-    on_batch: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    checkpoint_every_s: float = 120.0,
 ) -> dict[str, Any]:
     """Render every item of ``job`` not yet on disk; return the index written to ``featvis.json``.
 
-    ``on_batch(images_done, images_total)`` reports progress after each batch.
+    ``on_progress`` is called after every optimisation step. The batch being optimised is
+    checkpointed every ``checkpoint_every_s`` seconds (see :mod:`.resume`), so a killed job
+    resumes inside its batch.
     """
+    from .resume import BatchCheckpoints
+
     check_job(job, sae)
     job.out.mkdir(parents=True, exist_ok=True)
     identity = getattr(model, "identity", "unknown")
@@ -186,18 +192,36 @@ def run_featvis(
     index.update(layer=job.layer, untrained_weights=identity.startswith("random:"))
     section = index["layers"].setdefault(job.layer, {}).setdefault(job.kind, {"items": {}})
     section["settings"] = job_settings(job, sae, sae_path)
+    ckpts = BatchCheckpoints(job.out, {**section["settings"], "layer": job.layer, "kind": job.kind}, checkpoint_every_s)
     batches = plan_batches(job, lambda rel: (job.out / rel).is_file())
-    total, done = sum(len(b) for b in batches), 0
-    if on_batch is not None:
-        on_batch(0, total)
+    steps = job.render.steps
+    state = Progress(0, sum(len(b) for b in batches), 0, len(batches) * steps)
+    if on_progress is not None:
+        on_progress(state)
     for batch in batches:
-        _render_batch(model, job, sae, batch, section, device)
+        done = state
+
+        def on_step(step: int, done=done) -> None:
+            if on_progress is not None:
+                on_progress(done._replace(steps_done=done.steps_done + step + 1))
+
+        _render_batch(model, job, sae, batch, section, device, ckpts, on_step)
         write_index(job.out, index)
-        done += len(batch)
-        if on_batch is not None:
-            on_batch(done, total)
+        ckpts.finished(batch)
+        state = done._replace(images_done=done.images_done + len(batch), steps_done=done.steps_done + steps)
+        if on_progress is not None:
+            on_progress(state)
     write_index(job.out, index)
     return index
+
+
+class Progress(NamedTuple):
+    """Where a featvis job stands (images are features or neurons, and their diverse variants)."""
+
+    images_done: int
+    images_total: int
+    steps_done: int  #: optimisation steps done over all batches (a batch's steps are shared by its images)
+    steps_total: int
 
 
 def _render_batch(
@@ -207,14 +231,18 @@ def _render_batch(
     batch: list[tuple[int, int]],
     section: dict[str, Any],
     device: str | torch.device,
+    ckpts=None,
+    on_step: Callable[[int], None] | None = None,
 ) -> None:
-    """Render one batch, save its PNGs and record its scores in ``section``."""
+    """Render one batch (resuming from its checkpoint), save its PNGs and record its scores in ``section``."""
     units = [u for u, _ in batch]
     base = objective = base_objective(job, units, sae)
     if batch[0][1] >= 0:  # a batch of variant groups: push apart within each feature
         objective = base + job.diversity_weight * diversity(base.layers[0], groups=units)
     seeds = [item_seed(job.seed, job.layer, job.kind, u, v) for u, v in batch]
-    result = render(model, objective, seeds, job.render, device=device, score=base)
+    resume, on_state = (ckpts.load(batch), ckpts.saver(batch)) if ckpts is not None else (None, None)
+    result = render(model, objective, seeds, job.render, device=device, score=base, on_step=on_step,
+                    resume=resume, on_state=on_state)  # fmt: skip
     for i, (u, v) in enumerate(batch):
         rel = png_relpath(job, u, v)
         save_png(result.images[i], job.out / rel)
@@ -250,22 +278,24 @@ def parse_ids(spec: str) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
-def progress_bar(console=None):
-    """A rich progress bar that shows features (or neurons) per minute."""
-    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-    from rich.text import Text
+@contextlib.contextmanager
+def progress_view(console, description: str, per: int = 1, enabled: bool = True):
+    """A rich bar over optimisation steps (so its ETA moves during a batch); yields the ``on_progress`` callback.
 
-    class PerMinute(ProgressColumn):
-        def render(self, task) -> Text:
-            # average since start: batches take long, so rich's windowed speed is often empty
-            speed = task.completed / task.elapsed if task.elapsed and task.completed else None
-            return Text(f"{speed * 60:.1f} features/min" if speed else "-- features/min", style="progress.data.speed")
+    ``per`` images make one item (1 + D with D diverse variants), so the count is of features or neurons.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[count]}"),
-        PerMinute(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    if not enabled:
+        yield None
+        return
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)  # fmt: skip
+    with bar:
+        task = bar.add_task(description, total=None, count="")
+
+        def on_progress(p) -> None:
+            count = f"{p.images_done // per}/{p.images_total // per} done, step {p.steps_done}/{p.steps_total}"
+            bar.update(task, completed=p.steps_done, total=p.steps_total or None, count=count)
+
+        yield on_progress

@@ -5,7 +5,6 @@ Each function takes the run's :class:`Context` and returns a one-line note for t
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -148,22 +147,14 @@ def featvis_job(ctx: Context, layer: str):
 
 def do_featvis(ctx: Context, layer: str) -> str:
     from ..commands.common import console
-    from ..featvis.run import progress_bar, run_featvis
+    from ..featvis.run import progress_view, run_featvis
     from ..featvis.sae_io import load_sae_weights
 
     job = featvis_job(ctx, layer)
     sae_path = ctx.paths.sae(layer)
     sae = load_sae_weights(sae_path)
-    with contextlib.ExitStack() as stack:
-        tick = None
-        if ctx.progress:
-            bar = stack.enter_context(progress_bar(console))
-            task = bar.add_task(f"featvis {layer}", total=None, count="")
-
-            def tick(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total, count=f"{done}/{total}")
-
-        run_featvis(ctx.model, job, sae, sae_path=str(sae_path), device=ctx.cfg.device, on_batch=tick)
+    with progress_view(console, f"featvis {layer}", enabled=ctx.progress) as tick:
+        run_featvis(ctx.model, job, sae, sae_path=str(sae_path), device=ctx.cfg.device, on_progress=tick)
     return f"{len(job.ids)} features, {job.render.steps} steps each"
 
 
