@@ -87,10 +87,15 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, images):
     from inception_sae.data.harvest import HarvestConfig, harvest
 
     (images / "broken.jpg").write_bytes(b"not a jpeg at all")
+    (images / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
+    (images / "loop_a.jpg").symlink_to(images / "loop_b.jpg")
+    (images / "loop_b.jpg").symlink_to(images / "loop_a.jpg")
     cfg = HarvestConfig(images, "mixed3b", tmp_path / "store", per_image=2, weights="random", workers=0,
                         resize=37, crop=32, progress=False)  # fmt: skip
     result = harvest(cfg)
-    assert result.complete and result.skipped == 1 and result.vectors == 4 * 2
+    assert result.complete and result.skipped == 4 and result.vectors == 4 * 2
+    skipped = json.loads((tmp_path / "store" / "manifest.json").read_text())["skipped"]
+    assert skipped["by_reason"] == {"not_an_image": 1, "broken_link": 3}
 
 
 def test_full_disk_during_training_is_one_line_and_resumes(tmp_path, capsys, monkeypatch):

@@ -178,3 +178,25 @@ def test_cli_serve_prints_a_loopback_url_and_serves(site):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_body_that_never_arrives_times_out(site, model, tmp_path):
+    import socket
+
+    sae = make_sae(tmp_path / "sae", "mixed3a", 256, 48, 6)
+    s = start(make_server(ServeConfig(site, port=0, live=True, sae=sae, request_timeout=0.5), model=model))
+    try:
+        with socket.create_connection(s.server_address[:2], timeout=30) as sock:
+            head = b"POST /api/live HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 5000\r\n\r\n"
+            sock.sendall(head)
+            sock.sendall(b"\xff\xd8 only the start")  # then silence
+            reply = b""
+            while chunk := sock.recv(4096):  # the server answers and closes the connection
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive within 0.5 s" in reply
+        with socket.create_connection(s.server_address[:2], timeout=30) as sock:  # headers that never end
+            sock.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n")
+            assert sock.recv(4096) == b""  # closed by the server, not left open
+    finally:
+        s.shutdown()
+        s.server_close()

@@ -75,6 +75,8 @@ def to_rgb8(img: Image.Image) -> Image.Image:
 
 def decode_image(path: str | Path) -> Image.Image:
     """Open and fully decode an image as 8-bit RGB, or raise :class:`ImageDecodeError`."""
+    if Path(path).is_symlink() and not Path(path).exists():  # dangling, or a loop of links
+        raise ImageDecodeError("broken_link", str(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -135,7 +137,10 @@ def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
     pattern = root.rglob("*") if recursive else root.glob("*")
-    return sorted(p.relative_to(root) for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    # A broken or looping symlink is listed too, so that it is skipped and counted like any unreadable file.
+    return sorted(
+        p.relative_to(root) for p in pattern if p.suffix.lower() in IMAGE_EXTENSIONS and (p.is_file() or p.is_symlink())
+    )
 
 
 @dataclass

@@ -65,6 +65,8 @@ class ServeConfig:
     """Largest accepted upload in bytes (413 above)."""
     top: int = 12
     """Features returned per uploaded image."""
+    request_timeout: float = 30.0
+    """Seconds a connection may stay silent (headers or body not arriving) before the server gives up on it."""
 
     def __post_init__(self) -> None:
         if self.live and self.sae is None:
@@ -73,3 +75,5 @@ class ServeConfig:
             raise ValueError(f"port must be in 0-65535, got {self.port}")
         if self.max_upload < 1 or self.top < 1:
             raise ValueError("max_upload and top must be >= 1")
+        if self.request_timeout <= 0:
+            raise ValueError(f"request_timeout must be > 0 seconds, got {self.request_timeout}")

@@ -61,6 +61,10 @@ class SiteHandler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # socket timeout: a silent client cannot hold a worker forever
+        super().setup()
+
     def log_message(self, format: str, *args) -> None:
         if getattr(self.server, "verbose", False):
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
@@ -173,7 +177,14 @@ class SiteHandler(BaseHTTPRequestHandler):
         if int(length) == 0:
             self.send_error_json(400, "empty upload")
             return None
-        return self.rfile.read(int(length))
+        try:
+            body = self.rfile.read(int(length))
+        except TimeoutError:
+            body = b""
+        if len(body) < int(length):  # the client stopped sending (or went quiet past the timeout)
+            self.send_error_json(408, f"the upload did not arrive within {self.server.request_timeout:g} s")
+            return None
+        return body
 
 
 class SiteServer(ThreadingHTTPServer):
@@ -184,6 +195,7 @@ class SiteServer(ThreadingHTTPServer):
         if not (root / "index.html").is_file():
             raise UserError(f"{cfg.site} is not a built site (no index.html); run `inception-sae site build` first")
         self.root, self.live, self.max_upload, self.verbose = root, live, cfg.max_upload, verbose
+        self.request_timeout = cfg.request_timeout
         try:
             super().__init__((cfg.host, cfg.port), SiteHandler)
         except OSError as e:
