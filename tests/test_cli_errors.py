@@ -117,3 +117,20 @@ def test_piped_output_is_not_wrapped_at_80_columns(tmp_path, images):
     assert r.returncode == 0, r.stderr
     warning = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(warning) == 1 and len(warning[0]) > 80 and "UNTRAINED WEIGHTS" in warning[0]
+
+
+def test_help_shows_flags_without_a_type_and_names_real_commands(capsys):
+    from inception_sae.cli import app
+
+    commands = [[c.name or c.callback.__name__] for c in app.registered_commands]
+    commands += [[g.name, c.name or c.callback.__name__] for g in app.registered_groups
+                 for c in g.typer_instance.registered_commands]  # fmt: skip
+    assert ["demo"] in commands and ["site", "build"] in commands
+    for command in commands:
+        assert main([*command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "<bool>" not in text, command
+        if command == ["demo"]:
+            assert "--offline" in text
+        if command == ["site", "build"]:
+            assert "`eval --report`" in text and "evaluate" not in text

@@ -10,6 +10,27 @@ import typer
 from .commands import register_all
 from .errors import UserError
 
+
+def _bare_flags() -> None:
+    """Boolean flags in help as ``--offline``, not ``--offline <bool>`` (typer's rich help prints a type for all).
+
+    Wraps the option's type display, where the installed typer has one; without it the help is unchanged.
+    """
+    from typer import core
+
+    option = getattr(core, "TyperOption", None)
+    show = getattr(option, "display_type_rich", None)
+    if show is None or getattr(show, "bare_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) and self.metavar is None else show(self, ctx)
+
+    display_type_rich.bare_flags = True
+    option.display_type_rich = display_type_rich
+
+
+_bare_flags()
 app = typer.Typer(
     name="inception-sae",
     help="Sparse autoencoders on InceptionV1 (inception5h): harvest, train, analyse, visualise, publish.",

@@ -33,6 +33,10 @@ def nearest_neuron(W_dec: Tensor) -> tuple[Tensor, Tensor]:
     return neuron, unit.gather(1, neuron.view(-1, 1)).squeeze(1)
 
 
+#: One colour per branch, shared by these PNGs and the site's interactive map and chips.
+BRANCH_COLOURS = {"none": "#bbbbbb", "1x1": "#1b9e77", "3x3": "#d95f02", "5x5": "#7570b3", "pool": "#e7298a"}
+
+
 def plot_umap(coords: Tensor, dominant: list[str], share: Tensor, branch: str, layer: str, paths) -> None:
     """Two PNGs: coloured by dominant branch; coloured by ``branch``'s share (``pos``)."""
     import matplotlib
@@ -40,9 +44,8 @@ def plot_umap(coords: Tensor, dominant: list[str], share: Tensor, branch: str, l
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"none": "0.8", "1x1": "tab:blue", "3x3": "tab:orange", "5x5": "tab:red", "pool": "tab:green"}
     fig, ax = plt.subplots(figsize=(5, 5))
-    for name, col in colours.items():
+    for name, col in BRANCH_COLOURS.items():
         sel = [i for i, d in enumerate(dominant) if d == name]
         ax.scatter(coords[sel, 0], coords[sel, 1], s=4, c=col, label=name)
     ax.set_title(f"{layer}: UMAP of decoder vectors, dominant branch (q <= 0.01; else none)")

@@ -31,6 +31,10 @@ class AnalysisResult(NamedTuple):
     summary: dict  #: contents of summary.json
 
 
+#: What ``logit_effect`` says in summary.json when it was not computed (the site's class view shows it).
+NO_LOGIT_EFFECT = "not computed: logit effects were switched off for this analysis (mixed5b always has them)"
+
+
 def validate(cfg: AnalyzeConfig) -> None:
     """Cheap checks of the inputs, before any model is loaded."""
     if not (Path(cfg.sae) / "cfg.json").is_file():
@@ -177,7 +181,7 @@ def derive(ctx: Context, cfg: AnalyzeConfig, state: RunState, W_dec: torch.Tenso
     stats = br.branch_stats(W_dec, [b.slice for b in branches], [b.name for b in branches], scale, cfg.n_null, cfg.seed)
     neuron, cosine = nearest_neuron(W_dec)
     mean_act = (state.act_sum / max(int(state.seen.sum()), 1)).float()
-    effect, kind = None, "not computed (--no-logit-effect)"
+    effect, kind = None, NO_LOGIT_EFFECT
     if cfg.logit_effect or ctx.layer == "mixed5b":
         with torch.enable_grad():
             effect, kind = logit_effect(ctx.model, ctx.layer, W_dec.to(cfg.device), mean_act.to(cfg.device))

@@ -133,7 +133,8 @@ def write_report(out: Path, summary: dict, derived) -> None:
         f"{c['specialised_fdr_1pct']} ({summary['branch_test']['fdr_1pct_status']})",
         f"- nearest neuron: mean cosine {c['similar_neuron_cosine_mean']:.3f}; "
         f"{c['similar_neuron_cosine_over_0.5']} features with cosine > 0.5 (the rest are not single neurons)",
-        f"- labels: {summary['labels']['source']} classes; mean held-out AUROC {summary['labels']['mean_score']} "
+        f"- labels: {summary['labels']['source']} classes; "
+        f"mean held-out AUROC {_round(summary['labels']['mean_score'])} "
         f"over {summary['labels']['scored_features']} scorable features",
         f"- logit effect: {summary['logit_effect']}",
         f"- time: {summary['timings_s']['total']:.1f} s",
@@ -153,3 +154,8 @@ def write_report(out: Path, summary: dict, derived) -> None:
             "![](figures/umap_dominant_branch.png) ![](figures/umap_share_5x5.png)",
         ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _round(x, digits: int = 3):
+    """A number for the report's text (None stays 'None')."""
+    return x if x is None else round(float(x), digits)

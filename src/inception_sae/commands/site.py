@@ -17,7 +17,7 @@ def build(
         [], "--circuits", help="Circuits folder (neighbours.json / graph.json) or graph file; repeat per layer pair."
     ),
     sae: Path = typer.Option(None, "--sae", help="SAE folder for training metrics (default: from summary.json)."),
-    eval_report: Path = typer.Option(None, "--eval", help="JSON from `evaluate --report` (FVU, L0, splice-back)."),
+    eval_report: Path = typer.Option(None, "--eval", help="JSON from `eval --report` (FVU, L0, splice-back)."),
     title: str = typer.Option("inception-sae features", "--title", help="Site title."),
     compare: list[Path] = typer.Option([], "--compare", help="Folder of `inception-sae compare` (repeat per pair)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),

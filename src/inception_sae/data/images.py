@@ -75,7 +75,7 @@ def to_rgb8(img: Image.Image) -> Image.Image:
 
 def decode_image(path: str | Path) -> Image.Image:
     """Open and fully decode an image as 8-bit RGB, or raise :class:`ImageDecodeError`."""
-    if Path(path).is_symlink() and not Path(path).exists():  # dangling, or a loop of links
+    if isinstance(path, (str, Path)) and Path(path).is_symlink() and not Path(path).exists():  # dangling or a loop
         raise ImageDecodeError("broken_link", str(path))
     try:
         with warnings.catch_warnings():

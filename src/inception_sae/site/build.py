@@ -209,6 +209,8 @@ def branch_null(branches: dict) -> dict:
 
 def layer_index(a: Analysis, cols: dict, neurons: dict, fv: dict) -> dict:
     """Everything the layer page needs, in one file."""
+    from ..analysis.embedding import BRANCH_COLOURS
+
     s = a.summary
     model = s.get("model") or {}
     identity = model.get("identity") or (s.get("sae") or {}).get("model") or "unknown"
@@ -221,7 +223,7 @@ def layer_index(a: Analysis, cols: dict, neurons: dict, fv: dict) -> dict:
         "layer": a.layer, "identity": identity, "untrained": untrained, "headline": a.headline,
         "sae": s.get("sae") or {}, "images": s.get("images") or {}, "labels": s.get("labels") or {},
         "logit_effect": s.get("logit_effect"), "counts": s.get("counts") or {},
-        "branches": branch_names, "null": branch_null(a.branches),
+        "branches": branch_names, "null": branch_null(a.branches), "branch_colours": BRANCH_COLOURS,
         "dominant_counts": a.branches.get("dominant_counts") or (s.get("counts") or {}).get("dominant_branch"),
         "branch_test": s.get("branch_test") or {},
         "figures": [f"a/{a.layer}/{f}" for f in figures if (a.root / f).is_file()],

@@ -96,7 +96,7 @@
       }
       body += `<rect x="${L}" y="${y + 4}" width="${s * span}" height="10" fill="${SAE.branchColour(index, b)}"/>`;
       body += `<text x="${L - 6}" y="${y + 13}" text-anchor="end"${b === dominant ? ' font-weight="700"' : ''}>${SAE.esc(b)}</text>`;
-      const p = (pvals && pvals[b] != null ? ` p=${SAE.fmt(pvals[b], 2)}` : '') + (qvals && qvals[b] != null ? ` q=${SAE.fmt(qvals[b], 2)}` : '');
+      const p = (pvals && pvals[b] != null ? ` p=${SAE.pval(pvals[b])}` : '') + (qvals && qvals[b] != null ? ` q=${SAE.fmt(qvals[b], 2)}` : '');
       body += `<text x="${W - R + 6}" y="${y + 13}">${SAE.fmt(s, 3)}${p}</text>`;
     });
     const axis = [0, 0.5, 1].map((t) => `<text x="${L + t * span}" y="${H - 2}" text-anchor="middle">${t}</text>`).join('');

@@ -33,6 +33,10 @@
     });
   };
   SAE.cached = (key) => cache[key];
+  /* A permutation p-value; 0 (below the resolution of n permutations) is shown as such, never as "0". */
+  SAE.pval = (p) => (p === 0 ? '< 1/(n+1)' : SAE.fmt(p, 2));
+  /* The last two parts of a path (e.g. mixed4a/sae): where the SAE is, without the builder's absolute path. */
+  SAE.shortPath = (p) => String(p).split(/[\\/]/).filter(Boolean).slice(-2).join('/');
 
   const ESC = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
   SAE.esc = (s) => String(s == null ? '' : s).replace(/[&<>"']/g, (c) => ESC[c]);
@@ -46,6 +50,8 @@
   SAE.pct = (x, d) => (x == null ? '–' : (100 * x).toFixed(d != null ? d : x > 0 && x < 0.01 ? 2 : 1) + '%');
   SAE.palette = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d', '#666'];
   SAE.branchColour = function (index, branch) {
+    const fixed = (index.branch_colours || {})[branch]; // the analysis PNGs' colours
+    if (fixed) return fixed;
     const i = index.branches.indexOf(branch);
     return i < 0 ? '#999' : SAE.palette[i % SAE.palette.length];
   };
@@ -152,7 +158,9 @@
       if (!site || !v) return;
       const cur = location.hash.replace(/^#\/?/, '').split('/')[0];
       const layer = SAE.hasLayer(cur) ? cur : site.layers[0].layer;
-      location.hash = /^\d+$/.test(v) ? `#/${layer}/f/${v}` : `#/${v.replace(/^#?\/?/, '')}`;
+      if (/^\d+$/.test(v)) location.hash = `#/${layer}/f/${v}`;
+      else if (SAE.hasLayer(v)) location.hash = '#/' + v;
+      else SAE.searchLayer(layer, v); // labels: the layer's feature table, filtered
     });
     route();
   };

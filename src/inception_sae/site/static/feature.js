@@ -124,9 +124,8 @@
         <div class="card"><h2>Activation density</h2>${SAE.histogram(d.histogram)}</div></div>
       <div class="card"><h2>Top examples</h2><p class="small muted">Receptive-field crop and heatmap overlay; value = activation.</p>${examples(d.top_examples)}</div>
       ${dead ? '' : `<div class="card"><h2>Across activation intervals</h2>${intervals(d)}</div>`}
-      <div class="grid2"><div class="card"><h2>This feature's top examples</h2>${examples((d.top_examples || []).slice(0, 6), 0)}</div>
-        <div class="card" id="neuronbox"><h2>Most similar neuron: ${sn.neuron != null ? `<a href="#/${L}/n/${sn.neuron}">neuron ${sn.neuron}</a>` : '–'}
-          <span class="muted small">cosine ${SAE.fmt(sn.cosine, 3)}</span></h2><div id="neuronex" class="muted">…</div></div></div>
+      <div class="card" id="neuronbox"><h2>Most similar neuron: ${sn.neuron != null ? `<a href="#/${L}/n/${sn.neuron}">neuron ${sn.neuron}</a>` : '–'}
+        <span class="muted small">cosine ${SAE.fmt(sn.cosine, 3)}</span></h2><p class="small muted">Its top examples, to compare with the feature's above.</p><div id="neuronex" class="muted">…</div></div>
       <div class="grid2"><div class="card"><h2>Top classes</h2><p class="small muted">${SAE.esc(d.logit_effect_kind || index.logit_effect || '')}</p>${classList(d.top_classes)}</div>
         <div class="card"><h2>Bottom classes</h2>${classList(d.bottom_classes)}</div></div>
       <div class="grid2"><div class="card" id="upstream"><h2>Upstream circuit neighbours</h2>${neighbours(d.up)}</div>
@@ -161,9 +160,20 @@
     });
   };
 
+  /* A layer whose analysis has no logit effects has no class data: say why instead of failing to load it. */
+  function noClasses(index) {
+    const L = SAE.esc(index.layer);
+    SAE.app().innerHTML = `<h1>${L}: no class view</h1><div class="card" id="no-classes">
+      <p>The class view lists, for each output class, the features whose decoder direction raises that class's logit most.
+      It needs the analysis's logit effects, and this analysis has none: ${SAE.esc(index.logit_effect || 'not computed')}.</p>
+      <p class="muted">Analyse the layer again with logit effects on to get it; the <a href="#/${L}">feature table</a> has every feature's label.</p></div>`;
+    return Promise.resolve();
+  }
+
   SAE.pages.classes = function (index) {
     const L = index.layer;
     SAE.crumbs([{ text: L, href: '#/' + L }, { text: 'classes' }]);
+    if (!index.classes) return noClasses(index);
     return SAE.load(`${L}/classes`).then((c) => {
       SAE.app().innerHTML = `<h1>${SAE.esc(L)}: classes and their top features</h1><p class="muted">${SAE.esc(c.kind || '')}</p>
         <div class="card"><div class="chips">${c.classes.map((k) => `<a class="chip" href="#/${SAE.esc(L)}/class/${k.index}">${SAE.esc(k.name)}</a>`).join('')}</div></div>`;
@@ -173,6 +183,7 @@
   SAE.pages.klass = function (index, cls) {
     const L = index.layer;
     SAE.crumbs([{ text: L, href: '#/' + L }, { text: 'classes', href: `#/${L}/classes` }, { text: 'class ' + cls }]);
+    if (!index.classes) return noClasses(index);
     return SAE.load(`${L}/classes`).then((c) => {
       const k = c.classes.find((x) => x.index === cls);
       if (!k) throw new Error(`class ${cls} is not in ${L}'s class data`);

@@ -22,6 +22,15 @@
       ${(h.dense != null || c.dense != null) ? metric('dense (>10%)', h.dense != null ? h.dense : c.dense, false, h.dense != null ? h.dead_on : 'every position') : ''}</div>`;
   }
 
+  /* The header search: a label (or id) query shown in this layer's feature table. */
+  SAE.searchLayer = function (layer, q) {
+    const st = (states[layer] = states[layer] || { q: '', branch: '', fmin: '', fmax: '', smin: '', sort: 'id', asc: true, page: 0 });
+    st.q = q;
+    st.page = 0;
+    if (location.hash === '#/' + layer) SAE.route();
+    else location.hash = '#/' + layer;
+  };
+
   function state(index) {
     return (states[index.layer] = states[index.layer] || { q: '', branch: '', fmin: '', fmax: '', smin: '', sort: 'id', asc: true, page: 0 });
   }
@@ -69,7 +78,7 @@
       <td class="num"><a href="#/${L}/f/${c.id[r]}">${c.id[r]}</a></td><td>${SAE.img(c.thumb[r], '', '')}</td>
       <td>${SAE.esc(c.label[r])}</td><td class="num">${SAE.fmt(c.score[r], 3)}</td><td class="num">${SAE.fmt(c.freq[r], 3)}</td>
       <td class="num">${SAE.fmt(c.max[r], 3)}</td><td>${SAE.chip(index, c.dom[r])}</td><td class="num">${SAE.fmt(c.share[r], 3)}</td>
-      <td class="num">${SAE.fmt(c.p[r], 2)}</td><td class="num">${c.q ? SAE.fmt(c.q[r], 2) : '–'}</td></tr>`).join('');
+      <td class="num">${SAE.pval(c.p[r])}</td><td class="num">${c.q ? SAE.fmt(c.q[r], 2) : '–'}</td></tr>`).join('');
     return `<table class="ft" id="ftable"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>
       <div class="pager"><button id="prev" ${st.page ? '' : 'disabled'}>‹ prev</button>
       <span id="pageinfo">page ${st.page + 1} / ${pages} · ${rows.length} of ${c.id.length} features</span>
@@ -109,7 +118,7 @@
     const legend = index.branches.map((b) => `<span><i style="background:${SAE.branchColour(index, b)}"></i>${SAE.esc(b)}</span>`).join('');
     const figs = index.figures.map((f) => `<a href="${SAE.esc(f)}">${SAE.img(f, '', f)}</a>`).join('');
     SAE.app().innerHTML = `<h1>${L}: ${index.cols.id.length} SAE features</h1>
-      <p class="muted small">Model <code>${SAE.esc(index.identity)}</code>${index.sae.path ? ` · SAE <code>${SAE.esc(index.sae.path)}</code>` : ''}
+      <p class="muted small">Model <code>${SAE.esc(index.identity)}</code>${index.sae.path ? ` · SAE <code>${SAE.esc(SAE.shortPath(index.sae.path))}</code>` : ''}
       · labels: ${SAE.esc((index.labels || {}).kind || 'from the analysis')}
       ${index.classes ? ` · <a href="#/${L}/classes">classes → features</a>` : ''} · <span id="live-link"></span> <span id="compare-links"></span></p>
       <div class="card">${headline(index)}</div>
