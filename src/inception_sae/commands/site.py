@@ -57,12 +57,14 @@ def serve(
     seed: int = SEED,
     device: str = DEVICE,
     verbose: bool = typer.Option(False, "--verbose", help="Log every request."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds a silent connection is kept before it is closed."),
 ) -> None:
     """Serve a built site read-only (GET/HEAD; POST only for the live box)."""
     from ..site import ServeConfig, make_server
     from .common import warn_if_random
 
-    cfg = ServeConfig(site, host, port, live, sae, weights, seed, device, max(1, int(max_upload_mb * 2**20)))
+    cfg = ServeConfig(site, host, port, live, sae, weights, seed, device, max(1, int(max_upload_mb * 2**20)),
+                      request_timeout=timeout)  # fmt: skip
     server = make_server(cfg, verbose)
     if server.live is not None:
         warn_if_random(server.live.identity)
