@@ -58,7 +58,13 @@ def test_truncated_sae_weights_are_not_complete(run_folder):
     train_line = next(line for line in r.stderr.splitlines() if "✓ train mixed3b" in line)
     assert "done in" in train_line and "FVU 0." in train_line, train_line
     assert weights.read_bytes() == good  # rewritten from the final training checkpoint
-    assert oct(weights.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+    files = [weights, *(run / "mixed3b" / "sae" / "checkpoint").glob("tensors-*.safetensors")]
+    assert len(files) == 2 and all(f.stat().st_mode & 0o777 == 0o666 & ~current_umask() for f in files)
+    summary = run / "mixed3b" / "analysis" / "summary.json"
+    summary.write_text(summary.read_text()[:100])  # cut short: analyze runs again (and the site)
+    again = cli(args)
+    assert again.returncode == 0 and json.loads(summary.read_text())["layer"] == "mixed3b"
+    assert again.stderr.count("skipped (complete)") == 4, again.stderr  # harvest, train, eval, featvis
 
 
 def current_umask() -> int:

@@ -23,6 +23,7 @@ from .stages import (
     Paths,
     Stage,
     featvis_done,
+    json_done,
     layer_check,
     remove,
     sae_done,
@@ -62,17 +63,17 @@ def plan(ctx: work.Context) -> list[Stage]:
             Stage("eval", f"eval {layer}", p.eval(layer), lambda x=layer: work.eval_done(ctx, x),
                   lambda x=layer: work.do_eval(ctx, x)),
             Stage("analyze", f"analyze {layer}", p.analysis(layer),
-                  lambda x=layer: (p.analysis(x) / "summary.json").is_file(), lambda x=layer: work.do_analyze(ctx, x)),
+                  lambda x=layer: json_done(p.analysis(x) / "summary.json"), lambda x=layer: work.do_analyze(ctx, x)),
             Stage("featvis", f"featvis {layer}", p.featvis(layer), lambda x=layer: _featvis_done(ctx, x),
                   lambda x=layer: work.do_featvis(ctx, x)),
         ]  # fmt: skip
     for a, b in pairwise(layers):
         stages.append(Stage("circuits", f"circuits {a}__{b}", p.circuits(a, b),
-                            lambda a=a, b=b: (p.circuits(a, b) / "summary.json").is_file(),
+                            lambda a=a, b=b: json_done(p.circuits(a, b) / "summary.json"),
                             lambda a=a, b=b: work.do_circuits(ctx, a, b)))  # fmt: skip
     for a, b in pairwise(layers):  # which features reappear in the next layer (activation correlation)
         stages.append(Stage("compare", f"compare {a}__{b}", p.compare(a, b),
-                            lambda a=a, b=b: (p.compare(a, b) / "compare.json").is_file(),
+                            lambda a=a, b=b: json_done(p.compare(a, b) / "compare.json"),
                             lambda a=a, b=b: work.do_compare(ctx, a, b)))  # fmt: skip
     stages.append(Stage("site", "site", p.site, lambda: site_done(p.site), lambda: work.do_site(ctx)))
     return stages

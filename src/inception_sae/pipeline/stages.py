@@ -125,6 +125,11 @@ def store_done(path: Path) -> bool:
     return True
 
 
+def json_done(path: Path) -> bool:
+    """A stage's final JSON exists and parses (a file cut short or emptied is not complete)."""
+    return isinstance(read_json(path), dict)
+
+
 def sae_done(path: Path) -> bool:
     """cfg.json and train_summary.json parse, and the weights file is as long as its header says."""
     jsons = (read_json(path / name) for name in ("cfg.json", "train_summary.json"))
