@@ -134,3 +134,18 @@ def test_help_shows_flags_without_a_type_and_names_real_commands(capsys):
             assert "--offline" in text
         if command == ["site", "build"]:
             assert "`eval --report`" in text and "evaluate" not in text
+
+
+BAD_FEATVIS = [
+    ("featvis.render.steps", -1, "featvis.render: steps must be >= 0"),
+    ("featvis.features", "top:x", "use top:N"),
+    ("featvis.objective", "both", "--objective must be"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), BAD_FEATVIS)
+def test_run_refuses_bad_featvis_settings_before_any_work(tmp_path, images, key, value, needle, capsys):
+    run = tmp_path / "run"
+    assert main(run_args(images, run, overrides={key: value})) == 2
+    one_line_error(capsys, needle)
+    assert not run.exists()  # refused before harvesting

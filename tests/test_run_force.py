@@ -13,6 +13,8 @@ from run_helpers import cli, run_args, tiny_images
 
 pytestmark = pytest.mark.slow
 
+#: No splice-back images in eval and fewer rendered examples in analyze: the stages run up to six times here.
+FAST = {"eval.max_images": 0, "analyze.render_intervals": 0, "analyze.render_top": 1}
 STAGES = ("harvest", "train", "eval", "analyze", "featvis", "site")
 #: What each stage writes for mixed3b; its mtime tells whether the stage ran again.
 OUTPUT = {"harvest": "mixed3b/store/manifest.json", "train": "mixed3b/sae/sae_weights.safetensors",
@@ -22,11 +24,16 @@ OUTPUT = {"harvest": "mixed3b/store/manifest.json", "train": "mixed3b/sae/sae_we
 
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
-    """A complete tiny run (no splice-back images in eval, to keep the repeated evals short)."""
+    """A complete tiny run (FAST settings), progress bars on."""
     root = tmp_path_factory.mktemp("force")
-    args = run_args(tiny_images(root / "images", 12), root / "run", overrides={"eval.max_images": 0})
+    args = run_args(tiny_images(root / "images", 12), root / "run", overrides=FAST)
+    args.remove("--no-progress")
     first = cli(args)
     assert first.returncode == 0, first.stderr[-2000:]
+    # piped: stdout holds only the result line (bars and stage lines go to stderr), nothing cut at 80 columns
+    assert first.stdout.splitlines() == [f"open {root / 'run' / 'site' / 'index.html'}  or  inception-sae site serve "
+                                         f"{root / 'run' / 'site'}"]  # fmt: skip
+    assert any(len(line) > 80 for line in first.stderr.splitlines())
     return root / "run", args
 
 

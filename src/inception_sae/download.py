@@ -79,6 +79,7 @@ def fetch(
 
 def copy_with_progress(resp, out, total: int, progress: bool, label: str) -> int:
     """Copy a response body to ``out`` under a rich download bar; return the bytes copied."""
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     got = 0
@@ -89,6 +90,7 @@ def copy_with_progress(resp, out, total: int, progress: bool, label: str) -> int
         TransferSpeedColumn(),
         disable=not progress,
         transient=True,
+        console=Console(stderr=True),  # stdout stays for results
     ) as bar:
         task = bar.add_task(f"downloading {label}", total=total or None)
         while chunk := resp.read(1 << 16):

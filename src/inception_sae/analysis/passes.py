@@ -75,12 +75,14 @@ class RunState:
 
 def batches(ctx: Context, indices: list[int], title: str) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]:
     """(images, dataset indices, activations (B,C,H,W), code values, code indices (B*HW, k)) with a progress bar."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.1f} images/s"), TimeRemainingColumn()]  # fmt: skip
     start = time.perf_counter()
-    with Progress(*columns, disable=not ctx.progress, transient=True) as bar:
+    bars = Console(stderr=True)  # stdout stays for results
+    with Progress(*columns, disable=not ctx.progress, transient=True, console=bars) as bar:
         task = bar.add_task(title, total=len(indices), rate=0.0)
         done = 0
         for x, idx in iter_batches(ctx.dataset, ctx.batch_size, indices=indices, workers=ctx.workers, skips=ctx.skips):

@@ -29,6 +29,7 @@ from .stages import (
     sae_done,
     site_done,
     store_done,
+    top_count,
 )
 
 
@@ -173,12 +174,26 @@ def check_store_sizes(cfg: RunConfig, paths: Paths, redo: tuple[str, ...]) -> No
             )
 
 
+def check_featvis_settings(ctx: work.Context) -> None:
+    """The featvis section (render settings, objective, feature spec) is checked before any work, not hours in."""
+    from ..featvis.run import parse_ids
+
+    spec = str(ctx.cfg.section("featvis")["features"])
+    if spec.startswith("top:"):
+        top_count(spec)
+    else:
+        parse_ids(spec)
+    for layer in ctx.cfg.layers:
+        work.featvis_job(ctx, layer, ids=(0,))
+
+
 def run_pipeline(cfg: RunConfig, force: tuple[str, ...] = (), progress: bool = True, view=None) -> RunResult:
     """Run every stage of ``cfg`` that is not complete; see the module docstring."""
     validate(cfg)
     paths = Paths(cfg.out)
     redo = check_previous(cfg, paths, force)
     check_store_sizes(cfg, paths, redo)
+    check_featvis_settings(work.Context(cfg, paths, progress=False))
     for name in redo:
         for path in paths.outputs(name, cfg.layers):
             remove(path)

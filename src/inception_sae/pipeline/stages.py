@@ -166,7 +166,7 @@ def feature_ids(spec: str, analysis: Path, d_sae: int) -> list[int]:
     from ..featvis.run import parse_ids
 
     if spec.startswith("top:"):
-        n = int(spec[4:])
+        n = top_count(spec)
         freq = []
         for p in (analysis / "features").glob("*.json"):
             d = read_json(p) or {}
@@ -174,6 +174,17 @@ def feature_ids(spec: str, analysis: Path, d_sae: int) -> list[int]:
                 freq.append((-float(d["frequency"]), int(d["id"])))
         return sorted(i for _, i in sorted(freq)[:n]) or list(range(min(n, d_sae)))
     return [i for i in parse_ids(spec) if i < d_sae]
+
+
+def top_count(spec: str) -> int:
+    """N of a ``top:N`` feature spec (a one-line error otherwise)."""
+    try:
+        n = int(spec[4:])
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UserError(f"featvis.features {spec!r}: use top:N with N >= 1, or an id list such as 0-15")
+    return n
 
 
 def remove(path: Path) -> None:

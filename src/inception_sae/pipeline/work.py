@@ -125,8 +125,11 @@ def do_analyze(ctx: Context, layer: str) -> str:
     return f"{s['counts']['features']} features over {s['images']['analysed']} images, {s['counts']['dead']} dead"
 
 
-def featvis_job(ctx: Context, layer: str):
-    """The featvis job of a layer (its ids come from the analysis, so it exists only after analyze)."""
+def featvis_job(ctx: Context, layer: str, ids: tuple[int, ...] | None = None):
+    """The featvis job of a layer (its ids come from the analysis, so it exists only after analyze).
+
+    With ``ids`` given the analysis is not read: ``run`` checks the settings that way before any work.
+    """
     from ..featvis.param import ParamConfig
     from ..featvis.render import RenderConfig
     from ..featvis.run import FeatvisJob
@@ -138,7 +141,9 @@ def featvis_job(ctx: Context, layer: str):
         rcfg = RenderConfig(param=param, **render)
     except ValueError as e:
         raise UserError(f"featvis.render: {e}") from None
-    ids = feature_ids(spec.pop("features"), ctx.paths.analysis(layer), sae_d(ctx.paths.sae(layer)))
+    features = spec.pop("features")
+    if ids is None:
+        ids = feature_ids(features, ctx.paths.analysis(layer), sae_d(ctx.paths.sae(layer)))
     if not ids:
         raise UserError(f"featvis.features selects no feature of the {layer} SAE")
     return FeatvisJob(out=ctx.paths.featvis(layer), layer=layer, kind="f", ids=tuple(ids), render=rcfg,
