@@ -29,18 +29,6 @@ def site(tmp_path_factory, model):
     server.server_close()
 
 
-@pytest.fixture
-def page(browser):
-    """A page that records console errors and uncaught exceptions in ``page.errors``."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)  # lets the test evaluate JS
-    pg = ctx.new_page()
-    pg.errors = []
-    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-    yield pg
-    ctx.close()
-
-
 def settle(page) -> None:
     """Wait for every image, then assert none is broken and nothing was logged as an error."""
     page.wait_for_function(ALL_LOADED)

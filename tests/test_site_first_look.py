@@ -28,17 +28,6 @@ def site(tmp_path_factory):
     return build_site(SiteConfig((a,), root / "site")).out
 
 
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-    pg = ctx.new_page()
-    pg.errors = []
-    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-    yield pg
-    ctx.close()
-
-
 def test_classes_view_without_logit_effects_says_why(page, site):
     page.goto((site / "index.html").as_uri() + "#/mixed4d/classes")
     page.wait_for_selector("#app[data-ready='#/mixed4d/classes']")
