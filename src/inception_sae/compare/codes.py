@@ -53,12 +53,19 @@ def accumulate(
 ) -> tuple[CorrelationAccumulator, int]:
     """Correlations of the two SAEs' codes over the images of ``batches``; also the positions per image."""
     acc = CorrelationAccumulator(sae_a.d_sae, sae_b.d_sae)
+    acc.channel_sq = {layer_a: torch.zeros(sae_a.d_in, dtype=torch.float64),
+                      layer_b: torch.zeros(sae_b.d_in, dtype=torch.float64)}  # fmt: skip
+    acc.channel_n = {layer_a: 0, layer_b: 0}
     positions = 0
     for images in batches:
         if images.shape[0] < 2:
             continue  # the shuffled-image null needs a second image; a lone last image is dropped
         with torch.no_grad():
             acts = model.capture(images.to(device), list(dict.fromkeys([layer_a, layer_b])))
+        for name in acc.channel_sq:  # channel RMS: the branch null's scale (see analysis/branches.py)
+            x = acts[name].float()
+            acc.channel_sq[name] += x.pow(2).sum((0, 2, 3)).double().cpu()
+            acc.channel_n[name] += x.shape[0] * x.shape[2] * x.shape[3]
         za, zb = common_grid(dense_code_map(sae_a, acts[layer_a]), dense_code_map(sae_b, acts[layer_b]))
         positions = za.shape[1]
         acc.add(za, zb)

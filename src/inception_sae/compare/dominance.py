@@ -29,7 +29,7 @@ def from_analysis(folder: Path, m: int) -> list[str]:
     return out
 
 
-def from_decoder(W_dec, layer: str | None) -> list[str]:
+def from_decoder(W_dec, layer: str | None, scale=None) -> list[str]:
     """Dominant branch of every decoder row, from the project's branch statistics."""
     from ..models.layers import layer_info
 
@@ -43,11 +43,13 @@ def from_decoder(W_dec, layer: str | None) -> list[str]:
 
     slices = [b.slice for b in info.branches]
     names = [b.name for b in info.branches]
-    return br.dominant_branches(W_dec.detach().float().cpu(), slices, names)
+    if scale is not None:
+        scale = scale.clamp_min(1e-6 * float(scale.max().clamp_min(1e-12)))  # a silent channel must not divide by 0
+    return br.dominant_branches(W_dec.detach().float().cpu(), slices, names, scale)
 
 
-def dominant_branches(sae, analysis: Path | None = None) -> list[str]:
-    """One branch name (or "none") per feature of ``sae``."""
+def dominant_branches(sae, analysis: Path | None = None, scale=None) -> list[str]:
+    """One branch name (or "none") per feature of ``sae`` (``scale``: channel RMS, when known)."""
     if analysis is not None:
         return from_analysis(analysis, sae.d_sae)
-    return from_decoder(sae.W_dec, sae.layer)
+    return from_decoder(sae.W_dec, sae.layer, scale)

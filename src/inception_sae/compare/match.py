@@ -116,6 +116,14 @@ class CorrelationAccumulator:
         self.fa, self.fb = torch.zeros(ma, dtype=torch.float64), torch.zeros(mb, dtype=torch.float64)
         self.sab = torch.zeros(ma, mb, dtype=torch.float64)
         self.sab_null = torch.zeros(ma, mb, dtype=torch.float64)
+        self.channel_sq: dict[str, Tensor] = {}  #: layer -> sum of squared activations per channel
+        self.channel_n: dict[str, int] = {}  #: layer -> positions summed
+
+    def channel_rms(self, layer: str) -> Tensor | None:
+        """(d,) RMS activation of each channel of ``layer`` over the positions seen, if recorded."""
+        if not self.channel_n.get(layer):
+            return None
+        return (self.channel_sq[layer] / self.channel_n[layer]).sqrt().float()
 
     def add(self, za: Tensor, zb: Tensor) -> None:
         if za.shape[:2] != zb.shape[:2]:

@@ -108,14 +108,18 @@ def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], 
     t0 = time.perf_counter()
     a, b = TopKSAE.load(cfg.sae_a, cfg.device), TopKSAE.load(cfg.sae_b, cfg.device)
     same = check_pair(a, b, cfg.images)
-    dom = (dominant_branches(a, cfg.analysis_a), dominant_branches(b, cfg.analysis_b))
     result: dict = {"a": side_info(cfg.sae_a, a), "b": side_info(cfg.sae_b, b), "same_layer": same,
                     "thresholds": list(summary.THRESHOLDS)}  # fmt: skip
-    cols_a: dict = {"id": list(range(a.d_sae)), "dominant_branch": dom[0]}
-    cols_b: dict = {"id": list(range(b.d_sae)), "dominant_branch": dom[1]}
-    freq = None
+    cols_a: dict = {"id": list(range(a.d_sae))}
+    cols_b: dict = {"id": list(range(b.d_sae))}
+    freq, acc = None, None
     if cfg.images is not None:
         acc, positions, n_images = correlations(cfg, a, b, model, progress)
+    rms = (acc.channel_rms(a.layer), acc.channel_rms(b.layer)) if acc is not None else (None, None)
+    dom = (dominant_branches(a, cfg.analysis_a, rms[0]), dominant_branches(b, cfg.analysis_b, rms[1]))
+    cols_a["dominant_branch"], cols_b["dominant_branch"] = dom
+    result["dominance"] = {"a": dominance_source(cfg.analysis_a, rms[0]), "b": dominance_source(cfg.analysis_b, rms[1])}
+    if acc is not None:
         freq = acc.frequencies()
         corr, null = acc.correlation(), acc.null_correlation()
         live = (freq[0] > 0, freq[1] > 0)
@@ -147,6 +151,13 @@ def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], 
 
     write_outputs(cfg.out, result)
     return result
+
+
+def dominance_source(analysis: Path | None, rms) -> str:
+    if analysis is not None:
+        return f"dominant_branch of {analysis}/features"
+    null = "channel RMS on the compared images" if rms is not None else "1 (no images)"
+    return f"analysis.branches.dominant_branches of the decoder rows (q <= 0.01, else none; null scale: {null})"
 
 
 def summary_null(null_best: Tensor, live: Tensor) -> dict:
