@@ -85,7 +85,7 @@ def sparsify_runner(d, m, k, lr):
         out = sae(x)
         return out.sae_out, out.latent_indices, out.latent_acts
 
-    return step, recon
+    return step, recon, lambda: sae.W_dec.detach()
 
 
 def overcomplete_runner(d, m, k, lr):
@@ -108,12 +108,47 @@ def overcomplete_runner(d, m, k, lr):
         vals, idx = z.topk(k, dim=1)
         return x_hat, idx, vals
 
-    return step, recon
+    return step, recon, lambda: sae.get_dictionary().detach()
+
+
+def saelens_runner(d, m, k, lr):
+    """SAELens's TopK training SAE with its trainer's defaults: Adam (3e-4, betas 0.9/0.999, constant), clip 1.0,
+    its AuxK (coefficient 1) on latents dead for 1,000 steps."""
+    from sae_lens.saes.sae import TrainStepInput
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=m, k=k, device="cpu", dtype="float32"))
+    opt = torch.optim.Adam(sae.parameters(), lr=3e-4, betas=(0.9, 0.999))
+    since = torch.zeros(m)
+
+    def step(x):
+        out = sae.training_forward_pass(TrainStepInput(x, {}, since > 1000, 0, False))
+        with torch.no_grad():
+            since.add_(1)
+            since[out.feature_acts.bool().any(0)] = 0
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def recon(x):
+        z = sae.encode(x)
+        vals, idx = z.topk(k, dim=1)
+        return sae.decode(z), idx, vals
+
+    def dec_rows():  # the decoder as it acts: rows rescaled by their norms (rescale_acts_by_decoder_norm)
+        return sae.W_dec.detach()
+
+    return step, recon, dec_rows
+
+
+RUNNERS = {"sparsify": sparsify_runner, "overcomplete": overcomplete_runner, "saelens": saelens_runner}
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("peer", choices=["sparsify", "overcomplete"])
+    p.add_argument("peer", choices=sorted(RUNNERS))
     p.add_argument("acts")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch", type=int, default=4096)
@@ -128,7 +163,7 @@ def main() -> None:
     train, held = X[: len(X) - a.eval], torch.from_numpy(np.ascontiguousarray(X[len(X) - a.eval :]))
     d, m = X.shape[1], a.latents
     lr = 2e-4 / math.sqrt(m / 2**14)
-    step, recon = (sparsify_runner if a.peer == "sparsify" else overcomplete_runner)(d, m, a.k, lr)
+    step, recon, _ = RUNNERS[a.peer](d, m, a.k, lr)
     order = np.random.default_rng(0).permutation(len(train))
     times = []
     for s in range(a.steps):
