@@ -103,3 +103,26 @@ def test_auxk_dead_row_gradients_equal_autograd_through_the_full_weights(tie):
     for n, p in sae.named_parameters():
         torch.testing.assert_close(got[n], p.grad, rtol=1e-4, atol=1e-5, msg=n)
     assert (got["enc"][dead] != 0).any()
+
+
+def test_warmup_is_a_share_of_short_runs_and_capped_for_long_ones():
+    """Default warm-up: 2% of the steps, at most 100; an explicit value wins."""
+    assert TrainConfig(samples=400 * 4096, batch_size=4096).warmup == 8
+    assert TrainConfig(samples=10**9, batch_size=4096).warmup == 100
+    assert TrainConfig(samples=4096, batch_size=4096).warmup == 1
+    assert TrainConfig(samples=10**9, batch_size=4096, warmup_steps=0).warmup == 0
+
+
+@pytest.mark.parametrize("tie", ["init", "full"])
+def test_encoder_starts_at_its_init_scale_with_unit_decoder_rows(tie):
+    """Untied: encoder rows = enc_init_scale x the unit decoder rows; fully tied: the shared rows stay unit."""
+    X = torch.randn(2048, 16, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(samples=2048, batch_size=256, init_samples=512, enc_init_scale=0.5, progress=False)
+    t = Trainer(ArraySource(X.numpy(), 256, seed=0), [SAEConfig(16, 64, 4, tie)], cfg, "unused")
+    t.initialise()
+    sae = t.runs[0].sae
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64))
+    expected = 0.5 if tie == "init" else 1.0
+    torch.testing.assert_close(sae.enc.norm(dim=1), torch.full((64,), expected))
+    if tie == "init":
+        torch.testing.assert_close(sae.enc, 0.5 * sae.W_dec)

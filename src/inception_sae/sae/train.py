@@ -42,7 +42,7 @@ class TrainConfig:
     samples: int = 10_000_000  #: training length in vectors (global, all ranks together)
     batch_size: int = 4096  #: global batch size (split across ranks)
     lr: float | None = None  #: Adam LR; None = 2e-4 / sqrt(m / 2**14) per SAE
-    warmup_steps: int = 100  #: linear LR warm-up
+    warmup_steps: int | None = None  #: linear LR warm-up; None = min(100, 2% of the steps) (docs/training.md)
     decay_fraction: float = 0.2  #: final share of steps with linear LR decay to 0
     clip_grad: float = 1.0  #: gradient-norm clip per SAE (0 = off)
     adam_eps: float = 6.25e-10  #: Gao et al.'s Adam epsilon
@@ -57,6 +57,7 @@ class TrainConfig:
     normalize_input: bool = True  #: train on s*x with mean ||s*x||^2 = d; s is folded out on save
     b_dec_init: str = "median"  #: b_dec start: "median" (geometric, Gao), "mean", or "zero"
     init_samples: int = 16384  #: vectors used for the input scale and the b_dec geometric median
+    enc_init_scale: float = 0.5  #: encoder rows start as this x the unit decoder rows (tie="init"; docs/training.md)
     dtype: str = "float32"  #: compute dtype of the encoder GEMM: float32 or bfloat16
     device: str = "cpu"  #: torch device
     checkpoint_every: int = 0  #: steps between checkpoints (0: only on signals and at the end)
@@ -73,6 +74,12 @@ class TrainConfig:
             raise ValueError(f"b_dec_init must be median, mean or zero, got {self.b_dec_init!r}")
         if not 0 <= self.decay_fraction <= 1:
             raise ValueError("decay_fraction must be in [0, 1]")
+
+    @property
+    def warmup(self) -> int:
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return min(100, math.ceil(0.02 * math.ceil(self.samples / self.batch_size)))
 
     @property
     def window(self) -> int:
@@ -198,10 +205,12 @@ class Trainer:
         b_dec = start[self.cfg.b_dec_init](x)
         for r in self.runs:
             r.sae.b_dec.copy_(b_dec)
+            if r.sae.dec is not None:
+                r.sae.enc.mul_(self.cfg.enc_init_scale)
 
     # ----- one step
     def _lr(self, step: int, base: float) -> float:
-        warm = min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+        warm = min(1.0, (step + 1) / max(1, self.cfg.warmup))
         decay_steps = int(self.total_steps * self.cfg.decay_fraction)
         left = self.total_steps - step
         decay = min(1.0, left / decay_steps) if decay_steps > 0 else 1.0
