@@ -30,60 +30,8 @@ from .cpu_memory import keep_freed_memory
 from .kernels import batch_moments, geometric_median
 from .metrics import DENSE_THRESHOLD, RecentMeans, fire_counts, normalized_mse, variance_from_moments
 from .model import SAEConfig, TopKSAE, default_lr
+from .train_config import DTYPES, TrainConfig
 from .trainlog import TrainLogger
-
-DTYPES = {"float32": None, "fp32": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything shared by the SAEs trained in one pass."""
-
-    samples: int = 10_000_000  #: training length in vectors (global, all ranks together)
-    batch_size: int = 4096  #: global batch size (split across ranks)
-    lr: float | None = None  #: Adam LR; None = 2e-4 / sqrt(m / 2**14) per SAE
-    warmup_steps: int | None = None  #: linear LR warm-up; None = min(100, 2% of the steps) (docs/training.md)
-    decay_fraction: float = 0.2  #: final share of steps with linear LR decay to 0
-    clip_grad: float = 1.0  #: gradient-norm clip per SAE (0 = off)
-    adam_eps: float = 6.25e-10  #: Gao et al.'s Adam epsilon
-    dead_window: int | None = None  #: samples without firing before a latent counts dead; None = min(10M, samples/10)
-    k_aux: int | None = None  #: dead latents in the AuxK loss; None = d/2
-    aux_coef: float = 1 / 32  #: AuxK coefficient (0 = off)
-    #: scale the AuxK reconstruction by its least-squares factor (<= 1) before the loss. Without it the summed
-    #: k_aux dead latents overshoot the small residual, AuxK shrinks them until ReLU closes and they never
-    #: revive (measured: benchmarks/README.md); with it AuxK trains their direction, not their size.
-    aux_rescale: bool = True
-    multi_topk: bool = False  #: add L(4k)/8 (Gao et al. MultiTopK)
-    normalize_input: bool = True  #: train on s*x with mean ||s*x||^2 = d; s is folded out on save
-    b_dec_init: str = "median"  #: b_dec start: "median" (geometric, Gao), "mean", or "zero"
-    init_samples: int = 16384  #: vectors used for the input scale and the b_dec geometric median
-    enc_init_scale: float = 0.5  #: encoder rows start as this x the unit decoder rows (tie="init"; docs/training.md)
-    dtype: str = "float32"  #: compute dtype of the encoder GEMM: float32 or bfloat16
-    device: str = "cpu"  #: torch device
-    checkpoint_every: int = 0  #: steps between checkpoints (0: only on signals and at the end)
-    checkpoint_every_s: float = 300.0  #: also checkpoint when this many seconds passed since the last (0: off)
-    log_every: int = 10  #: steps between JSONL log lines
-    progress: bool = True  #: show a progress bar
-
-    def __post_init__(self) -> None:
-        if self.samples < 1 or self.batch_size < 1:
-            raise ValueError("samples and batch_size must be positive")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if self.b_dec_init not in ("median", "mean", "zero"):
-            raise ValueError(f"b_dec_init must be median, mean or zero, got {self.b_dec_init!r}")
-        if not 0 <= self.decay_fraction <= 1:
-            raise ValueError("decay_fraction must be in [0, 1]")
-
-    @property
-    def warmup(self) -> int:
-        if self.warmup_steps is not None:
-            return self.warmup_steps
-        return min(100, math.ceil(0.02 * math.ceil(self.samples / self.batch_size)))
-
-    @property
-    def window(self) -> int:
-        return self.dead_window or max(1, min(10_000_000, self.samples // 10))
 
 
 @dataclass
