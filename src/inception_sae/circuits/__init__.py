@@ -1,4 +1,4 @@
-"""Circuits between SAE features of consecutive layers (issue 6).
+"""Circuits between SAE features of consecutive layers.
 
 Weight-based connections (exact through the 1x1 branch, "expanded weights"
 through the linearised block), data-based attribution and ablation on real

@@ -2,7 +2,7 @@
 
 Circuits only need the contract tensors (``W_enc`` (d, m), ``W_dec`` (m, d),
 ``b_enc`` (m,), ``b_dec`` (d,)) and the TopK rule, so this view accepts a
-folder in the contract format, the sae branch's ``TopKSAE`` or plain tensors
+folder in the contract format, a ``TopKSAE`` or plain tensors
 (tests build planted circuits from tensors directly).
 """
 

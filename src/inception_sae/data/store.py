@@ -1,6 +1,6 @@
 """The activation store: a folder of memory-mappable ``.npy`` shards plus ``manifest.json``.
 
-Layout (see ``shared/reference/contract.md``)::
+Layout (the public store format)::
 
     STORE/manifest.json                  everything needed to reproduce and to check the store
     STORE/images.txt                     image ids (relative paths), one per line; line i is image i

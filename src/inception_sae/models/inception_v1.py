@@ -1,6 +1,6 @@
 """InceptionV1 as in the public ``inception5h`` graph (Lucid / Microscope / Circuits).
 
-Faithful to ``shared/reference/inception5h.md``: TF "SAME" padding computed from
+Faithful to the public graph: TF "SAME" padding computed from
 the input size, LRN with the exact TF constants, ``x * 255 - 117``
 preprocessing inside the model, true ReLU gradients, a global average pool, and
 logits (not softmax) as the output. Inception blocks keep their four branches as
