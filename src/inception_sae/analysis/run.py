@@ -124,7 +124,7 @@ def assign_labels(state: RunState, names) -> dict[str, list[str]]:
 
 
 def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisResult:
-    """Run every analysis of issue 5 and write ``cfg.out`` (see the contract's analysis folder)."""
+    """Run every per-feature and per-layer analysis and write ``cfg.out`` (see the contract's analysis folder)."""
     t0 = time.perf_counter()
     ctx, sae_cfg = build_context(cfg, model, progress)
     names = load_labels(cfg.labels)

@@ -7,11 +7,11 @@ SAE folder, that folder is the side's SAE (two SAEs of one layer cannot both be 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
+from ..data.fsio import read_json
 from ..errors import UserError
 
 #: Matched pairs listed on a comparison page (the strongest first).
@@ -24,10 +24,7 @@ def read_compare(path: Path) -> tuple[dict, Path]:
     f = p / "compare.json" if p.is_dir() else p
     if not f.is_file():
         raise UserError(f"--compare {path}: no compare.json there (run `inception-sae compare` first)")
-    try:
-        doc = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{f} is not valid JSON: {e}") from e
+    doc = read_json(f)
     for key in ("a", "b", "features_a", "features_b"):
         if key not in doc:
             raise UserError(f"{f} lacks '{key}': not written by `inception-sae compare`")
