@@ -11,6 +11,7 @@ import time
 
 import pytest
 from run_helpers import cli, env, run_args, tiny_images
+from test_site_build import read_js
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +69,14 @@ def test_run_killed_in_training_resumes_without_reharvesting(tmp_path):
     assert cmp["images"]["positions_per_image"] == 14 * 14  # mixed3b's 28x28 grid pooled onto mixed4a's
     assert (run / "site" / "data" / "compare" / "0.js").is_file()
     assert (run / "site" / "index.html").is_file() and (run / "config.yaml").is_file()
+    for layer in LAYERS:  # every layer's dashboard headline is its own eval.json, not only a single layer's
+        ev = json.loads((run / layer / "eval.json").read_text())
+        head = read_js(run / "site" / "data" / layer / "index.js")[1]["headline"]
+        assert ev["layer"] == layer and ev["store"]["held_out"] is True
+        assert head["fvu"] == ev["store"]["fvu"] and head["fvu_on"] == "held-out store rows"
+        assert head["splice_top1"] == ev["splice"]["training_positions"]["top1_agreement"]
+        assert head["splice_kl"] == ev["splice"]["training_positions"]["kl"]
+        assert head["eval_report"] == str(run / layer / "eval.json")
     assert f"open {run / 'site' / 'index.html'}" in done.stdout.replace("\n", "")
 
     again = cli(args)  # everything complete: every stage is skipped

@@ -187,16 +187,39 @@ def test_cli_build_and_errors(tmp_path):
 
 
 def test_headline_metrics_from_eval_report_and_sae_cfg(tmp_path):
-    from inception_sae.site.inputs import headline_metrics
+    from inception_sae.analysis.metrics import headline_metrics, read_eval_report
 
-    dump(tmp_path / "sae" / "cfg.json", {"k": 16, "training": {"final_fvu": 0.2, "l0": 15.0, "dead_fraction": 0.1}})
-    summary = {"sae": {"path": str(tmp_path / "sae")}, "counts": {"features": 10, "dead": 2}}
-    h = headline_metrics(summary, None, None)
+    sae_cfg = {"k": 16, "layer": "mixed4a", "training": {"final_fvu": 0.2, "l0": 15.0, "dead_fraction": 0.1}}
+    summary = {"layer": "mixed4a", "counts": {"features": 10, "dead": 2}}
+    h = headline_metrics(summary, sae_cfg, {})
     assert (h["fvu"], h["l0"], h["dead_fraction"], h["k"], h["splice_top1"]) == (0.2, 15.0, 0.2, 16, None)
-    dump(tmp_path / "eval.json", {"splice": {"top1_agreement": 0.9, "kl": 0.01, "fvu": 0.3, "vectors": {"l0": 12.0}}})
-    h = headline_metrics(summary, None, tmp_path / "eval.json")
-    assert (h["fvu"], h["l0"], h["splice_top1"]) == (0.3, 12.0, 0.9)
+    assert h["fvu_on"] == "training batches (recent mean)" and h["eval_report"] is None
+    ev = {"splice": {"top1_agreement": 0.9, "kl": 0.01, "fvu": 0.3, "vectors": {"l0": 12.0}, "images": 7}}
+    h = headline_metrics(summary, sae_cfg, ev, tmp_path / "eval.json")
+    assert (h["fvu"], h["l0"], h["splice_top1"], h["splice_on"], h["splice_images"]) == (
+        0.3, 12.0, 0.9, "every position", 7)  # fmt: skip
+    ev["store"] = {"fvu": 0.25, "held_out": True, "l0": 14.0}
+    h = headline_metrics(summary, sae_cfg, ev, tmp_path / "eval.json")
+    assert (h["fvu"], h["fvu_on"], h["l0"]) == (0.25, "held-out store rows", 14.0)
+    assert h["eval_report"] == str(tmp_path / "eval.json")
+    # the report must be about an SAE of the analysed layer (named in it, or through its SAE's cfg.json)
+    dump(tmp_path / "e4a.json", {"layer": "mixed4a", "splice": {"top1_agreement": 0.9}})
+    assert read_eval_report(tmp_path / "e4a.json", "mixed4a", tmp_path)["splice"]["top1_agreement"] == 0.9
+    with pytest.raises(UserError, match="about a mixed4a SAE"):
+        read_eval_report(tmp_path / "e4a.json", "mixed4b", tmp_path)
     dump(tmp_path / "sae" / "cfg.json", {"k": 16, "layer": "mixed4a"})
-    dump(tmp_path / "eval.json", {"sae": str(tmp_path / "sae"), "splice": {"top1_agreement": 0.9}})
-    assert headline_metrics({"layer": "mixed4a"}, None, tmp_path / "eval.json")["splice_top1"] == 0.9
-    assert headline_metrics({"layer": "mixed4b"}, None, tmp_path / "eval.json")["splice_top1"] is None
+    dump(tmp_path / "old.json", {"sae": str(tmp_path / "sae"), "splice": {"top1_agreement": 0.9}})
+    with pytest.raises(UserError, match="about a mixed4a SAE"):
+        read_eval_report(tmp_path / "old.json", "mixed4b", tmp_path)
+    with pytest.raises(UserError, match="missing or not JSON"):
+        read_eval_report(tmp_path / "nope.json", "mixed4a", tmp_path)
+
+
+def test_site_headline_is_the_summary_metrics(tmp_path):
+    """The dashboard reads one source per layer: summary.json's metrics, as analyze wrote them."""
+    a = make_analysis(tmp_path / "a", "mixed4b", 4)
+    summary = json.loads((a / "summary.json").read_text())
+    summary["metrics"] = {"fvu": 0.123, "fvu_on": "held-out store rows", "splice_top1": 0.75}
+    dump(a / "summary.json", summary)
+    _, index = read_js(build_site(SiteConfig((a,), tmp_path / "site")).out / "data/mixed4b/index.js")
+    assert index["headline"] == summary["metrics"]

@@ -22,7 +22,7 @@ from .streaming import FeatureStats, Keeper
 STATE_FILE, CURSOR_FILE = "state.safetensors", "cursor.json"
 #: Config fields that only affect rendering or derived outputs, not the streamed state.
 NOT_FINGERPRINTED = ("out", "render_top", "render_intervals", "n_null", "null_scale", "umap", "logit_effect", "workers",
-                     "batch_size")  # fmt: skip
+                     "batch_size", "eval_report")  # fmt: skip
 
 
 def fingerprint(cfg) -> dict:

@@ -18,6 +18,9 @@ class AnalyzeConfig:
     """Image folder (recursive) or a .txt list of image paths."""
     out: Path
     """Analysis folder to write."""
+    eval_report: Path | None = None
+    """``eval.json`` of this SAE (``inception-sae eval --report``): its held-out FVU and splice-back agreement
+    go into summary.json's ``metrics``, the dashboard's headline (None: training-log numbers only)."""
     max_images: int | None = None
     """Use only N images: a seeded (``seed``) subset spread evenly over the classes (folder names); None: all."""
     weights: str | None = None

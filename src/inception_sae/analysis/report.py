@@ -177,7 +177,7 @@ def write_umap(out: Path, ctx, derived) -> list[str]:
     return ["umap.json", *paths]
 
 
-def write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, source, elapsed) -> dict:
+def write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, source, elapsed, ev=None) -> dict:
     """Write every file and return the summary (also written to summary.json)."""
     out = Path(cfg.out)
     scores = {k: auroc_from_hist(v) for k, v in state.auroc.items()}
@@ -195,9 +195,11 @@ def write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, sourc
         classes = class_top_features(derived["effect"], names)
         dump(out / "classes.json", {"kind": derived["effect_kind"], "classes": classes})
         written.append("classes.json")
+    from .metrics import headline_metrics
     from .summary import build_summary, write_report
 
     summary = build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, written)
+    summary["metrics"] = headline_metrics(summary, sae_cfg, ev or {}, cfg.eval_report)
     dump(out / "summary.json", summary)
     write_report(out, summary, derived)
     return summary

@@ -19,6 +19,7 @@ from . import labels as lab
 from .config import AnalyzeConfig
 from .examples import Family
 from .logits import logit_effect
+from .metrics import read_eval_report
 from .passes import Context, RunState, pass1, pass2, pass3_render
 from .sae_io import decoder, load_sae
 from .streaming import FeatureStats
@@ -127,6 +128,7 @@ def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisRe
     """Run every per-feature and per-layer analysis and write ``cfg.out`` (see the contract's analysis folder)."""
     t0 = time.perf_counter()
     ctx, sae_cfg = build_context(cfg, model, progress)
+    ev = read_eval_report(cfg.eval_report, ctx.layer, cfg.sae)  # checked before the long passes
     names = load_labels(cfg.labels)
     W_dec = decoder(ctx.sae)  # (m, d)
     n_total = len(ctx.dataset)
@@ -151,7 +153,8 @@ def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisRe
     derived = derive(ctx, cfg, state, W_dec)
     from .report import write_all
 
-    summary = write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, source, time.perf_counter() - t0)
+    summary = write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, source, time.perf_counter() - t0,
+                        ev)  # fmt: skip
     shutil.rmtree(folder, ignore_errors=True)
     return AnalysisResult(cfg.out, summary)
 

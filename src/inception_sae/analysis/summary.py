@@ -125,6 +125,7 @@ def write_report(out: Path, summary: dict, derived) -> None:
         f"# Analysis of {summary['layer']} ({summary['sae']['d_sae']} features, k={summary['sae']['k']})", warn,
         f"- model: `{summary['model']['identity']}`; images: {summary['images']['analysed']} analysed "
         f"({summary['images']['skipped']['total']} skipped), {summary['images']['positions']} positions",
+        metrics_line(summary.get("metrics") or {}),
         f"- dead features: {c['dead']}; dense (> 10% of positions): {c['dense']}; "
         f"mean firing frequency {c['mean_frequency']:.4f}",
         f"- dominant branch (most significant branch of the positive-part share under the permutation null, "
@@ -154,6 +155,21 @@ def write_report(out: Path, summary: dict, derived) -> None:
             "![](figures/umap_dominant_branch.png) ![](figures/umap_share_5x5.png)",
         ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def metrics_line(m: dict) -> str:
+    """The reconstruction and splice-back numbers of ``summary["metrics"]``, each with what it is computed on."""
+    parts = []
+    if m.get("fvu") is not None:
+        parts.append(f"FVU {_round(m['fvu'])} on {m['fvu_on']}")
+    if m.get("l0") is not None:
+        parts.append(f"L0 {_round(m['l0'], 1)}")
+    if m.get("splice_top1") is not None:
+        parts.append(f"splice-back top-1 agreement {_round(m['splice_top1'])} and KL {_round(m['splice_kl'], 4)} "
+                     f"({m['splice_on']}, {m.get('splice_images')} images)")  # fmt: skip
+    if not parts:
+        return "- reconstruction: not evaluated (give analyze --eval-report, or use `run`)"
+    return "- reconstruction: " + "; ".join(parts)
 
 
 def _round(x, digits: int = 3):

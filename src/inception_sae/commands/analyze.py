@@ -13,6 +13,9 @@ def analyze(
     sae: Path = typer.Option(..., "--sae", help="SAE folder (cfg.json with 'layer' + sae_weights.safetensors)."),
     images: Path = typer.Option(..., "--images", help="Image folder (recursive) or .txt list of images."),
     out: Path = typer.Option(..., "--out", help="Analysis folder to write."),
+    eval_report: Path = typer.Option(
+        None, "--eval-report", help="eval.json of this SAE (`eval --report`): its numbers head summary.json."
+    ),
     max_images: int = typer.Option(None, "--max-images", help="Use only N images (seeded, spread over classes)."),
     weights: str = WEIGHTS,
     seed: int = SEED,
@@ -44,7 +47,8 @@ def analyze(
     from ..models.weights import load_model
 
     cfg = AnalyzeConfig(
-        sae=sae, images=images, out=out, max_images=max_images, weights=weights, seed=seed, device=device,
+        sae=sae, images=images, out=out, eval_report=eval_report, max_images=max_images, weights=weights, seed=seed,
+        device=device,
         batch_size=batch_size, labels=labels, input_size=input_size, n_top=top, render_top=render_top,
         render_intervals=render_intervals, n_null=null_samples, logit_effect=logit_effect, umap=umap,
         label_source=label_source, workers=workers, resume=resume, checkpoint_every_s=checkpoint_every,

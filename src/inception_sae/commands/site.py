@@ -16,8 +16,6 @@ def build(
     circuits: list[Path] = typer.Option(
         [], "--circuits", help="Circuits folder (neighbours.json / graph.json) or graph file; repeat per layer pair."
     ),
-    sae: Path = typer.Option(None, "--sae", help="SAE folder for training metrics (default: from summary.json)."),
-    eval_report: Path = typer.Option(None, "--eval", help="JSON from `eval --report` (FVU, L0, splice-back)."),
     title: str = typer.Option("inception-sae features", "--title", help="Site title."),
     compare: list[Path] = typer.Option([], "--compare", help="Folder of `inception-sae compare` (repeat per pair)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -27,7 +25,7 @@ def build(
 
     from ..site import SiteConfig, build_site
 
-    cfg = SiteConfig(tuple(analysis), out_dir, featvis, tuple(circuits), sae, eval_report, title,
+    cfg = SiteConfig(tuple(analysis), out_dir, featvis, tuple(circuits), title,
                      compares=tuple(compare))  # fmt: skip
     columns = (TextColumn("site"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[rate]} features/s"))  # fmt: skip

@@ -119,8 +119,10 @@ def do_analyze(ctx: Context, layer: str) -> str:
     from ..analysis.config import AnalyzeConfig
     from ..analysis.run import analyze
 
+    ev = ctx.paths.eval(layer)
     cfg = AnalyzeConfig(sae=ctx.paths.sae(layer), images=ctx.analysis_images, out=ctx.paths.analysis(layer),
-                        **ctx.common(), **config_for(ctx.cfg, "analyze"))  # fmt: skip
+                        eval_report=ev if ev.is_file() else None, **ctx.common(),
+                        **config_for(ctx.cfg, "analyze"))  # fmt: skip
     s = analyze(cfg, model=ctx.model, progress=ctx.progress).summary
     return f"{s['counts']['features']} features over {s['images']['analysed']} images, {s['counts']['dead']} dead"
 
@@ -212,8 +214,7 @@ def do_site(ctx: Context) -> str:
     if untrained and "title" not in kw:
         kw["title"] = "inception-sae features (UNTRAINED random weights)"
     cfg = SiteConfig(analyses=tuple(p.analysis(x) for x in layers), out=p.site, featvis=site_featvis(ctx),
-                     circuits=tuple(pairs), sae=p.sae(layers[0]) if len(layers) == 1 else None,
-                     eval_report=p.eval(layers[0]) if len(layers) == 1 else None,
+                     circuits=tuple(pairs),
                      compares=tuple(p.compare(a, b) for a, b in pairwise(layers)
                                     if (p.compare(a, b) / "compare.json").is_file()), **kw)  # fmt: skip
     r = build_site(cfg)

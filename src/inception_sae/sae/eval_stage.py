@@ -33,6 +33,7 @@ class EvalReport:
     sae: str
     model: str | None
     untrained_weights: bool | None
+    layer: str | None = None
     store: dict[str, Any] | None = None
     splice: dict[str, Any] | None = None
 
@@ -178,7 +179,7 @@ def evaluate(
     """Evaluate ``sae`` on ``store`` rows and/or splice-back on ``images`` (see the module docstring)."""
     if store is None and images is None:
         raise UserError("give a store and/or images to evaluate on")
-    report = EvalReport(str(sae_path), None, None)
+    report = EvalReport(str(sae_path), None, None, layer=sae.meta.get("layer"))
     if store is not None:
         report.store = store_section(sae, store, max_vectors, device)
     if images is not None and max_images > 0:

@@ -274,7 +274,7 @@ def folder_size(out: Path) -> tuple[int, int]:
 def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = None) -> BuildResult:
     """Build the static site of ``cfg`` (see the module docstring); ``progress(done, total)`` per feature."""
     t0 = time.perf_counter()
-    analyses = [read_analysis(p, cfg.sae, cfg.eval_report) for p in cfg.analyses]
+    analyses = [read_analysis(p) for p in cfg.analyses]
     layers = [a.layer for a in analyses]
     if len(set(layers)) != len(layers):
         raise UserError(f"two analysis folders describe the same layer: {layers}")

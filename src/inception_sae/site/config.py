@@ -23,10 +23,6 @@ class SiteConfig:
     """Featvis folder (``<layer>/f/<id>.png``, ``<layer>/f/<id>_div<j>.png``, ``<layer>/n/<id>.png``)."""
     circuits: tuple[Path, ...] = ()
     """Circuits folders (``neighbours.json`` and/or ``graph.json``, or graph files), e.g. one per layer pair."""
-    sae: Path | None = None
-    """SAE folder whose cfg.json supplies training FVU/L0 (default: the path recorded in summary.json)."""
-    eval_report: Path | None = None
-    """JSON written by ``inception-sae eval --report`` (store FVU, L0 with held_out; splice-back)."""
     title: str = "inception-sae features"
     """Title shown in the header."""
     top_neighbours: int = 10

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..analysis.metrics import headline_metrics
 from ..errors import UserError
 
 _DIV = re.compile(r"^(\d+)(?:_div(\d+))?\.png$")
@@ -46,7 +47,7 @@ class Analysis:
     branches: dict  #: branches.json ({} when absent)
     umap: dict  #: umap.json ({} when absent)
     classes: dict  #: classes.json ({} when absent)
-    headline: dict = field(default_factory=dict)  #: FVU, L0, dead, splice-back (see :func:`headline_metrics`)
+    headline: dict = field(default_factory=dict)  #: FVU, L0, dead, splice-back: summary.json's ``metrics``
 
     def feature(self, i: int) -> dict:
         return read_json(self.root / "features" / f"{i}.json", {})
@@ -55,8 +56,13 @@ class Analysis:
         return read_json(self.root / "neurons" / f"{i}.json", {})
 
 
-def read_analysis(root: Path, sae: Path | None = None, eval_report: Path | None = None) -> Analysis:
-    """Open an analysis folder written by ``inception-sae analyze`` (or by hand, with the contract's keys)."""
+def read_analysis(root: Path) -> Analysis:
+    """Open an analysis folder written by ``inception-sae analyze`` (or by hand, with the contract's keys).
+
+    The headline numbers are summary.json's ``metrics`` (written by ``analyze``, with the
+    evaluation report's held-out FVU and splice-back agreement when it was given one); a summary
+    without them (written by hand or by an older version) gets the counts it has.
+    """
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"analysis folder {root} does not exist")
@@ -71,73 +77,8 @@ def read_analysis(root: Path, sae: Path | None = None, eval_report: Path | None 
         raise UserError(f"{root}/features holds no <id>.json files")
     a = Analysis(root, summary, layer, ids, numbered_json(root / "neurons"), read_json(root / "branches.json", {}),
                  read_json(root / "umap.json", {}), read_json(root / "classes.json", {}))  # fmt: skip
-    a.headline = headline_metrics(summary, sae, eval_report)
+    a.headline = summary.get("metrics") or headline_metrics(summary, {}, {})
     return a
-
-
-def _first(*values):
-    return next((v for v in values if v is not None), None)
-
-
-def _same_layer(sae_dir: Path, layer: str | None) -> bool:
-    """False only when ``sae_dir``'s cfg.json names a layer other than ``layer``."""
-    cfg = read_json(sae_dir / "cfg.json", {}) if sae_dir.is_dir() else {}
-    return cfg.get("layer") in (None, layer)
-
-
-def headline_metrics(summary: dict, sae: Path | None, eval_report: Path | None) -> dict:
-    """FVU, L0, dead fraction and splice-back agreement from whatever records them, on the training distribution.
-
-    Sources, first found wins: ``summary["metrics"]``, the evaluation report
-    (``inception-sae eval --report``: ``store`` rows, then splice-back on the
-    harvest rule's positions, then at every position), the SAE's ``cfg.json``
-    (``training``), the analysis counts (dead and dense features on the training
-    positions, else on every position). ``*_on`` says what each number is computed on.
-    """
-    given = dict(summary.get("metrics") or {})
-    layer = summary.get("layer")
-    ev = read_json(Path(eval_report), {}) if eval_report else {}
-    if ev.get("sae") and not _same_layer(Path(ev["sae"]), layer):
-        ev = {}  # a report about another layer's SAE (several --analysis folders, one --eval)
-    sae_dir = Path(sae) if sae and _same_layer(Path(sae), layer) else None
-    if sae_dir is None and (summary.get("sae") or {}).get("path"):
-        sae_dir = Path(summary["sae"]["path"])
-    cfg = read_json(sae_dir / "cfg.json", {}) if sae_dir and sae_dir.is_dir() else {}
-    train = cfg.get("training") or {}
-    store, splice = ev.get("store") or {}, ev.get("splice") or {}
-    trained_splice = splice.get("training_positions") or {}
-    vec = (trained_splice or splice).get("vectors") or {}  # splice-back images' own vectors
-    counts = summary.get("training_positions") or summary.get("counts") or {}
-    n_feat = (summary.get("counts") or {}).get("features") or (summary.get("sae") or {}).get("d_sae")
-    dead_frac = counts["dead"] / n_feat if counts.get("dead") is not None and n_feat else None
-    fvu_sources = [
-        (given.get("fvu"), "given"),
-        (store.get("fvu"), "held-out store rows" if store.get("held_out") else "store rows that training read"),
-        (trained_splice.get("fvu"), "splice-back images, trained positions"),
-        (splice.get("fvu"), "splice-back images, every position"),
-        (train.get("final_fvu"), "training batches (recent mean)"),
-    ]
-    fvu, fvu_on = next(((v, on) for v, on in fvu_sources if v is not None), (None, None))
-    top1 = _first(given.get("splice_top1"), trained_splice.get("top1_agreement"), splice.get("top1_agreement"))
-    return {
-        "fvu": fvu,
-        "fvu_on": fvu_on,
-        "l0": _first(given.get("l0"), store.get("l0"), vec.get("l0"), train.get("l0")),
-        "dead_fraction": _first(
-            given.get("dead_fraction"), dead_frac, store.get("dead_fraction"), train.get("dead_fraction")
-        ),
-        "dead_on": "training positions" if summary.get("training_positions") else "every position",
-        "splice_top1": top1,
-        "splice_kl": _first(given.get("splice_kl"), trained_splice.get("kl"), splice.get("kl")),
-        "splice_on": "trained positions"
-        if trained_splice and top1 == trained_splice.get("top1_agreement")
-        else ("every position" if splice else None),
-        "k": _first((summary.get("sae") or {}).get("k"), cfg.get("k")),
-        "features": n_feat,
-        "dead": counts.get("dead"),
-        "dense": counts.get("dense"),
-        "images": (summary.get("images") or {}).get("analysed"),
-    }
 
 
 def read_featvis(root: Path | None) -> dict[tuple[str, str, int], list[str]]:
