@@ -75,3 +75,15 @@ def test_python_dash_m_entry_point():
     env = dict(os.environ, PYTHONPATH=str(__import__("pathlib").Path(__file__).parents[1] / "src"))
     r = subprocess.run([sys.executable, "-m", "inception_sae", "layers"], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and "mixed5b" in r.stdout
+
+
+def test_classify_a_folder_classifies_its_images(tmp_path, capsys):
+    from inception_sae.data.synthetic import write_synthetic_images
+
+    write_synthetic_images(tmp_path / "imgs", n=3, size=48, seed=0)
+    (tmp_path / "empty").mkdir()
+    assert main(["classify", str(tmp_path / "imgs"), "--top", "2", "--weights", "random"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[UNTRAINED WEIGHTS]") == 3 and "skipped" not in out
+    assert main(["classify", str(tmp_path / "empty"), "--weights", "random"]) == 2
+    assert "no images found" in capsys.readouterr().err

@@ -35,7 +35,7 @@ def layers(
 
 
 def classify(
-    images: list[Path] = typer.Argument(..., help="Image files to classify."),
+    images: list[Path] = typer.Argument(..., help="Image files, or folders (their images, recursively)."),
     top: int = typer.Option(5, "--top", help="How many classes to show per image."),
     labels: Path = typer.Option(None, "--labels", help="inception5h labels TSV (index, wnid, name)."),
     weights: str = WEIGHTS,
@@ -45,7 +45,7 @@ def classify(
     """Print the top classes and probabilities for each image."""
     import torch
 
-    from ..data.images import ImageDecodeError, load_image
+    from ..data.images import ImageDecodeError, list_images, load_image
     from ..data.labels import load_labels
     from ..models.layers import NUM_CLASSES
     from ..models.weights import load_model
@@ -55,7 +55,10 @@ def classify(
     model = load_model(weights, seed=seed, device=device)
     names = load_labels(labels)
     warn_if_random(model.identity)
-    for path in images:
+    paths = [p for arg in images for p in ([arg / r for r in list_images(arg)] if arg.is_dir() else [arg])]
+    if not paths:
+        raise UserError(f"no images found in {', '.join(map(str, images))}")
+    for path in paths:
         try:
             x = load_image(path).unsqueeze(0).to(device)
         except ImageDecodeError as e:
