@@ -149,3 +149,32 @@ def test_run_refuses_bad_featvis_settings_before_any_work(tmp_path, images, key,
     assert main(run_args(images, run, overrides={key: value})) == 2
     one_line_error(capsys, needle)
     assert not run.exists()  # refused before harvesting
+
+
+@pytest.mark.parametrize("bug", [KeyError("layer"), ValueError("bad shape"), FileNotFoundError("x.npy")])
+def test_a_bug_inside_a_stage_keeps_its_traceback(tmp_path, images, bug, monkeypatch, capsys):
+    """Only UserError (and a full disk) is one line: a KeyError/ValueError/FileNotFoundError from the code is a bug."""
+    from inception_sae.cli import BUG_HINT
+    from inception_sae.pipeline import work
+
+    def broken_harvest(ctx, layer):
+        raise bug
+
+    monkeypatch.setattr(work, "do_harvest", broken_harvest)
+    assert main(run_args(images, tmp_path / "run")) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "in broken_harvest" in err, err
+    assert f"{type(bug).__name__}: " in err
+    assert not any(line.startswith("error: ") for line in err.splitlines())
+    assert err.strip().splitlines()[-1] == BUG_HINT
+
+
+def test_user_errors_are_still_the_builtin_types_library_callers_catch():
+    """The CLI's one-line errors subclass what a library caller would catch (and print their message unquoted)."""
+    from inception_sae.errors import MissingInputError, UnknownNameError, UserError
+    from inception_sae.models.layers import layer_info
+
+    with pytest.raises(KeyError) as e:
+        layer_info("mixed4z")
+    assert isinstance(e.value, UnknownNameError) and str(e.value).startswith("unknown layer 'mixed4z'")
+    assert issubclass(MissingInputError, FileNotFoundError) and issubclass(UserError, ValueError)

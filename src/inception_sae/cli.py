@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import sys
+import traceback
 
 import typer
 
@@ -44,8 +45,9 @@ register_all(app)
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning user errors into one line and exit code 2.
 
-    Usage errors are click's (exit 2 with usage); every error the user can fix
-    (bad layer names, missing files, mismatched artefacts) is one line.
+    Usage errors are click's (exit 2 with usage); every error the user can fix (bad layer names, missing
+    files, mismatched artefacts, a full disk) is a :class:`~.errors.UserError` or ENOSPC and is one line.
+    Anything else is a bug: it keeps its traceback, followed by a line asking to report it (exit code 1).
     """
     try:
         app(args=argv, standalone_mode=True)
@@ -54,18 +56,30 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, KeyError, ValueError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {one_line(msg)}", file=sys.stderr)
-        return 2
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
+            return internal_error()
         # Any stage: every writer is atomic or resumable, so freeing space and rerunning continues.
         where = f" while writing {e.filename}" if e.filename else ""
         print(f"error: disk full{where} ({e.strerror}); free some space and rerun the same command", file=sys.stderr)
         return 2
+    except Exception:
+        return internal_error()
     return 0
+
+
+#: The line after the traceback of an unexpected exception.
+BUG_HINT = (
+    "internal error: this is a bug in inception-sae, not a problem with your input; please report it "
+    "with the command you ran and the traceback above"
+)
+
+
+def internal_error() -> int:
+    """Print the current exception's traceback and :data:`BUG_HINT`; exit code 1."""
+    traceback.print_exc()
+    print(BUG_HINT, file=sys.stderr)
+    return 1
 
 
 def one_line(msg: object) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..errors import UserError
+
 LABEL_SOURCES = ("auto", "true", "predicted")
 
 
@@ -67,14 +69,14 @@ class AnalyzeConfig:
 
     def __post_init__(self) -> None:
         if self.max_images is not None and self.max_images < 1:
-            raise ValueError(f"--max-images must be >= 1, got {self.max_images}")
+            raise UserError(f"--max-images must be >= 1, got {self.max_images}")
         for name in ("batch_size", "n_top", "n_intervals", "per_interval", "n_null", "input_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.label_source not in LABEL_SOURCES:
-            raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}")
+            raise UserError(f"label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}")
         if self.render_top > self.n_top or self.render_intervals > self.per_interval:
-            raise ValueError("cannot render more examples than are kept")
+            raise UserError("cannot render more examples than are kept")
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class CircuitsConfig:
@@ -37,8 +39,8 @@ class CircuitsConfig:
     def __post_init__(self) -> None:
         for name in ("max_images", "image_size", "sites", "top", "graph_top", "chunk", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.hops < 1 or self.permutations < 1 or self.compare_features < 0 or self.candidates < 1:
-            raise ValueError("hops, permutations and candidates must be >= 1, compare_features >= 0")
+            raise UserError("hops, permutations and candidates must be >= 1, compare_features >= 0")
         if self.feature is not None and self.feature < 0:
-            raise ValueError(f"feature must be >= 0, got {self.feature}")
+            raise UserError(f"feature must be >= 0, got {self.feature}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..errors import UserError
 from ..models.inception_v1 import InceptionV1
 from .linearize import Linearised, crop_box, one_by_one_matrix
 from .saes import SAEView
@@ -138,7 +139,7 @@ def logit_weights(model: InceptionV1, sae: SAEView) -> Tensor:
     feature i averaged over positions moves the logits by ``W_fc d_i`` (Gorton).
     """
     if sae.layer != "mixed5b":
-        raise ValueError(f"logit weights need a mixed5b SAE, got {sae.layer}")
+        raise UserError(f"logit weights need a mixed5b SAE, got {sae.layer}")
     return model.fc.weight @ sae.W_dec.T
 
 

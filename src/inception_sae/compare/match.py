@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import UserError
+
 #: Largest side for which the exact Hungarian assignment is used (O(n^3) time, n^2 memory).
 HUNGARIAN_MAX = 4096
 #: Candidates per row for the greedy one-to-one assignment of larger matrices.
@@ -50,7 +52,7 @@ def unit_rows(W: Tensor) -> Tensor:
 def decoder_cosine(Wa: Tensor, Wb: Tensor) -> Tensor:
     """(ma, mb) cosine of every pair of decoder rows of ``Wa`` (ma, d) and ``Wb`` (mb, d)."""
     if Wa.shape[1] != Wb.shape[1]:
-        raise ValueError(f"decoder rows differ in length ({Wa.shape[1]} vs {Wb.shape[1]}): not the same layer")
+        raise UserError(f"decoder rows differ in length ({Wa.shape[1]} vs {Wb.shape[1]}): not the same layer")
     return unit_rows(Wa) @ unit_rows(Wb).T
 
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import MissingInputError, UserError
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 WNID_RE = re.compile(r"^n\d{8}$")
 #: Images whose short side is below this are skipped as "too small".
@@ -36,9 +38,9 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if self.resize < 0 or self.crop < 0:
-            raise ValueError("resize and crop must be >= 0")
+            raise UserError("resize and crop must be >= 0")
         if self.resize and self.crop and self.crop > self.resize:
-            raise ValueError(f"crop {self.crop} is larger than the resized short side {self.resize}")
+            raise UserError(f"crop {self.crop} is larger than the resized short side {self.resize}")
 
     def to_dict(self) -> dict:
         """JSON-ready description, recorded in every artefact's manifest."""
@@ -135,7 +137,7 @@ def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
     """Image files below ``root``, as sorted relative paths (by extension, case-insensitive)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist")
+        raise MissingInputError(f"image folder {root} does not exist")
     pattern = root.rglob("*") if recursive else root.glob("*")
     # A broken or looping symlink is listed too, so that it is skipped and counted like any unreadable file.
     return sorted(
@@ -161,7 +163,7 @@ class ImageDataset(torch.utils.data.Dataset):
         """All images below ``root``; ids follow the sorted relative paths."""
         files = list_images(root, recursive)
         if not files:
-            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found under {root}")
+            raise MissingInputError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found under {root}")
         return cls(Path(root), files, preprocess)
 
     @classmethod
@@ -182,7 +184,7 @@ class ImageDataset(torch.utils.data.Dataset):
         if path.is_file() and path.suffix.lower() in (".txt", ".lst"):
             lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
             return cls.from_list(lines, root=path.parent, preprocess=preprocess)
-        raise FileNotFoundError(f"{path} is neither an image folder nor a .txt list of images")
+        raise MissingInputError(f"{path} is neither an image folder nor a .txt list of images")
 
     def __len__(self) -> int:
         return len(self.files)

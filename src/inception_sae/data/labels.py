@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import MissingInputError, UserError
 from ..models.layers import NUM_CLASSES
 
 LABELS_ENV = "INCEPTION_SAE_LABELS"
@@ -60,10 +61,10 @@ def parse_labels(path: str | Path) -> Labels:
         if not line.strip() or not parts[0].strip().isdigit():
             continue  # header or blank
         if len(parts) < 3:
-            raise ValueError(f"{path}:{lineno}: expected 'index<TAB>wnid<TAB>name', got {line!r}")
+            raise UserError(f"{path}:{lineno}: expected 'index<TAB>wnid<TAB>name', got {line!r}")
         idx = int(parts[0])
         if not 0 < idx < NUM_CLASSES:
-            raise ValueError(f"{path}:{lineno}: class index {idx} outside 1..{NUM_CLASSES - 1}")
+            raise UserError(f"{path}:{lineno}: class index {idx} outside 1..{NUM_CLASSES - 1}")
         wnids[idx], names[idx] = parts[1].strip(), parts[2].strip()
     return Labels(tuple(names), tuple(wnids), str(path))
 
@@ -78,7 +79,7 @@ def load_labels(path: str | Path | None = None) -> Labels:
         path = os.environ.get(LABELS_ENV) or None
     if path is not None:
         if not Path(path).is_file():
-            raise FileNotFoundError(f"labels file {path} does not exist")
+            raise MissingInputError(f"labels file {path} does not exist")
         return parse_labels(path)
     if PACKAGED_LABELS.is_file():
         shipped = parse_labels(PACKAGED_LABELS)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import UserError
 from .store import ActivationStore
 
 
@@ -62,7 +63,7 @@ class StoreSource:
         self.held_out = _check_range(held_out, len(store))
         self._set_chunks()
         if self.n < batch_size * world:
-            raise ValueError(f"{self.n} training vectors are fewer than one global batch of {batch_size * world}")
+            raise UserError(f"{self.n} training vectors are fewer than one global batch of {batch_size * world}")
         self.epoch, self.position = 0, 0
         self._plan_epoch = -1
         self._rows: tuple | None = None  # (window id, rows (w,) shuffled, perm (w,))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import UserError
 from .images import ImageDataset, ImageDecodeError, Preprocess, decode_image, resize_crop
 
 #: ``top-norm``: the N highest-L2-norm positions (Bozoukov); ``norm-weighted``: N positions
@@ -53,7 +54,7 @@ def select_positions(norms: torch.Tensor, n: int, sampling: str, seeds: list[lis
             # (Efraimidis & Spirakis 2006); zero-norm positions come last, in random order.
             keys = np.where(w[b] > 0, w[b] / e, -e)
         else:
-            raise ValueError(f"unknown sampling {sampling!r}; choose from {SAMPLINGS}")
+            raise UserError(f"unknown sampling {sampling!r}; choose from {SAMPLINGS}")
         out[b] = np.argsort(-keys, kind="stable")[:k]
     return out
 

@@ -13,6 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from ..errors import UserError
+
 
 @runtime_checkable
 class BatchSource(Protocol):
@@ -45,7 +47,7 @@ class ArraySource:
 
     def __init__(self, array, batch_size: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
         if len(array) < batch_size * world:
-            raise ValueError(f"{len(array)} vectors are fewer than one global batch of {batch_size * world}")
+            raise UserError(f"{len(array)} vectors are fewer than one global batch of {batch_size * world}")
         self.array, self.batch_size, self.seed = array, batch_size, seed
         self.rank, self.world = rank, world
         self.d = int(array.shape[1])

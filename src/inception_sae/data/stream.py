@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import UserError
 from .images import ImageDataset
 from .sampling import SAMPLINGS, ViewDataset, collate_views
 
@@ -40,9 +41,9 @@ class StreamSource:
         workers: int = 0,
     ) -> None:
         if sampling not in SAMPLINGS:
-            raise ValueError(f"unknown sampling {sampling!r}; choose from {SAMPLINGS}")
+            raise UserError(f"unknown sampling {sampling!r}; choose from {SAMPLINGS}")
         if not 0 <= rank < world or len(dataset) < world:
-            raise ValueError(f"rank {rank} of {world} has no images ({len(dataset)} in all)")
+            raise UserError(f"rank {rank} of {world} has no images ({len(dataset)} in all)")
         self.model, self.dataset, self.layer = model, dataset, layer
         self.batch_size, self.per_image, self.sampling, self.seed = batch_size, per_image, sampling, seed
         self.rank, self.world = rank, world

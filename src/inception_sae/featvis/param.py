@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..errors import UserError
+
 #: Square root of ImageNet's RGB colour correlation (Lucid's ``color_correlation_svd_sqrt``).
 COLOR_CORRELATION_SVD_SQRT = torch.tensor(
     [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=torch.float64
@@ -92,9 +94,9 @@ class ParamConfig:
 
     def __post_init__(self) -> None:
         if self.size < 2 or (self.height is not None and self.height < 2):
-            raise ValueError(f"canvas must be at least 2x2 pixels, got {self.shape}")
+            raise UserError(f"canvas must be at least 2x2 pixels, got {self.shape}")
         if self.decay < 0:
-            raise ValueError(f"decay must be >= 0, got {self.decay}")
+            raise UserError(f"decay must be >= 0, got {self.decay}")
 
     @property
     def shape(self) -> tuple[int, int]:

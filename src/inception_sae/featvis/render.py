@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Generator, Tensor
 
+from ..errors import UserError
 from .objectives import Objective
 from .param import ImageParam, ParamConfig
 from .transforms import Resize, Transform, standard_transforms
@@ -40,11 +41,11 @@ class RenderConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
+            raise UserError(f"steps must be >= 0, got {self.steps}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise UserError(f"lr must be > 0, got {self.lr}")
         if self.model_size < 16:
-            raise ValueError(f"model_size must be >= 16, got {self.model_size}")
+            raise UserError(f"model_size must be >= 16, got {self.model_size}")
 
 
 class RenderResult(NamedTuple):

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import UnknownNameError
 from .layers import (
     BLOCK_SPECS,
     NUM_CLASSES,
@@ -210,7 +211,7 @@ class InceptionV1(nn.Module):
         stages = [s[0] for s in STAGES] + ["avgpool", "logits"]
         for name in wanted:
             if name not in layer_names():
-                raise KeyError(unknown_layer_message(name))
+                raise UnknownNameError(unknown_layer_message(name))
         order = {s: i for i, s in enumerate(stages)}
         first = 0
         if start is not None:

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ..errors import UnknownNameError
+
 #: Order in which inception blocks concatenate their branches (inception5h.md).
 BRANCH_ORDER = ("1x1", "3x3", "5x5", "pool")
 
@@ -110,7 +112,7 @@ class LayerInfo:
         for b in self.branches:
             if b.name == name:
                 return b
-        raise KeyError(f"{self.name} has no branch {name!r}; branches: {[b.name for b in self.branches]}")
+        raise UnknownNameError(f"{self.name} has no branch {name!r}; branches: {[b.name for b in self.branches]}")
 
     def center(self, i: int) -> float:
         """Input-pixel coordinate of the centre of unit ``i`` along one axis."""
@@ -208,14 +210,14 @@ def layer_names(include_branches: bool = True) -> list[str]:
 
 
 def layer_info(name: str, input_size: int = 224) -> LayerInfo:
-    """Geometry record of a capturable layer; a clear ``KeyError`` otherwise."""
+    """Geometry record of a capturable layer; an ``UnknownNameError`` (a KeyError) otherwise."""
     infos = _geometry(input_size)
     if name == "avgpool":
         return LayerInfo("avgpool", "pool", 1024, 1, 0, 0, 0.0, input_size)
     if name == "logits":
         return LayerInfo("logits", "fc", NUM_CLASSES, 1, 0, 0, 0.0, input_size)
     if name not in infos:
-        raise KeyError(unknown_layer_message(name))
+        raise UnknownNameError(unknown_layer_message(name))
     return infos[name]
 
 
@@ -223,12 +225,12 @@ def spatial_layer_info(name: str, input_size: int = 224) -> LayerInfo:
     """:func:`layer_info` of a layer with spatial positions (what harvest, SAEs and analyses take)."""
     info = layer_info(name, input_size)
     if name in ("avgpool", "logits"):
-        raise KeyError(
+        raise UnknownNameError(
             f"layer {name!r} has one vector per image, not a spatial map; harvest, train and analyze take the "
             "conv and mixed layers and their branches (e.g. mixed5b)"
         )
     if info.size < 1:
-        raise KeyError(f"layer {name!r} has no positions at input size {input_size} px; use larger images")
+        raise UnknownNameError(f"layer {name!r} has no positions at input size {input_size} px; use larger images")
     return info
 
 

@@ -50,11 +50,11 @@ class SAEConfig:
 
     def __post_init__(self) -> None:
         if self.d_in < 1 or self.d_sae < 1:
-            raise ValueError(f"d_in and d_sae must be positive, got {self.d_in}, {self.d_sae}")
+            raise UserError(f"d_in and d_sae must be positive, got {self.d_in}, {self.d_sae}")
         if not 1 <= self.k <= self.d_sae:
-            raise ValueError(f"k must be in 1..{self.d_sae} (the latent count), got {self.k}")
+            raise UserError(f"k must be in 1..{self.d_sae} (the latent count), got {self.k}")
         if self.tie not in TIES:
-            raise ValueError(f"tie must be one of {TIES}, got {self.tie!r}")
+            raise UserError(f"tie must be one of {TIES}, got {self.tie!r}")
 
     @classmethod
     def from_expansion(cls, d_in: int, expansion: float = 16, latents: int | None = None, **kw: Any) -> SAEConfig:

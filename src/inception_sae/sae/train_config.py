@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import UserError
+
 DTYPES = {"float32": None, "fp32": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
@@ -42,13 +44,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.batch_size < 1:
-            raise ValueError("samples and batch_size must be positive")
+            raise UserError("samples and batch_size must be positive")
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+            raise UserError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         if self.b_dec_init not in ("median", "mean", "zero"):
-            raise ValueError(f"b_dec_init must be median, mean or zero, got {self.b_dec_init!r}")
+            raise UserError(f"b_dec_init must be median, mean or zero, got {self.b_dec_init!r}")
         if not 0 <= self.decay_fraction <= 1:
-            raise ValueError("decay_fraction must be in [0, 1]")
+            raise UserError("decay_fraction must be in [0, 1]")
 
     @property
     def warmup(self) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
+
 #: Upload limit of the live box (bytes).
 MAX_UPLOAD = 10 * 1024 * 1024
 #: Image types the live box accepts (Content-Type of the upload).
@@ -32,9 +34,9 @@ class SiteConfig:
 
     def __post_init__(self) -> None:
         if not self.analyses:
-            raise ValueError("give at least one --analysis folder")
+            raise UserError("give at least one --analysis folder")
         if self.top_neighbours < 1:
-            raise ValueError("top_neighbours must be >= 1")
+            raise UserError("top_neighbours must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,10 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if self.live and self.sae is None:
-            raise ValueError("--live needs --sae")
+            raise UserError("--live needs --sae")
         if not 0 <= self.port < 65536:
-            raise ValueError(f"port must be in 0-65535, got {self.port}")
+            raise UserError(f"port must be in 0-65535, got {self.port}")
         if self.max_upload < 1 or self.top < 1:
-            raise ValueError("max_upload and top must be >= 1")
+            raise UserError("max_upload and top must be >= 1")
         if self.request_timeout <= 0:
-            raise ValueError(f"request_timeout must be > 0 seconds, got {self.request_timeout}")
+            raise UserError(f"request_timeout must be > 0 seconds, got {self.request_timeout}")
