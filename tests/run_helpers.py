@@ -22,7 +22,7 @@ TINY = {
     "featvis.features": "top:2", "featvis.render.steps": 2, "featvis.render.model_size": 64,
     "featvis.render.param.size": 32,
     "circuits.max_images": 4, "circuits.image_size": 64, "circuits.compare_features": 2, "circuits.candidates": 4,
-    "circuits.permutations": 20, "circuits.sites": 2, "circuits.strongest_pairs": 20,
+    "circuits.permutations": 20, "circuits.sites": 2,
 }  # fmt: skip
 
 

@@ -139,7 +139,7 @@ def test_help_shows_flags_without_a_type_and_names_real_commands(capsys):
 BAD_FEATVIS = [
     ("featvis.render.steps", -1, "featvis.render: steps must be >= 0"),
     ("featvis.features", "top:x", "use top:N"),
-    ("featvis.objective", "both", "--objective must be"),
+    ("featvis.objective", "both", "featvis.objective must be one of encoder, decoder; got 'both'"),
 ]
 
 

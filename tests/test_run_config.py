@@ -10,19 +10,31 @@ import yaml
 
 from inception_sae.cli import main
 from inception_sae.errors import UserError
-from inception_sae.pipeline.config import RUN_SET, build, read_file, section_classes, to_yaml
+from inception_sae.pipeline.config import STAGE_CONFIGS, build, fixed_keys, read_file, to_yaml
 from inception_sae.pipeline.run import check_previous
 from inception_sae.pipeline.stages import Paths
 
 REPO_CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
 
 
-def test_sections_are_the_stage_dataclasses_fields():
+def test_sections_are_the_stage_dataclasses_fields_with_their_defaults():
+    """A section holds its stage config's fields but the ones run sets, each with the stage config's default."""
     cfg = build({}, {"layers": ["mixed4a"]})
-    eff = cfg.effective()
-    for name, cls in section_classes().items():
-        fields = {f.name for f in dataclasses.fields(cls)} - set(RUN_SET[name])
-        assert set(eff[name]) == fields, name
+    for name, cls in STAGE_CONFIGS.items():
+        section = getattr(cfg, name)
+        stage = {f.name: f for f in dataclasses.fields(cls)}
+        own = {f.name for f in dataclasses.fields(section)} - ({"features"} if name == "featvis" else set())
+        assert own | set(fixed_keys(name)) == set(stage) and not own & set(fixed_keys(name)), name
+        for key in own:
+            f = stage[key]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if key == "render":  # the nested render settings: RenderConfig's, but its transforms (not settable)
+                default = {k: v for k, v in dataclasses.asdict(default).items() if k != "transforms"}
+            assert dataclasses.asdict(section)[key] == default, (name, key)
+    # the one default of the steps between training checkpoints (it was 0 in the library, 1000 in the CLI and run)
+    from inception_sae.sae.train_config import TrainConfig
+
+    assert cfg.train.checkpoint_every == TrainConfig().checkpoint_every == 1000
 
 
 @pytest.mark.parametrize(
@@ -36,6 +48,13 @@ def test_sections_are_the_stage_dataclasses_fields():
         ({"train": 3}, r"section 'train' must be a mapping"),
         ({"train": {"samples": "many"}}, r"train\.samples must be of type int, got 'many'"),
         ({"analyze": {"umap": "yes"}}, r"analyze\.umap must be of type bool"),
+        ({"harvest": {"sampling": "top"}}, r"harvest\.sampling must be one of top-norm, norm-weighted, uniform, all"),
+        ({"analyze": {"label_source": "gold"}}, r"analyze\.label_source must be one of auto, true, predicted; got"),
+        ({"featvis": {"at": "edge"}}, r"featvis\.at must be one of center, mean; got 'edge'"),
+        ({"sae": {"tie": "half"}}, r"sae\.tie must be one of init, full"),
+        ({"train": {"b_dec_init": None}}, r"train\.b_dec_init must be one of median, mean, zero; got None"),
+        ({"circuits": {"strongest_pairs": 5}}, r"unknown key circuits\.strongest_pairs"),
+        ({"analyze": {"eval_report": "e.json"}}, r"analyze\.eval_report is set by `inception-sae run`"),
     ],
 )
 def test_bad_keys_are_one_line_errors(data, match):
@@ -49,8 +68,8 @@ def test_yaml_and_toml_agree_and_flags_override(tmp_path):
     a, b = build(read_file(tmp_path / "a.yaml"), {}), build(read_file(tmp_path / "a.toml"), {})
     assert a.effective() == b.effective()
     c = build(read_file(tmp_path / "a.yaml"), {"sae.k": 16, "featvis.render.steps": 7, "seed": None})
-    assert c.section("sae")["k"] == 16 and c.section("train")["samples"] == 1000
-    assert c.section("featvis")["render"] == {"steps": 7}
+    assert c.sae.k == 16 and c.train.samples == 1000
+    assert c.featvis.render.steps == 7 and c.featvis.render == type(c.featvis.render)(steps=7)
     assert build(yaml.safe_load(to_yaml(c)), {}).effective() == c.effective()  # round trip
 
 
@@ -110,8 +129,8 @@ def test_set_values_keep_their_text_for_string_fields():
          "site.title=a: b", "featvis.render.steps=64"]
     )  # fmt: skip
     cfg = build({}, {"layers": ["mixed4a"], **sets})
-    assert cfg.analyze["label_source"] == "true" and cfg.featvis["features"] == "12"
-    assert cfg.train["samples"] == 200000 and cfg.train["normalize_input"] is False
-    assert cfg.site["title"] == "a: b" and cfg.featvis["render"]["steps"] == 64
+    assert cfg.analyze.label_source == "true" and cfg.featvis.features == "12"
+    assert cfg.train.samples == 200000 and cfg.train.normalize_input is False
+    assert cfg.site.title == "a: b" and cfg.featvis.render.steps == 64
     with pytest.raises(UserError, match=r"train\.samples must be of type int"):
         build({}, {"layers": ["mixed4a"], **parse_sets(["train.samples=lots"])})

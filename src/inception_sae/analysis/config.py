@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from ..errors import UserError
+from ..settings import check_choices, settings_of
 
-LABEL_SOURCES = ("auto", "true", "predicted")
+LabelSource = Literal["auto", "true", "predicted"]
+LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class AnalyzeConfig:
     backward passes from the layer (seconds to minutes on CPU)."""
     umap: bool = True
     """Compute a UMAP of decoder vectors (needs umap-learn)."""
-    label_source: str = "auto"
+    label_source: LabelSource = "auto"
     """'true' (wnid of folders/files), 'predicted' (model top-1), or 'auto': true labels when every image has
     one and some class has at least 3 images (so held-out scoring is possible), else predictions."""
     workers: int = 0
@@ -73,10 +76,18 @@ class AnalyzeConfig:
         for name in ("batch_size", "n_top", "n_intervals", "per_interval", "n_null", "input_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.label_source not in LABEL_SOURCES:
-            raise UserError(f"label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}")
+        check_choices(self)
         if self.render_top > self.n_top or self.render_intervals > self.per_interval:
             raise UserError("cannot render more examples than are kept")
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+#: What ``run``'s ``analyze`` section holds: every AnalyzeConfig field but the inputs ``run`` passes.
+AnalysisSettings = settings_of(
+    AnalyzeConfig,
+    ("sae", "images", "out", "eval_report", "weights", "seed", "device"),
+    name="AnalysisSettings",
+    doc="What an analysis computes and keeps (AnalyzeConfig without its inputs).",
+)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..settings import settings_of
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,6 @@ class CircuitsConfig:
     top: int = 10  #: neighbours per feature in neighbours.json
     graph_top: int = 6  #: upstream neighbours per node drawn in the graph
     hops: int = 2  #: neighbourhood radius of the figure
-    strongest_pairs: int = 500  #: unused (branch consistency pairs each downstream feature with its top partner)
     permutations: int = 2000  #: permutation-null draws
     classes: tuple[int, ...] = ()  #: class indices for a class -> mixed5b -> mixed5a circuit
     labels: Path | None = None  #: inception5h labels TSV (class names)
@@ -44,3 +44,12 @@ class CircuitsConfig:
             raise UserError("hops, permutations and candidates must be >= 1, compare_features >= 0")
         if self.feature is not None and self.feature < 0:
             raise UserError(f"feature must be >= 0, got {self.feature}")
+
+
+#: What ``run``'s ``circuits`` section holds: every CircuitsConfig field but the inputs ``run`` passes.
+CircuitsSettings = settings_of(
+    CircuitsConfig,
+    ("upstream", "downstream", "out", "images", "analysis", "weights", "seed", "device"),
+    name="CircuitsSettings",
+    doc="Which circuits are computed and how (CircuitsConfig without its inputs).",
+)

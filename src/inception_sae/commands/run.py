@@ -19,7 +19,7 @@ def parse_sets(items: list[str]) -> dict:
     """
     import yaml
 
-    from ..pipeline.config import SetValue
+    from ..settings import TextValue
 
     result = {}
     for item in items:
@@ -30,7 +30,7 @@ def parse_sets(items: list[str]) -> dict:
             parsed = _number(yaml.safe_load(value))
         except yaml.YAMLError:
             parsed = value
-        result[key.strip()] = SetValue(value, parsed)
+        result[key.strip()] = TextValue(value, parsed)
     return result
 
 

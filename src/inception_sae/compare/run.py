@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from ..sae.model import TopKSAE
+from ..settings import settings_of
 from . import match, summary
 from .dominance import dominant_branches
 
@@ -37,6 +38,15 @@ class CompareConfig:
     weights: str | None = None
     seed: int = 0
     device: str = "cpu"
+
+
+#: What ``run``'s ``compare`` section holds: every CompareConfig field but the inputs ``run`` passes.
+CompareSettings = settings_of(
+    CompareConfig,
+    ("sae_a", "sae_b", "out", "images", "analysis_a", "analysis_b", "weights", "seed", "device"),
+    name="CompareSettings",
+    doc="How two SAEs are compared (CompareConfig without its inputs).",
+)
 
 
 def side_info(path: Path, sae) -> dict:

@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..settings import check_choices, settings_of
 from .distributed import DistEnv, barrier, process_group
 from .fsio import atomic_write_json, read_json
 from .images import ImageDataset, Preprocess
 from .ledger import Ledger, Pending, ShardWriter, merge_skips
-from .sampling import SAMPLINGS, ViewDataset, collate_views, gather_positions, item_seed, select_positions
-from .store import DTYPES, MANIFEST, new_manifest, now_iso, write_image_list
+from .sampling import Sampling, ViewDataset, collate_views, gather_positions, item_seed, select_positions
+from .store import MANIFEST, StoreDtype, new_manifest, now_iso, write_image_list
 from .subsets import take_spread, visit_order
 
 #: Manifest keys that must match for a rerun to resume an existing store.
@@ -46,12 +47,12 @@ class HarvestConfig:
     layer: str  #: layer or single branch, e.g. ``mixed4d`` or ``mixed4d_5x5``
     out: Path  #: store folder (created; resumed if it holds the same harvest)
     per_image: int = 10  #: vectors per image and view (ignored for ``sampling="all"``)
-    sampling: str = "top-norm"  #: one of :data:`~.sampling.SAMPLINGS`
+    sampling: Sampling = "top-norm"  #: which positions of each image: :data:`~.sampling.SAMPLINGS`
     views: int = 1  #: views per image: 0 is the evaluation crop, others random resized crop + flip
     max_images: int | None = None  #: use only N images: a seeded random subset spread over the classes
     weights: str | None = None  #: weights path, ``random``, or None for the cached/downloaded file
     seed: int = 0  #: seed of random weights, sampling and augmentation
-    dtype: str = "float16"  #: storage dtype of the vectors
+    dtype: StoreDtype = "float16"  #: storage dtype of the vectors
     device: str = "cpu"  #: torch device (``cuda`` becomes ``cuda:<local rank>`` under torchrun)
     workers: int = 2  #: DataLoader worker processes decoding images
     batch_size: int = 32  #: images per forward pass (times ``views`` crops)
@@ -61,10 +62,7 @@ class HarvestConfig:
     progress: bool = True  #: show a progress bar (rank 0 only)
 
     def __post_init__(self) -> None:
-        if self.sampling not in SAMPLINGS:
-            raise UserError(f"unknown sampling {self.sampling!r}; choose from {', '.join(SAMPLINGS)}")
-        if self.dtype not in DTYPES:
-            raise UserError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+        check_choices(self)
         for name in ("per_image", "views", "batch_size", "shard_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1")
@@ -72,6 +70,15 @@ class HarvestConfig:
             raise UserError("--max-images must be >= 1")
         if self.workers < 0:
             raise UserError("--workers must be >= 0")
+
+
+#: What ``run``'s ``harvest`` section holds: every HarvestConfig field but the inputs.
+HarvestSettings = settings_of(
+    HarvestConfig,
+    ("images", "layer", "out", "weights", "seed", "device", "progress"),
+    name="HarvestSettings",
+    doc="How a harvest samples, stores and decodes (HarvestConfig without its inputs).",
+)
 
 
 @dataclass(frozen=True)

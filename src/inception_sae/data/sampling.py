@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ from .images import ImageDataset, ImageDecodeError, Preprocess, decode_image, re
 #: ``top-norm``: the N highest-L2-norm positions (Bozoukov); ``norm-weighted``: N positions
 #: drawn without replacement with probability proportional to the norm (his notebooks);
 #: ``uniform``: N positions uniformly without replacement; ``all``: every position.
-SAMPLINGS = ("top-norm", "norm-weighted", "uniform", "all")
+Sampling = Literal["top-norm", "norm-weighted", "uniform", "all"]
+SAMPLINGS: tuple[str, ...] = get_args(Sampling)
 _SELECT, _AUGMENT = 1, 2  # separate random streams per purpose
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -34,7 +34,8 @@ FORMAT = "inception-sae/activation-store"
 FORMAT_VERSION = 1
 MANIFEST, IMAGES_FILE, STATS_FILE = "manifest.json", "images.txt", "stats.json"
 PROV_COLUMNS = ("image", "view", "y", "x")
-DTYPES = ("float16", "float32")
+StoreDtype = Literal["float16", "float32"]
+DTYPES: tuple[str, ...] = get_args(StoreDtype)
 
 
 def now_iso() -> str:

@@ -20,6 +20,7 @@ import torch
 from torch import Generator, Tensor
 
 from ..errors import UserError
+from ..settings import settings_of
 from .objectives import Objective
 from .param import ImageParam, ParamConfig
 from .transforms import Resize, Transform, standard_transforms
@@ -46,6 +47,12 @@ class RenderConfig:
             raise UserError(f"lr must be > 0, got {self.lr}")
         if self.model_size < 16:
             raise UserError(f"model_size must be >= 16, got {self.model_size}")
+
+
+#: RenderConfig without its transforms (the standard ones): what a config file can set.
+RenderSettings = settings_of(
+    RenderConfig, ("transforms",), name="RenderSettings", doc="Optimisation settings (RenderConfig but its transforms)."
+)
 
 
 class RenderResult(NamedTuple):

@@ -20,15 +20,16 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 
 from ..errors import UserError
 from ..models.layers import BRANCH_ORDER, layer_info
+from ..settings import check_choices, settings_of
 from .objectives import Objective, diversity, neuron, sae_decoder, sae_encoder
-from .render import RenderConfig, render, save_png
+from .render import RenderConfig, RenderSettings, render, save_png
 from .sae_io import SAEWeights
 
 INDEX_FILE = "featvis.json"
@@ -45,8 +46,8 @@ class FeatvisJob:
     kind: str  #: "f" for SAE features, "n" for neurons (channels of ``layer``)
     ids: tuple[int, ...]  #: feature or channel indices
     render: RenderConfig = field(default_factory=RenderConfig)  #: optimisation settings
-    objective: str = "encoder"  #: SAE objective: "encoder" pre-activation or "decoder" direction
-    at: str = "center"  #: read the unit at the "center" position or its "mean" over positions
+    objective: Literal["encoder", "decoder"] = "encoder"  #: SAE objective: encoder pre-activation or decoder direction
+    at: Literal["center", "mean"] = "center"  #: read the unit at the "center" position or its "mean" over positions
     diversity: int = 1  #: with D > 1, also render D diverse variants per item
     diversity_weight: float = 1e2  #: weight of the diversity term (Lucid: 1e2 to 1e3)
     cossim_pow: float = 1.0  #: cosine exponent of the decoder-direction objective
@@ -59,14 +60,21 @@ class FeatvisJob:
             raise UserError(f"--branch must be one of {list(BRANCH_ORDER)}, got {self.branch!r}")
         if self.kind not in KINDS:
             raise UserError(f"kind must be one of {list(KINDS)}, got {self.kind!r}")
-        if self.objective not in ("encoder", "decoder"):
-            raise UserError(f"--objective must be encoder or decoder, got {self.objective!r}")
-        if self.at not in ("center", "mean"):
-            raise UserError(f"--at must be center or mean, got {self.at!r}")
+        check_choices(self)
         if self.diversity < 1 or self.batch_size < 1:
             raise UserError("--diversity and --batch-size must be >= 1")
         if not self.ids:
             raise UserError("no features or neurons selected")
+
+
+#: How features are rendered, for any layer (FeatvisJob without what to render, where, and its seed).
+FeatvisSettings = settings_of(
+    FeatvisJob,
+    ("out", "layer", "kind", "ids", "seed", "branch"),
+    name="FeatvisSettings",
+    doc="How features are rendered (FeatvisJob without the layer, the ids, the folder and the seed).",
+    nested={"render": RenderSettings},
+)
 
 
 def item_seed(seed: int, layer: str, kind: str, unit: int, variant: int = -1) -> int:

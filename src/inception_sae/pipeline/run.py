@@ -150,7 +150,7 @@ def check_store_sizes(cfg: RunConfig, paths: Paths, redo: tuple[str, ...]) -> No
     from ..data.images import ImageDataset
     from ..models.layers import layer_info
 
-    h, batch = cfg.section("harvest"), int(cfg.section("train")["batch_size"])
+    h, batch = cfg.harvest, cfg.train.batch_size
     todo = [x for x in cfg.layers if "harvest" in redo or not store_done(paths.store(x))]
     if not todo:
         return
@@ -158,17 +158,17 @@ def check_store_sizes(cfg: RunConfig, paths: Paths, redo: tuple[str, ...]) -> No
         n_images = len(ImageDataset.from_path(cfg.images).files)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
-    if h.get("max_images"):
-        n_images = min(n_images, int(h["max_images"]))
+    if h.max_images:
+        n_images = min(n_images, h.max_images)
     if n_images == 0:
         raise UserError(f"no images found under {cfg.images}")
     for layer in todo:
-        side = layer_info(layer, int(h["crop"] or 224)).size
-        per_image = side * side if h["sampling"] == "all" else min(int(h["per_image"]), side * side)
-        most = n_images * int(h["views"]) * per_image
+        side = layer_info(layer, h.crop or 224).size
+        per_image = side * side if h.sampling == "all" else min(h.per_image, side * side)
+        most = n_images * h.views * per_image
         if most < batch:
             raise UserError(
-                f"the {layer} store would hold at most {most:,} vectors ({n_images} images x {h['views']} views x "
+                f"the {layer} store would hold at most {most:,} vectors ({n_images} images x {h.views} views x "
                 f"{per_image} per image), fewer than one training batch of {batch:,}; add images, raise "
                 "harvest.per_image (or harvest.views), or lower train.batch_size"
             )
@@ -178,7 +178,7 @@ def check_featvis_settings(ctx: work.Context) -> None:
     """The featvis section (render settings, objective, feature spec) is checked before any work, not hours in."""
     from ..featvis.run import parse_ids
 
-    spec = str(ctx.cfg.section("featvis")["features"])
+    spec = ctx.cfg.featvis.features
     if spec.startswith("top:"):
         top_count(spec)
     else:

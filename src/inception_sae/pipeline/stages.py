@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .config import RunConfig, stage_kwargs
 
 #: Stage order within one layer; ``circuits``, ``compare`` and ``site`` follow all layers.
 LAYER_STAGES = ("harvest", "train", "eval", "analyze", "featvis")
@@ -31,7 +30,7 @@ DEPENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "analyze": (("analyze",), ("analysis_images",)),
     "featvis": (("featvis",), ()),
     "circuits": (("circuits",), ()),
-    "compare": ((), ("analysis_images",)),
+    "compare": (("compare",), ("analysis_images",)),
     "site": (("site",), ()),
 }
 
@@ -213,8 +212,3 @@ def layer_check(layers: tuple[str, ...]) -> None:
     order = [STAGE_NAMES.index(layer) if layer in STAGE_NAMES else -1 for layer in layers]
     if len(layers) > 1 and (min(order) < 0 or order != sorted(order)):
         raise UserError(f"give several --layer values as whole layers in network order, got {list(layers)}")
-
-
-def config_for(cfg: RunConfig, name: str) -> dict[str, Any]:
-    """The explicit section values as stage-config keyword arguments."""
-    return stage_kwargs(cfg, name)

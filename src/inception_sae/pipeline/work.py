@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..settings import values
 from .config import RunConfig
-from .stages import Paths, config_for, feature_ids, read_json, sae_d, write_json
+from .stages import Paths, feature_ids, read_json, sae_d, write_json
 
 
 @dataclass
@@ -45,7 +46,7 @@ def do_harvest(ctx: Context, layer: str) -> str:
     from ..data.harvest import HarvestConfig, harvest
 
     cfg = HarvestConfig(images=ctx.cfg.images, layer=layer, out=ctx.paths.store(layer), progress=ctx.progress,
-                        **ctx.common(), **config_for(ctx.cfg, "harvest"))  # fmt: skip
+                        **ctx.common(), **values(ctx.cfg.harvest))  # fmt: skip
     r = harvest(cfg)
     if not r.complete:
         raise UserError(f"harvest of {layer} did not complete; rerun to resume")
@@ -62,22 +63,20 @@ def do_train(ctx: Context, layer: str) -> str:
     from ..data.store import ActivationStore
     from ..sae.model import SAEConfig
     from ..sae.train import TrainConfig, train
-    from .config import SAESpec
 
     store = ActivationStore.open(ctx.paths.store(layer))
-    tcfg = TrainConfig(device=ctx.cfg.device, progress=ctx.progress, **config_for(ctx.cfg, "train"))
+    tcfg = TrainConfig(device=ctx.cfg.device, progress=ctx.progress, **values(ctx.cfg.train))
     if len(store) < tcfg.batch_size:
         raise UserError(
             f"the {layer} store holds {len(store):,} vectors, fewer than one batch of {tcfg.batch_size}; "
             "lower train.batch_size or harvest more images"
         )
-    spec = SAESpec(**config_for(ctx.cfg, "sae"))
+    spec = ctx.cfg.sae
     sae_cfg = SAEConfig.from_expansion(store.d, spec.expansion, spec.latents, k=spec.k, tie=spec.tie, seed=spec.seed)
     from ..commands.train import mixing_line
     from ..data.subsets import held_out_tail
-    from .config import EvalSpec
 
-    held = held_out_tail(store, EvalSpec(**config_for(ctx.cfg, "eval")).max_vectors)  # what eval measures on
+    held = held_out_tail(store, ctx.cfg.eval.max_vectors)  # what eval measures on
     source = store.source(batch_size=tcfg.batch_size, seed=ctx.cfg.seed, held_out=held)
     if len(store) - (held[1] - held[0] if held else 0) < tcfg.batch_size:
         raise UserError(f"the {layer} store minus its held-out rows is smaller than one batch; harvest more images")
@@ -97,9 +96,8 @@ def do_eval(ctx: Context, layer: str) -> str:
     from ..data.store import ActivationStore
     from ..sae.eval_stage import evaluate
     from ..sae.model import TopKSAE
-    from .config import EvalSpec
 
-    spec = EvalSpec(**config_for(ctx.cfg, "eval"))
+    spec = ctx.cfg.eval
     sae = TopKSAE.load(ctx.paths.sae(layer), device=ctx.cfg.device)
     store = ActivationStore.open(ctx.paths.store(layer))
     rep = evaluate(sae, ctx.paths.sae(layer), store=store, images=ctx.analysis_images, model=ctx.model,
@@ -122,7 +120,7 @@ def do_analyze(ctx: Context, layer: str) -> str:
     ev = ctx.paths.eval(layer)
     cfg = AnalyzeConfig(sae=ctx.paths.sae(layer), images=ctx.analysis_images, out=ctx.paths.analysis(layer),
                         eval_report=ev if ev.is_file() else None, **ctx.common(),
-                        **config_for(ctx.cfg, "analyze"))  # fmt: skip
+                        **values(ctx.cfg.analyze))  # fmt: skip
     s = analyze(cfg, model=ctx.model, progress=ctx.progress).summary
     return f"{s['counts']['features']} features over {s['images']['analysed']} images, {s['counts']['dead']} dead"
 
@@ -132,24 +130,21 @@ def featvis_job(ctx: Context, layer: str, ids: tuple[int, ...] | None = None):
 
     With ``ids`` given the analysis is not read: ``run`` checks the settings that way before any work.
     """
-    from ..featvis.param import ParamConfig
     from ..featvis.render import RenderConfig
     from ..featvis.run import FeatvisJob
 
-    spec = ctx.cfg.section("featvis")
-    render = dict(spec.pop("render") or {})
-    param = ParamConfig(**(render.pop("param", None) or {}))
+    settings = values(ctx.cfg.featvis)
+    features = settings.pop("features")
     try:
-        rcfg = RenderConfig(param=param, **render)
-    except ValueError as e:
+        settings["render"] = RenderConfig(**values(settings["render"]))
+    except UserError as e:
         raise UserError(f"featvis.render: {e}") from None
-    features = spec.pop("features")
     if ids is None:
         ids = feature_ids(features, ctx.paths.analysis(layer), sae_d(ctx.paths.sae(layer)))
     if not ids:
         raise UserError(f"featvis.features selects no feature of the {layer} SAE")
-    return FeatvisJob(out=ctx.paths.featvis(layer), layer=layer, kind="f", ids=tuple(ids), render=rcfg,
-                      seed=ctx.cfg.seed, **spec)  # fmt: skip
+    return FeatvisJob(out=ctx.paths.featvis(layer), layer=layer, kind="f", ids=tuple(ids), seed=ctx.cfg.seed,
+                      **settings)  # fmt: skip
 
 
 def do_featvis(ctx: Context, layer: str) -> str:
@@ -172,7 +167,7 @@ def do_circuits(ctx: Context, a: str, b: str) -> str:
     p = ctx.paths
     cfg = CircuitsConfig(upstream=p.sae(a), downstream=p.sae(b), out=p.circuits(a, b), images=ctx.analysis_images,
                          analysis=(p.analysis(a), p.analysis(b)), **ctx.common(),
-                         **config_for(ctx.cfg, "circuits"))  # fmt: skip
+                         **values(ctx.cfg.circuits))  # fmt: skip
     s = run_circuits(cfg, model=ctx.model)
     return f"focus {s['focus']}, {s['seconds']} s"
 
@@ -182,7 +177,8 @@ def do_compare(ctx: Context, a: str, b: str) -> str:
 
     p = ctx.paths
     cfg = CompareConfig(p.sae(a), p.sae(b), p.compare(a, b), images=ctx.analysis_images,
-                        analysis_a=p.analysis(a), analysis_b=p.analysis(b), **ctx.common())  # fmt: skip
+                        analysis_a=p.analysis(a), analysis_b=p.analysis(b), **ctx.common(),
+                        **values(ctx.cfg.compare))  # fmt: skip
     r = compare_saes(cfg, model=ctx.model)
     s = r["activation"]["a_to_b"]
     return f"{s['share_above_null']:.0%} of {a} features matched in {b} above the shuffled null"
@@ -210,8 +206,8 @@ def do_site(ctx: Context) -> str:
     p, layers = ctx.paths, ctx.cfg.layers
     pairs = [p.circuits(a, b) for a, b in pairwise(layers) if p.circuits(a, b).is_dir()]
     untrained = ctx.model.identity.startswith("random:")
-    kw = config_for(ctx.cfg, "site")
-    if untrained and "title" not in kw:
+    kw = values(ctx.cfg.site)
+    if untrained and kw["title"] == SiteConfig.title:  # the default title says what the site shows
         kw["title"] = "inception-sae features (UNTRAINED random weights)"
     cfg = SiteConfig(analyses=tuple(p.analysis(x) for x in layers), out=p.site, featvis=site_featvis(ctx),
                      circuits=tuple(pairs),

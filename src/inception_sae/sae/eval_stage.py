@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import UserError
 from .evaluate import check_dims, evaluate_vectors, splice_both
 from .model import TopKSAE
+from .settings import EvalSpec
 
 DEFAULT_PREPROCESS = {"resize": 256, "crop": 224}
 
@@ -170,9 +171,9 @@ def evaluate(
     images: str | Path | None = None,
     model=None,
     weights: str | None = None,
-    max_vectors: int = 65536,
-    max_images: int = 64,
-    batch_size: int = 16,
+    max_vectors: int = EvalSpec.max_vectors,
+    max_images: int = EvalSpec.max_images,
+    batch_size: int = EvalSpec.batch_size,
     seed: int = 0,
     device: str = "cpu",
 ) -> EvalReport:

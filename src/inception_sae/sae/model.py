@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_args
 
 import torch
 from safetensors import SafetensorError
@@ -32,8 +32,9 @@ from .kernels import (
     sparse_encode,
     sparse_forward,
 )
+from .settings import Tie
 
-TIES = ("init", "full")
+TIES: tuple[str, ...] = get_args(Tie)
 WEIGHTS_FILE = "sae_weights.safetensors"
 CFG_FILE = "cfg.json"
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from ..errors import UserError
+from ..settings import check_choices, settings_of
 
+ComputeDtype = Literal["float32", "bfloat16", "fp32", "bf16"]
+#: torch dtype of the encoder GEMM for each ComputeDtype (None: float32)
 DTYPES = {"float32": None, "fp32": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
@@ -32,12 +36,12 @@ class TrainConfig:
     aux_rescale: bool = True
     multi_topk: bool = False  #: add L(4k)/8 (Gao et al. MultiTopK)
     normalize_input: bool = True  #: train on s*x with mean ||s*x||^2 = d; s is folded out on save
-    b_dec_init: str = "median"  #: b_dec start: "median" (geometric, Gao), "mean", or "zero"
+    b_dec_init: Literal["median", "mean", "zero"] = "median"  #: b_dec start: geometric median (Gao), mean or zero
     init_samples: int = 16384  #: vectors used for the input scale and the b_dec geometric median
     enc_init_scale: float = 0.5  #: encoder rows start as this x the unit decoder rows (tie="init"; docs/training.md)
-    dtype: str = "float32"  #: compute dtype of the encoder GEMM: float32 or bfloat16
+    dtype: ComputeDtype = "float32"  #: compute dtype of the encoder GEMM: float32 or bfloat16
     device: str = "cpu"  #: torch device
-    checkpoint_every: int = 0  #: steps between checkpoints (0: only on signals and at the end)
+    checkpoint_every: int = 1000  #: steps between checkpoints (0: only on signals, the time rule and at the end)
     checkpoint_every_s: float = 300.0  #: also checkpoint when this many seconds passed since the last (0: off)
     log_every: int = 10  #: steps between JSONL log lines
     progress: bool = True  #: show a progress bar
@@ -45,10 +49,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.samples < 1 or self.batch_size < 1:
             raise UserError("samples and batch_size must be positive")
-        if self.dtype not in DTYPES:
-            raise UserError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if self.b_dec_init not in ("median", "mean", "zero"):
-            raise UserError(f"b_dec_init must be median, mean or zero, got {self.b_dec_init!r}")
+        check_choices(self)
         if not 0 <= self.decay_fraction <= 1:
             raise UserError("decay_fraction must be in [0, 1]")
 
@@ -61,3 +62,12 @@ class TrainConfig:
     @property
     def window(self) -> int:
         return self.dead_window or max(1, min(10_000_000, self.samples // 10))
+
+
+#: What ``run``'s ``train`` section holds: every TrainConfig field but the device and the progress bar.
+TrainSettings = settings_of(
+    TrainConfig,
+    ("device", "progress"),
+    name="TrainSettings",
+    doc="How the SAEs of one layer are trained (TrainConfig without the device and the progress bar).",
+)

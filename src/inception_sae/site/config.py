@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..settings import settings_of
 
 #: Upload limit of the live box (bytes).
 MAX_UPLOAD = 10 * 1024 * 1024
@@ -37,6 +38,15 @@ class SiteConfig:
             raise UserError("give at least one --analysis folder")
         if self.top_neighbours < 1:
             raise UserError("top_neighbours must be >= 1")
+
+
+#: What ``run``'s ``site`` section holds: every SiteConfig field but the folders ``run`` passes.
+SiteSettings = settings_of(
+    SiteConfig,
+    ("analyses", "out", "featvis", "circuits", "compares"),
+    name="SiteSettings",
+    doc="How the site is built (SiteConfig without the folders it reads and writes).",
+)
 
 
 @dataclass(frozen=True)

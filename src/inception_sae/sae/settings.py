@@ -1,0 +1,40 @@
+"""The settings of the SAE trained per layer and of its evaluation, with their one set of defaults.
+
+``inception-sae train`` and ``eval`` take their flag defaults from here, ``run`` its ``sae`` and ``eval``
+sections, and :func:`~.eval_stage.evaluate` its keyword defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..settings import check_choices
+
+#: "init": Gao et al.'s tied initialisation, then both matrices trained freely; "full": decoder = encoder^T
+Tie = Literal["init", "full"]
+
+
+@dataclass(frozen=True)
+class SAESpec:
+    """Shape of the SAE trained per layer (becomes an ``SAEConfig`` once the layer's width is known)."""
+
+    k: int = 32  #: active latents per input
+    expansion: float = 16.0  #: latents = expansion x d (ignored when ``latents`` is set)
+    latents: int | None = None  #: explicit latent count
+    tie: Tie = "init"  #: "init" (Gao: tied init, trained freely) or "full" (decoder = encoder^T)
+    seed: int = 0  #: SAE initialisation seed
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Evaluation of a trained SAE (``inception-sae eval``; ``run`` writes it to ``RUN/<layer>/eval.json``)."""
+
+    #: store vectors for FVU, L0, dead/dense: the store's tail (at most 20%, cut at an image boundary), which
+    #: training therefore never reads (``training.held_out_rows`` in the SAE's cfg.json)
+    max_vectors: int = 65536
+    max_images: int = 64  #: images for splice-back, seeded and spread over the classes (0: skip splice-back)
+    batch_size: int = 16  #: images per splice-back batch

@@ -1,0 +1,164 @@
+"""Typed settings: frozen dataclasses read from plain mappings (YAML, TOML, ``--set``) and validated from their types.
+
+A stage's config dataclass (``HarvestConfig``, ``AnalyzeConfig``...) holds its inputs (folders, the layer, the
+model) and its settings, each setting with its one default. :func:`settings_of` derives from it the frozen
+dataclass of the settings alone (same names, types and defaults), which is what ``inception-sae run``'s config
+sections hold. :func:`from_mapping` is the one reader of such a dataclass from plain data: an unknown key, a
+value of the wrong type or outside a ``Literal`` is a one-line :class:`~.errors.UserError` naming the key.
+:func:`check_choices` is the one check of ``Literal`` fields, called by every config's ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from .errors import UserError
+
+
+@cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a dataclass."""
+    return typing.get_type_hints(cls)
+
+
+def choices(hint: Any) -> tuple | None:
+    """The values a ``Literal[...]`` hint allows (also as ``Literal[...] | None``); None for other hints."""
+    if get_origin(hint) is Literal:
+        return get_args(hint)
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        for arg in get_args(hint):
+            if get_origin(arg) is Literal:
+                return get_args(arg)
+    return None
+
+
+def check_choices(obj: Any, prefix: str = "") -> None:
+    """One-line error when a ``Literal`` field of the dataclass ``obj`` holds a value it does not allow."""
+    for name, hint in type_hints(type(obj)).items():
+        allowed, value = choices(hint), getattr(obj, name, None)
+        if allowed is not None and value is not None and value not in allowed:
+            raise UserError(f"{prefix}{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def settings_of(
+    cls: type,
+    inputs: tuple[str, ...],
+    *,
+    name: str,
+    doc: str,
+    nested: dict[str, type] | None = None,
+    extra: tuple[tuple[str, Any, Any], ...] = (),
+) -> type:
+    """The frozen dataclass of ``cls``'s fields minus its ``inputs``: same names, types and defaults.
+
+    ``nested`` replaces a field's type by another settings dataclass (its default is that class's default);
+    ``extra`` fields (name, type, ``dataclasses.field``) come first.
+    """
+    hints, nested = type_hints(cls), nested or {}
+    specs: list[tuple[str, Any, Any]] = list(extra)
+    for f in dataclasses.fields(cls):
+        if f.name in inputs:
+            continue
+        if f.name in nested:
+            spec = dataclasses.field(default_factory=nested[f.name])
+        elif f.default is not dataclasses.MISSING:
+            spec = dataclasses.field(default=f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            spec = dataclasses.field(default_factory=f.default_factory)
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name} has no default: name it as an input")
+        specs.append((f.name, nested.get(f.name, hints[f.name]), spec))
+    namespace = {"__doc__": doc, "__post_init__": check_choices, "inputs": inputs}
+    made = dataclasses.make_dataclass(name, specs, frozen=True, namespace=namespace)
+    made.__module__ = cls.__module__
+    return made
+
+
+def values(settings: Any) -> dict[str, Any]:
+    """A settings dataclass's fields as keyword arguments (nested settings stay objects)."""
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+
+
+def from_mapping(cls: type, data: Any, where: str, fixed: tuple[str, ...] = ()) -> Any:
+    """An instance of the dataclass ``cls`` from a mapping; nested dataclass fields are nested mappings.
+
+    ``fixed`` names fields the caller sets itself (refused with that reason). Values are checked against
+    the field types: lists become tuples, strings become Paths, a :class:`TextValue` becomes its text for a
+    string field and its parsed value otherwise.
+    """
+    if not isinstance(data, dict):
+        raise UserError(f"config section '{where}' must be a mapping, got {type(data).__name__}")
+    hints, names = type_hints(cls), [f.name for f in dataclasses.fields(cls) if f.name not in fixed]
+    kwargs = {}
+    for key, value in data.items():
+        if key in fixed:
+            raise UserError(f"{where}.{key} is set by `inception-sae run` itself (from the top level or the flags)")
+        if key not in names:
+            raise UserError(f"unknown key {where}.{key}; valid keys: {', '.join(names)}")
+        kwargs[key] = convert(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
+
+
+class TextValue(str):
+    """A value typed on the command line: the text as typed, plus the YAML scalar it parses to."""
+
+    parsed: Any
+
+    def __new__(cls, text: str, parsed: Any) -> TextValue:
+        obj = super().__new__(cls, text)
+        obj.parsed = parsed
+        return obj
+
+
+def convert(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against (and converted to) the type ``hint``; a one-line error naming ``where``."""
+    args = get_args(hint)
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]  # X | None is the only union the configs use
+        args = get_args(hint)
+    if isinstance(value, TextValue):
+        takes_text = hint in (str, Path) or (get_origin(hint) is Literal and all(isinstance(a, str) for a in args))
+        value = str(value) if takes_text else value.parsed
+    if dataclasses.is_dataclass(hint):
+        return from_mapping(hint, value, where)
+    if get_origin(hint) is Literal:
+        if value not in args:
+            raise UserError(f"{where} must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where} must be a list, got {value!r}")
+        return tuple(convert(v, args[0], where) for v in value)
+    if hint is Path:
+        if not isinstance(value, (str, Path)):
+            raise UserError(f"{where} must be a path, got {value!r}")
+        return Path(value)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(hint)
+    if ok is None:
+        raise TypeError(f"{where}: no reader for the type {hint!r}")
+    if not ok:
+        raise UserError(f"{where} must be of type {hint.__name__}, got {value!r}")
+    return value
+
+
+def plain(x: Any) -> Any:
+    """Dataclasses -> dicts, Paths -> str, tuples -> lists, recursively (YAML/JSON-safe)."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    return str(x) if isinstance(x, Path) else x
