@@ -35,8 +35,9 @@ def test_cli_writes_the_contract(sae_dir, tmp_path):
     out = tmp_path / "out"
     r = cli("analyze", "--sae", str(sae_dir), "--images", str(tmp_path / "imgs"), "--out", str(out),
             "--weights", "random", "--input-size", "32", "--batch-size", "2", "--no-umap", "--no-logit-effect",
-            "--null-samples", "500", "--top", "4", "--render-top", "2", "--render-intervals", "0")  # fmt: skip
+            "--n-null", "500", "--top", "4", "--render-top", "2", "--render-intervals", "0")  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert "--top is deprecated; use --n-top" in r.stderr  # the old spelling still works (hidden in --help)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["layer"] == "mixed3a" and summary["model"]["untrained_weights"] is True
     assert summary["images"]["analysed"] == 5 and summary["counts"]["features"] == 24
@@ -47,6 +48,7 @@ def test_cli_writes_the_contract(sae_dir, tmp_path):
     assert set(feat["similar_neuron"]) >= {"neuron", "cosine"}
     for ex in feat["top_examples"] + feat["intervals"]:
         assert {"image", "y", "x", "value"} <= set(ex)
+    assert 0 < len(feat["top_examples"]) <= 4
     for ex in feat["top_examples"][:2]:
         assert (out / ex["crop"]).is_file() and (out / ex["heatmap"]).is_file()
     assert json.loads((out / "neurons" / "255.json").read_text())["branch"] == "pool"

@@ -134,3 +134,44 @@ def test_set_values_keep_their_text_for_string_fields():
     assert cfg.site.title == "a: b" and cfg.featvis.render.steps == 64
     with pytest.raises(UserError, match=r"train\.samples must be of type int"):
         build({}, {"layers": ["mixed4a"], **parse_sets(["train.samples=lots"])})
+
+
+def test_flags_are_the_config_fields_with_their_defaults():
+    """A setting has one name and one default: a command's flag for a config field is ``--field-name``."""
+    import typer
+
+    from inception_sae.analysis.config import AnalyzeConfig
+    from inception_sae.circuits.config import CircuitsConfig
+    from inception_sae.cli import app
+    from inception_sae.compare.run import CompareConfig
+    from inception_sae.data.harvest import HarvestConfig
+    from inception_sae.featvis.param import ParamConfig
+    from inception_sae.featvis.render import RenderConfig
+    from inception_sae.featvis.run import FeatvisJob
+    from inception_sae.sae.settings import EvalSpec, SAESpec
+    from inception_sae.sae.train_config import TrainConfig
+    from inception_sae.site.config import ServeConfig, SiteConfig
+
+    commands = {("analyze",): (AnalyzeConfig,), ("harvest",): (HarvestConfig,), ("train",): (TrainConfig, SAESpec),
+                ("eval",): (EvalSpec,), ("featvis",): (FeatvisJob, RenderConfig, ParamConfig),
+                ("circuits",): (CircuitsConfig,), ("compare",): (CompareConfig,), ("site", "build"): (SiteConfig,),
+                ("site", "serve"): (ServeConfig,)}  # fmt: skip
+    group = typer.main.get_command(app)
+    checked = 0
+    for path, classes in commands.items():
+        cmd = group
+        for name in path:
+            cmd = cmd.commands[name]
+        fields = {f.name: f for cls in classes for f in dataclasses.fields(cls)}
+        for param in cmd.params:
+            f = fields.get(param.name)
+            if f is None or param.hidden or not param.opts[0].startswith("--") or param.name in ("seed", "k"):
+                continue
+            assert f"--{param.name.replace('_', '-')}" in param.opts, (path, param.opts)
+            if f.default is not dataclasses.MISSING and not param.required and f.default != ():  # () is a list flag
+                assert param.default == f.default, (path, param.name, param.default, f.default)
+            checked += 1
+    assert checked >= 60
+    analyze = group.commands["analyze"]
+    old = {p.opts[0]: p for p in analyze.params if p.hidden}
+    assert set(old) == {"--top", "--null-samples", "--checkpoint-every"}  # deprecated spellings the docs used

@@ -50,7 +50,7 @@ def test_run_eval_is_held_out_and_equals_the_eval_command(run_dir):
     assert trained["rule"]["sampling"] == "all" and trained["fvu"] == pytest.approx(ev["splice"]["fvu"], rel=1e-5)
     report = run / "eval_cli.json"
     args = ["eval", "--sae", str(run / "mixed3b" / "sae"), "--store", str(run / "mixed3b" / "store"),
-            "--images", str(images), "--max-images", "4", "--image-batch", "4", "--weights", "random",
+            "--images", str(images), "--max-images", "4", "--batch-size", "4", "--weights", "random",
             "--report", str(report)]  # fmt: skip
     done = cli(args)
     assert done.returncode == 0, done.stderr[-2000:]

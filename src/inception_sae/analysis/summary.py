@@ -20,12 +20,12 @@ def fdr_status(stats, fdr: dict) -> str:
     """One sentence on whether the FDR counts could have been non-zero."""
     total = sum(stats.fdr_counts().values())
     if not fdr["reachable"]:
-        return f"q <= 0.01 is unreachable: the p-value floor {fdr['p_floor']:.2g} is above 0.01 (raise --null-samples)"
+        return f"q <= 0.01 is unreachable: the p-value floor {fdr['p_floor']:.2g} is above 0.01 (raise --n-null)"
     if total == 0 and fdr["min_rejections"] > 1:
         return (
             f"0 at q <= 0.01, but a feature at the p-value floor ({fdr['p_floor']:.2g}) needs "
             f"{fdr['min_rejections']} rejections beside it: fewer true effects than that cannot be resolved "
-            "(raise --null-samples)"
+            "(raise --n-null)"
         )
     return f"{total} features x branches at q <= 0.01"
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, SEED, WEIGHTS, console, warn_if_random
+from ..analysis.config import AnalyzeConfig
+from .common import DEVICE, SEED, WEIGHTS, console, deprecated, option, pick, warn_if_random
 
 
 def analyze(
@@ -16,32 +17,32 @@ def analyze(
     eval_report: Path = typer.Option(
         None, "--eval-report", help="eval.json of this SAE (`eval --report`): its numbers head summary.json."
     ),
-    max_images: int = typer.Option(None, "--max-images", help="Use only N images (seeded, spread over classes)."),
+    max_images: int = option(AnalyzeConfig, "max_images", "Use only N images (seeded, spread over classes)."),
     weights: str = WEIGHTS,
     seed: int = SEED,
     device: str = DEVICE,
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per batch."),
-    labels: Path = typer.Option(None, "--labels", help="inception5h labels TSV (index, wnid, name)."),
-    label_source: str = typer.Option("auto", "--label-source", help="auto, true (wnids) or predicted (model top-1)."),
-    input_size: int = typer.Option(224, "--input-size", help="Centre-crop side fed to the model."),
-    top: int = typer.Option(20, "--top", help="Top examples kept per feature."),
-    render_top: int = typer.Option(5, "--render-top", help="Top examples per feature with crop + heatmap files."),
-    render_intervals: int = typer.Option(1, "--render-intervals", help="Examples per interval with image files."),
-    null_samples: int = typer.Option(
-        131072, "--null-samples", help="Most permutations per branch test (p-value floor 1/(N+1))."
+    batch_size: int = option(AnalyzeConfig, "batch_size", "Images per batch."),
+    labels: Path = option(AnalyzeConfig, "labels", "inception5h labels TSV (index, wnid, name)."),
+    label_source: str = option(AnalyzeConfig, "label_source", "auto, true (wnids) or predicted (model top-1)."),
+    input_size: int = option(AnalyzeConfig, "input_size", "Centre-crop side fed to the model."),
+    n_top: int = option(AnalyzeConfig, "n_top", "Top examples kept per feature."),
+    n_intervals: int = option(AnalyzeConfig, "n_intervals", "Equal-width activation intervals from 0 to the max."),
+    per_interval: int = option(AnalyzeConfig, "per_interval", "Examples sampled per interval."),
+    render_top: int = option(AnalyzeConfig, "render_top", "Top examples per feature with crop + heatmap files."),
+    render_intervals: int = option(AnalyzeConfig, "render_intervals", "Examples per interval with image files."),
+    n_null: int = option(AnalyzeConfig, "n_null", "Most permutations per branch test (p-value floor 1/(N+1))."),
+    logit_effect: bool = option(AnalyzeConfig, "logit_effect", "Logit effects (linearised before mixed5b)."),
+    umap: bool = option(AnalyzeConfig, "umap", "UMAP of decoder vectors (needs umap-learn)."),
+    workers: int = option(AnalyzeConfig, "workers", "Image-decoding worker processes."),
+    resume: bool = option(AnalyzeConfig, "resume", "Continue from OUT/checkpoint when it matches."),
+    checkpoint_every_s: float = option(
+        AnalyzeConfig, "checkpoint_every_s", "Seconds between checkpoints (0: per pass)."
     ),
-    logit_effect: bool = typer.Option(
-        True, "--logit-effect/--no-logit-effect", help="Logit effects (linearised before mixed5b)."
-    ),
-    umap: bool = typer.Option(True, "--umap/--no-umap", help="UMAP of decoder vectors (needs umap-learn)."),
-    workers: int = typer.Option(0, "--workers", help="Image-decoding worker processes."),
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint when it matches."),
-    checkpoint_every: float = typer.Option(
-        300.0, "--checkpoint-every", help="Seconds between checkpoints (0: per pass)."
-    ),
+    top: int = deprecated("--top", "--n-top"),
+    null_samples: int = deprecated("--null-samples", "--n-null"),
+    checkpoint_every: float = deprecated("--checkpoint-every", "--checkpoint-every-s"),
 ) -> None:
     """Analyse every feature of an SAE over a set of images and write ANALYSIS (summary.json, features/<id>.json)."""
-    from ..analysis.config import AnalyzeConfig
     from ..analysis.run import analyze as run_analysis
     from ..analysis.run import validate
     from ..models.weights import load_model
@@ -49,9 +50,11 @@ def analyze(
     cfg = AnalyzeConfig(
         sae=sae, images=images, out=out, eval_report=eval_report, max_images=max_images, weights=weights, seed=seed,
         device=device,
-        batch_size=batch_size, labels=labels, input_size=input_size, n_top=top, render_top=render_top,
-        render_intervals=render_intervals, n_null=null_samples, logit_effect=logit_effect, umap=umap,
-        label_source=label_source, workers=workers, resume=resume, checkpoint_every_s=checkpoint_every,
+        batch_size=batch_size, labels=labels, input_size=input_size, n_top=pick(n_top, top, "--top", "--n-top"),
+        n_intervals=n_intervals, per_interval=per_interval, render_top=render_top, render_intervals=render_intervals,
+        n_null=pick(n_null, null_samples, "--null-samples", "--n-null"), logit_effect=logit_effect, umap=umap,
+        label_source=label_source, workers=workers, resume=resume,
+        checkpoint_every_s=pick(checkpoint_every_s, checkpoint_every, "--checkpoint-every", "--checkpoint-every-s"),
     )  # fmt: skip
     validate(cfg)
     model = load_model(weights, seed=seed, device=device)

@@ -6,22 +6,23 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, SEED, WEIGHTS, out, warn_if_random
+from ..circuits.config import CircuitsConfig
+from .common import DEVICE, SEED, WEIGHTS, option, out, warn_if_random
 
 
 def circuits(
     upstream: Path = typer.Option(..., "--upstream", help="SAE folder on the earlier layer (e.g. mixed4b)."),
     downstream: Path = typer.Option(..., "--downstream", help="SAE folder on the next block (e.g. mixed4c)."),
     output: Path = typer.Option(..., "--out", help="Output folder."),
-    feature: int = typer.Option(None, "--feature", help="Downstream feature to centre the graph on."),
+    feature: int = option(CircuitsConfig, "feature", "Downstream feature to centre the graph on."),
     images: Path = typer.Option(None, "--images", help="Images for attribution, ablation and validation."),
-    max_images: int = typer.Option(64, "--max-images", help="Images scanned for sites (seeded, class-spread)."),
-    image_size: int = typer.Option(224, "--image-size", help="Centre-crop side in pixels."),
-    compare_features: int = typer.Option(8, "--compare-features", help="Downstream features compared by all methods."),
-    top: int = typer.Option(10, "--top", help="Neighbours per feature in neighbours.json."),
-    hops: int = typer.Option(2, "--hops", help="Neighbourhood radius of the figure."),
+    max_images: int = option(CircuitsConfig, "max_images", "Images scanned for sites (seeded, class-spread)."),
+    image_size: int = option(CircuitsConfig, "image_size", "Centre-crop side in pixels."),
+    compare_features: int = option(CircuitsConfig, "compare_features", "Downstream features compared by all methods."),
+    top: int = option(CircuitsConfig, "top", "Neighbours per feature in neighbours.json."),
+    hops: int = option(CircuitsConfig, "hops", "Neighbourhood radius of the figure."),
     classes: str = typer.Option("", "--classes", help="Class indices (comma-separated) for class circuits (mixed5b)."),
-    labels: Path = typer.Option(None, "--labels", help="inception5h labels TSV for class names."),
+    labels: Path = option(CircuitsConfig, "labels", "inception5h labels TSV for class names."),
     analysis: list[Path] = typer.Option(
         [], "--analysis", help="Analysis folder(s) whose features/<i>.json give labels (repeat per layer)."
     ),
@@ -30,14 +31,13 @@ def circuits(
     device: str = DEVICE,
 ) -> None:
     """Feature-to-feature circuits: exact 1x1 and expanded weights, attribution, ablation, validation, graph."""
-    from ..circuits.config import CircuitsConfig
     from ..circuits.run import run_circuits
 
     cls = tuple(int(c) for c in classes.split(",") if c.strip())
     cfg = CircuitsConfig(
-        upstream, downstream, output, feature, images, max_images, image_size,
-        compare_features=compare_features, top=top, hops=hops, classes=cls, labels=labels, analysis=tuple(analysis),
-        weights=weights, seed=seed, device=device,
+        upstream=upstream, downstream=downstream, out=output, feature=feature, images=images, max_images=max_images,
+        image_size=image_size, compare_features=compare_features, top=top, hops=hops, classes=cls, labels=labels,
+        analysis=tuple(analysis), weights=weights, seed=seed, device=device,
     )  # fmt: skip
     summary = run_circuits(cfg)
     warn_if_random(summary["model"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import typer
 from rich.console import Console
 
@@ -24,6 +27,33 @@ def warn_if_random(identity: str) -> None:
         console.print(
             f"[bold red]UNTRAINED WEIGHTS ({identity})[/]: results describe a random network, not InceptionV1."
         )
+
+
+def option(cls: type, name: str, help: str, *decls: str) -> Any:
+    """The option of the field ``name`` of the config dataclass ``cls``, with that field's default.
+
+    Its flag is the field's name (``n_top`` -> ``--n-top``; a bool ``--x/--no-x``), so one setting has one name
+    and one default in the library, on the command line and in ``run``'s config; ``decls`` replace the flag.
+    """
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    default = None if f.default is dataclasses.MISSING else f.default
+    flag = "--" + name.replace("_", "-")
+    if not decls:
+        decls = (f"{flag}/--no-{flag[2:]}",) if isinstance(default, bool) else (flag,)
+    return typer.Option(default, *decls, help=help)
+
+
+def deprecated(old: str, new: str) -> Any:
+    """A hidden option that still reads an old spelling of the flag ``new`` (see :func:`pick`)."""
+    return typer.Option(None, old, hidden=True, help=f"Deprecated spelling of {new}.")
+
+
+def pick(value: Any, old_value: Any, old: str, new: str) -> Any:
+    """``value``, or the value given under the deprecated flag ``old`` (with a warning naming ``new``)."""
+    if old_value is None:
+        return value
+    console.print(f"[yellow]warning[/]: {old} is deprecated; use {new}")
+    return old_value
 
 
 def parse_weights(weights: str | None):

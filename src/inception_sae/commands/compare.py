@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, SEED, WEIGHTS, console, out, warn_if_random
+from ..compare.run import CompareConfig
+from .common import DEVICE, SEED, WEIGHTS, console, option, out, warn_if_random
 
 
 def compare(
@@ -16,8 +17,8 @@ def compare(
     images: Path = typer.Option(
         None, "--images", help="Images for the activation correlation (needed when the layers differ)."
     ),
-    max_images: int = typer.Option(256, "--max-images", help="Images used (an even spread of the folder)."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (at least 2: the null pairs images)."),
+    max_images: int = option(CompareConfig, "max_images", "Images used (an even spread of the folder)."),
+    batch_size: int = option(CompareConfig, "batch_size", "Images per batch (at least 2: the null pairs images)."),
     analysis_a: Path = typer.Option(None, "--analysis-a", help="Analysis folder of A (its dominant branches)."),
     analysis_b: Path = typer.Option(None, "--analysis-b", help="Analysis folder of B (its dominant branches)."),
     weights: str = WEIGHTS,
@@ -29,7 +30,7 @@ def compare(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from ..compare import CompareConfig, compare_saes
+    from ..compare import compare_saes
     from ..compare.report import table_rows
     from ..errors import UserError
 

@@ -7,8 +7,10 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
-from ..featvis.run import parse_ids, progress_view
-from .common import DEVICE, SEED, WEIGHTS, console, out, warn_if_random
+from ..featvis.param import ParamConfig
+from ..featvis.render import RenderConfig
+from ..featvis.run import FeatvisJob, parse_ids, progress_view
+from .common import DEVICE, SEED, WEIGHTS, console, option, out, warn_if_random
 
 
 def featvis(
@@ -17,33 +19,33 @@ def featvis(
     layer: str = typer.Option(None, "--layer", help="Layer for --neurons (default: the SAE's layer)."),
     neurons: str = typer.Option(None, "--neurons", help="Channels of --layer to render, e.g. 0-15."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder: <layer>/{f,n}/<id>.png + featvis.json."),
-    objective: str = typer.Option("encoder", "--objective", help="SAE objective: encoder (pre-activation) or decoder."),
-    at: str = typer.Option("center", "--at", help="Read the unit at the centre position or its mean: center|mean."),
-    diversity: int = typer.Option(1, "--diversity", help="Also render this many diverse variants per item (>1)."),
-    diversity_weight: float = typer.Option(1e2, "--diversity-weight", help="Weight of the diversity term."),
-    steps: int = typer.Option(512, "--steps", help="Adam steps per image (lr 0.05)."),
-    size: int = typer.Option(128, "--size", help="Canvas size in pixels (upsampled to --model-size)."),
-    model_size: int = typer.Option(224, "--model-size", help="Input size fed to the network."),
-    decay: float = typer.Option(1.0, "--decay", help="Fourier spectrum decay exponent."),
-    pixel: bool = typer.Option(False, "--pixel", help="Pixel instead of Fourier parameterisation."),
-    redirected_relu: bool = typer.Option(False, "--redirected-relu", help="Lucid's redirected ReLU gradients."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Images optimised together."),
+    objective: str = option(FeatvisJob, "objective", "SAE objective: encoder (pre-activation) or decoder."),
+    at: str = option(FeatvisJob, "at", "Read the unit at the centre position or its mean: center|mean."),
+    diversity: int = option(FeatvisJob, "diversity", "Also render this many diverse variants per item (>1)."),
+    diversity_weight: float = option(FeatvisJob, "diversity_weight", "Weight of the diversity term."),
+    steps: int = option(RenderConfig, "steps", "Adam steps per image."),
+    lr: float = option(RenderConfig, "lr", "Adam learning rate."),
+    size: int = option(ParamConfig, "size", "Canvas size in pixels (upsampled to --model-size)."),
+    model_size: int = option(RenderConfig, "model_size", "Input size fed to the network."),
+    decay: float = option(ParamConfig, "decay", "Fourier spectrum decay exponent."),
+    fourier: bool = option(ParamConfig, "fourier", "Fourier or pixel parameterisation.", "--fourier/--pixel"),
+    redirected_relu: bool = option(RenderConfig, "redirected_relu", "Lucid's redirected ReLU gradients."),
+    batch_size: int = option(FeatvisJob, "batch_size", "Images optimised together."),
     branch: str = typer.Option(None, "--branch", help="Restrict the objective to one branch: 1x1, 3x3, 5x5, pool."),
     weights: str = WEIGHTS,
     seed: int = SEED,
     device: str = DEVICE,
 ) -> None:
     """Render SAE features (--sae --features) or neurons (--layer --neurons); skips PNGs that exist."""
-    from ..featvis.param import ParamConfig
-    from ..featvis.render import RenderConfig
-    from ..featvis.run import FeatvisJob, check_job
+    from ..featvis.run import check_job
     from ..models.weights import load_model
 
     sae_w, layer, kind, ids = _target(sae, features, layer, neurons)
     try:
         render_cfg = RenderConfig(
             steps=steps,
-            param=ParamConfig(size=size, fourier=not pixel, decay=decay),
+            lr=lr,
+            param=ParamConfig(size=size, fourier=fourier, decay=decay),
             model_size=model_size,
             redirected_relu=redirected_relu,
         )

@@ -7,30 +7,30 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, SEED, WEIGHTS, console, out, warn_if_random
+from ..data.harvest import HarvestConfig
+from .common import DEVICE, SEED, WEIGHTS, console, option, out, warn_if_random
 
 
 def harvest(
     images: Path = typer.Option(..., "--images", help="Image folder (recursive) or a .txt list of image paths."),
     layer: str = typer.Option(..., "--layer", help="Layer or single branch, e.g. mixed4d or mixed4d_5x5."),
     out_dir: Path = typer.Option(..., "--out", help="Store folder; rerunning the same command resumes it."),
-    per_image: int = typer.Option(10, "--per-image", help="Vectors per image and view."),
-    sampling: str = typer.Option("top-norm", "--sampling", help="top-norm | norm-weighted | uniform | all."),
-    views: int = typer.Option(1, "--views", help="Views per image: the eval crop + (V-1) random resized crops/flips."),
-    max_images: int = typer.Option(None, "--max-images", help="Use only N images (seeded, spread over classes)."),
+    per_image: int = option(HarvestConfig, "per_image", "Vectors per image and view."),
+    sampling: str = option(HarvestConfig, "sampling", "top-norm | norm-weighted | uniform | all."),
+    views: int = option(HarvestConfig, "views", "Views per image: the eval crop + (V-1) random resized crops/flips."),
+    max_images: int = option(HarvestConfig, "max_images", "Use only N images (seeded, spread over classes)."),
     weights: str = WEIGHTS,
     seed: int = SEED,
-    dtype: str = typer.Option("float16", "--dtype", help="Storage dtype: float16 or float32."),
+    dtype: str = option(HarvestConfig, "dtype", "Storage dtype: float16 or float32."),
     device: str = DEVICE,
-    workers: int = typer.Option(2, "--workers", help="DataLoader worker processes decoding images."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
-    shard_size: int = typer.Option(1 << 16, "--shard-size", help="Vectors per shard (approximate)."),
-    resize: int = typer.Option(256, "--resize", help="Short side after resizing."),
-    crop: int = typer.Option(224, "--crop", help="Centre-crop side."),
+    workers: int = option(HarvestConfig, "workers", "DataLoader worker processes decoding images."),
+    batch_size: int = option(HarvestConfig, "batch_size", "Images per forward pass."),
+    shard_size: int = option(HarvestConfig, "shard_size", "Vectors per shard (approximate)."),
+    resize: int = option(HarvestConfig, "resize", "Short side after resizing."),
+    crop: int = option(HarvestConfig, "crop", "Centre-crop side."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Harvest activation vectors of one layer from an image folder into a resumable store."""
-    from ..data.harvest import HarvestConfig
     from ..data.harvest import harvest as run_harvest
 
     cfg = HarvestConfig(

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, SEED, WEIGHTS, console, out
+from ..site.config import ServeConfig, SiteConfig
+from .common import DEVICE, SEED, WEIGHTS, console, deprecated, option, out, pick
 
 
 def build(
@@ -16,17 +17,16 @@ def build(
     circuits: list[Path] = typer.Option(
         [], "--circuits", help="Circuits folder (neighbours.json / graph.json) or graph file; repeat per layer pair."
     ),
-    title: str = typer.Option("inception-sae features", "--title", help="Site title."),
+    title: str = option(SiteConfig, "title", "Site title."),
     compare: list[Path] = typer.Option([], "--compare", help="Folder of `inception-sae compare` (repeat per pair)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Build a static, offline site: layer page, one page per feature and neuron, class pages."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
 
-    from ..site import SiteConfig, build_site
+    from ..site import build_site
 
-    cfg = SiteConfig(tuple(analysis), out_dir, featvis, tuple(circuits), title,
-                     compares=tuple(compare))  # fmt: skip
+    cfg = SiteConfig(tuple(analysis), out_dir, featvis, tuple(circuits), title, compares=tuple(compare))
     columns = (TextColumn("site"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[rate]} features/s"))  # fmt: skip
     with Progress(*columns, console=console, disable=not progress) as bar:
@@ -46,23 +46,26 @@ def build(
 
 def serve(
     site: Path = typer.Argument(..., help="Built site folder."),
-    port: int = typer.Option(8000, "--port", help="TCP port (0: any free port)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface; 127.0.0.1 keeps it on this machine."),
-    live: bool = typer.Option(False, "--live", help="Add the 'try your own image' box (needs --sae)."),
+    port: int = option(ServeConfig, "port", "TCP port (0: any free port)."),
+    host: str = option(ServeConfig, "host", "Interface; 127.0.0.1 keeps it on this machine."),
+    live: bool = option(ServeConfig, "live", "Add the 'try your own image' box (needs --sae).", "--live"),
     sae: Path = typer.Option(None, "--sae", help="SAE folder for the live box."),
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", help="Largest accepted upload."),
     weights: str = WEIGHTS,
     seed: int = SEED,
     device: str = DEVICE,
     verbose: bool = typer.Option(False, "--verbose", help="Log every request."),
-    timeout: float = typer.Option(30.0, "--timeout", help="Seconds a silent connection is kept before it is closed."),
+    request_timeout: float = option(
+        ServeConfig, "request_timeout", "Seconds a silent connection is kept before it is closed."
+    ),
+    timeout: float = deprecated("--timeout", "--request-timeout"),
 ) -> None:
     """Serve a built site read-only (GET/HEAD; POST only for the live box)."""
-    from ..site import ServeConfig, make_server
+    from ..site import make_server
     from .common import warn_if_random
 
     cfg = ServeConfig(site, host, port, live, sae, weights, seed, device, max(1, int(max_upload_mb * 2**20)),
-                      request_timeout=timeout)  # fmt: skip
+                      request_timeout=pick(request_timeout, timeout, "--timeout", "--request-timeout"))  # fmt: skip
     server = make_server(cfg, verbose)
     if server.live is not None:
         warn_if_random(server.live.identity)

@@ -9,7 +9,9 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
-from .common import DEVICE, WEIGHTS, console, out
+from ..sae.settings import EvalSpec, SAESpec
+from ..sae.train_config import TrainConfig
+from .common import DEVICE, WEIGHTS, console, option, out
 
 
 def _distributed(device: str) -> tuple[int, int]:
@@ -82,36 +84,43 @@ def train(
     images: Path = typer.Option(None, "--images", help="Stream activations from these images instead of a store."),
     layer: str = typer.Option(None, "--layer", help="Layer to stream (with --images)."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder (one SAE, or one sub-folder per SAE)."),
-    k: list[int] = typer.Option([32], "--k", help="Active latents; repeat for a sweep on one data pass."),
-    expansion: float = typer.Option(16.0, "--expansion", help="Latents = expansion x d."),
-    latents: int = typer.Option(None, "--latents", help="Explicit latent count (overrides --expansion)."),
-    samples: int = typer.Option(10_000_000, "--samples", help="Training length in vectors."),
+    k: list[int] = typer.Option([SAESpec.k], "--k", help="Active latents; repeat for a sweep on one data pass."),
+    expansion: float = option(SAESpec, "expansion", "Latents = expansion x d."),
+    latents: int = option(SAESpec, "latents", "Explicit latent count (overrides --expansion)."),
+    samples: int = option(TrainConfig, "samples", "Training length in vectors."),
     held_out: int = typer.Option(
-        65536, "--held-out", help="Store vectors (its tail, <= 20%) never trained on, for `eval`; 0: none."
+        EvalSpec.max_vectors,
+        "--held-out",
+        help="Store vectors (its tail, <= 20%) never trained on, for `eval`; 0: none.",
     ),
-    batch_size: int = typer.Option(4096, "--batch-size", help="Global batch size."),
-    seed: list[int] = typer.Option([0], "--seed", help="Init seed; repeat for a seed sweep (first one seeds data)."),
-    tie: str = typer.Option("init", "--tie", help="init (Gao: tied init, trained freely) or full (decoder = enc^T)."),
+    batch_size: int = option(TrainConfig, "batch_size", "Global batch size."),
+    seed: list[int] = typer.Option(
+        [SAESpec.seed], "--seed", help="Init seed; repeat for a seed sweep (first one seeds data)."
+    ),
+    tie: str = option(SAESpec, "tie", "init (Gao: tied init, trained freely) or full (decoder = enc^T)."),
     device: str = DEVICE,
-    dtype: str = typer.Option("float32", "--dtype", help="Encoder GEMM dtype: float32 or bfloat16."),
-    lr: float = typer.Option(None, "--lr", help="Adam LR (default 2e-4 / sqrt(m / 2^14))."),
-    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Steps between checkpoints (0: off)."),
-    checkpoint_every_s: float = typer.Option(
-        300.0, "--checkpoint-every-s", help="Also checkpoint after this many seconds (0: off)."
+    dtype: str = option(TrainConfig, "dtype", "Encoder GEMM dtype: float32 or bfloat16."),
+    lr: float = option(TrainConfig, "lr", "Adam LR (default 2e-4 / sqrt(m / 2^14))."),
+    checkpoint_every: int = option(TrainConfig, "checkpoint_every", "Steps between checkpoints (0: off)."),
+    checkpoint_every_s: float = option(
+        TrainConfig, "checkpoint_every_s", "Also checkpoint after this many seconds (0: off)."
     ),
-    multi_topk: bool = typer.Option(False, "--multi-topk", help="Add the MultiTopK L(4k)/8 term."),
-    aux_coef: float = typer.Option(1 / 32, "--aux-coef", help="AuxK coefficient (0 disables)."),
-    aux_rescale: bool = typer.Option(True, "--aux-rescale/--no-aux-rescale", help="Least-squares-scale AuxK."),
-    dead_window: int = typer.Option(None, "--dead-window", help="Samples without firing => dead."),
-    b_dec_init: str = typer.Option("median", "--b-dec-init", help="b_dec start: median (geometric), mean, zero."),
-    no_normalize: bool = typer.Option(False, "--no-normalize", help="Train on raw activations."),
-    log_every: int = typer.Option(10, "--log-every", help="Steps between log lines."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    multi_topk: bool = option(TrainConfig, "multi_topk", "Add the MultiTopK L(4k)/8 term."),
+    aux_coef: float = option(TrainConfig, "aux_coef", "AuxK coefficient (0 disables)."),
+    aux_rescale: bool = option(TrainConfig, "aux_rescale", "Least-squares-scale AuxK."),
+    dead_window: int = option(TrainConfig, "dead_window", "Samples without firing => dead."),
+    b_dec_init: str = option(TrainConfig, "b_dec_init", "b_dec start: median (geometric), mean, zero."),
+    normalize_input: bool = option(
+        TrainConfig,
+        "normalize_input",
+        "Train on activations scaled to mean squared norm d (folded out on save).",
+    ),
+    log_every: int = option(TrainConfig, "log_every", "Steps between log lines."),
+    progress: bool = option(TrainConfig, "progress", "Show the progress bar."),
     weights: str = WEIGHTS,
 ) -> None:
     """Train TopK SAEs (several share one data pass); resumes from OUT/checkpoint when present."""
     from ..sae.model import SAEConfig
-    from ..sae.train import TrainConfig
     from ..sae.train import train as run_train
 
     if (store is None) == (images is None):
@@ -133,7 +142,7 @@ def train(
     saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
     cfg = TrainConfig(
         samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, aux_coef=aux_coef,
-        aux_rescale=aux_rescale, multi_topk=multi_topk, b_dec_init=b_dec_init, normalize_input=not no_normalize,
+        aux_rescale=aux_rescale, multi_topk=multi_topk, b_dec_init=b_dec_init, normalize_input=normalize_input,
         dtype=dtype, device=device,
         checkpoint_every=checkpoint_every, checkpoint_every_s=checkpoint_every_s, log_every=log_every,
         progress=progress and rank == 0,
@@ -154,9 +163,9 @@ def evaluate(
         None, "--store", help="Activation store: its held-out rows if the SAE was trained on it, else its last rows."
     ),
     images: Path = typer.Option(None, "--images", help="Images for splice-back (folder or .txt list)."),
-    max_vectors: int = typer.Option(65536, "--max-vectors", help="Store vectors evaluated."),
-    max_images: int = typer.Option(64, "--max-images", help="Images for splice-back (seeded, spread over classes)."),
-    batch_size: int = typer.Option(16, "--image-batch", help="Images per batch."),
+    max_vectors: int = option(EvalSpec, "max_vectors", "Store vectors evaluated."),
+    max_images: int = option(EvalSpec, "max_images", "Images for splice-back (seeded, spread over classes)."),
+    batch_size: int = option(EvalSpec, "batch_size", "Images per splice-back batch."),
     seed: int = typer.Option(0, "--seed", help="Seed of the splice-back image subset."),
     report: Path = typer.Option(None, "--report", help="Write the results (and frequency histogram) as JSON."),
     weights: str = WEIGHTS,
