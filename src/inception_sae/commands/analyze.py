@@ -15,7 +15,7 @@ def analyze(
     images: Path = typer.Option(..., "--images", help="Image folder (recursive) or .txt list of images."),
     out: Path = typer.Option(..., "--out", help="Analysis folder to write."),
     eval_report: Path = typer.Option(
-        None, "--eval-report", help="eval.json of this SAE (`eval --report`): its numbers head summary.json."
+        None, "--eval-report", help="`eval --report` JSON of this SAE: its numbers head summary.json."
     ),
     max_images: int = option(AnalyzeConfig, "max_images", "Use only N images (seeded, spread over classes)."),
     weights: str = WEIGHTS,
