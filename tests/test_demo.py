@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from run_helpers import cli
 
-from inception_sae.data.fsio import file_sha256
 from inception_sae.errors import UserError
+from inception_sae.fsio import file_sha256
 
 #: An unroutable address: any download attempt fails at once.
 DEAD_URL = "http://127.0.0.1:9/nothing-here"

@@ -137,7 +137,7 @@ def test_cli_one_line_errors(image_dir, tmp_path, capsys):
 
 def test_full_disk_is_one_line_and_resumable(image_dir, tmp_path, monkeypatch):
     import inception_sae.data.store as store_mod
-    from inception_sae.data import fsio
+    from inception_sae import fsio
 
     real, calls = store_mod.atomic_save_npy, []
     real_write = fsio._HashingWriter.write
@@ -167,7 +167,7 @@ def test_full_disk_is_one_line_and_resumable(image_dir, tmp_path, monkeypatch):
 
 
 def test_enospc_becomes_a_user_error(tmp_path, monkeypatch):
-    from inception_sae.data import fsio
+    from inception_sae import fsio
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")

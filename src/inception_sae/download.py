@@ -9,16 +9,13 @@ record is refused.
 from __future__ import annotations
 
 import http.client
-import json
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from .data.fsio import file_sha256
 from .errors import UserError
+from .fsio import atomic_path, atomic_write_json, file_sha256, read_json
 
 
 def record_path(path: Path) -> Path:
@@ -31,7 +28,7 @@ def verify_recorded(path: Path, error: type[Exception] = UserError) -> str:
     digest = file_sha256(path)
     record = record_path(path)
     if record.exists():
-        meta = json.loads(record.read_text())
+        meta = read_json(record)
         if meta.get("sha256") != digest or meta.get("size", path.stat().st_size) != path.stat().st_size:
             raise error(
                 f"{path} does not match the sha256 and size recorded when it was downloaded; "
@@ -55,26 +52,22 @@ def fetch(
     Network and disk failures become one ``error`` line ending in ``remedy``.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            total = int(resp.headers.get("Content-Length") or 0)
-            try:
-                got = copy_with_progress(resp, out, total, progress, dest.name)
-            except http.client.IncompleteRead as e:
-                got = total - (e.expected or 0)
-        if total and got != total:
-            raise error(f"download of {url} was interrupted: got {got} of {total} bytes")
-        check(tmp)
-        digest = file_sha256(tmp)
-        os.replace(tmp, dest)
-        record_path(dest).write_text(json.dumps({"url": url, "size": got, "sha256": digest}, indent=2))
+        with atomic_path(dest) as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                total = int(resp.headers.get("Content-Length") or 0)
+                try:
+                    got = copy_with_progress(resp, out, total, progress, dest.name)
+                except http.client.IncompleteRead as e:
+                    got = total - (e.expected or 0)
+            if total and got != total:
+                raise error(f"download of {url} was interrupted: got {got} of {total} bytes")
+            check(tmp)
+            digest = file_sha256(tmp)
+        atomic_write_json(record_path(dest), {"url": url, "size": got, "sha256": digest}, indent=2)
         return dest
     except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
         raise error(f"could not download {dest.name} from {url} ({e}). {remedy}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def copy_with_progress(resp, out, total: int, progress: bool, label: str) -> int:

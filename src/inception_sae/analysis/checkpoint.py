@@ -4,21 +4,22 @@ A checkpoint records which pass is running and the position in the image list
 up to which that pass has consumed images; the passes read images in a fixed
 order, so resuming skips exactly those. It is only used when its fingerprint
 (the inputs that change the numbers) matches the current run, and removed when
-the analysis finishes.
+the analysis finishes. The cursor names its tensors file and is replaced only
+after that file is complete, so a kill at any instant leaves a matching pair.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from ..fsio import atomic_save_safetensors, atomic_write_json, read_json
 from .examples import Family
 from .streaming import FeatureStats, Keeper
 
+#: ``STATE_FILE`` is the tensors file of a cursor that names none.
 STATE_FILE, CURSOR_FILE = "state.safetensors", "cursor.json"
 #: Config fields that only affect rendering or derived outputs, not the streamed state.
 NOT_FINGERPRINTED = ("out", "render_top", "render_intervals", "n_null", "null_scale", "umap", "logit_effect", "workers",
@@ -52,7 +53,7 @@ def restore_family(prefix: str, fam: Family, t: dict[str, torch.Tensor], counts:
 
 
 def save(folder: Path, state, pass_no: int, next_pos: int, skips, fp: dict) -> None:
-    """Write the state atomically (temporary names, then rename)."""
+    """Write the state's tensors to a new file, then atomically point the cursor at it; remove older files."""
     folder.mkdir(parents=True, exist_ok=True)
     t = {**family_tensors("features", state.features), **family_tensors("neurons", state.neurons)}
     t.update(chan_sq=state.chan_sq, act_sum=state.act_sum, image_class=state.image_class, seen=state.seen)
@@ -61,25 +62,28 @@ def save(folder: Path, state, pass_no: int, next_pos: int, skips, fp: dict) -> N
         ts = state.train_stats
         t.update({f"train.{k}": getattr(ts, k) for k in ("fire_pos", "fire_img", "total", "vmax", "hist")})
         t["train.intervals"] = state.train_intervals
-    save_file({k: v.contiguous() for k, v in t.items()}, str(folder / (STATE_FILE + ".tmp")))
+    name = f"state-{pass_no}-{next_pos:09d}.safetensors"
+    atomic_save_safetensors(folder / name, {k: v.contiguous() for k, v in t.items()})
     cursor = {"pass": pass_no, "next": next_pos, "fingerprint": fp, "skips": skips.to_dict(), "timings": state.timings,
               "counts": {n: {"positions": f.stats.positions, "images": f.stats.images}
                          for n, f in (("features", state.features), ("neurons", state.neurons))}}  # fmt: skip
     if state.train_stats is not None:
         cursor["counts"]["train"] = {"positions": state.train_stats.positions, "images": state.train_stats.images}
-    (folder / (CURSOR_FILE + ".tmp")).write_text(json.dumps(cursor))
-    os.replace(folder / (STATE_FILE + ".tmp"), folder / STATE_FILE)
-    os.replace(folder / (CURSOR_FILE + ".tmp"), folder / CURSOR_FILE)
+    atomic_write_json(folder / CURSOR_FILE, {**cursor, "tensors": name}, indent=None)
+    for old in folder.glob("state*.safetensors*"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
 
 
 def load(folder: Path, state, skips, fp: dict) -> tuple[int, int]:
     """Restore ``state`` from ``folder`` if it holds a matching checkpoint; (pass, next position) to resume at."""
-    if not (folder / CURSOR_FILE).is_file() or not (folder / STATE_FILE).is_file():
+    cursor = read_json(folder / CURSOR_FILE, None)
+    if not isinstance(cursor, dict) or cursor.get("fingerprint") != fp:
         return 1, 0
-    cursor = json.loads((folder / CURSOR_FILE).read_text())
-    if cursor.get("fingerprint") != fp:
+    tensors = folder / cursor.get("tensors", STATE_FILE)
+    if not tensors.is_file():
         return 1, 0
-    t = load_file(str(folder / STATE_FILE))
+    t = load_file(str(tensors))
     for name, fam in (("features", state.features), ("neurons", state.neurons)):
         restore_family(name, fam, t, cursor["counts"][name])
     state.chan_sq, state.act_sum, state.image_class, state.seen = (

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.fsio import read_json
 from ..errors import UserError
+from ..fsio import read_json
 
 
 def _first(*values):
@@ -22,13 +22,13 @@ def read_eval_report(path: Path | None, layer: str, sae_path: Path) -> dict:
     """The evaluation report at ``path`` ({} for None), checked to be about an SAE of ``layer``."""
     if path is None:
         return {}
-    ev = read_json(Path(path)) if Path(path).is_file() else None
+    ev = read_json(path, None)
     if not isinstance(ev, dict):
         raise UserError(f"evaluation report {path} is missing or not JSON (write it with `eval --report`)")
     named = ev.get("layer")
     if named is None and ev.get("sae"):  # reports written before they named their layer
         cfg = Path(ev["sae"]) / "cfg.json"
-        named = (read_json(cfg) if cfg.is_file() else {}).get("layer")
+        named = read_json(cfg, {}).get("layer")
     if named is not None and named != layer:
         raise UserError(f"evaluation report {path} is about a {named} SAE, but {sae_path} is a {layer} SAE")
     return ev

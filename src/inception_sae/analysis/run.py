@@ -13,6 +13,7 @@ from ..data.images import ImageDataset, Preprocess
 from ..data.labels import load_labels
 from ..data.subsets import take_spread
 from ..errors import UserError
+from ..fsio import read_json
 from . import branches as br
 from . import checkpoint as ckpt
 from . import labels as lab
@@ -70,14 +71,13 @@ def build_context(cfg: AnalyzeConfig, model, progress: bool) -> tuple[Context, d
 
 def training_rule(sae_cfg: dict) -> dict | None:
     """The position rule of the store the SAE was trained on (its recipe), or None when it cannot be read."""
-    import json
 
     from ..data.sampling import harvest_rule
 
     manifest = Path(sae_cfg.get("store") or "") / "manifest.json"
     if not sae_cfg.get("store") or not manifest.is_file():
         return None
-    recipe = json.loads(manifest.read_text())
+    recipe = read_json(manifest)
     if "sampling" not in recipe:  # a store of bring-your-own vectors: no rule to replay
         return None
     return {**harvest_rule(recipe), "harvest_crop": (recipe.get("preprocess") or {}).get("crop")}

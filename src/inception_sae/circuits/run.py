@@ -17,6 +17,7 @@ from ..data.images import ImageDataset, Preprocess
 from ..data.labels import load_labels
 from ..data.subsets import take_spread
 from ..errors import UserError
+from ..fsio import read_json
 from ..models.inception_v1 import InceptionV1
 from ..models.layers import layer_info
 from .attribution import find_sites, firing_counts
@@ -44,10 +45,9 @@ def neighbours_json(circuit: WeightCircuit, nb: Neighbours, kind: str) -> dict:
 
 def null_scale(folders: dict[str, Path], layer: str):
     """The analysis's ``null_channel_scale`` for ``layer`` (branches.json), or None (the null then uses 1)."""
-    path = folders[layer] / "branches.json" if layer in folders else None
-    if path is None or not path.is_file():
+    if layer not in folders:
         return None
-    scale = json.loads(path.read_text()).get("null_channel_scale")
+    scale = read_json(folders[layer] / "branches.json", {}).get("null_channel_scale")
     return torch.tensor(scale, dtype=torch.float32) if scale else None
 
 
@@ -77,10 +77,10 @@ class Labels:
         self.folders: dict[str, Path] = {}  #: layer -> analysis folder
         for folder in cfg.analysis:
             summary = Path(folder) / "summary.json"
-            layer = json.loads(summary.read_text()).get("layer") if summary.is_file() else None
+            layer = read_json(summary, {}).get("layer")
             if not layer:
                 first = next(iter(sorted((Path(folder) / "features").glob("*.json"))), None)
-                layer = json.loads(first.read_text()).get("layer") if first else None
+                layer = read_json(first).get("layer") if first else None
             if layer:
                 self.folders[layer] = Path(folder)
 
@@ -89,8 +89,8 @@ class Labels:
             return self.classes[nid]
         layer, _, feature = nid.partition("/f/")
         p = self.folders[layer] / "features" / f"{feature}.json" if layer in self.folders and feature else None
-        if p is not None and p.is_file():
-            label = json.loads(p.read_text()).get("label")
+        if p is not None:
+            label = read_json(p, {}).get("label")
             return str(label) if label else default
         return default
 

@@ -8,10 +8,10 @@ Layers that are not inception blocks have no branches: every feature is "none".
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import UserError
+from ..fsio import read_json
 
 
 def from_analysis(folder: Path, m: int) -> list[str]:
@@ -22,10 +22,7 @@ def from_analysis(folder: Path, m: int) -> list[str]:
     out = []
     for i in range(m):
         p = feats / f"{i}.json"
-        try:
-            out.append(str(json.loads(p.read_text()).get("dominant_branch") or "none") if p.is_file() else "none")
-        except (json.JSONDecodeError, OSError) as e:
-            raise UserError(f"cannot read {p}: {e}") from e
+        out.append(str(read_json(p, {}).get("dominant_branch") or "none"))
     return out
 
 

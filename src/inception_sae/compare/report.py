@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from ..fsio import atomic_write_text
 from .summary import THRESHOLDS, finite
 
 
@@ -13,9 +13,7 @@ def write_outputs(out: Path, result: dict) -> None:
     """``compare.json`` (atomically) and ``compare.png`` in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "compare.json.part"
-    tmp.write_text(json.dumps(finite(result), separators=(",", ":"), allow_nan=False))
-    os.replace(tmp, out / "compare.json")
+    atomic_write_text(out / "compare.json", json.dumps(finite(result), separators=(",", ":"), allow_nan=False))
     plot(result, out / "compare.png")
 
 

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..fsio import atomic_write_json, read_json
 from ..settings import check_choices, settings_of
 from .distributed import DistEnv, barrier, process_group
-from .fsio import atomic_write_json, read_json
 from .images import ImageDataset, Preprocess
 from .ledger import Ledger, Pending, ShardWriter, merge_skips
 from .sampling import Sampling, ViewDataset, collate_views, gather_positions, item_seed, select_positions

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from .fsio import atomic_write_json, read_json, remove_orphans
+from ..fsio import atomic_write_json, read_json, remove_orphans
 from .store import now_iso, write_shard
 
 

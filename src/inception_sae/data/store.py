@@ -27,7 +27,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from ..errors import UserError
-from .fsio import atomic_save_npy, atomic_write_bytes, atomic_write_json, file_sha256, read_json
+from ..fsio import atomic_save_npy, atomic_write_bytes, atomic_write_json, file_sha256, read_json
 from .sharded import ShardedArray
 
 FORMAT = "inception-sae/activation-store"

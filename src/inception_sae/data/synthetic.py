@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..fsio import atomic_save_image
+
 Painter = Callable[[np.random.Generator, int], Image.Image]
 
 
@@ -125,8 +127,6 @@ def write_synthetic_images(out: str | Path, n: int, size: int = 224, seed: int =
         path = out / name / f"{i:05d}.png"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.png")
-            img.save(tmp)
-            tmp.replace(path)
+            atomic_save_image(path, img, format="PNG")
         paths.append(path)
     return paths

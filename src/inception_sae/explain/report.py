@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 from pathlib import Path
 
 from PIL import Image
+
+from ..fsio import atomic_write_text
 
 
 def pct(v: float, total: float) -> str:
@@ -66,9 +67,7 @@ def write_report(out: Path, result: dict) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "explain.html", out / "explain.png", out / "explain.json"]
-    for path, text in ((files[0], render_html(result)), (files[2], json.dumps(result))):
-        tmp = path.with_suffix(path.suffix + ".part")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+    atomic_write_text(files[0], render_html(result))
+    atomic_write_text(files[2], json.dumps(result))
     render_png(result, files[1])
     return files

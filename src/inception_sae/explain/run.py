@@ -6,7 +6,6 @@ of ``site serve --live``; heatmaps are JPEG data URIs so that the report is one 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from PIL import Image
 
 from ..errors import UserError
+from ..fsio import read_json
 from .decompose import EXACT_LAYER, ClassSplit, ImageCodes, image_codes, split_logits
 
 LABELLED = range(1, 1001)  #: inception5h's labelled outputs (0 is a dummy, 1001-1007 unlabelled)
@@ -33,8 +33,8 @@ def feature_labels(analysis: Path | None) -> Callable[[int], str]:
         if i not in cache:
             p = feats / f"{i}.json"
             try:
-                cache[i] = str(json.loads(p.read_text()).get("label") or "") if p.is_file() else ""
-            except (json.JSONDecodeError, OSError):
+                cache[i] = str(read_json(p, {}).get("label") or "")
+            except UserError:  # an unreadable feature file only costs its label
                 cache[i] = ""
         return cache[i]
 

@@ -20,6 +20,7 @@ import torch
 from torch import Generator, Tensor
 
 from ..errors import UserError
+from ..fsio import atomic_save_image
 from ..settings import settings_of
 from .objectives import Objective
 from .param import ImageParam, ParamConfig
@@ -191,7 +192,5 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = image if image.dtype == np.uint8 else to_uint8(image)
-    tmp = path.with_name(path.name + ".part")
-    Image.fromarray(arr, mode="RGB").save(tmp, format="PNG")
-    tmp.replace(path)
+    atomic_save_image(path, Image.fromarray(arr, mode="RGB"), format="PNG")
     return path

@@ -45,14 +45,14 @@ class BatchCheckpoints:
         """An ``on_state`` callback for render that writes the state when ``every_s`` seconds have passed."""
         if not self.every_s:
             return None
-        from ..sae.checkpoint import save_safetensors
+        from ..fsio import atomic_save_safetensors
 
         path, last = self.path(batch), [time.monotonic()]
 
         def on_state(_steps: int, state: Callable[[], dict[str, Tensor]]) -> None:
             if time.monotonic() - last[0] >= self.every_s:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                save_safetensors(state(), path)
+                atomic_save_safetensors(path, state())
                 last[0] = time.monotonic()
 
         return on_state

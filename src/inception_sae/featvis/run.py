@@ -15,7 +15,6 @@ job skips items whose PNGs exist.
 from __future__ import annotations
 
 import contextlib
-import json
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..fsio import atomic_write_json, read_json
 from ..models.layers import BRANCH_ORDER, layer_info
 from ..settings import check_choices, settings_of
 from .objectives import Objective, diversity, neuron, sae_decoder, sae_encoder
@@ -138,7 +138,7 @@ def load_index(out: Path, identity: str) -> dict[str, Any]:
     """The existing index of ``out`` (for resuming) or a fresh one."""
     path = out / INDEX_FILE
     if path.is_file():
-        index = json.loads(path.read_text())
+        index = read_json(path)
         if index.get("model") != identity:
             raise UserError(f"{path} was rendered with model {index.get('model')!r}, not {identity!r}; use a new --out")
         return index
@@ -147,10 +147,7 @@ def load_index(out: Path, identity: str) -> dict[str, Any]:
 
 def write_index(out: Path, index: dict[str, Any]) -> None:
     """Write ``featvis.json`` atomically."""
-    path = out / INDEX_FILE
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-    tmp.replace(path)
+    atomic_write_json(out / INDEX_FILE, index, sort_keys=True)
 
 
 def job_settings(job: FeatvisJob, sae: SAEWeights | None, sae_path: str | None) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def load_sae_weights(folder: str | Path) -> SAEWeights:
 
 def write_sae_folder(folder: str | Path, weights: dict[str, Tensor], layer: str, **cfg: Any) -> Path:
     """Write a minimal contract SAE folder (for tests and bring-your-own weights)."""
-    from ..sae.checkpoint import save_safetensors
+    from ..fsio import atomic_save_safetensors
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -87,5 +87,5 @@ def write_sae_folder(folder: str | Path, weights: dict[str, Tensor], layer: str,
         **cfg,
     }
     (folder / CFG_FILE).write_text(json.dumps(full, indent=2))
-    save_safetensors({k: weights[k].contiguous().float() for k in KEYS}, folder / WEIGHTS_FILE)
+    atomic_save_safetensors(folder / WEIGHTS_FILE, {k: weights[k].contiguous().float() for k in KEYS})
     return folder

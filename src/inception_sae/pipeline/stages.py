@@ -9,7 +9,6 @@ that exist), so ``run`` only decides which stages to call.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..fsio import read_json as read_json_file
 
 #: Stage order within one layer; ``circuits``, ``compare`` and ``site`` follow all layers.
 LAYER_STAGES = ("harvest", "train", "eval", "analyze", "featvis")
@@ -93,18 +93,11 @@ class Paths:
 
 
 def read_json(path: Path) -> Any:
+    """A stage's JSON output, or None where it is absent or cut short (the stage is then not complete)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        return read_json_file(path, None)
+    except UserError:
         return None
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write (a killed run never leaves half a file that looks complete)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    os.replace(tmp, path)
 
 
 # -- completeness checks ------------------------------------------------------------------

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..fsio import atomic_write_json
 from ..settings import values
 from .config import RunConfig
-from .stages import Paths, feature_ids, read_json, sae_d, write_json
+from .stages import Paths, feature_ids, read_json, sae_d
 
 
 @dataclass
@@ -103,7 +104,8 @@ def do_eval(ctx: Context, layer: str) -> str:
     rep = evaluate(sae, ctx.paths.sae(layer), store=store, images=ctx.analysis_images, model=ctx.model,
                    max_vectors=spec.max_vectors, max_images=spec.max_images, batch_size=spec.batch_size,
                    seed=ctx.cfg.seed, device=ctx.cfg.device)  # fmt: skip
-    write_json(ctx.paths.eval(layer), rep.to_dict())
+    ctx.paths.eval(layer).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(ctx.paths.eval(layer), rep.to_dict(), default=float)
     s = rep.store or {}
     note = f"{'held-out ' if s.get('held_out') else ''}FVU {s.get('fvu', float('nan')):.3f}, L0 {s.get('l0', 0):.1f}"
     if rep.splice:

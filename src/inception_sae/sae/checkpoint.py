@@ -10,39 +10,18 @@ the previous checkpoint intact.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from ..errors import UserError
+from ..fsio import atomic_save_safetensors, atomic_write_json
 
 STATE_FILE = "state.json"
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def save_safetensors(tensors: dict[str, Tensor], path: str | Path) -> Path:
-    """``safetensors.save_file`` written atomically (``.part`` then rename) with the umask's permissions.
-
-    safetensors creates its files 0600; every other output of the package is created
-    with the process umask (0644 under the usual 022), so a shared folder stays readable.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    save_file(tensors, str(tmp))
-    os.chmod(tmp, 0o666 & ~_umask())
-    _fsync(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def save_checkpoint(folder: str | Path, step: int, tensors: dict[str, Tensor], state: dict[str, Any]) -> Path:
@@ -50,11 +29,8 @@ def save_checkpoint(folder: str | Path, step: int, tensors: dict[str, Tensor], s
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"tensors-{step:09d}.safetensors"
-    save_safetensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, folder / name)
-    state_tmp = folder / (STATE_FILE + ".part")
-    state_tmp.write_text(json.dumps({**state, "tensors": name}, indent=1))
-    _fsync(state_tmp)
-    os.replace(state_tmp, folder / STATE_FILE)
+    atomic_save_safetensors(folder / name, {k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    atomic_write_json(folder / STATE_FILE, {**state, "tensors": name})
     for old in folder.glob("tensors-*.safetensors*"):
         if old.name != name:
             old.unlink(missing_ok=True)
@@ -118,8 +94,3 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], gr
             state.setdefault(int(pid), {})[name] = value
     groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in groups]
     opt.load_state_dict({"state": state, "param_groups": groups})
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..errors import UserError
-from .checkpoint import save_safetensors
+from ..fsio import atomic_save_safetensors, atomic_write_json
 from .kernels import (
     Codes,
     dense_decode,
@@ -172,7 +172,7 @@ class TopKSAE(nn.Module):
             "b_enc": (self.b_enc.detach().float().cpu() / s).contiguous(),
             "b_dec": (self.b_dec.detach().float().cpu() / s).contiguous(),
         }
-        save_safetensors(tensors, path / WEIGHTS_FILE)
+        atomic_save_safetensors(path / WEIGHTS_FILE, tensors)
         cfg = {
             "d_in": self.d_in,
             "d_sae": self.d_sae,
@@ -188,7 +188,7 @@ class TopKSAE(nn.Module):
             "input_scale_folded": True,
             **{k: v for k, v in self.meta.items() if k not in ("d_in", "d_sae", "k")},
         }
-        (path / CFG_FILE).write_text(json.dumps(cfg, indent=2))
+        atomic_write_json(path / CFG_FILE, cfg, indent=2)
         return path
 
     @classmethod

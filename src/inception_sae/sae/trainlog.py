@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..fsio import atomic_write_text
+
 
 class TrainLogger:
     """Writes ``train_log.jsonl`` every ``log_every`` steps and drives the progress bar."""
@@ -114,9 +116,7 @@ def drop_steps_after(log: Path, step: int) -> None:
             continue  # a line cut short by a kill
         if not isinstance(record, dict) or int(record.get("step", 0)) <= step:
             keep.append(line if line.endswith("\n") else line + "\n")
-    tmp = log.with_name(log.name + ".part")
-    tmp.write_text("".join(keep))
-    tmp.replace(log)
+    atomic_write_text(log, "".join(keep))
 
 
 def _tensorboard(path: Path):

@@ -11,8 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
-from ..data.fsio import read_json
 from ..errors import UserError
+from ..fsio import read_json
 
 #: Matched pairs listed on a comparison page (the strongest first).
 PAIRS_SHOWN = 300

@@ -6,7 +6,6 @@ every other key is optional so the site can be built from partial or older outpu
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -14,18 +13,9 @@ from pathlib import Path
 
 from ..analysis.metrics import headline_metrics
 from ..errors import UserError
+from ..fsio import read_json
 
 _DIV = re.compile(r"^(\d+)(?:_div(\d+))?\.png$")
-
-
-def read_json(path: Path, default=None):
-    """Parse a JSON file; ``default`` when it is absent; a one-line UserError when it is broken."""
-    if not path.is_file():
-        return default
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON: {e}") from e
 
 
 def numbered_json(folder: Path) -> list[int]:
@@ -66,7 +56,7 @@ def read_analysis(root: Path) -> Analysis:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"analysis folder {root} does not exist")
-    summary = read_json(root / "summary.json")
+    summary = read_json(root / "summary.json", None)
     if summary is None:
         raise UserError(f"{root} is not an analysis folder: summary.json is missing")
     layer = summary.get("layer")
@@ -137,7 +127,7 @@ def _read_neighbours(c: Circuits, path: Path) -> None:
 
 
 def _read_graph(c: Circuits, path: Path) -> None:
-    graph = read_json(path)
+    graph = read_json(path, None)
     if graph is None:
         raise UserError(f"no circuit graph at {path}")
     for e in graph.get("edges", []):
