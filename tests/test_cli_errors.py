@@ -136,15 +136,19 @@ def test_help_shows_flags_without_a_type_and_names_real_commands(capsys):
             assert "`eval --report`" in text and "evaluate" not in text
 
 
-BAD_FEATVIS = [
+BAD_SETTINGS = [
     ("featvis.render.steps", -1, "featvis.render: steps must be >= 0"),
     ("featvis.features", "top:x", "use top:N"),
     ("featvis.objective", "both", "featvis.objective must be one of encoder, decoder; got 'both'"),
+    ("analyze.n_top", 0, "analyze: n_top must be >= 1, got 0"),
+    ("train.decay_fraction", 2, "train: decay_fraction must be in [0, 1]"),
+    ("circuits.hops", 0, "circuits: hops, permutations and candidates must be >= 1"),
+    ("harvest.views", 0, "harvest: --views must be >= 1"),
 ]
 
 
-@pytest.mark.parametrize(("key", "value", "needle"), BAD_FEATVIS)
-def test_run_refuses_bad_featvis_settings_before_any_work(tmp_path, images, key, value, needle, capsys):
+@pytest.mark.parametrize(("key", "value", "needle"), BAD_SETTINGS)
+def test_run_refuses_bad_stage_settings_before_any_work(tmp_path, images, key, value, needle, capsys):
     run = tmp_path / "run"
     assert main(run_args(images, run, overrides={key: value})) == 2
     one_line_error(capsys, needle)
@@ -178,3 +182,9 @@ def test_user_errors_are_still_the_builtin_types_library_callers_catch():
         layer_info("mixed4z")
     assert isinstance(e.value, UnknownNameError) and str(e.value).startswith("unknown layer 'mixed4z'")
     assert issubclass(MissingInputError, FileNotFoundError) and issubclass(UserError, ValueError)
+
+
+def test_circuits_classes_that_are_not_numbers(tmp_path, capsys):
+    args = ["circuits", "--upstream", str(tmp_path), "--downstream", str(tmp_path), "--out", str(tmp_path / "c")]
+    assert main([*args, "--classes", "208,dog"]) == 2
+    one_line_error(capsys, "--classes '208,dog'", "e.g. 208,209")

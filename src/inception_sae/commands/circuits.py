@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..circuits.config import CircuitsConfig
+from ..errors import UserError
 from .common import DEVICE, SEED, WEIGHTS, option, out, warn_if_random
 
 
@@ -33,7 +34,10 @@ def circuits(
     """Feature-to-feature circuits: exact 1x1 and expanded weights, attribution, ablation, validation, graph."""
     from ..circuits.run import run_circuits
 
-    cls = tuple(int(c) for c in classes.split(",") if c.strip())
+    try:
+        cls = tuple(int(c) for c in classes.split(",") if c.strip())
+    except ValueError:
+        raise UserError(f"--classes {classes!r}: give class indices separated by commas, e.g. 208,209") from None
     cfg = CircuitsConfig(
         upstream=upstream, downstream=downstream, out=output, feature=feature, images=images, max_images=max_images,
         image_size=image_size, compare_features=compare_features, top=top, hops=hops, classes=cls, labels=labels,
