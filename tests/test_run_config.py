@@ -175,3 +175,17 @@ def test_flags_are_the_config_fields_with_their_defaults():
     analyze = group.commands["analyze"]
     old = {p.opts[0]: p for p in analyze.params if p.hidden}
     assert set(old) == {"--top", "--null-samples", "--checkpoint-every"}  # deprecated spellings the docs used
+
+
+def test_a_run_folder_from_before_the_typed_sections_resumes(tmp_path):
+    """config.yaml of earlier versions held keys that are gone (unused, or set by run): they are ignored there."""
+    run = tmp_path / "run"
+    cfg = build({}, {"layers": ["mixed3b"], "images": tmp_path, "out": run})
+    data = cfg.effective()
+    data["circuits"]["strongest_pairs"], data["analyze"]["eval_report"], data["site"]["compares"] = 500, None, []
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(data))
+    Paths(run).store("mixed3b").mkdir(parents=True)  # a stage on disk: its config is compared with the old one
+    assert check_previous(cfg, Paths(run), ()) == ()
+    with pytest.raises(UserError, match=r"unknown key circuits\.strongest_pairs"):
+        build({"circuits": {"strongest_pairs": 500}}, {})  # a config the user writes is still checked

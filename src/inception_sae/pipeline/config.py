@@ -87,6 +87,20 @@ def fixed_keys(section: str) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.name not in own)
 
 
+#: Keys that earlier versions wrote into ``RUN/config.yaml`` and that are no longer settings: an unused one
+#: (``circuits.strongest_pairs``) and ones ``run`` sets itself. :func:`read_run_file` drops them.
+RETIRED_KEYS = {"circuits": ("strongest_pairs",), "analyze": ("eval_report",), "site": ("compares",)}
+
+
+def read_run_file(path: Path) -> dict[str, Any]:
+    """A run folder's own ``config.yaml`` (:func:`read_file`) without the :data:`RETIRED_KEYS` it may hold."""
+    data = read_file(path)
+    for section, keys in RETIRED_KEYS.items():
+        if isinstance(data.get(section), dict):
+            data[section] = {k: v for k, v in data[section].items() if k not in keys}
+    return data
+
+
 def read_file(path: Path) -> dict[str, Any]:
     """A YAML (.yaml/.yml) or TOML (.toml) file as a mapping; one-line errors."""
     path = Path(path)
