@@ -32,9 +32,9 @@ import torch
 from inception_sae.featvis.objectives import sae_decoder, sae_encoder
 from inception_sae.featvis.param import ImageParam, ParamConfig
 from inception_sae.featvis.render import RenderConfig, render, save_png
-from inception_sae.featvis.sae_io import SAEWeights
 from inception_sae.models import load_model
 from inception_sae.models.layers import layer_info
+from inception_sae.sae.view import SAETensors
 
 #: Assumed sustained GPU throughput for the projection (FLOP/s): H100 SXM peak is
 #: ~67 TFLOP/s FP32 and ~495 TFLOP/s dense TF32; we assume 25 TFLOP/s FP32 sustained
@@ -43,12 +43,13 @@ GPU_FLOPS = 25e12
 LUCID_STEPS = 512
 
 
-def random_sae(layer: str, d_sae: int, seed: int = 0) -> SAEWeights:
+def random_sae(layer: str, d_sae: int, seed: int = 0) -> SAETensors:
     """A hand-made random SAE (unit-norm decoder rows, encoder = decoder^T)."""
     d_in = layer_info(layer).channels
     g = torch.Generator().manual_seed(seed)
     w_dec = torch.nn.functional.normalize(torch.randn(d_sae, d_in, generator=g), dim=1)
-    return SAEWeights(w_dec.T.contiguous(), w_dec, torch.zeros(d_sae), torch.zeros(d_in), layer, {"model": "random:0"})
+    return SAETensors(w_dec.T.contiguous(), w_dec, torch.zeros(d_sae), torch.zeros(d_in), min(32, d_sae), layer,
+                      {"model": "random:0"})  # fmt: skip
 
 
 def step_flops(model, layer: str, size: int, model_size: int) -> float:
@@ -93,7 +94,7 @@ def throughput(args: argparse.Namespace) -> dict:
     }
 
 
-def train_small_sae(model, layer: str, d_sae: int, k: int, seed: int = 0) -> SAEWeights:
+def train_small_sae(model, layer: str, d_sae: int, k: int, seed: int = 0) -> SAETensors:
     """A TopK SAE trained briefly on ``layer`` activations of 1/f-noise images (random net)."""
     with torch.no_grad():
         imgs = ImageParam(range(256), ParamConfig(size=64))
@@ -120,7 +121,7 @@ def train_small_sae(model, layer: str, d_sae: int, k: int, seed: int = 0) -> SAE
         opt.step()
     print(f"small SAE: {d_sae} latents, k={k}, FVU {loss.item():.3f} on {len(v)} vectors")
     t = {key: p.detach() for key, p in params.items()}
-    return SAEWeights(t["W_enc"], t["W_dec"], t["b_enc"], t["b_dec"], layer, {"model": "random:0", "k": k})
+    return SAETensors(t["W_enc"], t["W_dec"], t["b_enc"], t["b_dec"], k, layer, {"model": "random:0", "k": k})
 
 
 def objectives(args: argparse.Namespace) -> dict:

@@ -8,15 +8,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from inception_sae.circuits.saes import SAEView
+from inception_sae.sae.view import SAETensors
 
 
-def random_sae(layer: str, d: int, m: int, k: int, seed: int) -> SAEView:
+def random_sae(layer: str, d: int, m: int, k: int, seed: int) -> SAETensors:
     """Unit-norm random decoder rows, encoder = decoder^T, zero biases."""
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(m, d, generator=g)
     W /= W.norm(dim=1, keepdim=True)
-    return SAEView(W.T.contiguous(), W, torch.zeros(m), torch.zeros(d), k, layer)
+    return SAETensors(W.T.contiguous(), W, torch.zeros(m), torch.zeros(d), k, layer)
 
 
 def planted_pair(model, up_layer: str, down_layer: str, m: int = 64, k: int = 4, seed: int = 0):
@@ -36,7 +36,7 @@ def planted_pair(model, up_layer: str, down_layer: str, m: int = 64, k: int = 4,
     return up, down, (i1, i2), j
 
 
-def write_sae(sae: SAEView, folder: Path) -> Path:
+def write_sae(sae: SAETensors, folder: Path) -> Path:
     """A hand-made SAE folder in the contract format."""
     folder.mkdir(parents=True, exist_ok=True)
     cfg = {"d_in": sae.d, "d_sae": sae.m, "k": sae.k, "layer": sae.layer, "model": "random:0", "architecture": "topk"}
@@ -48,7 +48,7 @@ def write_sae(sae: SAEView, folder: Path) -> Path:
 
 
 @torch.no_grad()
-def injected_1x1_effect(model, chain, up: SAEView, down: SAEView, i: int, j: int, acts, eps: float = 1.0):
+def injected_1x1_effect(model, chain, up: SAETensors, down: SAETensors, i: int, j: int, acts, eps: float = 1.0):
     """Measured change of j's 1x1-slice pre-activation per unit of ``d_i`` added at every position of ``acts``.
 
     A 1x1 conv is affine, so this equals the exact_1x1 weight by construction: a

@@ -63,9 +63,9 @@ def test_cli_bad_input_is_one_line(tmp_path):
 
 def brute_image_maxima(model, sae_dir, folder, size):
     """(n_images, m) per-image maxima and (n_images, m) argmax positions from dense codes."""
-    from inception_sae.analysis.sae_io import load_sae
+    from inception_sae.sae.model import TopKSAE
 
-    sae, _ = load_sae(sae_dir)
+    sae = TopKSAE.load(sae_dir)
     ds = ImageDataset.from_folder(folder, Preprocess(resize=round(size * 256 / 224), crop=size))
     maxima, argmax = [], []
     for x, _ in iter_batches(ds, 100):

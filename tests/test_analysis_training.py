@@ -11,8 +11,8 @@ from conftest import write_images
 
 from inception_sae.analysis.config import AnalyzeConfig
 from inception_sae.analysis.run import analyze
-from inception_sae.analysis.sae_io import load_sae
 from inception_sae.data.images import ImageDataset, Preprocess, iter_batches
+from inception_sae.sae.model import TopKSAE
 
 PER_IMAGE = 3
 
@@ -34,7 +34,7 @@ def trained_sae(tmp_path_factory):
 
 def brute_top_norm_firing(model, sae_dir, folder) -> tuple[torch.Tensor, int]:
     """(m,) firing counts over each image's 3 highest-norm positions, and the number of those positions."""
-    sae, _ = load_sae(sae_dir)
+    sae = TopKSAE.load(sae_dir)
     ds = ImageDataset.from_folder(folder, Preprocess(resize=round(32 * 256 / 224), crop=32))
     counts, n = torch.zeros(24, dtype=torch.long), 0
     for x, _ in iter_batches(ds, 100):

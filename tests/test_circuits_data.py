@@ -12,10 +12,10 @@ from conftest import write_images
 from inception_sae.circuits.attribution import ablation_effects, find_sites, gradient_x_activation
 from inception_sae.circuits.compare import compare_feature
 from inception_sae.circuits.linearize import Linearised, make_chain
-from inception_sae.circuits.saes import load_sae
 from inception_sae.circuits.weights import WeightCircuit
 from inception_sae.cli import main
 from inception_sae.data.images import ImageDataset, Preprocess
+from inception_sae.sae.model import load_layer_sae
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_load_sae_matches_topk_sae(tmp_path):
     sae.b_enc.normal_(0, 0.1)
     sae.b_dec.normal_(0, 0.1)
     folder = write_sae(sae, tmp_path / "sae")
-    view, ref = load_sae(folder), TopKSAE.load(folder)
+    view, ref = load_layer_sae(folder).frozen(folder), TopKSAE.load(folder)
     v = torch.rand(7, 512)
     (va, ia), (vb, ib) = view.encode(v), ref.encode(v)
     dense_a = torch.zeros(7, 40).scatter_(1, ia, va)
@@ -116,7 +116,7 @@ def test_cli_end_to_end(model, tmp_path, images):
 
 @pytest.mark.slow
 def test_rank_correlation_figure_on_trained_saes(model, tmp_path, sample_dir):
-    """Two tiny SAEs trained by the sae branch on real photos; methods compared against ablation."""
+    """Two tiny SAEs trained with the package's trainer on real photos; methods compared against ablation."""
     import numpy as np
 
     from inception_sae.circuits.config import CircuitsConfig

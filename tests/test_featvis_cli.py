@@ -15,7 +15,7 @@ from inception_sae.cli import main
 from inception_sae.commands.featvis import parse_ids
 from inception_sae.errors import UserError
 from inception_sae.featvis.run import item_seed
-from inception_sae.featvis.sae_io import load_sae_weights, write_sae_folder
+from inception_sae.sae.model import TopKSAE, load_layer_sae
 
 FAST = ["--steps", "2", "--size", "24", "--model-size", "40", "--weights", "random", "--batch-size", "4"]
 
@@ -24,7 +24,7 @@ def make_sae(folder: Path, layer: str = "mixed3a", d: int = 256, m: int = 24, se
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(d, m, generator=g) / d**0.5
     weights = {"W_enc": w, "W_dec": w.T.clone(), "b_enc": torch.zeros(m), "b_dec": torch.zeros(d)}
-    return write_sae_folder(folder, weights, layer)
+    return TopKSAE.from_tensors(weights, 8, meta={"layer": layer, "model": "random:0"}).save(folder)
 
 
 @pytest.fixture
@@ -40,12 +40,12 @@ def test_parse_ids():
 
 
 def test_sae_folder_reader(sae_dir):
-    sae = load_sae_weights(sae_dir)
+    sae = load_layer_sae(sae_dir).frozen(sae_dir)
     assert sae.layer == "mixed3a" and sae.d_in == 256 and sae.d_sae == 24
     assert not sae.W_enc.requires_grad
     (sae_dir / "cfg.json").write_text("{")
     with pytest.raises(UserError, match="not valid JSON"):
-        load_sae_weights(sae_dir)
+        load_layer_sae(sae_dir).frozen(sae_dir)
 
 
 def test_features_with_diversity_index_and_resume(sae_dir, tmp_path):
@@ -117,7 +117,7 @@ def test_killed_mid_batch_resumes_from_the_batch_checkpoint(tmp_path, sae_dir):
     from inception_sae.featvis.run import FeatvisJob, progress_view, run_featvis
     from inception_sae.models import load_model
 
-    model, sae = load_model("random", seed=0), load_sae_weights(sae_dir)
+    model, sae = load_model("random", seed=0), load_layer_sae(sae_dir).frozen(sae_dir)
     render = RenderConfig(steps=8, param=ParamConfig(size=24), model_size=40)
 
     def job(out):

@@ -22,7 +22,6 @@ from .examples import Family
 from .logits import logit_effect
 from .metrics import read_eval_report
 from .passes import Context, RunState, pass1, pass2, pass3_render
-from .sae_io import decoder, load_sae
 from .streaming import FeatureStats
 
 
@@ -50,17 +49,18 @@ def validate(cfg: AnalyzeConfig) -> None:
 def build_context(cfg: AnalyzeConfig, model, progress: bool) -> tuple[Context, dict]:
     """Load the SAE, the model and the images; check they fit together."""
     from ..models.weights import load_model
+    from ..sae.model import TopKSAE
 
     validate(cfg)
-    sae, sae_cfg = load_sae(cfg.sae, cfg.device)
-    layer = sae_cfg.get("layer")
+    sae = TopKSAE.load(cfg.sae, device=cfg.device)
+    sae_cfg, layer = sae.folder_cfg(), sae.layer
     if not layer:
         raise UserError(f"{cfg.sae}/cfg.json has no 'layer': cannot tell which layer to analyse")
     if model is None:
         model = load_model(cfg.weights, seed=cfg.seed, device=cfg.device)
     info = model.layer_info(layer, cfg.input_size)
-    if info.channels != decoder(sae).shape[1]:
-        raise UserError(f"SAE d_in={decoder(sae).shape[1]} but {layer} has {info.channels} channels")
+    if info.channels != sae.d_in:
+        raise UserError(f"SAE d_in={sae.d_in} but {layer} has {info.channels} channels")
     resize = round(cfg.input_size * 256 / 224)
     ds = ImageDataset.from_path(cfg.images, Preprocess(resize=resize, crop=cfg.input_size))
     subset = take_spread(ds, cfg.max_images, cfg.seed)  # seeded, spread over the classes
@@ -130,7 +130,7 @@ def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisRe
     ctx, sae_cfg = build_context(cfg, model, progress)
     ev = read_eval_report(cfg.eval_report, ctx.layer, cfg.sae)  # checked before the long passes
     names = load_labels(cfg.labels)
-    W_dec = decoder(ctx.sae)  # (m, d)
+    W_dec = ctx.sae.W_dec.detach().float().cpu()  # (m, d)
     n_total = len(ctx.dataset)
     state = new_state(ctx, cfg, W_dec.shape[0], n_total)
     true_cls = true_classes(ctx.dataset, len(ctx.indices), names)

@@ -23,8 +23,8 @@ from torch import Tensor
 
 from ..data.images import ImageDataset, iter_batches
 from ..models.inception_v1 import InceptionV1
+from ..sae.view import SAETensors
 from .linearize import Chain, exact_chain
-from .saes import SAEView
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,14 @@ class Attribution:
         return self.per_image.mean(0)
 
 
-def feature_maps(sae: SAEView, acts: Tensor) -> Tensor:
+def feature_maps(sae: SAETensors, acts: Tensor) -> Tensor:
     """(B, d, H, W) activations -> (B, m, H, W) TopK feature activations (dense; small SAEs/maps)."""
     B, d, H, W = acts.shape
     z = sae.dense_codes(acts.permute(0, 2, 3, 1).reshape(-1, d))
     return z.reshape(B, H, W, -1).permute(0, 3, 1, 2)
 
 
-def preact_at(sae: SAEView, feature: int, out: Tensor, pos: Tensor) -> Tensor:
+def preact_at(sae: SAETensors, feature: int, out: Tensor, pos: Tensor) -> Tensor:
     """Encoder pre-activation of ``feature`` at one position per image: out (n, d, H, W), pos (n, 2) -> (n,)."""
     v = out[torch.arange(out.shape[0]), :, pos[:, 0], pos[:, 1]]  # (n, d)
     return (v - sae.b_dec) @ sae.W_enc[:, feature] + sae.b_enc[feature]
@@ -70,7 +70,7 @@ def preact_at(sae: SAEView, feature: int, out: Tensor, pos: Tensor) -> Tensor:
 def find_sites(
     model: InceptionV1,
     chain: Chain,
-    down: SAEView,
+    down: SAETensors,
     features: list[int],
     dataset: ImageDataset,
     max_sites: int = 16,
@@ -106,7 +106,7 @@ def find_sites(
 
 
 @torch.no_grad()
-def firing_counts(model: InceptionV1, down: SAEView, dataset: ImageDataset, batch_size: int = 16) -> Tensor:
+def firing_counts(model: InceptionV1, down: SAETensors, dataset: ImageDataset, batch_size: int = 16) -> Tensor:
     """(m,) number of images on which each downstream feature fires somewhere."""
     counts = torch.zeros(down.m)
     for x, _ in iter_batches(dataset, batch_size):
@@ -114,7 +114,9 @@ def firing_counts(model: InceptionV1, down: SAEView, dataset: ImageDataset, batc
     return counts
 
 
-def gradient_x_activation(model: InceptionV1, chain: Chain, up: SAEView, down: SAEView, sites: Sites) -> Attribution:
+def gradient_x_activation(
+    model: InceptionV1, chain: Chain, up: SAETensors, down: SAETensors, sites: Sites
+) -> Attribution:
     """Attribute the downstream pre-activation at each site to upstream features, error and bias."""
     A = sites.acts.clone().requires_grad_(True)
     with torch.enable_grad():
@@ -137,8 +139,8 @@ def gradient_x_activation(model: InceptionV1, chain: Chain, up: SAEView, down: S
 def ablation_effects(
     model: InceptionV1,
     chain: Chain,
-    up: SAEView,
-    down: SAEView,
+    up: SAETensors,
+    down: SAETensors,
     sites: Sites,
     candidates: list[int],
     batch_size: int = 64,

@@ -20,12 +20,14 @@ from ..errors import UserError
 from ..fsio import read_json
 from ..models.inception_v1 import InceptionV1
 from ..models.layers import layer_info
+from ..sae.model import load_layer_sae
+from ..sae.view import SAETensors
 from .attribution import find_sites, firing_counts
 from .compare import METHODS, PairTable, compare_feature, plot_agreement
 from .config import CircuitsConfig
 from .graph import CircuitGraph, render
 from .linearize import Linearised, make_chain
-from .saes import SAEView, dominant_branches, load_sae
+from .saes import dominant_branches
 from .validate import branch_consistency
 from .weights import Neighbours, WeightCircuit, class_circuit, logit_weights
 
@@ -51,7 +53,7 @@ def null_scale(folders: dict[str, Path], layer: str):
     return torch.tensor(scale, dtype=torch.float32) if scale else None
 
 
-def branch_labels(cfg: CircuitsConfig, folders: dict[str, Path], *saes: SAEView) -> dict[str, list[str]]:
+def branch_labels(cfg: CircuitsConfig, folders: dict[str, Path], *saes: SAETensors) -> dict[str, list[str]]:
     """Layer -> dominant branch (or "none") of every feature, by the analysis's definition and null scale."""
     out = {}
     for sae in saes:
@@ -60,7 +62,7 @@ def branch_labels(cfg: CircuitsConfig, folders: dict[str, Path], *saes: SAEView)
     return out
 
 
-def branch_lookup(labels: dict[str, list[str]], *saes: SAEView) -> dict[str, str]:
+def branch_lookup(labels: dict[str, list[str]], *saes: SAETensors) -> dict[str, str]:
     """Node id -> dominant branch for every feature of SAEs on inception blocks."""
     out: dict[str, str] = {}
     for sae in saes:
@@ -134,7 +136,7 @@ def data_validation(circuit: WeightCircuit, cfg: CircuitsConfig, dataset: ImageD
     return table, edges
 
 
-def pick_features(cfg: CircuitsConfig, model: InceptionV1, down: SAEView, dataset: ImageDataset | None) -> list[int]:
+def pick_features(cfg: CircuitsConfig, model: InceptionV1, down: SAETensors, dataset: ImageDataset | None) -> list[int]:
     """The focus feature first, then the most frequently firing ones (or the first ones without images)."""
     chosen = [] if cfg.feature is None else [cfg.feature]
     if cfg.feature is not None and cfg.feature >= down.m:
@@ -144,7 +146,7 @@ def pick_features(cfg: CircuitsConfig, model: InceptionV1, down: SAEView, datase
     return (chosen + [f for f in order if f not in chosen])[: max(cfg.compare_features, 1)]
 
 
-def logits_json(model: InceptionV1, sae: SAEView, labels: Labels, top: int = 5) -> dict:
+def logits_json(model: InceptionV1, sae: SAETensors, labels: Labels, top: int = 5) -> dict:
     """Top and bottom classes of every mixed5b feature by its exact direct logit effect."""
     W = logit_weights(model, sae)[1:1001]  # (1000, m): real classes only (0 is a dummy, 1001+ unlabelled)
     out = {}
@@ -162,7 +164,7 @@ def load_inputs(cfg: CircuitsConfig, model: InceptionV1 | None):
     """Model, SAEs, chain and (optional) images from the config, with one-line errors."""
     from ..models.weights import load_model
 
-    up, down = load_sae(cfg.upstream, cfg.device), load_sae(cfg.downstream, cfg.device)
+    up, down = (load_layer_sae(p, cfg.device, needed_by="circuits").frozen(p) for p in (cfg.upstream, cfg.downstream))
     chain = make_chain(up.layer, down.layer)
     model = model if model is not None else load_model(cfg.weights, seed=cfg.seed, device=cfg.device)
     dataset = None

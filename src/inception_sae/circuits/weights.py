@@ -23,8 +23,8 @@ from torch import Tensor
 
 from ..errors import UserError
 from ..models.inception_v1 import InceptionV1
+from ..sae.view import SAETensors
 from .linearize import Linearised, crop_box, one_by_one_matrix
-from .saes import SAEView
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,9 @@ class PairKernel:
 class WeightCircuit:
     """Feature-to-feature weights between ``up`` and ``down`` SAEs through ``lin``'s chain."""
 
-    def __init__(self, model: InceptionV1, lin: Linearised, up: SAEView, down: SAEView, chunk: int = 1024) -> None:
+    def __init__(
+        self, model: InceptionV1, lin: Linearised, up: SAETensors, down: SAETensors, chunk: int = 1024
+    ) -> None:
         self.model, self.lin, self.up, self.down, self.chunk = model, lin, up, down, chunk
         self._written: dict[str, Tensor] = {}
 
@@ -132,7 +134,7 @@ class WeightCircuit:
         return best_flat % m_a, best_flat // m_a, best_v
 
 
-def logit_weights(model: InceptionV1, sae: SAEView) -> Tensor:
+def logit_weights(model: InceptionV1, sae: SAETensors) -> Tensor:
     """(1008, m): exact direct effect of each mixed5b feature on each logit.
 
     After mixed5b come a global mean and the FC layer, both linear, so a unit of

@@ -77,11 +77,11 @@ def featvis(
 
 def _target(sae: Path | None, features: str | None, layer: str | None, neurons: str | None):
     """(SAE weights or None, layer, kind "f"/"n", ids) from the CLI's selection flags."""
-    from ..featvis.sae_io import load_sae_weights
+    from ..sae.model import load_layer_sae
 
     if (features is None) == (neurons is None):
         raise UserError("give exactly one of --features (with --sae) or --neurons (with --layer)")
-    sae_w = load_sae_weights(sae) if sae is not None else None
+    sae_w = load_layer_sae(sae, needed_by="featvis").frozen(sae) if sae is not None else None
     if features is not None and sae_w is None:
         raise UserError("--features needs --sae")
     layer = layer or (sae_w.layer if sae_w else None)

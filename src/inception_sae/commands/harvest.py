@@ -54,12 +54,13 @@ store_app = typer.Typer(help="Inspect and check activation stores.", no_args_is_
 @store_app.command("info")
 def store_info(store: Path = typer.Argument(..., help="Store folder.")) -> None:
     """Summary of a store: layer, d, dtype, vectors, shards, model, sampling, status, what a training batch mixes."""
+    from ..data.reader import StoreSource
     from ..data.store import ActivationStore
 
     st = ActivationStore.open(store)
     info = st.info()
     if len(st) > 0:  # images and classes (folder names) a default training batch (4096, seed 0) spans on average
-        info["batch_mixing"] = st.source(batch_size=min(4096, len(st))).mixing()
+        info["batch_mixing"] = StoreSource(st, min(4096, len(st))).mixing()
     out.print_json(json.dumps(info))
 
 

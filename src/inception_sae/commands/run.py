@@ -80,7 +80,7 @@ def run(
     if cfg.weights and cfg.weights.startswith("random"):
         warn_if_random(f"random:{cfg.seed}")
     try:
-        result = run_pipeline(cfg, force=tuple(force_stage), progress=progress)
+        result = run_pipeline(cfg, force=tuple(force_stage), progress=progress, console=console)
     except KeyboardInterrupt:
         console.print("interrupted: rerun the same command to resume")
         raise typer.Exit(130) from None

@@ -30,43 +30,26 @@ def _distributed(device: str) -> tuple[int, int]:
 
 
 def _open_store(path: Path):
-    try:
-        from ..data.store import ActivationStore
-    except ImportError as e:
-        raise UserError(f"the activation store is not available in this install ({e})") from e
+    from ..data.store import ActivationStore
+
     return ActivationStore.open(path)
 
 
 def _store_source(store, batch: int, seed: int, rank: int, world: int, held_out: int):
     """Shuffled batches of the store minus its held-out tail (never read, so `eval` can measure on it)."""
+    from ..data.reader import StoreSource
     from ..data.subsets import held_out_tail
 
     rows = held_out_tail(store, held_out)
     try:
-        return store.source(batch_size=batch, seed=seed, rank=rank, world=world, held_out=rows)
+        return StoreSource(store, batch, seed=seed, rank=rank, world=world, held_out=rows)
     except ValueError as e:
         raise UserError(f"store {store.path}: {e}") from e
 
 
-def mixing_line(source) -> str:
-    """One line on what a training batch mixes (images, classes) and which rows are held out."""
-    m = source.mixing()
-    held = f"rows [{source.held_out[0]}, {source.held_out[1]})" if source.held_out else "nothing"
-    if not m["images"]:  # vectors without provenance
-        return f"held out from training (never read): {held}"
-    classes = f", {m['classes_per_batch']:.0f} of {m['classes']} classes" if m.get("classes_per_batch") else ""
-    return (
-        f"a batch of {m['batch_size']} spans {m['images_per_batch']:.0f} of {m['images']} images on average"
-        f"{classes}; held out from training (never read): {held}"
-    )
-
-
 def _stream_source(images: Path, layer: str, weights, seed: int, device: str, batch: int, rank: int, world: int):
-    try:
-        from ..data.stream import StreamSource
-    except ImportError as e:
-        raise UserError(f"training from --images needs inception_sae.data.stream, not available here ({e})") from e
     from ..data.images import ImageDataset
+    from ..data.stream import StreamSource
     from ..models.layers import spatial_layer_info
     from ..models.weights import load_model
 
@@ -138,6 +121,8 @@ def train(
         meta = {"layer": st.layer, "model": st.manifest.get("model"), "store": str(st.path),
                 "batch_mixing": source.mixing()}  # fmt: skip
         if rank == 0 and progress:
+            from ..data.reader import mixing_line
+
             console.print(mixing_line(source), soft_wrap=True)
     saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
     cfg = TrainConfig(

@@ -229,3 +229,16 @@ def _check_range(rows, total: int) -> tuple[int, int] | None:
     if not 0 <= lo <= hi <= total:
         raise ValueError(f"held-out rows [{lo}, {hi}) are not inside the store's [0, {total})")
     return (lo, hi) if hi > lo else None
+
+
+def mixing_line(source) -> str:
+    """One line on what a training batch mixes (images, classes) and which rows are held out."""
+    m = source.mixing()
+    held = f"rows [{source.held_out[0]}, {source.held_out[1]})" if source.held_out else "nothing"
+    if not m["images"]:  # vectors without provenance
+        return f"held out from training (never read): {held}"
+    classes = f", {m['classes_per_batch']:.0f} of {m['classes']} classes" if m.get("classes_per_batch") else ""
+    return (
+        f"a batch of {m['batch_size']} spans {m['images_per_batch']:.0f} of {m['images']} images on average"
+        f"{classes}; held out from training (never read): {held}"
+    )

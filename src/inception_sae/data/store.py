@@ -44,7 +44,7 @@ def now_iso() -> str:
 
 
 def package_version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 
@@ -245,12 +245,6 @@ class ActivationStore:
         if len(arr) != count:
             raise UserError(f"shard {self.path / rel} has {len(arr)} rows, manifest says {count}")
         return arr
-
-    def source(self, batch_size: int, **kwargs):
-        """Shuffled training batches (a BatchSource); ``kwargs`` go to :class:`~.reader.StoreSource`."""
-        from .reader import StoreSource
-
-        return StoreSource(self, batch_size, **kwargs)
 
     # -- checks and statistics ----------------------------------------------------------
     def verify(self) -> list[str]:

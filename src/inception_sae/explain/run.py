@@ -52,7 +52,7 @@ def method_note(layer: str, steps: int) -> str:
 
 
 def feature_rows(s: ClassSplit, ic: ImageCodes, base: np.ndarray, order: list[int], denom: float, label, link) -> list:
-    from ..site.live import overlay
+    from .overlay import overlay
 
     rows = []
     H, W = ic.grid
@@ -100,7 +100,7 @@ def explain_image(
     """Explain the model's top classes (or ``classes``) on ``img`` (a 224x224 RGB PIL image)."""
     from ..data.images import to_tensor
     from ..data.labels import load_labels
-    from ..site.live import data_uri
+    from .overlay import data_uri
 
     layer = sae.layer
     if not layer:

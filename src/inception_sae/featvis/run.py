@@ -27,10 +27,10 @@ import torch
 from ..errors import UserError
 from ..fsio import atomic_write_json, read_json
 from ..models.layers import BRANCH_ORDER, layer_info
+from ..sae.view import SAETensors
 from ..settings import check_choices, settings_of
 from .objectives import Objective, diversity, neuron, sae_decoder, sae_encoder
 from .render import RenderConfig, RenderSettings, render, save_png
-from .sae_io import SAEWeights
 
 INDEX_FILE = "featvis.json"
 INDEX_FORMAT = "inception-sae/featvis/1"
@@ -90,7 +90,7 @@ def png_relpath(job: FeatvisJob, unit: int, variant: int = -1) -> str:
     return f"{job.layer}/{job.kind}/{name}"
 
 
-def base_objective(job: FeatvisJob, units: Sequence[int], sae: SAEWeights | None) -> Objective:
+def base_objective(job: FeatvisJob, units: Sequence[int], sae: SAETensors | None) -> Objective:
     """The per-image unit objective (image i gets units[i])."""
     if job.kind == "n":
         return neuron(job.layer, list(units), at=job.at, branch=job.branch)
@@ -116,7 +116,7 @@ def plan_batches(job: FeatvisJob, done: Callable[[str], bool]) -> list[list[tupl
     return batches
 
 
-def check_job(job: FeatvisJob, sae: SAEWeights | None) -> None:
+def check_job(job: FeatvisJob, sae: SAETensors | None) -> None:
     """Fail early, in one line, on ids out of range or a mismatched SAE."""
     channels = layer_info(job.layer).channels
     if job.kind == "f":
@@ -150,7 +150,7 @@ def write_index(out: Path, index: dict[str, Any]) -> None:
     atomic_write_json(out / INDEX_FILE, index, sort_keys=True)
 
 
-def job_settings(job: FeatvisJob, sae: SAEWeights | None, sae_path: str | None) -> dict[str, Any]:
+def job_settings(job: FeatvisJob, sae: SAETensors | None, sae_path: str | None) -> dict[str, Any]:
     """JSON-able settings recorded in the index."""
     r = job.render
     settings = {
@@ -175,7 +175,7 @@ def job_settings(job: FeatvisJob, sae: SAEWeights | None, sae_path: str | None) 
 def run_featvis(
     model: torch.nn.Module,
     job: FeatvisJob,
-    sae: SAEWeights | None = None,
+    sae: SAETensors | None = None,
     *,
     sae_path: str | None = None,
     device: str | torch.device = "cpu",
@@ -232,7 +232,7 @@ class Progress(NamedTuple):
 def _render_batch(
     model: torch.nn.Module,
     job: FeatvisJob,
-    sae: SAEWeights | None,
+    sae: SAETensors | None,
     batch: list[tuple[int, int]],
     section: dict[str, Any],
     device: str | torch.device,

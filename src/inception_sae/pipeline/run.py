@@ -213,8 +213,13 @@ def check_featvis_settings(ctx: work.Context) -> None:
         work.featvis_job(ctx, layer, ids=(0,))
 
 
-def run_pipeline(cfg: RunConfig, force: tuple[str, ...] = (), progress: bool = True, view=None) -> RunResult:
-    """Run every stage of ``cfg`` that is not complete; see the module docstring."""
+def run_pipeline(
+    cfg: RunConfig, force: tuple[str, ...] = (), progress: bool = True, view=None, console=None
+) -> RunResult:
+    """Run every stage of ``cfg`` that is not complete; see the module docstring.
+
+    ``console`` (rich) receives the stages' notes and progress bars (default: a new one on stderr).
+    """
     validate(cfg)
     check_stage_settings(cfg)
     paths = Paths(cfg.out)
@@ -226,7 +231,7 @@ def run_pipeline(cfg: RunConfig, force: tuple[str, ...] = (), progress: bool = T
             remove(path)
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.config.write_text(to_yaml(cfg))
-    ctx = work.Context(cfg, paths, progress=progress)
+    ctx = work.Context(cfg, paths, progress=progress, console=console)
     view = view or StageView()  # stage lines always; ``progress`` only switches the stages' own bars
     result, changed = RunResult(paths.root, paths.site), False
     for stage in plan(ctx):

@@ -24,7 +24,15 @@ class Context:
     cfg: RunConfig
     paths: Paths
     progress: bool = True
+    #: rich console for the stages' notes and bars (the command line passes its own; default: stderr)
+    console: Any = field(default=None, repr=False)
     _model: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.console is None:
+            from rich.console import Console
+
+            self.console = Console(stderr=True, soft_wrap=True)
 
     @property
     def model(self):
@@ -54,12 +62,6 @@ def do_harvest(ctx: Context, layer: str) -> str:
     return f"{r.vectors:,} vectors, {r.skipped} images skipped"
 
 
-def console_print(line: str) -> None:
-    from ..commands.common import console
-
-    console.print(line)
-
-
 def do_train(ctx: Context, layer: str) -> str:
     from ..data.store import ActivationStore
     from ..sae.model import SAEConfig
@@ -74,15 +76,15 @@ def do_train(ctx: Context, layer: str) -> str:
         )
     spec = ctx.cfg.sae
     sae_cfg = SAEConfig.from_expansion(store.d, spec.expansion, spec.latents, k=spec.k, tie=spec.tie, seed=spec.seed)
-    from ..commands.train import mixing_line
+    from ..data.reader import StoreSource, mixing_line
     from ..data.subsets import held_out_tail
 
     held = held_out_tail(store, ctx.cfg.eval.max_vectors)  # what eval measures on
-    source = store.source(batch_size=tcfg.batch_size, seed=ctx.cfg.seed, held_out=held)
+    source = StoreSource(store, tcfg.batch_size, seed=ctx.cfg.seed, held_out=held)
     if len(store) - (held[1] - held[0] if held else 0) < tcfg.batch_size:
         raise UserError(f"the {layer} store minus its held-out rows is smaller than one batch; harvest more images")
     if ctx.progress:
-        console_print(f"{layer}: {mixing_line(source)}")
+        ctx.console.print(f"{layer}: {mixing_line(source)}")
     meta = {"layer": store.layer, "model": store.manifest.get("model"), "store": str(ctx.paths.store(layer)),
             "batch_mixing": source.mixing()}  # fmt: skip
     result = train(source, [sae_cfg], tcfg, ctx.paths.sae(layer), meta)
@@ -150,14 +152,13 @@ def featvis_job(ctx: Context, layer: str, ids: tuple[int, ...] | None = None):
 
 
 def do_featvis(ctx: Context, layer: str) -> str:
-    from ..commands.common import console
     from ..featvis.run import progress_view, run_featvis
-    from ..featvis.sae_io import load_sae_weights
+    from ..sae.model import load_layer_sae
 
     job = featvis_job(ctx, layer)
     sae_path = ctx.paths.sae(layer)
-    sae = load_sae_weights(sae_path)
-    with progress_view(console, f"featvis {layer}", enabled=ctx.progress) as tick:
+    sae = load_layer_sae(sae_path, needed_by="featvis").frozen(sae_path)
+    with progress_view(ctx.console, f"featvis {layer}", enabled=ctx.progress) as tick:
         run_featvis(ctx.model, job, sae, sae_path=str(sae_path), device=ctx.cfg.device, on_progress=tick)
     return f"{len(job.ids)} features, {job.render.steps} steps each"
 

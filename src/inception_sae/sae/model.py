@@ -33,6 +33,7 @@ from .kernels import (
     sparse_forward,
 )
 from .settings import Tie
+from .view import TENSORS, SAETensors
 
 TIES: tuple[str, ...] = get_args(Tie)
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -156,7 +157,25 @@ class TopKSAE(nn.Module):
         """``zero_grad(set_to_none=True)`` that keeps CPU gradient buffers for the next backward."""
         recycle_grads(self.parameters())
 
-    # ----- folder I/O
+    # ----- folder I/O: the only writer (save) and reader (load) of SAE folders
+    def folder_cfg(self, input_scale: float = 1.0) -> dict[str, Any]:
+        """The ``cfg.json`` of this SAE: SAELens's keys, then ours (layer, model, tie, training summary...)."""
+        return {
+            "d_in": self.d_in,
+            "d_sae": self.d_sae,
+            "k": self.k,
+            "architecture": "topk",
+            "dtype": "float32",
+            "device": "cpu",
+            "apply_b_dec_to_input": True,
+            "normalize_activations": "none",
+            "tie": self.cfg.tie,
+            "seed": self.cfg.seed,
+            "input_scale": float(input_scale),
+            "input_scale_folded": True,
+            **{k: v for k, v in self.meta.items() if k not in ("d_in", "d_sae", "k", "input_scale")},
+        }
+
     def save(self, path: str | Path, input_scale: float = 1.0) -> Path:
         """Write ``cfg.json`` + ``sae_weights.safetensors`` in raw activation units.
 
@@ -173,22 +192,7 @@ class TopKSAE(nn.Module):
             "b_dec": (self.b_dec.detach().float().cpu() / s).contiguous(),
         }
         atomic_save_safetensors(path / WEIGHTS_FILE, tensors)
-        cfg = {
-            "d_in": self.d_in,
-            "d_sae": self.d_sae,
-            "k": self.k,
-            "architecture": "topk",
-            "dtype": "float32",
-            "device": "cpu",
-            "apply_b_dec_to_input": True,
-            "normalize_activations": "none",
-            "tie": self.cfg.tie,
-            "seed": self.cfg.seed,
-            "input_scale": s,
-            "input_scale_folded": True,
-            **{k: v for k, v in self.meta.items() if k not in ("d_in", "d_sae", "k")},
-        }
-        atomic_write_json(path / CFG_FILE, cfg, indent=2)
+        atomic_write_json(path / CFG_FILE, self.folder_cfg(s), indent=2)
         return path
 
     @classmethod
@@ -211,28 +215,68 @@ class TopKSAE(nn.Module):
             raise UserError(
                 f"cannot read SAE folder {path}: {w_path.name} is unreadable ({e}); retrain it (or rerun `run`)"
             ) from e
-        shapes = _check_tensors(tensors, path)
-        d_in, d_sae = shapes
+        d_in, d_sae = _check_tensors(tensors, path)
         for key, want in (("d_in", d_in), ("d_sae", d_sae)):
             if key in cfg and int(cfg[key]) != want:
                 raise UserError(f"{cfg_path}: {key}={cfg[key]} but {WEIGHTS_FILE} has {want}")
-        k = int(cfg.get("k", 32))
+        meta = {k_: v for k_, v in cfg.items() if k_ not in ("d_in", "d_sae", "k", "tie", "seed")}
+        meta["input_scale"] = 1.0  # already folded into the weights on save
         tie = cfg.get("tie", "init") if cfg.get("tie") in TIES else "init"
+        return cls.from_tensors(tensors, int(cfg.get("k", 32)), tie=tie, seed=int(cfg.get("seed", 0)), meta=meta,
+                                device=device)  # fmt: skip
+
+    @classmethod
+    def from_tensors(
+        cls,
+        tensors: dict[str, Tensor],
+        k: int,
+        *,
+        tie: str = "init",
+        seed: int = 0,
+        meta: dict | None = None,
+        device: str | torch.device = "cpu",
+    ) -> TopKSAE:
+        """An SAE from the contract's four tensors (raw units), e.g. bring-your-own weights to :meth:`save`."""
+        d_in, d_sae = tensors["W_enc"].shape
         if tie == "full" and not torch.equal(tensors["W_enc"].t(), tensors["W_dec"]):
             tie = "init"  # weights edited by hand: keep both matrices
-        sae = cls(SAEConfig(d_in, d_sae, k, tie, int(cfg.get("seed", 0))), device="meta")
-        sae.meta = {k_: v for k_, v in cfg.items() if k_ not in ("d_in", "d_sae", "k", "tie", "seed")}
-        sae.meta["input_scale"] = 1.0  # already folded into the weights on save
-        sae.enc = nn.Parameter(tensors["W_enc"].t().contiguous().to(device))
-        sae.dec = None if tie == "full" else nn.Parameter(tensors["W_dec"].contiguous().to(device))
-        sae.b_enc = nn.Parameter(tensors["b_enc"].to(device))
-        sae.b_dec = nn.Parameter(tensors["b_dec"].to(device))
+        sae = cls(SAEConfig(int(d_in), int(d_sae), k, tie, seed), device="meta", meta=meta)
+        sae.enc = nn.Parameter(tensors["W_enc"].float().t().contiguous().to(device))
+        sae.dec = None if tie == "full" else nn.Parameter(tensors["W_dec"].float().contiguous().to(device))
+        sae.b_enc = nn.Parameter(tensors["b_enc"].float().to(device))
+        sae.b_dec = nn.Parameter(tensors["b_dec"].float().to(device))
         return sae
+
+    def frozen(self, source: str | Path | None = None) -> SAETensors:
+        """Detached float32 copies of the four tensors (on the SAE's device), with k, layer and cfg.json."""
+        t = {n: getattr(self, n).detach().float().contiguous() for n in TENSORS}
+        source = str(source) if source is not None else "tensors"
+        return SAETensors(**t, k=self.k, layer=self.layer, cfg=self.folder_cfg(), source=source)
 
     @property
     def layer(self) -> str | None:
         """Layer the SAE was trained on (from cfg.json), if known."""
         return self.meta.get("layer")
+
+
+def load_layer_sae(path: str | Path, device: str | torch.device = "cpu", *, needed_by: str = "this command") -> TopKSAE:
+    """:meth:`TopKSAE.load` of a folder whose cfg.json names a layer with as many channels as the SAE's d_in.
+
+    One-line errors for a folder that names no layer, an unknown layer, or a layer of
+    another width, so a mismatched SAE and layer never reach the model.
+    """
+    from ..models.layers import layer_info
+
+    sae = TopKSAE.load(path, device=device)
+    if not sae.layer:
+        raise UserError(f"{Path(path) / CFG_FILE} has no 'layer'; {needed_by} needs to know which layer the SAE reads")
+    try:
+        channels = layer_info(sae.layer).channels
+    except KeyError as e:
+        raise UserError(f"{Path(path) / CFG_FILE}: {e.args[0]}") from None
+    if channels != sae.d_in:
+        raise UserError(f"{path}: the SAE's d_in is {sae.d_in} but {sae.layer} has {channels} channels")
+    return sae
 
 
 def _check_tensors(t: dict[str, Tensor], path: Path) -> tuple[int, int]:
