@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from quality_data import FAMILIES, Curve, Family, train_time  # noqa: E402
 
+from inception_sae.sae.cpu_memory import keep_freed_memory  # noqa: E402
 from inception_sae.sae.model import SAEConfig  # noqa: E402
 from inception_sae.sae.train import TrainConfig, Trainer  # noqa: E402
 
@@ -211,6 +212,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=HERE / "results" / "sae_quality.json")
     p.add_argument("--tables", type=Path, help="print the markdown tables of a saved JSON and exit")
     args = p.parse_args()
+    keep_freed_memory()  # as the command line does: the allocator setting CPU training is measured with
     if args.tables:
         print(tables(json.loads(args.tables.read_text())["results"]))
         return

@@ -31,6 +31,7 @@ from common_data import fvu, make_activations  # noqa: E402
 
 from inception_sae.data.source import ArraySource  # noqa: E402
 from inception_sae.sae import kernels  # noqa: E402
+from inception_sae.sae.cpu_memory import keep_freed_memory  # noqa: E402
 from inception_sae.sae.model import SAEConfig  # noqa: E402
 from inception_sae.sae.train import TrainConfig, Trainer  # noqa: E402
 
@@ -134,6 +135,7 @@ def main() -> None:
     p.add_argument("--backends", default="auto,torch", help="auto: Numba CPU kernels; torch: stock PyTorch ops")
     p.add_argument("--out", type=Path, default=HERE / "results" / "sae_train.json")
     args = p.parse_args()
+    keep_freed_memory()  # as the command line does: the allocator setting CPU training is measured with
     torch.manual_seed(0)
     acts = make_activations(args.acts, args.rows + args.eval)
     X = np.load(acts)

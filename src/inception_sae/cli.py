@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     Usage errors are click's (exit 2 with usage); every error the user can fix (bad layer names, missing
     files, mismatched artefacts, a full disk) is a :class:`~.errors.UserError` or ENOSPC and is one line.
     Anything else is a bug: it keeps its traceback, followed by a line asking to report it (exit code 1).
+    The process's allocator is set up for CPU training here, once, rather than inside a library call.
     """
+    from .sae.cpu_memory import keep_freed_memory
+
+    keep_freed_memory()
     try:
         app(args=argv, standalone_mode=True)
     except SystemExit as e:

@@ -33,13 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-try:
-    from . import cpu_kernels as _cpu
-except ImportError:  # numba is a core dependency; this keeps a broken install usable
-    _cpu = None
+from . import cpu_kernels as _cpu
 
 BACKENDS = ("auto", "torch")
-_backend = os.environ.get("INCEPTION_SAE_KERNELS", "auto")
+#: Picks the backend while :func:`set_backend` has not been called; read each time it is needed.
+BACKEND_ENV = "INCEPTION_SAE_KERNELS"
+_backend: str | None = None  #: set by :func:`set_backend`
 _local = threading.local()  #: per-thread (B, m) workspace: the site's live server encodes from several threads
 _grad_pool: dict[tuple, list[Tensor]] = {}
 
@@ -53,14 +52,13 @@ def set_backend(name: str) -> None:
 
 
 def get_backend() -> str:
-    return _backend
+    """The backend set by :func:`set_backend`, else ``$INCEPTION_SAE_KERNELS``, else "auto"."""
+    return _backend or os.environ.get(BACKEND_ENV, "auto")
 
 
 def _cpu_kernels_apply(*tensors: Tensor | None) -> bool:
-    return (
-        _backend == "auto"
-        and _cpu is not None
-        and all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in tensors)
+    return get_backend() == "auto" and all(
+        t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in tensors
     )
 
 

@@ -26,7 +26,6 @@ from ..data.source import BatchSource
 from ..errors import UserError
 from . import checkpoint as ckpt
 from .auxk import add_row_grads, auxk_loss_and_grads
-from .cpu_memory import keep_freed_memory
 from .kernels import batch_moments, geometric_median
 from .metrics import DENSE_THRESHOLD, RecentMeans, fire_counts, normalized_mse, variance_from_moments
 from .model import SAEConfig, TopKSAE, default_lr
@@ -87,8 +86,6 @@ class Trainer:
         self.source, self.cfg, self.out, self.meta = source, cfg, Path(out), dict(meta or {})
         self.distributed, self.rank, self.world = _dist()
         self.device = torch.device(cfg.device)
-        if self.device.type == "cpu":
-            keep_freed_memory()  # no page faults for the step's fresh (B, d) tensors
         self.compute_dtype = DTYPES[cfg.dtype]
         self.saes = saes
         if source.batch_size * self.world != cfg.batch_size:
