@@ -12,7 +12,7 @@ from inception_sae.models import inception_v1 as iv1
 from inception_sae.models.layers import BLOCK_SPECS, STAGE_NAMES, layer_info, layer_names, tf_same_pad
 from inception_sae.models.weights import expected_shapes, public_state_dict
 
-# (channels, size at 224) from inception5h.md
+# (channels, size at 224) of the inception5h graph
 SPEC_224 = {
     "conv2d0": (64, 112), "maxpool0": (64, 56), "conv2d1": (64, 56), "conv2d2": (192, 56), "maxpool1": (192, 28),
     "mixed3a": (256, 28), "mixed3b": (480, 28), "maxpool4": (480, 14), "mixed4a": (508, 14), "mixed4b": (512, 14),
@@ -68,7 +68,7 @@ def test_geometry_matches_spec():
     for name, (jump, rf) in SPEC_JUMP_RF.items():
         info = layer_info(name)
         assert (info.jump, info.rf) == (jump, rf), name
-    # branch RFs quoted in inception5h.md
+    # branch receptive fields of the inception5h graph
     assert [b.rf for b in layer_info("mixed3a").branches] == [27, 43, 59, 43]
     assert [b.rf for b in layer_info("mixed4a").branches] == [107, 139, 171, 139]
     assert [b.slice for b in layer_info("mixed4d").branches] == [(0, 112), (112, 400), (400, 464), (464, 528)]

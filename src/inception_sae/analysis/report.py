@@ -14,7 +14,7 @@ from .labels import auroc_from_hist, enrichment
 from .logits import class_top_features, top_classes
 from .streaming import HIST_BINS, HIST_HI, HIST_LO
 
-DENSE_FREQ = 0.1  #: a direction firing at more than this share of positions is "dense" (sae.md)
+DENSE_FREQ = 0.1  #: a direction firing at more than this share of positions is "dense"
 
 
 def dump(path: Path, obj) -> None:

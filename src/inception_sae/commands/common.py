@@ -54,8 +54,3 @@ def pick(value: Any, old_value: Any, old: str, new: str) -> Any:
         return value
     console.print(f"[yellow]warning[/]: {old} is deprecated; use {new}")
     return old_value
-
-
-def parse_weights(weights: str | None):
-    """CLI string -> load_model argument."""
-    return weights

@@ -26,9 +26,9 @@ from ..errors import UserError
 from ..fsio import atomic_write_json, read_json
 from ..settings import check_choices, settings_of
 from .distributed import DistEnv, barrier, process_group
-from .images import ImageDataset, Preprocess
+from .images import ImageDataset, Preprocess, collate_skipping
 from .ledger import Ledger, Pending, ShardWriter, merge_skips
-from .sampling import Sampling, ViewDataset, collate_views, gather_positions, item_seed, select_positions
+from .sampling import Sampling, ViewDataset, gather_positions, item_seed, select_positions
 from .store import MANIFEST, StoreDtype, new_manifest, now_iso, write_image_list
 from .subsets import take_spread, visit_order
 
@@ -217,7 +217,7 @@ def _run(cfg, model, dataset, mine, ledger: Ledger, writer: ShardWriter, env: Di
         ViewDataset(dataset, todo, cfg.views, cfg.seed),
         batch_size=cfg.batch_size,
         num_workers=cfg.workers,
-        collate_fn=collate_views,
+        collate_fn=collate_skipping,  # each item is an image's (V, 3, S, S) views
         prefetch_factor=4 if cfg.workers else None,
         pin_memory=device.startswith("cuda"),
     )

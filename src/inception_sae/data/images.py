@@ -209,7 +209,10 @@ class ImageDataset(torch.utils.data.Dataset):
 
 
 def collate_skipping(items: list[tuple[torch.Tensor | None, int, str]]):
-    """Stack good images; return (images (B,3,H,W) or None, indices, skipped [(i, reason)])."""
+    """(stack of the good items or None, their indices, skipped [(i, reason)]).
+
+    An item is an image (3, H, W), or an image's views (V, 3, S, S) in a harvest.
+    """
     good = [(x, i) for x, i, _ in items if x is not None]
     skipped = [(i, r) for x, i, r in items if x is None]
     if not good:

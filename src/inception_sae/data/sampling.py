@@ -124,15 +124,6 @@ def to_uint8(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
-def collate_views(items: list[tuple[torch.Tensor | None, int, str]]):
-    """(views (B, V, 3, S, S) or None, image indices [B], skipped [(index, reason)])."""
-    good = [(x, i) for x, i, _ in items if x is not None]
-    skipped = [(i, r) for x, i, r in items if x is None]
-    if not good:
-        return None, [], skipped
-    return torch.stack([x for x, _ in good]), [i for _, i in good], skipped
-
-
 def harvest_rule(manifest: dict) -> dict:
     """The position rule of a store's recipe (what an SAE trained on it saw), JSON-ready."""
     return {

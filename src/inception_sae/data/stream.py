@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .images import ImageDataset
-from .sampling import SAMPLINGS, ViewDataset, collate_views
+from .images import ImageDataset, collate_skipping
+from .sampling import SAMPLINGS, ViewDataset
 
 
 class StreamSource:
@@ -66,7 +66,7 @@ class StreamSource:
             ViewDataset(self.dataset, todo, 1, self.seed),
             batch_size=self.image_batch,
             num_workers=self.workers,
-            collate_fn=collate_views,
+            collate_fn=collate_skipping,  # each item is an image's views
         )
         parts = [np.zeros((0, self.d), np.float32)]
         with torch.inference_mode():

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from ..errors import UnknownNameError
 
-#: Order in which inception blocks concatenate their branches (inception5h.md).
+#: Order in which inception blocks concatenate their branches (the concat of the inception5h graph).
 BRANCH_ORDER = ("1x1", "3x3", "5x5", "pool")
 
 #: Per block: in, 1x1, 3x3_bottleneck, 3x3, 5x5_bottleneck, 5x5, pool_reduce.

@@ -1,4 +1,4 @@
-"""SAE quality metrics, computed one way everywhere (sae.md "Metrics").
+"""SAE quality metrics, computed one way everywhere (training logs, `eval`, benchmarks).
 
 FVU = sum ||x - x_hat||^2 / sum ||x - mean_d(x)||^2 with the per-dimension mean.
 """
