@@ -27,7 +27,12 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def sae_dir(tmp_path_factory):
-    return write_sae(tmp_path_factory.mktemp("sae") / "sae", unit_rows(torch.randn(24, 256)), "mixed3a", k=6)
+    return write_sae(
+        tmp_path_factory.mktemp("sae") / "sae",
+        unit_rows(torch.randn(24, 256, generator=torch.Generator().manual_seed(0))),
+        "mixed3a",
+        k=6,
+    )
 
 
 def test_cli_writes_the_contract(sae_dir, tmp_path):
