@@ -99,7 +99,7 @@ def peer(name: str, fam: str, args) -> dict:
     evals = ",".join(str(s) for s in args.eval_points if s <= steps)
     cmd = [str(python), str(HERE / "peers" / "quality.py"), name, fam, "--steps", str(steps), "--eval-steps", evals]
     cmd += ["--batch", str(args.batch), "--k", str(args.k), "--latents", str(args.latents), "--held", str(args.held)]
-    cmd += ["--real-dir", str(args.real_dir)]
+    cmd += ["--real-dir", str(args.real_dir), "--threads", str(args.threads)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         return {"trainer": name, "error": (res.stderr.strip().splitlines() or ["?"])[-1]}
@@ -209,6 +209,7 @@ def main() -> None:
     p.add_argument("--per-image", type=int, default=100, help="top-norm mixed4d positions per image (of 196)")
     p.add_argument("--real-dir", type=Path, default=Path("/tmp/inception_sae_quality_mixed4d"))
     p.add_argument("--set", action="append", default=[], help="our TrainConfig override, key=value (JSON value)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per trainer (FVU does not depend on it)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "sae_quality.json")
     p.add_argument("--tables", type=Path, help="print the markdown tables of a saved JSON and exit")
     args = p.parse_args()
@@ -220,6 +221,7 @@ def main() -> None:
     overrides = _overrides(args.set)
     args.peer_steps = {k: int(v) for k, v in (kv.split("=") for kv in filter(None, args.peer_steps.split(",")))}
     torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
     results = {}
     for fam_name in args.families.split(","):
         if fam_name == "mixed4d" and harvest_mixed4d(args.images, args.real_dir, args.per_image) is None:
