@@ -34,8 +34,10 @@ class SlowSource(ArraySource):
 
 
 def config(samples: int, every: int) -> TrainConfig:
+    # lr pinned at 3.2e-3 (the default at m=64 before it doubled): at 6.4e-3 the rounding difference of the
+    # two-rank gradient average grew past the DDP test's 1e-4 within 12 steps; equivalence is what is tested
     return TrainConfig(samples=samples, batch_size=BATCH, warmup_steps=5, checkpoint_every=every, progress=False,
-                       log_every=1, dead_window=256)  # fmt: skip
+                       log_every=1, dead_window=256, lr=3.2e-3)  # fmt: skip
 
 
 def saes() -> list[SAEConfig]:
