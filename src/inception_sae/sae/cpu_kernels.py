@@ -175,16 +175,22 @@ def decode_residual(idx, vals, W, b_dec, x, out_xhat, out_r, out_r16, out_rsum, 
     return sum_parts(part, out_rsum)
 
 
+@njit(inline="always", fastmath=True, cache=True)
+def _dot(a, b):  # pragma: no cover - compiled
+    """float32 dot product of two rows (inlined into the row kernels)."""
+    s = np.float32(0.0)
+    for t in range(a.shape[0]):
+        s += a[t] * b[t]
+    return s
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def remove_parallel(grad, w):  # pragma: no cover - compiled
     """In place, per row: grad[i] -= <grad[i], w[i]> w[i] (w's rows unit-norm)."""
     m, d = grad.shape
     for i in prange(m):
-        g = grad[i]
-        r = w[i]
-        s = np.float32(0.0)
-        for t in range(d):
-            s += g[t] * r[t]
+        g, r = grad[i], w[i]
+        s = _dot(g, r)
         for t in range(d):
             g[t] -= s * r[t]
 
@@ -225,9 +231,6 @@ def normalize_rows(w, eps):  # pragma: no cover - compiled
     m, d = w.shape
     for i in prange(m):
         r = w[i]
-        s = np.float32(0.0)
-        for t in range(d):
-            s += r[t] * r[t]
-        inv = np.float32(1.0) / max(np.sqrt(s), np.float32(eps))
+        inv = np.float32(1.0) / max(np.sqrt(_dot(r, r)), np.float32(eps))
         for t in range(d):
             r[t] *= inv
