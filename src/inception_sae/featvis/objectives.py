@@ -139,6 +139,7 @@ def neuron(layer: str, n: Units, at: str | tuple[int, int] = "center", branch: s
 def direction(
     layer: str,
     vectors: Tensor,
+    *,
     cossim_pow: float = 1.0,
     at: str | tuple[int, int] = "mean",
     branch: str | None = None,
@@ -210,9 +211,10 @@ def sae_encoder(
 def sae_decoder(
     sae: SAEWeightsLike,
     feature: Units,
+    *,
+    branch: str | None = None,
     cossim_pow: float = 1.0,
     at: str | tuple[int, int] = "center",
-    branch: str | None = None,
 ) -> Objective:
     """Lucid's direction score along the feature's decoder row, on ``a - b_dec``.
 
