@@ -11,6 +11,7 @@ from harvest_helpers import classes_per_window, make_class_images
 from inception_sae import ActivationStore
 from inception_sae.cli import main
 from inception_sae.data.harvest import HarvestConfig, harvest
+from inception_sae.data.reader import StoreSource
 from inception_sae.data.subsets import class_of, spread_subset, subset_record, visit_order
 
 IDS = [f"train/n{c:08d}/img{i:03d}.JPEG" for c in range(7) for i in range(10 + c)]  # class-sorted, uneven
@@ -59,7 +60,7 @@ def test_harvest_of_a_class_sorted_folder_mixes_classes(tmp_path, capsys):
     assert classes_per_window(sorted(labels), 30) <= 3
     visited = list(dict.fromkeys(store.image_ids.tolist()))  # images in the order the store holds them
     assert visited == visit_order(30, 0).tolist()
-    mix = store.source(batch_size=45, chunk_rows=3, window_chunks=30).mixing(batches=2)  # 2 batches = one epoch
+    mix = StoreSource(store, batch_size=45, chunk_rows=3, window_chunks=30).mixing(batches=2)  # 2 batches = one epoch
     assert mix["images_per_batch"] >= 20 and mix["classes_per_batch"] == 6 and mix["classes"] == 6
     assert main(["store", "info", str(tmp_path / "s")]) == 0
     info = json.loads(capsys.readouterr().out)
