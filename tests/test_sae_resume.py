@@ -69,9 +69,11 @@ def test_sigkill_and_resume_is_bitwise_identical(tmp_path):
 def test_two_process_ddp_matches_one_process(tmp_path):
     samples = 64 * 12
     _run([tmp_path / "one", samples, 0])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+    # --standalone: a free port of its own, so a port still held by another process cannot fail the run
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            str(WORKER), str(tmp_path / "two"), str(samples), "0"]  # fmt: skip
-    subprocess.run(cmd, env=_env(), check=True, timeout=120, capture_output=True)
+    r = subprocess.run(cmd, env=_env(), timeout=120, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-4, msg=k)
