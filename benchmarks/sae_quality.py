@@ -172,7 +172,7 @@ def tables(results: dict) -> str:
         lines += [f"#### {fam}", "", "| trainer | samples/s | " + " | ".join(head) + " | FVU at ours' final time "]
         lines[-1] += "| dead (final) | recovered cos>=0.9 (final) |"
         lines.append("|---" * (len(head) + 5) + "|")
-        ours_t = rows[0]["points"][-1]["train_s"]
+        ours_t = next((r for r in rows if r["trainer"] == "inception-sae"), rows[0])["points"][-1]["train_s"]
         for r in rows:
             at = {p["step"]: p for p in r["points"]}
             cells = []
@@ -190,6 +190,24 @@ def tables(results: dict) -> str:
             lines.append(row)
         lines.append("")
     return "\n".join(lines)
+
+
+def merge(paths: list[Path], out: Path) -> None:
+    """One JSON, PNG and tables from several runs (e.g. a slow peer run apart); a later file's row replaces
+    an earlier one of the same family and trainer. ``meta.runs`` keeps each file's own meta."""
+    results: dict[str, dict[str, dict]] = {}
+    metas = []
+    for path in paths:
+        saved = json.loads(path.read_text())
+        metas.append({"file": path.name, **saved["meta"]})
+        for fam, rows in saved["results"].items():
+            for row in rows:
+                results.setdefault(fam, {})[row["trainer"]] = row
+    order = ["inception-sae", "sparsify", "overcomplete", "saelens"]
+    merged = {f: sorted(rows.values(), key=lambda r: order.index(r["trainer"])) for f, rows in results.items()}
+    out.write_text(json.dumps({"meta": {"merged": True, "runs": metas}, "results": merged}, indent=2, default=str))
+    plot(merged, out.with_suffix(".png"))
+    print(tables(merged))
 
 
 def main() -> None:
@@ -212,10 +230,17 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads per trainer (FVU does not depend on it)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "sae_quality.json")
     p.add_argument("--tables", type=Path, help="print the markdown tables of a saved JSON and exit")
+    p.add_argument("--no-ours", action="store_true", help="peers only (merge with a run of ours by --merge)")
+    p.add_argument(
+        "--merge", type=Path, nargs="+", help="combine saved JSONs (later files win per family and trainer) into --out"
+    )
     args = p.parse_args()
     keep_freed_memory()  # as the command line does: the allocator setting CPU training is measured with
     if args.tables:
         print(tables(json.loads(args.tables.read_text())["results"]))
+        return
+    if args.merge:
+        merge(args.merge, args.out)
         return
     args.eval_points = sorted(int(s) for s in args.eval_steps.split(",") if int(s) <= args.steps)
     overrides = _overrides(args.set)
@@ -228,8 +253,9 @@ def main() -> None:
             print(json.dumps({"family": fam_name, "skipped": f"no images at {args.images}"}), flush=True)
             continue
         fam = Family(fam_name, args.batch, args.real_dir)
-        rows = [ours(fam, args, overrides)]
-        print(json.dumps({"family": fam_name, **rows[-1]}), flush=True)
+        rows = [] if args.no_ours else [ours(fam, args, overrides)]
+        if rows:
+            print(json.dumps({"family": fam_name, **rows[-1]}), flush=True)
         for name in filter(None, args.peers.split(",")):
             rows.append(peer(name, fam_name, args))
             print(json.dumps({"family": fam_name, **rows[-1]}), flush=True)

@@ -144,3 +144,20 @@ def test_killed_mid_batch_resumes_from_the_batch_checkpoint(tmp_path, sae_dir):
         assert (tmp_path / "cut" / rel).read_bytes() == (tmp_path / "ref" / rel).read_bytes(), u
     with progress_view(None, "featvis", enabled=False) as tick:
         assert tick is None
+
+
+def test_job_kind_and_branch_are_checked_from_their_types(tmp_path):
+    """The branch choices are the model's branches; a bad kind or branch is a one-line error naming the choices."""
+    import typing
+
+    from inception_sae.featvis.run import FeatvisJob
+    from inception_sae.models.layers import BRANCH_ORDER
+    from inception_sae.settings import choices
+
+    assert choices(typing.get_type_hints(FeatvisJob)["branch"]) == BRANCH_ORDER
+    ok = {"out": tmp_path, "layer": "mixed3a", "ids": (1,)}
+    assert FeatvisJob(**ok, kind="n", branch="5x5").branch == "5x5"
+    with pytest.raises(UserError, match="branch must be one of 1x1, 3x3, 5x5, pool; got '7x7'"):
+        FeatvisJob(**ok, kind="f", branch="7x7")
+    with pytest.raises(UserError, match="kind must be one of f, n; got 'x'"):
+        FeatvisJob(**ok, kind="x")

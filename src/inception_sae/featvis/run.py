@@ -26,7 +26,7 @@ import torch
 
 from ..errors import UserError
 from ..fsio import atomic_write_json, read_json
-from ..models.layers import BRANCH_ORDER, layer_info
+from ..models.layers import layer_info
 from ..sae.view import SAETensors
 from ..settings import check_choices, settings_of
 from .objectives import Objective, diversity, neuron, sae_decoder, sae_encoder
@@ -34,7 +34,6 @@ from .render import RenderConfig, RenderSettings, render, save_png
 
 INDEX_FILE = "featvis.json"
 INDEX_FORMAT = "inception-sae/featvis/1"
-KINDS = {"f": "SAE features", "n": "neurons"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class FeatvisJob:
 
     out: Path  #: output folder (see module docstring for the layout)
     layer: str  #: capture name of the layer (an SAE's layer for kind "f")
-    kind: str  #: "f" for SAE features, "n" for neurons (channels of ``layer``)
+    kind: Literal["f", "n"]  #: "f" for SAE features, "n" for neurons (channels of ``layer``)
     ids: tuple[int, ...]  #: feature or channel indices
     render: RenderConfig = field(default_factory=RenderConfig)  #: optimisation settings
     objective: Literal["encoder", "decoder"] = "encoder"  #: SAE objective: encoder pre-activation or decoder direction
@@ -53,14 +52,10 @@ class FeatvisJob:
     cossim_pow: float = 1.0  #: cosine exponent of the decoder-direction objective
     batch_size: int = 16  #: images per optimisation batch
     seed: int = 0  #: job seed; each image's seed derives from it
-    branch: str | None = None  #: restrict the objective to one branch's channels ("1x1", "3x3", "5x5", "pool")
+    branch: Literal["1x1", "3x3", "5x5", "pool"] | None = None  #: restrict the objective to one branch's channels
 
     def __post_init__(self) -> None:
-        if self.branch is not None and self.branch not in BRANCH_ORDER:
-            raise UserError(f"--branch must be one of {list(BRANCH_ORDER)}, got {self.branch!r}")
-        if self.kind not in KINDS:
-            raise UserError(f"kind must be one of {list(KINDS)}, got {self.kind!r}")
-        check_choices(self)
+        check_choices(self)  # kind, branch, objective, at: one-line errors from their Literal types
         if self.diversity < 1 or self.batch_size < 1:
             raise UserError("--diversity and --batch-size must be >= 1")
         if not self.ids:
