@@ -13,6 +13,7 @@ from PIL import Image
 from inception_sae import TopKSAE
 from inception_sae.data.labels import placeholder_labels
 from inception_sae.explain import explain_image, gradient_split, image_codes
+from inception_sae.explain.run import ExplainConfig
 
 
 def photo(seed: int = 0) -> Image.Image:
@@ -40,7 +41,7 @@ def hand_sae(tmp_path, d: int = 1024):
 
 
 def check_exact(model, sae, img, top=5):
-    r = explain_image(model, sae, img, top_classes=top, top_features=4, names=placeholder_labels())
+    r = explain_image(model, sae, img, cfg=ExplainConfig(top_classes=top, top_features=4), names=placeholder_labels())
     from inception_sae.data.images import to_tensor
 
     with torch.no_grad():
@@ -97,7 +98,7 @@ def test_other_layers_gradient_x_activation_matches_autograd(model, tmp_path):
 
 def test_other_layers_are_labelled_as_an_approximation(model, tmp_path):
     sae = random_sae(tmp_path, "mixed4e", 832, 256, 16)
-    r = explain_image(model, sae, photo(3), top_classes=2, top_features=3, steps=16, names=placeholder_labels())
+    r = explain_image(model, sae, photo(3), cfg=ExplainConfig(2, 3, 16), names=placeholder_labels())
     assert not r["exact"] and r["method"].startswith("APPROXIMATION")
     for c in r["classes"]:
         assert c["target_kind"].startswith("logit(image) - logit(zero")

@@ -145,6 +145,7 @@ def test_flags_are_the_config_fields_with_their_defaults():
     from inception_sae.cli import app
     from inception_sae.compare.run import CompareConfig
     from inception_sae.data.harvest import HarvestConfig
+    from inception_sae.explain.run import ExplainConfig
     from inception_sae.featvis.param import ParamConfig
     from inception_sae.featvis.render import RenderConfig
     from inception_sae.featvis.run import FeatvisJob
@@ -155,7 +156,7 @@ def test_flags_are_the_config_fields_with_their_defaults():
     commands = {("analyze",): (AnalyzeConfig,), ("harvest",): (HarvestConfig,), ("train",): (TrainConfig, SAESpec),
                 ("eval",): (EvalSpec,), ("featvis",): (FeatvisJob, RenderConfig, ParamConfig),
                 ("circuits",): (CircuitsConfig,), ("compare",): (CompareConfig,), ("site", "build"): (SiteConfig,),
-                ("site", "serve"): (ServeConfig,)}  # fmt: skip
+                ("site", "serve"): (ServeConfig,), ("explain",): (ExplainConfig,)}  # fmt: skip
     group = typer.main.get_command(app)
     checked = 0
     for path, classes in commands.items():

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, SEED, WEIGHTS, out, warn_if_random
+from ..explain.run import ExplainConfig
+from .common import DEVICE, SEED, WEIGHTS, option, out, warn_if_random
 
 
 def parse_classes(text: str | None) -> list[int] | None:
@@ -25,9 +26,9 @@ def explain(
     sae: Path = typer.Option(..., "--sae", help="SAE folder (its cfg.json names the layer; mixed5b is exact)."),
     out_dir: Path = typer.Option(None, "--out", help="Folder for explain.html/png/json (default: explain-<image>)."),
     classes: str = typer.Option(None, "--class", help="Class indices to explain (default: the top classes)."),
-    top_classes: int = typer.Option(3, "--top-classes", help="How many top classes to explain."),
-    top_features: int = typer.Option(8, "--top-features", help="Features shown per class and direction."),
-    steps: int = typer.Option(32, "--steps", help="Integrated-gradient steps (layers before mixed5b)."),
+    top_classes: int = option(ExplainConfig, "top_classes", "How many top classes to explain (without --class)."),
+    top_features: int = option(ExplainConfig, "top_features", "Features shown per class and direction."),
+    steps: int = option(ExplainConfig, "steps", "Integrated-gradient steps (layers before mixed5b)."),
     analysis: Path = typer.Option(None, "--analysis", help="Analysis folder of the SAE (feature labels)."),
     site: str = typer.Option(None, "--site", help="Built site (path or URL) to link each feature to."),
     labels: Path = typer.Option(None, "--labels", help="inception5h labels TSV (class names)."),
@@ -44,8 +45,7 @@ def explain(
     from ..models import load_model
     from ..sae.model import TopKSAE
 
-    if top_classes < 1 or top_features < 1 or steps < 1:
-        raise UserError("--top-classes, --top-features and --steps must be at least 1")
+    cfg = ExplainConfig(top_classes, top_features, steps)
     if not image.is_file():
         raise UserError(f"image {image} does not exist")
     from ..data.images import ImageDecodeError
@@ -62,8 +62,8 @@ def explain(
         raise UserError(f"the SAE expects d_in={model_sae.d_in} but {layer} has {model.layer_info(layer).channels}")
     base = (site.rstrip("/") + "/index.html") if site and not site.endswith(".html") else site
     link = (lambda i: f"{base}#/{layer}/f/{i}") if site else None
-    result = explain_image(model, model_sae, img, classes=parse_classes(classes), top_classes=top_classes,
-                           top_features=top_features, steps=steps, label=feature_labels(analysis), link=link,
+    result = explain_image(model, model_sae, img, classes=parse_classes(classes), cfg=cfg,
+                           label=feature_labels(analysis), link=link,
                            names=load_labels(labels))  # fmt: skip
     folder = out_dir or Path(f"explain-{image.stem}")
     files = write_report(folder, result)

@@ -7,6 +7,7 @@ of ``site serve --live``; heatmaps are JPEG data URIs so that the report is one 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,19 @@ from ..fsio import read_json
 from .decompose import EXACT_LAYER, ClassSplit, ImageCodes, image_codes, split_logits
 
 LABELLED = range(1, 1001)  #: inception5h's labelled outputs (0 is a dummy, 1001-1007 unlabelled)
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """How much of an image's explanation to compute and show (the ``explain`` command's flags)."""
+
+    top_classes: int = 3  #: the model's top classes explained when no class is asked for
+    top_features: int = 8  #: features shown per class and direction (for and against)
+    steps: int = 32  #: integrated-gradient steps (layers before mixed5b; mixed5b is exact)
+
+    def __post_init__(self) -> None:
+        if min(self.top_classes, self.top_features, self.steps) < 1:
+            raise UserError("--top-classes, --top-features and --steps must be at least 1")
 
 
 def feature_labels(analysis: Path | None) -> Callable[[int], str]:
@@ -90,9 +104,7 @@ def explain_image(
     img: Image.Image,
     *,
     classes: list[int] | None = None,
-    top_classes: int = 3,
-    top_features: int = 8,
-    steps: int = 32,
+    cfg: ExplainConfig = ExplainConfig(),
     label: Callable[[int], str] | None = None,
     link: Callable[[int], str] | None = None,
     names=None,
@@ -102,6 +114,7 @@ def explain_image(
     from ..data.labels import load_labels
     from .overlay import data_uri
 
+    top_classes, top_features, steps = cfg.top_classes, cfg.top_features, cfg.steps
     layer = sae.layer
     if not layer:
         raise UserError("the SAE's cfg.json names no 'layer': cannot tell where to read activations")

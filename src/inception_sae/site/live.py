@@ -58,8 +58,10 @@ class LiveModel:
         """The image's top classes split into SAE-feature terms (see :mod:`inception_sae.explain`)."""
         from ..data.images import Preprocess, decode_image, resize_crop
         from ..explain import explain_image
+        from ..explain.run import ExplainConfig
 
         img = resize_crop(decode_image(io.BytesIO(data)), Preprocess(resize=256, crop=224))
         with self.lock:
-            return explain_image(self.model, self.sae, img, classes=classes, top_classes=3, top_features=6,
-                                 steps=16, link=lambda i: f"#/{self.layer}/f/{i}")  # fmt: skip
+            cfg = ExplainConfig(top_features=6, steps=16)  # a live answer: fewer features and steps
+            return explain_image(self.model, self.sae, img, classes=classes, cfg=cfg,
+                                 link=lambda i: f"#/{self.layer}/f/{i}")  # fmt: skip
