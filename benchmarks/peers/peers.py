@@ -60,32 +60,67 @@ def _stub_vision_deps() -> None:
 
 
 def sparsify_runner(d, m, k, lr):
+    """sparsify's own recipe, step for step as its ``Trainer.fit`` (1.3.3) runs it with its defaults: b_dec set to the
+    first batch's mean, the decoder made unit-norm before each forward, the FVU loss, gradients parallel to decoder
+    rows removed, then its default optimizer, schedule-free SignSGD (momentum 0.95, lr 5e-3 / sqrt(m / 2**14), no
+    schedule). AuxK is on (alpha 1/32, latents silent for 10M samples; its default alpha is 0). Evaluated, as its
+    ``save`` writes them, with the optimizer's averaged weights (``opt.eval()``). ``lr`` is not used."""
+    from schedulefree import ScheduleFreeWrapper
+    from sparsify import SparseCoder, SparseCoderConfig
+    from sparsify.sign_sgd import SignSGD
+
+    sae = SparseCoder(d, SparseCoderConfig(num_latents=m, k=k), device="cpu")
+    opt = ScheduleFreeWrapper(SignSGD([{"params": sae.parameters(), "lr": 5e-3 / (m / 2**14) ** 0.5}]), momentum=0.95)
+    opt.train()
+    return _sparsify_loop(sae, opt, m, evaluated=opt)
+
+
+def sparsify_adam_runner(d, m, k, lr):
+    """sparsify with its Adam option (torch Adam, default eps, lr 2e-4 / sqrt(m / 2**14)), the rest as in
+    :func:`sparsify_runner`; its linear warm-up over 1,000 steps is left out (it would not end in these runs)."""
     from sparsify import SparseCoder, SparseCoderConfig
 
     sae = SparseCoder(d, SparseCoderConfig(num_latents=m, k=k), device="cpu")
-    opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10)
+    return _sparsify_loop(sae, torch.optim.Adam(sae.parameters(), lr=lr), m, evaluated=None)
+
+
+def _sparsify_loop(sae, opt, m, evaluated):
     since = torch.zeros(m, dtype=torch.long)
-    window = 10_000_000
+    window, started = 10_000_000, [False]
 
     def step(x):
-        nonlocal since
-        out = sae(x, dead_mask=since >= window)
+        if not started[0]:  # Trainer.fit at global_step 0: centre the pre-activations
+            sae.b_dec.data = x.mean(0).to(sae.b_dec.dtype)
+            started[0] = True
+        sae.set_decoder_norm_to_unit_norm()
+        out = sae(x, dead_mask=since > window)
         (out.fvu + out.auxk_loss / 32).backward()
         sae.remove_gradient_parallel_to_decoder_directions()
         opt.step()
-        opt.zero_grad(set_to_none=True)
-        sae.set_decoder_norm_to_unit_norm()
+        opt.zero_grad()
         fired = torch.zeros(m, dtype=torch.bool)
         fired[out.latent_indices.flatten()] = True
-        since += x.shape[0]
+        since.add_(x.shape[0])
         since[fired] = 0
+
+    def averaged(fn):  # schedule-free: read the averaged weights, as sparsify's save does, then go back
+        def run(*a):
+            if evaluated is None:
+                return fn(*a)
+            evaluated.eval()
+            try:
+                return fn(*a)
+            finally:
+                evaluated.train()
+
+        return run
 
     @torch.no_grad()
     def recon(x):
         out = sae(x)
         return out.sae_out, out.latent_indices, out.latent_acts
 
-    return step, recon, lambda: sae.W_dec.detach()
+    return step, averaged(recon), averaged(lambda: sae.W_dec.detach().clone())
 
 
 def overcomplete_runner(d, m, k, lr):
@@ -143,7 +178,12 @@ def saelens_runner(d, m, k, lr):
     return step, recon, dec_rows
 
 
-RUNNERS = {"sparsify": sparsify_runner, "overcomplete": overcomplete_runner, "saelens": saelens_runner}
+RUNNERS = {
+    "sparsify": sparsify_runner,
+    "sparsify-adam": sparsify_adam_runner,
+    "overcomplete": overcomplete_runner,
+    "saelens": saelens_runner,
+}
 
 
 def main() -> None:
