@@ -203,8 +203,9 @@ def merge(paths: list[Path], out: Path) -> None:
         for fam, rows in saved["results"].items():
             for row in rows:
                 results.setdefault(fam, {})[row["trainer"]] = row
-    order = ["inception-sae", "sparsify", "overcomplete", "saelens"]
-    merged = {f: sorted(rows.values(), key=lambda r: order.index(r["trainer"])) for f, rows in results.items()}
+    order = ["inception-sae", "sparsify", "sparsify-adam", "overcomplete", "saelens"]
+    rank = {t: i for i, t in enumerate(order)}
+    merged = {f: sorted(rows.values(), key=lambda r: rank.get(r["trainer"], len(order))) for f, rows in results.items()}
     out.write_text(json.dumps({"meta": {"merged": True, "runs": metas}, "results": merged}, indent=2, default=str))
     plot(merged, out.with_suffix(".png"))
     print(tables(merged))
