@@ -1,5 +1,7 @@
 """Trainer behaviour on synthetic data with known answers: planted dictionary recovery, AuxK revival."""
 
+import itertools
+
 import pytest
 import torch
 from sae_helpers import planted, recovery
@@ -111,6 +113,25 @@ def test_warmup_is_a_share_of_short_runs_and_capped_for_long_ones():
     assert TrainConfig(samples=10**9, batch_size=4096).warmup == 100
     assert TrainConfig(samples=4096, batch_size=4096).warmup == 1
     assert TrainConfig(samples=10**9, batch_size=4096, warmup_steps=0).warmup == 0
+
+
+def test_default_lr_is_the_literature_value_at_scale_and_larger_for_short_runs():
+    """2e-4/sqrt(m/2^14) at the papers' ~1e9 samples (and beyond); x(1e9/N)^0.3, at most x8, for shorter runs;
+    the trainer takes it from its own run length, and an explicit lr wins."""
+    from inception_sae.sae.model import default_lr
+
+    lit = 2e-4 / (8448 / 2**14) ** 0.5
+    assert default_lr(8448, 1e9) == pytest.approx(lit) and default_lr(8448, 1e11) == pytest.approx(lit)
+    assert default_lr(8448, 1e8) == pytest.approx(lit * 10**0.3)
+    assert default_lr(8448, 5e5) == pytest.approx(lit * 8) and default_lr(8448, 10) == pytest.approx(lit * 8)
+    lengths = [1e5, 1e6, 4e6, 1.6e7, 1e8, 1e9]
+    assert all(default_lr(64, a) >= default_lr(64, b) for a, b in itertools.pairwise(lengths))
+    X = torch.randn(4096, 16, generator=torch.Generator().manual_seed(0))
+    for samples, lr in ((4096, None), (10**9, None), (4096, 1e-3)):
+        cfg = TrainConfig(samples=samples, batch_size=256, lr=lr, progress=False)
+        t = Trainer(ArraySource(X.numpy(), 256, seed=0), [SAEConfig(16, 64, 4)], cfg, "unused")
+        assert t.runs[0].lr == pytest.approx(lr or default_lr(64, samples))
+        assert t.runs[0].opt.param_groups[0]["lr"] == pytest.approx(t.runs[0].lr)
 
 
 @pytest.mark.parametrize("tie", ["init", "full"])

@@ -100,7 +100,7 @@ class Trainer:
         if c.d_in != self.source.d:
             raise UserError(f"SAE d_in={c.d_in} but the data has d={self.source.d}")
         sae = TopKSAE(c, device=self.device)
-        lr = self.cfg.lr or default_lr(c.d_sae)
+        lr = self.cfg.lr or default_lr(c.d_sae, self.cfg.samples)
         fused = self.device.type in ("cpu", "cuda")
         opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=self.cfg.adam_eps, fused=fused)
         return Run(run_name(c), sae, opt, lr, torch.zeros(c.d_sae, dtype=torch.int64, device=self.device))

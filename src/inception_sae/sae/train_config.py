@@ -22,7 +22,7 @@ class TrainConfig:
 
     samples: int = 10_000_000  #: training length in vectors (global, all ranks together)
     batch_size: int = 4096  #: global batch size (split across ranks)
-    lr: float | None = None  #: Adam LR; None = 4e-4 / sqrt(m / 2**14) per SAE (model.default_lr)
+    lr: float | None = None  #: Adam LR; None = model.default_lr(m, samples): 2e-4/sqrt(m/2^14), x1-8 in short runs
     warmup_steps: int | None = None  #: linear LR warm-up; None = min(100, 2% of the steps) (docs/training.md)
     decay_fraction: float = 0.2  #: final share of steps with linear LR decay to 0
     clip_grad: float = 1.0  #: gradient-norm clip per SAE (0 = off)
