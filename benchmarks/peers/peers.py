@@ -1,10 +1,10 @@
 """Train a peer's TopK SAE on the benchmark activations; print one JSON line of results.
 
 Runs inside benchmarks/.peers-venv (see setup.sh):
-    python peers.py {sparsify,overcomplete} ACTS.npy --steps N --batch 4096 --k 32 --latents 8448
-Each peer runs its own recipe as its own trainer does (sparsify: its SparseCoder forward with
-AuxK on dead latents, decoder-norm and parallel-gradient steps; overcomplete: its TopKSAE
-with its top_k_auxiliary_loss), with Adam at 2e-4 / sqrt(m / 2**14) for both.
+    python peers.py {sparsify,sparsify-adam,overcomplete,saelens} ACTS.npy --steps N --batch 4096 --k 32 --latents 8448
+Each peer runs its own recipe as its own trainer does: sparsify its Trainer.fit defaults (b_dec at the first
+batch's mean, schedule-free SignSGD; see sparsify_runner), sparsify-adam its Adam option, overcomplete its
+TopKSAE with its top_k_auxiliary_loss (Adam at 2e-4 / sqrt(m / 2**14)), SAELens its TopK trainer's defaults.
 """
 
 from __future__ import annotations
