@@ -302,3 +302,18 @@ def test_keep_freed_memory_is_idempotent():
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     if glibc and "INCEPTION_SAE_MALLOC" not in os.environ:
         assert first, "mallopt should apply under glibc"
+
+
+def test_numba_kernels_keep_torchs_thread_count():
+    """Numba's threading layer starts on the first kernel and resets OpenMP's thread count, which torch reads:
+    a fresh process that asked torch for one thread keeps one thread after a kernel ran."""
+    import subprocess
+
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from inception_sae.sae.kernels import batch_moments\n"
+        "batch_moments(torch.randn(64, 8))\n"
+        "print(torch.get_num_threads())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.split()[-1] == "1", out.stdout + out.stderr

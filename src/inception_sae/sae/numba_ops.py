@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import numba
+import torch
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -103,7 +104,15 @@ def sum_parts(part, out):  # pragma: no cover - compiled
 
 
 def set_threads(n: int) -> int:
-    """Use ``n`` Numba threads (clamped to what Numba started with); returns the count used."""
+    """Use ``n`` Numba threads (clamped to what Numba started with); returns the count used.
+
+    Starting Numba's OpenMP threading layer (the first call) resets the process's OpenMP thread count,
+    which torch reads as its own: a ``torch.set_num_threads(1)`` made before would silently become every
+    core. Torch's count is put back.
+    """
     n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    torch_threads = torch.get_num_threads()
     numba.set_num_threads(n)
+    if torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
     return n
