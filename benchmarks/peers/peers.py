@@ -86,12 +86,13 @@ def sparsify_adam_runner(d, m, k, lr):
 
 def _sparsify_loop(sae, opt, m, evaluated):
     since = torch.zeros(m, dtype=torch.long)
-    window, started = 10_000_000, [False]
+    window, started = 10_000_000, False
 
     def step(x):
-        if not started[0]:  # Trainer.fit at global_step 0: centre the pre-activations
+        nonlocal started
+        if not started:  # Trainer.fit at global_step 0: centre the pre-activations
             sae.b_dec.data = x.mean(0).to(sae.b_dec.dtype)
-            started[0] = True
+            started = True
         sae.set_decoder_norm_to_unit_norm()
         out = sae(x, dead_mask=since > window)
         (out.fvu + out.auxk_loss / 32).backward()

@@ -114,7 +114,6 @@ def explain_image(
     from ..data.labels import load_labels
     from .overlay import data_uri
 
-    top_classes, top_features, steps = cfg.top_classes, cfg.top_features, cfg.steps
     layer = sae.layer
     if not layer:
         raise UserError("the SAE's cfg.json names no 'layer': cannot tell where to read activations")
@@ -126,12 +125,12 @@ def explain_image(
     probs = logits.softmax(0)
     if classes is None:
         lab = torch.tensor(list(LABELLED))
-        classes = lab[logits[lab].topk(top_classes).indices].tolist()
+        classes = lab[logits[lab].topk(cfg.top_classes).indices].tolist()
     for c in classes:
         if not 0 <= c < logits.numel():
             raise UserError(f"class {c} is outside 0..{logits.numel() - 1}")
     ic = image_codes(model, sae, x, layer)
-    splits = split_logits(model, sae, ic, layer, classes, steps)
+    splits = split_logits(model, sae, ic, layer, classes, cfg.steps)
     if layer == EXACT_LAYER:  # check the split against the model's own (float32) logit, not our float64 one
         splits = [s._replace(target=float(logits[s.index])) for s in splits]
     base = np.asarray(img, dtype=np.float32) / 255.0
@@ -141,10 +140,10 @@ def explain_image(
     small = img.copy()
     small.thumbnail((224, 224))
     return {
-        "layer": layer, "exact": exact, "method": method_note(layer, steps), "steps": None if exact else steps,
+        "layer": layer, "exact": exact, "method": method_note(layer, cfg.steps), "steps": None if exact else cfg.steps,
         "identity": getattr(model, "identity", "unknown"), "positions": ic.grid[0] * ic.grid[1],
         "image": data_uri(small), "fvu": fvu,
-        "classes": [class_entry(s, probs, names, ic, base, top_features, label or (lambda i: ""), link, exact)
+        "classes": [class_entry(s, probs, names, ic, base, cfg.top_features, label or (lambda i: ""), link, exact)
                     for s in splits],
         "notes": {"share": "a part's share is its value divided by the class's target (logit, or logit difference)",
                   "fvu": "SAE error on this image: sum of squared errors / total variance over its positions",
