@@ -6,8 +6,9 @@
 d=528, m=8,448 (16x), k=32, batch 4096 by default. Every trainer reads the same rows at every step
 (``quality_data.py`` makes them from the seed and the step) and is evaluated by the same code on
 the same held-out rows at the same points: FVU, dead share (latents that never fire on the held-out
-rows), share of the true planted directions with a decoder row at cosine >= 0.9, and the training
-time so far (the steps alone, rows excluded). Peers run in benchmarks/.peers-venv (setup.sh), each
+rows: the FVU rows plus, on planted data, 131,072 more, so that a rare latent is not counted dead),
+share of the true planted directions with a decoder row at cosine >= 0.9, and the training time so
+far (the steps alone, rows excluded). Peers run in benchmarks/.peers-venv (setup.sh), each
 with its own recipe. ``--set`` overrides our ``TrainConfig`` fields (the one-change-at-a-time search).
 Writes a JSON of all curves and a PNG of FVU against samples and against training time.
 """
@@ -73,7 +74,7 @@ def ours(fam: Family, args, overrides: dict) -> dict:
     cfg = TrainConfig(samples=args.steps * args.batch, batch_size=args.batch, progress=False, **overrides)
     t = Trainer(src, [SAEConfig(fam.d, args.latents, args.k)], cfg, "unused")
     t.initialise()
-    sae, curve = t.runs[0].sae, Curve(fam, args.eval_points, args.held)
+    sae, curve = t.runs[0].sae, Curve(fam, args.eval_points, args.held, args.fire_rows)
 
     @torch.no_grad()
     def recon(x):
@@ -86,7 +87,10 @@ def ours(fam: Family, args, overrides: dict) -> dict:
         tic = time.perf_counter()
         t.step_all()
         times.append(time.perf_counter() - tic)
+        n = len(curve.points)
         curve.maybe(t.step, train_time(times), recon, lambda: sae.W_dec.detach().numpy())
+        if len(curve.points) > n:  # the trainer's own count: no firing in the last dead_window samples
+            curve.points[-1]["dead_in_window"] = t.runs[0].stats["dead_fraction"]
     step = float(np.median(times[3:]))
     return {"trainer": "inception-sae", "step_s": step, "samples_per_s": args.batch / step, "points": curve.points}
 
@@ -99,6 +103,7 @@ def peer(name: str, fam: str, args) -> dict:
     evals = ",".join(str(s) for s in args.eval_points if s <= steps)
     cmd = [str(python), str(HERE / "peers" / "quality.py"), name, fam, "--steps", str(steps), "--eval-steps", evals]
     cmd += ["--batch", str(args.batch), "--k", str(args.k), "--latents", str(args.latents), "--held", str(args.held)]
+    cmd += ["--fire-rows", str(args.fire_rows)]
     cmd += ["--real-dir", str(args.real_dir), "--threads", str(args.threads)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
@@ -219,7 +224,10 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--k", type=int, default=32)
     p.add_argument("--latents", type=int, default=8448)
-    p.add_argument("--held", type=int, default=16384)
+    p.add_argument("--held", type=int, default=16384, help="held-out rows for FVU (and firing)")
+    p.add_argument(
+        "--fire-rows", type=int, default=131072, help="more held-out rows that only count firing (planted families)"
+    )
     p.add_argument("--peers", default="sparsify,overcomplete,saelens", help="comma list; empty for ours alone")
     p.add_argument(
         "--peer-steps", default="overcomplete=25,saelens=50", help="cap a slow peer's run: name=steps,... (CPU time)"

@@ -34,6 +34,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=32)
     p.add_argument("--latents", type=int, default=8448)
     p.add_argument("--held", type=int, default=16384)
+    p.add_argument("--fire-rows", type=int, default=131072)
     p.add_argument("--real-dir", type=Path, default=None)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
@@ -42,7 +43,7 @@ def main() -> None:
     fam = Family(a.family, a.batch, a.real_dir)
     lr = 2e-4 / math.sqrt(a.latents / 2**14)
     step, recon, dec_rows = RUNNERS[a.peer](fam.d, a.latents, a.k, lr)
-    curve = Curve(fam, [int(s) for s in a.eval_steps.split(",")], a.held)
+    curve = Curve(fam, [int(s) for s in a.eval_steps.split(",")], a.held, a.fire_rows)
 
     def recon_np(x):
         x_hat, idx, vals = recon(torch.from_numpy(x))
