@@ -139,6 +139,7 @@ def plot(results: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     fams = list(results)
     fig, axes = plt.subplots(2, len(fams), figsize=(4.2 * len(fams), 7), squeeze=False)
@@ -153,6 +154,11 @@ def plot(results: dict, path: Path) -> None:
         axes[0][j].set(title=fam, xlabel="samples (M)", ylabel="held-out FVU", xscale="log", yscale="log")
         axes[1][j].set(xlabel="training time (s)", ylabel="held-out FVU", xscale="log", yscale="log")
         axes[0][j].legend(fontsize=7)
+        for ax in (axes[0][j], axes[1][j]):  # plain numbers at 1-2-5 steps, no crowded 10^x minor labels
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(ScalarFormatter())
+                axis.set_minor_formatter(NullFormatter())
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
