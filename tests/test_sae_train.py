@@ -115,15 +115,27 @@ def test_warmup_is_a_share_of_short_runs_and_capped_for_long_ones():
     assert TrainConfig(samples=10**9, batch_size=4096, warmup_steps=0).warmup == 0
 
 
+def test_dead_window_is_a_fortieth_of_the_run_between_four_batches_and_gaos_10m():
+    """A latent counts dead (and AuxK trains it) after samples/40 without firing: Gao's 10M at 1e9 and beyond,
+    never fewer than 4 batches; an explicit value wins."""
+    assert TrainConfig(samples=400 * 4096, batch_size=4096).window == 10 * 4096
+    assert TrainConfig(samples=10**9, batch_size=4096).window == 10**7
+    assert TrainConfig(samples=10**11, batch_size=4096).window == 10**7
+    assert TrainConfig(samples=40 * 4096, batch_size=4096).window == 4 * 4096
+    assert TrainConfig(samples=10**9, batch_size=4096, dead_window=123).window == 123
+
+
 def test_default_lr_is_the_literature_value_at_scale_and_larger_for_short_runs():
-    """2e-4/sqrt(m/2^14) at the papers' ~1e9 samples (and beyond); x(1e9/N)^0.3, at most x8, for shorter runs;
+    """2e-4/sqrt(m/2^14) at the papers' ~1e9 samples (and beyond); x8 up to 2M samples, log-linear between;
     the trainer takes it from its own run length, and an explicit lr wins."""
     from inception_sae.sae.model import default_lr
 
     lit = 2e-4 / (8448 / 2**14) ** 0.5
     assert default_lr(8448, 1e9) == pytest.approx(lit) and default_lr(8448, 1e11) == pytest.approx(lit)
-    assert default_lr(8448, 1e8) == pytest.approx(lit * 10**0.3)
-    assert default_lr(8448, 5e5) == pytest.approx(lit * 8) and default_lr(8448, 10) == pytest.approx(lit * 8)
+    for short in (10, 5e5, 1.6384e6, 2e6):
+        assert default_lr(8448, short) == pytest.approx(lit * 8)
+    # log-linear: the geometric middle of 2e6 and 1e9 gets the geometric middle of x8 and x1
+    assert default_lr(8448, (2e6 * 1e9) ** 0.5) == pytest.approx(lit * 8**0.5)
     lengths = [1e5, 1e6, 4e6, 1.6e7, 1e8, 1e9]
     assert all(default_lr(64, a) >= default_lr(64, b) for a, b in itertools.pairwise(lengths))
     X = torch.randn(4096, 16, generator=torch.Generator().manual_seed(0))

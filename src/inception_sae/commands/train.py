@@ -83,7 +83,9 @@ def train(
     tie: str = option(SAESpec, "tie", "init (Gao: tied init, trained freely) or full (decoder = enc^T)."),
     device: str = DEVICE,
     dtype: str = option(TrainConfig, "dtype", "Encoder GEMM dtype: float32 or bfloat16."),
-    lr: float = option(TrainConfig, "lr", "Adam LR (default 2e-4/sqrt(m/2^14) x clip((1e9/samples)^0.3, 1, 8))."),
+    lr: float = option(
+        TrainConfig, "lr", "Adam LR (default 2e-4/sqrt(m/2^14), x8 up to 2M samples, log-linear to x1 at 1e9)."
+    ),
     checkpoint_every: int = option(TrainConfig, "checkpoint_every", "Steps between checkpoints (0: off)."),
     checkpoint_every_s: float = option(
         TrainConfig, "checkpoint_every_s", "Also checkpoint after this many seconds (0: off)."

@@ -22,12 +22,14 @@ class TrainConfig:
 
     samples: int = 10_000_000  #: training length in vectors (global, all ranks together)
     batch_size: int = 4096  #: global batch size (split across ranks)
-    lr: float | None = None  #: Adam LR; None = model.default_lr(m, samples): 2e-4/sqrt(m/2^14), x1-8 in short runs
+    lr: float | None = None  #: Adam LR; None = model.default_lr(m, samples): 2e-4/sqrt(m/2^14), x8 in short runs
     warmup_steps: int | None = None  #: linear LR warm-up; None = min(100, 2% of the steps) (docs/training.md)
-    decay_fraction: float = 0.2  #: final share of steps with linear LR decay to 0
+    decay_fraction: float = 0.1  #: final share of steps with linear LR decay to 0
     clip_grad: float = 1.0  #: gradient-norm clip per SAE (0 = off)
     adam_eps: float = 6.25e-10  #: Gao et al.'s Adam epsilon
-    dead_window: int | None = None  #: samples without firing before a latent counts dead; None = min(10M, samples/10)
+    #: samples without firing before a latent counts dead (and AuxK trains it); None = min(10M, samples/40), at
+    #: least 4 batches (docs/training.md)
+    dead_window: int | None = None
     k_aux: int | None = None  #: dead latents in the AuxK loss; None = d/2
     aux_coef: float = 1 / 32  #: AuxK coefficient (0 = off)
     #: scale the AuxK reconstruction by its least-squares factor (<= 1) before the loss. Without it the summed
@@ -61,7 +63,7 @@ class TrainConfig:
 
     @property
     def window(self) -> int:
-        return self.dead_window or max(1, min(10_000_000, self.samples // 10))
+        return self.dead_window or max(4 * self.batch_size, min(10_000_000, self.samples // 40))
 
 
 #: What ``run``'s ``train`` section holds: every TrainConfig field but the device and the progress bar.
