@@ -162,16 +162,15 @@ class Curve:
         """After ``step`` steps: ``recon(x) -> (x_hat, indices, values)`` numpy; ``dec_rows()`` the (m, d) decoder."""
         if step not in self.eval_steps:
             return
-        parts, fired = [], np.zeros(0, np.int64)
+        parts, fired, dec = [], np.zeros(0, np.int64), dec_rows()
         for s in range(0, len(self.heldx), 4096):
             x_hat, idx, vals = recon(self.heldx[s : s + 4096])
             parts.append(x_hat)
             fired = np.union1d(fired, idx[vals > 0])
-        dead_fvu_rows = 1.0 - len(fired) / dec_rows().shape[0]
+        dead_fvu_rows = 1.0 - len(fired) / dec.shape[0]
         for s in range(0, len(self.firex), 4096):
             _, idx, vals = recon(self.firex[s : s + 4096])
             fired = np.union1d(fired, idx[vals > 0])
-        dec = dec_rows()
         self.points.append(
             {
                 "step": step,
