@@ -158,10 +158,11 @@ class Curve:
         self.firex = fam.fire_rows(n_fire)
         self.points: list[dict] = []
 
-    def maybe(self, step: int, train_s: float, recon, dec_rows) -> None:
-        """After ``step`` steps: ``recon(x) -> (x_hat, indices, values)`` numpy; ``dec_rows()`` the (m, d) decoder."""
+    def maybe(self, step: int, train_s: float, recon, dec_rows) -> dict | None:
+        """After ``step`` steps: ``recon(x) -> (x_hat, indices, values)`` numpy; ``dec_rows()`` the (m, d) decoder.
+        Returns the new point, or None where ``step`` is not an evaluation point."""
         if step not in self.eval_steps:
-            return
+            return None
         parts, fired, dec = [], np.zeros(0, np.int64), dec_rows()
         for s in range(0, len(self.heldx), 4096):
             x_hat, idx, vals = recon(self.heldx[s : s + 4096])
@@ -183,3 +184,4 @@ class Curve:
                 "recovered_090": recovered(self.fam.true, dec),
             }
         )
+        return self.points[-1]

@@ -87,10 +87,9 @@ def ours(fam: Family, args, overrides: dict) -> dict:
         tic = time.perf_counter()
         t.step_all()
         times.append(time.perf_counter() - tic)
-        n = len(curve.points)
-        curve.maybe(t.step, train_time(times), recon, lambda: sae.W_dec.detach().numpy())
-        if len(curve.points) > n:  # the trainer's own count: no firing in the last dead_window samples
-            curve.points[-1]["dead_in_window"] = t.runs[0].stats["dead_fraction"]
+        point = curve.maybe(t.step, train_time(times), recon, lambda: sae.W_dec.detach().numpy())
+        if point is not None:  # the trainer's own count: no firing in the last dead_window samples
+            point["dead_in_window"] = t.runs[0].stats["dead_fraction"]
     step = float(np.median(times[3:]))
     return {"trainer": "inception-sae", "step_s": step, "samples_per_s": args.batch / step, "points": curve.points}
 
