@@ -82,7 +82,7 @@ def ours(fam: Family, args, overrides: dict) -> dict:
         return (sae.decode(vals, idx) / t.scale).numpy(), idx.numpy(), vals.numpy()
 
     times = []
-    while t.step < t.total_steps:
+    while t.step < min(t.total_steps, args.stop_at or t.total_steps):
         src.prepare()
         tic = time.perf_counter()
         t.step_all()
@@ -225,6 +225,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--families", default=",".join([*FAMILIES, "mixed4d"]))
     p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--stop-at", type=int, default=0, help="end ours after this step of a --steps run (its start)")
     p.add_argument("--eval-steps", default="25,50,100,200,400")
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--k", type=int, default=32)

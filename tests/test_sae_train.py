@@ -108,9 +108,12 @@ def test_auxk_dead_row_gradients_equal_autograd_through_the_full_weights(tie):
 
 
 def test_warmup_is_a_share_of_short_runs_and_capped_for_long_ones():
-    """Default warm-up: 2% of the steps, at most 100; an explicit value wins."""
+    """Default warm-up: 2% of the steps, of at most 2M samples (a long run starts as a 2M-sample run) and at most
+    100 steps; without anytime 2% of all the steps, at most 100; an explicit value wins."""
     assert TrainConfig(samples=400 * 4096, batch_size=4096).warmup == 8
-    assert TrainConfig(samples=10**9, batch_size=4096).warmup == 100
+    assert TrainConfig(samples=10**9, batch_size=4096).warmup == 10  # 2% of the 489 steps of 2M samples
+    assert TrainConfig(samples=10**9, batch_size=256).warmup == 100
+    assert TrainConfig(samples=10**9, batch_size=4096, anytime=False).warmup == 100
     assert TrainConfig(samples=4096, batch_size=4096).warmup == 1
     assert TrainConfig(samples=10**9, batch_size=4096, warmup_steps=0).warmup == 0
 
@@ -123,6 +126,12 @@ def test_dead_window_is_a_fortieth_of_the_run_between_four_batches_and_gaos_10m(
     assert TrainConfig(samples=10**11, batch_size=4096).window == 10**7
     assert TrainConfig(samples=40 * 4096, batch_size=4096).window == 4 * 4096
     assert TrainConfig(samples=10**9, batch_size=4096, dead_window=123).window == 123
+    # anytime: a long run's window follows the samples seen (at least 2M), up to its own
+    long = TrainConfig(samples=10**9, batch_size=4096)
+    assert long.window_at(0) == 50_000 and long.window_at(10**8) == 2_500_000 and long.window_at(10**9) == 10**7
+    assert TrainConfig(samples=10**9, batch_size=4096, anytime=False).window_at(0) == 10**7
+    short = TrainConfig(samples=400 * 4096, batch_size=4096)
+    assert short.window_at(0) == short.window_at(short.samples) == 10 * 4096
 
 
 def test_default_lr_is_the_literature_value_at_scale_and_larger_for_short_runs():
@@ -144,6 +153,42 @@ def test_default_lr_is_the_literature_value_at_scale_and_larger_for_short_runs()
         t = Trainer(ArraySource(X.numpy(), 256, seed=0), [SAEConfig(16, 64, 4)], cfg, "unused")
         assert t.runs[0].lr == pytest.approx(lr or default_lr(64, samples))
         assert t.runs[0].opt.param_groups[0]["lr"] == pytest.approx(t.runs[0].lr)
+
+
+def _lrs_taken(cfg: TrainConfig) -> list[float]:
+    """The LR Adam took at each step of a whole (tiny) run."""
+    X = torch.randn(cfg.batch_size, 8, generator=torch.Generator().manual_seed(0))
+    t = Trainer(ArraySource(X.numpy(), cfg.batch_size, seed=0), [SAEConfig(8, 32, 2)], cfg, "unused")
+    t.initialise()
+    opt, taken = t.runs[0].opt, []
+    step = opt.step
+    opt.step = lambda: (taken.append(opt.param_groups[0]["lr"]), step())[1]
+    while t.step < t.total_steps:
+        t.step_all()
+    return taken
+
+
+def test_default_lr_falls_with_the_samples_seen_so_a_long_run_starts_like_a_short_one():
+    """Every step of a run with the default LR takes the default LR of a run as long as what it has seen (x8 up to
+    2M samples, then falling), so a prefix of a long run trains like a short run; it ends at its own length's LR
+    and the last 10% decay from there. anytime=False or an explicit lr: one LR until the decay."""
+    from inception_sae.sae.model import default_lr
+
+    batch, steps = 2**16, 64  # 4.2M samples in 64 steps of a tiny SAE
+    base = dict(samples=steps * batch, batch_size=batch, warmup_steps=0, progress=False)
+    taken = _lrs_taken(TrainConfig(**base))
+    flat = int(steps * 0.9)  # steps before the final decay
+    want = [default_lr(32, (s + 1) * batch) for s in range(flat)]
+    assert taken[:flat] == pytest.approx(want)
+    assert taken[0] == pytest.approx(default_lr(32, 2e6)) and taken[flat - 1] > default_lr(32, steps * batch)
+    assert taken[flat - 1] == pytest.approx(default_lr(32, flat * batch))
+    assert all(a >= b for a, b in itertools.pairwise(taken)) and taken[-1] < taken[flat] / 5
+    # runs up to 2M samples: unchanged (one LR, x8)
+    short = _lrs_taken(TrainConfig(**{**base, "samples": 8 * batch}))
+    assert short[:7] == pytest.approx([default_lr(32, 2e6)] * 7)
+    for pinned in ({"anytime": False}, {"lr": 1e-3}):
+        taken = _lrs_taken(TrainConfig(**base, **pinned))
+        assert taken[:flat] == pytest.approx([pinned.get("lr") or default_lr(32, steps * batch)] * flat)
 
 
 @pytest.mark.parametrize("tie", ["init", "full"])

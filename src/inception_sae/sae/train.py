@@ -28,7 +28,7 @@ from . import checkpoint as ckpt
 from .auxk import add_row_grads, auxk_loss_and_grads
 from .kernels import batch_moments, geometric_median
 from .metrics import DENSE_THRESHOLD, RecentMeans, fire_counts, normalized_mse, variance_from_moments
-from .model import SAEConfig, TopKSAE, default_lr
+from .model import SAEConfig, TopKSAE, default_lr, lr_short_run_factor
 from .train_config import DTYPES, TrainConfig
 from .trainlog import TrainLogger
 
@@ -156,6 +156,9 @@ class Trainer:
     # ----- one step
     def _lr(self, step: int, base: float) -> float:
         warm = min(1.0, (step + 1) / max(1, self.cfg.warmup))
+        if self.cfg.lr is None:  # the default LR of the run length whose defaults hold now (length_at)
+            seen = (step + 1) * self.cfg.batch_size
+            base *= lr_short_run_factor(self.cfg.length_at(seen)) / lr_short_run_factor(self.cfg.samples)
         decay_steps = int(self.total_steps * self.cfg.decay_fraction)
         left = self.total_steps - step
         decay = min(1.0, left / decay_steps) if decay_steps > 0 else 1.0
@@ -163,7 +166,7 @@ class Trainer:
 
     def _auxk(self, run: Run, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, list | None]:
         """AuxK on this run's dead latents: (detached loss, dead-row gradients for :meth:`_add_auxk_grads`)."""
-        dead = (run.since_fired >= self.cfg.window).nonzero().squeeze(1)
+        dead = (run.since_fired >= self.cfg.window_at((self.step + 1) * self.cfg.batch_size)).nonzero().squeeze(1)
         if dead.numel() == 0 or self.cfg.aux_coef == 0:
             return x.new_zeros(()), None
         k_aux = self.cfg.k_aux or x.shape[1] // 2
@@ -213,7 +216,7 @@ class Trainer:
             "fvu": float(mse.detach()) / self.world,
             "l0": float((vals > 0).sum(1).float().mean()),
             "aux_loss": float(aux.detach()),
-            "dead_fraction": float((run.since_fired >= cfg.window).float().mean()),
+            "dead_fraction": float((run.since_fired >= cfg.window_at((self.step + 1) * cfg.batch_size)).float().mean()),
             "dense_fraction": float((counts.float() / cfg.batch_size > DENSE_THRESHOLD).float().mean()),
         }
         run.recent.add(run.stats)

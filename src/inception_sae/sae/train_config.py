@@ -10,6 +10,7 @@ import torch
 
 from ..errors import UserError
 from ..settings import check_choices, settings_of
+from .model import LR_SHORT_RUN_SAMPLES
 
 ComputeDtype = Literal["float32", "bfloat16", "fp32", "bf16"]
 #: torch dtype of the encoder GEMM for each ComputeDtype (None: float32)
@@ -23,7 +24,12 @@ class TrainConfig:
     samples: int = 10_000_000  #: training length in vectors (global, all ranks together)
     batch_size: int = 4096  #: global batch size (split across ranks)
     lr: float | None = None  #: Adam LR; None = model.default_lr(m, samples): 2e-4/sqrt(m/2^14), x8 in short runs
-    warmup_steps: int | None = None  #: linear LR warm-up; None = min(100, 2% of the steps) (docs/training.md)
+    #: the run-length defaults (LR, warm-up, dead_window) of a run longer than 2M samples follow the samples seen
+    #: so far (at least 2M), so any point of a long run trains like a run of that length but for the final
+    #: decay (docs/training.md); False: those of the planned length throughout
+    anytime: bool = True
+    #: linear LR warm-up; None = min(100, 2% of the steps of length_at(0)) (docs/training.md)
+    warmup_steps: int | None = None
     decay_fraction: float = 0.1  #: final share of steps with linear LR decay to 0
     clip_grad: float = 1.0  #: gradient-norm clip per SAE (0 = off)
     adam_eps: float = 6.25e-10  #: Gao et al.'s Adam epsilon
@@ -55,15 +61,27 @@ class TrainConfig:
         if not 0 <= self.decay_fraction <= 1:
             raise UserError("decay_fraction must be in [0, 1]")
 
+    def length_at(self, seen: int) -> int:
+        """The run length whose defaults hold after ``seen`` samples: the planned length, or with ``anytime`` the
+        samples seen so far, between 2M and the planned length (so runs up to 2M samples keep their own)."""
+        if not self.anytime:
+            return self.samples
+        return min(self.samples, max(seen, int(LR_SHORT_RUN_SAMPLES)))
+
     @property
     def warmup(self) -> int:
         if self.warmup_steps is not None:
             return self.warmup_steps
-        return min(100, math.ceil(0.02 * math.ceil(self.samples / self.batch_size)))
+        return min(100, math.ceil(0.02 * math.ceil(self.length_at(0) / self.batch_size)))
+
+    def window_at(self, seen: int) -> int:
+        """Samples without firing before a latent counts dead, after ``seen`` samples of the run."""
+        return self.dead_window or max(4 * self.batch_size, min(10_000_000, self.length_at(seen) // 40))
 
     @property
     def window(self) -> int:
-        return self.dead_window or max(4 * self.batch_size, min(10_000_000, self.samples // 40))
+        """The dead window at the end of the run."""
+        return self.window_at(self.samples)
 
 
 #: What ``run``'s ``train`` section holds: every TrainConfig field but the device and the progress bar.
