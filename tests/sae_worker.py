@@ -11,6 +11,7 @@ import time
 import torch
 import torch.distributed as dist
 
+from inception_sae.data.distributed import shutdown
 from inception_sae.data.source import ArraySource
 from inception_sae.sae.model import SAEConfig
 from inception_sae.sae.train import TrainConfig, train
@@ -55,7 +56,7 @@ def main() -> None:
     src.sleep = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
     train(src, saes(), config(samples, every), out)
     if world > 1:
-        dist.destroy_process_group()
+        shutdown()  # what the train command does: without it a rank could abort at exit
 
 
 if __name__ == "__main__":

@@ -135,6 +135,10 @@ def train(
         progress=progress and rank == 0,
     )  # fmt: skip
     result = run_train(source, saes, cfg, out_dir, meta)
+    if world > 1:
+        from ..data.distributed import shutdown
+
+        shutdown()
     if rank == 0:
         for name, s in result.summaries.items():
             out.print(f"{name}: step {result.steps}, FVU {s['final_fvu']:.4f}, dead {s['dead_fraction']:.2%}")
