@@ -56,7 +56,7 @@ def shutdown() -> None:
 
     Without the collection a rank of a two-process gloo run aborted at interpreter exit, after its work was
     written ("terminate called without an active exception", SIGABRT), in about 1 run in 10: gloo's finished
-    work can keep tensors alive until finalisation, when releasing them needs a GIL that is gone. With it, 0 in 80.
+    work can keep tensors alive until finalisation, when releasing them needs a GIL that is gone. With it, 0 in 120.
     """
     import gc
 
