@@ -81,8 +81,8 @@ def ours(fam: Family, args, overrides: dict) -> dict:
         vals, idx = sae.encode(torch.from_numpy(x) * t.scale)
         return (sae.decode(vals, idx) / t.scale).numpy(), idx.numpy(), vals.numpy()
 
-    times = []
-    while t.step < min(t.total_steps, args.stop_at or t.total_steps):
+    times, stop = [], min(t.total_steps, args.stop_at or t.total_steps)
+    while t.step < stop:
         src.prepare()
         tic = time.perf_counter()
         t.step_all()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -12,21 +11,6 @@ from ..errors import UserError
 from ..sae.settings import EvalSpec, SAESpec
 from ..sae.train_config import TrainConfig
 from .common import DEVICE, WEIGHTS, console, option, out
-
-
-def _distributed(device: str) -> tuple[int, int]:
-    """(rank, world) under torchrun, initialising the process group; (0, 1) otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    if device.startswith("cuda"):
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    return dist.get_rank(), dist.get_world_size()
 
 
 def _open_store(path: Path):
@@ -84,7 +68,9 @@ def train(
     device: str = DEVICE,
     dtype: str = option(TrainConfig, "dtype", "Encoder GEMM dtype: float32 or bfloat16."),
     lr: float = option(
-        TrainConfig, "lr", "Adam LR (default 2e-4/sqrt(m/2^14), x8 up to 2M samples, log-linear to x1 at 1e9)."
+        TrainConfig,
+        "lr",
+        "Adam LR (default 2e-4/sqrt(m/2^14) x8 up to 2M samples, log-linear to x1 at 1e9: docs/training.md).",
     ),
     checkpoint_every: int = option(TrainConfig, "checkpoint_every", "Steps between checkpoints (0: off)."),
     checkpoint_every_s: float = option(
@@ -105,47 +91,46 @@ def train(
     weights: str = WEIGHTS,
 ) -> None:
     """Train TopK SAEs (several share one data pass); resumes from OUT/checkpoint when present."""
+    from ..data.distributed import DistEnv, process_group
     from ..sae.model import SAEConfig
     from ..sae.train import train as run_train
 
     if (store is None) == (images is None):
         raise UserError("give exactly one of --store or --images")
-    rank, world = _distributed(device)
-    if batch_size % world:
-        raise UserError(f"--batch-size {batch_size} is not divisible by {world} processes")
-    if images is not None:
-        if not layer:
-            raise UserError("--images needs --layer")
-        source, meta = _stream_source(images, layer, weights, seed[0], device, batch_size // world, rank, world)
-    else:
-        st = _open_store(store)
-        source = _store_source(st, batch_size // world, seed[0], rank, world, held_out)
-        meta = {"layer": st.layer, "model": st.manifest.get("model"), "store": str(st.path),
-                "batch_mixing": source.mixing()}  # fmt: skip
-        if rank == 0 and progress:
-            from ..data.reader import mixing_line
+    env = DistEnv.from_environ()
+    with process_group(env, device):  # torchrun: a process group, shut down on the way out
+        rank, world = env.rank, env.world
+        if batch_size % world:
+            raise UserError(f"--batch-size {batch_size} is not divisible by {world} processes")
+        if images is not None:
+            if not layer:
+                raise UserError("--images needs --layer")
+            source, meta = _stream_source(images, layer, weights, seed[0], device, batch_size // world, rank, world)
+        else:
+            st = _open_store(store)
+            source = _store_source(st, batch_size // world, seed[0], rank, world, held_out)
+            meta = {"layer": st.layer, "model": st.manifest.get("model"), "store": str(st.path),
+                    "batch_mixing": source.mixing()}  # fmt: skip
+            if rank == 0 and progress:
+                from ..data.reader import mixing_line
 
-            console.print(mixing_line(source), soft_wrap=True)
-    saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
-    cfg = TrainConfig(
-        samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, aux_coef=aux_coef,
-        aux_rescale=aux_rescale, multi_topk=multi_topk, b_dec_init=b_dec_init, normalize_input=normalize_input,
-        dtype=dtype, device=device,
-        checkpoint_every=checkpoint_every, checkpoint_every_s=checkpoint_every_s, log_every=log_every,
-        progress=progress and rank == 0,
-    )  # fmt: skip
-    result = run_train(source, saes, cfg, out_dir, meta)
-    if world > 1:
-        from ..data.distributed import shutdown
-
-        shutdown()
-    if rank == 0:
-        for name, s in result.summaries.items():
-            out.print(f"{name}: step {result.steps}, FVU {s['final_fvu']:.4f}, dead {s['dead_fraction']:.2%}")
+                console.print(mixing_line(source), soft_wrap=True)
+        saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
+        cfg = TrainConfig(
+            samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, aux_coef=aux_coef,
+            aux_rescale=aux_rescale, multi_topk=multi_topk, b_dec_init=b_dec_init, normalize_input=normalize_input,
+            dtype=dtype, device=device,
+            checkpoint_every=checkpoint_every, checkpoint_every_s=checkpoint_every_s, log_every=log_every,
+            progress=progress and rank == 0,
+        )  # fmt: skip
+        result = run_train(source, saes, cfg, out_dir, meta)
+        if rank == 0:
+            for name, s in result.summaries.items():
+                out.print(f"{name}: step {result.steps}, FVU {s['final_fvu']:.4f}, dead {s['dead_fraction']:.2%}")
+            if result.interrupted:
+                console.print(f"interrupted: checkpoint saved in {out_dir / 'checkpoint'}; rerun to resume")
         if result.interrupted:
-            console.print(f"interrupted: checkpoint saved in {out_dir / 'checkpoint'}; rerun to resume")
-    if result.interrupted:
-        raise typer.Exit(130)
+            raise typer.Exit(130)
 
 
 def evaluate(
