@@ -36,6 +36,7 @@ from sae_quality import _overrides, _Stream  # noqa: E402
 
 from inception_sae.sae.model import SAEConfig  # noqa: E402
 from inception_sae.sae.train import TrainConfig, Trainer  # noqa: E402
+from inception_sae.sae.view import SAETensors  # noqa: E402
 
 QUANTILES = torch.tensor([0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
 
@@ -80,10 +81,10 @@ def main() -> None:
     max_pre = torch.full((args.latents,), -torch.inf)
     kth = []
     with torch.no_grad():
-        enc, b_enc, b_dec = sae.enc.detach(), sae.b_enc.detach(), sae.b_dec.detach()
+        enc, b_enc = sae.enc.detach(), sae.b_enc.detach()
+        view = SAETensors(enc.t(), sae.W_dec.detach(), b_enc, sae.b_dec.detach(), args.k, None)  # trainer units
         for s in range(0, len(rows), 4096):
-            x = torch.from_numpy(rows[s : s + 4096]) * t.scale
-            pre = (x - b_dec) @ enc.t() + b_enc
+            pre = view.preacts(torch.from_numpy(rows[s : s + 4096]) * t.scale)
             vals, idx = pre.topk(args.k, dim=1)
             fired[idx[vals > 0]] = True
             max_pre = torch.maximum(max_pre, pre.max(0).values)
