@@ -13,7 +13,9 @@ top k there, reports:
   gradient cannot reach them);
 - the largest cosine of their decoder row to any other latent's (a duplicate of a live latent?) and to
   any true planted direction (a half-learned feature?);
-- their encoder norm and bias against the live latents'.
+- their encoder norm and bias against the live latents';
+- with ``resample_every`` set, when resampling restarted latents, and how many of the dead and of the
+  live latents it ever restarted.
 
 Writes one JSON (``--out``) and prints a summary.
 """
@@ -34,7 +36,9 @@ sys.path.insert(0, str(HERE))
 from quality_data import Family  # noqa: E402
 from sae_quality import _overrides, _Stream  # noqa: E402
 
+from inception_sae.sae import train as train_module  # noqa: E402
 from inception_sae.sae.model import SAEConfig  # noqa: E402
+from inception_sae.sae.resample import resample_dead  # noqa: E402
 from inception_sae.sae.train import TrainConfig, Trainer  # noqa: E402
 from inception_sae.sae.view import SAETensors  # noqa: E402
 
@@ -67,6 +71,16 @@ def main() -> None:
     t.initialise()
     run, sae = t.runs[0], t.runs[0].sae
     last_fired = torch.full((args.latents,), -1)
+    last_resampled, resampled_by_step = torch.full((args.latents,), -1), []
+
+    def tracked(sae_, opt, dead, *rest, **kw):  # which latents resampling restarts, and when
+        n = resample_dead(sae_, opt, dead, *rest, **kw)
+        if n:
+            last_resampled[dead.cpu()] = t.step + 1
+            resampled_by_step.append([t.step + 1, n])
+        return n
+
+    train_module.resample_dead = tracked
     in_window = []
     tic = time.perf_counter()
     while t.step < t.total_steps:
@@ -109,6 +123,9 @@ def main() -> None:
             "dead_max_preact_quantiles": _q(max_pre[dead]),
             "dead_with_max_preact_le_0": int((max_pre[dead] <= 0).sum()),
             "dead_last_fired_step_quantiles": _q(last_fired[dead]),
+            "resampled_by_step": resampled_by_step,
+            "dead_ever_resampled": int((last_resampled[dead] >= 0).sum()),
+            "live_ever_resampled": int((last_resampled[fired] >= 0).sum()),
             "dead_max_cos_other_latent_quantiles": _q(cos_other.max(1).values) if len(dead) else [],
             "dead_max_cos_true_quantiles": _q(cos_true.max(1).values) if len(dead) else [],
             "dead_enc_norm_quantiles": _q(enc[dead].norm(dim=1)),

@@ -59,6 +59,8 @@ def test_sigkill_and_resume_is_bitwise_identical(tmp_path):
     assert logged == list(
         range(1, samples // 64 + 1)
     )  # each step once, though steps after the kill's checkpoint ran twice
+    restarts = sum(s["resampled"] for r in records if "step" in r for s in r["saes"].values())
+    assert restarts > 0, "no latent was resampled: the test would not cover resampling"
     ref, cut = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
     assert ref.keys() == cut.keys()
     for k in ref:
@@ -74,6 +76,8 @@ def test_two_process_ddp_matches_one_process(tmp_path):
            str(WORKER), str(tmp_path / "two"), str(samples), "0"]  # fmt: skip
     r = subprocess.run(cmd, env=_env(), timeout=120, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()]
+    assert sum(s["resampled"] for r in records if "step" in r for s in r["saes"].values()) > 0
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-4, msg=k)

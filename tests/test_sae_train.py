@@ -1,5 +1,6 @@
 """Trainer behaviour on synthetic data with known answers: planted dictionary recovery, AuxK revival."""
 
+import copy
 import itertools
 
 import pytest
@@ -26,12 +27,12 @@ def test_recovers_planted_dictionary(tmp_path):
     assert (tmp_path / "train_log.jsonl").stat().st_size > 0
 
 
-def _revival_run(aux_coef: float) -> int:
+def _revival_run(aux_coef: float, **kw) -> int:
     """Half the latents start orthogonal to the data (so they can never fire on their own); how many revive?"""
     X, _ = planted(20_000, d=16, features=128)
     X = torch.cat([X, 0.01 * torch.randn(20_000, 16, generator=torch.Generator().manual_seed(1))], 1)
     cfg = TrainConfig(samples=30_000, batch_size=256, lr=2e-3, warmup_steps=10, progress=False, aux_coef=aux_coef,
-                      dead_window=1024)  # fmt: skip
+                      dead_window=1024, **kw)  # fmt: skip
     t = Trainer(ArraySource(X.numpy(), 256, seed=0), [SAEConfig(32, 128, 4, "full")], cfg, "unused")
     t.initialise()
     sae = t.runs[0].sae
@@ -45,9 +46,17 @@ def _revival_run(aux_coef: float) -> int:
 
 @pytest.mark.slow
 def test_auxk_revives_dead_latents():
-    without, with_aux = _revival_run(0.0), _revival_run(1 / 32)
+    without, with_aux = _revival_run(0.0, resample_every=0), _revival_run(1 / 32, resample_every=0)
     print(f"latents revived out of 64: without AuxK {without}, with AuxK {with_aux}")
     assert with_aux >= without + 8
+
+
+@pytest.mark.slow
+def test_resampling_revives_what_auxk_alone_does_not():
+    aux_only = _revival_run(1 / 32, resample_every=0)
+    resampled = _revival_run(1 / 32, resample_every=8, resample_from=0.2, resample_until=0.8)
+    print(f"latents revived out of 64: AuxK alone {aux_only}, with resampling {resampled}")
+    assert resampled >= max(aux_only + 8, 60)
 
 
 def test_sweep_shares_one_pass_and_logs(tmp_path):
@@ -204,3 +213,60 @@ def test_encoder_starts_at_its_init_scale_with_unit_decoder_rows(tie):
     torch.testing.assert_close(sae.enc.norm(dim=1), torch.full((64,), expected))
     if tie == "init":
         torch.testing.assert_close(sae.enc, 0.5 * sae.W_dec)
+
+
+@pytest.mark.parametrize("tie", ["init", "full"])
+def test_resampling_restarts_dead_latents_on_the_badly_reconstructed_rows(tie):
+    """Known truth: every row is reconstructed exactly but two, whose residuals are +-3 v and 2 w. Each dead
+    latent restarts on one of those directions (drawn ~ squared residual), its encoder at the median live norm
+    (tie init), its b_enc such that it beats the rows' k-th activation on exactly its share of the batch
+    (B k / m = 6 rows), first Adam moment 0 and second the live rows' mean; live latents are untouched."""
+    from inception_sae.sae.resample import resample_dead
+
+    torch.manual_seed(0)
+    d, m = 12, 64
+    sae = TopKSAE(SAEConfig(d, m, 3, tie))
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
+    x = torch.randn(128, d)
+    sae(x).x_hat.pow(2).sum().backward()  # one step, so that Adam has moments to restart
+    opt.step()
+    with torch.no_grad():
+        sae.b_enc.add_(0.1)
+    v, w = torch.zeros(d), torch.zeros(d)
+    v[0], w[1] = 1.0, 1.0
+    x_hat = x.clone()
+    x_hat[5] -= 3 * v
+    x_hat[9] -= 2 * w
+    dead = torch.tensor([3, 17, 40, 41, 63])
+    live = torch.ones(m, dtype=torch.bool)
+    live[dead] = False
+    before = {n: p.detach().clone() for n, p in sae.named_parameters()}
+    moments = {id(p): {k: s.clone() for k, s in opt.state[p].items()} for p in sae.parameters()}
+    live_norm = float(sae.enc.detach()[live].norm(dim=1).median())
+    twin = copy.deepcopy(sae)
+
+    kth = torch.rand(128, generator=torch.Generator().manual_seed(3))
+    assert resample_dead(sae, opt, dead, x, x_hat, kth, x, step=7) == 5
+    dirs = sae.W_dec[dead].detach()
+    cos = torch.stack([dirs @ v, dirs @ w]).abs().max(0).values
+    torch.testing.assert_close(cos, torch.ones(5))
+    picked_v = int((dirs @ v).abs().gt(0.99).sum())
+    assert 1 <= picked_v <= 5  # 9 : 4 odds per latent; both rows are possible, none other
+    if tie == "init":
+        torch.testing.assert_close(sae.enc[dead].norm(dim=1), torch.full((5,), live_norm))
+        torch.testing.assert_close(sae.enc[dead] / sae.enc[dead].norm(dim=1, keepdim=True), dirs)
+    pre = (x - sae.b_dec) @ sae.enc[dead].t() + sae.b_enc[dead]
+    assert ((pre - kth[:, None]) > -1e-5).sum(0).tolist() == [6] * 5
+    for n, p in sae.named_parameters():
+        rows = live if p.shape[0] == m else torch.ones(p.shape[0], dtype=torch.bool)
+        assert torch.equal(p.detach()[rows], before[n][rows]), n
+        if p.shape[0] == m:
+            st, old = opt.state[p], moments[id(p)]
+            assert (st["exp_avg"][dead] == 0).all() and torch.equal(st["exp_avg"][live], old["exp_avg"][live])
+            torch.testing.assert_close(st["exp_avg_sq"][dead], old["exp_avg_sq"][live].mean(0).expand_as(p[dead]))
+    # the draw is a function of the seed, the step and the rows' content, not of their order: a resumed or a
+    # data-parallel run (its gathered rows in another order) repeats it
+    perm = torch.randperm(128)
+    resample_dead(twin, torch.optim.Adam(twin.parameters()), dead, x[perm], x_hat[perm], kth[perm], x[perm], 7)
+    assert torch.equal(twin.W_dec[dead], sae.W_dec[dead])
+    torch.testing.assert_close(twin.b_enc[dead], sae.b_enc[dead])

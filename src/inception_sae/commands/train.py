@@ -80,6 +80,9 @@ def train(
     aux_coef: float = option(TrainConfig, "aux_coef", "AuxK coefficient (0 disables)."),
     aux_rescale: bool = option(TrainConfig, "aux_rescale", "Least-squares-scale AuxK."),
     dead_window: int = option(TrainConfig, "dead_window", "Samples without firing => dead."),
+    resample_every: int = option(
+        TrainConfig, "resample_every", "Steps between restarts of dead latents (default: the dead window; 0: off)."
+    ),
     b_dec_init: str = option(TrainConfig, "b_dec_init", "b_dec start: median (geometric), mean, zero."),
     normalize_input: bool = option(
         TrainConfig,
@@ -117,7 +120,8 @@ def train(
                 console.print(mixing_line(source), soft_wrap=True)
         saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
         cfg = TrainConfig(
-            samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, aux_coef=aux_coef,
+            samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, resample_every=resample_every,
+            aux_coef=aux_coef,
             aux_rescale=aux_rescale, multi_topk=multi_topk, b_dec_init=b_dec_init, normalize_input=normalize_input,
             dtype=dtype, device=device,
             checkpoint_every=checkpoint_every, checkpoint_every_s=checkpoint_every_s, log_every=log_every,

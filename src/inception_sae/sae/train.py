@@ -29,6 +29,7 @@ from .auxk import add_row_grads, auxk_loss_and_grads
 from .kernels import batch_moments, geometric_median
 from .metrics import DENSE_THRESHOLD, RecentMeans, fire_counts, normalized_mse, variance_from_moments
 from .model import SAEConfig, TopKSAE, default_lr, lr_short_run_factor
+from .resample import resample_dead
 from .train_config import DTYPES, TrainConfig
 from .trainlog import TrainLogger
 
@@ -188,7 +189,8 @@ class Trainer:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
 
-    def _train_step(self, run: Run, x: torch.Tensor, denom: torch.Tensor) -> None:
+    def _train_step(self, run: Run, x: torch.Tensor, denom: torch.Tensor, raw: torch.Tensor) -> None:
+        """One step of one SAE on the scaled batch ``x``; ``raw`` (the rows as read) keys resampling's draw."""
         sae, cfg = run.sae, self.cfg
         out = sae(x, multi_topk=cfg.multi_topk, compute_dtype=self.compute_dtype)
         # sq_err (the fused CPU path) was formed with the decoding: no pass of its own, forward or backward
@@ -211,25 +213,40 @@ class Trainer:
             dist.all_reduce(counts)
         run.since_fired += cfg.batch_size
         run.since_fired[counts > 0] = 0
+        window = cfg.window_at((self.step + 1) * cfg.batch_size)
         vals = out.codes.values.detach()
+        resampled = 0
+        if self._resample_due():
+            dead = (run.since_fired >= window).nonzero().squeeze(1)
+            x_hat, kth = out.x_hat.detach(), vals.min(1).values
+            resampled = resample_dead(
+                sae, run.opt, dead, x, x_hat, kth, raw, self.step, cfg.resample_enc_scale, self.distributed, self.world
+            )
         run.stats = {
             "fvu": float(mse.detach()) / self.world,
             "l0": float((vals > 0).sum(1).float().mean()),
             "aux_loss": float(aux.detach()),
-            "dead_fraction": float((run.since_fired >= cfg.window_at((self.step + 1) * cfg.batch_size)).float().mean()),
+            "dead_fraction": float((run.since_fired >= window).float().mean()),
             "dense_fraction": float((counts.float() / cfg.batch_size > DENSE_THRESHOLD).float().mean()),
+            "resampled": resampled,
         }
         run.recent.add(run.stats)
+
+    def _resample_due(self) -> bool:
+        every, done = self.cfg.resample_steps, self.step + 1
+        share = done / self.total_steps
+        return bool(every) and done % every == 0 and self.cfg.resample_from < share <= self.cfg.resample_until
 
     def step_all(self) -> None:
         """One batch through every SAE."""
         raw = self.source.next_batch().to(self.device, non_blocking=True)
         x, s, sq = batch_moments(raw, self.scale)  # one pass on CPU: scale, column sums, squares
         if not bool(torch.isfinite(sq)):  # a NaN/inf row: drop it (counted), then redo the sums
-            x, s, sq = batch_moments(self._finite(raw), self.scale)
+            raw = self._finite(raw)
+            x, s, sq = batch_moments(raw, self.scale)
         denom = variance_from_moments(s, sq, x.shape[0], self.distributed)
         for run in self.runs:
-            self._train_step(run, x, denom)
+            self._train_step(run, x, denom, raw)
         self.step += 1
 
     # ----- checkpoints

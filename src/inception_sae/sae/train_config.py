@@ -42,6 +42,12 @@ class TrainConfig:
     #: k_aux dead latents overshoot the small residual, AuxK shrinks them until ReLU closes and they never
     #: revive (measured: benchmarks/README.md); with it AuxK trains their direction, not their size.
     aux_rescale: bool = True
+    #: steps between restarts of dead latents on badly reconstructed rows (sae/resample.py; Bricken et al. 2023,
+    #: with a bias set for TopK); None = the dead window in steps (at the end of the run), 0 = off
+    resample_every: int | None = None
+    resample_from: float = 0.5  #: no restarts before this share of the steps
+    resample_until: float = 0.95  #: nor after this share, so that every restarted latent still trains
+    resample_enc_scale: float = 1.0  #: a restarted encoder row's norm, x the median live one
     multi_topk: bool = False  #: add L(4k)/8 (Gao et al. MultiTopK)
     normalize_input: bool = True  #: train on s*x with mean ||s*x||^2 = d; s is folded out on save
     b_dec_init: Literal["median", "mean", "zero"] = "median"  #: b_dec start: geometric median (Gao), mean or zero
@@ -60,6 +66,8 @@ class TrainConfig:
         check_choices(self)
         if not 0 <= self.decay_fraction <= 1:
             raise UserError("decay_fraction must be in [0, 1]")
+        if (self.resample_every or 0) < 0 or not 0 <= self.resample_from <= self.resample_until <= 1:
+            raise UserError("resample_every must be >= 0, and 0 <= resample_from <= resample_until <= 1")
 
     def length_at(self, seen: int) -> int:
         """The run length whose defaults hold after ``seen`` samples: the planned length, or with ``anytime`` the
@@ -82,6 +90,13 @@ class TrainConfig:
     def window(self) -> int:
         """The dead window at the end of the run."""
         return self.window_at(self.samples)
+
+    @property
+    def resample_steps(self) -> int:
+        """Steps between restarts of dead latents (0: none)."""
+        if self.resample_every is not None:
+            return self.resample_every
+        return max(1, self.window // self.batch_size)
 
 
 #: What ``run``'s ``train`` section holds: every TrainConfig field but the device and the progress bar.
