@@ -1,11 +1,14 @@
-"""Resampling of dead latents toward badly reconstructed inputs (Bricken et al. 2023, "Towards Monosemanticity").
+"""Restarts of dead latents on badly reconstructed inputs (after Bricken et al. 2023, "Towards Monosemanticity").
 
-Every ``resample_every`` steps, each latent that has not fired for the dead window is restarted on the
-direction of one row's residual ``x - x_hat``, the row drawn with probability proportional to its squared
-residual: decoder row = that unit direction, encoder row = the same direction times ``enc_scale`` x the median
-live encoder norm, ``b_enc`` = 0. Its Adam moments restart too: first moment 0, second moment the mean of the
-live rows' (so the first steps are neither frozen by an old large second moment nor blown up by a zero one).
-AuxK keeps training it until it fires.
+Every ``resample_every`` steps between ``resample_from`` and ``resample_until`` of the run (``TrainConfig``),
+each latent that has not fired for the dead window restarts on the direction of one row's residual
+``x - x_hat``, the row drawn with probability proportional to its squared residual: decoder row = that unit
+direction, encoder row = the same direction times ``enc_scale`` x the median live encoder norm. Bricken et al.
+set ``b_enc`` to 0 for a ReLU SAE; under TopK a new latent must also win a row's top k, so ``b_enc`` is set
+for it to win its fair share of the batch (measured in benchmarks/README.md: with 0 it either wins too many
+rows or none). Its Adam moments restart too: first moment 0, second moment the mean of the live rows' (so
+the first steps are neither frozen by an old large second moment nor blown up by a zero one). AuxK keeps
+training it until it fires.
 
 The rows are drawn from the whole global batch by keys made of each row's bits, the SAE's seed and the step,
 so a resumed run and a data-parallel run (which gathers the residuals, its rows in another order) draw the
@@ -34,7 +37,7 @@ def _row_uniforms(x: torch.Tensor, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     mult = torch.randint(1, 2**16, (x.shape[1],), generator=g, dtype=torch.int64).to(x.device)
     h = (x.contiguous().view(torch.int32).to(torch.int64) * mult).sum(1)  # |h| < 2^47 * d: no overflow
-    for shift in (33, 29, 32):  # xor-shift-multiply mixing (splitmix64's finaliser, constants < 2^31)
+    for shift in (33, 29, 32):  # xor-shift-multiply mixing (MurmurHash2's multiplier; int64 products wrap)
         h = (h ^ (h >> shift)) * 0x5BD1E995
         h = h & (2**62 - 1)
     return ((h & (2**24 - 1)).double() + 0.5) / 2**24
