@@ -37,8 +37,8 @@ class SlowSource(ArraySource):
 def config(samples: int, every: int) -> TrainConfig:
     # lr pinned at 3.2e-3 (the default at m=64 before it doubled): at 6.4e-3 the rounding difference of the
     # two-rank gradient average grew past the DDP test's 1e-4 within 12 steps; equivalence is what is tested
-    # resampling every 3 steps from the start: the restarts (drawn from the step and the seed, out of the
-    # gathered global batch) must resume and shard exactly too
+    # restarts of dead latents every 3 steps from the start: their draw (keyed by the rows' bits, the seed and
+    # the step, out of the gathered global batch) must resume and shard exactly too
     return TrainConfig(samples=samples, batch_size=BATCH, warmup_steps=5, checkpoint_every=every, progress=False,
                        log_every=1, dead_window=128, lr=3.2e-3, resample_every=3, resample_from=0.0,
                        resample_until=1.0)  # fmt: skip
