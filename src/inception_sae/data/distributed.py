@@ -1,4 +1,4 @@
-"""The little of torch.distributed a harvest needs: who am I, and a barrier.
+"""The little of torch.distributed a harvest and a training run need: who am I, a barrier, gathered rows.
 
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without them a
 run is a single process and no process group is created.
@@ -73,3 +73,14 @@ def barrier(env: DistEnv) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def gather_rows(t: torch.Tensor, distributed: bool, world: int) -> torch.Tensor:
+    """Every rank's rows of ``t``, in rank order (``t`` itself in a single process)."""
+    if not distributed:
+        return t
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)

@@ -18,17 +18,9 @@ same rows as one uninterrupted process: no state beyond the step is needed.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 
+from ..data.distributed import gather_rows
 from .model import TopKSAE
-
-
-def _gather_rows(e: torch.Tensor, distributed: bool, world: int) -> torch.Tensor:
-    if not distributed:
-        return e
-    parts = [torch.empty_like(e) for _ in range(world)]
-    dist.all_gather(parts, e.contiguous())
-    return torch.cat(parts)
 
 
 def _row_uniforms(x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -77,18 +69,18 @@ def resample_dead(
     n = int(dead.numel())
     if n == 0 or n == sae.d_sae:
         return 0
-    e = _gather_rows((x - x_hat).float(), distributed, world)
+    e = gather_rows((x - x_hat).float(), distributed, world)
     w = e.pow(2).sum(1)
     if not bool(w.sum() > 0):
         return 0
-    rows = _draw_rows(_gather_rows(raw.float(), distributed, world), w, n, sae.cfg.seed * 1_000_003 + step)
+    rows = _draw_rows(gather_rows(raw.float(), distributed, world), w, n, sae.cfg.seed * 1_000_003 + step)
     u = e[rows]
     u /= u.norm(dim=1, keepdim=True).clamp_min(1e-12)
     live = torch.ones(sae.d_sae, dtype=torch.bool, device=dead.device)
     live[dead] = False
     scale = enc_scale * float(sae.enc[live].norm(dim=1).median()) if sae.dec is not None else 1.0
     # margin of each row over its k-th activation, were the new latent's bias 0; its share-th largest -> -bias
-    margin = _gather_rows((x - sae.b_dec).float() @ (u * scale).t() - kth.float()[:, None], distributed, world)
+    margin = gather_rows((x - sae.b_dec).float() @ (u * scale).t() - kth.float()[:, None], distributed, world)
     share = max(1, min(margin.shape[0], round(margin.shape[0] * sae.k / sae.d_sae)))
     bias = -margin.topk(share, dim=0).values[-1]
     sae.enc[dead] = (u * scale).to(sae.enc.dtype)

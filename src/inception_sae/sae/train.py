@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.distributed as dist
 
+from ..data.distributed import gather_rows
 from ..data.source import BatchSource
 from ..errors import UserError
 from . import checkpoint as ckpt
@@ -113,10 +114,7 @@ class Trainer:
         parts, n = [], 0
         while n < self.cfg.init_samples:
             b = self.source.next_batch()
-            if self.distributed:
-                gathered = [torch.empty_like(b) for _ in range(self.world)]
-                dist.all_gather(gathered, b)
-                b = torch.cat(gathered)
+            b = gather_rows(b, self.distributed, self.world)
             b = self._finite(b, count=False)  # counted when training reads them
             parts.append(b)
             n += b.shape[0]
