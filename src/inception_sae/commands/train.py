@@ -121,8 +121,8 @@ def train(
         saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
         cfg = TrainConfig(
             samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, resample_every=resample_every,
-            aux_coef=aux_coef,
-            aux_rescale=aux_rescale, multi_topk=multi_topk, b_dec_init=b_dec_init, normalize_input=normalize_input,
+            aux_coef=aux_coef, aux_rescale=aux_rescale, multi_topk=multi_topk, b_dec_init=b_dec_init,
+            normalize_input=normalize_input,
             dtype=dtype, device=device,
             checkpoint_every=checkpoint_every, checkpoint_every_s=checkpoint_every_s, log_every=log_every,
             progress=progress and rank == 0,
