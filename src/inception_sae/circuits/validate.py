@@ -8,10 +8,16 @@
   paths cancelling, as for boundary detectors).
 * Branch consistency (Bozoukov: similar features sit in the same-size branch
   across layers): each downstream feature with its top upstream partner,
-  dominant branches by the analysis's definition (q <= 0.01, else "none"),
-  a per-branch 2x2 table with its odds ratio, and a permutation null at the
-  FEATURE level (upstream labels shuffled across upstream features), so a hub
-  that is many features' top partner counts as one feature, not many pairs.
+  dominant branches by the analysis's definition (q <= 0.01, else "none").
+  Chance is ``sum_b p_up(b) p_down(b)`` from the labelled pairs' own margins, and
+  the null shuffles the partners' labels among the DISTINCT partners actually
+  chosen, keeping every partner's set of downstream features: partner choice
+  skewed towards one branch then raises chance, not the evidence, whereas a
+  null over all upstream features mistakes that skew for agreement. Each
+  distinct partner counts once (its pairs are weighted 1/size, and it is the
+  unit of the permutation and of the bootstrap interval), so a hub that is the
+  top partner of many downstream features, which may resemble one another, is
+  one observation, not many.
 
 Through the 1x1 branch a weight equals the injected effect by construction
 (a 1x1 conv is linear); that is a unit test of the code (see the tests), not a
@@ -21,11 +27,14 @@ validation of the method, and it is not reported.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 NONE = "none"
+#: Fewest labelled pairs, and fewest distinct labelled partners, for the agreement test to be run.
+MIN_PAIRS, MIN_PARTNERS = 10, 5
 
 
 def rankdata(x: np.ndarray) -> np.ndarray:
@@ -65,67 +74,162 @@ def odds_ratio(both: int, up_only: int, down_only: int, neither: int) -> tuple[f
     return math.exp(log_or), math.exp(log_or - 1.96 * se), math.exp(log_or + 1.96 * se)
 
 
+def _haldane(both, p_only, o_only, neither) -> np.ndarray:
+    """Odds ratio with Haldane's +0.5, elementwise over arrays of 2x2 cells."""
+    return (both + 0.5) * (neither + 0.5) / ((p_only + 0.5) * (o_only + 0.5))
+
+
+@dataclass(frozen=True)
+class LabelAgreement:
+    """Same-label agreement of (partner, other) pairs vs chance from their margins, partners as the unit."""
+
+    labelled_pairs: int  #: pairs where both sides have a label (not "none")
+    partners: int  #: distinct partners among the labelled pairs: the permutation and bootstrap units
+    pair_agreement: float | None  #: share of labelled pairs with the same label (None: status is not "ok")
+    pair_chance: float | None  #: sum_b p_partner(b) p_other(b) over labelled pairs
+    agreement: float | None  #: as pair_agreement, each distinct partner counted once (its pairs weighted 1/size)
+    chance: float | None  #: as pair_chance, each distinct partner counted once
+    difference: float | None  #: agreement - chance
+    ci95: list[float] | None  #: percentile interval of the difference, bootstrap over distinct partners
+    p_value: float | None  #: one-sided, (1 + #null >= observed) / (1 + permutations)
+    per_branch: dict[str, dict]  #: label -> 2x2 pair counts, odds ratio with bootstrap 95% CI, permutation p
+    status: str  #: "ok", or why no test was run
+
+
+def label_agreement(
+    partner_labels: Sequence[str],
+    other_labels: Sequence[str],
+    partner_ids,
+    permutations: int = 2000,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    branches: Sequence[str] | None = None,
+) -> LabelAgreement:
+    """Do pairs share a label beyond chance from their margins, with each distinct partner as one unit?
+
+    Pair ``k`` joins a feature labelled ``other_labels[k]`` to its partner ``partner_ids[k]``,
+    labelled ``partner_labels[k]``; pairs with a "none" side are left out. Null: the labels of
+    the distinct partners are permuted among themselves, each keeping its pairs (which features
+    are partners, and of whom, is kept). ``per_branch`` counts pairs: ``both``, ``partner_only``,
+    ``other_only``, ``neither``; its p-value uses the same null on the partner-weighted ``both``.
+    """
+    cats = sorted(branches if branches is not None else {*partner_labels, *other_labels} - {NONE})
+    code = {c: i for i, c in enumerate(cats)}
+    a = np.array([code.get(x, -1) for x in partner_labels], dtype=int)
+    b = np.array([code.get(x, -1) for x in other_labels], dtype=int)
+    keep = (a >= 0) & (b >= 0)
+    a, b, ids = a[keep], b[keep], np.asarray(partner_ids, dtype=int)[keep]
+    n, K = len(a), len(cats)
+    _, first, cluster = np.unique(ids, return_index=True, return_inverse=True)
+    C = len(first)
+    ac = a[first]  # one label per distinct partner
+    M = np.zeros((C, K))
+    np.add.at(M, (cluster, b), 1.0)  # pairs per (partner, other label)
+    counts = {}
+    for k, name in enumerate(cats):
+        both, up, down = int(((a == k) & (b == k)).sum()), int((a == k).sum()), int((b == k).sum())
+        counts[name] = {"both": both, "partner_only": up - both, "other_only": down - both,
+                        "neither": n - up - down + both}  # fmt: skip
+    if n < MIN_PAIRS or C < MIN_PARTNERS:
+        status = (f"not enough labelled pairs ({n} < {MIN_PAIRS})" if n < MIN_PAIRS
+                  else f"not enough distinct labelled partners ({C} < {MIN_PARTNERS})")  # fmt: skip
+        per_branch = {k: {**v, "odds_ratio": None, "ci95": None, "p_value": None} for k, v in counts.items()}
+        return LabelAgreement(n, C, None, None, None, None, None, None, None, per_branch, status)
+    pair_agree = float((a == b).mean())
+    pair_chance = float(np.bincount(a, minlength=K) @ np.bincount(b, minlength=K) / n**2)
+    rng = np.random.default_rng(seed)
+    Mw = M / M.sum(1, keepdims=True)  # each partner's pairs weighted 1/size
+    onehot = np.eye(K)[ac]  # (C, K)
+    both_w = (Mw * onehot).sum(0) / C  # per label: partner-weighted share of pairs with both sides in it
+    agree, chance = float(both_w.sum()), float(onehot.mean(0) @ Mw.mean(0))
+    # null: partner labels permuted among the distinct partners; the label counts of the partners and each
+    # partner's pairs are kept, so the chance term is the same in every permutation (chunks bound the memory)
+    ge, ge_k, done = 0, np.zeros(K), 0
+    while done < permutations:
+        P = min(500, permutations - done)
+        perm = rng.permuted(np.broadcast_to(ac, (P, C)).copy(), axis=1)
+        null_both = np.stack([(perm == k) @ Mw[:, k] for k in range(K)], 1) / C  # (P, K)
+        ge += int((null_both.sum(1) >= agree - 1e-12).sum())
+        ge_k += (null_both >= both_w - 1e-12).sum(0)
+        done += P
+    # interval: bootstrap over distinct partners (W: how often each is drawn)
+    idx = rng.integers(0, C, (bootstrap, C))
+    W = np.bincount((idx + C * np.arange(bootstrap)[:, None]).ravel(), minlength=bootstrap * C)
+    W = W.reshape(bootstrap, C).astype(float)
+    boot_diff = (W @ (Mw * onehot)).sum(1) / C - ((W @ onehot) * (W @ Mw)).sum(1) / C**2
+    lo, hi = np.percentile(boot_diff, [2.5, 97.5])
+    # odds ratios on the resampled pair counts
+    up_r, down_r, size_r, both_r = W @ (onehot * M.sum(1, keepdims=True)), W @ M, W @ M.sum(1), W @ (M * onehot)
+    per_branch = {}
+    for k, name in enumerate(cats):
+        c = counts[name]
+        ors = _haldane(both_r[:, k], up_r[:, k] - both_r[:, k], down_r[:, k] - both_r[:, k],
+                       size_r - up_r[:, k] - down_r[:, k] + both_r[:, k])  # fmt: skip
+        ratio = odds_ratio(c["both"], c["partner_only"], c["other_only"], c["neither"])[0]
+        per_branch[name] = {**c, "odds_ratio": ratio, "ci95": [float(x) for x in np.percentile(ors, [2.5, 97.5])],
+                            "p_value": float((1 + ge_k[k]) / (1 + permutations))}  # fmt: skip
+    return LabelAgreement(n, C, pair_agree, pair_chance, agree, chance, agree - chance, [float(lo), float(hi)],
+                          float((1 + ge) / (1 + permutations)), per_branch, "ok")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class BranchConsistency:
-    """Dominant-branch agreement of (downstream feature, its top upstream partner) vs a feature-level null."""
+    """Dominant-branch agreement of (downstream feature, its top upstream partner) vs chance from the margins."""
 
     pairs: int  #: downstream features paired with their top upstream partner
     labelled_pairs: int  #: pairs where both features have a dominant branch (not "none")
-    agreement: float  #: share of labelled pairs in the same branch (NaN without labelled pairs)
-    null_mean: float  #: mean agreement with upstream labels shuffled across upstream features
-    null_std: float
-    p_value: float  #: one-sided, (1 + #null >= observed) / (1 + permutations)
+    agreement: float | None  #: share of labelled pairs in the same branch
+    chance: float | None  #: sum_b p_up(b) p_down(b) from the labelled pairs' margins
+    partner_agreement: float | None  #: agreement with each distinct upstream partner counted once
+    partner_chance: float | None  #: chance with each distinct upstream partner counted once
+    difference: float | None  #: partner_agreement - partner_chance: the tested excess
+    ci95: list[float] | None  #: 95% interval of the difference, bootstrap over distinct upstream partners
+    p_value: float | None  #: one-sided, partner labels permuted among the distinct partners
     permutations: int
+    bootstrap: int
     table: dict[str, dict[str, int]]  #: upstream branch -> downstream branch -> pairs ("none" included)
-    per_branch: dict[str, dict]  #: branch -> 2x2 counts, odds ratio with 95% CI, permutation p
+    per_branch: dict[str, dict]  #: branch -> labelled-pair 2x2 counts, odds ratio with bootstrap 95% CI, p
     upstream_features: int  #: distinct upstream features among the partners (hubs make this small)
+    labelled_partners: int  #: distinct upstream partners among the labelled pairs: the test's units
+    status: str  #: "ok", or why agreement and the test are null
     pairing: str = "each downstream feature with the upstream feature of largest positive expanded weight"
-    labels: str = "dominant branch: most significant branch under the permutation null if q <= 0.01, else none"
-    null: str = "upstream dominant branches permuted across upstream features (feature level)"
+    labels: str = "dominant branch (analysis.branches.dominant_branches): most significant if q <= 0.01, else none"
+    null: str = ("dominant branches of the distinct upstream partners permuted among themselves, each keeping "
+                 "its downstream features; each distinct partner counted once")  # fmt: skip
+    interval: str = "percentile bootstrap over distinct upstream partners"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def branch_consistency(
-    names_up: list[str], names_down: list[str], ups, downs, permutations: int = 2000, seed: int = 0
+    names_up: list[str],
+    names_down: list[str],
+    ups,
+    downs,
+    permutations: int = 2000,
+    seed: int = 0,
+    bootstrap: int = 1000,
 ) -> BranchConsistency:
-    """Do downstream features and their top upstream partners share a dominant branch?
+    """Do downstream features and their top upstream partners share a dominant branch beyond chance?
 
     ``names_up`` / ``names_down``: dominant branch (or "none") of every feature of
     each SAE; ``ups[k]`` is the top upstream partner of downstream feature ``downs[k]``.
     """
     ups, downs = np.asarray(ups, dtype=int), np.asarray(downs, dtype=int)
-    cats = [*sorted({*names_up, *names_down} - {NONE}), NONE]
-    code = {c: i for i, c in enumerate(cats)}
-    la = np.array([code[x] for x in names_up], dtype=int)  # per upstream FEATURE
-    lb = np.array([code[x] for x in names_down], dtype=int)[downs]  # per pair
-    none = code[NONE]
-    rng = np.random.default_rng(seed)
-    perms = np.stack([la] + [rng.permutation(la) for _ in range(permutations)])  # (1 + P, m_a); row 0 observed
-    pa = perms[:, ups]  # (1 + P, pairs)
-    labelled = (pa != none) & (lb != none)
-    same = (pa == lb) & labelled
-    n_lab = labelled.sum(1)
-    agree = np.where(n_lab > 0, same.sum(1) / np.maximum(n_lab, 1), np.nan)
-    obs, null = agree[0], agree[1:]
-    p = float((1 + (null >= obs - 1e-12).sum()) / (1 + permutations)) if n_lab[0] else float("nan")
+    pa, pb = [names_up[i] for i in ups.tolist()], [names_down[i] for i in downs.tolist()]
+    res = label_agreement(pa, pb, ups, permutations, bootstrap, seed, sorted({*names_up, *names_down} - {NONE}))
     table: dict[str, dict[str, int]] = {}
-    for x, y in zip(pa[0].tolist(), lb.tolist(), strict=True):
-        table.setdefault(cats[x], {}).setdefault(cats[y], 0)
-        table[cats[x]][cats[y]] += 1
-    per_branch = {}
-    for b in cats[:-1]:
-        i = code[b]
-        both = ((pa == i) & (lb == i)).sum(1)  # (1 + P,)
-        up_b, down_b = int((pa[0] == i).sum()), int((lb == i).sum())
-        cells = (int(both[0]), up_b - int(both[0]), down_b - int(both[0]), len(lb) - up_b - down_b + int(both[0]))
-        ratio, lo, hi = odds_ratio(*cells)
-        per_branch[b] = {"both": cells[0], "up_only": cells[1], "down_only": cells[2], "neither": cells[3],
-                         "odds_ratio": ratio, "ci95": [lo, hi],
-                         "p_value": float((1 + (both[1:] >= both[0]).sum()) / (1 + permutations))}  # fmt: skip
+    for x, y in zip(pa, pb, strict=True):
+        table.setdefault(x, {}).setdefault(y, 0)
+        table[x][y] += 1
+    per_branch = {
+        k: {"both": v["both"], "up_only": v["partner_only"], "down_only": v["other_only"],
+            **{f: v[f] for f in ("neither", "odds_ratio", "ci95", "p_value")}}
+        for k, v in res.per_branch.items()
+    }  # fmt: skip
     return BranchConsistency(
-        len(lb), int(n_lab[0]), float(obs), float(np.nanmean(null)) if np.isfinite(null).any() else float("nan"),
-        float(np.nanstd(null)) if np.isfinite(null).any() else float("nan"), p, permutations, table, per_branch,
-        len(set(ups.tolist())),
+        len(pb), res.labelled_pairs, res.pair_agreement, res.pair_chance, res.agreement, res.chance, res.difference,
+        res.ci95, res.p_value, permutations, bootstrap, table, per_branch, len(set(ups.tolist())), res.partners,
+        res.status,
     )  # fmt: skip

@@ -58,10 +58,14 @@ def circuits(
         )
     if "branch_consistency" in v:
         b = v["branch_consistency"]
-        out.print(
-            f"  dominant-branch agreement {b['agreement']:.2f} over {b['labelled_pairs']} labelled partner pairs "
-            f"vs null {b['null_mean']:.2f} (feature-level p={b['p_value']:.3g})"
-        )
+        if b["status"] != "ok":
+            out.print(f"  dominant-branch agreement: {b['status']}")
+        else:
+            out.print(
+                f"  dominant-branch agreement {b['agreement']:.2f} over {b['labelled_pairs']} labelled partner pairs "
+                f"vs chance {b['chance']:.2f}; each of {b['labelled_partners']} distinct partners once: "
+                f"{b['difference']:+.2f} (95% CI {b['ci95'][0]:+.2f} to {b['ci95'][1]:+.2f}, p={b['p_value']:.3g})"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,8 @@ from collections import Counter
 import torch
 from torch import Tensor
 
+from ..circuits.validate import NONE, label_agreement
+
 #: Similarity thresholds reported for every matching (cosine or correlation).
 THRESHOLDS = (0.7, 0.9)
 #: Firing-frequency bands (share of positions), lower edges; the first band is "never fires".
@@ -57,29 +59,54 @@ def grouped(values: Tensor, groups: list[str], order: list[str] | None = None, e
     return out
 
 
-def branch_pairs(matched: Tensor, partner: Tensor, dom_a: list[str], dom_b: list[str]) -> dict:
+def branch_pairs(
+    matched: Tensor,
+    partner: Tensor,
+    dom_a: list[str],
+    dom_b: list[str],
+    permutations: int = 2000,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Cross-table of the dominant branches of matched pairs, and how often they agree vs chance.
 
     ``matched`` (ma,) booleans select side-A features with a match; ``partner`` gives the side-B
-    feature. The chance agreement is ``sum_b p_A(b) p_B(b)`` from the pairs' own margins, computed
-    over pairs where both sides have a dominant branch (not "none").
+    feature. Over pairs where both sides have a dominant branch (not "none"): the share in the same
+    branch against chance ``sum_b p_A(b) p_B(b)`` from the pairs' own margins, and the test of
+    ``validate.label_agreement`` with side B's features as the partners, so a side-B feature that is
+    the best match of many side-A features counts once.
     """
-    pairs = [(dom_a[i], dom_b[int(partner[i])]) for i in matched.nonzero().flatten().tolist()]
+    index = matched.nonzero().flatten().tolist()
+    ids = [int(partner[i]) for i in index]
+    pairs = [(dom_a[i], dom_b[j]) for i, j in zip(index, ids, strict=True)]
     table: dict[str, dict[str, int]] = {}
     for a, b in pairs:
         table.setdefault(a, Counter())[b] += 1
-    both = [(a, b) for a, b in pairs if a != "none" and b != "none"]
-    n = len(both)
-    same = sum(a == b for a, b in both)
-    ca, cb = Counter(a for a, _ in both), Counter(b for _, b in both)
-    chance = sum(ca[k] * cb[k] for k in ca) / n**2 if n else None
+    test = label_agreement([b for _, b in pairs], [a for a, _ in pairs], ids, permutations, bootstrap, seed,
+                           sorted({*dom_a, *dom_b} - {NONE}))  # fmt: skip
+    per_branch = {
+        k: {"both": v["both"], "a_only": v["other_only"], "b_only": v["partner_only"],
+            **{f: v[f] for f in ("neither", "odds_ratio", "ci95", "p_value")}}
+        for k, v in test.per_branch.items()
+    }  # fmt: skip
     return {
         "pairs": len(pairs),
-        "pairs_with_both_dominant": n,
+        "pairs_with_both_dominant": test.labelled_pairs,
         "table": {a: dict(c) for a, c in table.items()},
-        "same_branch_share": same / n if n else None,
-        "chance_same_branch": chance,
+        "same_branch_share": test.pair_agreement,
+        "chance_same_branch": test.pair_chance,
+        "partners": test.partners,
+        "partner_same_branch_share": test.agreement,
+        "partner_chance_same_branch": test.chance,
+        "difference": test.difference,
+        "ci95": test.ci95,
+        "p_value": test.p_value,
+        "per_branch": per_branch,
+        "status": test.status,
         "note": "dominant branch of each side of every matched pair (best-correlation match above the null)",
+        "null": "side-B partners' dominant branches permuted among the distinct partners, each keeping its "
+        "side-A features; partner_* and the test count each distinct side-B partner once (its pairs weighted "
+        "1/size); ci95: percentile bootstrap over distinct side-B partners",
     }
 
 
