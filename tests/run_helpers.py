@@ -17,7 +17,7 @@ TINY = {
     "train.log_every": 1, "train.checkpoint_every": 2,
     "sae.latents": 64, "sae.k": 4,
     "eval.max_images": 4, "eval.batch_size": 4,
-    "analyze.input_size": 64, "analyze.batch_size": 8, "analyze.n_null": 100, "analyze.logit_effect": False,
+    "analyze.input_size": 64, "analyze.batch_size": 8, "analyze.logit_effect": False,
     "analyze.umap": False, "analyze.render_top": 2, "analyze.n_top": 4, "analyze.per_interval": 2,
     "featvis.features": "top:2", "featvis.render.steps": 2, "featvis.render.model_size": 64,
     "featvis.render.param.size": 32,

@@ -38,14 +38,15 @@ def test_planted_5x5_features_are_flagged(model, tmp_path):
     """16 features mostly in mixed4d's 5x5 slice (400-463) are 5x5-specialised; 48 null-like ones are not."""
     imgs = tmp_path / "imgs"
     write_images(imgs, 6, size=(80, 72))
-    rms = channel_rms(model, imgs, 64, "mixed4d").clamp_min(1e-3)
+    rms = channel_rms(model, imgs, 64, "mixed4d")
     g = torch.Generator().manual_seed(0)
     planted = torch.randn(16, 528, generator=g).abs() * rms * 0.15
     planted[:, 400:464] = torch.rand(16, 64, generator=g) * rms[400:464] * 3
     random = torch.randn(48, 528, generator=g) * rms  # drawn like the null
     write_sae(tmp_path / "sae", unit_rows(torch.cat([planted, random])), "mixed4d", k=8)
-    cfg = AnalyzeConfig(tmp_path / "sae", imgs, tmp_path / "out", input_size=64, batch_size=6, n_null=2000,
-                        umap=False, logit_effect=False, render_top=0, render_intervals=0, n_top=3)  # fmt: skip
+    cfg = AnalyzeConfig(tmp_path / "sae", imgs, tmp_path / "out", input_size=64, batch_size=6,
+                        umap=False, logit_effect=False, render_top=0, render_intervals=0, n_top=3,
+                        family=",".join(map(str, range(0, 16, 2))))  # fmt: skip
     analyze(cfg, model=model, progress=False)
     feats = [json.loads((tmp_path / "out" / "features" / f"{i}.json").read_text()) for i in range(64)]
     for f in feats[:16]:
@@ -57,13 +58,20 @@ def test_planted_5x5_features_are_flagged(model, tmp_path):
     assert sum(f["dominant_branch"] != "none" for f in feats[16:]) <= 2  # random rows: "none"
     table = json.loads((tmp_path / "out" / "branches.json").read_text())
     assert {e["id"] for e in table["table"]["5x5"]} <= set(range(16))  # the 10 most 5x5-specialised
-    scale, live = torch.tensor(table["null_channel_scale"]), rms > 1e-3
-    assert len(scale) == 528 and torch.allclose(scale[live], rms[live], rtol=1e-3)
-    assert "permut" in table["null"] and table["dominant_counts"]["5x5"] >= 16
+    scale, live = torch.tensor(table["channel_scale"]), torch.tensor(table["channel_live"])
+    floor = float(torch.quantile(rms[live], 0.5))  # the median of the live channels
+    assert len(scale) == 528 and torch.allclose(scale[live], rms[live].clamp_min(floor), rtol=1e-3)
+    assert "empirical null" in table["null"]["method"] and table["dominant_counts"]["5x5"] >= 16
+    assert table["agreement"]["features"] == 64 and "pos" in table["null"]["fit"]
+    assert all(f["dominant_branch_norm"] in ("5x5", "none") for f in feats)  # both shares tested, both reported
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     fdr = summary["counts"]["specialised_fdr_1pct"]
     assert fdr["5x5"] >= 16 and sum(fdr.values()) <= 18
     assert summary["counts"]["dominant_branch"]["none"] >= 46
-    assert summary["branch_test"]["fdr_1pct"]["min_rejections"] == 13  # floor 1/2001 over 256 tests
+    assert "norm share" in summary["branch_test"]["fdr_1pct_status"]
+    fam = table["family"]  # half the planted features, highlighted as a family: apart in 5x5, nowhere else
+    assert fam["family"] == list(range(0, 16, 2)) and fam["status"] == "ok"
+    assert fam["branches"]["5x5"]["p"] < 1e-4 and fam["branches"]["5x5"]["p_count"] < 1e-4
+    assert fam["branches"]["1x1"]["p"] > 0.01
     assert "FDR 1%" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "figures" / "branch_shares_pos.png").stat().st_size > 1000

@@ -40,7 +40,7 @@ def test_cli_writes_the_contract(sae_dir, tmp_path):
     out = tmp_path / "out"
     r = cli("analyze", "--sae", str(sae_dir), "--images", str(tmp_path / "imgs"), "--out", str(out),
             "--weights", "random", "--input-size", "32", "--batch-size", "2", "--no-umap", "--no-logit-effect",
-            "--n-null", "500", "--top", "4", "--render-top", "2", "--render-intervals", "0")  # fmt: skip
+            "--top", "4", "--render-top", "2", "--render-intervals", "0")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "--top is deprecated; use --n-top" in r.stderr  # the old spelling still works (hidden in --help)
     summary = json.loads((out / "summary.json").read_text())
@@ -90,7 +90,7 @@ def brute_image_maxima(model, sae_dir, folder, size):
 def test_pipeline_mining_equals_brute_force_and_state_is_bounded(model, sae_dir, tmp_path, n_images):
     write_images(tmp_path / "imgs", n_images, size=(36, 34), seed=n_images)
     cfg = AnalyzeConfig(sae_dir, tmp_path / "imgs", tmp_path / "out", input_size=32, batch_size=8, n_top=3,
-                        render_top=0, render_intervals=0, n_null=200, umap=False, logit_effect=False)  # fmt: skip
+                        render_top=0, render_intervals=0, umap=False, logit_effect=False)  # fmt: skip
     summary = analyze(cfg, model=model, progress=False).summary
     # bytes per direction: stats 8+8+8+4+8*66, top 3*24, 10 interval reservoirs 10*5*24 + counts 10*8;
     # for m=24 features and C=256 neurons: the same for 4 and 40 images
@@ -129,7 +129,7 @@ def test_interrupted_run_resumes_to_the_same_result(model, sae_dir, tmp_path, mo
     import inception_sae.analysis.passes as passes
 
     write_images(tmp_path / "imgs", 6, size=(36, 34), seed=9)
-    kw = dict(input_size=32, batch_size=2, n_top=3, render_top=0, render_intervals=0, n_null=200, umap=False,
+    kw = dict(input_size=32, batch_size=2, n_top=3, render_top=0, render_intervals=0, umap=False,
               logit_effect=False, checkpoint_every_s=1e-9)  # fmt: skip
     analyze(AnalyzeConfig(sae_dir, tmp_path / "imgs", tmp_path / "ref", **kw), model=model, progress=False)
     calls, real = [0], passes.held_out_mask

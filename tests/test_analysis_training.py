@@ -52,7 +52,7 @@ def brute_top_norm_firing(model, sae_dir, folder) -> tuple[torch.Tensor, int]:
 def test_training_position_statistics_equal_brute_force(model, trained_sae, tmp_path):
     write_images(tmp_path / "imgs", 10, size=(36, 34), seed=4)
     cfg = AnalyzeConfig(trained_sae, tmp_path / "imgs", tmp_path / "out", input_size=32, batch_size=4, n_top=3,
-                        render_top=0, render_intervals=0, n_null=100, umap=False, logit_effect=False)  # fmt: skip
+                        render_top=0, render_intervals=0, umap=False, logit_effect=False)  # fmt: skip
     summary = analyze(cfg, model=model, progress=False).summary
     counts, n = brute_top_norm_firing(model, trained_sae, tmp_path / "imgs")
     tp = summary["training_positions"]
@@ -72,7 +72,7 @@ def test_without_a_store_the_training_statistics_say_so(model, tmp_path):
     sae = write_sae(tmp_path / "sae", unit_rows(torch.randn(24, 256)), "mixed3a", k=6)
     write_images(tmp_path / "imgs", 3, size=(36, 34), seed=5)
     cfg = AnalyzeConfig(sae, tmp_path / "imgs", tmp_path / "out", input_size=32, batch_size=4, n_top=3,
-                        render_top=0, render_intervals=0, n_null=100, umap=False, logit_effect=False)  # fmt: skip
+                        render_top=0, render_intervals=0, umap=False, logit_effect=False)  # fmt: skip
     summary = analyze(cfg, model=model, progress=False).summary
     assert summary["training_positions"] is None
     assert json.loads((tmp_path / "out" / "features" / "0.json").read_text())["training_positions"] is None

@@ -1,141 +1,169 @@
-"""The branch null with known truth: rows with no branch preference give uniform p-values, planted rows are found.
+"""The branch test against known truth.
 
-Rows are drawn at mixed4d (528 channels; 1x1 112, 3x3 288, 5x5 64, pool 64) exactly as the documented null
-says: entries i.i.d. across channels in units of ``null_channel_scale``, of eight kinds (dense/sparse x
-positive/signed x light/heavy tails), so every branch's p-values must be uniform whatever the kind.
+Two kinds of truth: rows generated OUTSIDE the test's model (``branch_truth``: real activation directions of the
+random network, centred and mixed ones, channel-RMS-scaled dense and sparse rows, every row with leak on all
+channels including the dead ones, and planted rows whose activation pattern has one branch three times stronger),
+and rows drawn
+from the test's own assumptions (exchangeable entries in data units), whose p-values must then be uniform.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
+from branch_truth import FAMILIES, NAMES, SLICES, D, Generator, activations
 
+from inception_sae.analysis import branch_null as bn
 from inception_sae.analysis import branches as br
-from inception_sae.analysis.branch_null import benjamini_hochberg, fdr_reachability, permutation_pvalues
-from inception_sae.circuits.saes import dominant_branches
-from inception_sae.models.layers import layer_info
-
-INFO = layer_info("mixed4d")
-SLICES = [b.slice for b in INFO.branches]
-NAMES = [b.name for b in INFO.branches]
-D = INFO.channels
-KINDS = [(dense, pos, heavy) for dense in (True, False) for pos in (True, False) for heavy in (False, True)]
-N_MAX = 2**15  # floor 3.1e-5: enough for BH over 8,000 tests to reach q <= 0.01 with >= 25 rejections
-
-
-def null_rows(n: int, dense: bool, pos: bool, heavy: bool, g: torch.Generator) -> torch.Tensor:
-    """(n, D) rows in null units: Gaussian or Pareto-like tails, 5% non-zero when sparse, |.| when positive."""
-    y = torch.randn(n, D, generator=g)
-    if heavy:
-        y = y / torch.rand(n, D, generator=g).clamp_min(1e-3) ** 0.7  # infinite variance
-    if pos:
-        y = y.abs()
-    if not dense:
-        y = y * (torch.rand(n, D, generator=g) < 0.05)
-    return y
 
 
 @pytest.fixture(scope="module")
-def null_set():
-    g = torch.Generator().manual_seed(0)
-    scale = torch.rand(D, generator=g) * 2 + 0.1  # null_channel_scale, unequal across channels
-    Y = torch.cat([null_rows(250, *k, g) for k in KINDS])  # 2,000 rows
-    return Y * scale, scale, g
+def population(model, tmp_path_factory):
+    from conftest import SAMPLE_DIR
 
-
-def plant_5x5(n: int, scale: torch.Tensor, g: torch.Generator, share: float = 0.5) -> torch.Tensor:
-    """Dense positive rows whose 5x5 slice is a positive bump holding ``share`` of the positive norm."""
-    a, b = SLICES[NAMES.index("5x5")]
-    W = torch.randn(n, D, generator=g).abs() * scale
-    rest = W.pow(2).sum(1) - W[:, a:b].pow(2).sum(1)
-    bump = (torch.rand(n, b - a, generator=g) + 0.5) * scale[a:b]
-    W[:, a:b] = bump / bump.norm(dim=1, keepdim=True) * (rest * share**2 / (1 - share**2)).sqrt().unsqueeze(1)
-    return W
+    A = activations(model, SAMPLE_DIR, 60, tmp_path_factory.mktemp("imgs"))
+    gen = Generator(A, seed=0)
+    W, tags = gen.population(per_family=300, planted=150, factor=3.0)
+    return W, np.array(tags), gen.rms
 
 
 @pytest.mark.slow
-def test_null_rows_give_uniform_p_values_and_no_discoveries(null_set):
-    W, scale, _ = null_set
-    st = br.branch_stats(W, SLICES, NAMES, scale, n_max=N_MAX, seed=1)
-    for j, name in enumerate(NAMES):
-        below = float((st.p[:, j] < 0.05).float().mean())
-        assert 0.03 <= below <= 0.07, (name, below)
-        assert 0.07 <= float((st.p[:, j] < 0.1).float().mean()) <= 0.13
-        assert float((st.q[:, j] <= 0.01).float().mean()) <= 0.01
-    for k, kind in enumerate(KINDS):  # every kind of row on its own, incl. the tie-ridden sparse ones
-        block = st.p[250 * k : 250 * (k + 1)]
-        assert 0.02 <= float((block < 0.05).float().mean()) <= 0.09, kind
-    assert float((st.dominant >= 0).float().mean()) <= 0.01
-    assert st.dominant_names().count("none") >= 1980
+@pytest.mark.parametrize("kind", ["pos", "norm"])
+def test_rows_made_outside_the_null_planted_found_and_no_preference_left_alone(population, kind):
+    W, tags, rms = population
+    assert int((rms == 0).sum()) >= 5  # the random network has dead channels, and every row has leak on them
+    st = br.branch_stats(W, SLICES, NAMES, rms)
+    dom = np.array(st.dominant_names(kind))
+    q = st.tests[kind].q.numpy()
+    for branch in ("5x5", "1x1"):
+        rows = tags == f"planted {branch}"
+        found = (dom[rows] == branch) & (q[rows, NAMES.index(branch)] <= 0.01)
+        assert found.mean() >= 0.9, (kind, branch, found.mean())
+    no_pref = np.isin(tags, FAMILIES)
+    assert (dom[no_pref] != "none").mean() <= 0.03, (kind, (dom[no_pref] != "none").mean())
+    for fam in FAMILIES:
+        assert (dom[tags == fam] != "none").mean() <= 0.08, (kind, fam, (dom[tags == fam] != "none").mean())
 
 
 @pytest.mark.slow
-def test_planted_5x5_rows_are_found_by_analysis_and_circuits_alike(null_set):
-    W, scale, g = null_set
-    W = W.clone()
-    idx = torch.randperm(len(W), generator=g)[:64]
-    W[idx] = plant_5x5(64, scale, g)
-    assert float(br.branch_shares(W[idx], SLICES)["pos"][:, 2].mean()) == pytest.approx(0.5, abs=1e-3)
-    st = br.branch_stats(W, SLICES, NAMES, scale, n_max=N_MAX, seed=2)
-    names = st.dominant_names()
-    found = [i for i in idx.tolist() if st.q[i, 2] <= 0.01 and names[i] == "5x5"]
-    assert len(found) >= 60
-    others = torch.ones(len(W), dtype=torch.bool)
-    others[idx] = False
-    assert int((st.dominant[others] >= 0).sum()) <= 20  # FDR 1%: about 0.6 expected among 64 discoveries
-    circ, _ = dominant_branches(W, "mixed4d", scale=scale, n_max=N_MAX, seed=2)
-    assert circ == names  # the circuits use the very same definition
-    assert sum(circ[i] == "5x5" for i in idx.tolist()) >= 60
+def test_a_plain_rms_scale_is_blind_to_the_same_rows(population):
+    """What the floor fixes: divided by their own RMS, leak entries on near-silent channels swamp the rows."""
+    W, tags, rms = population
+    live = rms > 0
+    scale = rms.clamp_min(float(rms[live].min()))  # the old scale: every channel's own RMS
+    z = bn.row_statistic(W, SLICES, scale, live, "pos")
+    planted = torch.tensor(tags == "planted 5x5")
+    assert float(z[planted, 2].median()) < 2  # no signal left: leak, not the 5x5 slice, decides the statistic
+    floored, live2 = bn.data_units(rms, D)
+    z2 = bn.row_statistic(W, SLICES, floored, live2, "pos")
+    assert float(z2[planted, 2].median()) > 4
 
 
-def test_ties_do_not_break_calibration():
-    """Rows with 3 positive entries: most branch shares are exactly 0 or 1 and tie with most permutations."""
+def exchangeable_rows(n: int, scale: torch.Tensor, dense: bool, positive: bool, g) -> torch.Tensor:
+    """Rows whose entries are i.i.d. across channels in units of ``scale``: the test's own assumption."""
+    y = torch.randn(n, D, generator=g)
+    if positive:
+        y = y.abs()
+    if not dense:
+        y = y * (torch.rand(n, D, generator=g) < 0.3)
+    return y * scale
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize("positive", [True, False])
+def test_p_values_are_uniform_when_the_assumptions_hold(dense, positive):
+    g = torch.Generator().manual_seed(int(dense) * 2 + int(positive))
+    rms = torch.rand(D, generator=g) * 2 + 0.1  # one order of magnitude of channel scales, all above the floor
+    scale, live = bn.data_units(rms, D)
+    W = exchangeable_rows(3000, scale, dense, positive, g)
+    for kind in ("pos", "norm"):
+        t = bn.branch_test(W, SLICES, scale, live, kind)
+        for j in range(len(NAMES)):
+            for alpha in (0.05, 0.2):
+                share = float((t.p[:, j] <= alpha).double().mean())
+                assert abs(share - alpha) <= 4 * math.sqrt(alpha * (1 - alpha) / 3000) + 0.01, (kind, j, alpha, share)
+        assert float((t.dominant >= 0).double().mean()) <= 0.01
+
+
+def test_rows_with_three_entries_are_not_specialised():
+    """A row whose energy sits in three channels has a wide null: landing in one branch is no evidence."""
     g = torch.Generator().manual_seed(3)
-    Y = torch.zeros(1500, D)
+    Y = torch.zeros(2000, D)
     for i in range(len(Y)):
         Y[i, torch.randperm(D, generator=g)[:3]] = torch.rand(3, generator=g) + 0.1
-    res = permutation_pvalues(Y, SLICES, None, n_max=4096, seed=4)
-    for j in range(4):
-        for alpha in (0.05, 0.2, 0.5):
-            share = float((res.p[:, j] <= alpha).float().mean())
-            assert abs(share - alpha) <= 3.5 * (alpha * (1 - alpha) / len(Y)) ** 0.5 + 0.005, (j, alpha, share)
+    st = br.branch_stats(Y, SLICES, NAMES, torch.ones(D))
+    assert st.dominant_counts()["none"] >= 1980
 
 
-def test_sequential_p_values_stop_early_and_reach_the_floor():
-    g = torch.Generator().manual_seed(5)
-    W = torch.randn(50, D, generator=g).abs()
-    W[0, 400:464] *= 20  # overwhelming 5x5
-    res = permutation_pvalues(W, SLICES, None, n_max=5000, seed=0)
-    assert float(res.p[0, 2]) == pytest.approx(1 / 5001)
-    assert int(res.draws[0, 2]) == 5000
-    assert float(res.draws[1:].float().median()) < 200  # null rows stop after ~20 / p draws
-    again = permutation_pvalues(W, SLICES, None, n_max=5000, seed=0)
-    assert torch.equal(res.p, again.p)  # seeded
+def test_dead_channels_are_left_out_and_quiet_ones_floored():
+    rms = torch.tensor([0.0, 1e-4, 0.5, 1.0, 2.0])
+    scale, live = bn.data_units(rms, 5)
+    assert live.tolist() == [False, True, True, True, True]
+    assert torch.allclose(scale, torch.tensor([0.75, 0.75, 0.75, 1.0, 2.0]))  # median of the live RMS
+    raw, all_live = bn.data_units(None, 5)
+    assert torch.equal(raw, torch.ones(5)) and bool(all_live.all())
+
+
+def test_statistic_by_hand():
+    """E_b minus its permutation mean, over the exact sd of a simple random sample's sum (half the channels: no
+    skew to correct)."""
+    W = torch.tensor([[3.0, -1.0, 0.0, 0.0]])
+    t = bn.row_statistic(W, [(0, 2), (2, 4)], torch.ones(4), torch.ones(4, dtype=torch.bool), "norm")
+    e = torch.tensor([3.0, 1.0, 0.0, 0.0])  # |y|: the L1 mass
+    var = 2 * 2 / (4 * 3) * float((e - e.mean()).pow(2).sum())
+    assert float(t[0, 0]) == pytest.approx((4 - 2 * float(e.mean())) / math.sqrt(var))
+    assert float(t[0, 1]) == pytest.approx(-float(t[0, 0]))  # the two slices' masses sum to the total
+    pos = bn.row_statistic(W, [(0, 2), (2, 4)], torch.ones(4), torch.ones(4, dtype=torch.bool), "pos")
+    assert float(pos[0, 0]) == pytest.approx(3 / 2 / math.sqrt(2 * 2 / 12 * (3 * 0.75**2 + 2.25**2)))
+
+
+def test_skew_correction_keeps_order_and_tames_the_right_tail():
+    z = torch.linspace(-1, 8, 50, dtype=torch.float64)
+    out = bn.skew_corrected(z, torch.full_like(z, 0.8))
+    assert bool((out.diff() > 0).all()) and float(out[-1]) < 8  # monotone, and a skewed tail is less extreme
+    assert torch.allclose(bn.skew_corrected(z, torch.zeros_like(z)), z)
+
+
+def test_location_is_the_layer_median_and_small_layers_use_zero():
+    t = torch.arange(100, dtype=torch.float64).view(-1, 1).repeat(1, 2)
+    loc, spread = bn.empirical_null(t)
+    assert loc.tolist() == [49.0, 49.0] and float(spread[0]) == pytest.approx(1.4826 * 25, rel=0.05)
+    loc_small, _ = bn.empirical_null(t[:10])
+    assert loc_small.tolist() == [0.0, 0.0]
+
+
+def test_normal_tail_far_out():
+    assert float(bn.normal_sf(torch.tensor(0.0))) == pytest.approx(0.5)
+    assert float(bn.normal_sf(torch.tensor(10.0))) == pytest.approx(7.62e-24, rel=1e-2)  # no underflow to 0
 
 
 def test_benjamini_hochberg_by_hand():
     p = torch.tensor([0.01, 0.04, 0.03, 0.5])
     # sorted 0.01, 0.03, 0.04, 0.5 -> 0.04, 0.06, 0.0533, 0.5 -> step-up min -> 0.04, 0.0533, 0.0533, 0.5
     expect = torch.tensor([0.04, 0.16 / 3, 0.16 / 3, 0.5])
-    assert torch.allclose(benjamini_hochberg(p), expect)
-    assert torch.allclose(benjamini_hochberg(p.view(2, 2)), expect.view(2, 2))
+    assert torch.allclose(bn.benjamini_hochberg(p), expect)
+    assert torch.allclose(bn.benjamini_hochberg(p.view(2, 2)), expect.view(2, 2))
 
 
-def test_fdr_reachability_says_when_the_floor_blocks_the_level():
-    r = fdr_reachability(1 / 10001, 8448 * 4)
-    assert r["min_rejections"] == 338 and r["reachable"]
-    assert not fdr_reachability(1 / 51, 100)["reachable"]
+def test_one_label_for_analysis_circuits_and_compare(tmp_path):
+    """``dominant_branches`` reads an analysis folder's labels, or computes the same ones from rows and RMS."""
+    import json
 
-
-def test_family_test_uses_the_sae_base_rates():
     g = torch.Generator().manual_seed(6)
-    W = torch.randn(200, D, generator=g).abs()
-    W[:40, 400:464] *= 6  # a fifth of the SAE is 5x5
-    st = br.branch_stats(W, SLICES, NAMES, None, n_max=2**14, seed=0)
-    assert st.dominant_counts()["5x5"] == 40 and st.dominant_counts()["none"] >= 155
+    rms = torch.rand(D, generator=g) + 0.1
+    W = torch.randn(200, D, generator=g).abs() * rms
+    W[:40, 400:464] *= 4  # a fifth of the layer leans on 5x5
+    st = br.branch_stats(W, SLICES, NAMES, rms)
+    names = st.dominant_names()
+    assert names[:40].count("5x5") >= 38 and names[40:].count("none") >= 150
+    assert br.dominant_branches(W, "mixed4d", rms) == names
+    (tmp_path / "features").mkdir()
+    for i, b in enumerate(names):
+        (tmp_path / "features" / f"{i}.json").write_text(json.dumps({"dominant_branch": b}))
+    assert br.dominant_branches(torch.zeros(200, D), "mixed4d", None, tmp_path) == names  # read, not recomputed
+    assert br.dominant_branches(W, "mixed3a_1x1", rms) == ["none"] * 200  # not an inception block
     fam = br.family_chance(st, range(9))
-    assert fam["branch"] == "5x5"
-    assert fam["base_rates"]["5x5"] == pytest.approx(0.2)
-    assert fam["p_all_in_branch"] == pytest.approx(0.2**9)  # the SAE's own rate, not 1/4 per branch
-    assert "chosen" in fam["warning"]
-    assert br.family_chance(st, [0, 100])["branch"] is None
+    assert fam["branch"] == "5x5" and fam["p_all_in_branch"] == pytest.approx((names.count("5x5") / 200) ** 9)

@@ -107,7 +107,8 @@ def test_cli_end_to_end(model, tmp_path, images):
     assert val["exact_1x1"].startswith("computed") and "exactness_1x1" not in val
     bc = val["branch_consistency"]
     assert bc["pairs"] == 48 and set(bc["per_branch"]) <= {"1x1", "3x3", "5x5", "pool"}
-    assert bc["null_channel_scale"] == {"mixed4b": "1 (no analysis)", "mixed4c": "1 (no analysis)"}
+    src = bc["label_source"]  # mixed4b: read from its analysis folder; mixed4c: the same rule on the images
+    assert "features" in src["mixed4b"] and "images" in src["mixed4c"]
     for name in (f"graph_mixed4c_{j}.png", f"graph_mixed4c_{j}.svg", f"graph_mixed4c_{j}_data.png", "agreement.png"):
         assert (out / name).stat().st_size > 1000, name
     # bad input: one line, exit 2

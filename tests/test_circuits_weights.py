@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from circuits_helpers import injected_1x1_effect, planted_pair, random_sae
+from conftest import write_images
 
 from inception_sae.circuits.linearize import Linearised, linear_chain, make_chain
-from inception_sae.circuits.validate import branch_consistency, odds_ratio, rankdata, spearman
+from inception_sae.circuits.validate import odds_ratio, rankdata, spearman
 from inception_sae.circuits.weights import WeightCircuit, class_circuit, logit_weights
 from inception_sae.errors import UserError
 
@@ -139,36 +140,6 @@ def test_logit_weights_exact_and_class_circuit(model, tmp_path):
     assert any(n["id"] == "class/12" and n["class"] == 12 for n in graph["nodes"])
 
 
-def test_branch_consistency_detects_planted_agreement():
-    branches = ["1x1", "3x3", "5x5", "pool"]
-    rng = np.random.default_rng(0)
-    names_up = [branches[f % 4] for f in range(40)] + ["none"] * 60
-    ups = rng.permutation(100)[:80]  # each downstream feature's top partner
-    names_down = [names_up[u] for u in ups]  # planted: partners share their branch
-    same = branch_consistency(names_up, names_down, ups, np.arange(80), permutations=500)
-    assert same.labelled_pairs == sum(n != "none" for n in names_down) and same.agreement == 1.0
-    assert same.p_value < 0.01 and 0.15 < same.null_mean < 0.35
-    assert same.per_branch["5x5"]["odds_ratio"] > 10 and same.per_branch["5x5"]["ci95"][0] > 1
-    assert same.per_branch["5x5"]["p_value"] < 0.01
-    shuffled = branch_consistency(names_up, names_down[1:] + names_down[:1], ups, np.arange(80), permutations=500)
-    assert shuffled.p_value > 0.2
-
-
-def test_branch_consistency_is_calibrated_with_hub_partners():
-    """No association, but most downstream features share one of 3 hub partners: the feature-level null holds."""
-    branches = ["1x1", "3x3", "5x5", "pool"]
-    small = []
-    for seed in range(200):
-        rng = np.random.default_rng(seed)
-        names_up = [branches[x] if x < 4 else "none" for x in rng.integers(0, 6, 60)]
-        names_down = [branches[x] if x < 4 else "none" for x in rng.integers(0, 6, 120)]
-        ups = np.where(rng.random(120) < 0.8, rng.integers(0, 3, 120), rng.integers(0, 60, 120))  # 3 hubs
-        res = branch_consistency(names_up, names_down, ups, np.arange(120), permutations=200, seed=seed)
-        small.append(res.p_value <= 0.05)
-        assert res.upstream_features < 60
-    assert np.mean(small) <= 0.09  # a pair-level null would reject far more often
-
-
 def test_odds_ratio_by_hand():
     r, lo, hi = odds_ratio(9, 1, 1, 9)  # (9.5 * 9.5) / (1.5 * 1.5)
     assert r == pytest.approx(9.5**2 / 1.5**2) and lo < r < hi
@@ -228,26 +199,30 @@ def test_pair_table_reports_the_per_feature_spearman_that_pooling_flatters():
     assert "exact_1x1" not in s["spearman_vs_ablation"] and "exact_1x1" not in table.to_dict()
 
 
-def test_circuits_label_branches_with_the_analysis_null_scale(tmp_path):
-    """Circuits read null_channel_scale from the layer's analysis folder and label exactly as the analysis does."""
+def test_circuits_read_the_analysis_labels_or_compute_them_by_the_same_rule(tmp_path, model):
+    """With the layer's analysis folder circuits show its labels; without one, the same rule on their images."""
     from inception_sae.analysis import branches as br
     from inception_sae.circuits.config import CircuitsConfig
-    from inception_sae.circuits.run import branch_labels, null_scale
+    from inception_sae.circuits.run import branch_labels
+    from inception_sae.circuits.saes import layer_rms
+    from inception_sae.data.images import ImageDataset, Preprocess
     from inception_sae.models.layers import layer_info
 
     info = layer_info("mixed4c")
-    g = torch.Generator().manual_seed(1)
-    scale = torch.rand(info.channels, generator=g) + 0.1
-    (tmp_path / "ana").mkdir()
-    (tmp_path / "ana" / "branches.json").write_text(json.dumps({"null_channel_scale": scale.tolist()}))
-    folders = {"mixed4c": tmp_path / "ana"}
-    assert torch.equal(null_scale(folders, "mixed4c"), scale) and null_scale(folders, "mixed4b") is None
-    sae = random_sae("mixed4c", info.channels, 40, 4, 2)
+    sae = random_sae("mixed4c", info.channels, 80, 4, 2)
     a, b = info.branch("5x5").slice
     sae.W_dec[:10] = sae.W_dec[:10].abs() * 0.05
     sae.W_dec[:10, a:b] = 1.0  # ten clearly 5x5 features
-    cfg = CircuitsConfig(tmp_path, tmp_path, tmp_path / "out")
-    labels = branch_labels(cfg, folders, sae)["mixed4c"]
-    slices, names = [x.slice for x in info.branches], [x.name for x in info.branches]
-    assert labels == br.branch_stats(sae.W_dec, slices, names, scale).dominant_names()
-    assert labels[:10] == ["5x5"] * 10
+    imgs = tmp_path / "imgs"
+    write_images(imgs, 4, size=(72, 72))
+    ds = ImageDataset.from_path(imgs, Preprocess(resize=73, crop=64))
+    cfg = CircuitsConfig(tmp_path, tmp_path, tmp_path / "out", image_size=64)
+    labels, source = branch_labels(cfg, {}, model, ds, sae)
+    rms = layer_rms(model, ds, ["mixed4c"], 2)["mixed4c"]
+    assert labels["mixed4c"] == br.dominant_branches(sae.W_dec, "mixed4c", rms)
+    assert labels["mixed4c"][:10] == ["5x5"] * 10 and "images" in source["mixed4c"]
+    (tmp_path / "ana" / "features").mkdir(parents=True)
+    for i in range(80):
+        (tmp_path / "ana" / "features" / f"{i}.json").write_text(json.dumps({"dominant_branch": "pool"}))
+    read, source = branch_labels(cfg, {"mixed4c": tmp_path / "ana"}, model, ds, sae)
+    assert read["mixed4c"] == ["pool"] * 80 and "features" in source["mixed4c"]  # read, never recomputed

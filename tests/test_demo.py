@@ -26,7 +26,7 @@ def demo(tmp_path_factory):
     cache = root / "cache"
     cache.mkdir()
     sets = {"train.batch_size": 256, "train.init_samples": 512, "train.checkpoint_every": 0,
-            "analyze.n_null": 100, "analyze.umap": "false", "analyze.render_intervals": 0, "analyze.batch_size": 8,
+            "analyze.umap": "false", "analyze.render_intervals": 0, "analyze.batch_size": 8,
             "eval.max_images": 4, "featvis.render.model_size": 64, "featvis.render.param.size": 32}  # fmt: skip
     args = ["demo", "--offline", "--out", str(root / "d"), "--images", "16", "--size", "64", "--samples", "4096",
             "--features", "2", "--steps", "4", "--layer", LAYER, "--no-progress"]  # fmt: skip

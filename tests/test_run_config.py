@@ -175,7 +175,7 @@ def test_flags_are_the_config_fields_with_their_defaults():
     assert checked >= 60
     analyze = group.commands["analyze"]
     old = {p.opts[0]: p for p in analyze.params if p.hidden}
-    assert set(old) == {"--top", "--null-samples", "--checkpoint-every"}  # deprecated spellings the docs used
+    assert set(old) == {"--top", "--checkpoint-every"}  # deprecated spellings the docs used
 
 
 def test_a_run_folder_from_before_the_typed_sections_resumes(tmp_path):

@@ -1,81 +1,92 @@
-"""Branch specialization of SAE features (Bozoukov 2025, Figs 5-10) with a calibrated null model.
+"""Branch specialization of SAE features (Bozoukov 2025, Figs 5-10): shares, the branch test, THE dominant branch.
 
-A feature's decoder vector ``d_i`` (d,) splits into the four branch slices of the
-block. Three shares per branch:
+A feature's decoder row ``d_i`` (d,) splits into the four branch slices of the block. For an untied SAE
+these are rows of the decoder (what the feature writes); for a tied one encoder and decoder coincide.
+Three shares per branch:
 
-- ``pos``:  ``||relu(d_i[b])|| / ||relu(d_i)||`` (the paper's notebooks; its figures use this),
-- ``norm``: ``||d_i[b]|| / ||d_i||``,
-- ``sq``:   ``||d_i[b]||^2 / ||d_i||^2`` (sums to 1 over branches).
+- ``pos``:  ``||relu(d_i[b])|| / ||relu(d_i)||`` (the paper's notebooks compute this; the headline),
+- ``norm``: ``||d_i[b]|| / ||d_i||`` (the plain norm share; the paper's text speaks of "its total norm"),
+- ``sq``:   ``||d_i[b]||^2 / ||d_i||^2`` (sums to 1 over branches; descriptive only).
 
-A share grows with the branch's channel count and its channels' activation
-scale, so the ``pos`` share is tested against a per-row permutation null
-(:mod:`.branch_null`): the row in units of ``null_channel_scale`` with its
-entries permuted across channels. p-values are exact under that null and
-Benjamini-Hochberg q-values are taken over all features x branches.
-
-The ONE definition of a feature's dominant branch, used by the analysis, the
-circuits, the dashboard and every figure: the branch with the smallest p-value
-(ties at the floor: the larger z) if its q <= 0.01, else ``"none"``. "none" is
-the expected answer for a random network.
+``pos`` and ``norm`` are each tested (:mod:`.branch_null`: per-row standardisation in data units, the
+layer's empirical null, Benjamini-Hochberg). The ONE definition of a feature's dominant branch, used by the
+analysis, the circuits, compare, the dashboard and every figure, is :func:`dominant_branches`: the most
+significant branch of the ``pos`` test if its q <= 0.01, else ``"none"``; ``dominant_branch_norm`` is the
+same rule on the ``norm`` test, reported beside it so a reader sees where the two measures disagree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .branch_null import (
-    LEVEL,
-    NULL_TEXT,
-    STOP_AFTER,
-    benjamini_hochberg,
-    dominant_index,
-    permutation_pvalues,
-)
+from .branch_null import KINDS as TESTED
+from .branch_null import LEVEL, NULL_TEXT, BranchTest, branch_test, data_units
 
 KINDS = ("pos", "norm", "sq")
 NONE = "none"  #: dominant branch of a feature with no branch significant at q <= LEVEL
-N_MAX = 2**17  #: default cap of permutations per test (p-value floor 1 / (N_MAX + 1))
-POOL_ROWS = 4096  #: rows permuted once each for the pooled null band of the figures
+SHARE_LABELS = {"pos": "||relu(d[b])|| / ||relu(d)||", "norm": "||d[b]|| / ||d||", "sq": "||d[b]||² / ||d||²"}
+UNITS = {True: "channel RMS floored at the median live RMS (silent channels left out)", False: "raw (scale 1)"}
 
 
 class BranchStats(NamedTuple):
-    """Shares, null comparison and dominant branch of every feature (tests on the ``pos`` share)."""
+    """Shares, the branch tests of the ``pos`` and ``norm`` shares, and the dominant branch of every feature."""
 
     names: tuple[str, ...]  #: branch names in concat order
     shares: dict[str, Tensor]  #: kind -> (m, nb) shares
-    z: Tensor  #: (m, nb) (pos share - its null mean) / null sd, per row
-    p: Tensor  #: (m, nb) permutation p-values of the pos share
-    q: Tensor  #: (m, nb) Benjamini-Hochberg q-values over all features x branches
-    draws: Tensor  #: (m, nb) permutations drawn per test
-    null: dict[str, Tensor]  #: kind -> (n, nb) pooled null shares (rows permuted once each), for figures
-    dominant: Tensor  #: (m,) dominant branch index, -1 for "none" (see module docstring)
+    tests: dict[str, BranchTest]  #: "pos" (headline) and "norm" -> the test of that share
     largest: Tensor  #: (m,) branch index with the largest raw ``pos`` share
-    scale: Tensor  #: (d,) null_channel_scale
-    n_max: int  #: permutation cap; p-value floor 1 / (n_max + 1)
-
-    def dominant_names(self) -> list[str]:
-        """Dominant branch name per feature, ``"none"`` where no branch is significant."""
-        return [self.names[i] if i >= 0 else NONE for i in self.dominant.tolist()]
+    scale: Tensor  #: (d,) channel scale of the test's data units
+    live: Tensor  #: (d,) channels in the test (RMS > 0)
+    data_units: bool  #: True: channel RMS units; False: raw units (no activations were given)
 
     @property
-    def p_floor(self) -> float:
-        return 1.0 / (self.n_max + 1)
+    def z(self) -> Tensor:
+        return self.tests["pos"].z
 
-    def null_text(self) -> str:
-        return NULL_TEXT.format(stop=STOP_AFTER, n_max=self.n_max)
+    @property
+    def p(self) -> Tensor:
+        return self.tests["pos"].p
 
-    def fdr_counts(self, level: float = LEVEL) -> dict[str, int]:
+    @property
+    def q(self) -> Tensor:
+        return self.tests["pos"].q
+
+    @property
+    def dominant(self) -> Tensor:
+        return self.tests["pos"].dominant
+
+    def dominant_names(self, kind: str = "pos") -> list[str]:
+        """Dominant branch name per feature, ``"none"`` where no branch is significant."""
+        return [self.names[i] if i >= 0 else NONE for i in self.tests[kind].dominant.tolist()]
+
+    def units_text(self) -> str:
+        return UNITS[self.data_units]
+
+    def fdr_counts(self, kind: str = "pos", level: float = LEVEL) -> dict[str, int]:
         """Branch -> features with q <= level in that branch."""
-        return {b: int((self.q[:, j] <= level).sum()) for j, b in enumerate(self.names)}
+        q = self.tests[kind].q
+        return {b: int((q[:, j] <= level).sum()) for j, b in enumerate(self.names)}
 
-    def dominant_counts(self) -> dict[str, int]:
-        names = self.dominant_names()
+    def dominant_counts(self, kind: str = "pos") -> dict[str, int]:
+        names = self.dominant_names(kind)
         return {b: names.count(b) for b in (*self.names, NONE)}
+
+    def null_dict(self) -> dict:
+        """The null, its units and its fitted location/spread per branch and kind (for branches.json)."""
+        return {
+            "method": NULL_TEXT, "units": self.units_text(), "level": LEVEL,
+            "live_channels": int(self.live.sum()), "channels": int(self.live.numel()),
+            "fit": {kind: {b: {"location": float(t.location[j]), "spread": float(t.spread[j])}
+                           for j, b in enumerate(self.names)} for kind, t in self.tests.items()},
+            "spread_note": "robust spread of the per-row statistic below its median; ~1 when the per-row "
+                           "standardisation fits this layer, well above 1 (say 1.5) makes the calls liberal",
+        }  # fmt: skip
 
 
 def branch_shares(W: Tensor, slices: Sequence[tuple[int, int]]) -> dict[str, Tensor]:
@@ -92,36 +103,67 @@ def branch_shares(W: Tensor, slices: Sequence[tuple[int, int]]) -> dict[str, Ten
     return {k: torch.stack(cols[k], 1) / tot[k].clamp_min(eps).unsqueeze(1) for k in KINDS}
 
 
-def pooled_null(W: Tensor, slices: Sequence[tuple[int, int]], scale: Tensor, n: int = POOL_ROWS, seed: int = 0):
-    """kind -> (n, nb) shares of ``n`` rows of ``W`` (drawn with replacement) each permuted once under the null."""
-    g = torch.Generator().manual_seed(seed + 1)
-    rows = torch.randint(0, W.shape[0], (n,), generator=g)
-    perm = torch.rand(n, W.shape[1], generator=g).argsort(1)
-    Y = (W[rows].float() / scale).gather(1, perm) * scale
-    return branch_shares(Y, slices)
-
-
 def branch_stats(
-    W_dec: Tensor, slices: Sequence[tuple[int, int]], names: Sequence[str], scale: Tensor | None = None,
-    n_max: int = N_MAX, seed: int = 0,
-) -> BranchStats:  # fmt: skip
-    """Shares of decoder rows ``W_dec`` (m, d), their permutation p-values, BH q-values and dominant branch."""
+    W_dec: Tensor, slices: Sequence[tuple[int, int]], names: Sequence[str], rms: Tensor | None = None
+) -> BranchStats:
+    """Shares and tests of decoder rows ``W_dec`` (m, d); ``rms`` (d,): each channel's RMS activation.
+
+    Without ``rms`` the test runs in raw units (say so wherever its labels are shown).
+    """
     W = W_dec.detach().float().cpu()
-    scale = torch.ones(W.shape[1]) if scale is None else scale.detach().float().cpu()
+    scale, live = data_units(rms, W.shape[1])
     obs = branch_shares(W, slices)
-    res = permutation_pvalues(W, slices, scale, n_max=n_max, seed=seed)
-    q = benjamini_hochberg(res.p)
-    dom = dominant_index(res.p, q, res.z)
-    null = pooled_null(W, slices, scale, seed=seed)
-    return BranchStats(tuple(names), obs, res.z, res.p, q, res.draws, null, dom, obs["pos"].argmax(1), scale, n_max)
+    tests = {kind: branch_test(W, slices, scale, live, kind) for kind in TESTED}
+    return BranchStats(tuple(names), obs, tests, obs["pos"].argmax(1), scale, live, rms is not None)
+
+
+def layer_branches(layer: str | None):
+    """The branches of ``layer`` (empty for layers that are not inception blocks or unknown names)."""
+    from ..models.layers import layer_info
+
+    try:
+        return layer_info(layer).branches if layer else ()
+    except KeyError:
+        return ()
+
+
+def labels_from_analysis(folder: Path, m: int, kind: str = "pos") -> list[str]:
+    """``dominant_branch`` (``kind`` "norm": ``dominant_branch_norm``) of features 0..m-1 of an analysis folder."""
+    from ..errors import UserError
+    from ..fsio import read_json
+
+    feats = Path(folder) / "features"
+    if not feats.is_dir():
+        raise UserError(f"{folder} is not an analysis folder: features/ is missing")
+    key = "dominant_branch" if kind == "pos" else f"dominant_branch_{kind}"
+    return [str(read_json(feats / f"{i}.json", {}).get(key) or NONE) for i in range(m)]
 
 
 def dominant_branches(
-    W_dec: Tensor, slices: Sequence[tuple[int, int]], names: Sequence[str], scale: Tensor | None = None,
-    n_max: int = N_MAX, seed: int = 0,
-) -> list[str]:  # fmt: skip
-    """THE dominant branch of every row of ``W_dec``: most significant branch with q <= 0.01, else "none"."""
-    return branch_stats(W_dec, slices, names, scale, n_max, seed).dominant_names()
+    W_dec: Tensor, layer: str | None, rms: Tensor | None = None, analysis: Path | None = None, kind: str = "pos"
+) -> list[str]:
+    """THE dominant branch of every feature: the most significant branch with q <= 0.01, else "none".
+
+    With ``analysis`` (the layer's analysis folder) its labels are read, so every stage shows the very same
+    label; otherwise they are computed by the same rule from the decoder rows and ``rms``, the channels' RMS
+    activation on the stage's own images (None: raw units). Layers without branches: every feature "none".
+    """
+    m = W_dec.shape[0]
+    if analysis is not None:
+        return labels_from_analysis(analysis, m, kind)
+    branches = layer_branches(layer)
+    if not branches:
+        return [NONE] * m
+    stats = branch_stats(W_dec, [b.slice for b in branches], [b.name for b in branches], rms)
+    return stats.dominant_names(kind)
+
+
+def label_source(analysis: Path | None, rms: Tensor | None, images: str = "the stage's images") -> str:
+    """Where a stage's dominant branches come from, in words (for its JSON output)."""
+    if analysis is not None:
+        return f"dominant_branch of {analysis}/features"
+    units = f"channel RMS on {images}" if rms is not None else "raw units (no images, no analysis folder)"
+    return f"analysis.branches.dominant_branches of the decoder rows (q <= 0.01, else none; units: {units})"
 
 
 def family_chance(stats: BranchStats, features: Sequence[int]) -> dict:
@@ -150,53 +192,37 @@ def family_chance(stats: BranchStats, features: Sequence[int]) -> dict:
     }  # fmt: skip
 
 
-def specialised_table(stats: BranchStats, top: int = 10) -> dict[str, list[dict]]:
-    """Branch -> the ``top`` most significant features in it (smallest p, then largest z)."""
+def specialised_table(stats: BranchStats, top: int = 10, kind: str = "pos") -> dict[str, list[dict]]:
+    """Branch -> the ``top`` most significant features in it (largest z) under the ``kind`` test."""
+    t = stats.tests[kind]
     table = {}
     for j, name in enumerate(stats.names):
-        order = np.lexsort((-stats.z[:, j].numpy(), stats.p[:, j].numpy()))[:top].tolist()
+        order = np.argsort(-t.z[:, j].numpy(), kind="stable")[:top].tolist()
         table[name] = [
-            {"id": f, "share": float(stats.shares["pos"][f, j]), "z": float(stats.z[f, j]),
-             "p": float(stats.p[f, j]), "q": float(stats.q[f, j])}
+            {"id": f, "share": float(stats.shares[kind][f, j]), "z": float(t.z[f, j]),
+             "p": float(t.p[f, j]), "q": float(t.q[f, j])}
             for f in order
         ]  # fmt: skip
     return table
 
 
 def figure_data(stats: BranchStats, kind: str = "pos") -> dict:
-    """Per branch: sorted shares (descending) and the pooled null's 5/50/95% quantiles."""
+    """Per branch: sorted shares (descending) and the 5/50/95% band of the typical features' shares.
+
+    Typical features of branch b: those the ``kind`` test does not call specialised in b (q > 0.01); for the
+    ``sq`` share (not tested) those of the ``pos`` test.
+    """
+    t = stats.tests.get(kind, stats.tests["pos"])
     qs = torch.tensor([0.05, 0.5, 0.95])
-    out = {"kind": kind, "null": "pooled: rows permuted once each under the branch null", "branches": {}}
+    out = {"kind": kind, "band": "5-95% of the shares of the features not specialised in the branch (q > 0.01)",
+           "branches": {}}  # fmt: skip
     for j, name in enumerate(stats.names):
-        nq = torch.quantile(stats.null[kind][:, j], qs).tolist()
+        col = stats.shares[kind][:, j]
+        typical = col[t.q[:, j] > LEVEL]
+        nq = torch.quantile(typical if typical.numel() else col, qs).tolist() if col.numel() else [0.0, 0.0, 0.0]
         out["branches"][name] = {
-            "sorted_shares": stats.shares[kind][:, j].sort(descending=True).values.tolist(),
+            "sorted_shares": col.sort(descending=True).values.tolist(),
             "null_q05": nq[0], "null_median": nq[1], "null_q95": nq[2],
+            "specialised": int((t.q[:, j] <= LEVEL).sum()),
         }  # fmt: skip
     return out
-
-
-def plot_branch_shares(data: dict, layer: str, path) -> None:
-    """Figs 5-10 style: one panel per branch, sorted shares with the null's 5-95% band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(data["branches"])
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), sharey=True)
-    for ax, name in zip(axes, names, strict=True):
-        b = data["branches"][name]
-        y = b["sorted_shares"]
-        ax.axhspan(b["null_q05"], b["null_q95"], color="0.85", label="null 5-95%")
-        ax.axhline(b["null_median"], color="0.5", lw=0.8, ls="--", label="null median")
-        ax.plot(range(len(y)), y, lw=1.2)
-        ax.set_title(f"{layer} {name}")
-        ax.set_xlabel("features (sorted)")
-    axes[0].set_ylabel(
-        {"pos": "||relu(d[b])|| / ||relu(d)||", "norm": "||d[b]|| / ||d||", "sq": "||d[b]||² / ||d||²"}[data["kind"]]
-    )
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

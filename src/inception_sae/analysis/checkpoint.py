@@ -22,7 +22,7 @@ from .streaming import FeatureStats, Keeper
 #: ``STATE_FILE`` is the tensors file of a cursor that names none.
 STATE_FILE, CURSOR_FILE = "state.safetensors", "cursor.json"
 #: Config fields that only affect rendering or derived outputs, not the streamed state.
-NOT_FINGERPRINTED = ("out", "render_top", "render_intervals", "n_null", "null_scale", "umap", "logit_effect", "workers",
+NOT_FINGERPRINTED = ("out", "render_top", "render_intervals", "null_scale", "umap", "logit_effect", "workers",
                      "batch_size", "eval_report")  # fmt: skip
 
 

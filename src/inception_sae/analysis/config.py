@@ -50,11 +50,13 @@ class AnalyzeConfig:
     """Top examples per feature that get a crop and a heatmap file."""
     render_intervals: int = 1
     """Examples per interval that get a crop and a heatmap file."""
-    n_null: int = 2**17
-    """Most permutations per (feature, branch) test of the branch null (p-value floor 1/(n_null+1)); a test
-    stops as soon as 20 permuted shares reach the observed one, so only near-floor tests cost this much."""
     null_scale: bool = True
-    """Permute decoder rows in units of each channel's RMS activation (else raw units)."""
+    """Run the branch test in data units (each channel's RMS activation over the analysed positions, floored at
+    the median live RMS); False: raw decoder units."""
+    family: str | None = None
+    """A family of features to highlight in the branch figures, with its test beside it (Bozoukov's Figs 5-10):
+    comma-separated feature ids (``3,17,40``) or ``label:TEXT`` for every feature whose label contains TEXT
+    (case-insensitive). A test only if chosen without looking at branches."""
     logit_effect: bool = True
     """Compute logit effects: exact at mixed5b (cheap); elsewhere a linearisation costing about 1008
     backward passes from the layer (seconds to minutes on CPU)."""
@@ -73,15 +75,30 @@ class AnalyzeConfig:
     def __post_init__(self) -> None:
         if self.max_images is not None and self.max_images < 1:
             raise UserError(f"--max-images must be >= 1, got {self.max_images}")
-        for name in ("batch_size", "n_top", "n_intervals", "per_interval", "n_null", "input_size"):
+        for name in ("batch_size", "n_top", "n_intervals", "per_interval", "input_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_choices(self)
+        parse_family(self.family)  # a malformed family fails here, before any image is read
         if self.render_top > self.n_top or self.render_intervals > self.per_interval:
             raise UserError("cannot render more examples than are kept")
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+def parse_family(text: str | None) -> tuple[list[int] | None, str | None]:
+    """``family`` as (ids, None), (None, label substring) or (None, None) when not given."""
+    if not text:
+        return None, None
+    if text.startswith("label:"):
+        if not text[6:].strip():
+            raise UserError("--family label: needs a text, e.g. --family label:dog")
+        return None, text[6:]
+    try:
+        return [int(x) for x in text.split(",") if x.strip()], None
+    except ValueError:
+        raise UserError(f"--family must be feature ids like 3,17,40 or label:TEXT, got {text!r}") from None
 
 
 #: What ``run``'s ``analyze`` section holds: every AnalyzeConfig field but the inputs ``run`` passes.

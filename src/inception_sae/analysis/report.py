@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from . import branches as br
-from .branch_null import LEVEL, fdr_reachability
+from .branch_null import LEVEL
 from .examples import Family
 from .labels import auroc_from_hist, enrichment
 from .logits import class_top_features, top_classes
@@ -93,16 +93,22 @@ def feature_json(ctx, state, derived, labels, scores, files, names, f: int, neur
     d = {"id": f, "layer": ctx.layer, "kind": "feature", **activation_dict(state.features, f)}
     d["positions"] = "frequency, max, mean, histogram, intervals: every position of every analysed image"
     d["training_positions"] = training_dict(state, f)  # the same on the positions the SAE was trained on
-    dom = int(stats.dominant[f])
     d.update(branch_share=share("pos"), branch_share_norm=share("norm"), branch_share_sq=share("sq"),
-             branch_z={b: float(stats.z[f, j]) for j, b in enumerate(bn)},
-             branch_p={b: float(stats.p[f, j]) for j, b in enumerate(bn)},
-             branch_q={b: float(stats.q[f, j]) for j, b in enumerate(bn)},
-             branch_share_note="branch_share = ||relu(d[b])||/||relu(d)|| (paper); p: permutation null of that "
-             f"share (floor {stats.p_floor:.2g}); q: Benjamini-Hochberg over all features x branches; "
-             f"dominant_branch: most significant branch if q <= {LEVEL}, else 'none'",
-             dominant_branch=bn[dom] if dom >= 0 else br.NONE,
              largest_share_branch=bn[int(stats.largest[f])])  # fmt: skip
+    for kind, t in stats.tests.items():
+        suffix = "" if kind == "pos" else f"_{kind}"
+        dom = int(t.dominant[f])
+        d[f"branch_z{suffix}"] = {b: float(t.z[f, j]) for j, b in enumerate(bn)}
+        d[f"branch_p{suffix}"] = {b: float(t.p[f, j]) for j, b in enumerate(bn)}
+        d[f"branch_q{suffix}"] = {b: float(t.q[f, j]) for j, b in enumerate(bn)}
+        d[f"dominant_branch{suffix}"] = bn[dom] if dom >= 0 else br.NONE
+    d["branch_share_note"] = (
+        "branch_share = ||relu(d[b])||/||relu(d)|| (the paper's; tested: branch_z/p/q, dominant_branch), "
+        "branch_share_norm = ||d[b]||/||d|| (tested: branch_z/p/q_norm, dominant_branch_norm); p: upper tail of "
+        "the row's branch L1 mass in channel-RMS units against this layer's typical feature (empirical null); "
+        f"q: Benjamini-Hochberg over all features x branches; dominant: most significant branch if q <= {LEVEL}, "
+        "else 'none'; decoder rows"
+    )
     n = int(derived["neuron"][f])
     d["similar_neuron"] = {
         "neuron": n,
@@ -135,25 +141,63 @@ def class_counts(state) -> torch.Tensor:
     return torch.bincount(cls, minlength=1008)
 
 
-def write_branch_outputs(out: Path, ctx, derived) -> list[str]:
-    stats = derived["branches"]
-    data = {kind: br.figure_data(stats, kind) for kind in br.KINDS}
+def branch_family(cfg, stats: br.BranchStats, labels: list[str]) -> dict | None:
+    """The configured family of features, its name and its test in every branch (None when none is given)."""
+    from .branch_figure import family_test, select_family
+    from .config import parse_family
+
+    ids, text = parse_family(cfg.family)
+    if ids is None and text is None:
+        return None
+    members = select_family(labels, ids=ids, substring=text)
+    specialised = (stats.q <= LEVEL).numpy()
+    result = family_test(stats.shares["pos"].numpy(), specialised, members, list(stats.names))
+    name = f"label contains {text!r}" if text is not None else f"{len(members)} chosen features"
+    return {"name": name, "spec": cfg.family, "share": "pos", **result}
+
+
+def write_branch_outputs(out: Path, ctx, derived, family: dict | None = None) -> list[str]:
+    stats: br.BranchStats = derived["branches"]
+    data: dict = {kind: br.figure_data(stats, kind) for kind in br.KINDS}
     data["table"] = br.specialised_table(stats)
+    data["table_norm"] = br.specialised_table(stats, kind="norm")
     data["dominant_counts"] = stats.dominant_counts()
+    data["dominant_counts_norm"] = stats.dominant_counts("norm")
     data["specialised_fdr_1pct"] = stats.fdr_counts()
-    data["fdr"] = fdr_reachability(stats.p_floor, stats.p.numel())
-    data["null"] = stats.null_text()
-    data["null_channel_scale_is"] = "channel RMS activation" if derived["scale"] is not None else "1 (isotropic)"
-    data["null_channel_scale"] = stats.scale.tolist()
-    data["dominant_rule"] = f"most significant branch (smallest p, then largest z) if its q <= {LEVEL}, else 'none'"
+    data["specialised_fdr_1pct_norm"] = stats.fdr_counts("norm")
+    data["agreement"] = agreement(stats)
+    data["null"] = stats.null_dict()
+    data["channel_scale"] = stats.scale.tolist()
+    data["channel_live"] = stats.live.tolist()
+    data["dominant_rule"] = f"most significant branch (largest z) if its q <= {LEVEL}, else 'none'"
+    data["family"] = family
     dump(out / "branches.json", data)
     written = ["branches.json"]
-    for kind in br.KINDS:
+    from .branch_figure import plot_branch_figure
+
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    for kind in br.KINDS if stats.names else ():  # layers that are not inception blocks have no branches
         name = f"figures/branch_shares_{kind}.png"
-        (out / "figures").mkdir(parents=True, exist_ok=True)
-        br.plot_branch_shares(data[kind], ctx.layer, out / name)
+        band = {b: (v["null_q05"], v["null_median"], v["null_q95"]) for b, v in data[kind]["branches"].items()}
+        fam = family if family is not None and kind == family["share"] else None
+        plot_branch_figure(stats.shares[kind].numpy(), band, list(stats.names), ctx.layer, out / name,
+                           br.SHARE_LABELS[kind], family=fam["family"] if fam else None,
+                           family_name=fam["name"] if fam else None, family_result=fam,
+                           untrained=bool(ctx.model.is_random))  # fmt: skip
         written.append(name)
     return written
+
+
+def agreement(stats: br.BranchStats) -> dict:
+    """How often the ``pos`` and ``norm`` tests give the same dominant branch, and their cross-table."""
+    a, b = stats.dominant_names("pos"), stats.dominant_names("norm")
+    table: dict[str, dict[str, int]] = {}
+    for x, y in zip(a, b, strict=True):
+        table.setdefault(x, {}).setdefault(y, 0)
+        table[x][y] += 1
+    same = sum(x == y for x, y in zip(a, b, strict=True))
+    note = "rows: dominant branch of the positive-part share (headline); columns: of the norm share"
+    return {"same_dominant_branch": same, "features": len(a), "table_pos_by_norm": table, "note": note}
 
 
 def write_umap(out: Path, ctx, derived) -> list[str]:
@@ -190,7 +234,8 @@ def write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, sourc
     for j in range(state.neurons.m):
         dump(out / "neurons" / f"{j}.json",
              neuron_json(ctx, state, label_text["neurons"], scores["neurons"], files, names, j))  # fmt: skip
-    written = write_branch_outputs(out, ctx, derived) + write_umap(out, ctx, derived)
+    family = branch_family(cfg, derived["branches"], feat_labels) if derived["branches"].names else None
+    written = write_branch_outputs(out, ctx, derived, family) + write_umap(out, ctx, derived)
     if derived["effect"] is not None:
         classes = class_top_features(derived["effect"], names)
         dump(out / "classes.json", {"kind": derived["effect_kind"], "classes": classes})

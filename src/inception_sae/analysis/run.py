@@ -177,11 +177,9 @@ def derive(ctx: Context, cfg: AnalyzeConfig, state: RunState, W_dec: torch.Tenso
 
     t0 = time.perf_counter()
     positions = max(state.features.stats.positions, 1)
-    scale = (state.chan_sq / positions).sqrt().float() if cfg.null_scale else None
-    if scale is not None and not bool((scale > 0).all()):
-        scale = scale.clamp_min(float(scale[scale > 0].min()) if bool((scale > 0).any()) else 1.0)
+    rms = (state.chan_sq / positions).sqrt().float() if cfg.null_scale else None
     branches = ctx.info.branches
-    stats = br.branch_stats(W_dec, [b.slice for b in branches], [b.name for b in branches], scale, cfg.n_null, cfg.seed)
+    stats = br.branch_stats(W_dec, [b.slice for b in branches], [b.name for b in branches], rms)
     neuron, cosine = nearest_neuron(W_dec)
     mean_act = (state.act_sum / max(int(state.seen.sum()), 1)).float()
     effect, kind = None, NO_LOGIT_EFFECT
@@ -192,4 +190,4 @@ def derive(ctx: Context, cfg: AnalyzeConfig, state: RunState, W_dec: torch.Tenso
     coords = umap_coords(W_dec, cfg.seed) if cfg.umap else None
     state.timings["derive_s"] = time.perf_counter() - t0
     return {"branches": stats, "neuron": neuron, "cosine": cosine, "effect": effect, "effect_kind": kind,
-            "umap": coords, "umap_requested": cfg.umap, "scale": scale}  # fmt: skip
+            "umap": coords, "umap_requested": cfg.umap, "rms": rms}  # fmt: skip

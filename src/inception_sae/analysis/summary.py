@@ -5,29 +5,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .branch_null import fdr_reachability
+from .branch_null import NULL_TEXT
 from .branches import specialised_table
 from .streaming import HIST_BINS
 
 P_MEANING = (
-    "p: how often a row with the same entries in random channel order (in units of null_channel_scale) has a "
-    "branch share at least this large. It measures preference for a branch beyond the row's own sparsity and "
-    "tails; it is not the probability that the feature is specialised, and says nothing about what it detects"
+    "p: upper normal tail of the row's branch L1 mass (channel-RMS units, standardised against its own entries in "
+    "random channel order) above this layer's typical feature. Small p: the feature holds more of its mass in "
+    "the branch than the layer's typical feature, beyond what its own entries could put there by chance. It is "
+    "not the probability that the feature is specialised, and says nothing about what the feature detects"
 )
 
 
-def fdr_status(stats, fdr: dict) -> str:
-    """One sentence on whether the FDR counts could have been non-zero."""
-    total = sum(stats.fdr_counts().values())
-    if not fdr["reachable"]:
-        return f"q <= 0.01 is unreachable: the p-value floor {fdr['p_floor']:.2g} is above 0.01 (raise --n-null)"
-    if total == 0 and fdr["min_rejections"] > 1:
-        return (
-            f"0 at q <= 0.01, but a feature at the p-value floor ({fdr['p_floor']:.2g}) needs "
-            f"{fdr['min_rejections']} rejections beside it: fewer true effects than that cannot be resolved "
-            "(raise --n-null)"
-        )
-    return f"{total} features x branches at q <= 0.01"
+def fdr_status(stats) -> str:
+    """One sentence on the FDR counts of both tests."""
+    pos, norm = sum(stats.fdr_counts().values()), sum(stats.fdr_counts("norm").values())
+    return f"{pos} features x branches at q <= 0.01 (positive-part share), {norm} (norm share)"
 
 
 def say(msg: str) -> None:
@@ -64,7 +57,6 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, wr
     s, stats = state.features.stats, derived["branches"]
     freq = s.fire_pos.double() / max(s.positions, 1)
     feat_scores = [x for x in scores["features"] if x is not None]
-    fdr = fdr_reachability(stats.p_floor, stats.p.numel())
     out = Path(cfg.out)
     images_dir = out / "images"
     n_images = sum(1 for p in images_dir.rglob("*.jpg")) if images_dir.is_dir() else 0
@@ -83,6 +75,8 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, wr
             "mean_frequency": float(freq.mean()), "median_max": float(s.vmax.median()),
             "dominant_branch": stats.dominant_counts(),
             "specialised_fdr_1pct": stats.fdr_counts(),
+            "dominant_branch_norm": stats.dominant_counts("norm"),
+            "specialised_fdr_1pct_norm": stats.fdr_counts("norm"),
             "image_files": n_images,
             "similar_neuron_cosine_mean": float(derived["cosine"].mean()),
             "similar_neuron_cosine_over_0.5": int((derived["cosine"] > 0.5).sum()),
@@ -90,10 +84,13 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, wr
         "distribution": "counts: every position of every analysed image; training_positions: the harvest "
                         "rule's positions only (what the SAE was trained on)",
         "training_positions": training_counts(cfg, ctx, state),
-        "branch_test": {"null": stats.null_text(), "statistic": "positive-part share ||relu(d[b])|| / ||relu(d)||",
-                        "tests": stats.p.numel(), "correction": "Benjamini-Hochberg over features x branches",
+        "branch_test": {"null": NULL_TEXT, "units": stats.units_text(),
+                        "statistic": "positive-part share ||relu(d[b])|| / ||relu(d)|| (headline); the norm share "
+                                     "||d[b]|| / ||d|| tested the same way (the _norm counts)",
+                        "rows": f"{state.features.m} decoder rows", "tests": stats.p.numel(),
+                        "correction": "Benjamini-Hochberg over features x branches, each share on its own",
                         "dominant": "most significant branch if its q <= 0.01, else 'none'",
-                        "fdr_1pct": fdr, "fdr_1pct_status": fdr_status(stats, fdr),
+                        "fit": stats.null_dict()["fit"], "fdr_1pct_status": fdr_status(stats),
                         "meaning": P_MEANING},
         "labels": {"source": source, "kind": "label from classes; score = held-out AUROC",
                    "scored_features": len(feat_scores),
@@ -128,8 +125,8 @@ def write_report(out: Path, summary: dict, derived) -> None:
         metrics_line(summary.get("metrics") or {}),
         f"- dead features: {c['dead']}; dense (> 10% of positions): {c['dense']}; "
         f"mean firing frequency {c['mean_frequency']:.4f}",
-        f"- dominant branch (most significant branch of the positive-part share under the permutation null, "
-        f"if q <= 0.01; else none): {c['dominant_branch']}",
+        f"- dominant branch (most significant branch of the positive-part share against this layer's typical "
+        f"feature, if q <= 0.01; else none): {c['dominant_branch']}; by the norm share: {c['dominant_branch_norm']}",
         f"- specialised at FDR 1% (Benjamini-Hochberg q <= 0.01 over features x branches): "
         f"{c['specialised_fdr_1pct']} ({summary['branch_test']['fdr_1pct_status']})",
         f"- nearest neuron: mean cosine {c['similar_neuron_cosine_mean']:.3f}; "
@@ -139,7 +136,7 @@ def write_report(out: Path, summary: dict, derived) -> None:
         f"over {summary['labels']['scored_features']} scorable features",
         f"- logit effect: {summary['logit_effect']}",
         f"- time: {summary['timings_s']['total']:.1f} s",
-        "", "## Branch shares (positive-part share, the paper's score; grey: null 5-95%)", "",
+        "", "## Branch shares (positive-part share, the paper's score; grey: typical features 5-95%)", "",
         "![branch shares](figures/branch_shares_pos.png)", "",
         "Plain norm share: ![](figures/branch_shares_norm.png) Squared-norm share: ![](figures/branch_shares_sq.png)",
         "", "## Most branch-specialised features", "", "| branch | feature | share | z | p | q |",

@@ -6,6 +6,6 @@ images, their validation against each other, cross-layer branch consistency,
 and graph export. See ``run.run_circuits`` for the whole stage.
 """
 
-from .saes import dominant_branches
+from ..analysis.branches import dominant_branches
 
 __all__ = ["dominant_branches"]

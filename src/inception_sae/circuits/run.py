@@ -11,8 +11,7 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
+from ..analysis import branches as br
 from ..data.images import ImageDataset, Preprocess
 from ..data.labels import load_labels
 from ..data.subsets import take_spread
@@ -27,7 +26,7 @@ from .compare import METHODS, PairTable, compare_feature, plot_agreement
 from .config import CircuitsConfig
 from .graph import CircuitGraph, render
 from .linearize import Linearised, make_chain
-from .saes import dominant_branches
+from .saes import layer_rms
 from .validate import branch_consistency
 from .weights import Neighbours, WeightCircuit, class_circuit, logit_weights
 
@@ -45,21 +44,22 @@ def neighbours_json(circuit: WeightCircuit, nb: Neighbours, kind: str) -> dict:
     return {"upstream": up.layer, "downstream": down.layer, "kind": kind, "order": "|weight|", "features": feats}
 
 
-def null_scale(folders: dict[str, Path], layer: str):
-    """The analysis's ``null_channel_scale`` for ``layer`` (branches.json), or None (the null then uses 1)."""
-    if layer not in folders:
-        return None
-    scale = read_json(folders[layer] / "branches.json", {}).get("null_channel_scale")
-    return torch.tensor(scale, dtype=torch.float32) if scale else None
+def branch_labels(
+    cfg: CircuitsConfig, folders: dict[str, Path], model: InceptionV1, dataset: ImageDataset | None, *saes: SAETensors
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Layer -> dominant branch (or "none") of every feature, and layer -> where the labels come from.
 
-
-def branch_labels(cfg: CircuitsConfig, folders: dict[str, Path], *saes: SAETensors) -> dict[str, list[str]]:
-    """Layer -> dominant branch (or "none") of every feature, by the analysis's definition and null scale."""
-    out = {}
-    for sae in saes:
-        if layer_info(sae.layer).branches and sae.layer not in out:
-            out[sae.layer], _ = dominant_branches(sae.W_dec, sae.layer, null_scale(folders, sae.layer), seed=cfg.seed)
-    return out
+    The analysis's labels where its folder is given; otherwise the same rule on the circuits' images.
+    """
+    blocks = [s for s in saes if layer_info(s.layer).branches]
+    missing = [s.layer for s in blocks if s.layer not in folders]
+    rms = layer_rms(model, dataset, sorted(set(missing)), cfg.batch_size) if missing and dataset is not None else {}
+    out, source = {}, {}
+    for sae in blocks:
+        folder = folders.get(sae.layer)
+        out[sae.layer] = br.dominant_branches(sae.W_dec, sae.layer, rms.get(sae.layer), folder)
+        source[sae.layer] = br.label_source(folder, rms.get(sae.layer), "the circuits' images")
+    return out, source
 
 
 def branch_lookup(labels: dict[str, list[str]], *saes: SAETensors) -> dict[str, str]:
@@ -185,7 +185,10 @@ def logit_edges(cfg: CircuitsConfig, model: InceptionV1, circuit: WeightCircuit,
     return edges + class_circuit(model, circuit, list(cfg.classes), cfg.graph_top, cfg.graph_top)
 
 
-def weight_part(cfg: CircuitsConfig, model: InceptionV1, circuit: WeightCircuit, focus: int, out: Path):
+def weight_part(
+    cfg: CircuitsConfig, model: InceptionV1, circuit: WeightCircuit, focus: int, out: Path,
+    dataset: ImageDataset | None = None,
+):  # fmt: skip
     """neighbours.json, branch consistency and the weight graph. Returns (graph, validation, lookups)."""
     up, down = circuit.up, circuit.down
     nb = circuit.neighbours(cfg.top)
@@ -196,16 +199,13 @@ def weight_part(cfg: CircuitsConfig, model: InceptionV1, circuit: WeightCircuit,
         else "omitted: a max pool lies between the layers, so the 1x1 path is not a circuit"
     }
     labels_ = Labels(cfg)
-    branches = branch_labels(cfg, labels_.folders, up, down)
+    branches, sources = branch_labels(cfg, labels_.folders, model, dataset, up, down)
     if up.layer in branches and down.layer in branches:
         ups, _ = circuit.top_partners()
         test = branch_consistency(branches[up.layer], branches[down.layer], ups.tolist(), list(range(down.m)),
                                   cfg.permutations, cfg.seed)  # fmt: skip
         validation["branch_consistency"] = test.to_dict()
-        validation["branch_consistency"]["null_channel_scale"] = {
-            s.layer: "analysis branches.json" if null_scale(labels_.folders, s.layer) is not None else "1 (no analysis)"
-            for s in (up, down)
-        }
+        validation["branch_consistency"]["label_source"] = sources
     kernels, centre = circuit.feature_kernels(focus)  # spatial kernels of the focus feature's top inputs
     (out / "kernels.json").write_text(json.dumps({
         "downstream": down.node(focus), "centre": list(centre), "grid": "upstream pixels",
@@ -228,7 +228,7 @@ def run_circuits(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> dict:
     circuit = WeightCircuit(model, Linearised(model, chain), up, down, cfg.chunk)
     features = pick_features(cfg, model, down, dataset)
     focus, node = features[0], down.node(features[0])
-    graph, validation, lookups = weight_part(cfg, model, circuit, focus, out)
+    graph, validation, lookups = weight_part(cfg, model, circuit, focus, out, dataset)
     stem = out / f"graph_{down.layer}_{focus}"
     render(graph.neighbourhood(node, cfg.hops + 1), stem, f"{node}: expanded weights from {up.layer}", node)
     for c in cfg.classes if down.layer == "mixed5b" else ():

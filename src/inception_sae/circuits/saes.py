@@ -1,32 +1,31 @@
 """Circuits' reading of an SAE's features: the dominant branch of each decoder row.
 
 SAE folders are read by :meth:`inception_sae.sae.model.TopKSAE.load`; circuits work on
-its frozen tensors (:class:`inception_sae.sae.view.SAETensors`).
+its frozen tensors (:class:`inception_sae.sae.view.SAETensors`). The label itself is the
+analysis's (:func:`inception_sae.analysis.branches.dominant_branches`): read from the layer's
+analysis folder when one is given, else computed by the same rule on the circuits' own images.
 """
 
 from __future__ import annotations
 
-from torch import Tensor
+from collections.abc import Sequence
 
-from ..errors import UserError
-from ..models.layers import layer_info
+import torch
+
+from ..data.images import ImageDataset, iter_batches
+from ..models.inception_v1 import InceptionV1
 
 
-def dominant_branches(
-    W_dec: Tensor, layer: str, scale: Tensor | None = None, n_max: int | None = None, seed: int = 0
-) -> tuple[list[str], Tensor]:
-    """The analysis's dominant branch per feature ("none" if no branch is significant), and the shares (m, 4).
-
-    Same definition as ``analyze`` (:func:`inception_sae.analysis.branches.dominant_branches`):
-    the most significant branch of the positive-part share under the permutation
-    null, if its Benjamini-Hochberg q <= 0.01. ``scale`` is the null's per-channel
-    scale (``null_channel_scale`` of the layer's ``branches.json``; None: 1).
-    """
-    from ..analysis import branches as br
-
-    branches = layer_info(layer).branches
-    if not branches:
-        raise UserError(f"{layer} is not an inception block; it has no branches")
-    slices, names = [b.slice for b in branches], [b.name for b in branches]
-    stats = br.branch_stats(W_dec, slices, names, scale, n_max or br.N_MAX, seed)
-    return stats.dominant_names(), stats.shares["pos"]
+def layer_rms(model: InceptionV1, dataset: ImageDataset, layers: Sequence[str], batch_size: int = 16) -> dict:
+    """Layer -> (C,) RMS activation of every channel over every position of the dataset's images."""
+    sq = {layer: torch.zeros(0, dtype=torch.float64) for layer in layers}
+    n = 0
+    with torch.no_grad():
+        for x, _ in iter_batches(dataset, batch_size):
+            acts = model.capture(x, list(layers))
+            for layer in layers:
+                a = acts[layer].double()  # (B, C, H, W)
+                s = a.pow(2).sum((0, 2, 3)).cpu()
+                sq[layer] = s if sq[layer].numel() == 0 else sq[layer] + s
+            n += acts[layers[0]].shape[0] * acts[layers[0]].shape[2] * acts[layers[0]].shape[3]
+    return {layer: (sq[layer] / max(n, 1)).sqrt().float() for layer in layers} if n else {}

@@ -30,7 +30,7 @@ def analyze(
     per_interval: int = option(AnalyzeConfig, "per_interval", "Examples sampled per interval."),
     render_top: int = option(AnalyzeConfig, "render_top", "Top examples per feature with crop + heatmap files."),
     render_intervals: int = option(AnalyzeConfig, "render_intervals", "Examples per interval with image files."),
-    n_null: int = option(AnalyzeConfig, "n_null", "Most permutations per branch test (p-value floor 1/(N+1))."),
+    family: str = option(AnalyzeConfig, "family", "Family to highlight in the branch figures: 3,17,40 or label:TEXT."),
     logit_effect: bool = option(AnalyzeConfig, "logit_effect", "Logit effects (linearised before mixed5b)."),
     umap: bool = option(AnalyzeConfig, "umap", "UMAP of decoder vectors (needs umap-learn)."),
     workers: int = option(AnalyzeConfig, "workers", "Image-decoding worker processes."),
@@ -39,7 +39,6 @@ def analyze(
         AnalyzeConfig, "checkpoint_every_s", "Seconds between checkpoints (0: per pass)."
     ),
     top: int = deprecated("--top", "--n-top"),
-    null_samples: int = deprecated("--null-samples", "--n-null"),
     checkpoint_every: float = deprecated("--checkpoint-every", "--checkpoint-every-s"),
 ) -> None:
     """Analyse every feature of an SAE over a set of images and write ANALYSIS (summary.json, features/<id>.json)."""
@@ -52,7 +51,7 @@ def analyze(
         device=device,
         batch_size=batch_size, labels=labels, input_size=input_size, n_top=pick(n_top, top, "--top", "--n-top"),
         n_intervals=n_intervals, per_interval=per_interval, render_top=render_top, render_intervals=render_intervals,
-        n_null=pick(n_null, null_samples, "--null-samples", "--n-null"), logit_effect=logit_effect, umap=umap,
+        family=family, logit_effect=logit_effect, umap=umap,
         label_source=label_source, workers=workers, resume=resume,
         checkpoint_every_s=pick(checkpoint_every_s, checkpoint_every, "--checkpoint-every", "--checkpoint-every-s"),
     )  # fmt: skip

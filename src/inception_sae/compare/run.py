@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..analysis.branches import dominant_branches, label_source
 from ..errors import UserError
 from ..sae.model import TopKSAE
 from ..settings import settings_of
 from . import match, summary
-from .dominance import dominant_branches
 
 
 @dataclass(frozen=True)
@@ -126,9 +126,15 @@ def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], 
     if cfg.images is not None:
         acc, positions, n_images = correlations(cfg, a, b, model, progress)
     rms = (acc.channel_rms(a.layer), acc.channel_rms(b.layer)) if acc is not None else (None, None)
-    dom = (dominant_branches(a, cfg.analysis_a, rms[0]), dominant_branches(b, cfg.analysis_b, rms[1]))
+    dom = (
+        dominant_branches(a.W_dec, a.layer, rms[0], cfg.analysis_a),
+        dominant_branches(b.W_dec, b.layer, rms[1], cfg.analysis_b),
+    )
     cols_a["dominant_branch"], cols_b["dominant_branch"] = dom
-    result["dominance"] = {"a": dominance_source(cfg.analysis_a, rms[0]), "b": dominance_source(cfg.analysis_b, rms[1])}
+    result["dominance"] = {
+        "a": label_source(cfg.analysis_a, rms[0], "the compared images"),
+        "b": label_source(cfg.analysis_b, rms[1], "the compared images"),
+    }
     if acc is not None:
         freq = acc.frequencies()
         corr, null = acc.correlation(), acc.null_correlation()
@@ -161,13 +167,6 @@ def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], 
 
     write_outputs(cfg.out, result)
     return result
-
-
-def dominance_source(analysis: Path | None, rms) -> str:
-    if analysis is not None:
-        return f"dominant_branch of {analysis}/features"
-    null = "channel RMS on the compared images" if rms is not None else "1 (no images)"
-    return f"analysis.branches.dominant_branches of the decoder rows (q <= 0.01, else none; null scale: {null})"
 
 
 def summary_null(null_best: Tensor, live: Tensor) -> dict:

@@ -89,7 +89,7 @@ def fixed_keys(section: str) -> tuple[str, ...]:
 
 #: Keys that earlier versions wrote into ``RUN/config.yaml`` and that are no longer settings: an unused one
 #: (``circuits.strongest_pairs``) and ones ``run`` sets itself. :func:`read_run_file` drops them.
-RETIRED_KEYS = {"circuits": ("strongest_pairs",), "analyze": ("eval_report",), "site": ("compares",)}
+RETIRED_KEYS = {"circuits": ("strongest_pairs",), "analyze": ("eval_report", "n_null"), "site": ("compares",)}
 
 
 def read_run_file(path: Path) -> dict[str, Any]:

@@ -32,7 +32,7 @@ DEMO: dict = {
               "init_samples": 4096},
     "sae": {"k": 8, "latents": 512},
     "eval": {"max_vectors": 8192, "max_images": 32},
-    "analyze": {"input_size": 128, "batch_size": 16, "n_null": 2**15, "logit_effect": False, "umap": True,
+    "analyze": {"input_size": 128, "batch_size": 16, "logit_effect": False, "umap": True,
                 "render_top": 3, "checkpoint_every_s": 60.0},
     "featvis": {"features": "top:8", "batch_size": 8,
                 "render": {"steps": 32, "model_size": 128, "param": {"size": 96}}},
