@@ -149,10 +149,9 @@ def write_side_files(root: Path, layer: str, n: int, rng, untrained: bool) -> No
                "images": {"analysed": 200, "positions": 39200},
                "counts": {"features": n, "neurons": 16, "dead": 1, "dense": 0,
                           "specialised_fdr_1pct": {b: 0 for b in BRANCHES}},
-               "branch_test": {"null": "per-row permutation null (fixture)",
-                               "fdr_1pct": {"reachable": True, "min_rejections": 26},
-                               "fdr_1pct_status": "0 at q <= 0.01, but a feature at the p-value floor needs 26 "
-                                                  "rejections beside it"},
+               "branch_test": {"null": "empirical null (fixture)", "units": "channel RMS (fixture)",
+                               "fdr_1pct_status": "0 features x branches at q <= 0.01 (positive-part share), "
+                                                  "3 (norm share)"},
                "metrics": {"fvu": 0.123, "l0": 31.5, "splice_top1": 0.87},
                "files": ["summary.json", *figs]}  # fmt: skip
     dump(root / "summary.json", summary)

@@ -61,7 +61,8 @@ def test_headings_paths_pvalues_and_colours(page, site):
     page.wait_for_selector("#ftable")
     header = page.locator("#app p.muted.small").first.inner_text()
     assert "mixed4d/sae" in header and "/home/someone" not in header
-    assert page.evaluate("SAE.pval(0)") == "< 1/(n+1)" and page.evaluate("SAE.pval(0.25)") == "0.25"
+    assert page.evaluate("SAE.pval(0)") == "< 1e-300" and page.evaluate("SAE.pval(0.25)") == "0.25"
+    assert page.evaluate("SAE.pval(0.0049)") == "0.0049" and page.evaluate("SAE.pval(0.00012)") == "1.2e-4"
     colours = page.evaluate("SAE.load('mixed4d/index').then(i => i.branches.map(b => [b, SAE.branchColour(i, b)]))")
     assert colours and all(BRANCH_COLOURS[b] == c for b, c in colours)  # the UMAP PNG's colours
     page.goto((site / "index.html").as_uri() + "#/mixed4d/f/3")

@@ -125,6 +125,11 @@ def fmt_float(x, nd: int = 5):
     return None if x is None else round(float(x), nd)
 
 
+def fmt_sig(x, digits: int = 3):
+    """A p- or q-value to ``digits`` significant digits (1e-12 stays 1e-12, never rounds to 0)."""
+    return None if x is None else float(f"{float(x):.{digits}g}")
+
+
 def table_row(cols: dict, d: dict, umap_xy) -> None:
     """Append one feature's summary fields to the layer table's columns."""
     dom = d.get("dominant_branch")
@@ -137,8 +142,8 @@ def table_row(cols: dict, d: dict, umap_xy) -> None:
     cols["max"].append(fmt_float(d.get("max"), 4))
     cols["dom"].append(dom or "")
     cols["share"].append(fmt_float((d.get("branch_share") or {}).get(sig), 4))
-    cols["p"].append(fmt_float(pvals.get(sig), 6))
-    cols["q"].append(fmt_float((d.get("branch_q") or {}).get(sig), 6))
+    cols["p"].append(fmt_sig(pvals.get(sig)))
+    cols["q"].append(fmt_sig((d.get("branch_q") or {}).get(sig)))
     xy = d.get("umap") or umap_xy
     cols["x"].append(fmt_float(xy[0], 4) if xy else None)
     cols["y"].append(fmt_float(xy[1], 4) if xy else None)
@@ -201,9 +206,9 @@ def build_neurons(a: Analysis, out: Path, fv: dict, circ: Circuits, by_neuron: d
     return table
 
 
-def branch_null(branches: dict) -> dict:
-    """Branch -> [null 5%, median, 95%] of the positive-part share (the feature page's reference band)."""
-    pos = (branches.get("pos") or {}).get("branches") or {}
+def branch_null(branches: dict, kind: str = "pos") -> dict:
+    """Branch -> [5%, median, 95%] of the typical features' ``kind`` share (the feature page's reference band)."""
+    pos = (branches.get(kind) or {}).get("branches") or {}
     return {b: [v.get("null_q05"), v.get("null_median"), v.get("null_q95")] for b, v in pos.items()}
 
 
@@ -223,7 +228,8 @@ def layer_index(a: Analysis, cols: dict, neurons: dict, fv: dict) -> dict:
         "layer": a.layer, "identity": identity, "untrained": untrained, "headline": a.headline,
         "sae": s.get("sae") or {}, "images": s.get("images") or {}, "labels": s.get("labels") or {},
         "logit_effect": s.get("logit_effect"), "counts": s.get("counts") or {},
-        "branches": branch_names, "null": branch_null(a.branches), "branch_colours": BRANCH_COLOURS,
+        "branches": branch_names, "null": branch_null(a.branches), "null_norm": branch_null(a.branches, "norm"),
+        "branch_colours": BRANCH_COLOURS,
         "dominant_counts": a.branches.get("dominant_counts") or (s.get("counts") or {}).get("dominant_branch"),
         "branch_test": s.get("branch_test") or {},
         "figures": [f"a/{a.layer}/{f}" for f in figures if (a.root / f).is_file()],

@@ -82,26 +82,26 @@
       <p class="small muted">${SAE.esc(h.note || 'positive activations, log-spaced bins')}</p>`;
   };
 
-  /* Per branch: the feature's share (bar) against the null's 5–95% band and median (tick). */
-  SAE.branchBars = function (index, share, pvals, dominant, qvals) {
+  /* Per branch: the feature's share (bar) against the typical features' 5–95% band and median (tick). */
+  SAE.branchBars = function (index, share, pvals, dominant, qvals, band, what) {
     const names = index.branches.length ? index.branches : Object.keys(share || {});
     if (!share || !names.length) return '<p class="muted">No branch shares in the analysis.</p>';
     const W = 560, row = 28, L = 60, R = 170, H = names.length * row + 24, span = W - L - R;
     let body = '';
     names.forEach((b, i) => {
-      const y = 8 + i * row, s = share[b] || 0, nl = (index.null || {})[b];
+      const y = 8 + i * row, s = share[b] || 0, nl = (band || index.null || {})[b];
       if (nl && nl[0] != null) {
-        body += `<rect x="${L + nl[0] * span}" y="${y}" width="${Math.max(1, (nl[2] - nl[0]) * span)}" height="18" fill="#d9dde2"><title>null 5–95%</title></rect>`;
+        body += `<rect x="${L + nl[0] * span}" y="${y}" width="${Math.max(1, (nl[2] - nl[0]) * span)}" height="18" fill="#d9dde2"><title>typical features 5–95%</title></rect>`;
         body += `<line x1="${L + nl[1] * span}" x2="${L + nl[1] * span}" y1="${y - 2}" y2="${y + 20}" stroke="#666" stroke-dasharray="2,2"/>`;
       }
       body += `<rect x="${L}" y="${y + 4}" width="${s * span}" height="10" fill="${SAE.branchColour(index, b)}"/>`;
       body += `<text x="${L - 6}" y="${y + 13}" text-anchor="end"${b === dominant ? ' font-weight="700"' : ''}>${SAE.esc(b)}</text>`;
-      const p = (pvals && pvals[b] != null ? ` p=${SAE.pval(pvals[b])}` : '') + (qvals && qvals[b] != null ? ` q=${SAE.fmt(qvals[b], 2)}` : '');
+      const p = (pvals && pvals[b] != null ? ` p=${SAE.pval(pvals[b])}` : '') + (qvals && qvals[b] != null ? ` q=${SAE.pval(qvals[b])}` : '');
       body += `<text x="${W - R + 6}" y="${y + 13}">${SAE.fmt(s, 3)}${p}</text>`;
     });
     const axis = [0, 0.5, 1].map((t) => `<text x="${L + t * span}" y="${H - 2}" text-anchor="middle">${t}</text>`).join('');
     return `<svg viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="branch shares">${body}${axis}</svg>
-      <p class="small muted">Bars: positive-part norm share per branch. Grey: pooled permutation null 5–95% band; dashed: its median. p: this row's permutation p-value; q: Benjamini–Hochberg over all features × branches.</p>`;
+      <p class="small muted">Bars: ${SAE.esc(what || 'positive-part norm share ||relu(d[b])|| / ||relu(d)||')} per branch. Grey: 5–95% of the layer's features not specialised in the branch; dashed: their median. p: this row's branch L1 mass (channel-RMS units) against the layer's typical feature; q: Benjamini–Hochberg over all features × branches.</p>`;
   };
 
   /* Horizontal bars for [{name, weight, href}] lists (classes, neighbours). */

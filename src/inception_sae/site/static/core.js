@@ -33,8 +33,8 @@
     });
   };
   SAE.cached = (key) => cache[key];
-  /* A permutation p-value; 0 (below the resolution of n permutations) is shown as such, never as "0". */
-  SAE.pval = (p) => (p === 0 ? '< 1/(n+1)' : SAE.fmt(p, 2));
+  /* p- and q-values to two significant digits (0.004 stays 0.004, never '0'). */
+  SAE.pval = (p) => (p == null || Number.isNaN(p) ? '–' : p === 0 ? '< 1e-300' : p < 1e-3 ? p.toExponential(1) : String(+p.toPrecision(2)));
   /* The last two parts of a path (e.g. mixed4a/sae): where the SAE is, without the builder's absolute path. */
   SAE.shortPath = (p) => String(p).split(/[\\/]/).filter(Boolean).slice(-2).join('/');
 

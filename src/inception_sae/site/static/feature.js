@@ -117,10 +117,10 @@
       ${dead ? '<div class="card err" id="deadnote">Dead feature: it never fired on the analysed images, so its examples and intervals say nothing.</div>' : ''}
       <div class="grid3" style="margin-top:12px">
         <div class="card"><h2>Feature visualisation</h2>${featvis(d)}</div>
-        <div class="card"><h2>Activation</h2>${stats(d)}<h3>Dominant branch</h3>${SAE.chip(index, d.dominant_branch)}${d.dominant_branch === 'none' ? '<p class="small muted">No branch significant at q ≤ 0.01.</p>' : ''}</div>
+        <div class="card"><h2>Activation</h2>${stats(d)}<h3>Dominant branch</h3>${SAE.chip(index, d.dominant_branch)}${d.dominant_branch === 'none' ? '<p class="small muted">No branch significant at q ≤ 0.01.</p>' : ''}${d.dominant_branch_norm != null ? `<p class="small" id="dom-norm">By the norm share: ${SAE.chip(index, d.dominant_branch_norm)}${d.dominant_branch_norm !== d.dominant_branch ? ' <span class="muted">(the two shares disagree)</span>' : ''}</p>` : ''}</div>
         <div class="card"><h2>Position on the map</h2>${hasMap ? '<canvas class="umap" id="minimap"></canvas>' : '<p class="muted">No UMAP.</p>'}</div>
       </div>
-      <div class="grid2"><div class="card"><h2>Branch shares vs the null</h2>${SAE.branchBars(index, d.branch_share, d.branch_p, d.dominant_branch, d.branch_q)}</div>
+      <div class="grid2"><div class="card"><h2>Branch shares vs the layer's typical feature</h2>${SAE.branchBars(index, d.branch_share, d.branch_p, d.dominant_branch, d.branch_q)}${d.branch_share_norm && d.branch_p_norm ? `<h3>Norm share</h3>${SAE.branchBars(index, d.branch_share_norm, d.branch_p_norm, d.dominant_branch_norm, d.branch_q_norm, index.null_norm, 'norm share ||d[b]|| / ||d||')}` : ''}</div>
         <div class="card"><h2>Activation density</h2>${SAE.histogram(d.histogram)}</div></div>
       <div class="card"><h2>Top examples</h2><p class="small muted">Receptive-field crop and heatmap overlay; value = activation.</p>${examples(d.top_examples)}</div>
       ${dead ? '' : `<div class="card"><h2>Across activation intervals</h2>${intervals(d)}</div>`}

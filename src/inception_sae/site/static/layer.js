@@ -78,7 +78,7 @@
       <td class="num"><a href="#/${L}/f/${c.id[r]}">${c.id[r]}</a></td><td>${SAE.img(c.thumb[r], '', '')}</td>
       <td>${SAE.esc(c.label[r])}</td><td class="num">${SAE.fmt(c.score[r], 3)}</td><td class="num">${SAE.fmt(c.freq[r], 3)}</td>
       <td class="num">${SAE.fmt(c.max[r], 3)}</td><td>${SAE.chip(index, c.dom[r])}</td><td class="num">${SAE.fmt(c.share[r], 3)}</td>
-      <td class="num">${SAE.pval(c.p[r])}</td><td class="num">${c.q ? SAE.fmt(c.q[r], 2) : '–'}</td></tr>`).join('');
+      <td class="num">${SAE.pval(c.p[r])}</td><td class="num">${c.q ? SAE.pval(c.q[r]) : '–'}</td></tr>`).join('');
     return `<table class="ft" id="ftable"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>
       <div class="pager"><button id="prev" ${st.page ? '' : 'disabled'}>‹ prev</button>
       <span id="pageinfo">page ${st.page + 1} / ${pages} · ${rows.length} of ${c.id.length} features</span>
@@ -98,16 +98,14 @@
   }
 
   function specialised(index) {
-    const sp = (index.counts || {}).specialised_fdr_1pct;
+    const c = index.counts || {}, sp = c.specialised_fdr_1pct, spn = c.specialised_fdr_1pct_norm || {};
     if (!sp) return '';
-    const t = index.branch_test || {}, fdr = t.fdr_1pct || {};
-    const rows = Object.keys(sp).map((b) => `<li>${SAE.chip(index, b)} ${sp[b]}</li>`).join('');
-    const total = Object.values(sp).reduce((a, b) => a + b, 0);
-    const blocked = fdr.reachable === false || (total === 0 && (fdr.min_rejections || 1) > 1);
-    const status = t.fdr_1pct_status ? `<p class="small${blocked ? ' err' : ' muted'}" id="fdr-status">${SAE.esc(t.fdr_1pct_status)}</p>` : '';
+    const t = index.branch_test || {};
+    const rows = Object.keys(sp).map((b) => `<li>${SAE.chip(index, b)} ${sp[b]}${b in spn ? ` <span class="muted">(norm share: ${spn[b]})</span>` : ''}</li>`).join('');
+    const status = t.fdr_1pct_status ? `<p class="small muted" id="fdr-status">${SAE.esc(t.fdr_1pct_status)}</p>` : '';
     return `<h3>Specialised at FDR 1% (Benjamini–Hochberg q ≤ 0.01 over features × branches)</h3>
       <ul class="plain" id="fdr-counts">${rows}</ul>${status}
-      <p class="small muted">${SAE.esc(t.null || '')}</p>`;
+      <p class="small muted">${SAE.esc(t.null || '')}${t.units ? `. Units: ${SAE.esc(t.units)}.` : ''}</p>`;
   }
 
   SAE.pages.layer = function (index) {
@@ -128,7 +126,7 @@
           <div class="legend">${legend}</div><p class="small muted">Hover for label and picture; click to open. ${SAE.esc(index.umap_method || '')}</p>`
           : '<p class="muted">No UMAP coordinates in the analysis (install the umap extra and rerun analyze).</p>'}</div>
         <div class="card"><h2>Features per dominant branch</h2>${SAE.countBars(index, index.dominant_counts)}
-          <p class="small muted">Dominant branch: the branch whose positive-part share is most significant under the permutation null, if its q ≤ 0.01; otherwise <b>none</b> (the expected answer for a random network).</p>
+          <p class="small muted">Dominant branch: the branch in which the feature's decoder row holds more of its positive mass (in units of each channel's RMS activation) than this layer's typical feature, most significantly, if its q ≤ 0.01; otherwise <b>none</b>.</p>
           ${specialised(index)}</div>
       </div>
       <div class="card"><h2>Figures of the analysis</h2><div class="figs">${figs || '<span class="muted">No figures in the analysis.</span>'}</div></div>
