@@ -32,6 +32,7 @@ def planted_pair(model, up_layer: str, down_layer: str, m: int = 64, k: int = 4,
     e = torch.zeros(down.d)
     e[: w1.shape[0]] = w1 @ (up.W_dec[i1] + up.W_dec[i2])
     down.W_enc[:, j] = e / e.norm()
+    down.W_dec[j] = e / e.norm()  # tied for this feature: encoder-read and decoder-read (Gorton's) weights agree
     down.b_enc[j] = 50.0  # fires everywhere, so every image has a site
     return up, down, (i1, i2), j
 
@@ -48,13 +49,14 @@ def write_sae(sae: SAETensors, folder: Path) -> Path:
 
 
 @torch.no_grad()
-def injected_1x1_effect(model, chain, up: SAETensors, down: SAETensors, i: int, j: int, acts, eps: float = 1.0):
-    """Measured change of j's 1x1-slice pre-activation per unit of ``d_i`` added at every position of ``acts``.
+def injected_1x1_effect(model, chain, up: SAETensors, read: torch.Tensor, i: int, acts, eps: float = 1.0):
+    """Measured change of the 1x1 branch's pre-ReLU output along ``read[:c1]`` per unit of ``d_i`` added at every
+    position of ``acts``.
 
-    A 1x1 conv is affine, so this equals the exact_1x1 weight by construction: a
+    A 1x1 conv is affine, so this equals the 1x1 weights by construction: a
     unit test of the weight code (not a validation of the method).
     """
     conv = getattr(model, chain.downstream).conv_1x1
     c1 = conv.conv.weight.shape[0]
     delta = conv.pre_relu(acts + eps * up.W_dec[i][None, :, None, None]) - conv.pre_relu(acts)
-    return torch.einsum("c,nchw->nhw", down.W_enc[:c1, j], delta) / eps
+    return torch.einsum("c,nchw->nhw", read[:c1], delta) / eps

@@ -37,7 +37,7 @@ def test_planted_circuit_ranked_first_by_attribution_and_ablation(model, small_d
     (sites,) = find_sites(model, chain, down, [j], small_dataset, max_sites=3)
     assert len(sites.images) == 3 and (sites.value > 0).all()
     ups, cols, attr = compare_feature(circuit, sites, max_candidates=up.m)
-    for method in ("attribution", "ablation", "expanded", "kernel_prediction"):
+    for method in ("attribution", "ablation", "weight", "encoder_expanded", "kernel_prediction"):
         top2 = {ups[k] for k in cols[method].topk(2).indices.tolist()}
         assert top2 == set(planted), method
     # gradient x activation is complete: features + SAE error + b_dec add up to sum(A . grad)
@@ -92,8 +92,8 @@ def test_cli_end_to_end(model, tmp_path, images):
     assert node["branch"] in ("1x1", "3x3", "5x5", "pool", "none")
     assert node["label"] == "ears"
     kinds = {e["kind"] for e in graph["edges"]}
-    assert {"exact_1x1", "expanded", "attribution", "ablation"} <= kinds
-    first = [e for e in graph["edges"] if e["target"] == f"mixed4c/f/{j}" and e["kind"] == "expanded"][:2]
+    assert {"weight_1x1", "weight", "attribution", "ablation", "recipe"} <= kinds  # Bozoukov's recipe beside
+    first = [e for e in graph["edges"] if e["target"] == f"mixed4c/f/{j}" and e["kind"] == "weight"][:2]
     assert {e["source"] for e in first} == {"mixed4b/f/5", "mixed4b/f/17"}
     nb = json.loads((out / "neighbours.json").read_text())["features"]
     assert len(nb) == 48 + 48 and {x["id"] for x in nb[f"mixed4c/f/{j}"]["upstream"][:2]} == {
@@ -104,11 +104,14 @@ def test_cli_end_to_end(model, tmp_path, images):
     assert kern["downstream"] == f"mixed4c/f/{j}" and kern["centre"] == [0, 0]
     assert kern["kernels"]["mixed4b/f/5"] == [[pytest.approx(planted_weight, rel=1e-4)]]  # 1x1 path only: one tap
     val = json.loads((out / "validation.json").read_text())
-    assert val["exact_1x1"].startswith("computed") and "exactness_1x1" not in val
+    assert val["weight_1x1"].startswith("computed") and "exact_1x1" not in val
     bc = val["branch_consistency"]
     assert bc["pairs"] == 48 and set(bc["per_branch"]) <= {"1x1", "3x3", "5x5", "pool"}
     src = bc["label_source"]  # mixed4b: read from its analysis folder; mixed4c: the same rule on the images
     assert "features" in src["mixed4b"] and "images" in src["mixed4c"]
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert set(val["recipe"]["focus_rank_in_recipe_top"]) <= set(recipe["features"]) | set(recipe["skipped"])
+    assert val["recipe"]["upstream_features"][:2] in ([5, 17], [17, 5])  # the focus's top partners by weight
     for name in (f"graph_mixed4c_{j}.png", f"graph_mixed4c_{j}.svg", f"graph_mixed4c_{j}_data.png", "agreement.png"):
         assert (out / name).stat().st_size > 1000, name
     # bad input: one line, exit 2
@@ -145,6 +148,6 @@ def test_rank_correlation_figure_on_trained_saes(model, tmp_path, sample_dir):
     v = run_circuits(cfg, model)["validation"]
     assert (tmp_path / "circ" / "agreement.png").stat().st_size > 5000
     assert v["pairs"] >= 10 and all(np.isfinite(list(v["spearman_vs_ablation"].values())))
-    assert v["spearman_vs_ablation_per_feature"]["attribution"]["features"] == 2
-    assert set(v["spearman_vs_ablation_pooled"]) == set(v["spearman_vs_ablation"]) >= {"exact_1x1", "expanded"}
+    assert v["validation"]["attribution"]["features"] == 2 and "verdicts" in v
+    assert set(v["spearman_vs_ablation_pooled"]) == set(v["spearman_vs_ablation"]) >= {"weight_1x1", "weight"}
     assert v["spearman_vs_ablation"]["attribution"] > 0.3  # first-order effect tracks the measured one

@@ -1,4 +1,5 @@
-"""Weight-based circuits: exactness, expanded weights vs finite differences, planted circuit, chunking."""
+"""Weight-based circuits: the 1x1 weights vs injection, expanded weights vs finite differences, planted circuit,
+chunking, validation against baselines."""
 
 from __future__ import annotations
 
@@ -25,22 +26,27 @@ def circuit_4b_4c(model):
 
 def test_chain_validation():
     assert make_chain("mixed3b", "mixed4a").stride == 2
-    assert make_chain("maxpool1", "mixed3a").exact_1x1
-    assert not make_chain("conv2d2", "mixed3a").exact_1x1  # LRN and a max pool lie between
+    assert make_chain("maxpool1", "mixed3a").only_block
+    assert not make_chain("conv2d2", "mixed3a").only_block  # LRN and a max pool lie between
     with pytest.raises(UserError, match="not consecutive"):
         make_chain("mixed4b", "mixed4d")
     with pytest.raises(UserError, match="inception block"):
         make_chain("mixed4e", "maxpool10")
 
 
-def test_exact_1x1_equals_measured_injection(model, circuit_4b_4c):
-    """Through the 1x1 branch the weight IS the measured pre-ReLU effect of writing d_i."""
-    c = circuit_4b_4c
+def test_1x1_weights_equal_the_measured_pre_relu_injection(model):
+    """Through the 1x1 branch the weights ARE the measured pre-ReLU effect of writing d_i, read along j's decoder
+    row (Gorton's weight_1x1) or its encoder column (encoder_1x1); for an untied SAE the two differ."""
+    up, down = random_sae("mixed4b", 512, 48, 6, seed=1), random_sae("mixed4c", 512, 40, 6, seed=2)
+    down.W_dec[:] = torch.randn(down.W_dec.shape, generator=torch.Generator().manual_seed(7))  # untied
+    c = WeightCircuit(model, Linearised(model, make_chain("mixed4b", "mixed4c")), up, down)
     acts = torch.rand(2, 512, 4, 4) * 2  # any activations: the 1x1 conv is affine
     for i, j in [(0, 0), (3, 11), (47, 39)]:
-        measured = injected_1x1_effect(model, c.lin.chain, c.up, c.down, i, j, acts, eps=0.5)
-        weight = c.pair(i, j, "exact_1x1")
-        assert torch.allclose(measured, torch.full_like(measured, weight), atol=1e-4 * max(1, abs(weight)))
+        for kind, read in (("weight_1x1", c.down.W_dec[j]), ("encoder_1x1", c.down.W_enc[:, j])):
+            measured = injected_1x1_effect(model, c.lin.chain, c.up, read, i, acts, eps=0.5)
+            weight = c.pair(i, j, kind)
+            assert torch.allclose(measured, torch.full_like(measured, weight), atol=1e-4 * max(1, abs(weight)))
+        assert c.pair(i, j, "weight_1x1") != pytest.approx(c.pair(i, j, "encoder_1x1"), rel=1e-2)
 
 
 @pytest.mark.parametrize(
@@ -103,12 +109,13 @@ def test_neighbours_chunked_equal_dense(circuit_4b_4c):
 def test_planted_circuit_ranked_first_by_weights(model):
     up, down, planted, j = planted_pair(model, "mixed4b", "mixed4c")
     circuit = WeightCircuit(model, Linearised(model, make_chain("mixed4b", "mixed4c")), up, down)
-    for kind in ("exact_1x1", "expanded"):
+    for kind in ("weight", "weight_1x1", "encoder_expanded", "encoder_1x1"):
         assert set(circuit.rows([j], kind)[0].topk(2).indices.tolist()) == set(planted)
     nb = circuit.neighbours(top=2)
     assert set(nb.up_index[j].tolist()) == set(planted)
-    # the encoder row reads only the 1x1 slice, so the expanded weight is exactly the 1x1 one
-    assert circuit.pair(5, j, "expanded") == pytest.approx(circuit.pair(5, j, "exact_1x1"), rel=1e-4)
+    # j is read only in the 1x1 slice (and tied), so the expanded weight is exactly the 1x1 one, either reading
+    assert circuit.pair(5, j, "weight") == pytest.approx(circuit.pair(5, j, "weight_1x1"), rel=1e-4)
+    assert circuit.pair(5, j, "weight") == pytest.approx(circuit.pair(5, j, "encoder_expanded"), rel=1e-4)
 
 
 def test_logit_weights_exact_and_class_circuit(model, tmp_path):
@@ -127,7 +134,7 @@ def test_logit_weights_exact_and_class_circuit(model, tmp_path):
     assert torch.allclose(delta[0], 2 * W[:, i], atol=1e-4)
     circuit = WeightCircuit(model, Linearised(model, make_chain("mixed5a", "mixed5b")), up, down)
     edges = class_circuit(model, circuit, [12], top_b=2, top_a=3)
-    assert [e[3] for e in edges].count("logit") == 2 and [e[3] for e in edges].count("expanded") == 6
+    assert [e[3] for e in edges].count("logit") == 2 and [e[3] for e in edges].count("weight") == 6
     assert all(e[1] == "class/12" for e in edges if e[3] == "logit")
     assert edges[0][2] == pytest.approx(float(W[12].max()))
     # the stage: logits.json, class figure, class nodes in graph.json
@@ -173,7 +180,8 @@ def test_kernel_prediction_is_the_linearised_ablation(model, up_layer, down_laye
     sites = Sites(j, acts, pos, torch.ones(2), [0, 1])
     z = feature_maps(up, acts)
     ups = torch.nonzero(z.amax((0, 2, 3)) > 0).flatten().tolist()[:5]
-    pred = kernel_prediction(circuit, j, sites, z, ups)
+    pred, window, shuffled = kernel_prediction(circuit, j, sites, z, ups)
+    assert bool((window >= 0).all()) and not torch.allclose(pred, shuffled)  # baselines on the same windows
     base = linear_chain(model, chain, acts)
     for k, i in enumerate(ups):
         ablated = linear_chain(model, chain, acts - z[:, i : i + 1] * up.W_dec[i][None, :, None, None])
@@ -183,20 +191,45 @@ def test_kernel_prediction_is_the_linearised_ablation(model, up_layer, down_laye
 
 def test_pair_table_reports_the_per_feature_spearman_that_pooling_flatters():
     """Within each feature the method is noise, but feature scale differs by 100x: pooled rho is high, median ~0."""
-    from inception_sae.circuits.compare import METHODS, PairTable
+    from inception_sae.circuits.compare import BASELINES, METHODS, PairTable
 
     rng = np.random.default_rng(0)
-    methods = tuple(m for m in METHODS if m != "exact_1x1")  # a max pool between: no exact_1x1 column
+    methods = tuple(m for m in METHODS if not m.endswith("_1x1"))  # a max pool between: no 1x1 columns
     table = PairTable(methods)
     for j, scale in enumerate([1.0, 100.0, 1.0, 100.0]):
-        cols = {m: torch.tensor(rng.random(30) * scale) for m in methods}
+        cols = {m: torch.tensor(rng.random(30) * scale) for m in (*methods, *BASELINES, "ablation")}
         table.extend(j, list(range(30)), cols)
     s = table.summary()
-    assert s["spearman_vs_ablation_pooled"]["expanded"] > 0.6
-    assert abs(s["spearman_vs_ablation"]["expanded"]) < 0.35
-    per = s["spearman_vs_ablation_per_feature"]["expanded"]
-    assert per["features"] == 4 and per["iqr"][0] <= per["median"] <= per["iqr"][1]
-    assert "exact_1x1" not in s["spearman_vs_ablation"] and "exact_1x1" not in table.to_dict()
+    assert s["spearman_vs_ablation_pooled"]["weight"] > 0.6
+    assert abs(s["spearman_vs_ablation"]["weight"]) < 0.35
+    assert s["validation"]["weight"]["features"] == 4
+    assert "weight_1x1" not in s["spearman_vs_ablation"] and "weight_1x1" not in table.to_dict()
+
+
+def test_validation_says_which_method_beats_the_weight_free_baseline():
+    """Planted: one method tracks the ablation within every feature, another is the activation baseline plus noise,
+    and the activation baseline itself is a weak predictor; verdicts and intervals must say so."""
+    from inception_sae.circuits.compare import BASELINES, METHODS, PairTable, verdict
+
+    rng = np.random.default_rng(1)
+    methods = tuple(m for m in METHODS if not m.endswith("_1x1"))
+    table = PairTable(methods)
+    for j in range(30):
+        abl = rng.normal(size=40)
+        act = abl + 2.0 * rng.normal(size=40)  # weak, weight-free predictor
+        cols = {m: torch.tensor(act + 0.01 * rng.normal(size=40)) for m in (*methods, *BASELINES)}
+        cols["weight"] = torch.tensor(abl + 0.3 * rng.normal(size=40))  # a method with real information
+        cols["activation"], cols["ablation"] = torch.tensor(act), torch.tensor(abl)
+        table.extend(j, list(range(40)), cols)
+    v = table.summary()["validation"]
+    assert v["weight"]["beats_activation_baseline"] is True and v["weight"]["median"] > 0.9
+    assert v["encoder_expanded"]["beats_activation_baseline"] is False  # the baseline in disguise
+    lo, hi = v["weight"]["ci95"]
+    assert lo <= v["weight"]["median"] <= hi and hi - lo < 0.1
+    assert abs(v["weight"]["shuffled"]["median"]) < 0.15  # its values shuffled across candidates: no signal
+    assert 0.2 < v["activation"]["median"] < 0.6
+    assert "not independent" in verdict("attribution", v["attribution"])
+    assert "beats the activation baseline: yes" in verdict("weight", v["weight"])
 
 
 def test_circuits_read_the_analysis_labels_or_compute_them_by_the_same_rule(tmp_path, model):

@@ -21,12 +21,13 @@ class CircuitsConfig:
     max_images: int = 64  #: images scanned for sites: a seeded subset spread over the classes
     image_size: int = 224  #: centre-crop side (resize short side to 256/224 of it)
     sites: int = 8  #: images (one site each) per downstream feature
-    compare_features: int = 8  #: downstream features compared across methods (validation)
+    compare_features: int = 24  #: downstream features compared across methods (validation; bootstrap over them)
     candidates: int = 48  #: upstream features ablated per downstream feature
     top: int = 10  #: neighbours per feature in neighbours.json
     graph_top: int = 6  #: upstream neighbours per node drawn in the graph
     hops: int = 2  #: neighbourhood radius of the figure
     permutations: int = 2000  #: permutation-null draws
+    recipe_features: int = 3  #: upstream partners of the focus followed through Bozoukov's recipe (0: off)
     classes: tuple[int, ...] = ()  #: class indices for a class -> mixed5b -> mixed5a circuit
     labels: Path | None = None  #: inception5h labels TSV (class names)
     analysis: tuple[Path, ...] = ()  #: analysis folders (any layer) whose features/<i>.json give labels
@@ -42,6 +43,8 @@ class CircuitsConfig:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.hops < 1 or self.permutations < 1 or self.compare_features < 0 or self.candidates < 1:
             raise UserError("hops, permutations and candidates must be >= 1, compare_features >= 0")
+        if self.recipe_features < 0:
+            raise UserError(f"recipe_features must be >= 0, got {self.recipe_features}")
         if self.feature is not None and self.feature < 0:
             raise UserError(f"feature must be >= 0, got {self.feature}")
 

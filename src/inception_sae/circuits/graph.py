@@ -2,7 +2,7 @@
 
 Nodes ``{"id": "mixed4c/f/12", "layer", "feature", "branch", "label"}``, class
 nodes ``class/<index>``, error nodes ``<layer>/error``; edges ``{"source",
-"target", "weight", "kind"}`` with kind exact_1x1 | expanded | attribution |
+"target", "weight", "kind"}`` with kind weight | weight_1x1 | attribution |
 ablation (and ``logit`` for the exact mixed5b -> class edges).
 """
 
@@ -108,13 +108,13 @@ def render(
     path_stem: str | Path,
     title: str = "",
     focus: str | None = None,
-    kinds: tuple[str, ...] = ("expanded", "logit", "attribution"),
+    kinds: tuple[str, ...] = ("weight", "logit", "attribution"),
 ) -> list[Path]:
     """Draw the graph left (upstream) to right (downstream / classes); write PNG and SVG.
 
     Node colour: dominant branch; edge colour: sign (red excites, blue inhibits);
     edge width: |weight| relative to the largest; only edges of ``kinds`` are
-    drawn (exact_1x1 duplicates expanded pairs). Readable without any dashboard.
+    drawn (weight_1x1 duplicates weight pairs). Readable without any dashboard.
     """
     import matplotlib
 
@@ -128,7 +128,7 @@ def render(
     for e in edges:
         (x0, y0), (x1, y1) = pos[e["source"]], pos[e["target"]]
         colour = "#c0392b" if e["weight"] >= 0 else "#2e6fba"
-        style = "-" if e["kind"] in ("expanded", "exact_1x1", "logit") else "--"
+        style = "-" if e["kind"] in ("weight", "weight_1x1", "logit") else "--"
         ax.plot([x0, x1], [y0, y1], style, color=colour, lw=0.4 + 4 * abs(e["weight"]) / wmax, alpha=0.7, zorder=1)
     for nid, (x, y) in pos.items():
         node = graph.nodes[nid]

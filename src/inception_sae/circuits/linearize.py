@@ -50,7 +50,7 @@ class Chain:
         return (self.grid // 2) * self.stride + self.stride // 2
 
     @property
-    def exact_1x1(self) -> bool:
+    def only_block(self) -> bool:
         """True when nothing but the block lies between: the 1x1 branch is then exactly linear."""
         return len(self.stages) == 1
 

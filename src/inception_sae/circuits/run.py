@@ -26,9 +26,10 @@ from .compare import METHODS, PairTable, compare_feature, plot_agreement
 from .config import CircuitsConfig
 from .graph import CircuitGraph, render
 from .linearize import Linearised, make_chain
+from .recipe import recipe_graph
 from .saes import layer_rms
 from .validate import branch_consistency
-from .weights import Neighbours, WeightCircuit, class_circuit, logit_weights
+from .weights import HEADLINE, Neighbours, WeightCircuit, class_circuit, logit_weights
 
 
 def neighbours_json(circuit: WeightCircuit, nb: Neighbours, kind: str) -> dict:
@@ -98,22 +99,22 @@ class Labels:
 
 
 def weight_edges(circuit: WeightCircuit, nb: Neighbours, focus: int, top: int, hops: int) -> list:
-    """Expanded (and exact 1x1) edges of the focus feature's weight neighbourhood, alternating directions."""
+    """Weight edges (Gorton's decoder-decoder weight, and its 1x1 part) of the focus feature's neighbourhood."""
     up, down = circuit.up, circuit.down
     edges, down_frontier, up_frontier = [], {focus}, set()
-    exact = circuit.lin.chain.exact_1x1
+    one_by_one = circuit.lin.chain.only_block
     for hop in range(hops):
         if hop % 2 == 0:
             for j in down_frontier:
                 for i, w in zip(nb.up_index[j, :top].tolist(), nb.up_weight[j, :top].tolist(), strict=True):
-                    edges.append((up.node(i), down.node(j), w, "expanded"))
+                    edges.append((up.node(i), down.node(j), w, HEADLINE))
                     up_frontier.add(i)
-                    if exact:
-                        edges.append((up.node(i), down.node(j), circuit.pair(i, j, "exact_1x1"), "exact_1x1"))
+                    if one_by_one:
+                        edges.append((up.node(i), down.node(j), circuit.pair(i, j, "weight_1x1"), "weight_1x1"))
         else:
             for i in up_frontier:
                 for j, w in zip(nb.down_index[i, :top].tolist(), nb.down_weight[i, :top].tolist(), strict=True):
-                    edges.append((up.node(i), down.node(j), w, "expanded"))
+                    edges.append((up.node(i), down.node(j), w, HEADLINE))
                     down_frontier.add(j)
     return list({(e[0], e[1], e[3]): e for e in edges}.values())
 
@@ -121,7 +122,7 @@ def weight_edges(circuit: WeightCircuit, nb: Neighbours, focus: int, top: int, h
 def data_validation(circuit: WeightCircuit, cfg: CircuitsConfig, dataset: ImageDataset, features: list[int]):
     """Sites and all methods per feature. Returns (table, data edges)."""
     model, chain = circuit.model, circuit.lin.chain
-    methods = METHODS if chain.exact_1x1 else tuple(m for m in METHODS if m != "exact_1x1")
+    methods = METHODS if chain.only_block else tuple(m for m in METHODS if not m.endswith("_1x1"))
     table, edges = PairTable(methods), []
     for sites in find_sites(model, chain, circuit.down, features, dataset, cfg.sites, cfg.batch_size):
         j = sites.feature
@@ -192,10 +193,10 @@ def weight_part(
     """neighbours.json, branch consistency and the weight graph. Returns (graph, validation, lookups)."""
     up, down = circuit.up, circuit.down
     nb = circuit.neighbours(cfg.top)
-    (out / "neighbours.json").write_text(json.dumps(neighbours_json(circuit, nb, "expanded")))
+    (out / "neighbours.json").write_text(json.dumps(neighbours_json(circuit, nb, HEADLINE)))
     validation: dict = {
-        "exact_1x1": "computed (only the block lies between)"
-        if circuit.lin.chain.exact_1x1
+        "weight_1x1": "computed (only the block lies between: exact for the 1x1 branch before its ReLU)"
+        if circuit.lin.chain.only_block
         else "omitted: a max pool lies between the layers, so the 1x1 path is not a circuit"
     }
     labels_ = Labels(cfg)
@@ -219,6 +220,28 @@ def weight_part(
     return graph, validation, lookups
 
 
+def recipe_part(cfg: CircuitsConfig, circuit: WeightCircuit, dataset, focus: int, graph: CircuitGraph, lookups,
+                out: Path) -> dict:  # fmt: skip
+    """Bozoukov's recipe from the focus feature's top upstream partners (by weight): edges of kind "recipe" in
+    the same graph, ``recipe.json``, a figure, and where the focus feature ranks in each partner's recipe."""
+    partners = circuit.neighbours(cfg.recipe_features).up_index[focus].tolist()
+    edges, summary = recipe_graph(circuit.model, circuit.lin.chain, circuit.up, circuit.down, dataset, partners,
+                                  max_sites=cfg.sites, top=cfg.graph_top, batch_size=cfg.batch_size)  # fmt: skip
+    graph.add_edges(edges, *lookups)
+    (out / "recipe.json").write_text(json.dumps(summary, indent=1))
+    sub = CircuitGraph()
+    sub.add_edges(edges, *lookups)
+    render(sub, out / f"graph_{circuit.down.layer}_{focus}_recipe", "Bozoukov's recipe from the weight partners", None,
+           kinds=("recipe",))  # fmt: skip
+    ranks = {}
+    for nid, entry in summary["features"].items():
+        order = [t["feature"] for t in entry["top"]]
+        ranks[nid] = order.index(focus) + 1 if focus in order else None
+    return {"upstream_features": partners, "focus_rank_in_recipe_top": ranks, "top": cfg.graph_top,
+            "note": "for each of the focus feature's top upstream partners by weight: the focus feature's rank among "
+                    "the downstream features the recipe finds (None: not in its top); see recipe.json"}  # fmt: skip
+
+
 def run_circuits(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> dict:
     """Run the whole stage and write its folder; returns the summary (also ``summary.json``)."""
     t0 = time.time()
@@ -230,7 +253,8 @@ def run_circuits(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> dict:
     focus, node = features[0], down.node(features[0])
     graph, validation, lookups = weight_part(cfg, model, circuit, focus, out, dataset)
     stem = out / f"graph_{down.layer}_{focus}"
-    render(graph.neighbourhood(node, cfg.hops + 1), stem, f"{node}: expanded weights from {up.layer}", node)
+    render(graph.neighbourhood(node, cfg.hops + 1), stem, f"{node}: weights (decoder . J . decoder) from {up.layer}",
+           node)  # fmt: skip
     for c in cfg.classes if down.layer == "mixed5b" else ():
         name = lookups[1].get(f"class/{c}", str(c))
         sub = CircuitGraph()
@@ -244,6 +268,8 @@ def run_circuits(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> dict:
         plot_agreement(table, out / "agreement.png", f"{up.layer} -> {down.layer}: methods vs measured ablation")
         sub = graph.neighbourhood(node, 1, kinds=("attribution",))
         render(sub, f"{stem}_data", f"{node}: gradient x activation on images", node)
+        if cfg.recipe_features:
+            validation["recipe"] = recipe_part(cfg, circuit, dataset, focus, graph, lookups, out)
     graph.write(out / "graph.json")
     (out / "validation.json").write_text(json.dumps(validation, indent=1, default=float))
     summary = {

@@ -55,6 +55,18 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
 
 
+def bootstrap_median(values, resamples: int = 2000, seed: int = 0) -> dict:
+    """Median of the finite ``values`` (one per downstream feature) with a percentile bootstrap 95% interval."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 3:
+        return {"median": float(np.median(x)) if len(x) else None, "ci95": [None, None], "features": len(x)}
+    rng = np.random.default_rng(seed)
+    meds = np.median(x[rng.integers(0, len(x), (resamples, len(x)))], axis=1)
+    lo, hi = np.percentile(meds, [2.5, 97.5])
+    return {"median": float(np.median(x)), "ci95": [float(lo), float(hi)], "features": len(x)}
+
+
 def sign_disagreements(weight: np.ndarray, measured: np.ndarray, rel_tol: float = 0.05) -> np.ndarray:
     """Indices of pairs whose weight and measured effect have opposite signs.
 

@@ -1,17 +1,21 @@
 """Weight-based connections between SAE features of consecutive layers.
 
-For upstream feature i (written with its decoder row ``d_i``) and downstream
-feature j (read with its encoder column ``e_j``):
+For upstream feature i (written with its decoder row ``d_i``) and downstream feature j, a weight is
+``r_j . M . d_i`` with ``M`` a linear map of the path between the layers and ``r_j`` how j is read:
 
-* ``exact_1x1``: ``e_j^T M_1x1 d_i`` with ``M_1x1`` the 1x1 branch's conv weights
-  in its concat slice (Gorton's ``W_dec^T W W_dec``, read exactly): the change of
-  feature j's encoder pre-activation, restricted to the 1x1 slice, per unit of i.
-* ``expanded``: ``e_j^T J(y, x) d_i`` with ``J`` the Jacobian of the linearised
-  block at the downstream centre: a spatial kernel; its sum over positions is
-  the scalar weight (the effect of i written uniformly around the unit).
+* ``weight`` (the headline edge; Gorton's ``W_dec^(l) W_inception W_dec^(l-1)``): ``r_j = d_j``, the
+  downstream DECODER row, ``M = J`` the summed Jacobian of the linearised block ("expanded weights": ReLU
+  -> identity, max pool -> average pool). How much of feature j's direction the block writes per unit of i.
+* ``weight_1x1``: the same with ``M = W_1x1``, the 1x1 branch's conv weights in its concat slice (Gorton's
+  formula read through the one branch where it is linear). Exact for the 1x1 branch's PRE-ReLU output when
+  only the block lies between the layers (no max pool); after the branch's ReLU it is not.
+* ``encoder_expanded`` / ``encoder_1x1``: ``r_j = e_j``, the downstream ENCODER column: what j's encoder
+  reads (the quantity ablation measures). For a tied SAE (``tie: full``) encoder and decoder coincide and so
+  do the two readings; for ``tie: init`` they differ.
 
-All pairs are scanned in chunks of downstream features so that the (m_b, m_a)
-matrix never exists in full.
+``expanded`` kernels: the Jacobian at the downstream centre is a spatial kernel; its sum over positions is
+the scalar weight (the effect of i written uniformly around the unit). All pairs are scanned in chunks of
+downstream features so that the (m_b, m_a) matrix never exists in full.
 """
 
 from __future__ import annotations
@@ -25,6 +29,15 @@ from ..errors import UserError
 from ..models.inception_v1 import InceptionV1
 from ..sae.view import SAETensors
 from .linearize import Linearised, crop_box, one_by_one_matrix
+
+#: Weight kind -> (path map, downstream read). ``weight`` is the headline edge of graphs and neighbours.
+KINDS = {
+    "weight": ("expanded", "decoder"),
+    "weight_1x1": ("1x1", "decoder"),
+    "encoder_expanded": ("expanded", "encoder"),
+    "encoder_1x1": ("1x1", "encoder"),
+}
+HEADLINE = "weight"
 
 
 @dataclass(frozen=True)
@@ -55,35 +68,43 @@ class WeightCircuit:
         self.model, self.lin, self.up, self.down, self.chunk = model, lin, up, down, chunk
         self._written: dict[str, Tensor] = {}
 
-    def _matrix(self, kind: str) -> Tensor:
-        """(d_out, d_in) summed linear map of ``kind`` ("exact_1x1" or "expanded")."""
-        if kind == "exact_1x1":
+    def _matrix(self, path: str) -> Tensor:
+        """(d_out, d_in) summed linear map of ``path`` ("1x1" or "expanded")."""
+        if path == "1x1":
             return one_by_one_matrix(self.model, self.lin.chain)
-        if kind == "expanded":
+        if path == "expanded":
             return self.lin.summed
-        raise ValueError(f"unknown weight kind {kind!r}")
+        raise ValueError(f"unknown path {path!r}")
 
-    def written(self, kind: str) -> Tensor:
-        """(d_out, m_a): every upstream decoder row pushed through the summed map."""
-        if kind not in self._written:
-            self._written[kind] = self._matrix(kind) @ self.up.W_dec.T
-        return self._written[kind]
+    def written(self, path: str) -> Tensor:
+        """(d_out, m_a): every upstream decoder row pushed through the summed map of ``path``."""
+        if path not in self._written:
+            self._written[path] = self._matrix(path) @ self.up.W_dec.T
+        return self._written[path]
 
-    def rows(self, features: Tensor | list[int], kind: str = "expanded") -> Tensor:
-        """(len(features), m_a): weights from every upstream feature to the given downstream ones."""
-        return self.down.W_enc[:, features].T @ self.written(kind)
+    def read(self, features: Tensor | list[int], how: str) -> Tensor:
+        """(len(features), d_out): how the downstream features are read ("decoder" rows or "encoder" columns)."""
+        return self.down.W_dec[features] if how == "decoder" else self.down.W_enc[:, features].T
 
-    def pair(self, i: int, j: int, kind: str = "expanded") -> float:
-        """Scalar weight from upstream feature i to downstream feature j."""
-        return float(self.down.W_enc[:, j] @ self.written(kind)[:, i])
+    def rows(self, features: Tensor | list[int], kind: str = HEADLINE) -> Tensor:
+        """(len(features), m_a): weights of ``kind`` from every upstream feature to the given downstream ones."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown weight kind {kind!r}; one of {', '.join(KINDS)}")
+        path, how = KINDS[kind]
+        return self.read(features, how) @ self.written(path)
 
-    def feature_kernels(self, j: int) -> tuple[Tensor, tuple[int, int]]:
-        """Kernels from every upstream feature to downstream feature j: ((m_a, h, w), centre (y, x)).
+    def pair(self, i: int, j: int, kind: str = HEADLINE) -> float:
+        """Scalar weight of ``kind`` from upstream feature i to downstream feature j."""
+        return float(self.rows([j], kind)[0, i])
 
-        Cropped to the support of the linearised path; ``centre`` is where the
-        downstream unit itself sits on the upstream grid inside the crop.
+    def feature_kernels(self, j: int, how: str = "decoder") -> tuple[Tensor, tuple[int, int]]:
+        """Expanded kernels from every upstream feature to downstream feature j: ((m_a, h, w), centre (y, x)).
+
+        ``how``: j read by its decoder row (Gorton's weight, the default) or its encoder column (what its
+        encoder reads). Cropped to the support of the linearised path; ``centre`` is where the downstream
+        unit itself sits on the upstream grid inside the crop.
         """
-        grad = self.lin.kernels(self.down.W_enc[:, j].unsqueeze(0))[0]  # (d_in, S, S)
+        grad = self.lin.kernels(self.read([j], how))[0]  # (d_in, S, S)
         ys, xs = crop_box(grad)
         c = self.lin.chain.centre
         return torch.einsum("md,dhw->mhw", self.up.W_dec, grad[:, ys, xs]), (c - ys.start, c - xs.start)
@@ -93,7 +114,7 @@ class WeightCircuit:
         kernels, centre = self.feature_kernels(j)
         return PairKernel(kernels[i], centre, float(kernels[i].sum()))
 
-    def neighbours(self, top: int = 10, kind: str = "expanded") -> Neighbours:
+    def neighbours(self, top: int = 10, kind: str = HEADLINE) -> Neighbours:
         """Top-``top`` upstream neighbours of every downstream feature and vice versa, chunked."""
         m_a, m_b = self.up.m, self.down.m
         ka, kb = min(top, m_a), min(top, m_b)
@@ -112,7 +133,7 @@ class WeightCircuit:
             best_v, best_i = cand_v.gather(0, keep), cand_i.gather(0, keep)
         return Neighbours(torch.cat(up_i), torch.cat(up_w), best_i.T.contiguous(), best_v.T.contiguous())
 
-    def top_partners(self, kind: str = "expanded") -> tuple[Tensor, Tensor]:
+    def top_partners(self, kind: str = HEADLINE) -> tuple[Tensor, Tensor]:
         """(m_b,) upstream feature with the largest positive weight into each downstream feature, and the weight."""
         idx, val = [], []
         for start in range(0, self.down.m, self.chunk):
@@ -121,7 +142,7 @@ class WeightCircuit:
             val.append(v)
         return torch.cat(idx), torch.cat(val)
 
-    def strongest_pairs(self, n: int, kind: str = "expanded") -> tuple[Tensor, Tensor, Tensor]:
+    def strongest_pairs(self, n: int, kind: str = HEADLINE) -> tuple[Tensor, Tensor, Tensor]:
         """The ``n`` most positive (excitatory) pairs overall: (upstream, downstream, weight), chunked."""
         best_v, best_flat = torch.empty(0), torch.empty(0, dtype=torch.long)
         m_a = self.up.m
@@ -162,7 +183,7 @@ def class_circuit(
             row = circuit.rows([j])[0]
             wa, ups = row.topk(min(top_a, circuit.up.m))
             edges += [
-                (circuit.up.node(i), circuit.down.node(j), v, "expanded")
+                (circuit.up.node(i), circuit.down.node(j), v, HEADLINE)
                 for v, i in zip(wa.tolist(), ups.tolist(), strict=True)
             ]
     return edges

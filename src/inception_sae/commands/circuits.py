@@ -20,6 +20,9 @@ def circuits(
     max_images: int = option(CircuitsConfig, "max_images", "Images scanned for sites (seeded, class-spread)."),
     image_size: int = option(CircuitsConfig, "image_size", "Centre-crop side in pixels."),
     compare_features: int = option(CircuitsConfig, "compare_features", "Downstream features compared by all methods."),
+    recipe_features: int = option(
+        CircuitsConfig, "recipe_features", "Weight partners of the focus followed through Bozoukov's recipe (0: off)."
+    ),
     top: int = option(CircuitsConfig, "top", "Neighbours per feature in neighbours.json."),
     hops: int = option(CircuitsConfig, "hops", "Neighbourhood radius of the figure."),
     classes: str = typer.Option("", "--classes", help="Class indices (comma-separated) for class circuits (mixed5b)."),
@@ -31,7 +34,7 @@ def circuits(
     seed: int = SEED,
     device: str = DEVICE,
 ) -> None:
-    """Feature-to-feature circuits: exact 1x1 and expanded weights, attribution, ablation, validation, graph."""
+    """Feature-to-feature circuits: Gorton's weights, attribution, ablation, validation against baselines, graph."""
     from ..circuits.run import run_circuits
 
     try:
@@ -40,7 +43,8 @@ def circuits(
         raise UserError(f"--classes {classes!r}: give class indices separated by commas, e.g. 208,209") from None
     cfg = CircuitsConfig(
         upstream=upstream, downstream=downstream, out=output, feature=feature, images=images, max_images=max_images,
-        image_size=image_size, compare_features=compare_features, top=top, hops=hops, classes=cls, labels=labels,
+        image_size=image_size, compare_features=compare_features, recipe_features=recipe_features, top=top, hops=hops,
+        classes=cls, labels=labels,
         analysis=tuple(analysis), weights=weights, seed=seed, device=device,
     )  # fmt: skip
     summary = run_circuits(cfg)
@@ -49,13 +53,12 @@ def circuits(
     out.print(
         f"{summary['upstream']['layer']} -> {summary['downstream']['layer']}: wrote {output} ({summary['seconds']} s)"
     )
-    if "spearman_vs_ablation" in v:
-        rho = ", ".join(f"{k} {x:.2f}" for k, x in v["spearman_vs_ablation"].items())
-        pooled = ", ".join(f"{k} {x:.2f}" for k, x in v["spearman_vs_ablation_pooled"].items())
-        out.print(f"  median per-feature Spearman vs ablation ({v['pairs']} pairs): {rho}  [pooled: {pooled}]")
-        out.print(
-            f"  sign disagreements (expanded vs ablation): {v['sign_disagreements_expanded_vs_ablation']['count']}"
-        )
+    if "verdicts" in v:
+        out.print(f"  each method vs measured ablation, per downstream feature ({v['pairs']} pairs):")
+        for line in v["verdicts"].values():
+            out.print(f"    {line}")
+        sign = v["sign_disagreements_encoder_expanded_vs_ablation"]["count"]
+        out.print(f"  sign disagreements (encoder-read expanded weight vs ablation): {sign}")
     if "branch_consistency" in v:
         b = v["branch_consistency"]
         if b["status"] != "ok":

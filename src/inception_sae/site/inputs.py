@@ -140,7 +140,7 @@ def _read_graph(c: Circuits, path: Path) -> None:
 def read_circuits(roots, top: int = 10) -> Circuits:
     """Neighbours per node from circuit folders (``neighbours.json`` and/or ``graph.json``) or graph files.
 
-    Every kind of edge is kept (expanded, exact_1x1, attribution, ablation); an edge seen twice
+    Every kind of edge is kept (weight, weight_1x1, attribution, ablation, recipe); an edge seen twice
     (same neighbour and kind) counts once; each list is cut to the ``top`` largest |weight|.
     """
     c = Circuits()
