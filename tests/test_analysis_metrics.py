@@ -2,23 +2,52 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from inception_sae.analysis.metrics import headline_metrics
+from inception_sae.sae.metrics import firing_summary
 
 
 def test_headline_prefers_held_out_rows_and_trained_positions():
     trained = {"top1_agreement": 0.7, "kl": 0.05, "fvu": 0.3, "vectors": {"l0": 12.0}}
     splice = {"top1_agreement": 0.9, "kl": 0.01, "fvu": 0.5, "vectors": {"l0": 30.0}, "training_positions": trained}
+    held = firing_summary(np.r_[np.zeros(3), np.full(97, 500)], 50_000, "these vectors")
+    positions = firing_summary(np.r_[np.zeros(5), np.full(95, 500)], 40_000, "training positions")
     summary = {"layer": "mixed4a", "counts": {"features": 100, "dead": 2, "dense": 9},
-               "training_positions": {"dead": 5, "dense": 1}}  # fmt: skip
-    ev = {"store": {"fvu": 0.2, "l0": 31.0, "held_out": True}, "splice": splice}
+               "training_positions": {"dead": 5, "dense": 1, "firing": positions}}  # fmt: skip
+    ev = {"store": {"fvu": 0.2, "l0": 31.0, "held_out": True, "firing": held}, "splice": splice}
     h = headline_metrics(summary, {}, ev)
     assert (h["fvu"], h["fvu_on"]) == (0.2, "held-out store rows")
     assert (h["splice_top1"], h["splice_kl"], h["splice_on"]) == (0.7, 0.05, "trained positions")
-    assert (h["dead"], h["dead_fraction"], h["dense"], h["dead_on"]) == (5, 0.05, 1, "training positions")
+    assert (h["dead_fraction"], h["dead_on"], h["dead_rows"], h["dead_status"]) == (0.03, "held-out store rows",
+                                                                                   50_000, "ok")  # fmt: skip
+    assert h["dead_interval"][0] <= 0.03 <= h["dead_interval"][1]
 
+    summary["training_positions"]["firing"] = firing_summary(np.zeros(100), 2_000, "training positions")
     ev = {"store": {"fvu": 0.2, "held_out": False}, "splice": {"top1_agreement": 0.9, "fvu": 0.5}}
-    h = headline_metrics({"layer": "mixed4a", "counts": {"features": 100, "dead": 2}}, {}, ev)
+    h = headline_metrics(summary, {}, ev)
     assert h["fvu_on"] == "store rows that training read" and h["splice_on"] == "every position"
-    assert (h["dead"], h["dead_on"]) == (2, "every position")
+    assert h["dead_fraction"] is None and "too few rows" in h["dead_status"] and h["dead_rows"] == 2_000
 
     assert headline_metrics(summary, {}, {"splice": splice})["fvu_on"] == "splice-back images, trained positions"
+
+
+def test_splice_back_says_when_one_predicted_class_makes_top1_uninformative():
+    import torch
+
+    from inception_sae.sae.evaluate import _SpliceAcc
+    from inception_sae.sae.model import SAEConfig, TopKSAE
+
+    sae = TopKSAE(SAEConfig(8, 16, 2))
+    one, varied = _SpliceAcc(sae), _SpliceAcc(sae)
+    logits = torch.zeros(6, 10)
+    logits[:, 3] = 5.0  # every image's top-1 is class 3
+    one.add_logits(logits, logits + 0.1 * torch.randn(6, 10))
+    varied.add_logits(torch.eye(6, 10) * 5, torch.eye(6, 10) * 5)
+    for acc in (one, varied):
+        acc.acc.add(sae, torch.randn(4, 8))
+    (s_one, _), (s_var, _) = one.result(), varied.result()
+    assert s_one.classes_predicted == 1 and "no information" in s_one.note
+    assert s_var.classes_predicted == 6 and s_var.note is None
+    h = headline_metrics({"layer": "mixed4a"}, {}, {"splice": {"top1_agreement": 1.0, "note": s_one.note}})
+    assert h["splice_note"] == s_one.note

@@ -192,7 +192,7 @@ def test_headline_metrics_from_eval_report_and_sae_cfg(tmp_path):
     sae_cfg = {"k": 16, "layer": "mixed4a", "training": {"final_fvu": 0.2, "l0": 15.0, "dead_fraction": 0.1}}
     summary = {"layer": "mixed4a", "counts": {"features": 10, "dead": 2}}
     h = headline_metrics(summary, sae_cfg, {})
-    assert (h["fvu"], h["l0"], h["dead_fraction"], h["k"], h["splice_top1"]) == (0.2, 15.0, 0.2, 16, None)
+    assert (h["fvu"], h["l0"], h["dead_fraction"], h["k"], h["splice_top1"]) == (0.2, 15.0, None, 16, None)
     assert h["fvu_on"] == "training batches (recent mean)" and h["eval_report"] is None
     ev = {"splice": {"top1_agreement": 0.9, "kl": 0.01, "fvu": 0.3, "vectors": {"l0": 12.0}, "images": 7}}
     h = headline_metrics(summary, sae_cfg, ev, tmp_path / "eval.json")

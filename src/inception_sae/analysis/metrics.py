@@ -34,14 +34,28 @@ def read_eval_report(path: Path | None, layer: str, sae_path: Path) -> dict:
     return ev
 
 
+def headline_firing(summary: dict, store: dict) -> dict:
+    """Dead and dense with their sample: held-out store rows (the training distribution, never trained on) when
+    evaluated, else the harvest rule's positions of the analysed images, else every analysed position."""
+    if store.get("held_out") and store.get("firing"):
+        return {**store["firing"], "on": "held-out store rows"}
+    tp = (summary.get("training_positions") or {}).get("firing")
+    if tp:
+        return {**tp, "on": "training positions of the analysed images"}
+    if store.get("firing"):
+        return {**store["firing"], "on": "store rows that training read"}
+    return {}
+
+
 def headline_metrics(summary: dict, sae_cfg: dict, ev: dict, ev_path: Path | None = None) -> dict:
     """FVU, L0, dead fraction and splice-back agreement of one layer, each with what it is computed on.
 
     Sources, first found wins: the evaluation report ``ev`` (its ``store`` rows, then
     splice-back on the harvest rule's positions, then at every position), the SAE's
     ``cfg.json`` (``training``: means over the last training steps), and the analysis's own
-    counts in ``summary`` (dead and dense features on the training positions, else on every
-    position).
+    counts in ``summary``. Dead and dense follow one definition (``sae.metrics.firing_summary``)
+    with the rows they rest on and an interval; below its minimum sample the dead share is None
+    and ``dead_status`` says "too few rows".
     """
     train = sae_cfg.get("training") or {}
     store, splice = ev.get("store") or {}, ev.get("splice") or {}
@@ -49,7 +63,7 @@ def headline_metrics(summary: dict, sae_cfg: dict, ev: dict, ev_path: Path | Non
     vec = (trained_splice or splice).get("vectors") or {}  # splice-back images' own vectors
     counts = summary.get("training_positions") or summary.get("counts") or {}
     n_feat = (summary.get("counts") or {}).get("features") or (summary.get("sae") or {}).get("d_sae")
-    dead_frac = counts["dead"] / n_feat if counts.get("dead") is not None and n_feat else None
+    firing = headline_firing(summary, store)
     fvu_sources = [
         (store.get("fvu"), "held-out store rows" if store.get("held_out") else "store rows that training read"),
         (trained_splice.get("fvu"), "splice-back images, trained positions"),
@@ -66,12 +80,19 @@ def headline_metrics(summary: dict, sae_cfg: dict, ev: dict, ev_path: Path | Non
         "fvu": fvu,
         "fvu_on": fvu_on,
         "l0": _first(store.get("l0"), vec.get("l0"), train.get("l0")),
-        "dead_fraction": _first(dead_frac, store.get("dead_fraction"), train.get("dead_fraction")),
-        "dead_on": "training positions" if summary.get("training_positions") else "every position",
+        "dead_fraction": firing.get("dead_fraction"),
+        "dead_interval": firing.get("dead_interval"),
+        "dense_fraction": firing.get("dense_fraction"),
+        "dense_interval": firing.get("dense_interval"),
+        "dead_on": firing.get("on"),
+        "dead_rows": firing.get("rows"),
+        "dead_status": firing.get("status"),
+        "dead_definition": firing.get("definition"),
         "splice_top1": top1,
         "splice_kl": _first(trained_splice.get("kl"), splice.get("kl")),
         "splice_on": splice_on,
         "splice_images": splice.get("images"),
+        "splice_note": splice.get("note") or trained_splice.get("note"),
         "k": _first((summary.get("sae") or {}).get("k"), sae_cfg.get("k")),
         "features": n_feat,
         "dead": counts.get("dead"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..sae.metrics import firing_summary
 from .branch_null import NULL_TEXT
 from .branches import specialised_table
 from .streaming import HIST_BINS
@@ -47,6 +48,7 @@ def training_counts(cfg, ctx, state) -> dict | None:
     return {
         "rule": rule, "positions": ts.positions, "images": ts.images,
         "dead": int((ts.fire_pos == 0).sum()), "dense": int((freq > 0.1).sum()), "mean_frequency": float(freq.mean()),
+        "firing": firing_summary(ts.fire_pos, ts.positions, "the harvest rule's positions of the analysed images"),
         "note": "positions selected by the store's harvest rule, replayed on the analysis's crop"
                 + ("" if same_grid else " (harvested at another crop: an approximation)"),
     }  # fmt: skip

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from .metrics import FVUAccumulator, firing_stats, frequency_histogram
+from .metrics import FVUAccumulator, firing_stats, firing_summary, frequency_histogram
 from .model import TopKSAE
 
 
@@ -23,6 +23,7 @@ class VectorEval:
     dead_fraction: float  #: latents that never fired on these vectors
     dense_fraction: float  #: latents firing on > 10% of them
     histogram: dict = field(repr=False, default_factory=dict)  #: log-spaced firing-frequency histogram
+    firing: dict = field(default_factory=dict)  #: dead/dense with their sample and intervals (metrics.firing_summary)
     nonfinite_skipped: int = 0  #: input vectors holding NaN/inf, left out of every number above
 
 
@@ -34,6 +35,8 @@ class SpliceEval:
     top1_agreement: float  #: share of images whose top-1 class is unchanged
     kl: float  #: mean KL(p_original || p_spliced) in nats
     fvu: float  #: FVU over all positions of these images
+    classes_predicted: int = 0  #: distinct top-1 classes of the original network on these images
+    note: str | None = None  #: why top-1 agreement cannot carry information here, when it cannot
 
 
 class _Acc:
@@ -57,7 +60,7 @@ class _Acc:
         fs = firing_stats(self.counts, n)
         return VectorEval(
             n, self.fvu.value, self.active / max(n, 1), fs.dead_fraction, fs.dense_fraction,
-            frequency_histogram(fs.frequency),
+            frequency_histogram(fs.frequency), firing_summary(self.counts, n, "these vectors"),
         )  # fmt: skip
 
 
@@ -87,18 +90,24 @@ class _SpliceAcc:
 
     def __init__(self, sae: TopKSAE) -> None:
         self.acc, self.n, self.agree, self.kl_sum = _Acc(sae), 0, 0, 0.0
+        self.classes: set[int] = set()
 
     def add_logits(self, logits: torch.Tensor, spliced: torch.Tensor) -> None:
         logp, logq = F.log_softmax(logits, -1), F.log_softmax(spliced, -1)
         self.kl_sum += float((logp.exp() * (logp - logq)).sum())
         self.agree += int((logits.argmax(-1) == spliced.argmax(-1)).sum())
+        self.classes.update(logits.argmax(-1).tolist())
         self.n += logits.shape[0]
 
     def result(self) -> tuple[SpliceEval, VectorEval]:
         if self.n == 0:
             raise UserError("no images could be decoded for splice-back")
         vec = self.acc.result()
-        return SpliceEval(self.n, self.agree / self.n, self.kl_sum / self.n, vec.fvu), vec
+        note = None
+        if len(self.classes) == 1 and self.n > 1:
+            note = (f"the network predicts one class for all {self.n} images, so top-1 agreement carries no "
+                    "information here (a random network does this); read the KL")  # fmt: skip
+        return SpliceEval(self.n, self.agree / self.n, self.kl_sum / self.n, vec.fvu, len(self.classes), note), vec
 
 
 @torch.no_grad()

@@ -15,6 +15,8 @@ from torch import Tensor
 from .kernels import batch_moments
 
 DENSE_THRESHOLD = 0.1  #: a latent firing on more than this share of inputs counts as dense
+DEAD_THRESHOLD = 1e-4  #: a latent firing on fewer than this share of training-distribution inputs counts as dead
+Z95 = 1.959964  #: two-sided 95% normal quantile of the Wilson intervals
 
 
 def _all_reduce(t: Tensor, distributed: bool) -> Tensor:
@@ -110,6 +112,52 @@ def firing_stats(counts: Tensor, n_inputs: int) -> FiringStats:
     """From per-latent firing counts (m,) over ``n_inputs`` inputs."""
     freq = counts.double().cpu().numpy() / max(n_inputs, 1)
     return FiringStats(freq, float((freq == 0).mean()), float((freq > DENSE_THRESHOLD).mean()))
+
+
+def wilson(counts: np.ndarray, n: int, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score 95% interval of each rate ``counts / n`` (a count of 0 gives an upper bound of ~3.84 / n)."""
+    p = counts / max(n, 1)
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+
+
+def firing_summary(counts: Tensor | np.ndarray, n: int, on: str) -> dict:
+    """Dead and dense latents with the sample they rest on: one definition for every stage.
+
+    Dead: firing on fewer than ``DEAD_THRESHOLD`` of the inputs; dense: on more than ``DENSE_THRESHOLD``.
+    A latent is counted on the side its observed rate falls; ``interval`` is [latents surely on that side
+    (their Wilson 95% interval lies beyond the threshold), those plus the ones whose interval straddles it],
+    as shares of all latents. With fewer inputs than it takes a silent latent's interval to clear the dead
+    threshold (~3.84 / DEAD_THRESHOLD = 38,415), ``status`` says "too few rows" and the dead share is None.
+    ``never_fired`` is the plain count of latents with no firing on these ``n`` inputs (it grows as n shrinks).
+    """
+    c = np.asarray(counts.cpu() if isinstance(counts, Tensor) else counts, dtype=float)
+    m = max(len(c), 1)
+    if n <= 0:
+        return {"rows": 0, "on": on, "status": "no rows", "dead_fraction": None, "dense_fraction": None}
+    lo, hi = wilson(c, n)
+    rate = c / n
+    min_rows = int(np.ceil(Z95 * Z95 / DEAD_THRESHOLD))
+    enough = n >= min_rows
+
+    def side(below: np.ndarray, sure: np.ndarray, unsure: np.ndarray) -> dict:
+        interval = [float(sure.sum() / m), float((sure | unsure).sum() / m)]
+        return {"fraction": float(below.sum() / m), "interval": interval}
+
+    dead = side(rate < DEAD_THRESHOLD, hi < DEAD_THRESHOLD, (lo < DEAD_THRESHOLD) & (hi >= DEAD_THRESHOLD))
+    dense = side(rate > DENSE_THRESHOLD, lo > DENSE_THRESHOLD, (lo <= DENSE_THRESHOLD) & (hi > DENSE_THRESHOLD))
+    return {
+        "rows": int(n), "on": on, "latents": len(c), "min_rows": min_rows,
+        "status": "ok" if enough else f"too few rows ({n:,} < {min_rows:,}) to tell a dead latent from a rare one",
+        "dead_threshold": DEAD_THRESHOLD, "dense_threshold": DENSE_THRESHOLD,
+        "dead_fraction": dead["fraction"] if enough else None, "dead_interval": dead["interval"] if enough else None,
+        "dense_fraction": dense["fraction"], "dense_interval": dense["interval"],
+        "never_fired": int((c == 0).sum()),
+        "definition": f"dead: firing on < {DEAD_THRESHOLD:g} of the inputs, dense: on > {DENSE_THRESHOLD:g}; "
+        "interval: latents surely on that side (Wilson 95%) to those plus the undecided",
+    }  # fmt: skip
 
 
 def frequency_histogram(freq: np.ndarray, bins: int = 40) -> dict:

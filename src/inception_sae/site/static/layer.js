@@ -16,10 +16,21 @@
     return `<div class="metrics">
       ${metric('features', index.cols.id.length)}${metric('k (TopK)', h.k == null ? '–' : h.k)}
       ${metric('FVU', SAE.fmt(h.fvu, 3), false, h.fvu_on)}${metric('L0', SAE.fmt(h.l0, 1))}
-      ${metric('dead', h.dead == null ? SAE.pct(h.dead_fraction) : `${h.dead} (${SAE.pct(h.dead_fraction)})`, false, h.dead_on)}
-      ${metric('splice-back top-1', SAE.pct(h.splice_top1), false, h.splice_on)}${metric('images', h.images == null ? '–' : h.images)}
+      ${metric('dead', deadText(h), false, h.dead_on ? `${h.dead_on}${h.dead_rows != null ? `, ${h.dead_rows.toLocaleString('en')} rows` : ''}` : '')}
+      ${metric('splice-back top-1', h.splice_note ? `${SAE.pct(h.splice_top1)} <small class="err" id="splice-note">${SAE.esc(h.splice_note)}</small>` : SAE.pct(h.splice_top1), !!h.splice_note, h.splice_on)}${metric('images', h.images == null ? '–' : h.images)}
       ${metric('weights', SAE.esc(index.untrained ? 'UNTRAINED ' + index.identity : String(index.identity).slice(0, 32)), index.untrained)}
-      ${(h.dense != null || c.dense != null) ? metric('dense (>10%)', h.dense != null ? h.dense : c.dense, false, h.dense != null ? h.dead_on : 'every position') : ''}</div>`;
+      ${h.dense_fraction != null ? metric('dense (>10%)', rangeText(h.dense_fraction, h.dense_interval), false, h.dead_on) : ''}</div>`;
+  }
+
+  /* A share with its interval, e.g. "1.2% (0.9–1.6%)". */
+  function rangeText(x, iv) {
+    return iv ? `${SAE.pct(x)} <small>(${SAE.pct(iv[0])}–${SAE.pct(iv[1])})</small>` : SAE.pct(x);
+  }
+
+  /* Dead latents with their interval, or why there is no number (too few rows to tell dead from rare). */
+  function deadText(h) {
+    if (h.dead_fraction != null) return rangeText(h.dead_fraction, h.dead_interval);
+    return h.dead_status ? `<small class="err" id="dead-status">${SAE.esc(h.dead_status)}</small>` : '–';
   }
 
   /* The header search: a label (or id) query shown in this layer's feature table. */
