@@ -88,7 +88,11 @@ def feature_doc(rng, layer: str, f: int, n_neurons: int, pool: int, render: int 
         "similar_neuron": {"neuron": int(rng.integers(0, n_neurons)), "cosine": float(rng.uniform(0.1, 0.9))},
         "top_examples": top, "intervals": intervals, "interval_ranges": ranges,
         "label": f"{word} (class {f % 37})", "label_score": float(rng.uniform(0.5, 1)),
-        "label_classes": [{"index": 3, "name": f"{word}s", "enrichment": 3.2}],
+        "label_classes": [{"index": 3, "name": f"{word}s", "count": 12, "share": 0.6, "enrichment": 30.0,
+                           "class_images": 20, "p": 1e-12 if f % 2 == 0 else 0.01, "q": 3e-9 if f % 2 == 0 else 0.4},
+                          {"index": 9, "name": "other", "count": 2, "share": 0.1, "enrichment": 5.0,
+                           "class_images": 20, "p": 0.06, "q": 1.0}],
+        "label_significant": f % 2 == 0,
         "top_classes": classes, "bottom_classes": [{**c, "weight": -c["weight"]} for c in classes],
         "umap": rng.normal(size=2).tolist(),
     }  # fmt: skip

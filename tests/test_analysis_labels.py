@@ -51,5 +51,6 @@ def test_class_labels_and_enrichment():
     assert labels[2] == ""  # unknown class
     assert mask[5, 0] and mask[7, 0] and not mask[9, 0] and mask[9, 1] and not mask[:, 2].any()
     counts = torch.bincount(image_class[image_class >= 0], minlength=1008)
-    enr = lab.enrichment(top, image_class, counts, 0, names)
+    enr = lab.class_enrichment(top, image_class, counts, names).classes[0]
     assert enr[0]["index"] == 5 and enr[0]["count"] == 3 and abs(enr[0]["enrichment"] - (3 / 5) / (3 / 7)) < 1e-9
+    assert abs(enr[0]["p"] - 6 / 21) < 1e-9  # all 3 of class 5 among 5 drawn from 7: C(4,2) / C(7,5)

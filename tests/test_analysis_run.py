@@ -17,7 +17,8 @@ from inception_sae.analysis.run import analyze
 from inception_sae.data.images import ImageDataset, Preprocess, iter_batches
 
 FEATURE_KEYS = {"id", "frequency", "max", "branch_share", "branch_share_norm", "branch_share_sq", "branch_p",
-                "dominant_branch", "similar_neuron", "top_examples", "intervals", "label", "label_score"}  # fmt: skip
+                "dominant_branch", "similar_neuron", "top_examples", "intervals", "label", "label_score",
+                "label_classes", "label_significant"}  # fmt: skip
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -51,6 +52,8 @@ def test_cli_writes_the_contract(sae_dir, tmp_path):
     feat = json.loads((out / "features" / "0.json").read_text())
     assert set(feat) >= FEATURE_KEYS
     assert set(feat["similar_neuron"]) >= {"neuron", "cosine"}
+    assert {"significant_features", "family_size", "correction"} <= set(summary["labels"])
+    assert all({"count", "share", "enrichment", "p", "q"} <= set(c) for c in feat["label_classes"])
     for ex in feat["top_examples"] + feat["intervals"]:
         assert {"image", "y", "x", "value"} <= set(ex)
     assert 0 < len(feat["top_examples"]) <= 4

@@ -85,6 +85,9 @@ def test_table_row_circuit_link_neuron_and_class_over_http(page, site, tmp_path)
     page.locator("#ftable tr.row[data-id='7'] td:nth-child(3)").click()
     open_feature_checks(page, "mixed4d", 7)
     assert page.locator(".fv img").count() == 0  # odd ids have no featvis in the fixture
+    classes = page.locator("#label-classes").inner_text()  # odd ids: no significant class in the fixture
+    assert "q 0.4" in classes and "no class significant" in classes and "×" not in classes
+    assert page.locator("#label-classes .lc.sig").count() == 0
     page.screenshot(path=str(tmp_path / "feature_http.png"), full_page=True)
     link = page.locator("#upstream a").first
     target = link.get_attribute("href")
@@ -96,6 +99,9 @@ def test_table_row_circuit_link_neuron_and_class_over_http(page, site, tmp_path)
     page.goto(site["url"] + "#/mixed4d/f/4")
     open_feature_checks(page, "mixed4d", 4)
     assert page.locator(".fv img").count() == 3  # main + two diverse variants
+    sig = page.locator("#label-classes .lc.sig")  # even ids: the first class at q 3e-9, the second not
+    assert sig.count() == 1 and "12 (60%) q 3.0e-9, ×30 the base rate" in sig.inner_text()
+    assert "q 1" in page.locator("#label-classes .lc").nth(1).inner_text()
     page.locator("#neuronbox h2 a").click()
     page.wait_for_url("**#/mixed4d/n/*")
     page.wait_for_selector("#app[data-ready*='/n/']")

@@ -10,7 +10,8 @@ import torch
 from . import branches as br
 from .branch_null import LEVEL
 from .examples import Family
-from .labels import auroc_from_hist, enrichment
+from .labels import CORRECTION, Enrichment, auroc_from_hist, class_enrichment
+from .labels import LEVEL as LABEL_LEVEL
 from .logits import class_top_features, top_classes
 from .streaming import HIST_BINS, HIST_HI, HIST_LO
 
@@ -86,7 +87,7 @@ def spectrum_dict(ctx, files, family: str, fam: Family, f: int) -> dict:
     }
 
 
-def feature_json(ctx, state, derived, labels, scores, files, names, f: int, neuron_labels=None) -> dict:
+def feature_json(ctx, state, derived, labels, scores, files, names, f: int, enr: Enrichment) -> dict:
     stats: br.BranchStats = derived["branches"]
     bn = stats.names
     share = lambda kind: {b: float(stats.shares[kind][f, j]) for j, b in enumerate(bn)}  # noqa: E731
@@ -118,7 +119,7 @@ def feature_json(ctx, state, derived, labels, scores, files, names, f: int, neur
     }
     d.update(spectrum_dict(ctx, files, "features", state.features, f))
     d.update(label=labels[f], label_score=scores[f], label_kind="label from classes (top images), AUROC on held-out")
-    d["label_classes"] = enrichment(state.features.top.image, state.image_class, class_counts(state), f, names)
+    d.update(label_enrichment(enr, f))
     d["logit_effect_kind"] = derived["effect_kind"]
     if derived["effect"] is not None:
         d["top_classes"], d["bottom_classes"] = top_classes(derived["effect"][f], names)
@@ -127,13 +128,30 @@ def feature_json(ctx, state, derived, labels, scores, files, names, f: int, neur
     return d
 
 
-def neuron_json(ctx, state, labels, scores, files, names, j: int) -> dict:
+def neuron_json(ctx, state, labels, scores, files, names, j: int, enr: Enrichment) -> dict:
     branch = next(b.name for b in ctx.info.branches if b.slice[0] <= j < b.slice[1])
     d = {"id": j, "layer": ctx.layer, "kind": "neuron", "branch": branch, **activation_dict(state.neurons, j)}
     d.update(spectrum_dict(ctx, files, "neurons", state.neurons, j))
     d.update(label=labels[j], label_score=scores[j], label_kind="label from classes (top images), AUROC on held-out")
-    d["label_classes"] = enrichment(state.neurons.top.image, state.image_class, class_counts(state), j, names)
+    d.update(label_enrichment(enr, j))
     return d
+
+
+def label_enrichment(enr: Enrichment, f: int) -> dict:
+    """label_classes (count, share, ratio, p, q per class), label_significant and what the test is."""
+    return {
+        "label_classes": enr.classes[f],
+        "label_significant": enr.significant[f],
+        "label_test": f"p: one-sided hypergeometric P(>= count of the top images in the class) drawn from the "
+        f"{enr.images} analysed images; q: {CORRECTION} ({enr.family_size} tests); significant: q <= {LABEL_LEVEL}",
+    }
+
+
+def enrichments(state, names) -> dict[str, Enrichment]:
+    """Class enrichment of the features' and the neurons' top images, each family corrected on its own."""
+    counts = class_counts(state)
+    return {k: class_enrichment(fam.top.image, state.image_class, counts, names)
+            for k, fam in (("features", state.features), ("neurons", state.neurons))}  # fmt: skip
 
 
 def class_counts(state) -> torch.Tensor:
@@ -227,13 +245,14 @@ def write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, sourc
     scores = {k: auroc_from_hist(v) for k, v in state.auroc.items()}
     m = state.features.m
     feat_labels, feat_scores = label_text["features"], scores["features"]
+    enr = enrichments(state, names)  # the q-values need every direction at once
     for f in range(m):
-        dump(
-            out / "features" / f"{f}.json", feature_json(ctx, state, derived, feat_labels, feat_scores, files, names, f)
-        )
+        dump(out / "features" / f"{f}.json",
+             feature_json(ctx, state, derived, feat_labels, feat_scores, files, names, f, enr["features"]))  # fmt: skip
+    neu_labels, neu_scores = label_text["neurons"], scores["neurons"]
     for j in range(state.neurons.m):
         dump(out / "neurons" / f"{j}.json",
-             neuron_json(ctx, state, label_text["neurons"], scores["neurons"], files, names, j))  # fmt: skip
+             neuron_json(ctx, state, neu_labels, neu_scores, files, names, j, enr["neurons"]))  # fmt: skip
     family = branch_family(cfg, derived["branches"], feat_labels) if derived["branches"].names else None
     written = write_branch_outputs(out, ctx, derived, family) + write_umap(out, ctx, derived)
     if derived["effect"] is not None:
@@ -244,6 +263,9 @@ def write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, sourc
     from .summary import build_summary, write_report
 
     summary = build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, written)
+    summary["labels"].update(enr["features"].summary("features"))
+    summary["labels"]["significant_neurons"] = sum(enr["neurons"].significant)
+    summary["labels"]["family_size_neurons"] = enr["neurons"].family_size
     summary["metrics"] = headline_metrics(summary, sae_cfg, ev or {}, cfg.eval_report)
     dump(out / "summary.json", summary)
     write_report(out, summary, derived)

@@ -135,7 +135,9 @@ def write_report(out: Path, summary: dict, derived) -> None:
         f"{c['similar_neuron_cosine_over_0.5']} features with cosine > 0.5 (the rest are not single neurons)",
         f"- labels: {summary['labels']['source']} classes; "
         f"mean held-out AUROC {_round(summary['labels']['mean_score'])} "
-        f"over {summary['labels']['scored_features']} scorable features",
+        f"over {summary['labels']['scored_features']} scorable features; "
+        f"{summary['labels'].get('significant_features', '-')} features with a significantly enriched class "
+        f"(hypergeometric, BH q <= 0.05 over {summary['labels'].get('family_size', '-')} features x classes)",
         f"- logit effect: {summary['logit_effect']}",
         f"- time: {summary['timings_s']['total']:.1f} s",
         "", "## Branch shares (positive-part share, the paper's score; grey: typical features 5-95%)", "",

@@ -2,6 +2,7 @@
 (function () {
   'use strict';
   const SAE = window.SAE;
+  const SIG_LEVEL = 0.05; // a top-image class is enriched at q <= this (the analysis's labels.LEVEL)
 
   function tile(ex) {
     const title = `${ex.image || ''} (y=${ex.y}, x=${ex.x})`;
@@ -82,12 +83,25 @@
       '<div class="small muted">trained positions: those the harvest rule selects in each image (the SAE\'s training distribution)</div>';
   }
 
+  // Classes of the top images with count, share and q; the ratio to the base rate only beside a significant q
+  // (on its own it says x50 for any class of a random feature when each class has one image).
   function labelClasses(d) {
     const lc = d.label_classes || [];
     if (!lc.length) return '';
-    const items = lc.map((c) => `<a href="#/class/${c.index}">${SAE.esc(c.name)}</a> ${c.count != null ? c.count : ''}${
-      c.enrichment != null ? ` (×${SAE.fmt(c.enrichment, 2)})` : ''}`).join(' · ');
-    return `<div class="small muted">classes of the top images: ${items}</div>`;
+    const tested = lc.some((c) => c.q != null);
+    const items = lc.map((c) => {
+      const sig = c.q != null && c.q <= SIG_LEVEL;
+      const share = c.share != null ? ` (${SAE.pct(c.share, 0)})` : '';
+      const q = c.q != null ? ` q ${SAE.pval(c.q)}` : '';
+      const ratio = sig && c.enrichment != null ? `, ×${SAE.fmt(c.enrichment, 2)} the base rate` : '';
+      return `<span class="lc${sig ? ' sig' : ''}"><a href="#/class/${c.index}">${SAE.esc(c.name)}</a> ${
+        c.count != null ? c.count : ''}${share}${q}${ratio}</span>`;
+    }).join(' · ');
+    const verdict = !tested ? '' : d.label_significant
+      ? `<span class="lc-verdict">bold: enriched at q ≤ ${SIG_LEVEL}</span>`
+      : `<span class="lc-verdict">no class significant (q > ${SIG_LEVEL}): counts consistent with chance</span>`;
+    const how = tested ? ' title="count (share) of the top images in the class; q: one-sided hypergeometric test against the analysed images, Benjamini–Hochberg over all directions × classes"' : '';
+    return `<div class="small muted" id="label-classes"${how}>classes of the top images: ${items}${verdict ? ' — ' + verdict : ''}</div>`;
   }
 
   function header(index, d, kind, id) {
