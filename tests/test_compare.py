@@ -82,8 +82,18 @@ def test_correlation_accumulator_equals_pearson_on_all_positions():
     a, b = za.reshape(-1, 5).numpy(), zb.reshape(-1, 4).numpy()
     ref = np.corrcoef(a.T, b.T)[:5, 5:]
     assert np.allclose(acc.correlation().numpy(), ref, atol=1e-5)
-    b_null = torch.cat([zb[:3].roll(1, 0), zb[3:].roll(1, 0)]).reshape(-1, 4).numpy()
-    assert np.allclose(acc.null_correlation().numpy(), np.corrcoef(a.T, b_null.T)[:5, 5:], atol=1e-5)
+    # The null is now several shuffles, each a derangement of the batch recorded in acc.partners
+    # (it was one fixed roll by one image): check each against Pearson on the pairing it records.
+    assert acc.shuffles >= 2 and len(acc.partners) == 2
+    for k in range(acc.shuffles):
+        parts = [zb[o : o + 3][acc.partners[t][k]] for t, o in enumerate((0, 3))]
+        for perm in (acc.partners[0][k], acc.partners[1][k]):
+            assert (perm != torch.arange(3)).all() and sorted(perm.tolist()) == [0, 1, 2]
+        b_null = torch.cat(parts).reshape(-1, 4).numpy()
+        assert np.allclose(acc.null_correlation(k).numpy(), np.corrcoef(a.T, b_null.T)[:5, 5:], atol=1e-5)
+    best_a, best_b = acc.null_best()
+    assert torch.allclose(best_a[1], acc.null_correlation(1).max(1).values)
+    assert torch.allclose(best_b[1], acc.null_correlation(1).max(0).values)
 
 
 def test_planted_shared_activation_patterns_are_matched_above_the_shuffled_null(tmp_path):
@@ -96,9 +106,9 @@ def test_planted_shared_activation_patterns_are_matched_above_the_shuffled_null(
     write_images(imgs, 40)
     r = compare_saes(CompareConfig(a, b, tmp_path / "c", images=imgs, max_images=40, batch_size=8), model=pm)
     fa = r["features_a"]
-    thr = r["activation"]["null"]["a_to_b"]["q99"]
+    thr = fa["corr_null_q99"]  # each feature's own null threshold (was one pooled quantile for all)
     for i in range(S):  # the shared concepts: matched to their partner, far above the null
-        assert fa["corr_match"][i] == i and fa["corr"][i] > 0.9 > thr and fa["corr_above_null"][i]
+        assert fa["corr_match"][i] == i and fa["corr"][i] > 0.9 > thr[i] and fa["corr_above_null"][i]
     for i in range(S, K):  # concepts seen in only one layer: no match above 0.5
         assert fa["corr"][i] < 0.5
     assert r["images"]["count"] == 40 and r["images"]["positions_per_image"] == 196

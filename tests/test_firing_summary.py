@@ -42,4 +42,4 @@ def test_interval_narrows_with_rows_and_never_fired_is_not_dead():
 def test_wilson_zero_count_is_about_the_rule_of_three():
     lo, hi = wilson(np.array([0.0]), 10_000)
     assert lo[0] == 0 and hi[0] == pytest.approx(3.84 / 10_000, rel=0.01)
-    assert 3.84 / DEAD_THRESHOLD == pytest.approx(38_415, rel=0.001)
+    assert pytest.approx(38_415, rel=0.001) == 3.84 / DEAD_THRESHOLD

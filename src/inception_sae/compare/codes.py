@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .match import CorrelationAccumulator
+from .match import NULL_SHUFFLES, CorrelationAccumulator
 
 
 @torch.no_grad()
@@ -50,9 +50,12 @@ def accumulate(
     batches: Iterable[Tensor],
     device: str = "cpu",
     on_batch: Callable[[int], None] | None = None,
+    shuffles: int = NULL_SHUFFLES,
+    seed: int = 0,
 ) -> tuple[CorrelationAccumulator, int]:
-    """Correlations of the two SAEs' codes over the images of ``batches``; also the positions per image."""
-    acc = CorrelationAccumulator(sae_a.d_sae, sae_b.d_sae)
+    """Correlations of the two SAEs' codes over the images of ``batches`` (and ``shuffles`` null pairings
+    of them); also the positions per image."""
+    acc = CorrelationAccumulator(sae_a.d_sae, sae_b.d_sae, shuffles, seed)
     acc.channel_sq = {layer_a: torch.zeros(sae_a.d_in, dtype=torch.float64),
                       layer_b: torch.zeros(sae_b.d_in, dtype=torch.float64)}  # fmt: skip
     acc.channel_n = {layer_a: 0, layer_b: 0}

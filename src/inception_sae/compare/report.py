@@ -23,11 +23,11 @@ def _hist(ax, values, title: str, xlabel: str, null=None, null_line=None) -> Non
     ax.hist(vals, bins=bins, color="#3b6ea8", alpha=0.85, label=f"best match ({len(vals)} features)")
     if null is not None:
         nv = [v for v in null if v is not None]
-        ax.hist(nv, bins=bins, color="#c0504d", alpha=0.55, label="best match, images shuffled (null)")
+        ax.hist(nv, bins=bins, color="#c0504d", alpha=0.55, label="best match, images shuffled (null, mean)")
     for t in THRESHOLDS:
         ax.axvline(t, color="#555", ls="--", lw=0.8)
     if null_line is not None and null_line == null_line and abs(null_line) != float("inf"):
-        ax.axvline(null_line, color="#c0504d", lw=1.2, label=f"null 99% ({null_line:.2f})")
+        ax.axvline(null_line, color="#c0504d", lw=1.2, label=f"null 99%, median feature ({null_line:.2f})")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("features")
@@ -51,7 +51,7 @@ def plot(result: dict, path: Path) -> None:
         else:
             null = result["activation"]["null"]["a_to_b"]
             _hist(ax, fa["corr"], f"activation correlation: A ({la}) -> B ({lb})", "Pearson r on the same positions",
-                  fa["corr_null_best"], null.get("q99"))  # fmt: skip
+                  fa["corr_null_best"], null.get("q99_median"))  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -79,4 +79,7 @@ def table_rows(result: dict) -> list[tuple[str, ...]]:
                 row(f"branch {g}", v["n"], v["share_above"], v.get("share_above_null"))
             for g, v in (s.get("by_frequency") or {}).items():
                 row(f"freq {g}", v["n"], v["share_above"], v.get("share_above_null"))
+            if "position_tied" in s:
+                rows.append((name, side.replace("_", " "), "position-tied (no match)", str(s["position_tied"]),
+                             *["-"] * (len(THRESHOLDS) + 1)))  # fmt: skip
     return rows

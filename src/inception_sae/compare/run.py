@@ -137,24 +137,35 @@ def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], 
     }
     if acc is not None:
         freq = acc.frequencies()
-        corr, null = acc.correlation(), acc.null_correlation()
+        corr = acc.correlation()
         live = (freq[0] > 0, freq[1] > 0)
-        null_best = (null.max(1).values, null.max(0).values)
-        thr = (summary_null(null_best[0], live[0]), summary_null(null_best[1], live[1]))
-        best = (corr.max(1).values, corr.max(0).values)
-        above = (best[0] > thr[0]["q99"], best[1] > thr[1]["q99"])
+        sides = match.activation_matches(acc, corr)
+        tests, r2 = (sides[0].test, sides[1].test), (sides[0].position_r2, sides[1].position_r2)
+        tied, above = (sides[0].tied, sides[1].tied), (sides[0].above, sides[1].above)
         block, ca, cb = matching_block(corr, dom, freq, above)
-        block["null"] = {"method": "side B's codes from another image at the same positions (images shuffled)",
-                         "a_to_b": thr[0], "b_to_a": thr[1]}  # fmt: skip
+        for f, side in enumerate(("a_to_b", "b_to_a")):
+            block[side]["position_tied"] = int(tied[f].sum())
+        block["null"] = {"method": f"side B's codes from another image at the same positions, {acc.shuffles} "
+                         "shuffles of the images within each batch; each feature's best match against its own "
+                         f"null (Fisher z), calibrated on the {match.POOL_FEATURES} features nearest in firing "
+                         f"frequency, at p <= {match.NULL_ALPHA:g}; position-tied features (chance-corrected "
+                         f"position R^2 > {match.POSITION_R2:g}) never match",
+                         "shuffles": acc.shuffles, "alpha": match.NULL_ALPHA, "pool_features": match.POOL_FEATURES,
+                         "position_r2_threshold": match.POSITION_R2,
+                         "a_to_b": summary_null(tests[0], live[0], tied[0]),
+                         "b_to_a": summary_null(tests[1], live[1], tied[1])}  # fmt: skip
         block["branch_pairs"] = summary.branch_pairs(above[0] & live[0], ca["best"].index, *dom)
         result["activation"] = block
         result["images"] = {"source": str(cfg.images), "count": n_images, "positions_per_image": positions,
                             "positions": acc.n, "grid": "finer layer average-pooled onto the coarser grid"}  # fmt: skip
-        cols_a.update(frequency=summary.rounded(freq[0], 6), **feature_columns(ca["best"], ca["one"], "corr"))
-        cols_b.update(frequency=summary.rounded(freq[1], 6), **feature_columns(cb["best"], cb["one"], "corr"))
-        cols_a["corr_above_null"], cols_b["corr_above_null"] = above[0].tolist(), above[1].tolist()
-        cols_a["corr_null_best"] = summary.rounded(null_best[0])
-        cols_b["corr_null_best"] = summary.rounded(null_best[1])
+        for f, (cols, c) in enumerate(((cols_a, ca), (cols_b, cb))):
+            cols.update(frequency=summary.rounded(freq[f], 6), **feature_columns(c["best"], c["one"], "corr"))
+            cols["corr_above_null"] = above[f].tolist()
+            cols["corr_null_best"] = summary.rounded(tests[f].location)
+            cols["corr_null_q99"] = summary.rounded(tests[f].threshold)
+            cols["corr_p"] = summary.rounded(tests[f].p, 5)
+            cols["position_r2"] = summary.rounded(r2[f], 3)
+            cols["position_tied"] = tied[f].tolist()
     if same:
         sim = match.decoder_cosine(a.W_dec, b.W_dec)
         block, ca, cb = matching_block(sim, dom, freq)
@@ -169,11 +180,14 @@ def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], 
     return result
 
 
-def summary_null(null_best: Tensor, live: Tensor) -> dict:
-    vals = null_best[live]
-    if not vals.numel():
-        return {"q99": float("inf"), "median": None, "n": 0}
-    return {"q99": match.null_threshold(null_best, live), "median": float(vals.median()), "n": int(vals.numel())}
+def summary_null(test: match.NullTest, live: Tensor, tied: Tensor) -> dict:
+    """One side's per-feature null over the features that fire: its thresholds' spread, position-tied count."""
+    thr, loc = test.threshold[live], test.location[live]
+    if not thr.numel():
+        return {"q99_median": None, "q99_range": None, "median": None, "n": 0, "position_tied": 0}
+    q = torch.quantile(thr.double(), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64)).tolist()
+    return {"q99_median": q[1], "q99_range": [q[0], q[2]], "median": float(loc.median()), "n": int(thr.numel()),
+            "position_tied": int((tied & live).sum())}  # fmt: skip
 
 
 def correlations(cfg: CompareConfig, a, b, model, progress):
@@ -187,8 +201,9 @@ def correlations(cfg: CompareConfig, a, b, model, progress):
         if channels != sae.d_in:
             raise UserError(f"SAE {name} expects d_in={sae.d_in} but {sae.layer} has {channels} channels")
     batches, n = image_batches(cfg.images, cfg.max_images, cfg.batch_size, cfg.seed)
-    if n < 2:
-        raise UserError(f"{cfg.images}: the shuffled-image null needs at least 2 images")
+    if min(n, cfg.batch_size) < 3:  # two images have one shuffle only: no spread for the per-feature null
+        raise UserError(f"{cfg.images}: the shuffled-image null needs batches of at least 3 images "
+                        f"({n} images, batch size {cfg.batch_size})")  # fmt: skip
     done = 0
 
     def tick(k: int) -> None:
@@ -199,5 +214,5 @@ def correlations(cfg: CompareConfig, a, b, model, progress):
 
     from .codes import accumulate
 
-    acc, positions = accumulate(model, a, b, a.layer, b.layer, batches, cfg.device, tick)
+    acc, positions = accumulate(model, a, b, a.layer, b.layer, batches, cfg.device, tick, seed=cfg.seed)
     return acc, positions, done

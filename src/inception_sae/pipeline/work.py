@@ -183,8 +183,11 @@ def do_compare(ctx: Context, a: str, b: str) -> str:
                         analysis_a=p.analysis(a), analysis_b=p.analysis(b), **ctx.common(),
                         **values(ctx.cfg.compare))  # fmt: skip
     r = compare_saes(cfg, model=ctx.model)
-    s = r["activation"]["a_to_b"]
-    return f"{s['share_above_null']:.0%} of {a} features matched in {b} above the shuffled null"
+    s, fa = r["activation"]["a_to_b"], r["features_a"]
+    strong = [bool(up) and (c or -1.0) >= 0.7 for up, c in zip(fa["corr_above_null"], fa["corr"], strict=True)]
+    share = sum(strong) / max(len(strong), 1)
+    return (f"{share:.0%} of {a} features matched in {b} (r >= 0.7 and above their own shuffled null; "
+            f"{s['share_above_null']:.0%} above the null at any r)")  # fmt: skip
 
 
 def site_featvis(ctx: Context) -> Path | None:

@@ -79,6 +79,8 @@ def feature_matches(k: int, doc: dict, on_site: dict[str, bool]) -> dict[tuple[s
                     m[kind] = [_col(cols, f"{kind}_match", i), _col(cols, kind, i)]
             if "corr_above_null" in cols:
                 m["above_null"] = _col(cols, "corr_above_null", i)
+            if "position_tied" in cols:
+                m["position_tied"] = _col(cols, "position_tied", i)
             out.setdefault((layer, int(i)), []).append(m)
     return out
 
@@ -95,11 +97,11 @@ def pair_page(k: int, doc: dict, on_site: dict[str, bool]) -> dict:
             continue
         cos, corr = _col(fa, "cos", i), _col(fa, "corr", i)
         rows.append([i, j, cos, corr, _col(fa, "corr_above_null", i), _col(fa, "dominant_branch", i),
-                     _col(fb, "dominant_branch", j)])  # fmt: skip
+                     _col(fb, "dominant_branch", j), _col(fa, "position_tied", i)])  # fmt: skip
     rows.sort(key=lambda r: -(r[3] if key == "corr" else r[2]))
     summary = {k_: v for k_, v in doc.items() if k_ not in ("features_a", "features_b")}
     return {"index": k, "summary": summary, "ranked_by": key, "pairs": rows[:PAIRS_SHOWN],
-            "pair_columns": ["a", "b", "cos", "corr", "above_null", "branch_a", "branch_b"],
+            "pair_columns": ["a", "b", "cos", "corr", "above_null", "branch_a", "branch_b", "position_tied_a"],
             "on_site": on_site, "figure": f"cmp/{k}/compare.png"}  # fmt: skip
 
 

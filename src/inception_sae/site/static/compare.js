@@ -3,6 +3,7 @@
   'use strict';
   const SAE = window.SAE;
   const compares = () => (SAE.site() && SAE.site().compares) || [];
+  const orDash = (v) => (v == null ? '–' : v);
   const pairName = (c) => `${c.a} vs ${c.b}${c.same_layer ? ' (two SAEs, same layer)' : ''}`;
 
   /* Links to the comparison pages that involve ``layer`` (all of them without one). */
@@ -23,12 +24,12 @@
     const rows = ms.map((m) => {
       const c = compares()[m.pair] || {};
       const cell = (kind) => (m[kind] ? `${featLink(m.other_layer, m[kind][0], m.linked)} <span class="muted">${kind === 'cos' ? 'cos' : 'r'} ${SAE.fmt(m[kind][1], 3)}</span>` : '–');
-      const nul = m.above_null == null ? '–' : m.above_null ? '<b>yes</b>' : 'no';
+      const nul = m.above_null == null ? '–' : m.above_null ? '<b>yes</b>' : m.position_tied ? 'no (position-tied)' : 'no';
       return `<tr><td class="l"><a href="#/compare/${m.pair}">${SAE.esc(pairName(c))}</a><br><span class="small muted">${SAE.esc(m.other_sae)}</span></td>
         <td>${cell('cos')}</td><td>${cell('corr')}</td><td>${nul}</td></tr>`;
     }).join('');
     el.innerHTML = `<div class="card" id="matchbox"><h2>Best matches in other SAEs and layers</h2>
-      <p class="small muted">Decoder cosine (same layer) and activation correlation on the same image positions; "above null": the correlation beats the 99% quantile of best matches with images shuffled.</p>
+      <p class="small muted">Decoder cosine (same layer) and activation correlation on the same image positions; "above null": the correlation beats this feature's own null (its best matches with the images shuffled, p &le; 1%); a position-tied feature (activation explained by its place in the image) is never a match.</p>
       <table class="matches"><tr><th class="l">comparison</th><th>decoder cosine</th><th>activation corr.</th><th>above null</th></tr>${rows}</table></div>`;
   };
 
@@ -47,7 +48,7 @@
       Object.entries(s.by_frequency || {}).forEach(([g, v]) => { rows += line(name, 'frequency ' + g, v.n, v.share_above, v.share_above_null); });
     });
     return `<div class="card"><h2>${title}</h2><p class="small muted">Share of features whose match reaches each threshold; one-to-one: ${SAE.esc(block.assignment)} assignment.</p>
-      <table class="shares"><tr><th class="l">direction</th><th class="l">features</th><th>n</th>${th.map((t) => `<th>≥ ${t}</th>`).join('')}<th>&gt; null 99%</th></tr>${rows}</table></div>`;
+      <table class="shares"><tr><th class="l">direction</th><th class="l">features</th><th>n</th>${th.map((t) => `<th>≥ ${t}</th>`).join('')}<th>above null</th></tr>${rows}</table></div>`;
   }
 
   function branchPairs(bp) {
@@ -66,11 +67,11 @@
     return SAE.load('compare/' + k).then((p) => {
       const s = p.summary, A = s.a, B = s.b;
       const pairs = p.pairs.map((r) => `<tr><td>${featLink(A.layer, r[0], p.on_site.a)}</td><td>${featLink(B.layer, r[1], p.on_site.b)}</td>
-        <td>${SAE.fmt(r[2], 3)}</td><td>${SAE.fmt(r[3], 3)}</td><td>${r[4] == null ? '–' : r[4] ? 'yes' : 'no'}</td><td>${SAE.esc(r[5] || '')}</td><td>${SAE.esc(r[6] || '')}</td></tr>`).join('');
+        <td>${SAE.fmt(r[2], 3)}</td><td>${SAE.fmt(r[3], 3)}</td><td>${r[4] == null ? '–' : r[4] ? 'yes' : r[7] ? 'no (position-tied)' : 'no'}</td><td>${SAE.esc(r[5] || '')}</td><td>${SAE.esc(r[6] || '')}</td></tr>`).join('');
       const act = s.activation, im = s.images;
       app.innerHTML = `<h1>Compare ${SAE.esc(A.layer)} and ${SAE.esc(B.layer)}</h1>
         <p class="muted">A: <code>${SAE.esc(A.path)}</code> (${A.d_sae} features, k=${A.k}) · B: <code>${SAE.esc(B.path)}</code> (${B.d_sae} features, k=${B.k})</p>
-        ${im ? `<p class="small muted">Activation correlation on ${im.count} images × ${im.positions_per_image} positions (${SAE.esc(im.grid)}); null: ${SAE.esc(act.null.method)}, 99% quantile of best matches A → B ${SAE.fmt(act.null.a_to_b.q99, 3)}.</p>` : ''}
+        ${im ? `<p class="small muted">Activation correlation on ${im.count} images × ${im.positions_per_image} positions (${SAE.esc(im.grid)}); null: ${SAE.esc(act.null.method)}; each feature's 99% null threshold A → B: median ${SAE.fmt(act.null.a_to_b.q99_median, 3)}; position-tied features: ${orDash(act.a_to_b.position_tied)} of A, ${orDash(act.b_to_a.position_tied)} of B.</p>` : ''}
         <div class="card"><img src="${SAE.esc(p.figure)}" alt="histogram of best matches" style="max-width:100%"></div>
         ${shareTable(s.decoder, 'Decoder cosine (same layer)')}${shareTable(act, 'Activation correlation (same image positions)')}
         ${act ? branchPairs(act.branch_pairs) : ''}
