@@ -18,7 +18,7 @@ def compare(
         None, "--images", help="Images for the activation correlation (needed when the layers differ)."
     ),
     max_images: int = option(CompareConfig, "max_images", "Images used (an even spread of the folder)."),
-    batch_size: int = option(CompareConfig, "batch_size", "Images per batch (at least 2: the null pairs images)."),
+    batch_size: int = option(CompareConfig, "batch_size", "Images per batch (at least 3: the null shuffles images)."),
     analysis_a: Path = typer.Option(None, "--analysis-a", help="Analysis folder of A (its dominant branches)."),
     analysis_b: Path = typer.Option(None, "--analysis-b", help="Analysis folder of B (its dominant branches)."),
     weights: str = WEIGHTS,
@@ -34,8 +34,8 @@ def compare(
     from ..compare.report import table_rows
     from ..errors import UserError
 
-    if batch_size < 2:
-        raise UserError("--batch-size must be at least 2 (the null pairs each image with another)")
+    if batch_size < 3:
+        raise UserError("--batch-size must be at least 3 (the null pairs each image with others, in several shuffles)")
     cfg = CompareConfig(sae_a, sae_b, out_dir, images, max_images, batch_size, analysis_a, analysis_b,
                         weights, seed, device)  # fmt: skip
     columns = (TextColumn("compare"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} img/s"),
