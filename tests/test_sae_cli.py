@@ -40,6 +40,10 @@ def test_train_then_eval_cli(tmp_path, store, capsys):
     data = log[0]["data"]  # the log opens with what a batch mixes and what training never reads
     assert data["batch_mixing"]["batch_size"] == 256 and data["held_out_rows"] == cfg["training"]["held_out_rows"]
     assert cfg["batch_mixing"]["batch_size"] == 256
+    rec = cfg["data"]  # given vectors: no rule selected their positions, and cfg.json says why
+    assert rec["rule"] is None and "given vectors" in rec["rule_reason"] and rec["preprocess"] is None
+    assert rec["store"]["fingerprint"] == store.fingerprint
+    assert rec["held_out"]["rows"] == cfg["training"]["held_out_rows"]
     rep = tmp_path / "eval.json"
     assert main(["eval", "--sae", str(out), "--store", str(store.path), "--report", str(rep)]) == 0
     res = json.loads(rep.read_text())["store"]

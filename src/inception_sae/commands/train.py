@@ -36,6 +36,7 @@ def _stream_source(images: Path, layer: str, weights, seed: int, device: str, ba
     from ..data.stream import StreamSource
     from ..models.layers import spatial_layer_info
     from ..models.weights import load_model
+    from ..sae.provenance import DATA_KEY, stream_record
 
     try:
         spatial_layer_info(layer)
@@ -43,7 +44,7 @@ def _stream_source(images: Path, layer: str, weights, seed: int, device: str, ba
         raise UserError(e.args[0]) from None
     model = load_model(weights, seed=seed, device=device)
     src = StreamSource(model, ImageDataset.from_path(images), layer, batch, seed=seed, rank=rank, world=world)
-    return src, {"layer": layer, "model": model.identity}
+    return src, {"layer": layer, "model": model.identity, DATA_KEY: stream_record(src, images, model.identity)}
 
 
 def train(
@@ -96,6 +97,7 @@ def train(
     """Train TopK SAEs (several share one data pass); resumes from OUT/checkpoint when present."""
     from ..data.distributed import DistEnv, process_group
     from ..sae.model import SAEConfig
+    from ..sae.provenance import DATA_KEY, store_record
     from ..sae.train import train as run_train
 
     if (store is None) == (images is None):
@@ -113,7 +115,7 @@ def train(
             st = _open_store(store)
             source = _store_source(st, batch_size // world, seed[0], rank, world, held_out)
             meta = {"layer": st.layer, "model": st.manifest.get("model"), "store": str(st.path),
-                    "batch_mixing": source.mixing()}  # fmt: skip
+                    "batch_mixing": source.mixing(), DATA_KEY: store_record(st, source.held_out)}  # fmt: skip
             if rank == 0 and progress:
                 from ..data.reader import mixing_line
 
