@@ -136,8 +136,14 @@ def test_eval_images_cli_and_layer_mismatch(tmp_path, capsys):
     Image.fromarray(rgb).save(tmp_path / "imgs" / "a.png")
     _sae_for("mixed3a", 256, tmp_path)
     rep = tmp_path / "r.json"
-    assert main(["eval", "--sae", str(tmp_path / "sae"), "--images", str(tmp_path / "imgs"), "--report", str(rep)]) == 0
-    assert json.loads(rep.read_text())["splice"]["images"] == 1
+    args = ["eval", "--sae", str(tmp_path / "sae"), "--images", str(tmp_path / "imgs"), "--report", str(rep)]
+    assert main(args) == 2  # a folder made by hand records no harvest: no preprocessing is guessed
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--harvest-rule" in err[0] and "--resize/--crop" in err[0]
+    assert main([*args, "--harvest-rule", "all", "--resize", "64", "--crop", "64"]) == 0
+    splice = json.loads(rep.read_text())["splice"]
+    assert splice["images"] == 1 and splice["preprocess"] == {"resize": 64, "crop": 64}
+    assert splice["harvest"]["from"] == {"rule": "--harvest-rule", "preprocess": "--resize and --crop"}
     bad = TopKSAE(SAEConfig(100, 200, 4))
     bad.meta = {"layer": "mixed3a", "model": "random:0"}
     bad.save(tmp_path / "bad")
