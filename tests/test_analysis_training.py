@@ -25,8 +25,8 @@ def trained_sae(tmp_path_factory):
     store.mkdir()
     recipe = {"sampling": "top-norm", "per_image": PER_IMAGE, "seed": 0, "preprocess": {"resize": 37, "crop": 32}}
     (store / "manifest.json").write_text(json.dumps(recipe))
-    sae = write_sae(tmp / "sae", unit_rows(torch.randn(24, 256, generator=torch.Generator().manual_seed(1))),
-                    "mixed3a", k=6)  # fmt: skip
+    rows = unit_rows(torch.randn(24, 256, generator=torch.Generator().manual_seed(1)))
+    sae = write_sae(tmp / "sae", rows, "mixed3a", k=6, data=None)  # from before cfg.json recorded its data
     cfg = json.loads((sae / "cfg.json").read_text())
     (sae / "cfg.json").write_text(json.dumps({**cfg, "store": str(store)}))
     return sae
@@ -68,11 +68,11 @@ def test_training_position_statistics_equal_brute_force(model, trained_sae, tmp_
     assert differs > 0  # the two distributions are not the same numbers
 
 
-def test_without_a_store_the_training_statistics_say_so(model, tmp_path):
-    sae = write_sae(tmp_path / "sae", unit_rows(torch.randn(24, 256)), "mixed3a", k=6)
+def test_without_a_rule_the_training_statistics_say_so(model, tmp_path):
+    sae = write_sae(tmp_path / "sae", unit_rows(torch.randn(24, 256)), "mixed3a", k=6)  # records "no rule"
     write_images(tmp_path / "imgs", 3, size=(36, 34), seed=5)
     cfg = AnalyzeConfig(sae, tmp_path / "imgs", tmp_path / "out", input_size=32, batch_size=4, n_top=3,
                         render_top=0, render_intervals=0, umap=False, logit_effect=False)  # fmt: skip
     summary = analyze(cfg, model=model, progress=False).summary
-    assert summary["training_positions"] is None
+    assert summary["training_positions"] is None and summary["harvest"]["rule_reason"].startswith("a hand-made")
     assert json.loads((tmp_path / "out" / "features" / "0.json").read_text())["training_positions"] is None

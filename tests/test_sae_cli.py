@@ -40,6 +40,10 @@ def test_train_then_eval_cli(tmp_path, store, capsys):
     data = log[0]["data"]  # the log opens with what a batch mixes and what training never reads
     assert data["batch_mixing"]["batch_size"] == 256 and data["held_out_rows"] == cfg["training"]["held_out_rows"]
     assert cfg["batch_mixing"]["batch_size"] == 256
+    rec = cfg["data"]  # given vectors: no rule selected their positions, and cfg.json says why
+    assert rec["rule"] is None and "given vectors" in rec["rule_reason"] and rec["preprocess"] is None
+    assert rec["store"]["fingerprint"] == store.fingerprint
+    assert rec["held_out"]["rows"] == cfg["training"]["held_out_rows"]
     rep = tmp_path / "eval.json"
     assert main(["eval", "--sae", str(out), "--store", str(store.path), "--report", str(rep)]) == 0
     res = json.loads(rep.read_text())["store"]
@@ -132,8 +136,14 @@ def test_eval_images_cli_and_layer_mismatch(tmp_path, capsys):
     Image.fromarray(rgb).save(tmp_path / "imgs" / "a.png")
     _sae_for("mixed3a", 256, tmp_path)
     rep = tmp_path / "r.json"
-    assert main(["eval", "--sae", str(tmp_path / "sae"), "--images", str(tmp_path / "imgs"), "--report", str(rep)]) == 0
-    assert json.loads(rep.read_text())["splice"]["images"] == 1
+    args = ["eval", "--sae", str(tmp_path / "sae"), "--images", str(tmp_path / "imgs"), "--report", str(rep)]
+    assert main(args) == 2  # a folder made by hand records no harvest: no preprocessing is guessed
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--harvest-rule" in err[0] and "--resize/--crop" in err[0]
+    assert main([*args, "--harvest-rule", "all", "--resize", "64", "--crop", "64"]) == 0
+    splice = json.loads(rep.read_text())["splice"]
+    assert splice["images"] == 1 and splice["preprocess"] == {"resize": 64, "crop": 64}
+    assert splice["harvest"]["from"] == {"rule": "--harvest-rule", "preprocess": "--resize and --crop"}
     bad = TopKSAE(SAEConfig(100, 200, 4))
     bad.meta = {"layer": "mixed3a", "model": "random:0"}
     bad.save(tmp_path / "bad")

@@ -71,6 +71,10 @@ class AnalyzeConfig:
     """Continue from ``out/checkpoint`` when it matches this run's inputs."""
     checkpoint_every_s: float = 300.0
     """Seconds between mid-pass checkpoints (0: only between passes)."""
+    harvest_rule: str | None = None
+    """The position rule the SAE was trained on, for an SAE folder whose cfg.json records none (and whose
+    training store is gone): ``top-norm:N[:SEED]``, ``norm-weighted:N:SEED``, ``uniform:N:SEED``, ``all``, or
+    ``none`` (no training-position numbers). None: the SAE folder's own record."""
 
     def __post_init__(self) -> None:
         if self.max_images is not None and self.max_images < 1:
@@ -104,7 +108,7 @@ def parse_family(text: str | None) -> tuple[list[int] | None, str | None]:
 #: What ``run``'s ``analyze`` section holds: every AnalyzeConfig field but the inputs ``run`` passes.
 AnalysisSettings = settings_of(
     AnalyzeConfig,
-    ("sae", "images", "out", "eval_report", "weights", "seed", "device"),
+    ("sae", "images", "out", "eval_report", "weights", "seed", "device", "harvest_rule"),
     name="AnalysisSettings",
     doc="What an analysis computes and keeps (AnalyzeConfig without its inputs).",
 )

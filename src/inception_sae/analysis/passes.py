@@ -42,6 +42,7 @@ class Context:
     progress: bool = True
     subset: dict = field(default_factory=dict)  #: how the images were chosen (subsets.subset_record)
     rule: dict | None = None  #: the harvest's position rule (data.sampling.harvest_rule), None: unknown
+    harvest: dict | None = None  #: the harvest as the SAE folder records it, and where it was read (Harvest.to_dict)
 
     def training_mask(self, acts: Tensor, image: Tensor) -> Tensor:
         """(B*HW,) bool, image-major: the positions the harvest rule selects (what the SAE was trained on)."""

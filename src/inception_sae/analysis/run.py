@@ -13,7 +13,7 @@ from ..data.images import ImageDataset, Preprocess
 from ..data.labels import load_labels
 from ..data.subsets import take_spread
 from ..errors import UserError
-from ..fsio import read_json
+from ..sae.provenance import Harvest, harvest_of
 from . import branches as br
 from . import checkpoint as ckpt
 from . import labels as lab
@@ -56,6 +56,7 @@ def build_context(cfg: AnalyzeConfig, model, progress: bool) -> tuple[Context, d
     sae_cfg, layer = sae.folder_cfg(), sae.layer
     if not layer:
         raise UserError(f"{cfg.sae}/cfg.json has no 'layer': cannot tell which layer to analyse")
+    harvest = training_harvest(cfg, sae_cfg)  # refused here, before the model and the images
     if model is None:
         model = load_model(cfg.weights, seed=cfg.seed, device=cfg.device)
     info = model.layer_info(layer, cfg.input_size)
@@ -65,22 +66,21 @@ def build_context(cfg: AnalyzeConfig, model, progress: bool) -> tuple[Context, d
     ds = ImageDataset.from_path(cfg.images, Preprocess(resize=resize, crop=cfg.input_size))
     subset = take_spread(ds, cfg.max_images, cfg.seed)  # seeded, spread over the classes
     ctx = Context(model, sae, layer, info, ds, list(range(len(ds))), cfg.batch_size, cfg.device, cfg.workers,
-                  progress=progress, subset=subset, rule=training_rule(sae_cfg))  # fmt: skip
+                  progress=progress, subset=subset, rule=training_rule(harvest),
+                  harvest=harvest.to_dict())  # fmt: skip
     return ctx, sae_cfg
 
 
-def training_rule(sae_cfg: dict) -> dict | None:
-    """The position rule of the store the SAE was trained on (its recipe), or None when it cannot be read."""
+def training_harvest(cfg: AnalyzeConfig, sae_cfg: dict) -> Harvest:
+    """The harvest behind the SAE, read from its folder (``--harvest-rule`` for a folder that records none)."""
+    return harvest_of(sae_cfg, cfg.sae, need=("rule",), rule=cfg.harvest_rule)
 
-    from ..data.sampling import harvest_rule
 
-    manifest = Path(sae_cfg.get("store") or "") / "manifest.json"
-    if not sae_cfg.get("store") or not manifest.is_file():
+def training_rule(harvest: Harvest) -> dict | None:
+    """The position rule the SAE was trained on, with the harvest's crop (None: unknown); None: no rule to replay."""
+    if harvest.rule is None:
         return None
-    recipe = read_json(manifest)
-    if "sampling" not in recipe:  # a store of bring-your-own vectors: no rule to replay
-        return None
-    return {**harvest_rule(recipe), "harvest_crop": (recipe.get("preprocess") or {}).get("crop")}
+    return {**harvest.rule, "harvest_crop": harvest.crop, "from": harvest.rule_from}
 
 
 def true_classes(ds: ImageDataset, n: int, names) -> torch.Tensor:

@@ -44,13 +44,17 @@ def training_counts(cfg, ctx, state) -> dict | None:
         return None
     freq = ts.fire_pos.double() / max(ts.positions, 1)
     rule = ctx.rule
-    same_grid = rule.get("harvest_crop") in (None, cfg.input_size)
+    crop = rule.get("harvest_crop")
+    if crop is None:
+        grid = " (the harvest's crop is not recorded: if it was another, an approximation)"
+    else:
+        grid = "" if crop == cfg.input_size else f" (harvested at crop {crop}: an approximation)"
     return {
         "rule": rule, "positions": ts.positions, "images": ts.images,
         "dead": int((ts.fire_pos == 0).sum()), "dense": int((freq > 0.1).sum()), "mean_frequency": float(freq.mean()),
         "firing": firing_summary(ts.fire_pos, ts.positions, "the harvest rule's positions of the analysed images"),
-        "note": "positions selected by the store's harvest rule, replayed on the analysis's crop"
-                + ("" if same_grid else " (harvested at another crop: an approximation)"),
+        "note": f"positions selected by the harvest rule (from {rule.get('from')}), replayed on the analysis's crop "
+                f"{cfg.input_size}{grid}",
     }  # fmt: skip
 
 
@@ -86,6 +90,7 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, wr
         "distribution": "counts: every position of every analysed image; training_positions: the harvest "
                         "rule's positions only (what the SAE was trained on)",
         "training_positions": training_counts(cfg, ctx, state),
+        "harvest": ctx.harvest,
         "branch_test": {"null": NULL_TEXT, "units": stats.units_text(),
                         "statistic": "positive-part share ||relu(d[b])|| / ||relu(d)|| (headline); the norm share "
                                      "||d[b]|| / ||d|| tested the same way (the _norm counts)",

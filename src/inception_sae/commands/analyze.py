@@ -38,6 +38,9 @@ def analyze(
     checkpoint_every_s: float = option(
         AnalyzeConfig, "checkpoint_every_s", "Seconds between checkpoints (0: per pass)."
     ),
+    harvest_rule: str = option(
+        AnalyzeConfig, "harvest_rule", "For an SAE folder that records none: top-norm:N[:SEED], all, none..."
+    ),
     top: int = deprecated("--top", "--n-top"),
     checkpoint_every: float = deprecated("--checkpoint-every", "--checkpoint-every-s"),
 ) -> None:
@@ -54,6 +57,7 @@ def analyze(
         family=family, logit_effect=logit_effect, umap=umap,
         label_source=label_source, workers=workers, resume=resume,
         checkpoint_every_s=pick(checkpoint_every_s, checkpoint_every, "--checkpoint-every", "--checkpoint-every-s"),
+        harvest_rule=harvest_rule,
     )  # fmt: skip
     validate(cfg)
     model = load_model(weights, seed=seed, device=device)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from ..errors import UserError
+from ..fsio import atomic_write_json
 from ..sae.settings import EvalSpec, SAESpec
 from ..sae.train_config import TrainConfig
 from .common import DEVICE, WEIGHTS, console, option, out
@@ -36,6 +36,7 @@ def _stream_source(images: Path, layer: str, weights, seed: int, device: str, ba
     from ..data.stream import StreamSource
     from ..models.layers import spatial_layer_info
     from ..models.weights import load_model
+    from ..sae.provenance import DATA_KEY, stream_record
 
     try:
         spatial_layer_info(layer)
@@ -43,7 +44,7 @@ def _stream_source(images: Path, layer: str, weights, seed: int, device: str, ba
         raise UserError(e.args[0]) from None
     model = load_model(weights, seed=seed, device=device)
     src = StreamSource(model, ImageDataset.from_path(images), layer, batch, seed=seed, rank=rank, world=world)
-    return src, {"layer": layer, "model": model.identity}
+    return src, {"layer": layer, "model": model.identity, DATA_KEY: stream_record(src, images, model.identity)}
 
 
 def train(
@@ -96,6 +97,7 @@ def train(
     """Train TopK SAEs (several share one data pass); resumes from OUT/checkpoint when present."""
     from ..data.distributed import DistEnv, process_group
     from ..sae.model import SAEConfig
+    from ..sae.provenance import DATA_KEY, store_record
     from ..sae.train import train as run_train
 
     if (store is None) == (images is None):
@@ -113,7 +115,7 @@ def train(
             st = _open_store(store)
             source = _store_source(st, batch_size // world, seed[0], rank, world, held_out)
             meta = {"layer": st.layer, "model": st.manifest.get("model"), "store": str(st.path),
-                    "batch_mixing": source.mixing()}  # fmt: skip
+                    "batch_mixing": source.mixing(), DATA_KEY: store_record(st, source.held_out)}  # fmt: skip
             if rank == 0 and progress:
                 from ..data.reader import mixing_line
 
@@ -148,6 +150,11 @@ def evaluate(
     batch_size: int = option(EvalSpec, "batch_size", "Images per splice-back batch."),
     seed: int = typer.Option(0, "--seed", help="Seed of the splice-back image subset."),
     report: Path = typer.Option(None, "--report", help="Write the results (and frequency histogram) as JSON."),
+    harvest_rule: str = typer.Option(
+        None, "--harvest-rule", help="For an SAE folder that records none: top-norm:N[:SEED], all, none..."
+    ),
+    resize: int = typer.Option(None, "--resize", help="For an SAE folder that records none: the harvest's short side."),
+    crop: int = typer.Option(None, "--crop", help="For an SAE folder that records none: the harvest's centre crop."),
     weights: str = WEIGHTS,
     device: str = DEVICE,
 ) -> None:
@@ -160,18 +167,21 @@ def evaluate(
     sae = TopKSAE.load(sae_dir, device=device)
     st = _open_store(store) if store is not None else None
     rep = run_eval(sae, sae_dir, store=st, images=images, weights=weights, max_vectors=max_vectors,
-                   max_images=max_images, batch_size=batch_size, seed=seed, device=device)  # fmt: skip
+                   max_images=max_images, batch_size=batch_size, seed=seed, device=device, harvest_rule=harvest_rule,
+                   resize=resize, crop=crop)  # fmt: skip
     for line in report_lines(rep.to_dict()):
         out.print(line)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(rep.to_dict(), indent=2))
+        atomic_write_json(report, rep.to_dict(), indent=2, default=float)
 
 
 def report_lines(rep: dict) -> list[str]:
     """Human summary of an evaluation report; "held-out" only for rows training never read."""
     lines = []
-    if rep.get("store"):
+    if rep.get("store") and not rep["store"].get("available", True):
+        lines.append(f"store rows: not measured: {rep['store']['note']}")
+    elif rep.get("store"):
         s = rep["store"]
         what = "held-out vectors (never trained on)" if s["held_out"] else "store vectors (NOT held out)"
         lines.append(f"{what}: rows [{s['rows'][0]}, {s['rows'][1]})  FVU {s['fvu']:.4f}  L0 {s['l0']:.1f}  "

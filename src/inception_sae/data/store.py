@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -193,6 +194,15 @@ class ActivationStore:
     def __len__(self) -> int:
         return int(sum(s["count"] for s in self.shards))
 
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the manifest's content hashes: its vectors, provenance and image list, wherever the store lies.
+
+        Read from the manifest alone (no shard is hashed), so an SAE folder can recognise
+        its training store after the store was moved, and tell it from another store.
+        """
+        return store_fingerprint(self.manifest)
+
     def __repr__(self) -> str:
         return f"ActivationStore({str(self.path)!r}, layer={self.layer}, N={len(self)}, d={self.d}, {self.status})"
 
@@ -321,6 +331,13 @@ def new_manifest(layer: str | None, d: int, dtype: str, extra: dict[str, Any]) -
         "updated": t,
         "package_version": package_version(),
     }
+
+
+def store_fingerprint(manifest: dict[str, Any]) -> str:
+    """See :attr:`ActivationStore.fingerprint`: layer, d, dtype, each shard's rows and sha256s, the image list's."""
+    shards = [[s.get("count"), s.get("sha256"), s.get("provenance_sha256")] for s in manifest.get("shards", [])]
+    head = [manifest.get(k) for k in ("layer", "d", "dtype", "images_sha256")]
+    return hashlib.sha256(json.dumps([head, shards]).encode()).hexdigest()
 
 
 def _provenance(n: int, image_ids, positions, views) -> np.ndarray:

@@ -78,6 +78,7 @@ def do_train(ctx: Context, layer: str) -> str:
     sae_cfg = SAEConfig.from_expansion(store.d, spec.expansion, spec.latents, k=spec.k, tie=spec.tie, seed=spec.seed)
     from ..data.reader import StoreSource, mixing_line
     from ..data.subsets import held_out_tail
+    from ..sae.provenance import DATA_KEY, store_record
 
     held = held_out_tail(store, ctx.cfg.eval.max_vectors)  # what eval measures on
     source = StoreSource(store, tcfg.batch_size, seed=ctx.cfg.seed, held_out=held)
@@ -86,7 +87,7 @@ def do_train(ctx: Context, layer: str) -> str:
     if ctx.progress:
         ctx.console.print(f"{layer}: {mixing_line(source)}")
     meta = {"layer": store.layer, "model": store.manifest.get("model"), "store": str(ctx.paths.store(layer)),
-            "batch_mixing": source.mixing()}  # fmt: skip
+            "batch_mixing": source.mixing(), DATA_KEY: store_record(store, held)}  # fmt: skip
     result = train(source, [sae_cfg], tcfg, ctx.paths.sae(layer), meta)
     if result.interrupted:
         raise KeyboardInterrupt  # the checkpoint is saved; rerunning resumes

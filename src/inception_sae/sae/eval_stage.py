@@ -6,9 +6,13 @@
   training never read (``cfg.json`` ``training.held_out_rows``) when the store is
   the training store, else on the store's last rows, marked ``held_out: false``;
 - **splice-back** on a seeded, class-spread subset of images (preferring images
-  of the held-out rows), at the crop the store was harvested with, on two
+  of the held-out rows), at the preprocessing the store was harvested with, on two
   position sets: every position of the layer, and the positions the harvest rule
   selects (top-norm / norm-weighted / all): the distribution the SAE was trained on.
+
+Splice-back reads the harvest from the SAE folder (``cfg.json`` ``data``, see
+:mod:`.provenance`), never from the store, so moving or deleting the store changes
+none of its numbers; only the store section needs the store itself.
 """
 
 from __future__ import annotations
@@ -17,14 +21,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import UserError
+from ..models.layers import layer_info
 from .evaluate import check_dims, evaluate_vectors, splice_both
 from .model import TopKSAE
+from .provenance import DATA_KEY, Harvest, harvest_of
 from .settings import EvalSpec
-
-DEFAULT_PREPROCESS = {"resize": 256, "crop": 224}
 
 
 @dataclass
@@ -46,10 +48,28 @@ def _same_path(a: Any, b: Any) -> bool:
     return bool(a) and bool(b) and Path(a).resolve() == Path(b).resolve()
 
 
+def _store_record(sae: TopKSAE) -> dict[str, Any]:
+    return (sae.meta.get(DATA_KEY) or {}).get("store") or {}
+
+
+def training_store_path(sae: TopKSAE) -> str | None:
+    """Where the SAE's training store was when it was trained (cfg.json ``data.store.path``, else ``store``)."""
+    return _store_record(sae).get("path") or sae.meta.get("store")
+
+
+def is_training_store(sae: TopKSAE, store) -> bool:
+    """Whether ``store`` is the one the SAE was trained on: the same content where cfg.json records its
+    fingerprint (so a moved store is still recognised), else the same path (SAE folders from before)."""
+    fingerprint = _store_record(sae).get("fingerprint")
+    if fingerprint:
+        return fingerprint == store.fingerprint
+    return _same_path(sae.meta.get("store"), store.path)
+
+
 def eval_rows(sae: TopKSAE, store, max_vectors: int) -> tuple[tuple[int, int], bool, str]:
     """Rows ``[start, end)`` to evaluate, whether training never read them, and a note saying why."""
     held = (sae.meta.get("training") or {}).get("held_out_rows")
-    same = _same_path(sae.meta.get("store"), store.path)
+    same = is_training_store(sae, store)
     if same and held:
         start, end = int(held[0]), int(held[1])
         note = "held-out rows of the training store, never read in training"
@@ -58,8 +78,8 @@ def eval_rows(sae: TopKSAE, store, max_vectors: int) -> tuple[tuple[int, int], b
     rows = (len(store) - n, len(store))
     if same:
         return rows, False, "the training store's last rows: training read them (it held nothing out)"
-    if sae.meta.get("store"):
-        return rows, False, f"the last rows of a store other than the training store ({sae.meta['store']})"
+    if training_store_path(sae):
+        return rows, False, f"the last rows of a store other than the training store ({training_store_path(sae)})"
     return rows, False, "the store's last rows; the SAE records no training store, so they may have been trained on"
 
 
@@ -68,23 +88,37 @@ def store_section(sae: TopKSAE, store, max_vectors: int, device: str) -> dict[st
     check_dims(sae, store.d, store.layer, f"store {store.path}")
     (start, end), held_out, note = eval_rows(sae, store, max_vectors)
     ev = evaluate_vectors(sae, store.vectors[start:end], device=device)
-    return {"path": str(store.path), "rows": [start, end], "held_out": held_out, "note": note, **ev.__dict__}
+    return {"available": True, "path": str(store.path), "rows": [start, end], "held_out": held_out, "note": note,
+            **ev.__dict__}  # fmt: skip
 
 
-def _training_store(sae: TopKSAE, store):
-    """The store the SAE was trained on (given, or named in its cfg.json), or None."""
-    if store is not None:
-        return store
-    path = sae.meta.get("store")
-    if path and (Path(path) / "manifest.json").is_file():
-        from ..data.store import ActivationStore
+def recorded_store(sae: TopKSAE):
+    """The training store at the place cfg.json records, if it is still there and still the same; and why not."""
+    from ..data.store import ActivationStore
 
-        return ActivationStore.open(path)
-    return None
+    path = training_store_path(sae)
+    if not path:
+        return None, "the SAE records no training store"
+    if not (Path(path) / "manifest.json").is_file():
+        return None, f"the training store {path} is not there (moved or deleted)"
+    store = ActivationStore.open(path)
+    if not is_training_store(sae, store):
+        return None, f"{path} now holds another store than the one this SAE was trained on"
+    return store, ""
 
 
-def _splice_images(images: Path, pre, max_images: int, seed: int, store, held: list | None):
-    """Dataset, chosen indices and the subset record; held-out images of the store first when they are these."""
+def unavailable_section(sae: TopKSAE, why: str) -> dict[str, Any]:
+    """The ``store`` section when the training store cannot be read: what is missing, in one line."""
+    note = f"{why}: FVU, L0 and dead/dense on its held-out rows need it; give --store with its new place"
+    return {"available": False, "path": training_store_path(sae), "note": note}
+
+
+def _splice_images(images: Path, pre, max_images: int, seed: int, harvest: Harvest):
+    """Dataset, chosen indices and the subset record; images of the held-out rows first when they are here.
+
+    The held-out images come from cfg.json (``data.held_out.images``), so the subset is the same
+    whether or not the store is still on disk.
+    """
     from ..data.images import ImageDataset
     from ..data.subsets import spread_subset, subset_record
 
@@ -94,9 +128,8 @@ def _splice_images(images: Path, pre, max_images: int, seed: int, store, held: l
         raise UserError(str(e)) from e
     ids = [ds.image_id(i) for i in range(len(ds))]
     pool, source = list(range(len(ids))), "the image folder (training images may be among them)"
-    if store is not None and held and _same_path(store.manifest.get("image_root"), images):
-        names = store.images
-        held_ids = {names[i] for i in np.unique(store.image_index(np.arange(*held))) if 0 <= i < len(names)}
+    held_ids = set((harvest.held_out or {}).get("images") or [])
+    if held_ids and _same_path(harvest.image_root, images):
         in_held = [i for i, x in enumerate(ids) if x in held_ids]
         if in_held:
             pool, source = in_held, "images of the store's held-out rows (never trained on)"
@@ -121,25 +154,15 @@ def model_for(sae: TopKSAE, weights: str | None, device: str):
     return model
 
 
-def splice_section(sae: TopKSAE, model, images: Path, store, *, max_images: int, batch_size: int, seed: int,
-                   device: str) -> dict[str, Any]:  # fmt: skip
-    """The ``splice`` section: every position, and the harvest rule's positions."""
-    from ..data.images import Preprocess, iter_batches
-    from ..data.sampling import describe_rule, harvest_rule, training_mask
-    from ..models.layers import layer_info
+def splice_section(sae: TopKSAE, model, images: Path, harvest: Harvest, *, max_images: int, batch_size: int,
+                   seed: int, device: str) -> dict[str, Any]:  # fmt: skip
+    """The ``splice`` section: every position, and the harvest rule's positions, at the harvest's preprocessing."""
+    from ..data.images import iter_batches
+    from ..data.sampling import describe_rule, training_mask
 
     layer = sae.layer
-    if not layer:
-        raise UserError("the SAE's cfg.json names no layer; splice-back needs one")
-    check_dims(sae, layer_info(layer).channels, layer, f"layer {layer}")
-    st = _training_store(sae, store)
-    geometry = (st.manifest.get("preprocess") if st is not None else None) or DEFAULT_PREPROCESS
-    pre = Preprocess(int(geometry["resize"]), int(geometry["crop"]))
-    held = (sae.meta.get("training") or {}).get("held_out_rows") if st is not None else None
-    if st is not None and not _same_path(sae.meta.get("store"), st.path):
-        held = None
-    ds, chosen, subset = _splice_images(images, pre, max_images, seed, st, held)
-    rule = harvest_rule(st.manifest) if st is not None else None
+    pre, rule = harvest.preprocessing(), harvest.rule
+    ds, chosen, subset = _splice_images(images, pre, max_images, seed, harvest)
 
     def select(acts, idx):
         return training_mask(acts, rule, [ds.image_id(i) for i in idx])
@@ -151,6 +174,7 @@ def splice_section(sae: TopKSAE, model, images: Path, store, *, max_images: int,
         **asdict(every[0]),
         "vectors": every[1].__dict__,
         "preprocess": {"resize": pre.resize, "crop": pre.crop},
+        "harvest": harvest.to_dict(),
         "subset": subset,
     }
     if trained is not None:
@@ -160,6 +184,8 @@ def splice_section(sae: TopKSAE, model, images: Path, store, *, max_images: int,
             **asdict(trained[0]),
             "vectors": trained[1].__dict__,
         }
+    else:
+        out["training_positions_note"] = f"not measured: {harvest.rule_reason or 'no harvest rule'}"
     return out
 
 
@@ -176,16 +202,37 @@ def evaluate(
     batch_size: int = EvalSpec.batch_size,
     seed: int = 0,
     device: str = "cpu",
+    harvest_rule: str | None = None,
+    resize: int | None = None,
+    crop: int | None = None,
 ) -> EvalReport:
-    """Evaluate ``sae`` on ``store`` rows and/or splice-back on ``images`` (see the module docstring)."""
+    """Evaluate ``sae`` on store rows and/or splice-back on ``images`` (see the module docstring).
+
+    Without ``store`` the training store is read at the place cfg.json records, when it is still there;
+    else the ``store`` section says it is unavailable. Splice-back takes the harvest's rule and
+    preprocessing from the SAE folder (:mod:`.provenance`); ``harvest_rule``, ``resize`` and ``crop``
+    supply them for a folder that records none.
+    """
     if store is None and images is None:
         raise UserError("give a store and/or images to evaluate on")
     report = EvalReport(str(sae_path), None, None, layer=sae.meta.get("layer"))
+    splice = images is not None and max_images > 0
+    harvest = None
+    if splice:  # refuse before any work when the folder lacks what splice-back needs
+        layer = sae.layer
+        if not layer:
+            raise UserError("the SAE's cfg.json names no layer; splice-back needs one")
+        check_dims(sae, layer_info(layer).channels, layer, f"layer {layer}")
+        harvest = harvest_of(sae.meta, sae_path, need=("rule", "preprocess"), rule=harvest_rule, resize=resize,
+                             crop=crop)  # fmt: skip
     if store is not None:
         report.store = store_section(sae, store, max_vectors, device)
-    if images is not None and max_images > 0:
+    elif training_store_path(sae):
+        found, why = recorded_store(sae)
+        report.store = store_section(sae, found, max_vectors, device) if found else unavailable_section(sae, why)
+    if harvest is not None:
         model = model if model is not None else model_for(sae, weights, device)
-        report.splice = splice_section(sae, model, Path(images), store, max_images=max_images,
+        report.splice = splice_section(sae, model, Path(images), harvest, max_images=max_images,
                                        batch_size=batch_size, seed=seed, device=device)  # fmt: skip
     if model is not None:
         report.model, report.untrained_weights = model.identity, model.identity.startswith("random:")
