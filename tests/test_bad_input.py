@@ -50,7 +50,7 @@ def test_mismatched_sae_and_store_dims(tmp_path, images, capsys):
     (run / "mixed3b" / "sae" / "train_summary.json").write_text("{}")
     before = fingerprint(run)
     assert main(run_args(images, run)) == 2
-    one_line_error(capsys, "the SAE expects d=16 but store", "has d=480")
+    one_line_error(capsys, "the SAE expects d=16 but", "has d=480")
     assert {k: v for k, v in fingerprint(run).items() if k != "config.yaml"} == before
 
 
