@@ -67,6 +67,45 @@ def preact_at(sae: SAETensors, feature: int, out: Tensor, pos: Tensor) -> Tensor
 
 
 @torch.no_grad()
+def scan_sites(
+    model: InceptionV1,
+    chain: Chain,
+    sae: SAETensors,
+    features: list[int],
+    dataset: ImageDataset,
+    on: str = "downstream",
+    max_sites: int = 16,
+    batch_size: int = 16,
+) -> list[tuple[int, Tensor, Tensor, Tensor, list[int]]]:
+    """One scan of ``dataset``: per feature of ``sae`` (read on the ``on`` layer of ``chain``: "downstream" or
+    "upstream"), the ``max_sites`` images where it fires most, at its argmax, with the upstream activation maps.
+
+    Returns (feature, upstream acts (n, d_a, H, W), pos (n, 2) on the ``on`` grid, value (n,), dataset indices);
+    features that never fire get no entry (the result may be shorter than ``features``).
+    """
+    best: dict[int, list[tuple[float, int, tuple[int, int], Tensor]]] = {f: [] for f in features}
+    cols = torch.tensor(features, dtype=torch.long)
+    layers = [chain.upstream] if on == "upstream" else [chain.upstream, chain.downstream]
+    for x, idx in iter_batches(dataset, batch_size):
+        acts = model.run(x, layers)
+        a = acts[chain.upstream]
+        grid = a if on == "upstream" else acts[chain.downstream]
+        fire = feature_maps(sae, grid)[:, cols].flatten(2)  # (B, F, H*W)
+        top, where = fire.max(2)
+        W = grid.shape[-1]
+        for b, f in torch.nonzero(top > 0).tolist():
+            best[features[f]].append((float(top[b, f]), idx[b], divmod(int(where[b, f]), W), a[b]))
+        for f in features:
+            best[f] = sorted(best[f], key=lambda t: -t[0])[:max_sites]
+    return [
+        (f, torch.stack([t[3] for t in best[f]]), torch.tensor([t[2] for t in best[f]]),
+         torch.tensor([t[0] for t in best[f]]), [t[1] for t in best[f]])
+        for f in features
+        if best[f]
+    ]  # fmt: skip
+
+
+@torch.no_grad()
 def find_sites(
     model: InceptionV1,
     chain: Chain,
@@ -76,33 +115,8 @@ def find_sites(
     max_sites: int = 16,
     batch_size: int = 16,
 ) -> list[Sites]:
-    """One scan of ``dataset``: for each feature, the ``max_sites`` images where it fires most (at its argmax).
-
-    Features that never fire get no entry (the result may be shorter than ``features``).
-    """
-    best: dict[int, list[tuple[float, int, tuple[int, int], Tensor]]] = {f: [] for f in features}
-    cols = torch.tensor(features)
-    for x, idx in iter_batches(dataset, batch_size):
-        acts = model.run(x, [chain.upstream, chain.downstream])
-        a, out = acts[chain.upstream], acts[chain.downstream]
-        fire = feature_maps(down, out)[:, cols].flatten(2)  # (B, F, H*W)
-        top, where = fire.max(2)
-        W = out.shape[-1]
-        for b, f in torch.nonzero(top > 0).tolist():
-            best[features[f]].append((float(top[b, f]), idx[b], divmod(int(where[b, f]), W), a[b]))
-        for f in features:
-            best[f] = sorted(best[f], key=lambda t: -t[0])[:max_sites]
-    return [
-        Sites(
-            f,
-            torch.stack([t[3] for t in best[f]]),
-            torch.tensor([t[2] for t in best[f]]),
-            torch.tensor([t[0] for t in best[f]]),
-            [t[1] for t in best[f]],
-        )
-        for f in features
-        if best[f]
-    ]
+    """For each downstream feature, the ``max_sites`` images where it fires most (at its argmax): its sites."""
+    return [Sites(*t) for t in scan_sites(model, chain, down, features, dataset, "downstream", max_sites, batch_size)]
 
 
 @torch.no_grad()

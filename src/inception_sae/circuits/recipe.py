@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.images import ImageDataset, iter_batches
+from ..data.images import ImageDataset
 from ..errors import UserError
 from ..models.inception_v1 import InceptionV1
 from ..sae.view import SAETensors
-from .attribution import feature_maps
+from .attribution import scan_sites
 from .graph import Edge
 from .linearize import Chain, block_out_channels, exact_chain
 
@@ -139,33 +139,14 @@ def upstream_sites(
 
     Each site is the feature's argmax position in that image (one per image), with the
     image's upstream activation map. Features that never fire get no entry, so the
-    result may be shorter than ``features``. Mirrors :func:`.attribution.find_sites`
+    result may be shorter than ``features``. The scan is :func:`.attribution.scan_sites`,
     on the upstream grid.
     """
     width = model.layer_info(chain.upstream).channels
     if up.d != width:
         raise UserError(f"the upstream SAE reads {up.d} channels but {chain.upstream} has {width}")
-    best: dict[int, list[tuple[float, int, tuple[int, int], Tensor]]] = {f: [] for f in features}
-    cols = torch.tensor(features, dtype=torch.long)
-    for x, idx in iter_batches(dataset, batch_size):
-        a = model.run(x, [chain.upstream])[chain.upstream]
-        fire = feature_maps(up, a)[:, cols].flatten(2)  # (B, F, H*W)
-        top, where = fire.max(2)
-        W = a.shape[-1]
-        for b, f in torch.nonzero(top > 0).tolist():
-            best[features[f]].append((float(top[b, f]), idx[b], divmod(int(where[b, f]), W), a[b]))
-        for f in features:
-            best[f] = sorted(best[f], key=lambda t: -t[0])[:max_sites]
     return [
-        UpstreamSites(
-            f,
-            torch.stack([t[3] for t in best[f]]),
-            torch.tensor([t[2] for t in best[f]]),
-            torch.tensor([t[0] for t in best[f]]),
-            [t[1] for t in best[f]],
-        )
-        for f in features
-        if best[f]
+        UpstreamSites(*t) for t in scan_sites(model, chain, up, features, dataset, "upstream", max_sites, batch_size)
     ]
 
 
