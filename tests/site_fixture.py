@@ -98,6 +98,57 @@ def feature_doc(rng, layer: str, f: int, n_neurons: int, pool: int, render: int 
     }  # fmt: skip
 
 
+#: The fixture feature that never fires at a trained position (its training_examples are empty).
+NEVER_TRAINED = 13
+
+
+def add_training_examples(d: dict, pool: int, render: int = 5) -> None:
+    """``training_examples`` (the analysis's format) and ``at_training_position`` flags, from the feature's own seed.
+
+    Every-position examples are flagged at random (4 in 10); the training-position family has its own, smaller
+    max. Feature ``NEVER_TRAINED`` fires at no trained position: no examples, counts 0.
+    """
+    f = int(d["id"])
+    rng = np.random.default_rng([7, f])  # not the layer's stream: the other fields stay as they were
+    for ex in d["top_examples"] + d["intervals"]:
+        ex["at_training_position"] = bool(rng.random() < 0.4) and f != NEVER_TRAINED
+    positions = "per image, the feature's max over the positions the harvest rule selects (top-norm, 10 positions "
+    positions += "per image; 0 if it fires at none); intervals: equal-width of [0, its max on those positions]"
+    if f == NEVER_TRAINED:
+        d["training_examples"] = {"top_examples": [], "intervals": [], "positions": positions,
+                                  "interval_ranges": [{"lo": 0.0, "hi": 0.0, "count": 0, "share": 0.0}] * 10,
+                                  "counts": {"images": 0, "per_interval": [0] * 10}}  # fmt: skip
+        d["training_positions_note"] = "this feature never fires at a training position"
+        return
+    vmax = d["max"] * float(rng.uniform(0.3, 1))
+
+    def files(img: int, heat: str) -> dict:
+        return {"crop": f"images/crops/c{img % pool}.jpg", "heatmap": f"images/heat/f{f}_{heat}.jpg"}
+
+    top = []
+    for j, v in enumerate(sorted(rng.uniform(0.3, 1, 20) * vmax, reverse=True)):
+        img = int(rng.integers(0, 200))
+        top.append(example(rng, img, float(v), files(img, f"t{j}") if j < render else None))
+    intervals, ranges, counts = [], [], rng.integers(1, 300, 10).tolist()
+    for k in range(10):
+        lo, hi = vmax * k / 10, vmax * (k + 1) / 10
+        ranges.append({"lo": lo, "hi": hi, "count": counts[k], "share": counts[k] / sum(counts)})
+        for j in range(5):
+            img = int(rng.integers(0, 200))
+            ex = example(rng, img, float(rng.uniform(lo, hi)), files(img, f"ti{k}") if j == 0 else None)
+            intervals.append({**ex, "interval": k, "lo": lo, "hi": hi})
+    counts_d = {"images": sum(counts), "per_interval": counts}
+    d["training_examples"] = {"top_examples": top, "intervals": intervals, "interval_ranges": ranges,
+                              "positions": positions, "counts": counts_d}  # fmt: skip
+    d["training_positions_note"] = "training_examples: on the positions the SAE was trained on"
+
+
+def all_examples(d: dict) -> list[dict]:
+    """Every example of a feature or neuron document, both distributions."""
+    t = d.get("training_examples") or {}
+    return d["top_examples"] + d["intervals"] + t.get("top_examples", []) + t.get("intervals", [])
+
+
 def neuron_doc(rng, layer: str, j: int, pool: int) -> dict:
     d = feature_doc(rng, layer, j, 1, pool, render=3)
     for ex in d["top_examples"] + d["intervals"]:
@@ -110,8 +161,11 @@ def neuron_doc(rng, layer: str, j: int, pool: int) -> dict:
 
 
 def make_analysis(root: Path, layer: str = "mixed4d", n_features: int = 50, n_neurons: int = 16, seed: int = 0,
-                  untrained: bool = True, pool: int = 12) -> Path:  # fmt: skip
-    """Write a fake analysis folder of ``n_features`` features; return ``root``."""
+                  untrained: bool = True, pool: int = 12, training: bool = False) -> Path:  # fmt: skip
+    """Write a fake analysis folder of ``n_features`` features; return ``root``.
+
+    ``training``: the features have examples on the trained positions too (an SAE whose harvest rule is known).
+    """
     rng = np.random.default_rng(seed)
     for i in range(pool):
         tiny_jpeg(root / "images" / "crops" / f"c{i}.jpg", rng)
@@ -120,8 +174,10 @@ def make_analysis(root: Path, layer: str = "mixed4d", n_features: int = 50, n_ne
     src = root / "images" / "crops" / "c0.jpg"
     for f in range(n_features):
         d = feature_doc(rng, layer, f, n_neurons, pool)
+        if training:
+            add_training_examples(d, pool)
         dump(root / "features" / f"{f}.json", d)
-        for ex in d["top_examples"] + d["intervals"]:
+        for ex in all_examples(d):
             if ex.get("heatmap") and not (root / ex["heatmap"]).exists():
                 os.link(root / "images" / "crops" / f"c{f % pool}.jpg", root / ex["heatmap"])
     for j in range(n_neurons):
@@ -205,9 +261,12 @@ def make_sae(path: Path, layer: str = "mixed3a", d_in: int = 256, d_sae: int = 4
 
 
 def small_site_inputs(root: Path, lower: str = "mixed4c", n_lower: int = 30) -> dict:
-    """Two layers (``lower``: ``n_lower`` features, mixed4d: 50), featvis for even mixed4d ids, a graph between them."""
+    """Two layers (``lower``: ``n_lower`` features, mixed4d: 50), featvis for even mixed4d ids, a graph between them.
+
+    mixed4d's SAE has a known harvest rule (training-position examples), the lower layer's has not.
+    """
     a_lo = make_analysis(root / "lower", lower, n_lower, seed=3)
-    a4d = make_analysis(root / "a4d", "mixed4d", 50, seed=4)
+    a4d = make_analysis(root / "a4d", "mixed4d", 50, seed=4, training=True)
     fv = make_featvis(root / "fv", "mixed4d", range(0, 50, 2), neurons=range(8))
     circ = make_graph(root / "circ", lower, "mixed4d", n_lower, 50)
     return {"analyses": (a_lo, a4d), "featvis": fv, "circuits": circ}

@@ -75,4 +75,8 @@ def test_without_a_rule_the_training_statistics_say_so(model, tmp_path):
                         render_top=0, render_intervals=0, umap=False, logit_effect=False)  # fmt: skip
     summary = analyze(cfg, model=model, progress=False).summary
     assert summary["training_positions"] is None and summary["harvest"]["rule_reason"].startswith("a hand-made")
-    assert json.loads((tmp_path / "out" / "features" / "0.json").read_text())["training_positions"] is None
+    assert summary["examples"]["training_examples"] is None
+    feat = json.loads((tmp_path / "out" / "features" / "0.json").read_text())
+    assert feat["training_positions"] is None and feat["training_examples"] is None
+    assert "rule is unknown" in feat["training_positions_note"]
+    assert all("at_training_position" not in e for e in feat["top_examples"] + feat["intervals"])

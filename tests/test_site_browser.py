@@ -111,6 +111,61 @@ def test_table_row_circuit_link_neuron_and_class_over_http(page, site, tmp_path)
     settle(page)
 
 
+def shown_values(page, box: str) -> list[str]:
+    return page.locator(f"{box} .tile .v").all_inner_texts()
+
+
+def formatted(page, examples: list[dict]) -> list[str]:
+    """The values of the examples with image files, as the page writes them."""
+    values = [e["value"] for e in examples if e.get("crop") or e.get("heatmap")]
+    return page.evaluate("xs => xs.map((x) => SAE.fmt(x, 3))", values)
+
+
+def test_feature_page_toggles_trained_and_every_position_examples(page, site, tmp_path):
+    page.goto((site["dir"] / "index.html").as_uri() + "#/mixed4d/f/4")
+    open_feature_checks(page, "mixed4d", 4)
+    d = page.evaluate("SAE.cached('mixed4d/f/4')")
+    t = d["training_examples"]
+    # trained positions first: the training family's top examples and intervals
+    assert page.locator("#ex-dist button.on").inner_text() == "trained positions"
+    assert shown_values(page, "#topex") == formatted(page, t["top_examples"])
+    assert shown_values(page, "#ivex") == formatted(page, t["intervals"])
+    assert page.locator("#iv-dist").inner_text() == "(trained positions)"
+    assert f"{t['counts']['images']} images fire at one" in page.locator("#ex-note").inner_text()
+    page.screenshot(path=str(tmp_path / "trained.png"), full_page=True)
+    # every position: the other family, its examples at a trained position marked and counted
+    page.click("#ex-dist button[data-dist=every]")
+    assert page.locator("#ex-dist button.on").inner_text() == "every position"
+    assert shown_values(page, "#topex") == formatted(page, d["top_examples"])
+    assert shown_values(page, "#ivex") == formatted(page, d["intervals"])
+    assert page.locator("#iv-dist").inner_text() == "(every position)"
+    rendered = [e for e in d["top_examples"] if e.get("crop")]
+    assert page.locator("#topex .tile.at-train").count() == sum(e["at_training_position"] for e in rendered) > 0
+    at = sum(e["at_training_position"] for e in d["top_examples"])
+    assert page.locator("#at-train-count").inner_text() == f"{at} of {len(d['top_examples'])}"
+    settle(page)
+    page.click("#ex-dist button[data-dist=trained]")
+    assert shown_values(page, "#topex") == formatted(page, t["top_examples"])
+    settle(page)
+
+
+def test_a_feature_that_never_fires_at_trained_positions_says_so(page, site):
+    from site_fixture import NEVER_TRAINED
+
+    page.goto(site["url"] + f"#/mixed4d/f/{NEVER_TRAINED}")
+    page.wait_for_selector(f"#app[data-ready='#/mixed4d/f/{NEVER_TRAINED}']")
+    assert "never fires at a trained position" in page.locator("#no-trained").inner_text()
+    assert page.locator("#topex .tile").count() == 0 and page.locator("#ivex .tile").count() == 0
+    page.click("#ex-dist button[data-dist=every]")
+    assert page.locator("#topex .tile").count() > 0 and page.locator("#topex .tile.at-train").count() == 0
+    settle(page)
+    page.goto(site["url"] + "#/mixed3a/f/4")  # a layer whose harvest rule is unknown: every position, no toggle
+    page.wait_for_selector("#app[data-ready='#/mixed3a/f/4']")
+    assert page.locator("#ex-dist").count() == 0 and page.locator("#iv-dist").inner_text() == ""
+    assert page.locator("#topex .tile").count() > 0
+    settle(page)
+
+
 def test_live_box_returns_features(page, site, tmp_path):
     from PIL import Image
 

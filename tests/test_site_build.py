@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from site_fixture import dump, make_analysis, small_site_inputs
+from site_fixture import NEVER_TRAINED, dump, make_analysis, small_site_inputs
 
 from inception_sae.errors import UserError
 from inception_sae.site import SiteConfig, build_site
@@ -78,6 +78,26 @@ def test_feature_data_points_at_files_that_exist(built):
     assert d["up"] and all(n["id"].startswith("mixed4c/f/") for n in d["up"])
     assert [abs(n["weight"]) for n in d["up"]] == sorted((abs(n["weight"]) for n in d["up"]), reverse=True)
     assert d["down"][0]["id"] == "class/5"
+
+
+def test_training_position_examples_are_carried_with_their_files(built):
+    """Both distributions' examples reach the feature page, their files rebased into the site; a layer without a
+    known harvest rule has none."""
+    result, inputs = built
+    _, d = read_js(result.out / "data/mixed4d/f/4.js")
+    src = json.loads((inputs["analyses"][1] / "features/4.json").read_text())
+    t = d["training_examples"]
+    assert [e["value"] for e in t["top_examples"]] == [e["value"] for e in src["training_examples"]["top_examples"]]
+    assert t["counts"] == src["training_examples"]["counts"] and t["positions"].startswith("per image")
+    pics = [e[k] for e in t["top_examples"] + t["intervals"] for k in ("crop", "heatmap") if e.get(k)]
+    assert len(pics) >= 10 and all(p.startswith("a/mixed4d/images/") and (result.out / p).is_file() for p in pics)
+    assert [e["at_training_position"] for e in d["top_examples"]] == [
+        e["at_training_position"] for e in src["top_examples"]
+    ]
+    _, never = read_js(result.out / f"data/mixed4d/f/{NEVER_TRAINED}.js")
+    assert never["training_examples"]["counts"]["images"] == 0 and never["training_examples"]["top_examples"] == []
+    _, lower = read_js(result.out / "data/mixed4c/f/4.js")
+    assert "training_examples" not in lower
 
 
 def test_images_are_hard_links_not_copies(built):

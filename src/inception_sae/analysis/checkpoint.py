@@ -35,9 +35,13 @@ def family_tensors(prefix: str, fam: Family) -> dict[str, torch.Tensor]:
     t = {"fire_pos": s.fire_pos, "fire_img": s.fire_img, "total": s.total, "vmax": s.vmax, "hist": s.hist,
          "top_score": fam.top.score, "top_image": fam.top.image, "top_pos": fam.top.pos, "top_value": fam.top.value,
          "rng": fam.generator.get_state()}  # fmt: skip
+    if fam.top.flag is not None:
+        t["top_flag"] = fam.top.flag
     if fam.intervals is not None and fam.interval_counts is not None:
         k = fam.intervals
         t.update(iv_score=k.score, iv_image=k.image, iv_pos=k.pos, iv_value=k.value, iv_counts=fam.interval_counts)
+        if k.flag is not None:
+            t["iv_flag"] = k.flag
     return {f"{prefix}.{k}": v.contiguous() for k, v in t.items()}
 
 
@@ -45,11 +49,20 @@ def restore_family(prefix: str, fam: Family, t: dict[str, torch.Tensor], counts:
     g = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith(prefix + ".")}
     fam.stats = FeatureStats(counts["positions"], counts["images"], g["fire_pos"], g["fire_img"], g["total"],
                              g["vmax"], g["hist"])  # fmt: skip
-    fam.top = Keeper(g["top_score"], g["top_image"], g["top_pos"], g["top_value"])
+    fam.top = Keeper(g["top_score"], g["top_image"], g["top_pos"], g["top_value"], g.get("top_flag"))
     fam.generator.set_state(g["rng"])
     if "iv_score" in g:
-        fam.intervals = Keeper(g["iv_score"], g["iv_image"], g["iv_pos"], g["iv_value"])
+        fam.intervals = Keeper(g["iv_score"], g["iv_image"], g["iv_pos"], g["iv_value"], g.get("iv_flag"))
         fam.interval_counts = g["iv_counts"]
+
+
+def matches_state(state, t: dict[str, torch.Tensor]) -> bool:
+    """Whether the saved tensors hold every family this run keeps (a checkpoint of older code may not)."""
+    if (state.features.top.flag is not None) != ("features.top_flag" in t):
+        return False
+    if state.train is not None:
+        return "train.top_score" in t and tuple(t["train.top_score"].shape) == tuple(state.train.top.score.shape)
+    return True
 
 
 def save(folder: Path, state, pass_no: int, next_pos: int, skips, fp: dict) -> None:
@@ -58,10 +71,9 @@ def save(folder: Path, state, pass_no: int, next_pos: int, skips, fp: dict) -> N
     t = {**family_tensors("features", state.features), **family_tensors("neurons", state.neurons)}
     t.update(chan_sq=state.chan_sq, act_sum=state.act_sum, image_class=state.image_class, seen=state.seen)
     t.update({f"auroc.{k}": v for k, v in state.auroc.items()})
-    if state.train_stats is not None:
-        ts = state.train_stats
-        t.update({f"train.{k}": getattr(ts, k) for k in ("fire_pos", "fire_img", "total", "vmax", "hist")})
-        t["train.intervals"] = state.train_intervals
+    if state.train is not None:
+        t.update(family_tensors("train", state.train))  # statistics and examples on the training positions
+        t["train_intervals"] = state.train_intervals
     name = f"state-{pass_no}-{next_pos:09d}.safetensors"
     atomic_save_safetensors(folder / name, {k: v.contiguous() for k, v in t.items()})
     cursor = {"pass": pass_no, "next": next_pos, "fingerprint": fp, "skips": skips.to_dict(), "timings": state.timings,
@@ -84,6 +96,8 @@ def load(folder: Path, state, skips, fp: dict) -> tuple[int, int]:
     if not tensors.is_file():
         return 1, 0
     t = load_file(str(tensors))
+    if not matches_state(state, t):
+        return 1, 0
     for name, fam in (("features", state.features), ("neurons", state.neurons)):
         restore_family(name, fam, t, cursor["counts"][name])
     state.chan_sq, state.act_sum, state.image_class, state.seen = (
@@ -93,11 +107,9 @@ def load(folder: Path, state, skips, fp: dict) -> tuple[int, int]:
         t["seen"],
     )
     state.auroc = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("auroc.")}
-    if state.train_stats is not None and "train" in cursor["counts"]:
-        c, g = cursor["counts"]["train"], {k[6:]: v for k, v in t.items() if k.startswith("train.")}
-        state.train_stats = FeatureStats(c["positions"], c["images"], g["fire_pos"], g["fire_img"], g["total"],
-                                         g["vmax"], g["hist"])  # fmt: skip
-        state.train_intervals = g["intervals"]
+    if state.train is not None:
+        restore_family("train", state.train, t, cursor["counts"]["train"])
+        state.train_intervals = t["train_intervals"]
     state.timings.update(cursor["timings"])
     for reason, n in cursor["skips"]["by_reason"].items():
         skips.counts[reason] += n

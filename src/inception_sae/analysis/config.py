@@ -50,6 +50,10 @@ class AnalyzeConfig:
     """Top examples per feature that get a crop and a heatmap file."""
     render_intervals: int = 1
     """Examples per interval that get a crop and a heatmap file."""
+    training_examples: bool = True
+    """Also keep each feature's examples on the positions the SAE was trained on (per image, its max over the
+    harvest rule's positions: own top-N and intervals), and flag every-position examples whose argmax is one of
+    those positions; needs the store's rule (SAE cfg.json ``store``)."""
     null_scale: bool = True
     """Run the branch test in data units (each channel's RMS activation over the analysed positions, floored at
     the median live RMS); False: raw decoder units."""

@@ -19,7 +19,7 @@ from ..data.images import ImageDataset, SkipLog, iter_batches
 from . import labels as lab
 from .examples import Family
 from .render import save_crop, save_heatmap, thumb_base, to_uint8
-from .streaming import FeatureStats, dense_maxima, image_maxima, interval_index
+from .streaming import FeatureStats, at_positions, dense_maxima, image_maxima, interval_index
 
 #: Called after each batch with (pass number, position in the image list to resume from).
 Saver = Callable[[int, int], None]
@@ -68,10 +68,29 @@ class RunState:
     seen: Tensor  #: (n_images_total,) bool, images that decoded
     auroc: dict[str, Tensor] = field(default_factory=dict)  #: family -> (2, m, AUROC_BINS)
     in_label: dict[str, Tensor] = field(default_factory=dict)  #: family -> (n_classes, m) bool
-    #: features' statistics on the harvest rule's positions only (the training distribution); None: no rule
-    train_stats: FeatureStats | None = None
+    #: features on the harvest rule's positions only (the training distribution): statistics, and unless
+    #: switched off (a top capacity of 0) top and interval examples of per-image maxima over those positions;
+    #: None: no rule
+    train: Family | None = None
     train_intervals: Tensor | None = None  #: (m, n_intervals) firing training positions per activation interval
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def train_stats(self) -> FeatureStats | None:
+        """The features' statistics on the training positions (None: the rule is unknown)."""
+        return None if self.train is None else self.train.stats
+
+    @property
+    def train_examples(self) -> bool:
+        """Whether examples on the training positions are kept (and every-position examples flagged)."""
+        return self.train is not None and self.train.top.capacity > 0
+
+    def nbytes(self) -> int:
+        """Bytes of the streaming state (independent of the image count)."""
+        n = self.features.nbytes() + self.neurons.nbytes()
+        if self.train is not None and self.train_intervals is not None:
+            n += self.train.nbytes() + self.train_intervals.numel() * 8
+        return n
 
 
 def batches(ctx: Context, indices: list[int], title: str) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]:
@@ -104,11 +123,15 @@ def pass1(ctx: Context, state: RunState, predict: bool, start: int = 0, on_batch
         B = len(image)
         fmax, fpos = image_maxima(vals, ind, B, ctx.hw, m)
         state.features.stats.update_sparse(vals, ind, fmax)
-        state.features.offer_top(fmax, fpos, image)
-        if state.train_stats is not None:
+        flag = None
+        if state.train is not None:
             mask = ctx.training_mask(acts, image)
-            tmax, _ = image_maxima(vals * mask[:, None], ind, B, ctx.hw, m)
-            state.train_stats.update_sparse(vals[mask], ind[mask], tmax)
+            tmax, tpos = image_maxima(vals * mask[:, None], ind, B, ctx.hw, m)  # max over training positions
+            state.train.stats.update_sparse(vals[mask], ind[mask], tmax)
+            if state.train_examples:
+                state.train.offer_top(tmax, tpos, image)
+                flag = at_positions(mask, fpos)
+        state.features.offer_top(fmax, fpos, image, flag)
         nmax, npos = dense_maxima(acts)
         dense = acts.permute(0, 2, 3, 1).reshape(-1, C)
         state.neurons.stats.update_dense(dense, nmax)
@@ -139,17 +162,23 @@ def pass2(ctx: Context, state: RunState, start: int = 0, on_batch: Saver | None 
             fam.start_pass2()
         if name not in state.auroc:
             state.auroc[name] = torch.zeros(2, fam.m, lab.AUROC_BINS, dtype=torch.long)
+    if state.train_examples and state.train.intervals is None:
+        state.train.start_pass2()  # its intervals span [0, the max over training positions]
     for _x, image, acts, vals, ind in batches(ctx, ctx.indices[start:], f"pass 2/3 {ctx.layer}"):
-        maxima = {
-            "features": image_maxima(vals, ind, len(image), ctx.hw, state.features.m),
-            "neurons": dense_maxima(acts),
-        }
-        if state.train_intervals is not None:
-            count_training_intervals(ctx, state, acts, image, vals, ind)
+        B, m = len(image), state.features.m
+        maxima = {"features": image_maxima(vals, ind, B, ctx.hw, m), "neurons": dense_maxima(acts)}
+        flags: dict[str, Tensor | None] = {"features": None, "neurons": None}
+        if state.train is not None:
+            mask = ctx.training_mask(acts, image)
+            count_training_intervals(state, mask, vals, ind)
+            if state.train_examples:
+                tmax, tpos = image_maxima(vals * mask[:, None], ind, B, ctx.hw, m)
+                state.train.offer_intervals(tmax, tpos, image)
+                flags["features"] = at_positions(mask, maxima["features"][1])
         cls = state.image_class[image]  # (B,)
         for name, fam in fams.items():
             vmax, pos = maxima[name]
-            fam.offer_intervals(vmax, pos, image)
+            fam.offer_intervals(vmax, pos, image, flags[name])
             in_label = torch.where(cls.view(-1, 1) >= 0, state.in_label[name][cls.clamp_min(0)], False)  # (B, m)
             lab.auroc_update(state.auroc[name], vmax, fam.stats.vmax, in_label, held_out_mask(fam.top.image, image))
         if on_batch is not None:
@@ -157,10 +186,9 @@ def pass2(ctx: Context, state: RunState, start: int = 0, on_batch: Saver | None 
     state.timings["pass2_s"] = state.timings.get("pass2_s", 0.0) + time.perf_counter() - t0
 
 
-def count_training_intervals(ctx: Context, state: RunState, acts, image, vals, ind) -> None:
-    """Firing training positions per equal-width interval of each feature's [0, max] (the pass-1 maxima)."""
+def count_training_intervals(state: RunState, mask: Tensor, vals: Tensor, ind: Tensor) -> None:
+    """Firing training positions (``mask``) per equal-width interval of each feature's [0, max] (pass-1 maxima)."""
     assert state.train_intervals is not None
-    mask = ctx.training_mask(acts, image)
     v, i = vals[mask].reshape(-1), ind[mask].reshape(-1)
     on = v > 0
     v, i = v[on], i[on]
@@ -169,24 +197,33 @@ def count_training_intervals(ctx: Context, state: RunState, acts, image, vals, i
     state.train_intervals += torch.bincount(i * n_iv + j, minlength=state.train_intervals.numel()).view(-1, n_iv)
 
 
-def render_requests(fam: Family, n_top: int, n_interval: int) -> dict[int, list[tuple[int, int]]]:
-    """image -> [(direction id, flat pos)] for the examples that get image files."""
-    req: dict[int, list[tuple[int, int]]] = {}
-    for f in range(fam.m):
-        chosen = fam.top_examples(f)[:n_top]
-        if fam.intervals is not None:
-            for iv in fam.interval_examples(f):
-                chosen += iv["examples"][:n_interval]
-        for image, pos, _ in chosen:
-            req.setdefault(image, []).append((f, pos))
+def render_requests(fams: list[Family], n_top: int, n_interval: int) -> dict[int, set[tuple[int, int]]]:
+    """image -> {(direction id, flat pos)} for the examples that get image files, over families of one kind."""
+    req: dict[int, set[tuple[int, int]]] = {}
+    for fam in fams:
+        for f in range(fam.m):
+            chosen = fam.top_examples(f)[:n_top]
+            if fam.intervals is not None:
+                for iv in fam.interval_examples(f):
+                    chosen += iv["examples"][:n_interval]
+            for image, pos, _ in chosen:
+                req.setdefault(image, set()).add((f, pos))
     return req
 
 
 def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interval: int) -> dict:
-    """Crops and heatmaps for the chosen examples; returns (family, id, image) -> file names."""
+    """Crops and heatmaps for the shown examples; returns (kind, id, image, flat pos) -> file names.
+
+    The training-position examples are features' examples too: an (image, position) shown in both families
+    has one crop, and a (feature, image) one heatmap (the feature's whole map, on the scale of its every-position
+    max), so the second family only renders what the first does not show.
+    """
     t0 = time.perf_counter()
     fams = {"features": state.features, "neurons": state.neurons}
-    reqs = {name: render_requests(fam, n_top, n_interval) for name, fam in fams.items()}
+    groups = {"features": [state.features], "neurons": [state.neurons]}
+    if state.train_examples:
+        groups["features"].append(state.train)
+    reqs = {name: render_requests(group, n_top, n_interval) for name, group in groups.items()}
     needed = sorted(set().union(*[set(r) for r in reqs.values()]))
     if not needed:
         return {}
@@ -199,17 +236,16 @@ def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interva
             rows = slice(b * ctx.hw, (b + 1) * ctx.hw)
             base, pixels = thumb_base(x[b]), to_uint8(x[b])
             for name, fam in fams.items():
-                for f, pos in reqs[name].get(img, []):
+                heats: dict[int, str] = {}
+                for f, pos in sorted(reqs[name].get(img, ())):
                     y, xx = divmod(pos, W)
                     crop = f"images/crops/{img}_{y}_{xx}.jpg"
                     if not (out / crop).exists():
                         save_crop(pixels, ctx.info.rf_box(y, xx), out / crop)
-                    if name == "features":
-                        amap = (vals[rows] * (ind[rows] == f)).sum(1).view(W, W)
-                    else:
-                        amap = acts[b, f]
-                    heat = f"images/heat/{name[0]}{f}_{img}.jpg"
-                    save_heatmap(base, amap, float(fam.stats.vmax[f]), out / heat, ctx.info)
-                    files[(name, f, img)] = {"crop": crop, "heatmap": heat}
+                    if f not in heats:
+                        amap = (vals[rows] * (ind[rows] == f)).sum(1).view(W, W) if name == "features" else acts[b, f]
+                        heats[f] = f"images/heat/{name[0]}{f}_{img}.jpg"
+                        save_heatmap(base, amap, float(fam.stats.vmax[f]), out / heats[f], ctx.info)
+                    files[(name, f, img, pos)] = {"crop": crop, "heatmap": heats[f]}
     state.timings["pass3_s"] = time.perf_counter() - t0
     return files

@@ -23,15 +23,20 @@ def dump(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, separators=(",", ":")))
 
 
-def example_dicts(ctx, files: dict, family: str, f: int, entries) -> list[dict]:
-    """(image, flat pos, value) entries -> contract dicts {image, y, x, value} plus provenance and files."""
+def example_dicts(ctx, files: dict, family: str, f: int, entries, flags: list[bool] | None = None) -> list[dict]:
+    """(image, flat pos, value) entries -> contract dicts {image, y, x, value} plus provenance and files.
+
+    ``flags`` (one per entry): whether the argmax is one of the harvest rule's positions (``at_training_position``).
+    """
     W = ctx.info.size
     out = []
-    for image, pos, value in entries:
+    for j, (image, pos, value) in enumerate(entries):
         y, x = divmod(pos, W)
         d = {"image": ctx.dataset.image_id(image), "y": y, "x": x, "value": value, "image_index": image}
         d["rf_box"] = list(ctx.info.rf_box(y, x))
-        d.update(files.get((family, f, image), {}))
+        if flags is not None:
+            d["at_training_position"] = flags[j]
+        d.update(files.get((family, f, image, pos), {}))
         out.append(d)
     return out
 
@@ -77,14 +82,37 @@ def spectrum_dict(ctx, files, family: str, fam: Family, f: int) -> dict:
     ranges, flat = [], []
     for j, iv in enumerate(fam.interval_examples(f)):
         ranges.append({k: iv[k] for k in ("lo", "hi", "count", "share")})
-        for e in example_dicts(ctx, files, family, f, iv["examples"]):
+        for e in example_dicts(ctx, files, family, f, iv["examples"], iv["flags"]):
             flat.append({**e, "interval": j, "lo": iv["lo"], "hi": iv["hi"]})
     return {
-        "top_examples": example_dicts(ctx, files, family, f, fam.top_examples(f)),
+        "top_examples": example_dicts(ctx, files, family, f, fam.top_examples(f), fam.top_flags(f)),
         "intervals": flat,
         "interval_ranges": ranges,
         "interval_unit": "images (value = max over positions); share = share of firing images",
     }
+
+
+def training_examples_dict(ctx, state, files, f: int) -> tuple[dict | None, str]:
+    """Feature ``f``'s examples on the harvest rule's positions (None and why when there are none) and a note."""
+    if state.train is None:
+        return None, "no training-position examples: the harvest rule is unknown (none in the SAE folder's cfg.json, or --harvest-rule none)"
+    if not state.train_examples:
+        return None, "no training-position examples: switched off for this analysis (--no-training-examples)"
+    from ..data.sampling import describe_rule
+
+    d = spectrum_dict(ctx, files, "features", state.train, f)
+    d["interval_unit"] = "images (value = max over the training positions); share = share of firing images"
+    d["positions"] = (
+        f"per image, the feature's max over the positions the harvest rule selects ({describe_rule(ctx.rule)}; "
+        "0 if it fires at none); intervals: equal-width of [0, its max on those positions]"
+    )
+    firing = int(state.train.stats.fire_img[f])
+    d["counts"] = {"images": firing, "per_interval": state.train.interval_counts[f].tolist()}
+    note = "training_examples: on the positions the SAE was trained on; at_training_position: whether an "
+    note += "every-position example's argmax is one of them"
+    if firing == 0:
+        note += "; this feature never fires at a training position, so it has no training-position examples"
+    return d, note
 
 
 def feature_json(ctx, state, derived, labels, scores, files, names, f: int, enr: Enrichment) -> dict:
@@ -118,6 +146,7 @@ def feature_json(ctx, state, derived, labels, scores, files, names, f: int, enr:
         "rule": "largest signed cosine of the unit decoder row with a channel",
     }
     d.update(spectrum_dict(ctx, files, "features", state.features, f))
+    d["training_examples"], d["training_positions_note"] = training_examples_dict(ctx, state, files, f)
     d.update(label=labels[f], label_score=scores[f], label_kind="label from classes (top images), AUROC on held-out")
     d.update(label_enrichment(enr, f))
     d["logit_effect_kind"] = derived["effect_kind"]

@@ -22,7 +22,6 @@ from .examples import Family
 from .logits import logit_effect
 from .metrics import read_eval_report
 from .passes import Context, RunState, pass1, pass2, pass3_render
-from .streaming import FeatureStats
 
 
 class AnalysisResult(NamedTuple):
@@ -103,15 +102,20 @@ def choose_label_source(cfg: AnalyzeConfig, classes: torch.Tensor) -> str:
 
 
 def new_state(ctx: Context, cfg: AnalyzeConfig, m: int, n_total: int) -> RunState:
+    """Empty streaming state; with a known rule, the training-position family (examples unless switched off)."""
     C, S = ctx.info.channels, ctx.info.size
-    fam = lambda k, s: Family.empty(k, cfg.n_top, cfg.n_intervals, cfg.per_interval, seed=s)  # noqa: E731
+    examples = ctx.rule is not None and cfg.training_examples
+
+    def fam(k: int, seed: int, top: int = cfg.n_top, flags: bool = False) -> Family:
+        return Family.empty(k, top, cfg.n_intervals, cfg.per_interval, seed=seed, flags=flags)
+
     state = RunState(
-        fam(m, cfg.seed), fam(C, cfg.seed + 1), torch.zeros(C, dtype=torch.float64),
+        fam(m, cfg.seed, flags=examples), fam(C, cfg.seed + 1), torch.zeros(C, dtype=torch.float64),
         torch.zeros(C, S, S, dtype=torch.float64), torch.full((n_total,), -1, dtype=torch.long),
         torch.zeros(n_total, dtype=torch.bool),
     )  # fmt: skip
     if ctx.rule is not None:
-        state.train_stats = FeatureStats.empty(m)
+        state.train = fam(m, cfg.seed + 2, top=cfg.n_top if examples else 0)  # capacity 0: statistics only
         state.train_intervals = torch.zeros(m, cfg.n_intervals, dtype=torch.long)
     return state
 

@@ -64,27 +64,36 @@ class Keeper:
     image: Tensor  #: (S, R) long, global image index
     pos: Tensor  #: (S, R) long, flat position on the layer grid
     value: Tensor  #: (S, R) float activation
+    #: (S, R) bool mark carried with each item (whether its position is a training position); None: not kept
+    flag: Tensor | None = None
 
     @classmethod
-    def empty(cls, slots: int, capacity: int, device: str | torch.device = "cpu") -> Keeper:
+    def empty(cls, slots: int, capacity: int, device: str | torch.device = "cpu", flags: bool = False) -> Keeper:
         return cls(
             torch.full((slots, capacity), float("-inf"), device=device),
             torch.full((slots, capacity), -1, dtype=torch.long, device=device),
             torch.full((slots, capacity), -1, dtype=torch.long, device=device),
             torch.zeros(slots, capacity, device=device),
+            torch.zeros(slots, capacity, dtype=torch.bool, device=device) if flags else None,
         )
 
     @property
     def capacity(self) -> int:
         return self.score.shape[1]
 
-    def update(self, score: Tensor, image: Tensor, pos: Tensor, value: Tensor) -> None:
-        """Offer one batch of candidates: each argument (S, B); score -inf means "no candidate"."""
+    def update(self, score: Tensor, image: Tensor, pos: Tensor, value: Tensor, flag: Tensor | None = None) -> None:
+        """Offer one batch of candidates: each argument (S, B); score -inf means "no candidate".
+
+        ``flag`` (S, B) bool is required when the keeper keeps flags, and ignored otherwise.
+        """
         all_score = torch.cat([self.score, score], dim=1)  # (S, R + B)
         top, idx = all_score.topk(self.capacity, dim=1)
         self.image = torch.cat([self.image, image], 1).gather(1, idx)
         self.pos = torch.cat([self.pos, pos], 1).gather(1, idx)
         self.value = torch.cat([self.value, value], 1).gather(1, idx)
+        if self.flag is not None:
+            assert flag is not None, "this keeper keeps a flag per item"
+            self.flag = torch.cat([self.flag, flag], 1).gather(1, idx)
         self.score = top
         self.image = torch.where(top > float("-inf"), self.image, torch.full_like(self.image, -1))  # empty stays empty
 
@@ -100,8 +109,15 @@ class Keeper:
             )
         )
 
+    def entry_flags(self, slot: int) -> list[bool] | None:
+        """The flags of :meth:`entries`, in the same order (None when the keeper keeps none)."""
+        if self.flag is None:
+            return None
+        return self.flag[slot][self.image[slot] >= 0].tolist()
+
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.score, self.image, self.pos, self.value))
+        kept = (self.score, self.image, self.pos, self.value) + (() if self.flag is None else (self.flag,))
+        return sum(t.numel() * t.element_size() for t in kept)
 
 
 @dataclass
@@ -168,3 +184,12 @@ def interval_index(value: Tensor, vmax: Tensor, n_intervals: int) -> Tensor:
     """
     width = (vmax / n_intervals).clamp_min(1e-30)
     return (value / width).floor().long().clamp(0, n_intervals - 1)
+
+
+def at_positions(mask: Tensor, pos: Tensor) -> Tensor:
+    """(B, m) bool: whether each per-image argmax ``pos`` (B, m; -1 where it never fires) is a ``mask`` position.
+
+    mask: (B*hw,) image-major or (B, hw) bool, e.g. the positions the harvest rule selects.
+    """
+    grid = mask.view(pos.shape[0], -1)
+    return grid.gather(1, pos.clamp_min(0)) & (pos >= 0)

@@ -105,8 +105,10 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, wr
         "logit_effect": derived["effect_kind"],
         "examples": {"n_top": cfg.n_top, "n_intervals": cfg.n_intervals, "per_interval": cfg.per_interval,
                      "scheme": "two-pass: exact top-N (pass 1), exact uniform interval reservoirs (pass 2)",
-                     "histogram_bins": HIST_BINS},
-        "state_bytes": state.features.nbytes() + state.neurons.nbytes(),
+                     "histogram_bins": HIST_BINS,
+                     "training_examples": "features/<id>.json training_examples: the same on per-image maxima "
+                                          "over the harvest rule's positions" if state.train_examples else None},
+        "state_bytes": state.nbytes(),
         "timings_s": {**state.timings, "total": elapsed},
         "config": cfg.to_dict(),
         "files": sorted({*written, *list_files(out), "summary.json", "report.md"}),

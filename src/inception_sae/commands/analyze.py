@@ -30,6 +30,9 @@ def analyze(
     per_interval: int = option(AnalyzeConfig, "per_interval", "Examples sampled per interval."),
     render_top: int = option(AnalyzeConfig, "render_top", "Top examples per feature with crop + heatmap files."),
     render_intervals: int = option(AnalyzeConfig, "render_intervals", "Examples per interval with image files."),
+    training_examples: bool = option(
+        AnalyzeConfig, "training_examples", "Also examples on the positions the SAE was trained on."
+    ),
     family: str = option(AnalyzeConfig, "family", "Family to highlight in the branch figures: 3,17,40 or label:TEXT."),
     logit_effect: bool = option(AnalyzeConfig, "logit_effect", "Logit effects (linearised before mixed5b)."),
     umap: bool = option(AnalyzeConfig, "umap", "UMAP of decoder vectors (needs umap-learn)."),
@@ -54,7 +57,7 @@ def analyze(
         device=device,
         batch_size=batch_size, labels=labels, input_size=input_size, n_top=pick(n_top, top, "--top", "--n-top"),
         n_intervals=n_intervals, per_interval=per_interval, render_top=render_top, render_intervals=render_intervals,
-        family=family, logit_effect=logit_effect, umap=umap,
+        training_examples=training_examples, family=family, logit_effect=logit_effect, umap=umap,
         label_source=label_source, workers=workers, resume=resume,
         checkpoint_every_s=pick(checkpoint_every_s, checkpoint_every, "--checkpoint-every", "--checkpoint-every-s"),
         harvest_rule=harvest_rule,

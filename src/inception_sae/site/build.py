@@ -100,7 +100,10 @@ def clean(x):
 
 
 def rebase_examples(d: dict, prefix: str) -> None:
-    """Point every example's image files at the site copy of the analysis folder."""
+    """Point every example's image files (every-position and training-position ones) at the site copy."""
+    training = d.get("training_examples")
+    if isinstance(training, dict):
+        rebase_examples(training, prefix)
     for key in ("top_examples", "intervals"):
         for ex in d.get(key) or []:
             for k in IMAGE_KEYS:

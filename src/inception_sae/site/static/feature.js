@@ -5,9 +5,10 @@
   const SIG_LEVEL = 0.05; // a top-image class is enriched at q <= this (the analysis's labels.LEVEL)
 
   function tile(ex) {
-    const title = `${ex.image || ''} (y=${ex.y}, x=${ex.x})`;
-    return `<div class="tile" title="${SAE.esc(title)}"><div class="pair">${SAE.img(ex.crop, 'crop', 'receptive-field crop')}${SAE.img(ex.heatmap, 'heat', 'heatmap')}</div>
-      <span class="v">${SAE.fmt(ex.value, 3)}</span> <span class="muted">${SAE.esc(String(ex.image || '').split('/').pop())}</span></div>`;
+    const title = `${ex.image || ''} (y=${ex.y}, x=${ex.x})${ex.at_training_position ? ', a trained position' : ''}`;
+    const mark = ex.at_training_position ? ' <span class="tp" title="its argmax is a position the SAE was trained on">trained</span>' : '';
+    return `<div class="tile${ex.at_training_position ? ' at-train' : ''}" title="${SAE.esc(title)}"><div class="pair">${SAE.img(ex.crop, 'crop', 'receptive-field crop')}${SAE.img(ex.heatmap, 'heat', 'heatmap')}</div>
+      <span class="v">${SAE.fmt(ex.value, 3)}</span>${mark} <span class="muted">${SAE.esc(String(ex.image || '').split('/').pop())}</span></div>`;
   }
 
   function examples(list, limit) {
@@ -32,6 +33,45 @@
       return `<div class="iv"><div class="r">[${SAE.fmt(r.lo, 2)}, ${SAE.fmt(r.hi, 2)})${r.count != null ? ` · ${r.count}` : ''}</div>
         ${pic ? tile(pic) : ''}<div class="small muted">${vals}</div></div>`;
     }).join('') + '</div>';
+  }
+
+  /* The examples on two distributions when the analysis has them: the positions the SAE was trained on (the harvest
+     rule's; shown first) and every position. Each is {top_examples, intervals, interval_ranges} of the same format. */
+  function exampleSets(d) {
+    const every = { key: 'every', name: 'every position', data: d };
+    const t = d.training_examples;
+    return t ? [{ key: 'trained', name: 'trained positions', data: t }, every] : [every];
+  }
+
+  function exampleNote(d, set) {
+    if (set.key === 'trained') {
+      const n = (set.data.counts || {}).images;
+      if (n === 0) return '<span class="err" id="no-trained">It never fires at a trained position: no examples on the distribution the SAE was trained on.</span>';
+      return `On the positions the SAE was trained on: ${SAE.esc(set.data.positions || 'the harvest rule\'s positions')}. ${n != null ? n : '–'} images fire at one of them.`;
+    }
+    const flagged = (d.top_examples || []).filter((e) => e.at_training_position != null);
+    const at = flagged.filter((e) => e.at_training_position).length;
+    return 'Per image, the feature\'s max over every position.' +
+      (flagged.length ? ` <span id="at-train-count">${at} of ${flagged.length}</span> top examples have their argmax at a trained position (marked).` : '');
+  }
+
+  /* Draw the top examples and the intervals of one distribution, and mark its button. */
+  function showExamples(d, sets, key) {
+    const set = sets.find((x) => x.key === key) || sets[0];
+    document.querySelectorAll('#ex-dist button').forEach((b) => b.classList.toggle('on', b.dataset.dist === set.key));
+    document.getElementById('ex-note').innerHTML = exampleNote(d, set);
+    document.getElementById('topex').innerHTML = examples(set.data.top_examples);
+    const iv = document.getElementById('ivex');
+    if (iv) {
+      iv.innerHTML = intervals(set.data);
+      document.getElementById('iv-dist').textContent = sets.length > 1 ? `(${set.name})` : '';
+    }
+  }
+
+  function distToggle(sets) {
+    if (sets.length < 2) return '';
+    return '<div class="seg" id="ex-dist">' + sets.map((x) => `<button type="button" data-dist="${x.key}">${x.name}</button>`).join('') +
+      '</div>';
   }
 
   function featvis(d) {
@@ -127,6 +167,7 @@
     const L = SAE.esc(index.layer), sn = d.similar_neuron || {};
     const hasMap = index.cols.x.some((v) => v != null);
     const dead = d.dead || (d.max != null && d.max <= 0);
+    const sets = exampleSets(d);
     SAE.app().innerHTML = `${header(index, d, 'f', id)}
       ${dead ? '<div class="card err" id="deadnote">Dead feature: it never fired on the analysed images, so its examples and intervals say nothing.</div>' : ''}
       <div class="grid3" style="margin-top:12px">
@@ -136,8 +177,8 @@
       </div>
       <div class="grid2"><div class="card"><h2>Branch shares vs the layer's typical feature</h2>${SAE.branchBars(index, d.branch_share, d.branch_p, d.dominant_branch, d.branch_q)}${d.branch_share_norm && d.branch_p_norm ? `<h3>Norm share</h3>${SAE.branchBars(index, d.branch_share_norm, d.branch_p_norm, d.dominant_branch_norm, d.branch_q_norm, index.null_norm, 'norm share ||d[b]|| / ||d||')}` : ''}</div>
         <div class="card"><h2>Activation density</h2>${SAE.histogram(d.histogram)}</div></div>
-      <div class="card"><h2>Top examples</h2><p class="small muted">Receptive-field crop and heatmap overlay; value = activation.</p>${examples(d.top_examples)}</div>
-      ${dead ? '' : `<div class="card"><h2>Across activation intervals</h2>${intervals(d)}</div>`}
+      <div class="card" id="topcard"><div class="title-row"><h2>Top examples</h2>${distToggle(sets)}</div><p class="small muted">Receptive-field crop and heatmap overlay; value = activation. <span id="ex-note"></span></p><div id="topex"></div></div>
+      ${dead ? '' : '<div class="card"><h2>Across activation intervals <span class="muted small" id="iv-dist"></span></h2><div id="ivex"></div></div>'}
       <div class="card" id="neuronbox"><h2>Most similar neuron: ${sn.neuron != null ? `<a href="#/${L}/n/${sn.neuron}">neuron ${sn.neuron}</a>` : '–'}
         <span class="muted small">cosine ${SAE.fmt(sn.cosine, 3)}</span></h2><p class="small muted">Its top examples, to compare with the feature's above.</p><div id="neuronex" class="muted">…</div></div>
       <div class="grid2"><div class="card"><h2>Top classes</h2><p class="small muted">${SAE.esc(d.logit_effect_kind || index.logit_effect || '')}</p>${classList(d.top_classes)}</div>
@@ -145,6 +186,8 @@
       <div class="grid2"><div class="card" id="upstream"><h2>Upstream circuit neighbours</h2>${neighbours(d.up)}</div>
         <div class="card" id="downstream"><h2>Downstream circuit neighbours</h2>${neighbours(d.down)}</div></div>
       <div id="matches"></div>`;
+    showExamples(d, sets, sets[0].key);
+    document.querySelectorAll('#ex-dist button').forEach((b) => b.addEventListener('click', () => showExamples(d, sets, b.dataset.dist)));
     if (SAE.pages.matches) SAE.pages.matches(document.getElementById('matches'), index, d);
     if (hasMap) SAE.umap(document.getElementById('minimap'), index, { highlight: SAE.rowOf(index, id), height: 210, radius: 1.5 });
     const box = document.getElementById('neuronex');
