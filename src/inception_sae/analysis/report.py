@@ -95,8 +95,10 @@ def spectrum_dict(ctx, files, family: str, fam: Family, f: int) -> dict:
 def training_examples_dict(ctx, state, files, f: int) -> tuple[dict | None, str]:
     """Feature ``f``'s examples on the harvest rule's positions (None and why when there are none) and a note."""
     if state.train is None:
-        return None, ("no training-position examples: the harvest rule is unknown (none in the SAE folder's "
-                      "cfg.json, or --harvest-rule none)")
+        return None, (
+            "no training-position examples: the harvest rule is unknown (none in the SAE folder's "
+            "cfg.json, or --harvest-rule none)"
+        )
     if not state.train_examples:
         return None, "no training-position examples: switched off for this analysis (--no-training-examples)"
     from ..data.sampling import describe_rule
