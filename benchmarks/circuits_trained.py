@@ -72,9 +72,9 @@ def main() -> None:
                          image_size=a.size, compare_features=a.compare_features, weights="random")  # fmt: skip
     summary = run_circuits(cfg, model)
     v = summary["validation"]
-    keys = ("pairs", "spearman_vs_ablation", "spearman_expanded_vs_attribution", "branch_consistency")
+    keys = ("pairs", "spearman_vs_ablation", "verdicts", "branch_consistency")
     print(json.dumps({k: v.get(k) for k in keys}, indent=1, default=float))
-    print("sign disagreements:", v["sign_disagreements_expanded_vs_ablation"]["count"], "of", v["pairs"])
+    print("sign disagreements:", v["sign_disagreements_encoder_expanded_vs_ablation"]["count"], "of", v["pairs"])
     print(f"total {time.time() - t0:.1f} s; figure {a.out / 'circuits' / 'agreement.png'}")
 
 

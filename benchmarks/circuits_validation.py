@@ -57,7 +57,9 @@ def main() -> None:
         folders += train(ArraySource(X, 1024, seed=0), [SAEConfig(X.shape[1], args.latents, 32)], cfg,
                          tmp / layer, meta).paths  # fmt: skip
     train_s = time.perf_counter() - t0
-    cfg = CircuitsConfig(*folders, tmp / "circ", images=PHOTOS, max_images=args.max_images, weights="random")
+    cfg = CircuitsConfig(
+        *folders, tmp / "circ", images=PHOTOS, max_images=args.max_images, image_size=224, weights="random"
+    )
     t0 = time.perf_counter()
     v = run_circuits(cfg, model)["validation"]
     circ_s = time.perf_counter() - t0

@@ -259,3 +259,23 @@ def test_circuits_read_the_analysis_labels_or_compute_them_by_the_same_rule(tmp_
         (tmp_path / "ana" / "features" / f"{i}.json").write_text(json.dumps({"dominant_branch": "pool"}))
     read, source = branch_labels(cfg, {"mixed4c": tmp_path / "ana"}, model, ds, sae)
     assert read["mixed4c"] == ["pool"] * 80 and "features" in source["mixed4c"]  # read, never recomputed
+
+
+def test_circuits_images_at_the_sae_folders_harvest_preprocessing(tmp_path):
+    """Without --image-size the upstream SAE's recorded harvest preprocessing is used; none recorded: refused."""
+    from circuits_helpers import write_sae
+
+    from inception_sae.circuits.config import CircuitsConfig
+    from inception_sae.circuits.run import image_preprocess
+
+    folder = write_sae(random_sae("mixed4b", 512, 8, 2, 0), tmp_path / "up")
+    cfg = CircuitsConfig(folder, folder, tmp_path / "out", images=tmp_path)
+    with pytest.raises(UserError, match="--image-size"):
+        image_preprocess(cfg)
+    meta = json.loads((folder / "cfg.json").read_text())
+    meta["data"] = {"rule": None, "rule_reason": "test", "preprocess": {"resize": 80, "crop": 64}}
+    (folder / "cfg.json").write_text(json.dumps(meta))
+    pre = image_preprocess(cfg)
+    assert (pre.resize, pre.crop) == (80, 64)
+    explicit = image_preprocess(CircuitsConfig(folder, folder, tmp_path / "out", images=tmp_path, image_size=96))
+    assert (explicit.resize, explicit.crop) == (110, 96)

@@ -112,8 +112,12 @@ def test_explain_cli_writes_a_self_contained_report(tmp_path, capsys):
     sae = write_sae(tmp_path / "sae", unit_rows(torch.randn(128, 1024)), "mixed5b", k=8)
     img = tmp_path / "cat.png"
     photo(4).save(img)
-    rc = main(["explain", str(img), "--sae", str(sae), "--weights", "random", "--out", str(tmp_path / "r"),
-               "--top-classes", "2", "--top-features", "3", "--site", "../site"])  # fmt: skip
+    args = ["explain", str(img), "--sae", str(sae), "--weights", "random", "--out", str(tmp_path / "r"),
+            "--top-classes", "2", "--top-features", "3", "--site", "../site"]  # fmt: skip
+    assert main(args) == 2  # a hand-made folder records no preprocessing: refused, not guessed
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--resize/--crop" in err[-1] and err[-1].startswith("error:")
+    rc = main([*args, "--resize", "256", "--crop", "224"])
     assert rc == 0
     html = (tmp_path / "r" / "explain.html").read_text()
     assert "SAE reconstruction error" in html and 'href="../site/index.html#/mixed5b/f/' in html
@@ -129,6 +133,7 @@ def test_explain_cli_bad_image_is_a_one_line_error(tmp_path, capsys):
     sae = write_sae(tmp_path / "sae", unit_rows(torch.randn(16, 1024)), "mixed5b", k=4)
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
-    assert main(["explain", str(bad), "--sae", str(sae), "--weights", "random", "--out", str(tmp_path / "r")]) == 2
+    args = ["explain", str(bad), "--sae", str(sae), "--weights", "random", "--out", str(tmp_path / "r")]
+    assert main([*args, "--resize", "256", "--crop", "224"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a decodable image" in err[0]

@@ -19,7 +19,7 @@ class CircuitsConfig:
     feature: int | None = None  #: downstream feature to centre the graph on (default: most frequent)
     images: Path | None = None  #: image folder / list for attribution, ablation and validation
     max_images: int = 64  #: images scanned for sites: a seeded subset spread over the classes
-    image_size: int = 224  #: centre-crop side (resize short side to 256/224 of it)
+    image_size: int | None = None  #: centre-crop side (resize to 256/224 of it); None: the upstream SAE's harvest
     sites: int = 8  #: images (one site each) per downstream feature
     compare_features: int = 24  #: downstream features compared across methods (validation; bootstrap over them)
     candidates: int = 48  #: upstream features ablated per downstream feature
@@ -38,11 +38,13 @@ class CircuitsConfig:
     chunk: int = 1024  #: downstream features per chunk when scanning all pairs
 
     def __post_init__(self) -> None:
-        for name in ("max_images", "image_size", "sites", "top", "graph_top", "chunk", "batch_size"):
+        for name in ("max_images", "sites", "top", "graph_top", "chunk", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.hops < 1 or self.permutations < 1 or self.compare_features < 0 or self.candidates < 1:
             raise UserError("hops, permutations and candidates must be >= 1, compare_features >= 0")
+        if self.image_size is not None and self.image_size < 1:
+            raise UserError(f"image_size must be >= 1, got {self.image_size}")
         if self.recipe_features < 0:
             raise UserError(f"recipe_features must be >= 0, got {self.recipe_features}")
         if self.feature is not None and self.feature < 0:

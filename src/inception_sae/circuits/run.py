@@ -161,6 +161,20 @@ def logits_json(model: InceptionV1, sae: SAETensors, labels: Labels, top: int = 
     return out
 
 
+def image_preprocess(cfg: CircuitsConfig) -> Preprocess:
+    """``image_size`` when given, else the upstream SAE's harvest preprocessing (its cfg.json ``data``); refuses
+    with a one-line error when neither is known."""
+    if cfg.image_size is not None:
+        return Preprocess(resize=round(cfg.image_size * 256 / 224), crop=cfg.image_size)
+    from ..sae.provenance import harvest_of
+
+    meta = read_json(Path(cfg.upstream) / "cfg.json", {})
+    try:
+        return harvest_of(meta, cfg.upstream, need=("preprocess",)).preprocessing()
+    except UserError as e:
+        raise UserError(f"{e} (for circuits: --image-size)") from None
+
+
 def load_inputs(cfg: CircuitsConfig, model: InceptionV1 | None):
     """Model, SAEs, chain and (optional) images from the config, with one-line errors."""
     from ..models.weights import load_model
@@ -170,7 +184,7 @@ def load_inputs(cfg: CircuitsConfig, model: InceptionV1 | None):
     model = model if model is not None else load_model(cfg.weights, seed=cfg.seed, device=cfg.device)
     dataset = None
     if cfg.images is not None:
-        pre = Preprocess(resize=round(cfg.image_size * 256 / 224), crop=cfg.image_size)
+        pre = image_preprocess(cfg)
         dataset = ImageDataset.from_path(cfg.images, pre)
         dataset.subset = take_spread(dataset, cfg.max_images, cfg.seed)  # seeded, spread over the classes
     return model, up, down, chain, dataset

@@ -18,7 +18,7 @@ def circuits(
     feature: int = option(CircuitsConfig, "feature", "Downstream feature to centre the graph on."),
     images: Path = typer.Option(None, "--images", help="Images for attribution, ablation and validation."),
     max_images: int = option(CircuitsConfig, "max_images", "Images scanned for sites (seeded, class-spread)."),
-    image_size: int = option(CircuitsConfig, "image_size", "Centre-crop side in pixels."),
+    image_size: int = option(CircuitsConfig, "image_size", "Centre-crop side (default: the SAE's harvest)."),
     compare_features: int = option(CircuitsConfig, "compare_features", "Downstream features compared by all methods."),
     recipe_features: int = option(
         CircuitsConfig, "recipe_features", "Weight partners of the focus followed through Bozoukov's recipe (0: off)."

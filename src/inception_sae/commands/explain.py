@@ -32,29 +32,33 @@ def explain(
     analysis: Path = typer.Option(None, "--analysis", help="Analysis folder of the SAE (feature labels)."),
     site: str = typer.Option(None, "--site", help="Built site (path or URL) to link each feature to."),
     labels: Path = typer.Option(None, "--labels", help="inception5h labels TSV (class names)."),
+    resize: int = typer.Option(None, "--resize", help="Short side before the crop (default: the SAE's harvest)."),
+    crop: int = typer.Option(None, "--crop", help="Centre-crop side (default: the SAE's harvest)."),
     weights: str = WEIGHTS,
     seed: int = SEED,
     device: str = DEVICE,
 ) -> None:
     """Split the top class logits of IMG into SAE-feature terms; write a self-contained HTML/PNG report."""
-    from ..data.images import Preprocess, decode_image, resize_crop
+    from ..data.images import decode_image, resize_crop
     from ..data.labels import load_labels
     from ..errors import UserError
     from ..explain.report import write_report
     from ..explain.run import explain_image, feature_labels
     from ..models import load_model
     from ..sae.model import TopKSAE
+    from ..sae.provenance import harvest_of
 
     cfg = ExplainConfig(top_classes, top_features, steps)
     if not image.is_file():
         raise UserError(f"image {image} does not exist")
     from ..data.images import ImageDecodeError
 
+    model_sae = TopKSAE.load(sae, device=device)
+    pre = harvest_of(model_sae.meta, sae, need=("preprocess",), resize=resize, crop=crop).preprocessing()
     try:
-        img = resize_crop(decode_image(image), Preprocess(resize=256, crop=224))
+        img = resize_crop(decode_image(image), pre)
     except ImageDecodeError as e:
         raise UserError(f"{image} is not a decodable image ({e.reason})") from e
-    model_sae = TopKSAE.load(sae, device=device)
     model = load_model(weights, seed=seed, device=device)
     warn_if_random(model.identity)
     layer = model_sae.layer
