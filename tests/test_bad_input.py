@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 
 import numpy as np
 import pytest
@@ -139,3 +140,31 @@ def test_nan_vectors_are_skipped_with_a_count_or_refused(tmp_path, capsys):
     assert main(["train", "--store", str(many), "--out", str(tmp_path / "sae2"), *args]) == 2
     one_line_error(capsys, "non-finite (NaN/inf) vectors")
     assert not (tmp_path / "sae2" / "sae_weights.safetensors").exists()
+
+
+def test_full_disk_while_writing_safetensors_is_one_line_and_keeps_the_last_file(tmp_path):
+    """A real full file system (a 64 kB tmpfs), as a training checkpoint or an SAE's weights meet it."""
+    import subprocess
+
+    import torch
+
+    from inception_sae.errors import UserError
+    from inception_sae.fsio import atomic_save_safetensors
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        good = atomic_save_safetensors(small / "w.safetensors", {"a": torch.ones(100)})
+        with pytest.raises(UserError, match="disk full while writing"):
+            atomic_save_safetensors(small / "w.safetensors", {"a": torch.zeros(100_000)})
+        from safetensors.torch import load_file
+
+        assert torch.equal(load_file(str(good))["a"], torch.ones(100))  # the last good file is intact
+        assert [p.name for p in small.iterdir()] == ["w.safetensors"]  # no temporary file left behind
+        mask = os.umask(0o022)
+        os.umask(mask)
+        assert good.stat().st_mode & 0o777 == 0o666 & ~mask  # created with the umask, not safetensors' 0600
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)

@@ -135,6 +135,18 @@ def test_uploads_too_large_or_wrong_type_are_refused(live_server):
         assert headers["Content-Type"] == "application/json" and json.loads(data)["error"]
 
 
+def test_a_decompression_bomb_is_refused_with_413(live_server):
+    """20000 x 20000 pixels in a 49 kB PNG: refused before it is decoded, not a 500."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, format="PNG")
+    assert len(buf.getvalue()) < 200_000  # within the upload limit: only decoding would reveal it
+    status, _, data = request(live_server, "POST", "/api/live", body=buf.getvalue(),
+                              headers={"Content-Type": "image/png"})  # fmt: skip
+    assert status == 413 and "decoded" in json.loads(data)["error"]
+
+
 def test_live_returns_features(live_server):
     status, _, data = request(live_server, "GET", "/api/live")
     info = json.loads(data)

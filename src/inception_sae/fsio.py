@@ -53,12 +53,6 @@ def disk_full_error(path: Path, e: OSError) -> Exception:
     return e
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary name next to ``path`` for writers that want a file name; fsynced and renamed over ``path``.
@@ -118,14 +112,13 @@ def atomic_save_image(path: str | Path, image: Any, format: str = "PNG", **save:
 def atomic_save_safetensors(path: str | Path, tensors: dict[str, Any]) -> Path:
     """torch tensors as a ``.safetensors`` file, written atomically with the umask's permissions.
 
-    safetensors creates its files 0600; every other output of the package is created
-    with the process umask (0644 under the usual 022), so a shared folder stays readable.
+    The tensors are serialised in memory and written by Python, not by safetensors' own writer: its
+    ``SafetensorError`` on a full disk is not an ``OSError``, so it escaped the one-line disk-full error
+    (and its files are created 0600, where every other output follows the process umask).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())
+    atomic_write_bytes(path, save(tensors))
     return Path(path)
 
 

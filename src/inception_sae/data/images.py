@@ -89,7 +89,9 @@ def decode_image(path: str | Path) -> Image.Image:
         raise ImageDecodeError("missing", str(path)) from e
     except Image.UnidentifiedImageError as e:
         raise ImageDecodeError("not_an_image", str(path)) from e
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:  # pixels far beyond any photo
+        raise ImageDecodeError("too_large", f"{path}: {e}") from e
+    except (OSError, SyntaxError, ValueError) as e:
         raise ImageDecodeError("corrupt", f"{path}: {e}") from e
     if min(rgb.size) < MIN_SIDE:
         raise ImageDecodeError("too_small", f"{path}: {rgb.size}")

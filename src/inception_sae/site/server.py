@@ -150,6 +150,8 @@ class SiteHandler(BaseHTTPRequestHandler):
             live = self.server.live
             result = live.explain(body, classes) if url.path == EXPLAIN_PATH else live.analyse(body)
         except ImageDecodeError as e:
+            if e.reason == "too_large":  # a decompression bomb: small on the wire, huge once decoded
+                return self.send_error_json(413, "image too large once decoded (a decompression bomb?)")
             return self.send_error_json(400, f"the upload is not a decodable image ({e.reason})")
         except UserError as e:
             return self.send_error_json(400, str(e))
