@@ -238,7 +238,8 @@ def recipe_part(cfg: CircuitsConfig, circuit: WeightCircuit, dataset, focus: int
                 out: Path) -> dict:  # fmt: skip
     """Bozoukov's recipe from the focus feature's top upstream partners (by weight): edges of kind "recipe" in
     the same graph, ``recipe.json``, a figure, and where the focus feature ranks in each partner's recipe."""
-    partners = circuit.neighbours(cfg.recipe_features).up_index[focus].tolist()
+    row = circuit.rows([focus])[0]  # the focus's weights only: its top partners, as neighbours() ranks them
+    partners = row.abs().topk(min(cfg.recipe_features, row.numel())).indices.tolist()
     edges, summary = recipe_graph(circuit.model, circuit.lin.chain, circuit.up, circuit.down, dataset, partners,
                                   max_sites=cfg.sites, top=cfg.graph_top, batch_size=cfg.batch_size)  # fmt: skip
     graph.add_edges(edges, *lookups)
