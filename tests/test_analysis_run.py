@@ -135,26 +135,27 @@ def test_interrupted_run_resumes_to_the_same_result(model, sae_dir, tmp_path, mo
     kw = dict(input_size=32, batch_size=2, n_top=3, render_top=0, render_intervals=0, umap=False,
               logit_effect=False, checkpoint_every_s=1e-9)  # fmt: skip
     analyze(AnalyzeConfig(sae_dir, tmp_path / "imgs", tmp_path / "ref", **kw), model=model, progress=False)
-    calls, real = [0], passes.held_out_mask
+    calls, real = [0], passes.pass2_batch
 
     def failing(*a):
         calls[0] += 1
-        if calls[0] == 5:  # the third batch of pass 2 (two families per batch)
+        if calls[0] == 3:  # the third batch of pass 2
             raise KeyboardInterrupt
         return real(*a)
 
-    monkeypatch.setattr(passes, "held_out_mask", failing)
+    monkeypatch.setattr(passes, "pass2_batch", failing)
     cfg = AnalyzeConfig(sae_dir, tmp_path / "imgs", tmp_path / "out", **kw)
     with pytest.raises(KeyboardInterrupt):
         analyze(cfg, model=model, progress=False)
     cursor = json.loads((tmp_path / "out" / "checkpoint" / "cursor.json").read_text())
-    assert cursor["pass"] == 2 and cursor["next"] == 4
-    monkeypatch.setattr(passes, "held_out_mask", real)
+    # pass 2 reads the choice half (3 of the 6 images: batches of 2 and 1), then the score half
+    assert cursor["pass"] == 2 and cursor["next"] == 3
+    monkeypatch.setattr(passes, "pass2_batch", real)
     analyze(cfg, model=model, progress=False)
     assert not (tmp_path / "out" / "checkpoint").exists()
     for f in range(24):
         a, b = (json.loads((tmp_path / d / "features" / f"{f}.json").read_text()) for d in ("ref", "out"))
-        for key in ("top_examples", "intervals", "interval_ranges", "frequency", "max", "label_score"):
+        for key in ("top_examples", "intervals", "interval_ranges", "frequency", "max", "label_score", "label_concept"):
             assert a[key] == b[key], (f, key)
 
 

@@ -70,7 +70,8 @@ def save(folder: Path, state, pass_no: int, next_pos: int, skips, fp: dict) -> N
     folder.mkdir(parents=True, exist_ok=True)
     t = {**family_tensors("features", state.features), **family_tensors("neurons", state.neurons)}
     t.update(chan_sq=state.chan_sq, act_sum=state.act_sum, image_class=state.image_class, seen=state.seen)
-    t.update({f"auroc.{k}": v for k, v in state.auroc.items()})
+    for name, cc in state.concepts.items():
+        t.update(cc.tensors(f"concepts.{name}"))
     if state.train is not None:
         t.update(family_tensors("train", state.train))  # statistics and examples on the training positions
         t["train_intervals"] = state.train_intervals
@@ -106,7 +107,7 @@ def load(folder: Path, state, skips, fp: dict) -> tuple[int, int]:
         t["image_class"],
         t["seen"],
     )
-    state.auroc = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("auroc.")}
+    state.concept_tensors = {k: v for k, v in t.items() if k.startswith("concepts.")}
     if state.train is not None:
         restore_family("train", state.train, t, cursor["counts"]["train"])
         state.train_intervals = t["train_intervals"]

@@ -68,7 +68,7 @@ class AnalyzeConfig:
     """Compute a UMAP of decoder vectors (needs umap-learn)."""
     label_source: LabelSource = "auto"
     """'true' (wnid of folders/files), 'predicted' (model top-1), or 'auto': true labels when every image has
-    one and some class has at least 3 images (so held-out scoring is possible), else predictions."""
+    one (class folders ``train/<wnid>/...`` or flat ``<wnid>.jpg``), else predictions."""
     workers: int = 0
     """DataLoader worker processes for image decoding."""
     resume: bool = True

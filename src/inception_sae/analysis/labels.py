@@ -1,12 +1,7 @@
-"""Offline labels from classes: enrichment of a feature's top images, tested, and scored on held-out images.
+"""Class enrichment of a direction's top images, and the hypergeometric tail the concept labels test with.
 
-A label is "label from classes": the most frequent classes among the feature's
-top images (true labels from wnid folders/file names, else the model's own
-top-1 predictions). Its score is the AUROC of the rule "the image belongs to
-one of the label's classes" for the feature's per-image activation on
-held-out images (all images outside the feature's top set): P(activation of an
-in-class image > that of an out-of-class image), ties counting one half,
-computed from histograms binned at 1/100 of the feature's max.
+The top images' classes are true labels (wnid folders / file names) or the model's own top-1 predictions.
+(The labels themselves, chosen on one half of the images and scored on the other, are in ``concepts.py``.)
 
 Enrichment test: for a class seen k times among the feature's n top images (those with a known class), p is the
 exact one-sided hypergeometric tail P(X >= k) when the n are drawn without replacement from the N analysed images
@@ -26,31 +21,14 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
+from numba import njit
 from torch import Tensor
 
-AUROC_BINS = 102  #: 0: no firing; 1..101: value / max in 1/100 steps
 LEVEL = 0.05  #: a class is significantly enriched at q <= LEVEL
 CORRECTION = "Benjamini-Hochberg over every (direction, class) pair with at least one analysed image in the class"
 TEST = "one-sided hypergeometric P(X >= count): the top images drawn without replacement from the analysed images"
-
-
-def class_labels(top_images: Tensor, image_class: Tensor, names, max_classes: int = 3) -> tuple[list[str], Tensor]:
-    """Label strings and an in-label mask (n_classes, m) from top images (m, n_top) (-1 = empty)."""
-    m = top_images.shape[0]
-    mask = torch.zeros(len(names), m, dtype=torch.bool)
-    labels = []
-    for f in range(m):
-        imgs = top_images[f][top_images[f] >= 0]
-        cls = [int(c) for c in image_class[imgs].tolist() if c >= 0]
-        if not cls:
-            labels.append("")
-            continue
-        counts = Counter(cls).most_common()  # ties keep first-seen order, i.e. the higher-ranked image
-        keep = [c for c, n in counts if n >= 2][:max_classes] or [cls[0]]
-        mask[keep, f] = True
-        labels.append(" / ".join(names[c] for c in keep))
-    return labels, mask
 
 
 def log_comb(n: int, k: int) -> float:
@@ -139,23 +117,36 @@ def class_enrichment(top_images: Tensor, image_class: Tensor, class_counts: Tens
     return Enrichment(out, sig, family, len(flat_p), N)
 
 
-def auroc_update(hist: Tensor, vmax_img: Tensor, fmax: Tensor, in_label: Tensor, held_out: Tensor) -> None:
-    """Add a batch to ``hist`` (2, m, AUROC_BINS): [0] in-label images, [1] others.
+@njit(cache=True)
+def _hypergeom_sf_one(k: int, n: int, K: int, N: int) -> float:  # pragma: no cover - compiled
+    lo, hi = max(0, n - (N - K)), min(n, K)
+    if k <= lo:
+        return 1.0
+    if k > hi:
+        return 0.0
+    log_t = (math.lgamma(K + 1) - math.lgamma(k + 1) - math.lgamma(K - k + 1) + math.lgamma(N - K + 1)
+             - math.lgamma(n - k + 1) - math.lgamma(N - K - n + k + 1)
+             - (math.lgamma(N + 1) - math.lgamma(n + 1) - math.lgamma(N - n + 1)))  # fmt: skip
+    term, total = 1.0, 1.0  # in units of the first term
+    for x in range(k, hi):
+        term *= (K - x) * (n - x) / ((x + 1.0) * (N - K - n + x + 1.0))
+        total += term
+        if term < 1e-17 * total and (K - x) * (n - x) < (x + 1.0) * (N - K - n + x + 1.0):
+            break  # past the mode and negligible
+    return min(1.0, math.exp(log_t + math.log(total)))
 
-    vmax_img, in_label, held_out: (B, m); fmax (m,) the features' maxima.
-    """
-    m = vmax_img.shape[1]
-    rel = (vmax_img / fmax.clamp_min(1e-30)).clamp(0, 1)
-    b = torch.where(vmax_img > 0, 1 + (rel * 100).floor().long(), torch.zeros_like(rel, dtype=torch.long))
-    feat = torch.arange(m).expand_as(b)
-    for row, sel in ((0, held_out & in_label), (1, held_out & ~in_label)):
-        hist[row] += torch.bincount((feat * AUROC_BINS + b)[sel], minlength=m * AUROC_BINS).view(m, AUROC_BINS)
+
+@njit(cache=True)
+def _hypergeom_sf_many(k, n, K, N, out):  # pragma: no cover - compiled
+    for i in range(k.shape[0]):
+        out[i] = _hypergeom_sf_one(k[i], n[i], K[i], N[i])
 
 
-def auroc_from_hist(hist: Tensor) -> list[float | None]:
-    """(2, m, bins) -> per-feature AUROC (None without both groups)."""
-    pos, neg = hist[0].double(), hist[1].double()
-    below = torch.cumsum(neg, 1) - neg  # negatives in lower bins
-    num = (pos * (below + 0.5 * neg)).sum(1)
-    den = pos.sum(1) * neg.sum(1)
-    return [float(n / d) if d > 0 else None for n, d in zip(num, den, strict=True)]
+def hypergeom_sf_many(k, n, K, N) -> np.ndarray:
+    """``hypergeom_sf`` over arrays (compiled; terms by the pmf's ratio recursion, stopped once negligible)."""
+    arrs = [np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=np.int64), np.broadcast(k, n, K, N).shape))
+            for v in (k, n, K, N)]  # fmt: skip
+    shape = arrs[0].shape
+    out = np.empty(arrs[0].size)
+    _hypergeom_sf_many(*[a.reshape(-1) for a in arrs], out)
+    return out.reshape(shape)

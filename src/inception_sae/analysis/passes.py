@@ -1,4 +1,4 @@
-"""The streaming passes over images: statistics + top examples, intervals + label scores, rendering.
+"""The streaming passes over images: statistics + top examples, intervals + concept labels, rendering.
 
 Each pass runs the model to the SAE's layer (stopping early), encodes every
 position with the SAE and reduces the codes to per-image maxima at once, so a
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..data.images import ImageDataset, SkipLog, iter_batches
-from . import labels as lab
+from . import concepts as cn
 from .examples import Family
 from .render import save_crop, save_heatmap, thumb_base, to_uint8
 from .streaming import FeatureStats, at_positions, dense_maxima, image_maxima, interval_index
@@ -66,8 +66,10 @@ class RunState:
     act_sum: Tensor  #: (C, H, W) float64 sum of activation maps over images
     image_class: Tensor  #: (n_images_total,) long class per dataset index (-1 unknown or skipped)
     seen: Tensor  #: (n_images_total,) bool, images that decoded
-    auroc: dict[str, Tensor] = field(default_factory=dict)  #: family -> (2, m, AUROC_BINS)
-    in_label: dict[str, Tensor] = field(default_factory=dict)  #: family -> (n_classes, m) bool
+    #: family -> concept label counts (choice half, then score half); empty: no image with a known class
+    concepts: dict[str, cn.ConceptCounts] = field(default_factory=dict)
+    split: Tensor | None = None  #: (n_images_total,) 0 choice half, 1 score half, -1 not in either
+    concept_tensors: dict[str, Tensor] = field(default_factory=dict)  #: a checkpoint's concept counts, to restore
     #: features on the harvest rule's positions only (the training distribution): statistics, and unless
     #: switched off (a top capacity of 0) top and interval examples of per-image maxima over those positions;
     #: None: no rule
@@ -148,42 +150,95 @@ def pass1(ctx: Context, state: RunState, predict: bool, start: int = 0, on_batch
     state.timings["pass1_s"] = state.timings.get("pass1_s", 0.0) + time.perf_counter() - t0
 
 
-def held_out_mask(top_images: Tensor, image: Tensor) -> Tensor:
-    """(B, m) True where the image is not among the feature's top images (m, n_top)."""
-    return ~(top_images.T.unsqueeze(0) == image.view(-1, 1, 1)).any(1)
+def pass2_order(state: RunState, indices: list[int]) -> tuple[list[int], int]:
+    """Pass 2 reads the choice half, then the score half, then the rest; returns the order and the choice count."""
+    if state.split is None:
+        return list(indices), 0
+    sp = state.split
+    a = [i for i in indices if sp[i] == 0]
+    b = [i for i in indices if sp[i] == 1]
+    rest = [i for i in indices if sp[i] < 0]
+    return a + b + rest, len(a)
 
 
 def pass2(ctx: Context, state: RunState, start: int = 0, on_batch: Saver | None = None) -> None:
-    """Interval reservoirs (exact, now that maxima are known) and held-out label AUROC histograms."""
+    """Interval reservoirs (exact, now that maxima are known) and concept labels (choice half, then score half).
+
+    ``start`` is a position in this pass's own order (``pass2_order``).
+    """
     t0 = time.perf_counter()
     fams = {"features": state.features, "neurons": state.neurons}
-    for name, fam in fams.items():
+    for fam in fams.values():
         if fam.intervals is None:  # not resuming
             fam.start_pass2()
-        if name not in state.auroc:
-            state.auroc[name] = torch.zeros(2, fam.m, lab.AUROC_BINS, dtype=torch.long)
     if state.train_examples and state.train.intervals is None:
         state.train.start_pass2()  # its intervals span [0, the max over training positions]
-    for _x, image, acts, vals, ind in batches(ctx, ctx.indices[start:], f"pass 2/3 {ctx.layer}"):
-        B, m = len(image), state.features.m
-        maxima = {"features": image_maxima(vals, ind, B, ctx.hw, m), "neurons": dense_maxima(acts)}
-        flags: dict[str, Tensor | None] = {"features": None, "neurons": None}
-        if state.train is not None:
-            mask = ctx.training_mask(acts, image)
-            count_training_intervals(state, mask, vals, ind)
-            if state.train_examples:
-                tmax, tpos = image_maxima(vals * mask[:, None], ind, B, ctx.hw, m)
-                state.train.offer_intervals(tmax, tpos, image)
-                flags["features"] = at_positions(mask, maxima["features"][1])
-        cls = state.image_class[image]  # (B,)
-        for name, fam in fams.items():
-            vmax, pos = maxima[name]
-            fam.offer_intervals(vmax, pos, image, flags[name])
-            in_label = torch.where(cls.view(-1, 1) >= 0, state.in_label[name][cls.clamp_min(0)], False)  # (B, m)
-            lab.auroc_update(state.auroc[name], vmax, fam.stats.vmax, in_label, held_out_mask(fam.top.image, image))
-        if on_batch is not None:
-            on_batch(2, int(image[-1]) + 1)
+    order, n_choice = pass2_order(state, ctx.indices)
+    at = {img: j for j, img in enumerate(order)}
+    parts = [(order[:n_choice], 0), (order[n_choice:], 1)]
+    offset = 0
+    for part, half in parts:
+        if start >= offset + len(part):
+            offset += len(part)
+            continue
+        todo = part[max(0, start - offset) :]
+        offset += len(part)
+        if half == 1:
+            for cc in state.concepts.values():
+                if cc.chosen is None:
+                    cc.choose()
+        for x, image, acts, vals, ind in batches(ctx, todo, f"pass 2/3 {ctx.layer}"):
+            pass2_batch(ctx, state, x, image, acts, vals, ind)
+            if on_batch is not None:
+                on_batch(2, at[int(image[-1])] + 1)
+    for cc in state.concepts.values():  # a run whose score half is empty still chooses (and scores nothing)
+        if cc.chosen is None:
+            cc.choose()
     state.timings["pass2_s"] = state.timings.get("pass2_s", 0.0) + time.perf_counter() - t0
+
+
+def pass2_batch(ctx: Context, state: RunState, x: Tensor, image: Tensor, acts: Tensor, vals: Tensor,
+                ind: Tensor) -> None:  # fmt: skip
+    """One batch of pass 2: intervals of every family, concept counts of the images in either half."""
+    fams = {"features": state.features, "neurons": state.neurons}
+    B, m = len(image), state.features.m
+    maxima = {"features": image_maxima(vals, ind, B, ctx.hw, m), "neurons": dense_maxima(acts)}
+    flags: dict[str, Tensor | None] = {"features": None, "neurons": None}
+    if state.train is not None:
+        mask = ctx.training_mask(acts, image)
+        count_training_intervals(state, mask, vals, ind)
+        if state.train_examples:
+            tmax, tpos = image_maxima(vals * mask[:, None], ind, B, ctx.hw, m)
+            state.train.offer_intervals(tmax, tpos, image)
+            flags["features"] = at_positions(mask, maxima["features"][1])
+    for name, fam in fams.items():
+        vmax, pos = maxima[name]
+        fam.offer_intervals(vmax, pos, image, flags[name])
+    if not state.concepts or state.split is None:
+        return
+    t0 = time.perf_counter()
+    half = state.split[image]
+    size = ctx.info.size
+    colours = cn.cell_colours(x)
+    cells = {"features": lambda: cn.sparse_cell_maxima(vals, ind, B, size, m),
+             "neurons": lambda: cn.dense_cell_maxima(acts)}  # fmt: skip
+    extent = {"features": lambda v: cn.sparse_extent(vals, ind, v, size),
+              "neurons": lambda v: cn.dense_extent(acts, v)}  # fmt: skip
+    for name, cc in state.concepts.items():
+        vmax = maxima[name][0]
+        top = fams[name].stats.vmax
+        cellmax = cells[name]()
+        cls = cc.compact(state.image_class[image])
+        for h in (0, 1):
+            sel = (half == h) & (cls >= 0)
+            if not bool(sel.any()):
+                continue
+            if h == 0:
+                cc.add_choice(vmax[sel], cls[sel], top, cellmax[sel], colours[sel])
+            else:
+                ext = extent[name](vmax)[sel]
+                cc.add_score(vmax[sel], cls[sel], top, cellmax[sel], colours[sel], ext, cc.masks())
+    state.timings["concepts_s"] = state.timings.get("concepts_s", 0.0) + time.perf_counter() - t0
 
 
 def count_training_intervals(state: RunState, mask: Tensor, vals: Tensor, ind: Tensor) -> None:

@@ -9,8 +9,9 @@ import torch
 
 from . import branches as br
 from .branch_null import LEVEL
+from .concepts import label_text
 from .examples import Family
-from .labels import CORRECTION, Enrichment, auroc_from_hist, class_enrichment
+from .labels import CORRECTION, Enrichment, class_enrichment
 from .labels import LEVEL as LABEL_LEVEL
 from .logits import class_top_features, top_classes
 from .streaming import HIST_BINS, HIST_HI, HIST_LO
@@ -118,7 +119,7 @@ def training_examples_dict(ctx, state, files, f: int) -> tuple[dict | None, str]
     return d, note
 
 
-def feature_json(ctx, state, derived, labels, scores, files, names, f: int, enr: Enrichment) -> dict:
+def feature_json(ctx, state, derived, rec: dict | None, files, names, f: int, enr: Enrichment) -> dict:
     stats: br.BranchStats = derived["branches"]
     bn = stats.names
     share = lambda kind: {b: float(stats.shares[kind][f, j]) for j, b in enumerate(bn)}  # noqa: E731
@@ -150,7 +151,7 @@ def feature_json(ctx, state, derived, labels, scores, files, names, f: int, enr:
     }
     d.update(spectrum_dict(ctx, files, "features", state.features, f))
     d["training_examples"], d["training_positions_note"] = training_examples_dict(ctx, state, files, f)
-    d.update(label=labels[f], label_score=scores[f], label_kind="label from classes (top images), AUROC on held-out")
+    d.update(label_dict(rec))
     d.update(label_enrichment(enr, f))
     d["logit_effect_kind"] = derived["effect_kind"]
     if derived["effect"] is not None:
@@ -160,13 +161,26 @@ def feature_json(ctx, state, derived, labels, scores, files, names, f: int, enr:
     return d
 
 
-def neuron_json(ctx, state, labels, scores, files, names, j: int, enr: Enrichment) -> dict:
+def neuron_json(ctx, state, rec: dict | None, files, names, j: int, enr: Enrichment) -> dict:
     branch = next(b.name for b in ctx.info.branches if b.slice[0] <= j < b.slice[1])
     d = {"id": j, "layer": ctx.layer, "kind": "neuron", "branch": branch, **activation_dict(state.neurons, j)}
     d.update(spectrum_dict(ctx, files, "neurons", state.neurons, j))
-    d.update(label=labels[j], label_score=scores[j], label_kind="label from classes (top images), AUROC on held-out")
+    d.update(label_dict(rec))
     d.update(label_enrichment(enr, j))
     return d
+
+
+LABEL_KIND = (
+    "WordNet concept (class, ancestor or union of up to 3) chosen on one half of the images, F1 on "
+    "the other half; where / colour qualifiers on (image, 3x3 cell) units; '' = nothing passed its test"
+)
+
+
+def label_dict(rec: dict | None) -> dict:
+    """label (the labelled parts, '' = no label), label_score (held-out F1 when labelled), label_concept."""
+    scores = (rec or {}).get("scores") or {}
+    score = (scores.get("f1") or {}).get("value") if rec and rec.get("labelled") else None
+    return {"label": label_text(rec), "label_score": score, "label_kind": LABEL_KIND, "label_concept": rec}
 
 
 def label_enrichment(enr: Enrichment, f: int) -> dict:
@@ -271,20 +285,24 @@ def write_umap(out: Path, ctx, derived) -> list[str]:
     return ["umap.json", *paths]
 
 
-def write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, source, elapsed, ev=None) -> dict:
+def write_all(cfg, ctx, sae_cfg, state, derived, files, names, source, elapsed, ev=None) -> dict:
     """Write every file and return the summary (also written to summary.json)."""
+    import time
+
     out = Path(cfg.out)
-    scores = {k: auroc_from_hist(v) for k, v in state.auroc.items()}
+    t0 = time.perf_counter()
     m = state.features.m
-    feat_labels, feat_scores = label_text["features"], scores["features"]
+    recs = {k: [None] * n for k, n in (("features", m), ("neurons", state.neurons.m))}
+    recs.update({k: cc.results(cfg.seed) for k, cc in state.concepts.items()})
+    state.timings["labels_s"] = time.perf_counter() - t0
+    feat_labels = [label_text(r) for r in recs["features"]]
     enr = enrichments(state, names)  # the q-values need every direction at once
     for f in range(m):
         dump(out / "features" / f"{f}.json",
-             feature_json(ctx, state, derived, feat_labels, feat_scores, files, names, f, enr["features"]))  # fmt: skip
-    neu_labels, neu_scores = label_text["neurons"], scores["neurons"]
+             feature_json(ctx, state, derived, recs["features"][f], files, names, f, enr["features"]))  # fmt: skip
     for j in range(state.neurons.m):
         dump(out / "neurons" / f"{j}.json",
-             neuron_json(ctx, state, neu_labels, neu_scores, files, names, j, enr["neurons"]))  # fmt: skip
+             neuron_json(ctx, state, recs["neurons"][j], files, names, j, enr["neurons"]))  # fmt: skip
     family = branch_family(cfg, derived["branches"], feat_labels) if derived["branches"].names else None
     written = write_branch_outputs(out, ctx, derived, family) + write_umap(out, ctx, derived)
     if derived["effect"] is not None:
@@ -294,7 +312,7 @@ def write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, sourc
     from .metrics import headline_metrics
     from .summary import build_summary, write_report
 
-    summary = build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, written)
+    summary = build_summary(cfg, ctx, sae_cfg, state, derived, recs, source, elapsed, written)
     summary["labels"].update(enr["features"].summary("features"))
     summary["labels"]["significant_neurons"] = sum(enr["neurons"].significant)
     summary["labels"]["family_size_neurons"] = enr["neurons"].family_size

@@ -16,7 +16,7 @@ from ..errors import UserError
 from ..sae.provenance import Harvest, harvest_of
 from . import branches as br
 from . import checkpoint as ckpt
-from . import labels as lab
+from . import concepts as cn
 from .config import AnalyzeConfig
 from .examples import Family
 from .logits import logit_effect
@@ -96,7 +96,7 @@ def choose_label_source(cfg: AnalyzeConfig, classes: torch.Tensor) -> str:
     """'true' or 'predicted' per ``cfg.label_source`` (see its docstring)."""
     if cfg.label_source != "auto":
         return cfg.label_source
-    if bool((classes >= 0).all()) and len(classes) and int(torch.bincount(classes).max()) >= 3:
+    if len(classes) and bool((classes >= 0).all()):
         return "true"
     return "predicted"
 
@@ -120,12 +120,12 @@ def new_state(ctx: Context, cfg: AnalyzeConfig, m: int, n_total: int) -> RunStat
     return state
 
 
-def assign_labels(state: RunState, names) -> dict[str, list[str]]:
-    """Labels from classes of each family's top images; fills ``state.in_label``."""
-    out = {}
-    for name, fam in (("features", state.features), ("neurons", state.neurons)):
-        out[name], state.in_label[name] = lab.class_labels(fam.top.image, state.image_class, names)
-    return out
+def start_concepts(cfg: AnalyzeConfig, state: RunState, names) -> None:
+    """The choice / score halves and the concept counts of both families (restored from a checkpoint if any)."""
+    sizes = {"features": state.features.m, "neurons": state.neurons.m}
+    saved = state.concept_tensors or None
+    state.concepts, state.split = cn.start(state.image_class, state.seen, sizes, names, cfg.seed, saved)
+    state.concept_tensors = {}
 
 
 def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisResult:
@@ -149,7 +149,7 @@ def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisRe
         ckpt.save(folder, state, 2, 0, ctx.skips, fp)
     if not bool(state.seen.any()):
         raise UserError(f"no image under {cfg.images} could be decoded ({ctx.skips.summary()})")
-    label_text = assign_labels(state, names)
+    start_concepts(cfg, state, names)
     if stage <= 2:
         pass2(ctx, state, start=start if stage == 2 else 0, on_batch=saver)
         ckpt.save(folder, state, 3, 0, ctx.skips, fp)
@@ -157,8 +157,7 @@ def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisRe
     derived = derive(ctx, cfg, state, W_dec)
     from .report import write_all
 
-    summary = write_all(cfg, ctx, sae_cfg, state, derived, label_text, files, names, source, time.perf_counter() - t0,
-                        ev)  # fmt: skip
+    summary = write_all(cfg, ctx, sae_cfg, state, derived, files, names, source, time.perf_counter() - t0, ev)
     shutil.rmtree(folder, ignore_errors=True)
     return AnalysisResult(cfg.out, summary)
 

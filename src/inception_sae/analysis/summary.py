@@ -58,11 +58,10 @@ def training_counts(cfg, ctx, state) -> dict | None:
     }  # fmt: skip
 
 
-def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, written) -> dict:
+def build_summary(cfg, ctx, sae_cfg, state, derived, recs, source, elapsed, written) -> dict:
     """Counts, identities and the file list of the analysis."""
     s, stats = state.features.stats, derived["branches"]
     freq = s.fire_pos.double() / max(s.positions, 1)
-    feat_scores = [x for x in scores["features"] if x is not None]
     out = Path(cfg.out)
     images_dir = out / "images"
     n_images = sum(1 for p in images_dir.rglob("*.jpg")) if images_dir.is_dir() else 0
@@ -99,9 +98,7 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, scores, source, elapsed, wr
                         "dominant": "most significant branch if its q <= 0.01, else 'none'",
                         "fit": stats.null_dict()["fit"], "fdr_1pct_status": fdr_status(stats),
                         "meaning": P_MEANING},
-        "labels": {"source": source, "kind": "label from classes; score = held-out AUROC",
-                   "scored_features": len(feat_scores),
-                   "mean_score": sum(feat_scores) / len(feat_scores) if feat_scores else None},
+        "labels": {"source": source, "concepts": concept_summary(state, recs, stats.dominant_names())},
         "logit_effect": derived["effect_kind"],
         "examples": {"n_top": cfg.n_top, "n_intervals": cfg.n_intervals, "per_interval": cfg.per_interval,
                      "scheme": "two-pass: exact top-N (pass 1), exact uniform interval reservoirs (pass 2)",
@@ -140,11 +137,7 @@ def write_report(out: Path, summary: dict, derived) -> None:
         f"{c['specialised_fdr_1pct']} ({summary['branch_test']['fdr_1pct_status']})",
         f"- nearest neuron: mean cosine {c['similar_neuron_cosine_mean']:.3f}; "
         f"{c['similar_neuron_cosine_over_0.5']} features with cosine > 0.5 (the rest are not single neurons)",
-        f"- labels: {summary['labels']['source']} classes; "
-        f"mean held-out AUROC {_round(summary['labels']['mean_score'])} "
-        f"over {summary['labels']['scored_features']} scorable features; "
-        f"{summary['labels'].get('significant_features', '-')} features with a significantly enriched class "
-        f"(hypergeometric, BH q <= 0.05 over {summary['labels'].get('family_size', '-')} features x classes)",
+        labels_line(summary["labels"]),
         f"- logit effect: {summary['logit_effect']}",
         f"- time: {summary['timings_s']['total']:.1f} s",
         "", "## Branch shares (positive-part share, the paper's score; grey: typical features 5-95%)", "",
@@ -163,6 +156,28 @@ def write_report(out: Path, summary: dict, derived) -> None:
             "![](figures/umap_dominant_branch.png) ![](figures/umap_share_5x5.png)",
         ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def concept_summary(state, recs, dominant: list[str]) -> dict:
+    """summary.json ``labels.concepts``: counts of the features' labels (and the neurons'), with what they are on."""
+    from .concepts import summarise
+
+    cc = state.concepts.get("features")
+    split = {"choice": int(cc.n_a.sum()), "score": int(cc.n_b.sum())} if cc is not None else {"choice": 0, "score": 0}
+    out = summarise(recs["features"], dominant)
+    out["neurons"] = summarise(recs["neurons"], None)
+    out["split"] = {**split, "how": "images with a known class, split in halves stratified by class (seeded)"}
+    return out
+
+
+def labels_line(labels: dict) -> str:
+    c = labels.get("concepts") or {}
+    cats = ", ".join(f"{k} {v}" for k, v in sorted((c.get("by_category") or {}).items(), key=lambda kv: -kv[1]))
+    split = c.get("split") or {}
+    return (f"- labels ({labels.get('source')} classes; chosen on {split.get('choice')} images, scored on "
+            f"{split.get('score')} others): {c.get('labelled', 0)} of {c.get('scored', 0)} scored features labelled "
+            f"(F1 permutation test, BH q <= {c.get('level')}){': ' + cats if cats else ''}; where: "
+            f"{c.get('where_labelled', 0)}, colour: {c.get('colour_labelled', 0)}")  # fmt: skip
 
 
 def metrics_line(m: dict) -> str:
