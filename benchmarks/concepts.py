@@ -23,7 +23,6 @@ import torch
 
 from inception_sae.analysis import concepts as cn
 from inception_sae.analysis.passes import pass2_batch
-from inception_sae.analysis.streaming import image_maxima
 from inception_sae.data.labels import load_labels
 from inception_sae.models.weights import load_model
 from inception_sae.sae.model import SAEConfig, TopKSAE
@@ -121,8 +120,9 @@ def main() -> None:
         from inception_sae.analysis.passes import RunState
 
         fam = lambda k: Family.empty(k, 5, 10, 5, seed=0)  # noqa: E731
+        classes = torch.arange(n_img) % args.classes + 1
         state = RunState(fam(args.features), fam(channels), torch.zeros(channels, dtype=torch.float64),
-                         torch.zeros(1), torch.arange(n_img) % args.classes + 1, torch.ones(n_img, dtype=torch.bool))  # fmt: skip
+                         torch.zeros(1), classes, torch.ones(n_img, dtype=torch.bool))  # fmt: skip
         for f in (state.features, state.neurons):
             f.stats.vmax.fill_(3.0)
             f.start_pass2()
