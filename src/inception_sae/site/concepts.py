@@ -2,8 +2,9 @@
 
 The analysis labels a feature (or neuron) with a concept from the WordNet hierarchy above the classes and
 records, in ``label_concept.under``, every node its label's terms lie under. A node's page lists every
-labelled unit of every layer under it (all "dog" features, say); the concept index lists every node with at
-least one. Written as ``data/concepts.js`` (the index) and ``data/concept/<wnid>.js`` (one node's units).
+labelled unit of every layer under it (all "dog" features, say), and those whose label names it as one of a set
+of classes ("tabby + Egyptian cat" on the tabby page); the concept index lists every node with at least one.
+Written as ``data/concepts.js`` (the index) and ``data/concept/<wnid>.js`` (one node's units).
 
 Names, depths and categories of nodes come from the packaged WordNet hierarchy when the package has one;
 otherwise from the label terms themselves (a node named by no term keeps its wnid as its name).
@@ -57,6 +58,7 @@ class ConceptIndex:
         self.depths: dict[str, int] = {}
         self.categories: dict[str, set[str]] = {}  #: wnid -> categories of the units under it
         self.ancestors: dict[str, set[str]] = {}  #: wnid -> nodes above it (incl. itself), from single-term labels
+        self.partial: dict[str, set[str]] = {}  #: wnid -> some nodes above it, from the labels that combine classes
 
     def add(self, layer: str, kind: str, i: int, d: dict, thumb: str = "") -> None:
         """Record unit ``layer/kind/i`` under every node of its label's ``under`` list (labelled units only)."""
@@ -72,14 +74,14 @@ class ConceptIndex:
                     self.names.setdefault(key, str(t["name"]))
                 if t.get("depth") is not None:
                     self.depths.setdefault(key, int(t["depth"]))
-        if len(terms) == 1 and isinstance(terms[0].get("key"), str):  # its `under` is exactly the term's ancestors
-            self.ancestors.setdefault(terms[0]["key"], set(under))
-        keys = {t.get("key") for t in terms}
+        keys = [t["key"] for t in terms if isinstance(t.get("key"), str) and SAFE_KEY.match(t["key"])]
+        for k in keys:  # one term: `under` is exactly its ancestors; several: their common ones, a part of each's
+            (self.ancestors if len(terms) == 1 else self.partial).setdefault(k, set(under) | {k})
         cat = str(lc.get("category") or "")
         unit = {"layer": layer, "kind": kind, "id": int(i), "label": str(d.get("label") or lc.get("text") or ""),
                 "text": str(lc.get("text") or ""), "concept_kind": lc.get("kind"), "category": cat,
                 "f1": f1_of(lc), "thumb": thumb}  # fmt: skip
-        for w in under:
+        for w in dict.fromkeys([*under, *keys]):
             self.units.setdefault(w, []).append({**unit, "direct": w in keys})
             if cat:
                 self.categories.setdefault(w, set()).add(cat)
@@ -106,7 +108,7 @@ class ConceptIndex:
                     return set(self.h.ancestors(w))
             except Exception:
                 pass
-        return self.ancestors.get(w, {w})
+        return self.ancestors.get(w) or self.partial.get(w) or {w}
 
     def write(self, out: Path, write_js: Callable[[Path, str, object], None], layers: list[str]) -> int:
         """Write the index and one file per node; return the number of nodes (0: nothing written)."""

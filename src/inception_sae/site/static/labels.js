@@ -260,7 +260,7 @@
     SAE.app().innerHTML = `<div class="muted">concept ${SAE.esc(n.wnid)}${n.depth != null ? ` · depth ${n.depth}` : ''} ${SAE.catChip(n.category)}</div>
       <h1>${SAE.esc(n.name)}</h1>
       ${broader ? `<p class="small" id="broader">Under: ${broader} › <b>${SAE.esc(n.name)}</b></p>` : ''}
-      <p class="muted" id="concept-facts">${feats.length} labelled feature${feats.length === 1 ? '' : 's'} in ${layers.length} layer${layers.length === 1 ? '' : 's'}${neurons.length ? `, ${neurons.length} neuron${neurons.length === 1 ? '' : 's'}` : ''}: every unit whose label lies under this node (its label's own node, or one below it).</p>
+      <p class="muted" id="concept-facts">${feats.length} labelled feature${feats.length === 1 ? '' : 's'} in ${layers.length} layer${layers.length === 1 ? '' : 's'}${neurons.length ? `, ${neurons.length} neuron${neurons.length === 1 ? '' : 's'}` : ''}: every unit whose label lies under this node (its label's own node, or one below it), or names it as one of its classes.</p>
       ${narrower ? `<div class="card"><h2>Narrower concepts</h2><div class="chips" id="narrower">${narrower}</div></div>` : ''}
       <div class="card"><h2>Features</h2>${feats.length ? `<table class="ft" id="concept-features">${head}<tbody>${unitRows(feats)}</tbody></table>` : '<p class="muted">None.</p>'}</div>
       ${neurons.length ? `<div class="card"><h2>Neurons</h2><table class="ft" id="concept-neurons">${head}<tbody>${unitRows(neurons)}</tbody></table></div>` : ''}`;
