@@ -244,7 +244,9 @@ def test_concept_page_lists_features_of_both_layers(page, site):
     wait_ready(page, "#/mixed3a/f/1")
     assert page.locator("#label-text").inner_text() == "tabby + Egyptian cat · brown"
     assert page.locator("#label-text a.concept").count() == 2  # both classes link to their concept pages
-    # the index of concepts, from the layer page
+    # the index of concepts, from the start page and the layer page
+    page.goto(site["url"] + "#/")
+    assert "Concepts across layers" in page.wait_for_selector("#concepts-link a[href='#/concepts']").inner_text()
     page.goto(site["url"] + "#/mixed4d")
     wait_ready(page, "#/mixed4d")
     page.click("#concepts-nav")
@@ -338,4 +340,22 @@ def test_folders_without_concept_labels_show_no_label_section(page, tmp_path):
     page.goto((out / "index.html").as_uri() + "#/concepts")
     wait_ready(page, "#/concepts")
     assert "No unit on this site has a concept label" in page.locator("#no-concepts").inner_text()
+    assert page.errors == []
+
+
+def test_a_concept_above_many_units_draws_the_first_500_then_all(page, tmp_path):
+    a = make_analysis(tmp_path / "a", "mixed5a", 1300, n_neurons=2, pool=4, concepts=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(concepts, "load_wordnet", FixtureHierarchy)
+        out = build_site(SiteConfig((a,), tmp_path / "site")).out
+    labelled = sum(concept_kind(i) in ("dog", "classes", "class") for i in range(1300))
+    page.goto((out / "index.html").as_uri() + "#/concept/n00001740")  # entity: every labelled feature
+    wait_ready(page, "#/concept/n00001740")
+    assert page.locator("#concept-features tr.row").count() == 500
+    page.click("#concept-units button.more")
+    assert page.locator("#concept-features tr.row").count() == labelled == 520
+    assert page.locator("#concept-units button.more").count() == 0
+    page.locator("#concept-features tr.row[data-id='1293'] td").first.click()  # the last one, by the row
+    wait_ready(page, "#/mixed5a/f/1293")
+    assert page.locator("#label-text").inner_text() == "car wheel"
     assert page.errors == []

@@ -79,7 +79,7 @@ class ConceptIndex:
             (self.ancestors if len(terms) == 1 else self.partial).setdefault(k, set(under) | {k})
         cat = str(lc.get("category") or "")
         unit = {"layer": layer, "kind": kind, "id": int(i), "label": str(d.get("label") or lc.get("text") or ""),
-                "text": str(lc.get("text") or ""), "concept_kind": lc.get("kind"), "category": cat,
+                "concept_kind": lc.get("kind"), "category": cat,
                 "f1": f1_of(lc), "thumb": thumb}  # fmt: skip
         for w in dict.fromkeys([*under, *keys]):
             self.units.setdefault(w, []).append({**unit, "direct": w in keys})

@@ -250,22 +250,41 @@
     }).join('');
   }
 
+  const SHOWN = 500; // rows drawn before "show all" (a node near the root holds most labelled units of the site)
+
+  function unitTable(id, units) {
+    const more = units.length > SHOWN
+      ? `<p><button type="button" class="more" data-for="${id}">show all ${units.length}</button> <span class="small muted">(first ${SHOWN} shown)</span></p>` : '';
+    return `<table class="ft" id="${id}"><thead><tr><th>layer</th><th>unit</th><th></th><th>label</th><th>label kind</th><th>F1 (held out)</th></tr></thead>
+      <tbody>${unitRows(units.slice(0, SHOWN))}</tbody></table>${more}`;
+  }
+
   function drawConcept(n) {
     SAE.crumbs([{ text: 'concepts', href: '#/concepts' }, { text: n.name }]);
     const feats = n.units.filter((u) => u.kind === 'f'), neurons = n.units.filter((u) => u.kind === 'n');
-    const layers = [...new Set(feats.map((u) => u.layer))];
+    const perLayer = {};
+    feats.forEach((u) => { perLayer[u.layer] = (perLayer[u.layer] || 0) + 1; });
+    const layers = Object.keys(perLayer);
     const broader = (n.broader || []).slice().reverse().map((b) => SAE.conceptLink(b.wnid, b.name)).join(' › ');
     const narrower = (n.narrower || []).map((b) => `<a class="chip" href="#/concept/${encodeURIComponent(b.wnid)}">${SAE.esc(b.name)} · ${b.features}</a>`).join('');
-    const head = '<thead><tr><th>layer</th><th>unit</th><th></th><th>label</th><th>label kind</th><th>F1 (held out)</th></tr></thead>';
     SAE.app().innerHTML = `<div class="muted">concept ${SAE.esc(n.wnid)}${n.depth != null ? ` · depth ${n.depth}` : ''} ${SAE.catChip(n.category)}</div>
       <h1>${SAE.esc(n.name)}</h1>
       ${broader ? `<p class="small" id="broader">Under: ${broader} › <b>${SAE.esc(n.name)}</b></p>` : ''}
-      <p class="muted" id="concept-facts">${feats.length} labelled feature${feats.length === 1 ? '' : 's'} in ${layers.length} layer${layers.length === 1 ? '' : 's'}${neurons.length ? `, ${neurons.length} neuron${neurons.length === 1 ? '' : 's'}` : ''}: every unit whose label lies under this node (its label's own node, or one below it), or names it as one of its classes.</p>
+      <p class="muted" id="concept-facts">${feats.length} labelled feature${feats.length === 1 ? '' : 's'} in ${layers.length} layer${layers.length === 1 ? '' : 's'}${neurons.length ? `, ${neurons.length} neuron${neurons.length === 1 ? '' : 's'}` : ''}: every unit whose label lies under this node (its label's own node, or one below it), or names it as one of its classes.
+        ${layers.length > 1 ? `<br><span class="small" id="concept-layers">${layers.map((l) => `${SAE.esc(l)}: ${perLayer[l]}`).join(' · ')}</span>` : ''}</p>
       ${narrower ? `<div class="card"><h2>Narrower concepts</h2><div class="chips" id="narrower">${narrower}</div></div>` : ''}
-      <div class="card"><h2>Features</h2>${feats.length ? `<table class="ft" id="concept-features">${head}<tbody>${unitRows(feats)}</tbody></table>` : '<p class="muted">None.</p>'}</div>
-      ${neurons.length ? `<div class="card"><h2>Neurons</h2><table class="ft" id="concept-neurons">${head}<tbody>${unitRows(neurons)}</tbody></table></div>` : ''}`;
-    SAE.app().querySelectorAll('tr.row').forEach((tr) => tr.addEventListener('click', (e) => {
-      if (!e.target.closest('a')) location.hash = `#/${tr.dataset.layer}/${tr.dataset.kind}/${tr.dataset.id}`;
-    }));
+      <div id="concept-units"><div class="card"><h2>Features</h2>${feats.length ? unitTable('concept-features', feats) : '<p class="muted">None.</p>'}</div>
+      ${neurons.length ? `<div class="card"><h2>Neurons</h2>${unitTable('concept-neurons', neurons)}</div>` : ''}</div>`;
+    document.getElementById('concept-units').addEventListener('click', (e) => {
+      const more = e.target.closest('button.more');
+      if (more) {
+        const units = more.dataset.for === 'concept-features' ? feats : neurons;
+        document.querySelector(`#${more.dataset.for} tbody`).innerHTML = unitRows(units);
+        more.parentNode.remove();
+        return;
+      }
+      const tr = e.target.closest('tr.row');
+      if (tr && !e.target.closest('a')) location.hash = `#/${tr.dataset.layer}/${tr.dataset.kind}/${tr.dataset.id}`;
+    });
   }
 })();
