@@ -81,6 +81,7 @@ def test_each_concept_lists_every_labelled_unit_under_it_across_layers(site):
     expected = {*chain(DOG), *chain(DOMESTIC_CAT), *chain(CAR_WHEEL), TABBY, EGYPTIAN}  # the pairs' classes too
     assert set(nodes) == expected == {p.stem for p in (out / "data/concept").glob("*.js")}
     assert [n["features"] for n in index["nodes"]] == sorted((n["features"] for n in index["nodes"]), reverse=True)
+    assert [n["name"] for n in index["nodes"][:4]] == ["entity", "physical entity", "object", "whole"]
     _, site_doc = read_js(out / "data/site.js")
     assert site_doc["concepts"] == len(expected) and index["wordnet"] is True
 

@@ -127,7 +127,10 @@ class ConceptIndex:
                     per_layer[u["layer"]] = per_layer.get(u["layer"], 0) + 1
             nodes.append({**f, "features": sum(per_layer.values()), "neurons": sum(u["kind"] == "n" for u in units),
                           "layers": per_layer})  # fmt: skip
-        nodes.sort(key=lambda n: (-n["features"], -n["neurons"], n["name"].lower()))
+        # most features first; among equals, the broader node first (entity, physical entity, object...)
+        nodes.sort(
+            key=lambda n: (-n["features"], -n["neurons"], 99 if n["depth"] is None else n["depth"], n["name"].lower())
+        )
         # a node's parents on the site: the nodes above it with no other node above it in between
         narrower: dict[str, list[str]] = {}
         for v, anc in above.items():
