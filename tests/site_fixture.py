@@ -143,6 +143,123 @@ def add_training_examples(d: dict, pool: int, render: int = 5) -> None:
     d["training_positions_note"] = "training_examples: on the positions the SAE was trained on"
 
 
+#: A piece of the WordNet tree above the classes (wnid, name, primary hypernym), for the fixture's concept labels.
+TREE = {
+    "n00001740": ("entity", None), "n00001930": ("physical entity", "n00001740"),
+    "n00002684": ("object", "n00001930"), "n00003553": ("whole", "n00002684"),
+    "n00004258": ("living thing", "n00003553"), "n00004475": ("organism", "n00004258"),
+    "n00015388": ("animal", "n00004475"), "n01466257": ("chordate", "n00015388"),
+    "n01471682": ("vertebrate", "n01466257"), "n01861778": ("mammal", "n01471682"),
+    "n01886756": ("placental", "n01861778"), "n02075296": ("carnivore", "n01886756"),
+    "n02083346": ("canine", "n02075296"), "n02084071": ("dog", "n02083346"),
+    "n02120997": ("feline", "n02075296"), "n02121620": ("cat", "n02120997"),
+    "n02121808": ("domestic cat", "n02121620"), "n02123045": ("tabby", "n02121808"),
+    "n02124075": ("Egyptian cat", "n02121808"), "n00021939": ("artefact", "n00003553"),
+    "n04574999": ("wheel", "n00021939"), "n02974003": ("car wheel", "n04574999"),
+}  # fmt: skip
+DOG, TABBY, EGYPTIAN, CAR_WHEEL, ANIMAL = "n02084071", "n02123045", "n02124075", "n02974003", "n00015388"
+
+
+def chain(wnid: str) -> list[str]:
+    """wnid and every node above it, up to entity."""
+    out = [wnid]
+    while TREE[out[-1]][1]:
+        out.append(TREE[out[-1]][1])
+    return out
+
+
+class FixtureHierarchy:
+    """The part of the WordNet hierarchy's interface the site reads (name, depth, category, ancestors), on ``TREE``."""
+
+    def name(self, wnid: str) -> str:
+        return TREE[wnid][0] if wnid in TREE else wnid
+
+    def depth(self, wnid: str) -> int:
+        return len(chain(wnid)) - 1
+
+    def ancestors(self, wnid: str) -> frozenset[str]:
+        return frozenset(chain(wnid)) if wnid in TREE else frozenset({wnid})
+
+    def category(self, wnid: str) -> str:
+        anc = self.ancestors(wnid)
+        return "animal" if ANIMAL in anc else "artefact" if "n00021939" in anc else "other"
+
+
+def concept_kind(i: int) -> str | None:
+    """Which concept label unit ``i`` gets: most get none ("no label", their best candidate failing its test)."""
+    return {0: "dog", 5: "dog", 1: "classes", 3: "class"}.get(i % 10) if i % 10 != 9 else "null"
+
+
+def term(wnid: str, kind: str, classes: int) -> dict:
+    return {"key": wnid, "name": TREE[wnid][0], "kind": kind, "classes": classes, "depth": len(chain(wnid)) - 1}
+
+
+def score(value: float, baseline: float, p: float, q: float | None = None) -> dict:
+    return {"value": value, "baseline": baseline, "p": p, **({} if q is None else {"q": q})}
+
+
+def add_concept_label(d: dict, i: int) -> None:
+    """The analysis's concept label keys (``label``, ``label_score``, ``label_concept``) for unit ``i``."""
+    kind = concept_kind(i)
+    if kind == "null":  # nothing to test (e.g. it fires on too few images)
+        d.update(label="", label_score=None, label_concept=None)
+        return
+    where = colour = None
+    if kind == "dog":
+        terms, under, text, cat, ck = [term(DOG, "ancestor", 118)], chain(DOG), "dog", "animal", "ancestor"
+        where = {"text": "left", "labelled": i % 10 == 0, "f1": 0.6, "baseline": 0.33, "p": 1e-6 if i % 10 == 0
+                 else 0.2, "q": 1e-5 if i % 10 == 0 else 0.5, "units": 4500}  # fmt: skip
+    elif kind == "classes":
+        terms = [term(TABBY, "class", 1), term(EGYPTIAN, "class", 1)]
+        under, text, cat, ck = chain("n02121808"), "tabby + Egyptian cat", "animal", "classes"
+        colour = {"text": "brown", "labelled": True, "f1": 0.5, "baseline": 0.2, "p": 1e-4, "q": 1e-3, "units": 4500}
+    else:  # class, or the best candidate of an unlabelled unit
+        terms, under, text, cat, ck = [term(CAR_WHEEL, "class", 1)], chain(CAR_WHEEL), "car wheel", "artefact", "class"
+    labelled = kind is not None
+    f1 = 0.9 - 0.01 * (i % 7) if labelled else 0.12
+    p = 3.1e-12 if labelled else 0.3
+    n = [40 - 3 * k for k in range(10)]  # held-out examples per tenth of the max; labelled: more in it higher up
+    inside = [round(n[k] * (0.05 + 0.1 * k)) if labelled else 1 for k in range(10)]
+    spectrum = [{"lo": k / 10, "hi": (k + 1) / 10, "images": n[k], "in_concept": inside[k]} for k in range(10)]
+    lc = {
+        "text": text, "kind": ck, "category": cat, "depth": terms[0]["depth"], "terms": terms, "under": under,
+        "labelled": labelled, "fires": "per-image max >= 0.25 x the feature's max", "level": 0.05,
+        "scores": {"f1": score(f1, 0.1, p, 1e-10 if labelled else 0.9), "iou": score(0.8, 0.05, 1e-20),
+                   "auprc": score(0.85, 0.12, 0.001), "pearson": score(0.7, 0.0, 0.0),
+                   "auroc": {"value": 0.95, "note": "secondary: AUROC fails NeuronEval's sanity tests"}},
+        "images": {"choice": 500, "score": 500, "in_concept": 59, "firing": 60, "both": 55},
+        "choice_f1": 0.85, "spectrum": spectrum,
+        "runner_up": [{"text": "terrier", "kind": "ancestor", "category": "animal", "f1": 0.5, "baseline": 0.05,
+                       "p": 1e-5}],
+        "where": where, "colour": colour,
+        "extent": {"share": 0.12, "images": 60, "layer_median": 0.2} if labelled else None,
+    }  # fmt: skip
+    parts = [text] + [q["text"] for q in (where, colour) if q and q["labelled"]]
+    d.update(label=" · ".join(parts) if labelled else "", label_score=f1 if labelled else None, label_concept=lc)
+
+
+def concepts_summary(docs: list[dict]) -> dict:
+    """summary.json's ``labels.concepts`` for the units ``docs``, counted as the analysis counts them."""
+    out = {"method": "WordNet concept chosen on one half of the images, scored on the other (fixture)",
+           "labelled": 0, "scored": len(docs), "level": 0.05, "by_category": {}, "category_by_branch": {},
+           "by_kind": {}, "where": {}, "colour": {},
+           "split": {"choice": 500, "score": 500, "how": "images split in two halves by index parity"}}  # fmt: skip
+    for d in docs:
+        lc = d.get("label_concept")
+        if not (lc and lc["labelled"]):
+            continue
+        out["labelled"] += 1
+        cat = lc["category"]
+        out["by_category"][cat] = out["by_category"].get(cat, 0) + 1
+        by_branch = out["category_by_branch"].setdefault(cat, {})
+        by_branch[d["dominant_branch"]] = by_branch.get(d["dominant_branch"], 0) + 1
+        out["by_kind"][lc["kind"]] = out["by_kind"].get(lc["kind"], 0) + 1
+        for q in ("where", "colour"):
+            if lc[q] and lc[q]["labelled"]:
+                out[q][lc[q]["text"]] = out[q].get(lc[q]["text"], 0) + 1
+    return out
+
+
 def all_examples(d: dict) -> list[dict]:
     """Every example of a feature or neuron document, both distributions."""
     t = d.get("training_examples") or {}
@@ -161,10 +278,13 @@ def neuron_doc(rng, layer: str, j: int, pool: int) -> dict:
 
 
 def make_analysis(root: Path, layer: str = "mixed4d", n_features: int = 50, n_neurons: int = 16, seed: int = 0,
-                  untrained: bool = True, pool: int = 12, training: bool = False) -> Path:  # fmt: skip
+                  untrained: bool = True, pool: int = 12, training: bool = False,
+                  concepts: bool = False) -> Path:  # fmt: skip
     """Write a fake analysis folder of ``n_features`` features; return ``root``.
 
     ``training``: the features have examples on the trained positions too (an SAE whose harvest rule is known).
+    ``concepts``: features and neurons carry WordNet concept labels (see ``concept_kind``), summary.json their
+    counts; without it, the folder is one written before concept labels.
     """
     rng = np.random.default_rng(seed)
     for i in range(pool):
@@ -172,21 +292,31 @@ def make_analysis(root: Path, layer: str = "mixed4d", n_features: int = 50, n_ne
     heat = root / "images" / "heat"
     heat.mkdir(parents=True, exist_ok=True)
     src = root / "images" / "crops" / "c0.jpg"
+    docs = []
     for f in range(n_features):
         d = feature_doc(rng, layer, f, n_neurons, pool)
         if training:
             add_training_examples(d, pool)
+        if concepts:
+            add_concept_label(d, f)
+            docs.append(d)
         dump(root / "features" / f"{f}.json", d)
         for ex in all_examples(d):
             if ex.get("heatmap") and not (root / ex["heatmap"]).exists():
                 os.link(root / "images" / "crops" / f"c{f % pool}.jpg", root / ex["heatmap"])
     for j in range(n_neurons):
         d = neuron_doc(rng, layer, j, pool)
+        if concepts:
+            add_concept_label(d, j)
         dump(root / "neurons" / f"{j}.json", d)
         for ex in d["top_examples"] + d["intervals"]:
             if ex.get("heatmap") and not (root / ex["heatmap"]).exists():
                 os.link(src, root / ex["heatmap"])
     write_side_files(root, layer, n_features, rng, untrained)
+    if concepts:
+        summary = json.loads((root / "summary.json").read_text())
+        summary["labels"] = {"kind": "WordNet concepts (fixture)", "concepts": concepts_summary(docs)}
+        dump(root / "summary.json", summary)
     return root
 
 
@@ -263,10 +393,11 @@ def make_sae(path: Path, layer: str = "mixed3a", d_in: int = 256, d_sae: int = 4
 def small_site_inputs(root: Path, lower: str = "mixed4c", n_lower: int = 30) -> dict:
     """Two layers (``lower``: ``n_lower`` features, mixed4d: 50), featvis for even mixed4d ids, a graph between them.
 
-    mixed4d's SAE has a known harvest rule (training-position examples), the lower layer's has not.
+    mixed4d's SAE has a known harvest rule (training-position examples), the lower layer's has not. Both carry
+    concept labels (``concept_kind``).
     """
-    a_lo = make_analysis(root / "lower", lower, n_lower, seed=3)
-    a4d = make_analysis(root / "a4d", "mixed4d", 50, seed=4, training=True)
+    a_lo = make_analysis(root / "lower", lower, n_lower, seed=3, concepts=True)
+    a4d = make_analysis(root / "a4d", "mixed4d", 50, seed=4, training=True, concepts=True)
     fv = make_featvis(root / "fv", "mixed4d", range(0, 50, 2), neurons=range(8))
     circ = make_graph(root / "circ", lower, "mixed4d", n_lower, 50)
     return {"analyses": (a_lo, a4d), "featvis": fv, "circuits": circ}

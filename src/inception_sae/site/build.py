@@ -7,6 +7,7 @@ Layout of the site folder::
     data/<layer>/index.js                        the layer table: one column per field, one row per feature
     data/<layer>/f/<id>.js, n/<id>.js            one file per feature / neuron, loaded on demand
     data/<layer>/classes.js                      class -> its top features
+    data/concepts.js, data/concept/<wnid>.js     WordNet nodes with labelled features under them, across layers
     a/<layer>/...                                the analysis's images and figures (hard links)
     fv/<layer>/{f,n}/...                         feature visualisations (hard links)
     site.json                                    build report: counts, bytes, seconds
@@ -27,13 +28,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import UserError
+from .concepts import ConceptIndex, category_of
 from .config import SiteConfig
 from .inputs import Analysis, Circuits, read_analysis, read_circuits, read_featvis
 
 GENERATED = ("index.html", "static", "data", "a", "fv", "cmp", "site.json")
 IMAGE_KEYS = ("crop", "heatmap", "image_file")
 #: static/ scripts, in load order
-SCRIPTS = ("core.js", "charts.js", "layer.js", "feature.js", "live.js", "explain.js", "compare.js")
+SCRIPTS = ("core.js", "charts.js", "labels.js", "layer.js", "feature.js", "live.js", "explain.js", "compare.js")
 
 
 class BuildResult(NamedTuple):
@@ -141,6 +143,7 @@ def table_row(cols: dict, d: dict, umap_xy) -> None:
     cols["id"].append(int(d["id"]))
     cols["label"].append(str(d.get("label") or ""))
     cols["score"].append(fmt_float(d.get("label_score"), 4))
+    cols["cat"].append(category_of(d))
     cols["freq"].append(fmt_float(d.get("frequency"), 7))
     cols["max"].append(fmt_float(d.get("max"), 4))
     cols["dom"].append(dom or "")
@@ -152,7 +155,7 @@ def table_row(cols: dict, d: dict, umap_xy) -> None:
     cols["y"].append(fmt_float(xy[1], 4) if xy else None)
 
 
-COLUMNS = ("id", "label", "score", "freq", "max", "dom", "share", "p", "q", "x", "y", "thumb")
+COLUMNS = ("id", "label", "score", "cat", "freq", "max", "dom", "share", "p", "q", "x", "y", "thumb")
 
 
 def feature_extras(layer: str, kind: str, i: int, fv: dict, circ: Circuits) -> dict:
@@ -165,7 +168,13 @@ def feature_extras(layer: str, kind: str, i: int, fv: dict, circ: Circuits) -> d
 
 
 def build_features(
-    a: Analysis, out: Path, fv: dict, circ: Circuits, tick: Callable[[], None], matches: dict | None = None
+    a: Analysis,
+    out: Path,
+    fv: dict,
+    circ: Circuits,
+    tick: Callable[[], None],
+    matches: dict | None = None,
+    concepts: ConceptIndex | None = None,
 ) -> tuple[dict, dict]:
     """Write ``data/<layer>/f/<id>.js`` for every feature; return the table columns and neuron -> features."""
     layer = a.layer
@@ -183,6 +192,8 @@ def build_features(
         d.update(feature_extras(layer, "f", i, fv, circ))
         d["matches"] = (matches or {}).get((layer, i), [])  # best matches in compared SAEs / layers
         cols["thumb"].append(thumb_of(d, (fv.get((layer, "f", i)))))
+        if concepts is not None:
+            concepts.add(layer, "f", i, d, cols["thumb"][-1])
         n = (d.get("similar_neuron") or {}).get("neuron")
         if n is not None:
             by_neuron.setdefault(int(n), []).append([i, fmt_float((d["similar_neuron"]).get("cosine"), 4)])
@@ -191,10 +202,12 @@ def build_features(
     return cols, by_neuron
 
 
-def build_neurons(a: Analysis, out: Path, fv: dict, circ: Circuits, by_neuron: dict) -> dict:
+def build_neurons(
+    a: Analysis, out: Path, fv: dict, circ: Circuits, by_neuron: dict, concepts: ConceptIndex | None = None
+) -> dict:
     """Write ``data/<layer>/n/<id>.js``; return the neuron table."""
     layer = a.layer
-    table: dict[str, list] = {"id": [], "label": [], "score": [], "branch": [], "freq": [], "thumb": []}
+    table: dict[str, list] = {"id": [], "label": [], "score": [], "cat": [], "branch": [], "freq": [], "thumb": []}
     ids = a.neuron_ids or sorted(by_neuron)
     for j in ids:
         d = a.neuron(j) or {"id": j, "note": "no neuron file in the analysis"}
@@ -202,9 +215,12 @@ def build_neurons(a: Analysis, out: Path, fv: dict, circ: Circuits, by_neuron: d
         d.update(feature_extras(layer, "n", j, fv, circ))
         d["similar_features"] = sorted(by_neuron.get(j, []), key=lambda t: -abs(t[1] or 0))[:50]
         for k, v in (("id", j), ("label", d.get("label") or ""), ("score", fmt_float(d.get("label_score"), 4)),
-                     ("branch", d.get("branch") or ""), ("freq", fmt_float(d.get("frequency"), 7))):  # fmt: skip
+                     ("cat", category_of(d)), ("branch", d.get("branch") or ""),
+                     ("freq", fmt_float(d.get("frequency"), 7))):  # fmt: skip
             table[k].append(v)
         table["thumb"].append(thumb_of(d, fv.get((layer, "n", j))))
+        if concepts is not None:
+            concepts.add(layer, "n", j, d, table["thumb"][-1])
         write_js(out / "data" / layer / "n" / f"{j}.js", f"{layer}/n/{j}", d)
     return table
 
@@ -303,9 +319,10 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
 
     compares, matches = build_compares(cfg.compares, analyses, out, write_js)
     layer_facts = []
+    concepts = ConceptIndex()
     for a in analyses:
-        cols, by_neuron = build_features(a, out, fv, circ, tick, matches)
-        neurons = build_neurons(a, out, fv, circ, by_neuron)
+        cols, by_neuron = build_features(a, out, fv, circ, tick, matches, concepts)
+        neurons = build_neurons(a, out, fv, circ, by_neuron, concepts)
         index = layer_index(a, cols, neurons, fv)
         write_js(out / "data" / a.layer / "index.js", f"{a.layer}/index", index)
         if index["classes"]:
@@ -313,9 +330,11 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
         layer_facts.append({"layer": a.layer, "features": len(a.feature_ids), "neurons": len(neurons["id"]),
                             "untrained": index["untrained"], "identity": index["identity"],
                             "classes": index["classes"]})  # fmt: skip
+    n_concepts = concepts.write(out, write_js, layers)
     images = copy_assets(out, analyses, cfg.featvis)
     site = {"title": cfg.title, "layers": layer_facts, "circuit_edges": circ.n_edges,
-            "featvis": len(fv), "built": time.strftime("%Y-%m-%d %H:%M:%S"), "compares": compares}  # fmt: skip
+            "featvis": len(fv), "built": time.strftime("%Y-%m-%d %H:%M:%S"), "compares": compares,
+            "concepts": n_concepts}  # fmt: skip
     write_js(out / "data" / "site.js", "site", site)
     render_index(out, cfg.title)
     files, size = folder_size(out)

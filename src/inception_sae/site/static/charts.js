@@ -32,7 +32,7 @@
     const pad = 10, sx = (cssW - 2 * pad) / (x1 - x0 || 1), sy = (cssH - 2 * pad) / (y1 - y0 || 1);
     const px = (r) => pad + (xs[r] - x0) * sx, py = (r) => cssH - pad - (ys[r] - y0) * sy;
     const rad = o.radius || (n > 4000 ? 1.6 : n > 500 ? 2.4 : 3.5);
-    const colours = index.cols.dom.map((b) => SAE.branchColour(index, b));
+    const colours = o.colours || index.cols.dom.map((b) => SAE.branchColour(index, b));
     for (let r = 0; r < n; r++) {  // hidden points first, in light grey
       if (xs[r] == null || !o.visible || o.visible[r]) continue;
       ctx.fillStyle = '#dde1e5'; ctx.fillRect(px(r) - 1, py(r) - 1, 2, 2);
@@ -48,6 +48,7 @@
       ctx.beginPath(); ctx.arc(px(r), py(r), 6, 0, 6.2832); ctx.fill(); ctx.stroke();
     }
     return {
+      colours,
       xy: (r) => ({ x: px(r), y: py(r) }),
       pick(mx, my) {
         let best = -1, bd = 64;  // within 8 css px

@@ -33,8 +33,8 @@
     });
   };
   SAE.cached = (key) => cache[key];
-  /* p- and q-values to two significant digits (0.004 stays 0.004, never '0'). */
-  SAE.pval = (p) => (p == null || Number.isNaN(p) ? '–' : p === 0 ? '< 1e-300' : p < 1e-3 ? p.toExponential(1) : String(+p.toPrecision(2)));
+  /* p- and q-values to two significant digits (0.004 stays 0.004, never '0'; below 1e-300: '< 1e-300'). */
+  SAE.pval = (p) => (p == null || Number.isNaN(p) ? '–' : p < 1e-300 ? '< 1e-300' : p < 1e-3 ? p.toExponential(1) : String(+p.toPrecision(2)));
   /* The last two parts of a path (e.g. mixed4a/sae): where the SAE is, without the builder's absolute path. */
   SAE.shortPath = (p) => String(p).split(/[\\/]/).filter(Boolean).slice(-2).join('/');
 
@@ -108,6 +108,7 @@
       .join('');
     SAE.app().innerHTML = `<h1>${SAE.esc(site.title)}</h1><p class="muted">Built ${SAE.esc(site.built)};
       ${site.circuit_edges} circuit edges; ${site.featvis} visualisations.</p><div class="layers">${cards}</div>
+      ${site.concepts ? `<p id="concepts-link"><a href="#/concepts">Concepts across layers</a> <span class="muted">(${site.concepts} WordNet nodes with labelled features)</span></p>` : ''}
       <p id="live-link"></p><p id="compare-links"></p>`;
     if (SAE.pages.liveLink) SAE.pages.liveLink(document.getElementById('live-link'));
     if (SAE.pages.compareLinks) SAE.pages.compareLinks(document.getElementById('compare-links'));
@@ -119,7 +120,15 @@
     return pref && pref.layer;
   }
 
-  /* #/ , #/<layer>, #/<layer>/f/<id>, #/<layer>/n/<id>, #/<layer>/classes, #/<layer>/class/<i>, #/class/<i>, #/live, #/compare/<k> */
+  /* Mark the page drawn by promise ``p`` as ready (for the tests), or show its error. */
+  function settle(p) {
+    const app = SAE.app(), hash = location.hash;
+    delete app.dataset.ready;
+    p.then(() => { if (location.hash === hash) app.dataset.ready = hash; }).catch(SAE.fail);
+  }
+
+  /* #/ , #/<layer>, #/<layer>/f/<id>, #/<layer>/n/<id>, #/<layer>/classes, #/<layer>/class/<i>, #/class/<i>, #/live,
+     #/compare/<k>, #/concepts, #/concept/<wnid> */
   function route() {
     const site = cache.site;
     if (!site) return SAE.fail('data/site.js is missing: rebuild the site with `inception-sae site build`.');
@@ -128,15 +137,15 @@
     if (!parts.length) return home(site);
     if (parts[0] === 'live') return SAE.pages.live();
     if (parts[0] === 'compare') return SAE.pages.compare(+parts[1]).catch(SAE.fail);
+    if (parts[0] === 'concepts') return settle(SAE.pages.concepts());
+    if (parts[0] === 'concept') return settle(SAE.pages.concept(parts[1] || ''));
     if (parts[0] === 'class') {
       const layer = firstClassLayer(site);
       return layer ? location.replace(`#/${layer}/class/${parts[1]}`) : SAE.fail('no layer on this site has class data');
     }
     const layer = parts[0];
     if (!SAE.hasLayer(layer)) return SAE.fail(`layer ${layer} is not on this site`);
-    const app = SAE.app(), hash = location.hash;
-    delete app.dataset.ready;
-    const p = SAE.load(layer + '/index').then((index) => {
+    settle(SAE.load(layer + '/index').then((index) => {
       SAE.banner(index);
       if (parts.length === 1) return SAE.pages.layer(index);
       if (parts[1] === 'f') return SAE.pages.feature(index, +parts[2]);
@@ -144,8 +153,7 @@
       if (parts[1] === 'classes') return SAE.pages.classes(index);
       if (parts[1] === 'class') return SAE.pages.klass(index, +parts[2]);
       throw new Error('unknown page ' + location.hash);
-    });
-    p.then(() => { if (location.hash === hash) app.dataset.ready = hash; }).catch(SAE.fail);
+    }));
   }
   SAE.route = route;
 

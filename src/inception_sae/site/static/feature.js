@@ -151,7 +151,7 @@
     const next = pos >= 0 && pos < ids.length - 1 ? `<a href="#/${L}/${kind}/${ids[pos + 1]}" id="nextf">${ids[pos + 1]} ›</a>` : '';
     const what = kind === 'f' ? 'feature' : 'neuron';
     return `<div class="title-row"><div><div class="muted">${L} · ${what} ${id}${d.branch ? ' · branch ' + SAE.esc(d.branch) : ''}</div>
-      <h1>${SAE.esc(d.label || '(no label)')}</h1><div class="muted">label score ${SAE.fmt(d.label_score, 3)}
+      <h1>${SAE.esc(d.label || ('label_concept' in d ? 'no label' : '(no label)'))}</h1><div class="muted">${'label_concept' in d ? 'held-out F1' : 'label score'} ${SAE.fmt(d.label_score, 3)}
       ${d.label_kind ? `<span class="small">(${SAE.esc(d.label_kind)})</span>` : ''}</div>${labelClasses(d)}</div>
       <div class="prevnext">${prev}${next} · <a href="data/${L}/${kind}/${id}.js">data</a></div></div>`;
   }
@@ -160,7 +160,7 @@
     const L = index.layer;
     SAE.crumbs([{ text: L, href: '#/' + L }, { text: 'feature ' + id }]);
     if (SAE.rowOf(index, id) < 0) return Promise.reject(new Error(`${L} has no feature ${id} on this site`));
-    return SAE.load(`${L}/f/${id}`).then((d) => preloadNeighbourLayers(d).then(() => drawFeature(index, id, d)));
+    return SAE.load(`${L}/f/${id}`).then((d) => Promise.all([preloadNeighbourLayers(d), SAE.loadConcepts()]).then(() => drawFeature(index, id, d)));
   };
 
   function drawFeature(index, id, d) {
@@ -170,6 +170,7 @@
     const sets = exampleSets(d);
     SAE.app().innerHTML = `${header(index, d, 'f', id)}
       ${dead ? '<div class="card err" id="deadnote">Dead feature: it never fired on the analysed images, so its examples and intervals say nothing.</div>' : ''}
+      ${SAE.labelSection(d)}
       <div class="grid3" style="margin-top:12px">
         <div class="card"><h2>Feature visualisation</h2>${featvis(d)}</div>
         <div class="card"><h2>Activation</h2>${stats(d)}<h3>Dominant branch</h3>${SAE.chip(index, d.dominant_branch)}${d.dominant_branch === 'none' ? '<p class="small muted">No branch significant at q ≤ 0.01.</p>' : ''}${d.dominant_branch_norm != null ? `<p class="small" id="dom-norm">By the norm share: ${SAE.chip(index, d.dominant_branch_norm)}${d.dominant_branch_norm !== d.dominant_branch ? ' <span class="muted">(the two shares disagree)</span>' : ''}</p>` : ''}</div>
@@ -202,12 +203,13 @@
     const L = index.layer;
     SAE.crumbs([{ text: L, href: '#/' + L }, { text: 'neuron ' + id }]);
     if (!(index.neurons || { id: [] }).id.includes(id)) return Promise.reject(new Error(`${L} has no neuron ${id} on this site`));
-    return SAE.load(`${L}/n/${id}`).then((d) => {
+    return Promise.all([SAE.load(`${L}/n/${id}`), SAE.loadConcepts()]).then(([d]) => {
       const feats = (d.similar_features || []).map(([f, cos]) => {
         const r = SAE.rowOf(index, f);
         return { weight: cos, html: SAE.nodeLink(`${L}/f/${f}`, `feature ${f}${r >= 0 ? ' · ' + index.cols.label[r] : ''}`) };
       });
       SAE.app().innerHTML = `${header(index, d, 'n', id)}
+        ${SAE.labelSection(d)}
         <div class="grid3" style="margin-top:12px"><div class="card"><h2>Feature visualisation</h2>${featvis(d)}</div>
           <div class="card"><h2>Activation</h2>${stats(d)}</div>
           <div class="card"><h2>SAE features closest to this neuron</h2>${SAE.bars(feats, (x) => x.html)}</div></div>

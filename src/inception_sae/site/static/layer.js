@@ -35,16 +35,23 @@
 
   /* The header search: a label (or id) query shown in this layer's feature table. */
   SAE.searchLayer = function (layer, q) {
-    const st = (states[layer] = states[layer] || { q: '', branch: '', fmin: '', fmax: '', smin: '', sort: 'id', asc: true, page: 0 });
+    const st = (states[layer] = states[layer] || freshState());
     st.q = q;
     st.page = 0;
     if (location.hash === '#/' + layer) SAE.route();
     else location.hash = '#/' + layer;
   };
 
-  function state(index) {
-    return (states[index.layer] = states[index.layer] || { q: '', branch: '', fmin: '', fmax: '', smin: '', sort: 'id', asc: true, page: 0 });
+  function freshState() {
+    return { q: '', branch: '', cat: '', fmin: '', fmax: '', smin: '', sort: 'id', asc: true, page: 0, colour: 'branch' };
   }
+
+  function state(index) {
+    return (states[index.layer] = states[index.layer] || freshState());
+  }
+
+  /* The layer has concept labels: a category column, filter and map colouring. */
+  const hasCategories = (index) => !!(index.cols.cat && ((index.labels || {}).concepts || index.cols.cat.some((c) => c)));
 
   function visibleRows(index, st) {
     const c = index.cols, n = c.id.length, vis = new Uint8Array(n);
@@ -53,6 +60,7 @@
     const smin = st.smin === '' ? -Infinity : +st.smin;
     for (let r = 0; r < n; r++) {
       if (st.branch && c.dom[r] !== st.branch) continue;
+      if (st.cat && c.cat && (st.cat === NO_LABEL ? c.cat[r] !== '' : c.cat[r] !== st.cat)) continue;
       if (q && !(qid === c.id[r] || c.label[r].toLowerCase().includes(q))) continue;
       const f = c.freq[r] == null ? 0 : c.freq[r];
       if (f < fmin || f > fmax) continue;
@@ -67,27 +75,29 @@
     const rows = [];
     for (let r = 0; r < vis.length; r++) if (vis[r]) rows.push(r);
     const sign = st.asc ? 1 : -1;
-    rows.sort((a, b) => {
+    rows.sort((a, b) => {  // missing values (null, or no label: '') last, either way
       const x = col[a], y = col[b];
-      if (x == null) return y == null ? 0 : 1;
-      if (y == null) return -1;
+      if (x == null || x === '') return y == null || y === '' ? 0 : 1;
+      if (y == null || y === '') return -1;
       return (x < y ? -1 : x > y ? 1 : 0) * sign;
     });
     return rows;
   }
 
-  const HEAD = [['id', 'id'], ['thumb', ''], ['label', 'label'], ['score', 'score'], ['freq', 'frequency'],
+  const NO_LABEL = '(no label)';
+  const HEAD = [['id', 'id'], ['thumb', ''], ['label', 'label'], ['score', 'score'], ['cat', 'cat'], ['freq', 'frequency'],
     ['max', 'max'], ['dom', 'dominant branch'], ['share', 'share'], ['p', 'p-value'], ['q', 'q (BH)']];
 
   function table(index, st, rows) {
     const c = index.cols, L = SAE.esc(index.layer);
+    const cats = hasCategories(index), HEAD_SHOWN = cats ? HEAD : HEAD.filter(([k]) => k !== 'cat');
     const pages = Math.max(1, Math.ceil(rows.length / PAGE));
     st.page = Math.min(st.page, pages - 1);
     const slice = rows.slice(st.page * PAGE, (st.page + 1) * PAGE);
-    const head = HEAD.map(([k, t]) => `<th data-k="${k}" class="${st.sort === k ? 'sorted' + (st.asc ? ' asc' : '') : ''}">${t}</th>`).join('');
+    const head = HEAD_SHOWN.map(([k, t]) => `<th data-k="${k}" class="${st.sort === k ? 'sorted' + (st.asc ? ' asc' : '') : ''}">${t}</th>`).join('');
     const body = slice.map((r) => `<tr class="row" data-id="${c.id[r]}">
       <td class="num"><a href="#/${L}/f/${c.id[r]}">${c.id[r]}</a></td><td>${SAE.img(c.thumb[r], '', '')}</td>
-      <td>${SAE.esc(c.label[r])}</td><td class="num">${SAE.fmt(c.score[r], 3)}</td><td class="num">${SAE.fmt(c.freq[r], 3)}</td>
+      <td>${SAE.esc(c.label[r]) || (cats ? '<span class="muted">no label</span>' : '')}</td><td class="num">${SAE.fmt(c.score[r], 3)}</td>${cats ? `<td class="cat">${SAE.catChip(c.cat[r])}</td>` : ''}<td class="num">${SAE.fmt(c.freq[r], 3)}</td>
       <td class="num">${SAE.fmt(c.max[r], 3)}</td><td>${SAE.chip(index, c.dom[r])}</td><td class="num">${SAE.fmt(c.share[r], 3)}</td>
       <td class="num">${SAE.pval(c.p[r])}</td><td class="num">${c.q ? SAE.pval(c.q[r]) : '–'}</td></tr>`).join('');
     return `<table class="ft" id="ftable"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>
@@ -102,10 +112,38 @@
     return `<div class="filters" id="filters">
       <label>search label or id<input id="f-q" type="search" value="${SAE.esc(st.q)}" placeholder="e.g. dog"></label>
       <label>dominant branch<select id="f-branch">${opts}</select></label>
+      ${hasCategories(index) ? `<label>label category<select id="f-cat">${catOptions(index, st)}</select></label>` : ''}
       <label>frequency ≥<input id="f-fmin" type="number" step="any" min="0" max="1" value="${SAE.esc(st.fmin)}" style="width:90px"></label>
       <label>frequency ≤<input id="f-fmax" type="number" step="any" min="0" max="1" value="${SAE.esc(st.fmax)}" style="width:90px"></label>
       <label>label score ≥<input id="f-smin" type="number" step="any" value="${SAE.esc(st.smin)}" style="width:80px"></label>
       <span class="small muted" id="f-count"></span></div>`;
+  }
+
+  function catOptions(index, st) {
+    const cats = [...new Set(index.cols.cat.filter((c) => c))].sort();
+    return ['<option value="">all</option>'].concat(cats.concat([NO_LABEL]).map((c) =>
+      `<option value="${SAE.esc(c)}"${c === st.cat ? ' selected' : ''}>${SAE.esc(c === NO_LABEL ? 'no label' : c)}</option>`)).join('');
+  }
+
+  /* The map's colouring: branch, or (with concept labels) the label's category, unlabelled in grey. */
+  function mapColours(index, st) {
+    if (st.colour !== 'category' || !hasCategories(index)) return null;
+    return index.cols.cat.map((c) => SAE.categoryColour(c));
+  }
+
+  function mapLegend(index, st) {
+    if (st.colour === 'category' && hasCategories(index)) {
+      const cats = [...new Set(index.cols.cat.filter((c) => c))].sort();
+      return cats.map((c) => `<span><i style="background:${SAE.categoryColour(c)}"></i>${SAE.esc(c)}</span>`).join('') +
+        `<span><i style="background:${SAE.NO_LABEL_COLOUR}"></i>no label</span>`;
+    }
+    return index.branches.map((b) => `<span><i style="background:${SAE.branchColour(index, b)}"></i>${SAE.esc(b)}</span>`).join('');
+  }
+
+  function mapToggle(index, st) {
+    if (!hasCategories(index)) return '';
+    return '<div class="seg" id="umap-colour">' + [['branch', 'dominant branch'], ['category', 'label category']].map(([k, t]) =>
+      `<button type="button" data-colour="${k}" class="${st.colour === k ? 'on' : ''}">${t}</button>`).join('') + '</div>';
   }
 
   function specialised(index) {
@@ -124,22 +162,22 @@
     SAE.crumbs([{ text: index.layer }]);
     const st = state(index);
     const hasMap = index.cols.x.some((v) => v != null);
-    const legend = index.branches.map((b) => `<span><i style="background:${SAE.branchColour(index, b)}"></i>${SAE.esc(b)}</span>`).join('');
     const figs = index.figures.map((f) => `<a href="${SAE.esc(f)}">${SAE.img(f, '', f)}</a>`).join('');
     SAE.app().innerHTML = `<h1>${L}: ${index.cols.id.length} SAE features</h1>
       <p class="muted small">Model <code>${SAE.esc(index.identity)}</code>${index.sae.path ? ` · SAE <code>${SAE.esc(SAE.shortPath(index.sae.path))}</code>` : ''}
       · labels: ${SAE.esc((index.labels || {}).kind || 'from the analysis')}
-      ${index.classes ? ` · <a href="#/${L}/classes">classes → features</a>` : ''} · <span id="live-link"></span> <span id="compare-links"></span></p>
+      ${index.classes ? ` · <a href="#/${L}/classes">classes → features</a>` : ''}${(SAE.site() || {}).concepts ? ' · <a href="#/concepts" id="concepts-nav">concepts across layers</a>' : ''} · <span id="live-link"></span> <span id="compare-links"></span></p>
       <div class="card">${headline(index)}</div>
       ${filters(index, st)}
       <div class="grid2">
-        <div class="card"><h2>UMAP of decoder directions</h2>${hasMap ? `<div class="umap-wrap"><canvas class="umap" id="umap"></canvas><div class="tip" id="tip"></div></div>
-          <div class="legend">${legend}</div><p class="small muted">Hover for label and picture; click to open. ${SAE.esc(index.umap_method || '')}</p>`
+        <div class="card"><div class="title-row"><h2>UMAP of decoder directions</h2>${hasMap ? mapToggle(index, st) : ''}</div>${hasMap ? `<div class="umap-wrap"><canvas class="umap" id="umap"></canvas><div class="tip" id="tip"></div></div>
+          <div class="legend" id="umap-legend">${mapLegend(index, st)}</div><p class="small muted">Hover for label and picture; click to open. ${SAE.esc(index.umap_method || '')}</p>`
           : '<p class="muted">No UMAP coordinates in the analysis (install the umap extra and rerun analyze).</p>'}</div>
         <div class="card"><h2>Features per dominant branch</h2>${SAE.countBars(index, index.dominant_counts)}
           <p class="small muted">Dominant branch: the branch in which the feature's decoder row holds more of its positive mass (in units of each channel's RMS activation) than this layer's typical feature, most significantly, if its q ≤ 0.01; otherwise <b>none</b>.</p>
           ${specialised(index)}</div>
       </div>
+      ${SAE.conceptSummary(index)}
       <div class="card"><h2>Figures of the analysis</h2><div class="figs">${figs || '<span class="muted">No figures in the analysis.</span>'}</div></div>
       <div class="card"><h2>Features</h2><div id="tablebox"></div></div>
       <div class="card"><h2>Neurons</h2><div id="neurons"></div></div>`;
@@ -156,18 +194,28 @@
       const rows = sortedRows(index, st, vis);
       document.getElementById('tablebox').innerHTML = table(index, st, rows);
       document.getElementById('f-count').textContent = `${rows.length} shown`;
-      if (mapToo && hasMap) view = SAE.umap(document.getElementById('umap'), index, { visible: vis });
-      SAE.debug = { umapXY: (id) => (view ? view.xy(SAE.rowOf(index, id)) : null) };
+      if (mapToo && hasMap) view = SAE.umap(document.getElementById('umap'), index, { visible: vis, colours: mapColours(index, st) });
+      SAE.debug = {
+        umapXY: (id) => (view ? view.xy(SAE.rowOf(index, id)) : null),
+        umapColour: (id) => (view ? view.colours[SAE.rowOf(index, id)] : null),
+      };
     };
     const bind = (id, key) => document.getElementById(id).addEventListener('input', (e) => {
       st[key] = e.target.value; st.page = 0; redraw(true);
     });
     [['f-q', 'q'], ['f-branch', 'branch'], ['f-fmin', 'fmin'], ['f-fmax', 'fmax'], ['f-smin', 'smin']].forEach(([i, k]) => bind(i, k));
+    if (document.getElementById('f-cat')) bind('f-cat', 'cat');
+    document.querySelectorAll('#umap-colour button').forEach((b) => b.addEventListener('click', () => {
+      st.colour = b.dataset.colour;
+      document.querySelectorAll('#umap-colour button').forEach((x) => x.classList.toggle('on', x === b));
+      document.getElementById('umap-legend').innerHTML = mapLegend(index, st);
+      redraw(true);
+    }));
     const box = document.getElementById('tablebox');
     box.addEventListener('click', (e) => {
       const th = e.target.closest('th');
       if (th && th.dataset.k && th.dataset.k !== 'thumb') {
-        st.asc = st.sort === th.dataset.k ? !st.asc : th.dataset.k === 'id' || th.dataset.k === 'label';
+        st.asc = st.sort === th.dataset.k ? !st.asc : ['id', 'label', 'cat'].includes(th.dataset.k);
         st.sort = th.dataset.k; st.page = 0; return redraw(false);
       }
       if (e.target.id === 'prev') { st.page--; return redraw(false); }
@@ -188,7 +236,7 @@
       if (r < 0) { tip.style.display = 'none'; return; }
       const p = getView().xy(r);
       tip.innerHTML = `${SAE.img(c.thumb[r], '', '')}<b>#${c.id[r]}</b> ${SAE.esc(c.label[r])}<br>
-        <span class="muted">${SAE.esc(c.dom[r])} · freq ${SAE.fmt(c.freq[r], 3)}</span>`;
+        <span class="muted">${SAE.esc(c.dom[r])}${c.cat && c.cat[r] ? ' · ' + SAE.esc(c.cat[r]) : ''} · freq ${SAE.fmt(c.freq[r], 3)}</span>`;
       tip.style.display = 'block';
       tip.style.left = Math.min(p.x + 12, canvas.clientWidth - 180) + 'px';
       tip.style.top = p.y + 12 + 'px';
