@@ -173,3 +173,17 @@ def test_load_wordnet_never_raises():
     """Without the packaged hierarchy (or with a broken one) the site falls back on the label terms."""
     h = concepts.load_wordnet()
     assert h is None or h.name(DOG) == "dog"
+
+
+def test_site_category_colours_are_the_analysis_figures_colours():
+    """One palette: the analysis's UMAP figure and the site's map and chips colour a category alike."""
+    import re
+    from pathlib import Path
+
+    from inception_sae.data.wordnet import CATEGORY_COLOURS, NO_LABEL_COLOUR
+
+    js = (Path(__file__).parents[1] / "src/inception_sae/site/static/labels.js").read_text()
+    block = js[js.index("SAE.CATEGORY_COLOURS = {") : js.index("};", js.index("SAE.CATEGORY_COLOURS = {"))]
+    pairs = {k.strip(): v for k, v in re.findall(r"'?([a-z ]+)'?: '(#[0-9a-f]+)'", block)}
+    assert pairs == CATEGORY_COLOURS
+    assert f"SAE.NO_LABEL_COLOUR = '{NO_LABEL_COLOUR}'" in js

@@ -23,11 +23,12 @@ permuting the image labels: F1 and IoU increase with the overlap count, which is
 permutation (exact p; baseline at its mean); Pearson's permutation distribution has mean 0 and variance 1/(n-1)
 (normal p); AUPRC's comes from 999 Monte Carlo permutations of the binned activations. AUROC is kept as a
 secondary column only: it barely moves when a label misses or adds classes. A "what" label is shown when the F1
-test survives Benjamini-Hochberg at ``LEVEL`` over every scored direction of the family; below that it is "no
-label". "Where" and "colour" are tested with the image as the unit (cells of one image fire together): in each
-image where the direction fires and that has cells in and out of the concept, d = the share of the concept's cells
-firing minus the share of the other cells firing; z = mean(d) / its standard error, normal tail, BH over the family;
-their baseline F1 is at the overlap's mean under a within-image shuffle of the cells. They are shown as qualifiers.
+test survives Benjamini-Hochberg at ``LEVEL`` over every scored direction of the family and its F1 is at least
+``MIN_EFFECT`` of the way from chance to 1; otherwise it is "no label". "Where" and "colour" are tested with the
+image as the unit (cells of one image fire together): in each image where the direction fires and that has cells
+in and out of the concept, d = the share of the concept's cells firing minus the share of the other cells firing;
+z = mean(d) / its standard error, normal tail, BH over the family, and the same effect floor; their baseline F1
+is at the overlap's mean under a within-image shuffle of the cells. They are shown as qualifiers.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ MIN_GAIN = 0.02  #: gain of F1 above chance (choice half) that earns a union ter
 RUNNERS = 4  #: single concepts scored beside the label
 SLOTS = 1 + RUNNERS
 LEVEL = 0.05  #: BH level
+#: A part is shown only when its F1 is also this far above chance, as a share of what is left above chance:
+#: (F1 - baseline) / (1 - baseline), the F1 analogue of Cohen's kappa. Significance alone labels weak real
+#: associations (on a random network, "artefact" at F1 0.67 against 0.63: kappa 0.1, p 1e-3).
+MIN_EFFECT = 0.2
 MAX_COVER = 0.9  #: ancestors covering this share of the analysed classes or more say nothing
 N_PERM = 999  #: Monte Carlo permutations for AUPRC
 GRID = 3
@@ -57,6 +62,10 @@ CELLS = GRID * GRID
 WHERE = ("left", "right", "top", "bottom", "centre")
 COLOURS = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
 QUALIFIERS = ("where", "colour")
+#: Extent (mean share of the map at or above half the image's max, where the direction fires): "small" below
+#: SMALL (at 14 x 14, under 10 positions), "object-sized" from OBJECT_SIZED up, "medium" between. A descriptor with
+#: the layer's median beside it, not a tested label.
+SMALL, OBJECT_SIZED = 0.05, 0.25
 
 
 def where_masks() -> Tensor:
@@ -599,11 +608,13 @@ class ConceptCounts:
         ext = self.extent.numpy()
         share = np.where(ext[:, 1] > 0, ext[:, 0] / np.maximum(ext[:, 1], 1), np.nan)
         layer_median = float(np.nanmedian(share)) if np.isfinite(share).any() else None
+        size_text = np.where(share < SMALL, "small", np.where(share >= OBJECT_SIZED, "object-sized", "medium"))
         out: list[dict | None] = []
         for f in range(self.m):
             quals_f = {"where": quals[0][f], "colour": quals[1][f]}
             extent = None if not np.isfinite(share[f]) else {
-                "share": fnum(share[f]), "images": int(ext[f, 1]), "layer_median": fnum(layer_median)}  # fmt: skip
+                "share": fnum(share[f]), "images": int(ext[f, 1]), "layer_median": fnum(layer_median),
+                "text": str(size_text[f])}  # fmt: skip
             if f not in q:
                 has = any(quals_f.values())
                 out.append({**NO_WHAT, **quals_f, "extent": extent} if has else None)
@@ -628,7 +639,8 @@ class ConceptCounts:
                 runners.append({"text": sp.names[c], "key": sp.keys[c], "kind": sp.kinds[c],
                                 "category": sp.category[c], "f1": fnum(f1[f, s]), "baseline": fnum(f1_base[f, s]),
                                 "p": fnum(p_f1[f, s]), "choice_f1": fnum(self.choice_f1[f, s].item())})  # fmt: skip
-            labelled = bool(q[f] <= LEVEL and f1[f, 0] > f1_base[f, 0])
+            effect = kappa(f1[f, 0], f1_base[f, 0])
+            labelled = bool(q[f] <= LEVEL and effect >= MIN_EFFECT)
             out.append({
                 "text": " or ".join(sp.names[c] for c in terms), "kind": kind,
                 "category": sp.category[terms[0]], "depth": sp.depth[terms[0]],
@@ -639,7 +651,7 @@ class ConceptCounts:
                 "level": t,
                 "scores": {
                     "f1": {"value": fnum(f1[f, 0]), "baseline": fnum(f1_base[f, 0]), "p": fnum(p_f1[f, 0]),
-                           "q": fnum(q[f])},
+                           "q": fnum(q[f]), "effect": fnum(effect)},
                     "iou": {"value": fnum(iou[f, 0]), "baseline": fnum(iou_base[f, 0]), "p": fnum(p_f1[f, 0])},
                     "auprc": {"value": fnum(ap[f, 0]), "baseline": fnum(ap_base[f]), "p": fnum(ap_p[f])},
                     "pearson": {"value": fnum(r[f, 0]), "baseline": 0.0, "p": fnum(r_p[f, 0])},
@@ -681,8 +693,10 @@ class ConceptCounts:
                     rows.append(None)
                     continue
                 c = int(self.qual[f, q])
-                rows.append({"text": names[q][c], "labelled": bool(qv[f] <= LEVEL and f1[f] > base[f]),
-                             "f1": fnum(f1[f]), "baseline": fnum(base[f]), "p": fnum(p[f]), "q": fnum(qv[f]),
+                effect = kappa(f1[f], base[f])
+                rows.append({"text": names[q][c], "labelled": bool(qv[f] <= LEVEL and effect >= MIN_EFFECT),
+                             "f1": fnum(f1[f]), "baseline": fnum(base[f]), "effect": fnum(effect),
+                             "p": fnum(p[f]), "q": fnum(qv[f]),
                              "units": int(pos[f].sum() + neg[f].sum()), "images": int(cnt[f]),
                              "level": float(LEVELS[int(self.qual_level[f, q])])})  # fmt: skip
             out.append(rows)
@@ -736,6 +750,11 @@ def start(image_class: Tensor, seen: Tensor, sizes: dict[str, int], names, seed:
             cc.restore(f"concepts.{name}", saved)
         out[name] = cc
     return out, split
+
+
+def kappa(f1: float, base: float) -> float:
+    """(F1 - baseline) / (1 - baseline): how far above chance, as a share of the room above chance."""
+    return float((f1 - base) / (1 - base)) if base < 1 else 0.0
 
 
 def firing(a: Tensor, top: Tensor, t: float) -> Tensor:

@@ -58,3 +58,26 @@ def plot_umap(coords: Tensor, dominant: list[str], share: Tensor, branch: str, l
     ax.set_title(f"{layer}: UMAP, {branch} share")
     fig.savefig(paths[1], dpi=90)
     plt.close(fig)
+
+
+def plot_umap_categories(coords: Tensor, categories: list[str | None], layer: str, path, untrained: bool) -> None:
+    """The UMAP coloured by the top-level category of each feature's label (grey: no label), as Gorton's Figs 5-6."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..data.wordnet import CATEGORY_COLOURS, NO_LABEL_COLOUR
+
+    fig, ax = plt.subplots(figsize=(5.4, 5))
+    groups = [("no label", NO_LABEL_COLOUR, [i for i, c in enumerate(categories) if not c])]
+    for name, col in CATEGORY_COLOURS.items():
+        groups.append((name, col, [i for i, c in enumerate(categories) if c == name]))
+    for name, col, sel in groups:
+        if sel:
+            ax.scatter(coords[sel, 0], coords[sel, 1], s=4, c=col, label=f"{name} ({len(sel)})")
+    title = f"{layer}: UMAP, label category"
+    ax.set_title(title + (" (UNTRAINED weights)" if untrained else ""), fontsize=9)
+    ax.legend(markerscale=3, fontsize=7)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -264,8 +264,8 @@ def agreement(stats: br.BranchStats) -> dict:
     return {"same_dominant_branch": same, "features": len(a), "table_pos_by_norm": table, "note": note}
 
 
-def write_umap(out: Path, ctx, derived) -> list[str]:
-    from .embedding import UMAP_MISSING, plot_umap
+def write_umap(out: Path, ctx, derived, recs: list | None = None) -> list[str]:
+    from .embedding import UMAP_MISSING, plot_umap, plot_umap_categories
 
     if derived["umap"] is None:
         if derived["umap_requested"]:
@@ -275,9 +275,13 @@ def write_umap(out: Path, ctx, derived) -> list[str]:
         return []
     stats = derived["branches"]
     dom = stats.dominant_names()
-    dump(out / "umap.json", {"coords": derived["umap"].tolist(), "dominant_branch": dom,
+    cats = [r["category"] if r and r.get("labelled") else None for r in recs or [None] * len(dom)]
+    dump(out / "umap.json", {"coords": derived["umap"].tolist(), "dominant_branch": dom, "category": cats,
                              "method": "umap-learn, cosine, unit decoder rows"})  # fmt: skip
-    paths = ["figures/umap_dominant_branch.png"]
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    plot_umap_categories(derived["umap"], cats, ctx.layer, out / "figures/umap_category.png",
+                         bool(ctx.model.is_random))  # fmt: skip
+    paths = ["figures/umap_dominant_branch.png", "figures/umap_category.png"]
     for j, b in enumerate(stats.names):
         pair = ["figures/umap_dominant_branch.png", f"figures/umap_share_{b}.png"]
         plot_umap(derived["umap"], dom, stats.shares["pos"][:, j], b, ctx.layer, [out / p for p in pair])
@@ -304,7 +308,7 @@ def write_all(cfg, ctx, sae_cfg, state, derived, files, names, source, elapsed, 
         dump(out / "neurons" / f"{j}.json",
              neuron_json(ctx, state, recs["neurons"][j], files, names, j, enr["neurons"]))  # fmt: skip
     family = branch_family(cfg, derived["branches"], feat_labels) if derived["branches"].names else None
-    written = write_branch_outputs(out, ctx, derived, family) + write_umap(out, ctx, derived)
+    written = write_branch_outputs(out, ctx, derived, family) + write_umap(out, ctx, derived, recs["features"])
     if derived["effect"] is not None:
         classes = class_top_features(derived["effect"], names)
         dump(out / "classes.json", {"kind": derived["effect_kind"], "classes": classes})
