@@ -7,6 +7,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+#: Small, fast harvest settings: random weights, 48 px crops, no workers, no bar, batches of 4.
+SMALL = {"weights": "random", "resize": 56, "crop": 48, "workers": 0, "progress": False, "batch_size": 4}
+
+
+def as_dict(store) -> dict[tuple, np.ndarray]:
+    """(image id, view, y, x) -> vector: an ActivationStore as a set with provenance."""
+    prov, vec = store.provenance, np.asarray(store.vectors)
+    out = {(store.images[p[0]], *map(int, p[1:])): v for p, v in zip(prov, vec, strict=True)}
+    assert len(out) == len(store)  # no duplicates
+    return out
+
+
 #: The shared ImageNet sample, outside the repository (never copied into it).
 SHARED_SAMPLE = Path(__file__).parents[1] / ".." / "shared" / "data" / "imagenet-sample-1000"
 

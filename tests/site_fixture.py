@@ -154,7 +154,7 @@ TREE = {
     "n02083346": ("canine", "n02075296"), "n02084071": ("dog", "n02083346"),
     "n02120997": ("feline", "n02075296"), "n02121620": ("cat", "n02120997"),
     "n02121808": ("domestic cat", "n02121620"), "n02123045": ("tabby", "n02121808"),
-    "n02124075": ("Egyptian cat", "n02121808"), "n00021939": ("artefact", "n00003553"),
+    "n02124075": ("Egyptian cat", "n02121808"), "n00021939": ("artifact", "n00003553"),
     "n04574999": ("wheel", "n00021939"), "n02974003": ("car wheel", "n04574999"),
 }  # fmt: skip
 DOG, TABBY, EGYPTIAN, CAR_WHEEL, ANIMAL = "n02084071", "n02123045", "n02124075", "n02974003", "n00015388"
@@ -182,7 +182,7 @@ class FixtureHierarchy:
 
     def category(self, wnid: str) -> str:
         anc = self.ancestors(wnid)
-        return "animal" if ANIMAL in anc else "artefact" if "n00021939" in anc else "other"
+        return "animal" if ANIMAL in anc else "artifact" if "n00021939" in anc else "other"
 
 
 def concept_kind(i: int) -> str | None:
@@ -214,7 +214,7 @@ def add_concept_label(d: dict, i: int) -> None:
         under, text, cat, ck = chain("n02121808"), "tabby + Egyptian cat", "animal", "classes"
         colour = {"text": "brown", "labelled": True, "f1": 0.5, "baseline": 0.2, "p": 1e-4, "q": 1e-3, "units": 4500}
     else:  # class, or the best candidate of an unlabelled unit
-        terms, under, text, cat, ck = [term(CAR_WHEEL, "class", 1)], chain(CAR_WHEEL), "car wheel", "artefact", "class"
+        terms, under, text, cat, ck = [term(CAR_WHEEL, "class", 1)], chain(CAR_WHEEL), "car wheel", "artifact", "class"
     labelled = kind is not None
     f1 = 0.9 - 0.01 * (i % 7) if labelled else 0.12
     p = 3.1e-12 if labelled else 0.3

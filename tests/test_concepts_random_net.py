@@ -23,7 +23,7 @@ def test_random_network_on_the_shared_photos_gets_almost_no_what_labels(model, s
     assert c["split"]["choice"] + c["split"]["score"] == 1000
     assert c["scored"] >= 50  # ancestors are scored (single classes cannot be: one image each)
     # A random network's maps still follow colour and texture, which follow classes a little (without the effect
-    # floor 59 of 293 features and 173 of 486 neurons pass the F1 test here, mostly "artefact" at kappa ~0.1);
+    # floor 59 of 293 features and 173 of 486 neurons pass the F1 test here, mostly "artifact" at kappa ~0.1);
     # with it, at most the test's level of the scored directions get a label.
     assert c["labelled"] <= max(2, 0.05 * c["scored"]), c
     assert c["neurons"]["labelled"] <= max(2, 0.05 * c["neurons"]["scored"]), c["neurons"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from harvest_helpers import SHARED_SAMPLE, make_images
+from harvest_helpers import SHARED_SAMPLE, SMALL, as_dict, make_images
 
 from inception_sae import ActivationStore
 from inception_sae.cli import main
@@ -18,22 +18,12 @@ from inception_sae.data.images import Preprocess, load_image
 from inception_sae.data.sampling import select_positions
 from inception_sae.errors import UserError
 
-SMALL = {"weights": "random", "resize": 56, "crop": 48, "workers": 0, "progress": False, "batch_size": 4}
-
 
 def run(image_dir: Path, out: Path, **kw) -> ActivationStore:
     cfg = HarvestConfig(images=image_dir, layer=kw.pop("layer", "mixed4d"), out=out, **{**SMALL, **kw})
     result = harvest(cfg)
     assert result.complete
     return ActivationStore.open(out)
-
-
-def as_dict(store: ActivationStore) -> dict[tuple, np.ndarray]:
-    """(image id, view, y, x) -> vector: the store as a set with provenance."""
-    prov, vec = store.provenance, np.asarray(store.vectors)
-    out = {(store.images[p[0]], *map(int, p[1:])): v for p, v in zip(prov, vec, strict=True)}
-    assert len(out) == len(store)  # no duplicates
-    return out
 
 
 def fresh(model, image_dir: Path, image_id: str, layer: str = "mixed4d") -> torch.Tensor:

@@ -308,14 +308,14 @@ def test_layer_table_category_column_sorting_and_category_map(page, site):
     assert labels[:20] == sorted(labels[:20]) and labels[0] == "car wheel" and labels[20:] == ["no label"] * 30
     page.click("th[data-k=cat]")
     cats = table_column(page, 5)
-    assert cats[:20] == ["animal"] * 15 + ["artefact"] * 5 and set(cats[20:]) == {""}
+    assert cats[:20] == ["animal"] * 15 + ["artifact"] * 5 and set(cats[20:]) == {""}
     # the map: branch colours, then label categories with unlabelled features in grey
     assert page.locator("#umap-colour button.on").inner_text() == "dominant branch"
     branch10 = page.evaluate("SAE.debug.umapColour(10)")
     page.click("#umap-colour button[data-colour=category]")
-    assert page.locator("#umap-legend").inner_text().split() == ["animal", "artefact", "no", "label"]
+    assert page.locator("#umap-legend").inner_text().split() == ["animal", "artifact", "no", "label"]
     colours = page.evaluate("[10, 3, 12].map(SAE.debug.umapColour)")
-    assert colours == page.evaluate("['animal', 'artefact', ''].map(SAE.categoryColour)") and colours[0] != branch10
+    assert colours == page.evaluate("['animal', 'artifact', ''].map(SAE.categoryColour)") and colours[0] != branch10
     # the layer's label summary: counts per category, and category x dominant branch as one table
     assert page.locator("#labelled-count").inner_text() == "20"
     d = page.evaluate("SAE.cached('mixed4d/index').labels.concepts")

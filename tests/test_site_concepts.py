@@ -120,7 +120,7 @@ def test_layer_table_has_the_label_category(site):
     out, analyses = site
     _, index = read_js(out / "data/mixed4d/index.js")
     cols = index["cols"]
-    want = {"dog": "animal", "classes": "animal", "class": "artefact", None: "", "null": ""}
+    want = {"dog": "animal", "classes": "animal", "class": "artifact", None: "", "null": ""}
     assert cols["cat"] == [want[concept_kind(i)] for i in range(40)]
     assert [s is None for s in cols["score"]] == [c == "" for c in cols["cat"]]  # no label: no score
     assert [lab == "" for lab in cols["label"]] == [c == "" for c in cols["cat"]]

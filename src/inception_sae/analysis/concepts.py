@@ -53,7 +53,7 @@ SLOTS = 1 + RUNNERS
 LEVEL = 0.05  #: BH level
 #: A part is shown only when its F1 is also this far above chance, as a share of what is left above chance:
 #: (F1 - baseline) / (1 - baseline), the F1 analogue of Cohen's kappa. Significance alone labels weak real
-#: associations (on a random network, "artefact" at F1 0.67 against 0.63: kappa 0.1, p 1e-3).
+#: associations (on a random network, "artifact" at F1 0.67 against 0.63: kappa 0.1, p 1e-3).
 MIN_EFFECT = 0.2
 MAX_COVER = 0.9  #: ancestors covering this share of the analysed classes or more say nothing
 N_PERM = 999  #: Monte Carlo permutations for AUPRC

@@ -13,8 +13,17 @@ from .common import DEVICE, SEED, WEIGHTS, console, option, out, warn_if_random
 
 def harvest(
     images: Path = typer.Option(..., "--images", help="Image folder (recursive) or a .txt list of image paths."),
-    layer: str = typer.Option(..., "--layer", help="Layer or single branch, e.g. mixed4d or mixed4d_5x5."),
-    out_dir: Path = typer.Option(..., "--out", help="Store folder; rerunning the same command resumes it."),
+    layer: list[str] = typer.Option(
+        ...,
+        "--layer",
+        help="Layer or single branch, e.g. mixed4d or mixed4d_5x5; "
+        "repeat to harvest several layers in one pass over the images.",
+    ),
+    out_dir: Path = typer.Option(
+        ...,
+        "--out",
+        help="Store folder (with several --layer: a folder of <layer>/ stores); rerunning the same command resumes it.",
+    ),
     per_image: int = option(HarvestConfig, "per_image", "Vectors per image and view."),
     sampling: str = option(HarvestConfig, "sampling", "top-norm | norm-weighted | uniform | all."),
     views: int = option(HarvestConfig, "views", "Views per image: the eval crop + (V-1) random resized crops/flips."),
@@ -30,22 +39,28 @@ def harvest(
     crop: int = option(HarvestConfig, "crop", "Centre-crop side."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Harvest activation vectors of one layer from an image folder into a resumable store."""
-    from ..data.harvest import harvest as run_harvest
+    """Harvest activation vectors of one or more layers (one pass over the images) into resumable stores."""
+    from ..data.harvest import harvest_layers
 
-    cfg = HarvestConfig(
-        images=images, layer=layer, out=out_dir, per_image=per_image, sampling=sampling, views=views,
-        max_images=max_images, weights=weights, seed=seed, dtype=dtype, device=device, workers=workers,
-        batch_size=batch_size, shard_size=shard_size, resize=resize, crop=crop, progress=progress,
-    )  # fmt: skip
+    layers = list(dict.fromkeys(layer))
+
+    def config(x: str) -> HarvestConfig:
+        return HarvestConfig(
+            images=images, layer=x, out=out_dir if len(layers) == 1 else out_dir / x, per_image=per_image,
+            sampling=sampling, views=views, max_images=max_images, weights=weights, seed=seed, dtype=dtype,
+            device=device, workers=workers, batch_size=batch_size, shard_size=shard_size, resize=resize, crop=crop,
+            progress=progress,
+        )  # fmt: skip
+
+    cfgs = [config(x) for x in layers]
     if weights and weights.startswith("random"):
         warn_if_random(f"random:{seed}")
-    result = run_harvest(cfg)
-    if result.complete:
-        console.print(
-            f"{result.store}: complete, {result.vectors:,} vectors; this run {result.images} images "
-            f"in {result.seconds:.1f} s ({result.images_per_s:.1f} img/s); skipped {result.skipped} unreadable"
-        )
+    for result in harvest_layers(cfgs):
+        if result.complete:
+            console.print(
+                f"{result.store}: complete, {result.vectors:,} vectors; this run {result.images} images "
+                f"in {result.seconds:.1f} s ({result.images_per_s:.1f} img/s); skipped {result.skipped} unreadable"
+            )
 
 
 store_app = typer.Typer(help="Inspect and check activation stores.", no_args_is_help=True)

@@ -167,101 +167,182 @@ def merge_manifest(root: Path, head: dict[str, Any], world: int, final: bool) ->
 
 def harvest(cfg: HarvestConfig, env: DistEnv | None = None) -> HarvestResult:
     """Run (or resume) the harvest ``cfg`` on this process's share of the images."""
+    return harvest_layers([cfg], env)[0]
+
+
+#: Fields that may differ between the harvests of one pass over the images (everything else is shared).
+PER_LAYER = ("layer", "out", "dtype", "shard_size", "per_image", "sampling")
+
+
+@dataclass
+class _Open:
+    """One layer's store in a shared pass: its config, manifest head, ledger and pending vectors."""
+
+    cfg: HarvestConfig
+    root: Path
+    head: dict[str, Any]
+    ledger: Ledger
+    start: int = 0  #: the ledger's position when this run began
+    writer: ShardWriter | None = None
+    pending: Pending | None = None
+
+
+def harvest_layers(cfgs: list[HarvestConfig], env: DistEnv | None = None) -> list[HarvestResult]:
+    """Harvest several layers in one pass: each image is decoded and run through the network once.
+
+    The configs share the images, model, views and preprocessing (they may differ in :data:`PER_LAYER`); each
+    layer gets its own store, resumed from its own ledger (a pass resumes at the earliest layer's position and
+    writes each layer only from its own).
+    """
     from ..models.layers import spatial_layer_info
     from ..models.weights import load_model
 
+    if not cfgs:
+        return []
+    base = cfgs[0]
+    shared = lambda c: {k: v for k, v in asdict(c).items() if k not in PER_LAYER}  # noqa: E731
+    for c in cfgs[1:]:
+        diff = [k for k, v in shared(c).items() if shared(base)[k] != v]
+        if diff:
+            raise UserError(f"harvests of one pass must share {', '.join(diff)} ({base.layer} vs {c.layer})")
+    outs = [Path(c.out).resolve() for c in cfgs]
+    if len(set(outs)) < len(outs):
+        raise UserError("each layer of one pass needs its own store folder")
     env = env or DistEnv.from_environ()
-    try:
-        d = spatial_layer_info(cfg.layer, cfg.crop or 224).channels
-    except KeyError as e:
-        raise UserError(e.args[0]) from e
-    dataset, ids, subset = open_images(cfg)
-    device = env.device(cfg.device)
+    dims = []
+    for c in cfgs:
+        try:
+            dims.append(spatial_layer_info(c.layer, c.crop or 224).channels)
+        except KeyError as e:
+            raise UserError(e.args[0]) from e
+    dataset, ids, subset = open_images(base)
+    device = env.device(base.device)
+    results: dict[int, HarvestResult] = {}
     with process_group(env, device):
-        model = load_model(cfg.weights, seed=cfg.seed, device=device)
-        recipe = make_recipe(cfg, model.identity, ids, d, env.world)
-        root = Path(cfg.out)
-        head = check_existing(root, recipe) if env.rank == 0 else None
-        if head is None and env.rank == 0:
-            root.mkdir(parents=True, exist_ok=True)
-            write_image_list(root, ids)
-            head = new_manifest(cfg.layer, d, cfg.dtype, {**recipe, "images_file": "images.txt", "subset": subset})
-            atomic_write_json(root / MANIFEST, head)
-        barrier(env)  # rank 0 has checked or created the store
-        head = head or check_existing(root, recipe)
-        assert head is not None
-        if head.get("status") == "complete":
-            return HarvestResult(root, int(head["count"]), 0, head["skipped"]["total"], 0.0, True)
-        key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
-        ledger = Ledger.load_or_new(root, env.rank, key)
-        ledger.clean_orphans(root)
-        mine = visit_order(len(ids), cfg.seed)[env.rank :: env.world].tolist()
-        after = (lambda: merge_manifest(root, head, env.world, final=False)) if env.rank == 0 else None
-        t0, n_images = time.perf_counter(), len(mine) - ledger.next
-        if not ledger.done:
-            _run(cfg, model, dataset, mine, ledger, ShardWriter(root, ledger, after), env, device)
+        model = load_model(base.weights, seed=base.seed, device=device)
+        opened: list[tuple[int, _Open]] = []
+        for j, (cfg, d) in enumerate(zip(cfgs, dims, strict=True)):
+            recipe = make_recipe(cfg, model.identity, ids, d, env.world)
+            root = Path(cfg.out)
+            head = check_existing(root, recipe) if env.rank == 0 else None
+            if head is None and env.rank == 0:
+                root.mkdir(parents=True, exist_ok=True)
+                write_image_list(root, ids)
+                head = new_manifest(cfg.layer, d, cfg.dtype, {**recipe, "images_file": "images.txt", "subset": subset})
+                atomic_write_json(root / MANIFEST, head)
+            barrier(env)  # rank 0 has checked or created the store
+            head = head or check_existing(root, recipe)
+            assert head is not None
+            if head.get("status") == "complete":
+                results[j] = HarvestResult(root, int(head["count"]), 0, head["skipped"]["total"], 0.0, True)
+                continue
+            key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+            ledger = Ledger.load_or_new(root, env.rank, key)
+            ledger.clean_orphans(root)
+            opened.append((j, _Open(cfg, root, head, ledger, start=ledger.next)))
+        mine = visit_order(len(ids), base.seed)[env.rank :: env.world].tolist()
+        todo = [o for _, o in opened if not o.ledger.done]
+        t0 = time.perf_counter()
+        if todo:
+            for o in todo:
+                root, head = o.root, o.head
+                after = (lambda r=root, h=head: merge_manifest(r, h, env.world, final=False)) if env.rank == 0 else None
+                o.writer = ShardWriter(root, o.ledger, after)
+            _run(base, model, dataset, mine, todo, env)
         seconds = time.perf_counter() - t0
-        barrier(env)
-        manifest = merge_manifest(root, head, env.world, final=True) if env.rank == 0 else None
-        barrier(env)
-    manifest = manifest or read_json(root / MANIFEST)
-    return HarvestResult(
-        root, int(manifest["count"]), n_images, manifest["skipped"]["total"], seconds, manifest["status"] == "complete"
-    )
+        for j, o in opened:
+            barrier(env)
+            manifest = merge_manifest(o.root, o.head, env.world, final=True) if env.rank == 0 else None
+            barrier(env)
+            manifest = manifest or read_json(o.root / MANIFEST)
+            images = len(mine) - o.start if o in todo else 0
+            results[j] = HarvestResult(o.root, int(manifest["count"]), images, manifest["skipped"]["total"], seconds,
+                                       manifest["status"] == "complete")  # fmt: skip
+    return [results[j] for j in range(len(cfgs))]
 
 
-def _run(cfg, model, dataset, mine, ledger: Ledger, writer: ShardWriter, env: DistEnv, device: str) -> None:
-    """The image loop of one rank: decode (workers) -> forward -> select -> write (thread)."""
-    todo = mine[ledger.next :]
+def _run(cfg: HarvestConfig, model, dataset, mine: list[int], stores: list[_Open], env: DistEnv) -> None:
+    """The image loop of one rank: decode (workers) -> one forward for every layer -> select -> write (threads).
+
+    It starts at the earliest store's position; a store further on takes nothing from images before its own.
+    """
+    start = min(o.ledger.next for o in stores)
+    todo = mine[start:]
+    at = {img: start + j for j, img in enumerate(todo)}  # position of each image in this rank's order
+    layers = list(dict.fromkeys(o.cfg.layer for o in stores))
     loader = torch.utils.data.DataLoader(
         ViewDataset(dataset, todo, cfg.views, cfg.seed),
         batch_size=cfg.batch_size,
         num_workers=cfg.workers,
         collate_fn=collate_skipping,  # each item is an image's (V, 3, S, S) views
         prefetch_factor=4 if cfg.workers else None,
-        pin_memory=device.startswith("cuda"),
+        pin_memory=str(next(model.parameters()).device).startswith("cuda"),
     )
-    pending, position = Pending(next=ledger.next), ledger.next
-    bar = _ProgressBar(len(mine), ledger.next, ledger.count, enabled=cfg.progress and env.rank == 0)
+    for o in stores:
+        o.pending = Pending(next=o.ledger.next)
+    position = start
+    counted = max(stores, key=lambda o: o.ledger.count)
+    bar = _ProgressBar(len(mine), start, counted.ledger.count, enabled=cfg.progress and env.rank == 0,
+                       title="harvest " + "+".join(layers))  # fmt: skip
     try:
         with bar, torch.inference_mode():
             for views, idx, skipped in loader:
-                for i, reason in skipped:
-                    pending.skips[reason] += 1
-                    pending.skip_examples.setdefault(reason, []).append(dataset.image_id(i))
-                if views is not None:
-                    ids = [dataset.image_id(i) for i in idx]
-                    vecs, prov = harvest_batch(model, views, idx, ids, cfg.layer, cfg.per_image, cfg.sampling, cfg.seed)
-                    vecs = vecs.to(getattr(torch, cfg.dtype)).cpu().numpy()
-                    pending.vectors.append(vecs)
-                    pending.prov.append(prov)
-                    pending.count += len(vecs)
-                position += len(idx) + len(skipped)
-                pending.next = position
-                bar.advance(len(idx) + len(skipped), 0 if views is None else len(vecs))
-                if pending.count >= cfg.shard_size:
-                    writer.submit(pending)
-                    pending = Pending(next=position)
-            writer.submit(pending)  # the tail, or just the final position and skips
+                n = len(idx) + len(skipped)
+                acts = capture_views(model, views, layers) if views is not None else {}
+                written = 0
+                for o in stores:
+                    assert o.pending is not None and o.writer is not None
+                    if position + n <= o.ledger.next:
+                        continue  # this store already holds the whole batch
+                    for i, reason in skipped:
+                        if at[i] >= o.ledger.next:
+                            o.pending.skips[reason] += 1
+                            o.pending.skip_examples.setdefault(reason, []).append(dataset.image_id(i))
+                    if views is not None:
+                        keep = [j for j, i in enumerate(idx) if at[i] >= o.ledger.next]
+                        if keep:
+                            sub = [idx[j] for j in keep]
+                            a = acts[o.cfg.layer].unflatten(0, (len(idx), -1))[keep].flatten(0, 1)
+                            ids = [dataset.image_id(i) for i in sub]
+                            vecs, prov = select_vectors(a, sub, ids, cfg.views, o.cfg.per_image, o.cfg.sampling,
+                                                        cfg.seed)  # fmt: skip
+                            vecs = vecs.to(getattr(torch, o.cfg.dtype)).cpu().numpy()
+                            o.pending.vectors.append(vecs)
+                            o.pending.prov.append(prov)
+                            o.pending.count += len(vecs)
+                            written += len(vecs) if o is counted else 0
+                    o.pending.next = position + n
+                    if o.pending.count >= o.cfg.shard_size:
+                        o.writer.submit(o.pending)
+                        o.pending = Pending(next=position + n)
+                position += n
+                bar.advance(n, written)
+            for o in stores:
+                assert o.pending is not None and o.writer is not None
+                o.writer.submit(o.pending)  # the tail, or just the final position and skips
     finally:
-        writer.close()
-    ledger.done = True
-    ledger.save(writer.root)
+        for o in stores:
+            if o.writer is not None:
+                o.writer.close()
+    for o in stores:
+        o.ledger.done = True
+        o.ledger.save(o.root)
 
 
-def harvest_batch(
-    model, views: torch.Tensor, idx: list[int], ids: list[str], layer: str, per_image: int, sampling: str, seed: int
-) -> tuple[torch.Tensor, np.ndarray]:
-    """Vectors (n, d) on the model's device and provenance (n, 4) for views (B, V, 3, S, S), uint8 or [0, 1].
-
-    ``idx`` are the B images' indices and ``ids`` their ids (which seed the sampling).
-    """
-    B, V = views.shape[:2]
+def capture_views(model, views: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+    """Activations (B*V, C, H, W) of every layer in one forward, for views (B, V, 3, S, S), uint8 or [0, 1]."""
     device = next(model.parameters()).device
     x = views.flatten(0, 1).to(device, non_blocking=True)  # (B*V, 3, S, S)
     if x.dtype == torch.uint8:  # as decoded; the same floats as images.to_tensor
         x = x.float().div_(255.0)
-    acts = model.capture(x, [layer])[layer]  # (B*V, C, H, W)
+    return model.capture(x, layers)
+
+
+def select_vectors(
+    acts: torch.Tensor, idx: list[int], ids: list[str], V: int, per_image: int, sampling: str, seed: int
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Vectors (n, d) and provenance (n, 4) chosen from one layer's activations (B*V, C, H, W) of B images."""
+    B = len(idx)
     W = acts.shape[-1]
     norms = acts.flatten(2).norm(dim=1)  # (B*V, H*W)
     seeds = [item_seed(seed, image_id, v) for image_id in ids for v in range(V)]
@@ -275,17 +356,28 @@ def harvest_batch(
     return vecs.reshape(-1, vecs.shape[-1]), prov.reshape(-1, 4)
 
 
+def harvest_batch(
+    model, views: torch.Tensor, idx: list[int], ids: list[str], layer: str, per_image: int, sampling: str, seed: int
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Vectors (n, d) on the model's device and provenance (n, 4) for views (B, V, 3, S, S), uint8 or [0, 1].
+
+    ``idx`` are the B images' indices and ``ids`` their ids (which seed the sampling).
+    """
+    acts = capture_views(model, views, [layer])[layer]
+    return select_vectors(acts, idx, ids, views.shape[1], per_image, sampling, seed)
+
+
 class _ProgressBar:
     """Rich progress with images/s and vectors written; silent when disabled."""
 
-    def __init__(self, total: int, done: int, vectors: int, enabled: bool) -> None:
+    def __init__(self, total: int, done: int, vectors: int, enabled: bool, title: str = "harvest") -> None:
         self.enabled, self.vectors = enabled, vectors
         if enabled:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(
-                TextColumn("harvest"),
+                TextColumn(title),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]} img/s  {task.fields[vectors]:,} vectors"),

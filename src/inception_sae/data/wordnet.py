@@ -30,13 +30,13 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("n00021265", "food"),
     ("n07555863", "food"),
     ("n09287968", "geological formation"),
-    ("n00021939", "artefact"),
+    ("n00021939", "artifact"),
     ("n00019128", "natural object"),
 )
 OTHER = "other"
 #: One colour per category, shared by the analysis's figures and the site's map and chips (static/labels.js).
 CATEGORY_COLOURS = {"person": "#e7298a", "animal": "#d95f02", "plant": "#1b9e77", "fungus": "#a6761d",
-                    "food": "#e6ab02", "geological formation": "#7570b3", "artefact": "#2764c4",
+                    "food": "#e6ab02", "geological formation": "#7570b3", "artifact": "#2764c4",
                     "natural object": "#66a61e", "other": "#555", "mixed": "#999"}  # fmt: skip
 NO_LABEL_COLOUR = "#c8ccd1"
 

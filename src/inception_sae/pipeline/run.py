@@ -64,7 +64,7 @@ def plan(ctx: work.Context) -> list[Stage]:
     for layer in layers:
         stages += [
             Stage("harvest", f"harvest {layer}", p.store(layer), lambda x=layer: store_done(p.store(x)),
-                  lambda x=layer: work.do_harvest(ctx, x)),
+                  lambda x=layer: work.do_harvest(ctx, x, pending_stores(ctx, x))),
             Stage("train", f"train {layer}", p.sae(layer), lambda x=layer: sae_done(p.sae(x)),
                   lambda x=layer: work.do_train(ctx, x)),
             Stage("eval", f"eval {layer}", p.eval(layer), lambda x=layer: work.eval_done(ctx, x),
@@ -84,6 +84,11 @@ def plan(ctx: work.Context) -> list[Stage]:
                             lambda a=a, b=b: work.do_compare(ctx, a, b)))  # fmt: skip
     stages.append(Stage("site", "site", p.site, lambda: site_done(p.site), lambda: work.do_site(ctx)))
     return stages
+
+
+def pending_stores(ctx: work.Context, layer: str) -> tuple[str, ...]:
+    """The run's other layers whose stores are not complete: harvested in the same pass as ``layer``."""
+    return tuple(x for x in ctx.cfg.layers if x != layer and not store_done(ctx.paths.store(x)))
 
 
 def _featvis_done(ctx: work.Context, layer: str) -> bool:

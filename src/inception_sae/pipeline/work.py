@@ -51,15 +51,21 @@ class Context:
         return {"weights": self.cfg.weights, "seed": self.cfg.seed, "device": self.cfg.device}
 
 
-def do_harvest(ctx: Context, layer: str) -> str:
-    from ..data.harvest import HarvestConfig, harvest
+def do_harvest(ctx: Context, layer: str, also: tuple[str, ...] = ()) -> str:
+    """Harvest ``layer`` and, in the same pass over the images, the ``also`` layers (each image decoded and run
+    through the network once for all of them)."""
+    from ..data.harvest import HarvestConfig, harvest_layers
 
-    cfg = HarvestConfig(images=ctx.cfg.images, layer=layer, out=ctx.paths.store(layer), progress=ctx.progress,
-                        **ctx.common(), **values(ctx.cfg.harvest))  # fmt: skip
-    r = harvest(cfg)
-    if not r.complete:
-        raise UserError(f"harvest of {layer} did not complete; rerun to resume")
-    return f"{r.vectors:,} vectors, {r.skipped} images skipped"
+    layers = [layer, *[x for x in also if x != layer]]
+    cfgs = [HarvestConfig(images=ctx.cfg.images, layer=x, out=ctx.paths.store(x), progress=ctx.progress,
+                          **ctx.common(), **values(ctx.cfg.harvest)) for x in layers]  # fmt: skip
+    results = harvest_layers(cfgs)
+    for x, r in zip(layers, results, strict=True):
+        if not r.complete:
+            raise UserError(f"harvest of {x} did not complete; rerun to resume")
+    r = results[0]
+    note = f"{r.vectors:,} vectors, {r.skipped} images skipped"
+    return note + (f" (one pass with {', '.join(layers[1:])})" if len(layers) > 1 else "")
 
 
 def do_train(ctx: Context, layer: str) -> str:

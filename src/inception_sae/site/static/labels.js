@@ -9,7 +9,7 @@
   /* Top-level categories (the analysis's CATEGORIES) and their colours; no label in grey. */
   SAE.CATEGORY_COLOURS = {
     person: '#e7298a', animal: '#d95f02', plant: '#1b9e77', fungus: '#a6761d', food: '#e6ab02',
-    'geological formation': '#7570b3', artefact: '#2764c4', 'natural object': '#66a61e', other: '#555', mixed: '#999',
+    'geological formation': '#7570b3', artifact: '#2764c4', 'natural object': '#66a61e', other: '#555', mixed: '#999',
   };
   SAE.NO_LABEL_COLOUR = '#c8ccd1';
   SAE.categoryColour = (cat) => (!cat ? SAE.NO_LABEL_COLOUR : SAE.CATEGORY_COLOURS[cat] || '#444');

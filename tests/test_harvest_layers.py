@@ -1,0 +1,87 @@
+"""Several layers in one pass over the images: the same stores as separate harvests, one forward per batch,
+resumable when killed, each store from its own position."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from harvest_helpers import SMALL, as_dict
+
+from inception_sae import ActivationStore
+from inception_sae.cli import main
+from inception_sae.data import harvest as hv
+from inception_sae.data.harvest import HarvestConfig, harvest, harvest_layers
+from inception_sae.errors import UserError
+
+LAYERS = ("mixed4c", "mixed4d_5x5", "mixed5b")
+
+
+def configs(image_dir, root, **kw) -> list[HarvestConfig]:
+    return [HarvestConfig(images=image_dir, layer=x, out=root / x, **{**SMALL, **kw}) for x in LAYERS]
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_one_pass_equals_separate_harvests_with_one_forward_per_batch(image_dir, tmp_path, monkeypatch):
+    kw = {"per_image": 3, "max_images": 6}
+    for c in configs(image_dir, tmp_path / "apart", **kw):
+        assert harvest(c).complete
+    calls = []
+    real = hv.capture_views
+    monkeypatch.setattr(hv, "capture_views", lambda m, v, layers: calls.append(tuple(layers)) or real(m, v, layers))
+    results = harvest_layers(configs(image_dir, tmp_path / "one", **kw))
+    assert all(r.complete and r.images == 6 for r in results)
+    assert calls == [LAYERS] * 2  # 6 images in batches of 4: two forwards, each for every layer
+    for x in LAYERS:
+        assert same(
+            as_dict(ActivationStore.open(tmp_path / "one" / x)), as_dict(ActivationStore.open(tmp_path / "apart" / x))
+        )
+
+
+def test_killed_pass_resumes_to_the_same_stores_and_a_finished_store_is_left_alone(image_dir, tmp_path, monkeypatch):
+    kw = {"per_image": 2, "max_images": 8, "batch_size": 2, "shard_size": 2}
+    whole = {
+        x: as_dict(ActivationStore.open(r.store))
+        for x, r in zip(LAYERS, harvest_layers(configs(image_dir, tmp_path / "w", **kw)), strict=True)
+    }
+    assert harvest(configs(image_dir, tmp_path / "k", **kw)[0]).complete  # one layer finished on its own first
+    real, calls = hv.capture_views, []
+
+    def dying(m, v, layers):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(m, v, layers)
+
+    monkeypatch.setattr(hv, "capture_views", dying)
+    with pytest.raises(KeyboardInterrupt):
+        harvest_layers(configs(image_dir, tmp_path / "k", **kw))
+    partial = ActivationStore.open(tmp_path / "k" / LAYERS[1])
+    assert partial.status == "in_progress" and 0 < len(partial) < len(whole[LAYERS[1]])
+    monkeypatch.setattr(hv, "capture_views", real)
+    results = harvest_layers(configs(image_dir, tmp_path / "k", **kw))
+    assert results[0].images == 0 and all(r.complete for r in results)  # the finished store was not redone
+    for x in LAYERS:
+        assert same(as_dict(ActivationStore.open(tmp_path / "k" / x)), whole[x]), x
+
+
+def test_a_pass_refuses_harvests_that_differ_in_shared_settings(image_dir, tmp_path):
+    a, b = configs(image_dir, tmp_path)[:2]
+    with pytest.raises(UserError, match="must share seed"):
+        harvest_layers([a, HarvestConfig(**{**b.__dict__, "seed": 1})])
+    with pytest.raises(UserError, match="its own store folder"):
+        harvest_layers([a, HarvestConfig(**{**b.__dict__, "out": a.out})])
+
+
+def test_cli_several_layers_write_one_store_each(image_dir, tmp_path, capsys):
+    out = tmp_path / "stores"
+    args = ["harvest", "--images", str(image_dir), "--out", str(out), "--weights", "random", "--no-progress",
+            "--layer", "mixed4c", "--layer", "mixed4d", "--resize", "56", "--crop", "48", "--workers", "0",
+            "--max-images", "3", "--per-image", "2"]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    for x in ("mixed4c", "mixed4d"):
+        st = ActivationStore.open(out / x)
+        assert st.status == "complete" and len(st) == 6 and f"{out / x}: complete" in err
