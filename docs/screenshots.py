@@ -1,4 +1,4 @@
-"""Take the README's screenshots of a built site with Playwright + Debian's Chromium.
+"""Take the screenshots of README.md and docs/site.md from a built site with Playwright + Debian's Chromium.
 
     python docs/screenshots.py SITE LAYER FEATURE [--out docs]
 

@@ -1,4 +1,4 @@
-"""README screenshots of the comparison page, a feature's matches, and an ``explain`` report.
+"""Screenshots (docs/compare.md, docs/explain.md) of the comparison page, a feature's matches, an ``explain`` report.
 
     python docs/screenshots_compare_explain.py --site SITE --pair 0 --feature mixed4b/12 \
         --explain runs/explain/explain.html [--live URL] [--image IMG] [--out docs]

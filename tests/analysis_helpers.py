@@ -1,4 +1,4 @@
-"""Hand-made SAE folders in the contract's format, for the analysis tests."""
+"""Hand-made SAE folders in the format of docs/formats.md, "SAE folder", for the analysis tests."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ def planted_pair(model, up_layer: str, down_layer: str, m: int = 64, k: int = 4,
 
 
 def write_sae(sae: SAETensors, folder: Path) -> Path:
-    """A hand-made SAE folder in the contract format."""
+    """A hand-made SAE folder in the format of docs/formats.md, "SAE folder"."""
     folder.mkdir(parents=True, exist_ok=True)
     cfg = {"d_in": sae.d, "d_sae": sae.m, "k": sae.k, "layer": sae.layer, "model": "random:0", "architecture": "topk"}
     cfg |= {"dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True, "normalize_activations": "none"}

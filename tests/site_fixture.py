@@ -1,7 +1,7 @@
 """Fake analysis / featvis / circuits folders in the formats of the other stages, for site tests.
 
 ``make_analysis`` mirrors ``inception-sae analyze``'s output (summary.json, features/<id>.json with the
-contract's keys plus the analysis stage's extras, neurons/, branches.json, umap.json, classes.json,
+required keys (docs/formats.md) plus the analysis stage's extras, neurons/, branches.json, umap.json, classes.json,
 figures/, images/crops + images/heat). Heatmaps are hard links of a small pool of JPEGs so that
 an 8,448-feature folder has realistic file counts but is quick to write.
 """
@@ -46,7 +46,7 @@ def example(rng, img: int, value: float, files: dict | None) -> dict:
 
 
 def feature_doc(rng, layer: str, f: int, n_neurons: int, pool: int, render: int = 5) -> dict:
-    """One feature JSON with the contract's keys and the analysis stage's extras."""
+    """One feature JSON with the required keys (docs/formats.md) and the analysis stage's extras."""
     shares = rng.dirichlet(np.ones(len(BRANCHES)))
     dom = BRANCHES[int(shares.argmax())] if shares.max() > 0.45 else "none"  # "none": no branch at q <= 0.01
     vmax = float(rng.uniform(1, 20))
@@ -375,7 +375,7 @@ def make_graph(path: Path, lower: str, upper: str, n_lower: int, n_upper: int, s
 
 
 def make_sae(path: Path, layer: str = "mixed3a", d_in: int = 256, d_sae: int = 48, k: int = 6, seed: int = 0) -> Path:
-    """A random TopK SAE folder in the contract's format (cfg.json + sae_weights.safetensors)."""
+    """A random TopK SAE folder in the format of docs/formats.md (cfg.json + sae_weights.safetensors)."""
     import torch
     from safetensors.torch import save_file
 

@@ -1,4 +1,4 @@
-"""`analyze` end to end: CLI, contract keys, mining vs brute force through the model, bounded state, UMAP."""
+"""`analyze` end to end: CLI, docs/formats.md keys, mining vs brute force through the model, bounded state, UMAP."""
 
 from __future__ import annotations
 

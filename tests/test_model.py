@@ -1,4 +1,4 @@
-"""The inception5h model: contract keys, shapes, padding, LRN, capture, pooling."""
+"""The inception5h model: state_dict keys, shapes, padding, LRN, capture, pooling."""
 
 from __future__ import annotations
 

@@ -114,7 +114,7 @@ def test_neuron_pages_list_their_features(built):
 
 
 def test_minimal_contract_folder_builds(tmp_path):
-    """Only summary.json + features with the contract's keys: no neurons, branches, UMAP, images."""
+    """Only summary.json + features with the required keys of docs/formats.md: no neurons, branches, UMAP, images."""
     a = tmp_path / "a"
     dump(a / "summary.json", {"layer": "mixed5b"})
     for i in range(3):

@@ -18,7 +18,7 @@ class AnalyzeConfig:
     """Everything one analysis run needs; the CLI builds it, the library never mutates it."""
 
     sae: Path
-    """SAE folder (contract format: cfg.json + sae_weights.safetensors, cfg has ``layer``)."""
+    """SAE folder (docs/formats.md, "SAE folder": cfg.json + sae_weights.safetensors, cfg has ``layer``)."""
     images: Path
     """Image folder (recursive) or a .txt list of image paths."""
     out: Path

@@ -25,7 +25,7 @@ def dump(path: Path, obj) -> None:
 
 
 def example_dicts(ctx, files: dict, family: str, f: int, entries, flags: list[bool] | None = None) -> list[dict]:
-    """(image, flat pos, value) entries -> contract dicts {image, y, x, value} plus provenance and files.
+    """(image, flat pos, value) entries -> dicts {image, y, x, value} (docs/formats.md) plus provenance and files.
 
     ``flags`` (one per entry): whether the argmax is one of the harvest rule's positions (``at_training_position``).
     """
@@ -79,7 +79,7 @@ def training_dict(state, f: int) -> dict | None:
 
 
 def spectrum_dict(ctx, files, family: str, fam: Family, f: int) -> dict:
-    """Top examples, interval examples (flat, contract format) and interval ranges."""
+    """Top examples, interval examples (flat: docs/formats.md, "Analysis folder") and interval ranges."""
     ranges, flat = [], []
     for j, iv in enumerate(fam.interval_examples(f)):
         ranges.append({k: iv[k] for k in ("lo", "hi", "count", "share")})

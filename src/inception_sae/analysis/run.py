@@ -129,7 +129,7 @@ def start_concepts(cfg: AnalyzeConfig, state: RunState, names) -> None:
 
 
 def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisResult:
-    """Run every per-feature and per-layer analysis and write ``cfg.out`` (see the contract's analysis folder)."""
+    """Run every per-feature and per-layer analysis and write ``cfg.out`` (see docs/formats.md, "Analysis folder")."""
     t0 = time.perf_counter()
     ctx, sae_cfg = build_context(cfg, model, progress)
     ev = read_eval_report(cfg.eval_report, ctx.layer, cfg.sae)  # checked before the long passes

@@ -1,4 +1,4 @@
-"""Circuit graphs: ``graph.json`` (contract format), k-hop neighbourhoods, figures.
+"""Circuit graphs: ``graph.json`` (docs/formats.md, "Circuits folder"), k-hop neighbourhoods, figures.
 
 Nodes ``{"id": "mixed4c/f/12", "layer", "feature", "branch", "label"}``, class
 nodes ``class/<index>``, error nodes ``<layer>/error``; edges ``{"source",

@@ -236,7 +236,7 @@ class TopKSAE(nn.Module):
         meta: dict | None = None,
         device: str | torch.device = "cpu",
     ) -> TopKSAE:
-        """An SAE from the contract's four tensors (raw units), e.g. bring-your-own weights to :meth:`save`."""
+        """An SAE from the four tensors (raw units; docs/formats.md, "SAE folder"), e.g. own weights to :meth:`save`."""
         d_in, d_sae = tensors["W_enc"].shape
         if tie == "full" and not torch.equal(tensors["W_enc"].t(), tensors["W_dec"]):
             tie = "init"  # weights edited by hand: keep both matrices

@@ -5,7 +5,7 @@ each latent that has not fired for the dead window restarts on the direction of 
 ``x - x_hat``, the row drawn with probability proportional to its squared residual: decoder row = that unit
 direction, encoder row = the same direction times ``enc_scale`` x the median live encoder norm. Bricken et al.
 set ``b_enc`` to 0 for a ReLU SAE; under TopK a new latent must also win a row's top k, so ``b_enc`` is set
-for it to win its fair share of the batch (measured in benchmarks/README.md: with 0 it either wins too many
+for it to win its fair share of the batch (measured in benchmarks/LOG.md: with 0 it either wins too many
 rows or none). Its Adam moments restart too: first moment 0, second moment the mean of the live rows' (so
 the first steps are neither frozen by an old large second moment nor blown up by a zero one). AuxK keeps
 training it until it fires.

@@ -40,7 +40,7 @@ class TrainConfig:
     aux_coef: float = 1 / 32  #: AuxK coefficient (0 = off)
     #: scale the AuxK reconstruction by its least-squares factor (<= 1) before the loss. Without it the summed
     #: k_aux dead latents overshoot the small residual, AuxK shrinks them until ReLU closes and they never
-    #: revive (measured: benchmarks/README.md); with it AuxK trains their direction, not their size.
+    #: revive (measured: benchmarks/LOG.md); with it AuxK trains their direction, not their size.
     aux_rescale: bool = True
     #: steps between restarts of dead latents on badly reconstructed rows (sae/resample.py; Bricken et al. 2023,
     #: with a bias set for TopK); None = the dead window in steps (at the end of the run), 0 = off

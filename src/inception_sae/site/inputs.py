@@ -1,7 +1,7 @@
 """Read the inputs of ``site build`` tolerantly: analysis folders, featvis folders, circuit graphs.
 
-Only the contract's keys are required (``summary.json`` with ``layer``; ``features/<id>.json``);
-every other key is optional so the site can be built from partial or older outputs.
+Only the required keys of docs/formats.md, "Analysis folder", are needed (``summary.json`` with ``layer``;
+``features/<id>.json``); every other key is optional so the site can be built from partial or older outputs.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Analysis:
 
 
 def read_analysis(root: Path) -> Analysis:
-    """Open an analysis folder written by ``inception-sae analyze`` (or by hand, with the contract's keys).
+    """Open an analysis folder written by ``inception-sae analyze`` (or by hand: docs/formats.md, "Analysis folder").
 
     The headline numbers are summary.json's ``metrics`` (written by ``analyze``, with the
     evaluation report's held-out FVU and splice-back agreement when it was given one); a summary
