@@ -401,3 +401,11 @@ def small_site_inputs(root: Path, lower: str = "mixed4c", n_lower: int = 30) -> 
     fv = make_featvis(root / "fv", "mixed4d", range(0, 50, 2), neurons=range(8))
     circ = make_graph(root / "circ", lower, "mixed4d", n_lower, 50)
     return {"analyses": (a_lo, a4d), "featvis": fv, "circuits": circ}
+
+
+def read_js(path: Path) -> tuple[str, dict]:
+    """Parse a data script ``SAE.receive("key",{...});`` back into (key, data)."""
+    text = path.read_text()
+    assert text.startswith("SAE.receive(") and text.rstrip().endswith(");")
+    key, _, body = text[len("SAE.receive(") : text.rstrip().rindex(")")].partition(",")
+    return json.loads(key), json.loads(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,8 +12,10 @@ import pytest
 import torch
 from analysis_helpers import unit_rows, write_sae
 from conftest import REPO, write_images
+from PIL import Image
 
 from inception_sae.analysis.config import AnalyzeConfig
+from inception_sae.analysis.render import THUMB, read_packed
 from inception_sae.analysis.run import analyze
 from inception_sae.data.images import ImageDataset, Preprocess, iter_batches
 
@@ -57,8 +60,12 @@ def test_cli_writes_the_contract(sae_dir, tmp_path):
     for ex in feat["top_examples"] + feat["intervals"]:
         assert {"image", "y", "x", "value"} <= set(ex)
     assert 0 < len(feat["top_examples"]) <= 4
-    for ex in feat["top_examples"][:2]:
-        assert (out / ex["crop"]).is_file() and (out / ex["heatmap"]).is_file()
+    for ex in feat["top_examples"][:2]:  # crops and heatmaps packed in one file: JPEGs of the thumbnail's size
+        for key in ("crop", "heatmap"):
+            img = Image.open(io.BytesIO(read_packed(out, ex[key])))
+            assert img.format == "JPEG" and max(img.size) <= THUMB
+    assert [p.name for p in (out / "images").iterdir()] == ["examples.pack"]
+    assert summary["directories"]["images"]["count"] >= 2 * 2
     assert json.loads((out / "neurons" / "255.json").read_text())["branch"] == "pool"
     assert "UNTRAINED" in (out / "report.md").read_text()
 

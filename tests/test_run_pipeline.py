@@ -11,7 +11,7 @@ import time
 
 import pytest
 from run_helpers import cli, env, run_args, tiny_images
-from test_site_build import read_js
+from site_fixture import read_js
 
 pytestmark = pytest.mark.slow
 

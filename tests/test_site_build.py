@@ -9,19 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from site_fixture import NEVER_TRAINED, dump, make_analysis, small_site_inputs
+from site_fixture import NEVER_TRAINED, dump, make_analysis, read_js, small_site_inputs
 
 from inception_sae.errors import UserError
 from inception_sae.site import SiteConfig, build_site
 from inception_sae.site.inputs import read_circuits, read_featvis
-
-
-def read_js(path: Path) -> tuple[str, dict]:
-    """Parse a data script ``SAE.receive("key",{...});`` back into (key, data)."""
-    text = path.read_text()
-    assert text.startswith("SAE.receive(") and text.rstrip().endswith(");")
-    key, _, body = text[len("SAE.receive(") : text.rstrip().rindex(")")].partition(",")
-    return json.loads(key), json.loads(body)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from site_fixture import (
     concept_kind,
     dump,
     make_analysis,
+    read_js,
 )
-from test_site_build import read_js
 
 from inception_sae.site import SiteConfig, build_site, concepts
 

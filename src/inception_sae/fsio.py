@@ -83,6 +83,9 @@ def _atomic_file(path: Path) -> Iterator[BinaryIO]:
         f.flush()
 
 
+atomic_file = _atomic_file  #: public name: an open binary file committed atomically when the block ends
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically and durably."""
     with _atomic_file(Path(path)) as f:

@@ -18,7 +18,7 @@ from torch import Tensor
 from ..data.images import ImageDataset, SkipLog, iter_batches
 from . import concepts as cn
 from .examples import Family
-from .render import save_crop, save_heatmap, thumb_base, to_uint8
+from .render import PACK, PackWriter, save_crop, save_heatmap, thumb_base, to_uint8
 from .streaming import FeatureStats, at_positions, dense_maxima, image_maxima, interval_index
 
 #: Called after each batch with (pass number, position in the image list to resume from).
@@ -76,6 +76,7 @@ class RunState:
     train: Family | None = None
     train_intervals: Tensor | None = None  #: (m, n_intervals) firing training positions per activation interval
     timings: dict[str, float] = field(default_factory=dict)
+    packed_images: int = 0  #: JPEGs pass 3 wrote into images/examples.pack
 
     @property
     def train_stats(self) -> FeatureStats | None:
@@ -266,8 +267,14 @@ def render_requests(fams: list[Family], n_top: int, n_interval: int) -> dict[int
     return req
 
 
+def save_heatmap_to(base, amap, vmax: float, info, buffer) -> None:
+    """``save_heatmap`` with the buffer last (as :meth:`PackWriter.add` passes it)."""
+    save_heatmap(base, amap, vmax, buffer, info)
+
+
 def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interval: int) -> dict:
-    """Crops and heatmaps for the shown examples; returns (kind, id, image, flat pos) -> file names.
+    """Crops and heatmaps for the shown examples, packed in ``images/examples.pack``; returns (kind, id, image,
+    flat pos) -> their references (``render.read_packed``).
 
     The training-position examples are features' examples too: an (image, position) shown in both families
     has one crop, and a (feature, image) one heatmap (the feature's whole map, on the scale of its every-position
@@ -282,25 +289,29 @@ def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interva
     needed = sorted(set().union(*[set(r) for r in reqs.values()]))
     if not needed:
         return {}
-    (out / "images" / "crops").mkdir(parents=True, exist_ok=True)
-    (out / "images" / "heat").mkdir(parents=True, exist_ok=True)
+    from ..fsio import atomic_file
+
+    (out / "images").mkdir(parents=True, exist_ok=True)
     files: dict = {}
     W = ctx.info.size
-    for x, image, acts, vals, ind in batches(ctx, needed, "pass 3/3 rendering"):
-        for b, img in enumerate(image.tolist()):
-            rows = slice(b * ctx.hw, (b + 1) * ctx.hw)
-            base, pixels = thumb_base(x[b]), to_uint8(x[b])
-            for name, fam in fams.items():
-                heats: dict[int, str] = {}
-                for f, pos in sorted(reqs[name].get(img, ())):
-                    y, xx = divmod(pos, W)
-                    crop = f"images/crops/{img}_{y}_{xx}.jpg"
-                    if not (out / crop).exists():
-                        save_crop(pixels, ctx.info.rf_box(y, xx), out / crop)
-                    if f not in heats:
-                        amap = (vals[rows] * (ind[rows] == f)).sum(1).view(W, W) if name == "features" else acts[b, f]
-                        heats[f] = f"images/heat/{name[0]}{f}_{img}.jpg"
-                        save_heatmap(base, amap, float(fam.stats.vmax[f]), out / heats[f], ctx.info)
-                    files[(name, f, img, pos)] = {"crop": crop, "heatmap": heats[f]}
+    with atomic_file(out / PACK) as f:
+        pack = PackWriter(f)
+        crops: dict[tuple[int, int], str] = {}
+        for x, image, acts, vals, ind in batches(ctx, needed, "pass 3/3 rendering"):
+            for b, img in enumerate(image.tolist()):
+                rows = slice(b * ctx.hw, (b + 1) * ctx.hw)
+                base, pixels = thumb_base(x[b]), to_uint8(x[b])
+                for name, fam in fams.items():
+                    heats: dict[int, str] = {}
+                    for feat, pos in sorted(reqs[name].get(img, ())):
+                        y, xx = divmod(pos, W)
+                        if (img, pos) not in crops:
+                            crops[img, pos] = pack.add(save_crop, pixels, ctx.info.rf_box(y, xx))
+                        if feat not in heats:
+                            amap = (vals[rows] * (ind[rows] == feat)).sum(1).view(W, W) if name == "features" \
+                                else acts[b, feat]  # fmt: skip
+                            heats[feat] = pack.add(save_heatmap_to, base, amap, float(fam.stats.vmax[feat]), ctx.info)
+                        files[(name, feat, img, pos)] = {"crop": crops[img, pos], "heatmap": heats[feat]}
+    state.packed_images = pack.count
     state.timings["pass3_s"] = time.perf_counter() - t0
     return files

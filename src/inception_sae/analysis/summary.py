@@ -63,8 +63,7 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, recs, source, elapsed, writ
     s, stats = state.features.stats, derived["branches"]
     freq = s.fire_pos.double() / max(s.positions, 1)
     out = Path(cfg.out)
-    images_dir = out / "images"
-    n_images = sum(1 for p in images_dir.rglob("*.jpg")) if images_dir.is_dir() else 0
+    n_images = state.packed_images  # JPEGs in images/examples.pack
     return {
         "layer": ctx.layer,
         "sae": {"path": str(cfg.sae), "d_in": int(sae_cfg.get("d_in", ctx.info.channels)),
@@ -111,8 +110,8 @@ def build_summary(cfg, ctx, sae_cfg, state, derived, recs, source, elapsed, writ
         "files": sorted({*written, *list_files(out), "summary.json", "report.md"}),
         "directories": {"features": {"pattern": "features/<id>.json", "count": state.features.m},
                         "neurons": {"pattern": "neurons/<id>.json", "count": state.neurons.m},
-                        "images": {"pattern": "images/crops/<image>_<y>_<x>.jpg, images/heat/<f|n><id>_<image>.jpg",
-                                   "count": n_images}},
+                        "images": {"pattern": "images/examples.pack#<offset>+<length> (JPEG crops and heatmaps "
+                                              "packed in one file)", "count": n_images}},
     }  # fmt: skip
 
 

@@ -8,7 +8,9 @@ Layout of the site folder::
     data/<layer>/f/<id>.js, n/<id>.js            one file per feature / neuron, loaded on demand
     data/<layer>/classes.js                      class -> its top features
     data/concepts.js, data/concept/<wnid>.js     WordNet nodes with labelled features under them, across layers
-    a/<layer>/...                                the analysis's images and figures (hard links)
+    a/<layer>/figures/...                        the analysis's figures (hard links)
+    a/<layer>/thumbs/<k>.jpg                     thumbnail sprite sheets (example pictures travel as data URIs
+                                                 inside each unit's data file; see ``pictures.py``)
     fv/<layer>/{f,n}/...                         feature visualisations (hard links)
     site.json                                    build report: counts, bytes, seconds
 
@@ -27,10 +29,12 @@ from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
+from ..analysis.render import PACK, is_packed
 from ..errors import UserError
 from .concepts import ConceptIndex, category_of
 from .config import SiteConfig
 from .inputs import Analysis, Circuits, read_analysis, read_circuits, read_featvis
+from .pictures import Pictures, resolve
 
 GENERATED = ("index.html", "static", "data", "a", "fv", "cmp", "site.json")
 IMAGE_KEYS = ("crop", "heatmap", "image_file")
@@ -101,28 +105,33 @@ def clean(x):
     return x
 
 
-def rebase_examples(d: dict, prefix: str) -> None:
-    """Point every example's image files (every-position and training-position ones) at the site copy."""
+def rebase_examples(d: dict, prefix: str, pics: Pictures | None = None) -> None:
+    """Point every example's pictures (every-position and training-position ones) at what the site serves:
+    JPEG data URIs for an analysis's packed pictures, the linked copy for single files."""
     training = d.get("training_examples")
     if isinstance(training, dict):
-        rebase_examples(training, prefix)
+        rebase_examples(training, prefix, pics)
     for key in ("top_examples", "intervals"):
         for ex in d.get(key) or []:
             for k in IMAGE_KEYS:
-                v = ex.get(k)
-                if isinstance(v, str) and v and not v.startswith("/") and ".." not in v.split("/"):
-                    ex[k] = prefix + v
-                elif k in ex:
-                    ex[k] = None
+                resolve(ex, k, prefix, pics)
 
 
-def thumb_of(d: dict, fv: list[str] | None) -> str:
-    """A small picture for the feature: its visualisation, else its top example crop."""
+def thumb_of(d: dict, fv: list[str] | None, pics: Pictures | None = None, slot: int = 0, prefix: str = "") -> str:
+    """A small picture for the unit: its visualisation, else its top example crop (a sprite tile when packed).
+
+    Call before :func:`rebase_examples` (it reads the analysis's own references).
+    """
     if fv and fv[0]:
         return "fv/" + fv[0]
     for ex in d.get("top_examples") or []:
-        if ex.get("crop"):
-            return ex["crop"]
+        crop = ex.get("crop")
+        if crop and is_packed(crop):
+            return pics.tile(slot, crop) if pics is not None else ""
+        if crop:
+            one = {"crop": crop}
+            resolve(one, "crop", prefix, None)
+            return one["crop"] or ""
     return ""
 
 
@@ -175,6 +184,7 @@ def build_features(
     tick: Callable[[], None],
     matches: dict | None = None,
     concepts: ConceptIndex | None = None,
+    pics: Pictures | None = None,
 ) -> tuple[dict, dict]:
     """Write ``data/<layer>/f/<id>.js`` for every feature; return the table columns and neuron -> features."""
     layer = a.layer
@@ -188,10 +198,10 @@ def build_features(
         if int(d["id"]) != i:
             raise UserError(f"{a.root}/features/{i}.json says id {d['id']}")
         table_row(cols, d, coords[i] if i < len(coords) else None)
-        rebase_examples(d, prefix)
+        cols["thumb"].append(thumb_of(d, fv.get((layer, "f", i)), pics, i, prefix))
+        rebase_examples(d, prefix, pics)
         d.update(feature_extras(layer, "f", i, fv, circ))
         d["matches"] = (matches or {}).get((layer, i), [])  # best matches in compared SAEs / layers
-        cols["thumb"].append(thumb_of(d, (fv.get((layer, "f", i)))))
         if concepts is not None:
             concepts.add(layer, "f", i, d, cols["thumb"][-1])
         n = (d.get("similar_neuron") or {}).get("neuron")
@@ -203,7 +213,14 @@ def build_features(
 
 
 def build_neurons(
-    a: Analysis, out: Path, fv: dict, circ: Circuits, by_neuron: dict, concepts: ConceptIndex | None = None
+    a: Analysis,
+    out: Path,
+    fv: dict,
+    circ: Circuits,
+    by_neuron: dict,
+    concepts: ConceptIndex | None = None,
+    pics: Pictures | None = None,
+    first_slot: int = 0,
 ) -> dict:
     """Write ``data/<layer>/n/<id>.js``; return the neuron table."""
     layer = a.layer
@@ -211,14 +228,15 @@ def build_neurons(
     ids = a.neuron_ids or sorted(by_neuron)
     for j in ids:
         d = a.neuron(j) or {"id": j, "note": "no neuron file in the analysis"}
-        rebase_examples(d, f"a/{layer}/")
+        thumb = thumb_of(d, fv.get((layer, "n", j)), pics, first_slot + j, f"a/{layer}/")
+        rebase_examples(d, f"a/{layer}/", pics)
         d.update(feature_extras(layer, "n", j, fv, circ))
         d["similar_features"] = sorted(by_neuron.get(j, []), key=lambda t: -abs(t[1] or 0))[:50]
         for k, v in (("id", j), ("label", d.get("label") or ""), ("score", fmt_float(d.get("label_score"), 4)),
                      ("cat", category_of(d)), ("branch", d.get("branch") or ""),
                      ("freq", fmt_float(d.get("frequency"), 7))):  # fmt: skip
             table[k].append(v)
-        table["thumb"].append(thumb_of(d, fv.get((layer, "n", j))))
+        table["thumb"].append(thumb)
         if concepts is not None:
             concepts.add(layer, "n", j, d, table["thumb"][-1])
         write_js(out / "data" / layer / "n" / f"{j}.js", f"{layer}/n/{j}", d)
@@ -267,9 +285,11 @@ def copy_assets(out: Path, analyses: list[Analysis], featvis: Path | None) -> in
     for name in (*SCRIPTS, "app.css"):
         (out / "static" / name).write_bytes(pkg.joinpath("static").joinpath(name).read_bytes())
     for a in analyses:
-        for sub in ("images", "figures"):
-            if (a.root / sub).is_dir():
-                n += link_tree(a.root / sub, out / "a" / a.layer / sub)
+        if (a.root / "figures").is_dir():
+            n += link_tree(a.root / "figures", out / "a" / a.layer / "figures")
+        images = a.root / "images"
+        if images.is_dir() and not (a.root / PACK).is_file():  # single files (older analyses): linked as before
+            n += link_tree(images, out / "a" / a.layer / "images")
     if featvis is not None:
         for layer_dir in Path(featvis).iterdir():
             if layer_dir.is_dir():
@@ -320,9 +340,15 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
     compares, matches = build_compares(cfg.compares, analyses, out, write_js)
     layer_facts = []
     concepts = ConceptIndex()
+    sheets = 0
     for a in analyses:
-        cols, by_neuron = build_features(a, out, fv, circ, tick, matches, concepts)
-        neurons = build_neurons(a, out, fv, circ, by_neuron, concepts)
+        pics = Pictures(a.root, out, a.layer)
+        try:
+            cols, by_neuron = build_features(a, out, fv, circ, tick, matches, concepts, pics)
+            first = max(a.feature_ids, default=-1) + 1  # neuron thumbnails follow the features' tiles
+            neurons = build_neurons(a, out, fv, circ, by_neuron, concepts, pics, first)
+        finally:
+            sheets += pics.close()
         index = layer_index(a, cols, neurons, fv)
         write_js(out / "data" / a.layer / "index.js", f"{a.layer}/index", index)
         if index["classes"]:
@@ -331,7 +357,7 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
                             "untrained": index["untrained"], "identity": index["identity"],
                             "classes": index["classes"]})  # fmt: skip
     n_concepts = concepts.write(out, write_js, layers)
-    images = copy_assets(out, analyses, cfg.featvis)
+    images = copy_assets(out, analyses, cfg.featvis) + sheets
     site = {"title": cfg.title, "layers": layer_facts, "circuit_edges": circ.n_edges,
             "featvis": len(fv), "built": time.strftime("%Y-%m-%d %H:%M:%S"), "compares": compares,
             "concepts": n_concepts}  # fmt: skip

@@ -57,8 +57,18 @@
   };
   SAE.chip = (index, b) =>
     b ? `<span class="bchip" style="background:${SAE.branchColour(index, b)}">${SAE.esc(b)}</span>` : '';
-  SAE.img = (src, cls, alt) =>
-    src ? `<img src="${SAE.esc(src)}" class="${cls || ''}" alt="${SAE.esc(alt || '')}">` : '';
+  /* A picture: a file, a data URI, or a thumbnail tile "sprite:<sheet>#<col>,<row>,<cols>,<rows>" (drawn as
+     the sheet's tile behind a transparent pixel, so the img rules of each view size it as any picture). */
+  const BLANK = 'data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7';
+  SAE.img = function (src, cls, alt) {
+    if (!src) return '';
+    const m = /^sprite:([^#]+)#(\d+),(\d+),(\d+),(\d+)$/.exec(src);
+    if (!m) return `<img src="${SAE.esc(src)}" class="${cls || ''}" alt="${SAE.esc(alt || '')}">`;
+    const [col, row, cols, rows] = m.slice(2).map(Number);
+    const pos = (i, n) => (n > 1 ? (100 * i) / (n - 1) : 0);
+    const style = `background:url('${SAE.esc(m[1])}') ${pos(col, cols)}% ${pos(row, rows)}% / ${cols * 100}% ${rows * 100}% no-repeat`;
+    return `<img src="${BLANK}" class="${cls || ''} sprite" alt="${SAE.esc(alt || '')}" style="${style}">`;
+  };
   SAE.app = () => document.getElementById('app');
   SAE.site = () => cache.site;
   SAE.hasLayer = (layer) => !!(cache.site && cache.site.layers.some((l) => l.layer === layer));
