@@ -26,7 +26,7 @@ from ..errors import UserError
 from ..fsio import atomic_write_json, read_json
 from ..settings import check_choices, settings_of
 from .distributed import DistEnv, barrier, process_group
-from .images import ImageDataset, Preprocess, collate_skipping
+from .images import ImageDataset, Preprocess, collate_skipping, usable_workers
 from .ledger import Ledger, Pending, ShardWriter, merge_skips
 from .sampling import Sampling, ViewDataset, gather_positions, item_seed, select_positions
 from .store import MANIFEST, StoreDtype, new_manifest, now_iso, write_image_list
@@ -213,12 +213,13 @@ def harvest(cfg: HarvestConfig, env: DistEnv | None = None) -> HarvestResult:
 def _run(cfg, model, dataset, mine, ledger: Ledger, writer: ShardWriter, env: DistEnv, device: str) -> None:
     """The image loop of one rank: decode (workers) -> forward -> select -> write (thread)."""
     todo = mine[ledger.next :]
+    workers = usable_workers(cfg.workers)
     loader = torch.utils.data.DataLoader(
         ViewDataset(dataset, todo, cfg.views, cfg.seed),
         batch_size=cfg.batch_size,
-        num_workers=cfg.workers,
+        num_workers=workers,
         collate_fn=collate_skipping,  # each item is an image's (V, 3, S, S) views
-        prefetch_factor=4 if cfg.workers else None,
+        prefetch_factor=4 if workers else None,
         pin_memory=device.startswith("cuda"),
     )
     pending, position = Pending(next=ledger.next), ledger.next
