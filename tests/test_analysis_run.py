@@ -172,3 +172,26 @@ def test_umap_figures(tmp_path):
     paths = [tmp_path / "dom.png", tmp_path / "share.png"]
     plot_umap(torch.randn(20, 2), ["5x5"] * 10 + ["pool"] * 10, torch.rand(20), "5x5", "mixed4d", paths)
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def _title_inside(fig) -> None:
+    fig.canvas.draw()
+    box = fig.bbox
+    for ax in fig.axes:
+        t = ax.title.get_window_extent()
+        inside = box.x0 <= t.x0 and t.x1 <= box.x1 and box.y0 <= t.y0 and t.y1 <= box.y1
+        assert inside or not ax.title.get_text(), (ax.title.get_text(), t, box)
+
+
+def test_umap_titles_fit_inside_the_figure():
+    import matplotlib.pyplot as plt
+
+    from inception_sae.analysis.embedding import umap_category_figure, umap_figures
+
+    coords = torch.randn(20, 2)
+    cats = ["animal"] * 5 + [None] * 15
+    figs = [*umap_figures(coords, ["5x5"] * 10 + ["pool"] * 10, torch.rand(20), "5x5", "mixed4d"),
+            umap_category_figure(coords, cats, "mixed4d_3x3_bottleneck_pre_relu", True)]  # fmt: skip
+    for fig in figs:
+        _title_inside(fig)
+        plt.close(fig)

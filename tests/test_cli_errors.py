@@ -136,6 +136,33 @@ def test_help_shows_flags_without_a_type_and_names_real_commands(capsys):
             assert "`eval --report`" in text and "evaluate" not in text
 
 
+def test_help_at_80_columns_shows_every_option_name_whole(capsys, monkeypatch):
+    import typer
+
+    from inception_sae.cli import app
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("TERMINAL_WIDTH", raising=False)
+    root = typer.main.get_command(app)
+    todo, seen = [([], root)], 0
+    while todo:
+        path, command = todo.pop()
+        todo += [([*path, name], sub) for name, sub in getattr(command, "commands", {}).items()]
+        assert main([*path, "--help"]) == 0
+        text = capsys.readouterr().out
+        lines = text.splitlines()
+        assert max(map(len, lines)) <= 80 and "…" not in text, (path, text)
+        words = {w for line in lines for w in line.replace("│", " ").replace(",", " ").split()}
+        for param in command.params:
+            if not getattr(param, "hidden", False):
+                names = [n for n in (*param.opts, *param.secondary_opts) if n.startswith("-")]
+                assert all(n in words for n in names), (path, names, text)
+                seen += len(names)
+        for name, sub in getattr(command, "commands", {}).items():
+            assert sub.hidden or name in words, (path, name)
+    assert seen > 100
+
+
 BAD_SETTINGS = [
     ("featvis.render.steps", -1, "featvis.render: steps must be >= 0"),
     ("featvis.features", "top:x", "use top:N"),

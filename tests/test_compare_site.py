@@ -64,6 +64,7 @@ def test_comparison_pages_and_feature_matches_in_the_browser(browser, built):
     page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     page.goto((built["out"] / "index.html").as_uri() + "#/compare/1")
     page.wait_for_selector("#app[data-ready='#/compare/1'] .pairs")
+    assert "UNTRAINED WEIGHTS (random:" in page.inner_text("#banner")  # opened directly: its own data say so
     assert page.locator(".pairs tr").count() == 51  # header + every feature's best match
     page.goto((built["out"] / "index.html").as_uri() + "#/mixed4d")
     page.wait_for_selector(".compare-link")

@@ -125,6 +125,39 @@ def test_explain_cli_writes_a_self_contained_report(tmp_path, capsys):
     assert srcs and all(s.startswith("data:image/") for s in srcs)  # self-contained: every image inline
     assert (tmp_path / "r" / "explain.png").stat().st_size > 10000
     assert "difference" in capsys.readouterr().out
+    assert '<div class="banner" id="banner">UNTRAINED WEIGHTS (random:' in html  # random weights: the red banner
+
+
+def fake_result(identity: str) -> dict:
+    feat = {"id": 7, "heatmap": None, "link": None, "term": 0.0004, "mean_act": 0.00012, "label": ""}
+    parts = {"features": 1.25, "error": 0.0004, "decoder_bias": -0.5, "bias": 0.1}
+    cls = {
+        "name": "tabby",
+        "index": 281,
+        "prob": 0.0049999,
+        "target_kind": "logit",
+        "target": 0.8535,
+        "parts": parts,
+        "total": 0.857,
+        "residual": -0.0035,
+        "up": [feat],
+        "down": [{**feat, "term": -0.2}],
+    }
+    return {"image": "data:image/png;base64,", "layer": "mixed5b", "identity": identity, "positions": 49,
+            "fvu": 0.0123, "method": "exact", "exact": True, "steps": 0, "classes": [cls], "notes": {}}  # fmt: skip
+
+
+def test_report_numbers_signs_and_banner():
+    from inception_sae.display import NEGATIVE_COLOUR, POSITIVE_COLOUR
+    from inception_sae.explain.report import render_html
+
+    html = render_html(fake_result("random:seed0"))
+    assert "difference -0.0035" in html  # not "difference 0"
+    assert "p = 0.005)" in html and "mean act 1.2e-4" in html and "FVU 0.0123" in html
+    assert "(+0.047%)" in html  # a small share is not "+0.0%"
+    assert f".pos{{color:{POSITIVE_COLOUR}}}" in html and f".neg{{color:{NEGATIVE_COLOUR}}}" in html
+    assert "sign-legend" in html and 'id="banner">UNTRAINED WEIGHTS (random:seed0)' in html
+    assert 'id="banner"' not in render_html(fake_result("inception5h:sha256:abc"))
 
 
 def test_explain_cli_bad_image_is_a_one_line_error(tmp_path, capsys):

@@ -93,3 +93,22 @@ def test_file_list_and_empty_folder(tmp_path, tiny_images):
         ImageDataset.from_folder(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageDataset.from_folder(tmp_path / "nope")
+
+
+def test_workers_are_capped_at_the_cores_with_one_note(tiny_images, monkeypatch, capsys):
+    import os
+    import warnings
+
+    from inception_sae.data import images
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)  # torch's count too
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(images, "_capped_noted", set())
+    assert images.usable_workers(14) == 2 and images.usable_workers(1) == 1 and images.usable_workers(0) == 0
+    ds = ImageDataset.from_folder(tiny_images, Preprocess(resize=40, crop=32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "will create 14 worker processes" warning would fail here
+        for _ in range(2):  # a stage that makes two loaders still says it once
+            assert sum(len(idx) for _, idx in iter_batches(ds, 4, workers=14)) == len(ds)
+    err = capsys.readouterr().err
+    assert err.count("14 workers asked, 2 used") == 1, err

@@ -108,6 +108,21 @@ def test_changed_config_of_a_complete_stage_is_refused_unless_forced(tmp_path):
         check_previous(new, Paths(run), ("trian",))
 
 
+def test_cosmetic_and_run_only_settings_never_block_reuse(tmp_path):
+    """A new site title rebuilds the site alone; more workers rebuild nothing; a real change is still refused."""
+    run, base = tmp_path / "run", {"layers": ["mixed3b"], "images": tmp_path, "out": tmp_path / "run"}
+    old = build({}, base)
+    run.mkdir()
+    (run / "config.yaml").write_text(to_yaml(old))
+    for stage in ("harvest", "train", "eval", "analyze", "featvis", "site"):  # every stage on disk
+        for path in Paths(run).outputs(stage, ("mixed3b",)):
+            path.mkdir(parents=True)
+    assert check_previous(build({}, {**base, "site.title": "Another title"}), Paths(run), ()) == ("site",)
+    assert check_previous(build({}, {**base, "harvest.workers": 14, "analyze.workers": 3}), Paths(run), ()) == ()
+    with pytest.raises(UserError, match=r"different site config \(site\.top_neighbours: 10 -> 3\)"):
+        check_previous(build({}, {**base, "site.title": "x", "site.top_neighbours": 3}), Paths(run), ())
+
+
 @pytest.mark.parametrize("name", ["demo.yaml", "bozoukov2025_mixed4.yaml", "gorton2024_mixed5b.yaml"])
 def test_reproduction_configs_are_valid(name):
     cfg = build(read_file(REPO_CONFIGS / name), {})

@@ -88,3 +88,7 @@ def test_run_killed_in_training_resumes_without_reharvesting(tmp_path):
     site_only = cli([*args, "--force-stage", "site"])  # redo just the last stage
     assert site_only.returncode == 0 and site_only.stderr.count("skipped (complete)") == 2 * 5 + 2
     assert "site" in site_only.stderr and (run / "site" / "index.html").is_file()
+    # a new title (cosmetic) and more workers (how, not what) reuse every finished stage; the site shows the title
+    titled = cli([*args, "--set", "site.title=Another title", "--set", "harvest.workers=1"])
+    assert titled.returncode == 0 and titled.stderr.count("skipped (complete)") == 2 * 5 + 2, titled.stderr
+    assert read_js(run / "site" / "data" / "site.js")[1]["title"] == "Another title"

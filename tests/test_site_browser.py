@@ -92,6 +92,16 @@ def test_table_row_circuit_link_neuron_and_class_over_http(page, site, tmp_path)
     assert "q 0.4" in classes and "no class significant" in classes and "×" not in classes
     assert page.locator("#label-classes .lc.sig").count() == 0
     page.screenshot(path=str(tmp_path / "feature_http.png"), full_page=True)
+    # circuit neighbours: blue bars excite, red inhibit, as the circuits figure and explain; the legend says so
+    from inception_sae.display import NEGATIVE_COLOUR, POSITIVE_COLOUR
+
+    assert "blue: excites" in page.locator("#upstream .sign-legend").inner_text()
+    colour = "el => { const [r, g, b] = getComputedStyle(el).backgroundColor.match(/\\d+/g).map(Number); "
+    colour += "return '#' + [r, g, b].map((v) => v.toString(16).padStart(2, '0')).join(''); }"
+    bars = page.locator("#upstream .bar, #downstream .bar")
+    shown = {page.locator("#upstream .bar, #downstream .bar").nth(i).evaluate(colour) for i in range(bars.count())}
+    signs = page.evaluate("SAE.cached('mixed4d/f/7').up.concat(SAE.cached('mixed4d/f/7').down).map((n) => n.weight)")
+    assert shown == {POSITIVE_COLOUR if w >= 0 else NEGATIVE_COLOUR for w in signs}
     link = page.locator("#upstream a").first
     target = link.get_attribute("href")
     link.click()
@@ -103,7 +113,7 @@ def test_table_row_circuit_link_neuron_and_class_over_http(page, site, tmp_path)
     open_feature_checks(page, "mixed4d", 4)
     assert page.locator(".fv img").count() == 3  # main + two diverse variants
     sig = page.locator("#label-classes .lc.sig")  # even ids: the first class at q 3e-9, the second not
-    assert sig.count() == 1 and "12 (60%) q 3.0e-9, ×30 the base rate" in sig.inner_text()
+    assert sig.count() == 1 and "12 (60%) q 3e-9, ×30 the base rate" in sig.inner_text()
     assert "q 1" in page.locator("#label-classes .lc").nth(1).inner_text()
     page.locator("#neuronbox h2 a").click()
     page.wait_for_url("**#/mixed4d/n/*")
@@ -187,6 +197,14 @@ def test_live_box_returns_features(page, site, tmp_path):
     page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
 
 
+def test_live_page_opened_directly_shows_the_untrained_banner(page, site):
+    page.goto(site["url"] + "#/live")
+    page.wait_for_selector("#live-file")
+    identity = page.evaluate("SAE.liveInfo().then((i) => i.identity)")
+    assert identity.startswith("random:")
+    assert f"UNTRAINED WEIGHTS ({identity})" in page.locator("#banner").inner_text()
+
+
 def wait_ready(page, hash_: str) -> None:
     page.wait_for_selector(f"#app[data-ready='{hash_}']")
 
@@ -203,14 +221,14 @@ def test_feature_page_shows_its_label_scores_and_links_to_the_concept(page, site
         for r in page.locator("#label-scores tr[data-m]").all()
     }
     assert list(rows) == ["f1", "iou", "auprc", "pearson", "auroc"]
-    assert rows["f1"] == ["F1", "0.87", "0.1", "3.1e-12", "1.0e-10"]  # value, baseline, p, q
-    assert rows["iou"][1:4] == ["0.8", "0.05", "1.0e-20"] and rows["pearson"][3] == "< 1e-300"  # p = 0
+    assert rows["f1"] == ["F1", "0.87", "0.1", "3.1e-12", "1e-10"]  # value, baseline, p, q
+    assert rows["iou"][1:4] == ["0.8", "0.05", "1e-20"] and rows["pearson"][3] == "< 1e-300"  # p = 0
     assert "secondary" in page.locator("#label-scores tr[data-m=auroc]").get_attribute("class")
     assert "sanity tests" in rows["auroc"][2]
     images = page.locator("#label-images").inner_text()
     assert "Chosen on 500 images, scored on 500 held-out images: 59 in the concept, 60 where it fires" in images
     where = page.locator("#label-quals tr[data-q=where]").inner_text()
-    assert "left" in where and "labelled" in where and "0.33" in where and "1.0e-6" in where
+    assert "left" in where and "labelled" in where and "0.33" in where and "1e-6" in where
     assert "not tested" in page.locator("#label-quals tr[data-q=colour]").inner_text()
     assert "12.0%" in page.locator("#label-extent").inner_text()
     assert page.locator("#label-spectrum rect").count() == 10

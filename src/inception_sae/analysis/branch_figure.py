@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..display import fmt_p
 from ..errors import UserError
 
 WARNING = (
@@ -174,9 +175,7 @@ def family_test(share: np.ndarray, specialised: np.ndarray, family: Sequence[int
 
 
 def _fmt_p(p: float | None) -> str:
-    if p is None:
-        return "n/a"
-    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+    return "n/a" if p is None else fmt_p(p)
 
 
 def _family_text(name: str, n: int, row: dict | None) -> str:

@@ -37,8 +37,24 @@ def nearest_neuron(W_dec: Tensor) -> tuple[Tensor, Tensor]:
 BRANCH_COLOURS = {"none": "#bbbbbb", "1x1": "#1b9e77", "3x3": "#d95f02", "5x5": "#7570b3", "pool": "#e7298a"}
 
 
-def plot_umap(coords: Tensor, dominant: list[str], share: Tensor, branch: str, layer: str, paths) -> None:
-    """Two PNGs: coloured by dominant branch; coloured by ``branch``'s share (``pos``)."""
+def fit_title(fig, ax, text: str, fontsize: float = 10) -> None:
+    """Set ``ax``'s title, wrapped onto as many lines as it needs to lie inside ``fig`` once the figure is laid out."""
+    import textwrap
+
+    title = ax.set_title(text, fontsize=fontsize)
+    chars = len(text)
+    while True:
+        fig.tight_layout()
+        fig.canvas.draw()
+        box, t = fig.bbox, title.get_window_extent()
+        if (box.x0 <= t.x0 and t.x1 <= box.x1 and t.y1 <= box.y1) or chars <= 12:
+            return
+        chars = int(chars * 0.85)
+        title.set_text("\n".join(textwrap.wrap(text, chars)))
+
+
+def umap_figures(coords: Tensor, dominant: list[str], share: Tensor, branch: str, layer: str):
+    """The two figures of :func:`plot_umap` (not saved): coloured by dominant branch; by ``branch``'s share."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,20 +64,26 @@ def plot_umap(coords: Tensor, dominant: list[str], share: Tensor, branch: str, l
     for name, col in BRANCH_COLOURS.items():
         sel = [i for i, d in enumerate(dominant) if d == name]
         ax.scatter(coords[sel, 0], coords[sel, 1], s=4, c=col, label=name)
-    ax.set_title(f"{layer}: UMAP of decoder vectors, dominant branch (q <= 0.01; else none)")
     ax.legend(markerscale=3)
-    fig.savefig(paths[0], dpi=90)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5.6, 5))
+    fit_title(fig, ax, f"{layer}: UMAP of decoder vectors, dominant branch (q <= 0.01; else none)")
+    fig2, ax = plt.subplots(figsize=(5.6, 5))
     sc = ax.scatter(coords[:, 0], coords[:, 1], s=4, c=share, cmap="viridis")
-    fig.colorbar(sc, label=f"{branch} share ||relu(d[b])|| / ||relu(d)||")
-    ax.set_title(f"{layer}: UMAP, {branch} share")
-    fig.savefig(paths[1], dpi=90)
-    plt.close(fig)
+    fig2.colorbar(sc, label=f"{branch} share ||relu(d[b])|| / ||relu(d)||")
+    fit_title(fig2, ax, f"{layer}: UMAP, {branch} share")
+    return fig, fig2
 
 
-def plot_umap_categories(coords: Tensor, categories: list[str | None], layer: str, path, untrained: bool) -> None:
-    """The UMAP coloured by the top-level category of each feature's label (grey: no label), as Gorton's Figs 5-6."""
+def plot_umap(coords: Tensor, dominant: list[str], share: Tensor, branch: str, layer: str, paths) -> None:
+    """Two PNGs: coloured by dominant branch; coloured by ``branch``'s share (``pos``)."""
+    import matplotlib.pyplot as plt
+
+    for fig, path in zip(umap_figures(coords, dominant, share, branch, layer), paths, strict=True):
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+
+
+def umap_category_figure(coords: Tensor, categories: list[str | None], layer: str, untrained: bool):
+    """The figure of :func:`plot_umap_categories` (not saved)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,8 +98,16 @@ def plot_umap_categories(coords: Tensor, categories: list[str | None], layer: st
     for name, col, sel in groups:
         if sel:
             ax.scatter(coords[sel, 0], coords[sel, 1], s=4, c=col, label=f"{name} ({len(sel)})")
-    title = f"{layer}: UMAP, label category"
-    ax.set_title(title + (" (UNTRAINED weights)" if untrained else ""), fontsize=9)
     ax.legend(markerscale=3, fontsize=7)
+    title = f"{layer}: UMAP, label category"
+    fit_title(fig, ax, title + (" (UNTRAINED weights)" if untrained else ""), fontsize=9)
+    return fig
+
+
+def plot_umap_categories(coords: Tensor, categories: list[str | None], layer: str, path, untrained: bool) -> None:
+    """The UMAP coloured by the top-level category of each feature's label (grey: no label), as Gorton's Figs 5-6."""
+    import matplotlib.pyplot as plt
+
+    fig = umap_category_figure(coords, categories, layer, untrained)
     fig.savefig(path, dpi=90)
     plt.close(fig)

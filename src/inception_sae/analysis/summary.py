@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..display import fmt_num, fmt_p
 from ..sae.metrics import firing_summary
 from .branch_null import NULL_TEXT
 from .branches import specialised_table
@@ -129,12 +130,12 @@ def write_report(out: Path, summary: dict, derived) -> None:
         f"({summary['images']['skipped']['total']} skipped), {summary['images']['positions']} positions",
         metrics_line(summary.get("metrics") or {}),
         f"- dead features: {c['dead']}; dense (> 10% of positions): {c['dense']}; "
-        f"mean firing frequency {c['mean_frequency']:.4f}",
+        f"mean firing frequency {fmt_num(c['mean_frequency'])}",
         f"- dominant branch (most significant branch of the positive-part share against this layer's typical "
         f"feature, if q <= 0.01; else none): {c['dominant_branch']}; by the norm share: {c['dominant_branch_norm']}",
         f"- specialised at FDR 1% (Benjamini-Hochberg q <= 0.01 over features x branches): "
         f"{c['specialised_fdr_1pct']} ({summary['branch_test']['fdr_1pct_status']})",
-        f"- nearest neuron: mean cosine {c['similar_neuron_cosine_mean']:.3f}; "
+        f"- nearest neuron: mean cosine {fmt_num(c['similar_neuron_cosine_mean'])}; "
         f"{c['similar_neuron_cosine_over_0.5']} features with cosine > 0.5 (the rest are not single neurons)",
         labels_line(summary["labels"]),
         f"- logit effect: {summary['logit_effect']}",
@@ -146,7 +147,8 @@ def write_report(out: Path, summary: dict, derived) -> None:
         "|---|---|---|---|---|---|",
     ]  # fmt: skip
     for b, rows in specialised_table(stats, 5).items():
-        lines += [f"| {b} | {r['id']} | {r['share']:.3f} | {r['z']:.1f} | {r['p']:.2g} | {r['q']:.2g} |" for r in rows]
+        lines += [f"| {b} | {r['id']} | {fmt_num(r['share'])} | {fmt_num(r['z'], 2)} | {fmt_p(r['p'])} | "
+                  f"{fmt_p(r['q'])} |" for r in rows]  # fmt: skip
     if derived["umap"] is not None:
         lines += [
             "",
@@ -183,17 +185,12 @@ def metrics_line(m: dict) -> str:
     """The reconstruction and splice-back numbers of ``summary["metrics"]``, each with what it is computed on."""
     parts = []
     if m.get("fvu") is not None:
-        parts.append(f"FVU {_round(m['fvu'])} on {m['fvu_on']}")
+        parts.append(f"FVU {fmt_num(m['fvu'])} on {m['fvu_on']}")
     if m.get("l0") is not None:
-        parts.append(f"L0 {_round(m['l0'], 1)}")
+        parts.append(f"L0 {fmt_num(m['l0'])}")
     if m.get("splice_top1") is not None:
-        parts.append(f"splice-back top-1 agreement {_round(m['splice_top1'])} and KL {_round(m['splice_kl'], 4)} "
+        parts.append(f"splice-back top-1 agreement {fmt_num(m['splice_top1'])} and KL {fmt_num(m['splice_kl'])} "
                      f"({m['splice_on']}, {m.get('splice_images')} images)")  # fmt: skip
     if not parts:
         return "- reconstruction: not evaluated (give analyze --eval-report, or use `run`)"
     return "- reconstruction: " + "; ".join(parts)
-
-
-def _round(x, digits: int = 3):
-    """A number for the report's text (None stays 'None')."""
-    return x if x is None else round(float(x), digits)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..display import NEGATIVE_COLOUR, POSITIVE_COLOUR, sign_colour
 from ..models.layers import STAGE_NAMES
 
 Edge = tuple[str, str, float, str]  #: (source, target, weight, kind), source upstream of target
@@ -94,8 +95,8 @@ def _layout(graph: CircuitGraph) -> tuple[list[str], dict[str, tuple[float, floa
 def _legend_handles(plt) -> list:
     return [
         *(plt.Line2D([], [], marker="o", ls="", color=c, label=b) for b, c in BRANCH_COLOURS.items()),
-        plt.Line2D([], [], color="#c0392b", label="excites"),
-        plt.Line2D([], [], color="#2e6fba", label="inhibits"),
+        plt.Line2D([], [], color=POSITIVE_COLOUR, label="excites (blue)"),
+        plt.Line2D([], [], color=NEGATIVE_COLOUR, label="inhibits (red)"),
         plt.Line2D([], [], color="grey", ls="--", label="data-based"),
     ]
 
@@ -112,7 +113,7 @@ def render(
 ) -> list[Path]:
     """Draw the graph left (upstream) to right (downstream / classes); write PNG and SVG.
 
-    Node colour: dominant branch; edge colour: sign (red excites, blue inhibits);
+    Node colour: dominant branch; edge colour: sign (blue excites, red inhibits: the site's colours);
     edge width: |weight| relative to the largest; only edges of ``kinds`` are
     drawn (weight_1x1 duplicates weight pairs). Readable without any dashboard.
     """
@@ -127,7 +128,7 @@ def render(
     wmax = max((abs(e["weight"]) for e in edges), default=1.0) or 1.0
     for e in edges:
         (x0, y0), (x1, y1) = pos[e["source"]], pos[e["target"]]
-        colour = "#c0392b" if e["weight"] >= 0 else "#2e6fba"
+        colour = sign_colour(e["weight"])
         style = "-" if e["kind"] in ("weight", "weight_1x1", "logit") else "--"
         ax.plot([x0, x1], [y0, y1], style, color=colour, lw=0.4 + 4 * abs(e["weight"]) / wmax, alpha=0.7, zorder=1)
     for nid, (x, y) in pos.items():

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..circuits.config import CircuitsConfig
+from ..display import fmt_p
 from ..errors import UserError
 from .common import DEVICE, SEED, WEIGHTS, option, out, warn_if_random
 
@@ -67,7 +68,7 @@ def circuits(
             out.print(
                 f"  dominant-branch agreement {b['agreement']:.2f} over {b['labelled_pairs']} labelled partner pairs "
                 f"vs chance {b['chance']:.2f}; each of {b['labelled_partners']} distinct partners once: "
-                f"{b['difference']:+.2f} (95% CI {b['ci95'][0]:+.2f} to {b['ci95'][1]:+.2f}, p={b['p_value']:.3g})"
+                f"{b['difference']:+.2f} (95% CI {b['ci95'][0]:+.2f} to {b['ci95'][1]:+.2f}, p={fmt_p(b['p_value'])})"
             )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..display import fmt_num
 from ..explain.run import ExplainConfig
 from .common import DEVICE, SEED, WEIGHTS, option, out, warn_if_random
 
@@ -73,9 +74,10 @@ def explain(
     files = write_report(folder, result)
     for c in result["classes"]:
         p = c["parts"]
-        out.print(f"{c['name']} (class {c['index']}): {c['target_kind']} {c['target']:.4f} = features "
-                  f"{p['features']:.4f} + error {p['error']:.4f} + decoder bias {p['decoder_bias']:.4f} + bias "
-                  f"{p['bias']:.4f}  (difference {c['residual']:.1e})", soft_wrap=True, highlight=False)  # fmt: skip
+        out.print(f"{c['name']} (class {c['index']}): {c['target_kind']} {fmt_num(c['target'], 4)} = features "
+                  f"{fmt_num(p['features'], 4)} + error {fmt_num(p['error'], 4)} + decoder bias "
+                  f"{fmt_num(p['decoder_bias'], 4)} + bias {fmt_num(p['bias'], 4)}  "
+                  f"(difference {fmt_num(c['residual'], 2)})", soft_wrap=True, highlight=False)  # fmt: skip
     if not result["exact"]:
         out.print(f"[yellow]{result['method']}[/]", soft_wrap=True)
     out.print(f"wrote {', '.join(str(f) for f in files)}", soft_wrap=True)

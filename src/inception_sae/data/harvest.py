@@ -26,7 +26,7 @@ from ..errors import UserError
 from ..fsio import atomic_write_json, read_json
 from ..settings import check_choices, settings_of
 from .distributed import DistEnv, barrier, process_group
-from .images import ImageDataset, Preprocess, collate_skipping
+from .images import ImageDataset, Preprocess, collate_skipping, usable_workers
 from .ledger import Ledger, Pending, ShardWriter, merge_skips
 from .sampling import Sampling, ViewDataset, gather_positions, item_seed, select_positions
 from .store import MANIFEST, StoreDtype, new_manifest, now_iso, write_image_list
@@ -270,12 +270,13 @@ def _run(cfg: HarvestConfig, model, dataset, mine: list[int], stores: list[_Open
     todo = mine[start:]
     at = {img: start + j for j, img in enumerate(todo)}  # position of each image in this rank's order
     layers = list(dict.fromkeys(o.cfg.layer for o in stores))
+    workers = usable_workers(cfg.workers)
     loader = torch.utils.data.DataLoader(
         ViewDataset(dataset, todo, cfg.views, cfg.seed),
         batch_size=cfg.batch_size,
-        num_workers=cfg.workers,
+        num_workers=workers,
         collate_fn=collate_skipping,  # each item is an image's (V, 3, S, S) views
-        prefetch_factor=4 if cfg.workers else None,
+        prefetch_factor=4 if workers else None,
         pin_memory=str(next(model.parameters()).device).startswith("cuda"),
     )
     for o in stores:

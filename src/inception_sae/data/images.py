@@ -250,6 +250,36 @@ class SkipLog:
         return f"skipped {self.total} images ({parts})"
 
 
+def cpu_count() -> int:
+    """CPU cores this process may run on (its affinity where the OS has one, else ``os.cpu_count()``)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+_capped_noted: set[tuple[int, int]] = set()
+
+
+def usable_workers(workers: int) -> int:
+    """``workers`` capped at the cores this process may use (every stage's DataLoader goes through here).
+
+    More decoding processes than cores only compete for them (and torch warns about it at each loader); the
+    cap is said once per process in one line on stderr.
+    """
+    cap = cpu_count()
+    if workers <= cap:
+        return workers
+    if (workers, cap) not in _capped_noted:
+        import sys
+
+        _capped_noted.add((workers, cap))
+        print(f"note: {workers} workers asked, {cap} used (this machine has {cap} CPU cores)", file=sys.stderr)
+    return cap
+
+
 def iter_batches(
     dataset: ImageDataset,
     batch_size: int = 32,
@@ -264,6 +294,7 @@ def iter_batches(
     count at the end; a batch in which every image failed is not yielded.
     """
     subset = dataset if indices is None else torch.utils.data.Subset(dataset, list(indices))
+    workers = usable_workers(workers)
     loader = torch.utils.data.DataLoader(
         subset,
         batch_size=batch_size,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .images import ImageDataset, collate_skipping
+from .images import ImageDataset, collate_skipping, usable_workers
 from .sampling import SAMPLINGS, ViewDataset
 
 
@@ -65,7 +65,7 @@ class StreamSource:
         loader = torch.utils.data.DataLoader(
             ViewDataset(self.dataset, todo, 1, self.seed),
             batch_size=self.image_batch,
-            num_workers=self.workers,
+            num_workers=usable_workers(self.workers),
             collate_fn=collate_skipping,  # each item is an image's views
         )
         parts = [np.zeros((0, self.d), np.float32)]

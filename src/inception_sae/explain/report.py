@@ -9,11 +9,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..display import NEGATIVE_COLOUR, POSITIVE_COLOUR, fmt_num, fmt_pct, sign_colour
 from ..fsio import atomic_write_text
 
 
 def pct(v: float, total: float) -> str:
-    return f"{100 * v / total:+.1f}%" if total else "-"
+    """``v`` as a signed share of ``total`` (a nonzero share never shows as 0%)."""
+    return fmt_pct(v / total, signed=True) if total else "-"
 
 
 def render_html(result: dict) -> str:
@@ -21,7 +23,8 @@ def render_html(result: dict) -> str:
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("inception_sae.explain", "templates"), autoescape=True)
     top = result["classes"][0]["name"] if result["classes"] else "?"
-    return env.get_template("explain.html").render(r=result, top=top, pct=pct)
+    colours = {"positive": POSITIVE_COLOUR, "negative": NEGATIVE_COLOUR}
+    return env.get_template("explain.html").render(r=result, top=top, pct=pct, num=fmt_num, colours=colours)
 
 
 def _decode(uri: str) -> Image.Image:
@@ -42,21 +45,25 @@ def render_png(result: dict, path: Path, per_side: int = 4) -> None:
         for ax in row:
             ax.axis("off")
         row[0].imshow(_decode(result["image"]))
-        row[0].set_title(f"{c['name'][:22]}\n{c['target_kind'][:5]} {c['target']:.3f}", fontsize=7)
+        row[0].set_title(f"{c['name'][:22]}\n{c['target_kind'][:5]} {fmt_num(c['target'], 4)}", fontsize=7)
         parts = [("features", c["parts"]["features"]), ("error", c["parts"]["error"]),
                  ("dec. bias", c["parts"]["decoder_bias"]), ("bias", c["parts"]["bias"])]  # fmt: skip
         ax = row[1]
         ax.axis("on")
-        ax.barh([p[0] for p in parts], [p[1] for p in parts], color=["#3b6ea8", "#c0504d", "#999", "#999"])
+        ax.barh([p[0] for p in parts], [p[1] for p in parts], color=[sign_colour(p[1]) for p in parts])
         ax.tick_params(labelsize=6)
         ax.set_title("parts" + ("" if result["exact"] else " (IG, approx.)"), fontsize=7)
         feats = c["up"][:per_side] + c["down"][:per_side]
         for ax, f in zip(row[2:], feats, strict=False):
             if f["heatmap"]:
                 ax.imshow(_decode(f["heatmap"]))
-            ax.set_title(f"f{f['id']} {f['term']:+.3f}", fontsize=7, color="#1a7f37" if f["term"] > 0 else "#c62828")
+            sign = "+" if f["term"] > 0 else ""
+            ax.set_title(f"f{f['id']} {sign}{fmt_num(f['term'], 4)}", fontsize=7, color=sign_colour(f["term"]))
     kind = "exact logit split" if result["exact"] else f"APPROXIMATION (integrated gradients, {result['steps']} steps)"
-    fig.suptitle(f"{result['layer']}: {kind}; heatmaps scaled per feature", fontsize=8)
+    random = str(result.get("identity", "")).startswith("random:")
+    untrained = "UNTRAINED WEIGHTS (a random network): " if random else ""
+    fig.suptitle(f"{untrained}{result['layer']}: {kind}; heatmaps scaled per feature; blue: pushes the class up, "
+                 "red: down", fontsize=8, color=NEGATIVE_COLOUR if untrained else "black")  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -162,7 +162,17 @@ def to_yaml(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.effective(), sort_keys=False, default_flow_style=False)
 
 
-def fingerprint(cfg: RunConfig, names: tuple[str, ...], top: tuple[str, ...] = ()) -> str:
-    """Canonical JSON of some sections and top-level keys (to compare a run with its earlier config)."""
-    eff = cfg.effective()
-    return json.dumps({k: eff[k] for k in (*top, *names)}, sort_keys=True)
+def fingerprint(
+    cfg: RunConfig,
+    names: tuple[str, ...],
+    top: tuple[str, ...] = (),
+    leave_out: dict[str, tuple[str, ...]] | None = None,
+) -> str:
+    """Canonical JSON of some sections and top-level keys (to compare a run with its earlier config).
+
+    ``leave_out`` maps a section to keys of it that do not count (e.g. the cosmetic ones).
+    """
+    eff, leave_out = cfg.effective(), leave_out or {}
+    data = {k: eff[k] for k in top}
+    data |= {k: {f: v for f, v in eff[k].items() if f not in leave_out.get(k, ())} for k in names}
+    return json.dumps(data, sort_keys=True)

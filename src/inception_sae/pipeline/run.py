@@ -25,7 +25,9 @@ from . import work
 from .config import RunConfig, build, fingerprint, read_run_file, to_yaml
 from .stages import (
     ALL_STAGES,
+    COSMETIC,
     DEPENDS,
+    RUN_ONLY,
     Paths,
     Stage,
     featvis_done,
@@ -100,7 +102,9 @@ def _featvis_done(ctx: work.Context, layer: str) -> bool:
 def check_previous(cfg: RunConfig, paths: Paths, force: tuple[str, ...]) -> tuple[str, ...]:
     """Stages whose results must be removed; a one-line refusal when a stage already on disk had another config.
 
-    Returns the forced stages and every stage after the first of them (they depend on it). A stage counts as
+    Returns the forced stages and every stage after the first of them (they depend on it), then any stage on disk
+    whose only changes are :data:`~.stages.COSMETIC` settings (it alone is rebuilt; :data:`~.stages.RUN_ONLY`
+    changes rebuild nothing). A stage counts as
     on disk once its folder exists (complete or not): a finished stage would otherwise be silently reused, and
     a half-finished one silently continued, under settings it was not made with.
     """
@@ -115,21 +119,29 @@ def check_previous(cfg: RunConfig, paths: Paths, force: tuple[str, ...]) -> tupl
     except UserError as e:
         raise UserError(f"{paths.config} is not a valid run config ({e}); move it away or use a new --out") from None
     on_disk = {s.name for s in plan(work.Context(cfg, paths, progress=False)) if s.out.exists()}
+    ignored = {k: COSMETIC.get(k, ()) + RUN_ONLY.get(k, ()) for k in {*COSMETIC, *RUN_ONLY}}
+    restyle = []  # stages on disk whose only changes are cosmetic: rebuilt alone
     for name in ALL_STAGES:
         sections, top = DEPENDS[name]
-        if name in on_disk and name not in redo and fingerprint(old, sections, top) != fingerprint(cfg, sections, top):
-            changed = _changed_keys(old, cfg, sections, top)
+        if name not in on_disk or name in redo:
+            continue
+        if fingerprint(old, sections, top, ignored) != fingerprint(cfg, sections, top, ignored):
+            changed = _changed_keys(old, cfg, sections, top, ignored)
             raise UserError(
                 f"{paths.root} was made with a different {name} config ({changed}); "
                 f"use a new --out or --force-stage {name} to redo it and the stages after it"
             )
-    return redo
+        if fingerprint(old, sections, top, RUN_ONLY) != fingerprint(cfg, sections, top, RUN_ONLY):
+            restyle.append(name)
+    return (*redo, *restyle)
 
 
-def _changed_keys(old: RunConfig, new: RunConfig, sections: tuple[str, ...], top: tuple[str, ...]) -> str:
+def _changed_keys(
+    old: RunConfig, new: RunConfig, sections: tuple[str, ...], top: tuple[str, ...], ignored: dict
+) -> str:
     a, b = old.effective(), new.effective()
     diffs = [k for k in top if a[k] != b[k]]
-    diffs += [f"{s}.{k}" for s in sections for k in b[s] if a[s].get(k) != b[s].get(k)]
+    diffs += [f"{s}.{k}" for s in sections for k in b[s] if a[s].get(k) != b[s].get(k) and k not in ignored.get(s, ())]
     return ", ".join(f"{k}: {_get(a, k)!r} -> {_get(b, k)!r}" for k in diffs[:3])
 
 

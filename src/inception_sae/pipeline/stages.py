@@ -33,6 +33,11 @@ DEPENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "compare": (("compare",), ("analysis_images",)),
     "site": (("site",), ()),
 }
+#: Settings that change how a stage's output looks, not what is computed: left out of the fingerprints, so a
+#: change never blocks reusing a run folder; the stage itself is rebuilt (its output shows them), nothing else.
+COSMETIC: dict[str, tuple[str, ...]] = {"site": ("title",)}
+#: Settings that change how a stage runs, not its output: left out of the fingerprints, nothing is rebuilt.
+RUN_ONLY: dict[str, tuple[str, ...]] = {"harvest": ("workers",), "analyze": ("workers",)}
 
 
 @dataclass

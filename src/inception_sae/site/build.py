@@ -136,12 +136,19 @@ def thumb_of(d: dict, fv: list[str] | None, pics: Pictures | None = None, slot: 
 
 
 def fmt_float(x, nd: int = 5):
-    return None if x is None else round(float(x), nd)
+    """``x`` to ``nd`` decimals for the site's data; a nonzero value too small for them keeps ``nd`` digits."""
+    if x is None:
+        return None
+    r = round(float(x), nd)
+    return r if r != 0 or x == 0 or x != x else float(f"{float(x):.{nd}g}")
 
 
 def fmt_sig(x, digits: int = 3):
-    """A p- or q-value to ``digits`` significant digits (1e-12 stays 1e-12, never rounds to 0)."""
-    return None if x is None else float(f"{float(x):.{digits}g}")
+    """A p- or q-value to ``digits`` significant digits (1e-12 stays 1e-12, never rounds to 0), with more where
+    fewer would round it across (or onto) a significance line (:func:`inception_sae.display.round_p`)."""
+    from ..display import round_p
+
+    return round_p(x, digits)
 
 
 def table_row(cols: dict, d: dict, umap_xy) -> None:
@@ -249,14 +256,20 @@ def branch_null(branches: dict, kind: str = "pos") -> dict:
     return {b: [v.get("null_q05"), v.get("null_median"), v.get("null_q95")] for b, v in pos.items()}
 
 
+def layer_model(a: Analysis) -> tuple[str, bool]:
+    """(model identity, untrained?) of an analysis: its summary's ``model``, else its SAE's recorded model."""
+    s = a.summary
+    model = s.get("model") or {}
+    identity = model.get("identity") or (s.get("sae") or {}).get("model") or "unknown"
+    return identity, bool(model.get("untrained_weights", str(identity).startswith("random:")))
+
+
 def layer_index(a: Analysis, cols: dict, neurons: dict, fv: dict) -> dict:
     """Everything the layer page needs, in one file."""
     from ..analysis.embedding import BRANCH_COLOURS
 
     s = a.summary
-    model = s.get("model") or {}
-    identity = model.get("identity") or (s.get("sae") or {}).get("model") or "unknown"
-    untrained = bool(model.get("untrained_weights", str(identity).startswith("random:")))
+    identity, untrained = layer_model(a)
     figures = sorted(f for f in (s.get("files") or []) if f.startswith("figures/") and f.endswith(".png"))
     if not figures and (a.root / "figures").is_dir():
         figures = sorted(f"figures/{p.name}" for p in (a.root / "figures").glob("*.png"))
@@ -337,7 +350,8 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
 
     from .compare import build_compares
 
-    compares, matches = build_compares(cfg.compares, analyses, out, write_js)
+    identities = {a.layer: layer_model(a) for a in analyses}
+    compares, matches = build_compares(cfg.compares, analyses, out, write_js, identities)
     layer_facts = []
     concepts = ConceptIndex()
     sheets = 0

@@ -85,7 +85,17 @@ def feature_matches(k: int, doc: dict, on_site: dict[str, bool]) -> dict[tuple[s
     return out
 
 
-def pair_page(k: int, doc: dict, on_site: dict[str, bool]) -> dict:
+def model_of(doc: dict, layers: dict[str, tuple[str, bool]]) -> dict:
+    """``{"identity", "untrained"}`` of a comparison: untrained when either SAE's recorded model is random
+    ("random:...") or the site's analysis of either layer says so (``layers``: layer -> (identity, untrained))."""
+    recorded = [str(doc[s]["model"]) for s in ("a", "b") if doc[s].get("model")]
+    seen = [(i, i.startswith("random:")) for i in recorded]
+    seen += [layers[doc[s].get("layer")] for s in ("a", "b") if doc[s].get("layer") in layers]
+    random = [i for i, untrained in seen if untrained]
+    return {"identity": (random or [i for i, _ in seen] or ["unknown"])[0], "untrained": bool(random)}
+
+
+def pair_page(k: int, doc: dict, on_site: dict[str, bool], model: dict | None = None) -> dict:
     """Everything the comparison page shows: the summary, the strongest pairs, links."""
     fa, fb = doc["features_a"], doc["features_b"]
     key = "corr" if "corr" in fa else "cos"
@@ -102,11 +112,14 @@ def pair_page(k: int, doc: dict, on_site: dict[str, bool]) -> dict:
     summary = {k_: v for k_, v in doc.items() if k_ not in ("features_a", "features_b")}
     return {"index": k, "summary": summary, "ranked_by": key, "pairs": rows[:PAIRS_SHOWN],
             "pair_columns": ["a", "b", "cos", "corr", "above_null", "branch_a", "branch_b", "position_tied_a"],
-            "on_site": on_site, "figure": f"cmp/{k}/compare.png"}  # fmt: skip
+            "on_site": on_site, "figure": f"cmp/{k}/compare.png", **(model or {})}  # fmt: skip
 
 
-def build_compares(paths, analyses, out: Path, write_js) -> tuple[list[dict], dict]:
-    """Write ``data/compare/<k>.js`` and ``cmp/<k>/compare.png``; return site facts and feature matches."""
+def build_compares(paths, analyses, out: Path, write_js, layers: dict[str, tuple[str, bool]] | None = None):
+    """Write ``data/compare/<k>.js`` and ``cmp/<k>/compare.png``; return site facts and feature matches.
+
+    ``layers``: layer -> (model identity, untrained?) of the site's analysis of it (see :func:`model_of`).
+    """
     site_saes = {a.layer: ((a.summary.get("sae") or {}).get("path"), len(a.feature_ids)) for a in analyses}
     facts, matches = [], {}
     for k, path in enumerate(paths):
@@ -114,10 +127,11 @@ def build_compares(paths, analyses, out: Path, write_js) -> tuple[list[dict], di
         on_site = sides_on_site(doc, site_saes)
         for key, val in feature_matches(k, doc, on_site).items():
             matches.setdefault(key, []).extend(val)
-        write_js(out / "data" / "compare" / f"{k}.js", f"compare/{k}", pair_page(k, doc, on_site))
+        model = model_of(doc, layers or {})
+        write_js(out / "data" / "compare" / f"{k}.js", f"compare/{k}", pair_page(k, doc, on_site, model))
         if (folder / "compare.png").is_file():
             (out / "cmp" / str(k)).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder / "compare.png", out / "cmp" / str(k) / "compare.png")
         facts.append({"index": k, "a": doc["a"].get("layer"), "b": doc["b"].get("layer"),
-                      "same_layer": bool(doc.get("same_layer"))})  # fmt: skip
+                      "same_layer": bool(doc.get("same_layer")), **model})  # fmt: skip
     return facts, matches

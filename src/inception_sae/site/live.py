@@ -35,7 +35,7 @@ class LiveModel:
     def info(self) -> dict:
         pre = {"resize": self.preprocess.resize, "crop": self.preprocess.crop, "from": self.preprocess_from}
         return {"enabled": True, "layer": self.layer, "identity": self.identity, "features": self.d_sae,
-                "preprocess": pre}  # fmt: skip
+                "untrained": str(self.identity).startswith("random:"), "preprocess": pre}  # fmt: skip
 
     @torch.no_grad()
     def analyse(self, data: bytes) -> dict:

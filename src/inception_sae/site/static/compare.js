@@ -65,6 +65,7 @@
     const app = SAE.app(), hash = location.hash;
     delete app.dataset.ready;
     return SAE.load('compare/' + k).then((p) => {
+      SAE.banner(p.untrained != null ? p : SAE.siteModel());
       const s = p.summary, A = s.a, B = s.b;
       const pairs = p.pairs.map((r) => `<tr><td>${featLink(A.layer, r[0], p.on_site.a)}</td><td>${featLink(B.layer, r[1], p.on_site.b)}</td>
         <td>${SAE.fmt(r[2], 3)}</td><td>${SAE.fmt(r[3], 3)}</td><td>${r[4] == null ? '–' : r[4] ? 'yes' : r[7] ? 'no (position-tied)' : 'no'}</td><td>${SAE.esc(r[5] || '')}</td><td>${SAE.esc(r[6] || '')}</td></tr>`).join('');

@@ -33,21 +33,60 @@
     });
   };
   SAE.cached = (key) => cache[key];
-  /* p- and q-values to two significant digits (0.004 stays 0.004, never '0'; below 1e-300: '< 1e-300'). */
-  SAE.pval = (p) => (p == null || Number.isNaN(p) ? '–' : p < 1e-300 ? '< 1e-300' : p < 1e-3 ? p.toExponential(1) : String(+p.toPrecision(2)));
   /* The last two parts of a path (e.g. mixed4a/sae): where the SAE is, without the builder's absolute path. */
   SAE.shortPath = (p) => String(p).split(/[\\/]/).filter(Boolean).slice(-2).join('/');
 
   const ESC = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
   SAE.esc = (s) => String(s == null ? '' : s).replace(/[&<>"']/g, (c) => ESC[c]);
-  SAE.fmt = function (x, digits) {
+  /* Numbers as people read them; the same rule as inception_sae.display (Python), which a test keeps equal.
+     SAE.fmt(x, sig): ``sig`` significant digits (default 3), not fixed decimals; scientific (3.5e-4, 1.2e+5)
+     when the rounded magnitude is below 1e-3 or from 1e5 on; a nonzero value never prints as 0. Halves round
+     away from zero (toPrecision / toFixed; Python's Decimal ROUND_HALF_UP on the exact value). */
+  const strip = (s) => (s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s);
+  SAE.fmt = function (x, sig) {
     if (x == null || Number.isNaN(x)) return '–';
-    const d = digits == null ? 3 : digits;
-    const a = Math.abs(x);
-    if (a !== 0 && (a < 1e-3 || a >= 1e5)) return x.toExponential(Math.max(1, d - 1));
-    return (+x.toFixed(d)).toString();
+    if (!Number.isFinite(x)) return x > 0 ? '∞' : '-∞';
+    if (x === 0) return '0';
+    const n = sig == null ? 3 : sig;
+    const [m, ex] = x.toExponential(n - 1).split('e'); // rounded to n digits: m × 10^ex
+    const e = +ex;
+    if (e < -3 || e >= 5) return strip(m) + 'e' + (e < 0 ? '-' : '+') + Math.abs(e);
+    return strip(x.toFixed(Math.max(0, n - 1 - e)));
   };
-  SAE.pct = (x, d) => (x == null ? '–' : (100 * x).toFixed(d != null ? d : x > 0 && x < 0.01 ? 2 : 1) + '%');
+  /* Significance lines a p- or q-value is never rounded across (or onto). */
+  SAE.P_LINES = [0.01, 0.05];
+  const crosses = (p, v, lines) => lines.some((t) => (p > t) !== (v > t) || (p < t) !== (v < t));
+  /* p- and q-values: two significant digits, more where fewer would cross a line of SAE.P_LINES; below 1e-300
+     (an underflowed p, 0 included): '< 1e-300'. */
+  SAE.pval = function (p, sig, lines) {
+    if (p == null || Number.isNaN(p)) return '–';
+    if (p < 1e-300) return '< 1e-300';
+    let n = sig == null ? 2 : sig, text = SAE.fmt(p, n);
+    while (n < 17 && crosses(p, Number(text), lines || SAE.P_LINES)) text = SAE.fmt(p, ++n);
+    return text;
+  };
+  /* A fraction as a percentage with ``d`` decimals (default 1; 2 under 1%); a nonzero one never shows 0%. */
+  SAE.pct = function (x, d, signed) {
+    if (x == null || Number.isNaN(x)) return '–';
+    const v = 100 * x;
+    let text = v.toFixed(d != null ? d : x > 0 && x < 0.01 ? 2 : 1);
+    if (v !== 0 && Number(text) === 0) text = SAE.fmt(v, 2);
+    return (signed && v > 0 ? '+' : '') + text + '%';
+  };
+  /* An interval [lo, hi) with as many digits as it takes for its two ends to differ. */
+  SAE.range = function (lo, hi, sig) {
+    let n = sig == null ? 2 : sig, a = SAE.fmt(lo, n), b = SAE.fmt(hi, n);
+    while (n < 17 && lo !== hi && a === b) { n += 1; a = SAE.fmt(lo, n); b = SAE.fmt(hi, n); }
+    return [a, b];
+  };
+  /* Colours of sign: a positive weight or term (excites, pushes up) and a negative one (inhibits, pushes down);
+     inception_sae.display POSITIVE_COLOUR / NEGATIVE_COLOUR in Python, the circuits figure and explain. */
+  SAE.SIGN = { positive: '#2764c4', negative: '#b3261e' };
+  /* The legend of the sign colours, worded for the page (e.g. 'excites', 'inhibits'). */
+  SAE.signLegend = (pos, neg) => `<p class="small muted sign-legend"><span class="pos">■ blue</span>: ${SAE.esc(pos)};
+    <span class="neg">■ red</span>: ${SAE.esc(neg)}.</p>`;
+  document.documentElement.style.setProperty('--positive', SAE.SIGN.positive);
+  document.documentElement.style.setProperty('--negative', SAE.SIGN.negative);
   SAE.palette = ['#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d', '#666'];
   SAE.branchColour = function (index, branch) {
     const fixed = (index.branch_colours || {})[branch]; // the analysis PNGs' colours
@@ -93,12 +132,16 @@
   }
   SAE.crumbs = crumbs;
 
-  SAE.banner = function (index) {
+  /* The red UNTRAINED banner, shown on every page whose data come from a random network: ``m`` is anything with
+     ``untrained`` and ``identity`` (a layer's index, a comparison, the live server's info). */
+  SAE.banner = function (m) {
     const el = document.getElementById('banner');
-    el.textContent = index && index.untrained
-      ? `UNTRAINED WEIGHTS (${index.identity}): these features describe a randomly initialised network, not the trained InceptionV1.`
+    el.textContent = m && m.untrained
+      ? `UNTRAINED WEIGHTS (${m.identity}): these features describe a randomly initialised network, not the trained InceptionV1.`
       : '';
   };
+  /* The site's model for pages that span layers: its first untrained layer, if any. */
+  SAE.siteModel = () => ((cache.site && cache.site.layers) || []).find((l) => l.untrained) || null;
 
   SAE.fail = function (err) {
     SAE.app().innerHTML = `<div class="card"><p class="err">${SAE.esc(err && err.message ? err.message : err)}</p>
@@ -111,7 +154,7 @@
       location.replace('#/' + site.layers[0].layer);
       return;
     }
-    SAE.banner(site.layers.find((l) => l.untrained));
+    SAE.banner(SAE.siteModel());
     const cards = site.layers
       .map((l) => `<a class="card" href="#/${SAE.esc(l.layer)}"><h2>${SAE.esc(l.layer)}</h2>
         <div class="muted">${l.features} features · ${l.neurons} neurons${l.untrained ? ' · <b class="err">untrained weights</b>' : ''}</div></a>`)
@@ -144,6 +187,7 @@
     if (!site) return SAE.fail('data/site.js is missing: rebuild the site with `inception-sae site build`.');
     const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
     window.scrollTo(0, 0);
+    SAE.banner(SAE.siteModel()); // each page narrows it to its own data (a layer, a comparison, the live model)
     if (!parts.length) return home(site);
     if (parts[0] === 'live') return SAE.pages.live();
     if (parts[0] === 'compare') return SAE.pages.compare(+parts[1]).catch(SAE.fail);

@@ -52,6 +52,7 @@
         <tr><td class="l"><b>${SAE.esc(c.target_kind)}</b></td><td class="explain-target"><b>${SAE.fmt(c.target, 4)}</b></td><td>100%</td></tr>${rows}
         <tr><td class="l">sum of parts${j.exact ? '' : ' (IG total)'}</td><td class="explain-total">${SAE.fmt(c.total, 4)}</td>
         <td>difference ${SAE.fmt(c.residual, 2)}</td></tr></table>
+        ${SAE.signLegend('pushes the class up (positive term)', 'pushes it down (negative term)')}
         ${side(c.up, 'features pushing it up')}${side(c.down, 'features pushing it down')}</div>`;
     }).join('');
   }

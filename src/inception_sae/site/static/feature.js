@@ -30,7 +30,8 @@
       const g = groups[i] || [], r = ranges[i] || g[0] || {};
       const pic = g.find((e) => e.crop || e.heatmap);
       const vals = g.map((e) => SAE.fmt(e.value, 2)).join(', ');
-      return `<div class="iv"><div class="r">[${SAE.fmt(r.lo, 2)}, ${SAE.fmt(r.hi, 2)})${r.count != null ? ` · ${r.count}` : ''}</div>
+      const [lo, hi] = SAE.range(r.lo, r.hi, 2);
+      return `<div class="iv"><div class="r">[${lo}, ${hi})${r.count != null ? ` · ${r.count}` : ''}</div>
         ${pic ? tile(pic) : ''}<div class="small muted">${vals}</div></div>`;
     }).join('') + '</div>';
   }
@@ -168,6 +169,7 @@
     const hasMap = index.cols.x.some((v) => v != null);
     const dead = d.dead || (d.max != null && d.max <= 0);
     const sets = exampleSets(d);
+    const legend = (d.up || []).length || (d.down || []).length ? SAE.signLegend('excites (positive weight)', 'inhibits (negative weight)') : '';
     SAE.app().innerHTML = `${header(index, d, 'f', id)}
       ${dead ? '<div class="card err" id="deadnote">Dead feature: it never fired on the analysed images, so its examples and intervals say nothing.</div>' : ''}
       ${SAE.labelSection(d)}
@@ -184,8 +186,8 @@
         <span class="muted small">cosine ${SAE.fmt(sn.cosine, 3)}</span></h2><p class="small muted">Its top examples, to compare with the feature's above.</p><div id="neuronex" class="muted">…</div></div>
       <div class="grid2"><div class="card"><h2>Top classes</h2><p class="small muted">${SAE.esc(d.logit_effect_kind || index.logit_effect || '')}</p>${classList(d.top_classes)}</div>
         <div class="card"><h2>Bottom classes</h2>${classList(d.bottom_classes)}</div></div>
-      <div class="grid2"><div class="card" id="upstream"><h2>Upstream circuit neighbours</h2>${neighbours(d.up)}</div>
-        <div class="card" id="downstream"><h2>Downstream circuit neighbours</h2>${neighbours(d.down)}</div></div>
+      <div class="grid2"><div class="card" id="upstream"><h2>Upstream circuit neighbours</h2>${neighbours(d.up)}${legend}</div>
+        <div class="card" id="downstream"><h2>Downstream circuit neighbours</h2>${neighbours(d.down)}${legend}</div></div>
       <div id="matches"></div>`;
     showExamples(d, sets, sets[0].key);
     document.querySelectorAll('#ex-dist button').forEach((b) => b.addEventListener('click', () => showExamples(d, sets, b.dataset.dist)));

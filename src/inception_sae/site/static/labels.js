@@ -118,7 +118,7 @@
     sp.forEach((b, i) => {
       const share = b.images ? Math.min(1, Math.max(0, b.in_concept / b.images)) : 0;
       const h = (H - B - 14) * share, x = L + i * bw, y = H - B - h;
-      body += `<rect x="${x + 1}" y="${y}" width="${Math.max(1, bw - 2)}" height="${h}" fill="#2764c4"><title>${SAE.fmt(b.lo, 2)}–${SAE.fmt(b.hi, 2)} of the max: ${b.in_concept} of ${b.images} in the concept</title></rect>`;
+      body += `<rect x="${x + 1}" y="${y}" width="${Math.max(1, bw - 2)}" height="${h}" fill="#2764c4"><title>${SAE.range(b.lo, b.hi, 2).join('–')} of the max: ${b.in_concept} of ${b.images} in the concept</title></rect>`;
       body += `<text x="${x + bw / 2}" y="${Math.min(y - 2, H - B - 2)}" text-anchor="middle">${b.images ? Math.round(100 * share) : '–'}</text>`;
       body += `<text x="${x + bw / 2}" y="${H - B + 12}" text-anchor="middle">${SAE.fmt(b.lo, 1)}</text>`;
     });

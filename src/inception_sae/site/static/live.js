@@ -20,7 +20,9 @@
   SAE.pages.live = function () {
     SAE.crumbs([{ text: 'try your own image' }]);
     SAE.app().innerHTML = '<p class="muted">Checking the server…</p>';
+    SAE.banner(SAE.siteModel()); // until the server says which model it runs
     getInfo().then((i) => {
+      if (i.enabled) SAE.banner({ untrained: i.untrained != null ? i.untrained : String(i.identity).startsWith('random:'), identity: i.identity });
       if (!i.enabled) {
         SAE.app().innerHTML = `<div class="card"><h1>Try your own image</h1><p>This needs the site to be served with
           <code>inception-sae site serve SITE --live --sae SAE_DIR</code>; a static copy cannot run the model.</p></div>`;
