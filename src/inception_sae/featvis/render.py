@@ -21,7 +21,7 @@ from torch import Generator, Tensor
 
 from ..errors import UserError
 from ..fsio import atomic_save_image
-from ..settings import settings_of
+from ..settings import Settings, settings_of
 from .objectives import Objective
 from .param import ImageParam, ParamConfig
 from .transforms import Resize, Transform, standard_transforms
@@ -51,9 +51,18 @@ class RenderConfig:
 
 
 #: RenderConfig without its transforms (the standard ones): what a config file can set.
-RenderSettings = settings_of(
-    RenderConfig, ("transforms",), name="RenderSettings", doc="Optimisation settings (RenderConfig but its transforms)."
-)
+@settings_of(RenderConfig)
+@dataclass(frozen=True)
+class RenderSettings(Settings):
+    """Optimisation settings (RenderConfig but its transforms)."""
+
+    inputs = ("transforms",)
+
+    steps: int = 512
+    lr: float = 0.05
+    param: ParamConfig = field(default_factory=ParamConfig)
+    model_size: int = 224
+    redirected_relu: bool = False
 
 
 class RenderResult(NamedTuple):
