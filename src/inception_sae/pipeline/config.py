@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -116,9 +117,12 @@ def read_file(path: Path) -> dict[str, Any]:
     text = path.read_text()
     try:
         if path.suffix == ".toml":
-            import tomllib  # Python >= 3.11
+            if sys.version_info < (3, 11):
+                raise ImportError("TOML needs Python >= 3.11 (tomllib); use a YAML config")
+            else:
+                import tomllib
 
-            data = tomllib.loads(text)
+                data = tomllib.loads(text)
         else:
             import yaml
 
