@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import typer
 
@@ -33,9 +34,10 @@ def harvest(
     """Harvest activation vectors of one layer from an image folder into a resumable store."""
     from ..data.harvest import harvest as run_harvest
 
+    # the str options' values are checked against the config's Literal fields (one-line errors)
     cfg = HarvestConfig(
-        images=images, layer=layer, out=out_dir, per_image=per_image, sampling=sampling, views=views,
-        max_images=max_images, weights=weights, seed=seed, dtype=dtype, device=device, workers=workers,
+        images=images, layer=layer, out=out_dir, per_image=per_image, sampling=cast(Any, sampling), views=views,
+        max_images=max_images, weights=weights, seed=seed, dtype=cast(Any, dtype), device=device, workers=workers,
         batch_size=batch_size, shard_size=shard_size, resize=resize, crop=crop, progress=progress,
     )  # fmt: skip
     if weights and weights.startswith("random"):

@@ -203,6 +203,7 @@ def correlations(cfg: CompareConfig, a, b, model, progress):
         channels = model.layer_info(sae.layer).channels
         if channels != sae.d_in:
             raise UserError(f"SAE {name} expects d_in={sae.d_in} but {sae.layer} has {channels} channels")
+    assert cfg.images is not None  # called only with images
     batches, n = image_batches(cfg.images, cfg.max_images, cfg.batch_size, cfg.seed)
     if min(n, cfg.batch_size) < 3:  # two images have one shuffle only: no spread for the per-feature null
         raise UserError(f"{cfg.images}: the shuffled-image null needs batches of at least 3 images "

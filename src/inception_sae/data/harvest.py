@@ -243,10 +243,10 @@ def _run(cfg, model, dataset, mine, ledger: Ledger, writer: ShardWriter, env: Di
                 if views is not None:
                     ids = [dataset.image_id(i) for i in idx]
                     vecs, prov = harvest_batch(model, views, idx, ids, cfg.layer, cfg.per_image, cfg.sampling, cfg.seed)
-                    vecs = vecs.to(getattr(torch, cfg.dtype)).cpu().numpy()
-                    pending.vectors.append(vecs)
+                    stored = vecs.to(getattr(torch, cfg.dtype)).cpu().numpy()
+                    pending.vectors.append(stored)
                     pending.prov.append(prov)
-                    pending.count += len(vecs)
+                    pending.count += len(stored)
                 position += len(idx) + len(skipped)
                 pending.next = position
                 bar.advance(len(idx) + len(skipped), 0 if views is None else len(vecs))

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from ..sae.view import SAETensors
 from ..settings import Settings, check_choices, settings_of
 from .objectives import Objective, diversity, neuron, sae_decoder, sae_encoder
 from .render import RenderConfig, RenderSettings, render, save_png
+
+if TYPE_CHECKING:
+    from ..models.inception_v1 import InceptionV1
 
 INDEX_FILE = "featvis.json"
 INDEX_FORMAT = "inception-sae/featvis/1"
@@ -175,7 +178,7 @@ def job_settings(job: FeatvisJob, sae: SAETensors | None, sae_path: str | None) 
 
 
 def run_featvis(
-    model: torch.nn.Module,
+    model: InceptionV1,
     job: FeatvisJob,
     sae: SAETensors | None = None,
     *,
@@ -232,7 +235,7 @@ class Progress(NamedTuple):
 
 
 def _render_batch(
-    model: torch.nn.Module,
+    model: InceptionV1,
     job: FeatvisJob,
     sae: SAETensors | None,
     batch: list[tuple[int, int]],

@@ -5,6 +5,7 @@ Each function takes the run's :class:`Context` and returns a one-line note for t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -43,9 +44,15 @@ class Context:
         return self._model
 
     @property
+    def images(self) -> Path:
+        """Images harvested for training (``run`` refuses a config without them)."""
+        assert self.cfg.images is not None
+        return self.cfg.images
+
+    @property
     def analysis_images(self) -> Path:
         """Images of eval, analyze and circuits."""
-        return self.cfg.analysis_images or self.cfg.images
+        return self.cfg.analysis_images or self.images
 
     def common(self) -> dict[str, Any]:
         return {"weights": self.cfg.weights, "seed": self.cfg.seed, "device": self.cfg.device}
@@ -54,7 +61,7 @@ class Context:
 def do_harvest(ctx: Context, layer: str) -> str:
     from ..data.harvest import HarvestConfig, harvest
 
-    cfg = HarvestConfig(images=ctx.cfg.images, layer=layer, out=ctx.paths.store(layer), progress=ctx.progress,
+    cfg = HarvestConfig(images=ctx.images, layer=layer, out=ctx.paths.store(layer), progress=ctx.progress,
                         **ctx.common(), **values(ctx.cfg.harvest))  # fmt: skip
     r = harvest(cfg)
     if not r.complete:
@@ -130,7 +137,7 @@ def do_analyze(ctx: Context, layer: str) -> str:
     return f"{s['counts']['features']} features over {s['images']['analysed']} images, {s['counts']['dead']} dead"
 
 
-def featvis_job(ctx: Context, layer: str, ids: tuple[int, ...] | None = None):
+def featvis_job(ctx: Context, layer: str, ids: Sequence[int] | None = None):
     """The featvis job of a layer (its ids come from the analysis, so it exists only after analyze).
 
     With ``ids`` given the analysis is not read: ``run`` checks the settings that way before any work.

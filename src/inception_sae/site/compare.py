@@ -108,7 +108,8 @@ def pair_page(k: int, doc: dict, on_site: dict[str, bool]) -> dict:
 def build_compares(paths, analyses, out: Path, write_js) -> tuple[list[dict], dict]:
     """Write ``data/compare/<k>.js`` and ``cmp/<k>/compare.png``; return site facts and feature matches."""
     site_saes = {a.layer: ((a.summary.get("sae") or {}).get("path"), len(a.feature_ids)) for a in analyses}
-    facts, matches = [], {}
+    facts: list[dict] = []
+    matches: dict = {}
     for k, path in enumerate(paths):
         doc, folder = read_compare(path)
         on_site = sides_on_site(doc, site_saes)
