@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Literal
 
 import pytest
 import yaml
@@ -35,6 +36,39 @@ def test_sections_are_the_stage_dataclasses_fields_with_their_defaults():
     from inception_sae.sae.train_config import TrainConfig
 
     assert cfg.train.checkpoint_every == TrainConfig().checkpoint_every == 1000
+
+
+def test_settings_out_of_step_with_their_stage_config_are_refused():
+    """The settings classes are declared for type checkers; settings_of refuses one that differs from its config."""
+    from inception_sae.featvis.render import RenderSettings
+    from inception_sae.settings import Settings, settings_of
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        path: str
+        n: int = 3
+        mode: Literal["a", "b"] = "a"
+        render: object = None
+
+    def declare(**fields):
+        namespace = {"inputs": ("path", "render")}
+        specs = [(name, hint, dataclasses.field(default=default)) for name, (hint, default) in fields.items()]
+        return settings_of(Config)(dataclasses.make_dataclass("S", specs, bases=(Settings,), namespace=namespace))
+
+    good = declare(n=(int, 3), mode=(Literal["a", "b"], "a"))
+    assert good().n == 3 and good.inputs == ("path", "render")
+    with pytest.raises(UserError, match="mode must be one of a, b"):
+        good(mode="c")
+    for fields, what in [
+        ({"n": (int, 4), "mode": (Literal["a", "b"], "a")}, "n's default differs"),
+        ({"n": (float, 3.0), "mode": (Literal["a", "b"], "a")}, "n is"),
+        ({"n": (int, 3), "mode": (Literal["a"], "a")}, "mode is"),
+        ({"mode": (Literal["a", "b"], "a"), "n": (int, 3)}, "fields"),
+        ({"n": (int, 3)}, "fields"),
+    ]:
+        with pytest.raises(TypeError, match=what):
+            declare(**fields)
+    assert RenderSettings.inputs == ("transforms",)
 
 
 @pytest.mark.parametrize(

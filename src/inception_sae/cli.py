@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import sys
 import traceback
+from typing import Any
 
 import typer
 
@@ -19,7 +20,7 @@ def _bare_flags() -> None:
     """
     from typer import core
 
-    option = getattr(core, "TyperOption", None)
+    option: Any = getattr(core, "TyperOption", None)
     show = getattr(option, "display_type_rich", None)
     if show is None or getattr(show, "bare_flags", False):
         return
@@ -27,7 +28,7 @@ def _bare_flags() -> None:
     def display_type_rich(self, ctx):
         return None if getattr(self, "is_flag", False) and self.metavar is None else show(self, ctx)
 
-    display_type_rich.bare_flags = True
+    display_type_rich.bare_flags = True  # type: ignore[attr-defined]  # functions take attributes; mypy has none
     option.display_type_rich = display_type_rich
 
 
@@ -70,7 +71,7 @@ def _whole_option_names() -> None:
                 item.overflow = "fold"  # a long word (a file name) wraps instead of ending in '…'
         return out
 
-    rich_utils.Table = HelpTable
+    rich_utils.Table = HelpTable  # type: ignore[misc]  # typer's help tables, replaced by the subclass above
     rich_utils._get_parameter_help = folded_parameter_help
 
 

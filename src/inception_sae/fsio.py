@@ -173,7 +173,7 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
 
 def remove_orphans(folder: Path, prefix: str, keep: set[str]) -> list[str]:
     """Delete files in ``folder`` starting with ``prefix`` that are not in ``keep`` (or are ``.tmp``)."""
-    removed = []
+    removed: list[str] = []
     if not folder.is_dir():
         return removed
     for p in sorted(folder.iterdir()):

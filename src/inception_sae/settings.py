@@ -1,11 +1,12 @@
 """Typed settings: frozen dataclasses read from plain mappings (YAML, TOML, ``--set``) and validated from their types.
 
 A stage's config dataclass (``HarvestConfig``, ``AnalyzeConfig``...) holds its inputs (folders, the layer, the
-model) and its settings, each setting with its one default. :func:`settings_of` derives from it the frozen
-dataclass of the settings alone (same names, types and defaults), which is what ``inception-sae run``'s config
-sections hold. :func:`from_mapping` is the one reader of such a dataclass from plain data: an unknown key, a
-value of the wrong type or outside a ``Literal`` is a one-line :class:`~.errors.UserError` naming the key.
-:func:`check_choices` is the one check of ``Literal`` fields, called by every config's ``__post_init__``.
+model) and its settings, each setting with its one default. Beside it, a frozen :class:`Settings` dataclass holds
+the settings alone (same names, types and defaults), which is what ``inception-sae run``'s config sections hold;
+:func:`settings_of` checks on import that the two agree. :func:`from_mapping` is the one reader of such a
+dataclass from plain data: an unknown key, a value of the wrong type or outside a ``Literal`` is a one-line
+:class:`~.errors.UserError` naming the key. :func:`check_choices` is the one check of ``Literal`` fields, called
+by every config's ``__post_init__``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from .errors import UserError
 
@@ -39,44 +41,67 @@ def choices(hint: Any) -> tuple | None:
 
 def check_choices(obj: Any, prefix: str = "") -> None:
     """One-line error when a ``Literal`` field of the dataclass ``obj`` holds a value it does not allow."""
-    for name, hint in type_hints(type(obj)).items():
+    # a class is hashable; mypy does not see it for type[Any] (python/mypy#11470)
+    for name, hint in type_hints(type(obj)).items():  # type: ignore[arg-type]
         allowed, value = choices(hint), getattr(obj, name, None)
         if allowed is not None and value is not None and value not in allowed:
             raise UserError(f"{prefix}{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
 
 
-def settings_of(
-    cls: type,
-    inputs: tuple[str, ...],
-    *,
-    name: str,
-    doc: str,
-    nested: dict[str, type] | None = None,
-    extra: tuple[tuple[str, Any, Any], ...] = (),
-) -> type:
-    """The frozen dataclass of ``cls``'s fields minus its ``inputs``: same names, types and defaults.
+class Settings:
+    """Base of the settings dataclasses: their ``Literal`` fields are checked on creation."""
 
-    ``nested`` replaces a field's type by another settings dataclass (its default is that class's default);
-    ``extra`` fields (name, type, ``dataclasses.field``) come first.
+    #: the fields of the stage config that the settings leave out (the inputs ``run`` fills in itself)
+    inputs: ClassVar[tuple[str, ...]] = ()
+    if TYPE_CHECKING:  # every subclass is a dataclass
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+
+S = TypeVar("S", bound=Settings)
+#: settings dataclass -> the stage config it was checked against (by :func:`settings_of`)
+_CONFIG_OF: dict[type, type] = {}
+
+
+def settings_of(cls: type, *, extra: tuple[str, ...] = ()) -> Callable[[type[S]], type[S]]:
+    """Class decorator: check that a settings dataclass is ``cls``'s fields minus its ``inputs``.
+
+    The settings are declared as a class so that type checkers see them; this check keeps them in step with
+    ``cls``: the same names in the same order, types and defaults. A field whose type is another settings
+    dataclass stands for ``cls``'s field of the config that class was checked against, and defaults to that
+    class. ``extra`` names the settings' own fields, which come first. A mismatch is a TypeError on import.
     """
-    hints, nested = type_hints(cls), nested or {}
-    specs: list[tuple[str, Any, Any]] = list(extra)
-    for f in dataclasses.fields(cls):
-        if f.name in inputs:
-            continue
-        if f.name in nested:
-            spec = dataclasses.field(default_factory=nested[f.name])
-        elif f.default is not dataclasses.MISSING:
-            spec = dataclasses.field(default=f.default)
-        elif f.default_factory is not dataclasses.MISSING:
-            spec = dataclasses.field(default_factory=f.default_factory)
-        else:
-            raise TypeError(f"{cls.__name__}.{f.name} has no default: name it as an input")
-        specs.append((f.name, nested.get(f.name, hints[f.name]), spec))
-    namespace = {"__doc__": doc, "__post_init__": check_choices, "inputs": inputs}
-    made = dataclasses.make_dataclass(name, specs, frozen=True, namespace=namespace)
-    made.__module__ = cls.__module__
-    return made
+
+    def check(settings: type[S]) -> type[S]:
+        def fail(what: str) -> TypeError:
+            return TypeError(f"{settings.__name__} does not match {cls.__name__}: {what}")
+
+        mirrored = {f.name: f for f in dataclasses.fields(cls) if f.name not in settings.inputs}
+        names = [f.name for f in dataclasses.fields(settings)]
+        if names != [*extra, *mirrored]:
+            raise fail(f"fields {names}, expected {[*extra, *mirrored]}")
+        hints, own = type_hints(cls), type_hints(settings)  # type: ignore[arg-type]  # hashable (mypy#11470)
+        for f in dataclasses.fields(settings):
+            if f.name in extra:
+                continue
+            g, hint = mirrored[f.name], own[f.name]
+            if g.default is dataclasses.MISSING and g.default_factory is dataclasses.MISSING:
+                raise fail(f"{f.name} has no default in {cls.__name__}: name it as an input")
+            if _CONFIG_OF.get(hint) is not None and _CONFIG_OF[hint] is hints[f.name]:
+                if f.default_factory is not hint:
+                    raise fail(f"{f.name} must default to {hint.__name__}()")
+            elif hint != hints[f.name]:
+                raise fail(f"{f.name} is {hint}, expected {hints[f.name]}")
+            elif f.default_factory is not g.default_factory or not (
+                type(f.default) is type(g.default) and f.default == g.default
+            ):
+                raise fail(f"{f.name}'s default differs")
+        _CONFIG_OF[settings] = cls
+        return settings
+
+    return check
 
 
 def values(settings: Any) -> dict[str, Any]:
@@ -126,7 +151,7 @@ def convert(value: Any, hint: Any, where: str) -> Any:
     if isinstance(value, TextValue):
         takes_text = hint in (str, Path) or (get_origin(hint) is Literal and all(isinstance(a, str) for a in args))
         value = str(value) if takes_text else value.parsed
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_mapping(hint, value, where)
     if get_origin(hint) is Literal:
         if value not in args:

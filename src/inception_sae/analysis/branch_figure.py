@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,7 @@ def select_family(
         return [i for i, lab in enumerate(labels) if lab and needle in lab.lower()]
     if m is None:
         raise UserError("family ids need the layer's feature count (labels or m) to be checked")
+    assert ids is not None  # exactly one of ids / substring, checked above
     return _check_ids(ids, m)
 
 
@@ -158,7 +160,7 @@ def family_test(share: np.ndarray, specialised: np.ndarray, family: Sequence[int
     branches = {}
     for j, name in enumerate(names):
         K, k = int(spec[:, j].sum()), int(spec[member, j].sum())
-        row = {"U": None, "auc": None, "z": None, "p": None, "median_family": None, "median_rest": None}
+        row: dict[str, Any] = {"U": None, "auc": None, "z": None, "p": None, "median_family": None, "median_rest": None}
         row |= {"specialised": k, "specialised_layer": K, "base_rate": K / m if m else None}
         row |= {"expected": None, "p_count": None}
         if status == "ok":

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -214,8 +214,9 @@ def figure_data(stats: BranchStats, kind: str = "pos") -> dict:
     """
     t = stats.tests.get(kind, stats.tests["pos"])
     qs = torch.tensor([0.05, 0.5, 0.95])
-    out = {"kind": kind, "band": "5-95% of the shares of the features not specialised in the branch (q > 0.01)",
-           "branches": {}}  # fmt: skip
+    out: dict[str, Any] = {
+        "kind": kind, "band": "5-95% of the shares of the features not specialised in the branch (q > 0.01)",
+        "branches": {}}  # fmt: skip
     for j, name in enumerate(stats.names):
         col = stats.shares[kind][:, j]
         typical = col[t.q[:, j] > LEVEL]

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -545,7 +546,9 @@ class ConceptCounts:
     def add_score(self, vmax: Tensor, cls: Tensor, top: Tensor, cellmax: Tensor, colours: Tensor,
                   extent: Tensor, masks: Tensor) -> None:  # fmt: skip
         """A batch of score-half images (as ``add_choice``) with extent (B, m) and ``slot_masks()``."""
-        assert self.hist_b is not None
+        assert self.hist_b is not None and self.sum_in is not None and self.mom_b is not None
+        assert self.qhist_b is not None and self.qnull is not None and self.extent is not None
+        assert self.qual is not None and self.qual_level is not None
         B, m = vmax.shape
         bins = fine_bins(vmax, top)  # (B, m)
         inside = masks[:, :, cls].permute(2, 0, 1)  # (B, m, S)
@@ -591,6 +594,8 @@ class ConceptCounts:
         """Per direction: the label record (``label_concept``) or None where nothing could be chosen."""
         if self.hist_b is None:
             return [None] * self.m
+        assert self.sum_in is not None and self.mom_b is not None and self.extent is not None
+        assert self.chosen is not None and self.chosen_level is not None and self.choice_f1 is not None
         sp = self.space
         h = self.hist_b.numpy().astype(np.float64)  # (m, S, 2, NB)
         pos, neg = h[:, :, 0], h[:, :, 1]
@@ -667,6 +672,8 @@ class ConceptCounts:
 
     def qualifier_results(self) -> list[list[dict | None]]:
         """Per qualifier (where, colour), per direction: its record, BH over the family's tested directions."""
+        assert self.qhist_b is not None and self.qnull is not None
+        assert self.qual is not None and self.qual_level is not None
         out = []
         h = self.qhist_b.numpy().astype(np.float64)  # (m, 2, 2, NB)
         names = (WHERE, COLOURS)
@@ -721,8 +728,9 @@ class ConceptCounts:
 
 
 #: The "what" part of a record where no concept could be scored (no class with images in both halves fires).
-NO_WHAT = {"text": None, "kind": None, "category": None, "depth": None, "terms": [], "under": [], "labelled": False,
-           "scores": None, "images": None, "spectrum": [], "runner_up": []}  # fmt: skip
+NO_WHAT: dict[str, Any] = {"text": None, "kind": None, "category": None, "depth": None, "terms": [],
+                           "under": [], "labelled": False, "scores": None, "images": None, "spectrum": [],
+                           "runner_up": []}  # fmt: skip
 
 
 def start(image_class: Tensor, seen: Tensor, sizes: dict[str, int], names, seed: int, saved: dict | None = None):

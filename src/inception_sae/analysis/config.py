@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ..errors import UserError
-from ..settings import check_choices, settings_of
+from ..settings import Settings, check_choices, settings_of
 
 LabelSource = Literal["auto", "true", "predicted"]
 LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
@@ -110,9 +110,28 @@ def parse_family(text: str | None) -> tuple[list[int] | None, str | None]:
 
 
 #: What ``run``'s ``analyze`` section holds: every AnalyzeConfig field but the inputs ``run`` passes.
-AnalysisSettings = settings_of(
-    AnalyzeConfig,
-    ("sae", "images", "out", "eval_report", "weights", "seed", "device", "harvest_rule"),
-    name="AnalysisSettings",
-    doc="What an analysis computes and keeps (AnalyzeConfig without its inputs).",
-)
+@settings_of(AnalyzeConfig)
+@dataclass(frozen=True)
+class AnalysisSettings(Settings):
+    """What an analysis computes and keeps (AnalyzeConfig without its inputs)."""
+
+    inputs = ("sae", "images", "out", "eval_report", "weights", "seed", "device", "harvest_rule")
+
+    max_images: int | None = None
+    batch_size: int = 32
+    labels: Path | None = None
+    input_size: int = 224
+    n_top: int = 20
+    n_intervals: int = 10
+    per_interval: int = 5
+    render_top: int = 5
+    render_intervals: int = 1
+    training_examples: bool = True
+    null_scale: bool = True
+    family: str | None = None
+    logit_effect: bool = True
+    umap: bool = True
+    label_source: LabelSource = "auto"
+    workers: int = 0
+    resume: bool = True
+    checkpoint_every_s: float = 300.0

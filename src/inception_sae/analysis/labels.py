@@ -148,5 +148,6 @@ def hypergeom_sf_many(k, n, K, N) -> np.ndarray:
             for v in (k, n, K, N)]  # fmt: skip
     shape = arrs[0].shape
     out = np.empty(arrs[0].size)
-    _hypergeom_sf_many(*[a.reshape(-1) for a in arrs], out)
+    k_, n_, K_, N_ = (a.reshape(-1) for a in arrs)
+    _hypergeom_sf_many(k_, n_, K_, N_, out)
     return out.reshape(shape)

@@ -41,7 +41,7 @@ def logit_gradient(model, layer: str, mean_act: Tensor, chunk: int = 64) -> Tens
         point = base.unsqueeze(0).expand(len(ch), C, H, W).contiguous()
         with torch.no_grad(), warnings.catch_warnings():  # torch's own forward-mode decompositions use jit.script
             warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
-            _, dlogits = jvp(lambda a: model.forward_from(layer, a), (point,), (tangent,))
+            dlogits = jvp(lambda a: model.forward_from(layer, a), (point,), (tangent,))[1]
         cols.append(dlogits)  # (b, 1008): row j is the derivative along channel ch[j]
     return torch.cat(cols).T.contiguous()
 

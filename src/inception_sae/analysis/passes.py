@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -21,6 +22,11 @@ from .examples import Family
 from .render import PACK, PackWriter, save_crop, save_heatmap, thumb_base, to_uint8
 from .streaming import FeatureStats, at_positions, dense_maxima, image_maxima, interval_index
 
+if TYPE_CHECKING:
+    from ..models.inception_v1 import InceptionV1
+    from ..models.layers import LayerInfo
+    from ..sae.model import TopKSAE
+
 #: Called after each batch with (pass number, position in the image list to resume from).
 Saver = Callable[[int, int], None]
 
@@ -29,10 +35,10 @@ Saver = Callable[[int, int], None]
 class Context:
     """What every pass needs: the model, the SAE, the layer and the images."""
 
-    model: object
-    sae: object
+    model: InceptionV1
+    sae: TopKSAE
     layer: str
-    info: object  #: LayerInfo at the run's input size
+    info: LayerInfo  #: at the run's input size
     dataset: ImageDataset
     indices: list[int]  #: dataset indices analysed, in order
     batch_size: int = 32
@@ -48,6 +54,7 @@ class Context:
         """(B*HW,) bool, image-major: the positions the harvest rule selects (what the SAE was trained on)."""
         from ..data.sampling import training_mask
 
+        assert self.rule is not None, "called only with a known harvest rule"
         ids = [self.dataset.image_id(i) for i in image.tolist()]
         return training_mask(acts, self.rule, ids).reshape(-1)
 
@@ -172,7 +179,7 @@ def pass2(ctx: Context, state: RunState, start: int = 0, on_batch: Saver | None 
     for fam in fams.values():
         if fam.intervals is None:  # not resuming
             fam.start_pass2()
-    if state.train_examples and state.train.intervals is None:
+    if state.train is not None and state.train_examples and state.train.intervals is None:
         state.train.start_pass2()  # its intervals span [0, the max over training positions]
     order, n_choice = pass2_order(state, ctx.indices)
     at = {img: j for j, img in enumerate(order)}
@@ -283,7 +290,7 @@ def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interva
     t0 = time.perf_counter()
     fams = {"features": state.features, "neurons": state.neurons}
     groups = {"features": [state.features], "neurons": [state.neurons]}
-    if state.train_examples:
+    if state.train is not None and state.train_examples:
         groups["features"].append(state.train)
     reqs = {name: render_requests(group, n_top, n_interval) for name, group in groups.items()}
     needed = sorted(set().union(*[set(r) for r in reqs.values()]))

@@ -122,6 +122,7 @@ def find_sites(
 @torch.no_grad()
 def firing_counts(model: InceptionV1, down: SAETensors, dataset: ImageDataset, batch_size: int = 16) -> Tensor:
     """(m,) number of images on which each downstream feature fires somewhere."""
+    assert down.layer is not None, "the SAE must name its layer"
     counts = torch.zeros(down.m)
     for x, _ in iter_batches(dataset, batch_size):
         counts += (feature_maps(down, model.capture(x, [down.layer])[down.layer]).amax((2, 3)) > 0).sum(0)

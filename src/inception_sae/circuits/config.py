@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..settings import settings_of
+from ..settings import Settings, settings_of
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,25 @@ class CircuitsConfig:
 
 
 #: What ``run``'s ``circuits`` section holds: every CircuitsConfig field but the inputs ``run`` passes.
-CircuitsSettings = settings_of(
-    CircuitsConfig,
-    ("upstream", "downstream", "out", "images", "analysis", "weights", "seed", "device"),
-    name="CircuitsSettings",
-    doc="Which circuits are computed and how (CircuitsConfig without its inputs).",
-)
+@settings_of(CircuitsConfig)
+@dataclass(frozen=True)
+class CircuitsSettings(Settings):
+    """Which circuits are computed and how (CircuitsConfig without its inputs)."""
+
+    inputs = ("upstream", "downstream", "out", "images", "analysis", "weights", "seed", "device")
+
+    feature: int | None = None
+    max_images: int = 64
+    image_size: int | None = None
+    sites: int = 8
+    compare_features: int = 24
+    candidates: int = 48
+    top: int = 10
+    graph_top: int = 6
+    hops: int = 2
+    permutations: int = 2000
+    recipe_features: int = 3
+    classes: tuple[int, ...] = ()
+    labels: Path | None = None
+    batch_size: int = 16
+    chunk: int = 1024

@@ -52,14 +52,15 @@ def branch_labels(
 
     The analysis's labels where its folder is given; otherwise the same rule on the circuits' images.
     """
-    blocks = [s for s in saes if layer_info(s.layer).branches]
-    missing = [s.layer for s in blocks if s.layer not in folders]
+    named = [(s, s.layer) for s in saes if s.layer is not None]  # all: load_layer_sae refuses SAEs without one
+    blocks = [(s, layer) for s, layer in named if layer_info(layer).branches]
+    missing = [layer for _, layer in blocks if layer not in folders]
     rms = layer_rms(model, dataset, sorted(set(missing)), cfg.batch_size) if missing and dataset is not None else {}
     out, source = {}, {}
-    for sae in blocks:
-        folder = folders.get(sae.layer)
-        out[sae.layer] = br.dominant_branches(sae.W_dec, sae.layer, rms.get(sae.layer), folder)
-        source[sae.layer] = br.label_source(folder, rms.get(sae.layer), "the circuits' images")
+    for sae, layer in blocks:
+        folder = folders.get(layer)
+        out[layer] = br.dominant_branches(sae.W_dec, layer, rms.get(layer), folder)
+        source[layer] = br.label_source(folder, rms.get(layer), "the circuits' images")
     return out, source
 
 
@@ -67,7 +68,7 @@ def branch_lookup(labels: dict[str, list[str]], *saes: SAETensors) -> dict[str, 
     """Node id -> dominant branch for every feature of SAEs on inception blocks."""
     out: dict[str, str] = {}
     for sae in saes:
-        out.update({sae.node(i): b for i, b in enumerate(labels.get(sae.layer, []))})
+        out.update({sae.node(i): b for i, b in enumerate(labels.get(sae.layer or "", []))})
     return out
 
 
@@ -180,6 +181,7 @@ def load_inputs(cfg: CircuitsConfig, model: InceptionV1 | None):
     from ..models.weights import load_model
 
     up, down = (load_layer_sae(p, cfg.device, needed_by="circuits").frozen(p) for p in (cfg.upstream, cfg.downstream))
+    assert up.layer is not None and down.layer is not None  # load_layer_sae refuses SAEs without one
     chain = make_chain(up.layer, down.layer)
     model = model if model is not None else load_model(cfg.weights, seed=cfg.seed, device=cfg.device)
     dataset = None

@@ -145,7 +145,9 @@ def label_agreement(
     if n < MIN_PAIRS or C < MIN_PARTNERS:
         status = (f"not enough labelled pairs ({n} < {MIN_PAIRS})" if n < MIN_PAIRS
                   else f"not enough distinct labelled partners ({C} < {MIN_PARTNERS})")  # fmt: skip
-        per_branch = {k: {**v, "odds_ratio": None, "ci95": None, "p_value": None} for k, v in counts.items()}
+        per_branch: dict[str, dict] = {
+            k: {**v, "odds_ratio": None, "ci95": None, "p_value": None} for k, v in counts.items()
+        }
         return LabelAgreement(n, C, None, None, None, None, None, None, None, per_branch, status)
     pair_agree = float((a == b).mean())
     pair_chance = float(np.bincount(a, minlength=K) @ np.bincount(b, minlength=K) / n**2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import typer
 
@@ -52,13 +53,14 @@ def analyze(
     from ..analysis.run import validate
     from ..models.weights import load_model
 
+    # the str options' values are checked against the config's Literal fields (one-line errors)
     cfg = AnalyzeConfig(
         sae=sae, images=images, out=out, eval_report=eval_report, max_images=max_images, weights=weights, seed=seed,
         device=device,
         batch_size=batch_size, labels=labels, input_size=input_size, n_top=pick(n_top, top, "--top", "--n-top"),
         n_intervals=n_intervals, per_interval=per_interval, render_top=render_top, render_intervals=render_intervals,
         training_examples=training_examples, family=family, logit_effect=logit_effect, umap=umap,
-        label_source=label_source, workers=workers, resume=resume,
+        label_source=cast(Any, label_source), workers=workers, resume=resume,
         checkpoint_every_s=pick(checkpoint_every_s, checkpoint_every, "--checkpoint-every", "--checkpoint-every-s"),
         harvest_rule=harvest_rule,
     )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import typer
 
@@ -51,19 +52,20 @@ def featvis(
         )
     except ValueError as e:
         raise UserError(str(e)) from None
+    # the str options' values are checked against the config's Literal fields (one-line errors)
     job = FeatvisJob(
         out=out_dir,
         layer=layer,
         kind=kind,
         ids=ids,
         render=render_cfg,
-        objective=objective,
-        at=at,
+        objective=cast(Any, objective),
+        at=cast(Any, at),
         diversity=diversity,
         diversity_weight=diversity_weight,
         batch_size=batch_size,
         seed=seed,
-        branch=branch,
+        branch=cast(Any, branch),
     )
     check_job(job, sae_w)  # fail in one line before loading the model
     model = load_model(weights, seed=seed, device=device)

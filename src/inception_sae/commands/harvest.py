@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import typer
 
@@ -45,11 +46,12 @@ def harvest(
     layers = list(dict.fromkeys(layer))
 
     def config(x: str) -> HarvestConfig:
+        # the str options' values are checked against the config's Literal fields (one-line errors)
         return HarvestConfig(
             images=images, layer=x, out=out_dir if len(layers) == 1 else out_dir / x, per_image=per_image,
-            sampling=sampling, views=views, max_images=max_images, weights=weights, seed=seed, dtype=dtype,
-            device=device, workers=workers, batch_size=batch_size, shard_size=shard_size, resize=resize, crop=crop,
-            progress=progress,
+            sampling=cast(Any, sampling), views=views, max_images=max_images, weights=weights, seed=seed,
+            dtype=cast(Any, dtype), device=device, workers=workers, batch_size=batch_size, shard_size=shard_size,
+            resize=resize, crop=crop, progress=progress,
         )  # fmt: skip
 
     cfgs = [config(x) for x in layers]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import typer
 
@@ -121,11 +122,13 @@ def train(
 
                 console.print(mixing_line(source), soft_wrap=True)
         saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
+        # the str options' values are checked against the config's Literal fields (one-line errors)
         cfg = TrainConfig(
             samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, resample_every=resample_every,
-            aux_coef=aux_coef, aux_rescale=aux_rescale, multi_topk=multi_topk, b_dec_init=b_dec_init,
+            aux_coef=aux_coef, aux_rescale=aux_rescale, multi_topk=multi_topk,
+            b_dec_init=cast(Any, b_dec_init),
             normalize_input=normalize_input,
-            dtype=dtype, device=device,
+            dtype=cast(Any, dtype), device=device,
             checkpoint_every=checkpoint_every, checkpoint_every_s=checkpoint_every_s, log_every=log_every,
             progress=progress and rank == 0,
         )  # fmt: skip

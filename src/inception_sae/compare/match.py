@@ -59,14 +59,16 @@ POSITION_R2 = 0.5
 class BestMatch(NamedTuple):
     """Each row's best column in a similarity matrix."""
 
-    index: Tensor  #: (n,) column of the best match
+    #: (n,) column of the best match (a field that shadows tuple.index, which is never called on a match)
+    index: Tensor  # type: ignore[assignment]
     value: Tensor  #: (n,) its similarity
 
 
 class Assignment(NamedTuple):
     """A one-to-one matching (unmatched rows get -1 and value NaN)."""
 
-    index: Tensor  #: (n,) matched column or -1
+    #: (n,) matched column or -1 (a field that shadows tuple.index, which is never called on a match)
+    index: Tensor  # type: ignore[assignment]
     value: Tensor  #: (n,) similarity of the matched pair
     method: str  #: "hungarian" or "greedy"
 
@@ -182,7 +184,7 @@ class CorrelationAccumulator:
             raise ValueError(f"codes cover different positions: {tuple(za.shape[:2])} vs {tuple(zb.shape[:2])}")
         if za.shape[0] < 2:
             raise ValueError("the shuffled-image null needs at least two images per batch")
-        if self.pos_a is None:
+        if self.pos_a is None or self.pos_b is None:  # set together
             self.pos_a = torch.zeros(za.shape[1], za.shape[2], dtype=torch.float64)
             self.pos_b = torch.zeros(zb.shape[1], zb.shape[2], dtype=torch.float64)
         if za.shape[1] != self.pos_a.shape[0]:
@@ -256,7 +258,7 @@ class CorrelationAccumulator:
         ``e = (P - 1) / (I P - 1)`` (about 1 / I), so the value reported is ``(R2 - e) / (1 - e)``.
         Silent features get 0.
         """
-        if self.pos_a is None or self.images < 2:
+        if self.pos_a is None or self.pos_b is None or self.images < 2:
             return torch.zeros(self.sa.shape[0]), torch.zeros(self.sb.shape[0])
         e = (self.pos_a.shape[0] - 1) / max(self.n - 1, 1)
         out = []

@@ -19,7 +19,7 @@ from torch import Tensor
 from ..analysis.branches import dominant_branches, label_source
 from ..errors import UserError
 from ..sae.model import TopKSAE
-from ..settings import settings_of
+from ..settings import Settings, settings_of
 from . import match, summary
 
 
@@ -41,12 +41,15 @@ class CompareConfig:
 
 
 #: What ``run``'s ``compare`` section holds: every CompareConfig field but the inputs ``run`` passes.
-CompareSettings = settings_of(
-    CompareConfig,
-    ("sae_a", "sae_b", "out", "images", "analysis_a", "analysis_b", "weights", "seed", "device"),
-    name="CompareSettings",
-    doc="How two SAEs are compared (CompareConfig without its inputs).",
-)
+@settings_of(CompareConfig)
+@dataclass(frozen=True)
+class CompareSettings(Settings):
+    """How two SAEs are compared (CompareConfig without its inputs)."""
+
+    inputs = ("sae_a", "sae_b", "out", "images", "analysis_a", "analysis_b", "weights", "seed", "device")
+
+    max_images: int = 256
+    batch_size: int = 16
 
 
 def side_info(path: Path, sae) -> dict:
@@ -200,6 +203,7 @@ def correlations(cfg: CompareConfig, a, b, model, progress):
         channels = model.layer_info(sae.layer).channels
         if channels != sae.d_in:
             raise UserError(f"SAE {name} expects d_in={sae.d_in} but {sae.layer} has {channels} channels")
+    assert cfg.images is not None  # called only with images
     batches, n = image_batches(cfg.images, cfg.max_images, cfg.batch_size, cfg.seed)
     if min(n, cfg.batch_size) < 3:  # two images have one shuffle only: no spread for the per-feature null
         raise UserError(f"{cfg.images}: the shuffled-image null needs batches of at least 3 images "

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import UserError
 from ..fsio import atomic_write_json, read_json
-from ..settings import check_choices, settings_of
+from ..settings import Settings, check_choices, settings_of
 from .distributed import DistEnv, barrier, process_group
 from .images import ImageDataset, Preprocess, collate_skipping, usable_workers
 from .ledger import Ledger, Pending, ShardWriter, merge_skips
@@ -73,12 +73,23 @@ class HarvestConfig:
 
 
 #: What ``run``'s ``harvest`` section holds: every HarvestConfig field but the inputs.
-HarvestSettings = settings_of(
-    HarvestConfig,
-    ("images", "layer", "out", "weights", "seed", "device", "progress"),
-    name="HarvestSettings",
-    doc="How a harvest samples, stores and decodes (HarvestConfig without its inputs).",
-)
+@settings_of(HarvestConfig)
+@dataclass(frozen=True)
+class HarvestSettings(Settings):
+    """How a harvest samples, stores and decodes (HarvestConfig without its inputs)."""
+
+    inputs = ("images", "layer", "out", "weights", "seed", "device", "progress")
+
+    per_image: int = 10
+    sampling: Sampling = "top-norm"
+    views: int = 1
+    max_images: int | None = None
+    dtype: StoreDtype = "float16"
+    workers: int = 2
+    batch_size: int = 32
+    shard_size: int = 1 << 16
+    resize: int = 256
+    crop: int = 224
 
 
 @dataclass(frozen=True)
@@ -307,11 +318,11 @@ def _run(cfg: HarvestConfig, model, dataset, mine: list[int], stores: list[_Open
                             ids = [dataset.image_id(i) for i in sub]
                             vecs, prov = select_vectors(a, sub, ids, cfg.views, o.cfg.per_image, o.cfg.sampling,
                                                         cfg.seed)  # fmt: skip
-                            vecs = vecs.to(getattr(torch, o.cfg.dtype)).cpu().numpy()
-                            o.pending.vectors.append(vecs)
+                            stored = vecs.to(getattr(torch, o.cfg.dtype)).cpu().numpy()
+                            o.pending.vectors.append(stored)
                             o.pending.prov.append(prov)
-                            o.pending.count += len(vecs)
-                            written += len(vecs) if o is counted else 0
+                            o.pending.count += len(stored)
+                            written += len(stored) if o is counted else 0
                     o.pending.next = position + n
                     if o.pending.count >= o.cfg.shard_size:
                         o.writer.submit(o.pending)

@@ -15,7 +15,8 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import IO
 
 import numpy as np
 import torch
@@ -75,8 +76,8 @@ def to_rgb8(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(path: str | Path) -> Image.Image:
-    """Open and fully decode an image as 8-bit RGB, or raise :class:`ImageDecodeError`."""
+def decode_image(path: str | Path | IO[bytes]) -> Image.Image:
+    """Open and fully decode an image (a path or a binary file) as 8-bit RGB, or raise :class:`ImageDecodeError`."""
     if isinstance(path, (str, Path)) and Path(path).is_symlink() and not Path(path).exists():  # dangling or a loop
         raise ImageDecodeError("broken_link", str(path))
     try:
@@ -104,13 +105,13 @@ def resize_crop(img: Image.Image, pre: Preprocess) -> Image.Image:
         w, h = img.size
         s = pre.resize / min(w, h)
         img = img.resize(
-            (max(pre.resize, round(w * s)), max(pre.resize, round(h * s))), Image.BILINEAR, reducing_gap=None
+            (max(pre.resize, round(w * s)), max(pre.resize, round(h * s))), Image.Resampling.BILINEAR, reducing_gap=None
         )
     if pre.crop:
         w, h = img.size
         if min(w, h) < pre.crop:  # only possible with resize=0
             s = pre.crop / min(w, h)
-            img = img.resize((max(pre.crop, round(w * s)), max(pre.crop, round(h * s))), Image.BILINEAR)
+            img = img.resize((max(pre.crop, round(w * s)), max(pre.crop, round(h * s))), Image.Resampling.BILINEAR)
             w, h = img.size
         left, top = (w - pre.crop) // 2, (h - pre.crop) // 2
         img = img.crop((left, top, left + pre.crop, top + pre.crop))
@@ -127,7 +128,7 @@ def load_image(path: str | Path, pre: Preprocess = Preprocess()) -> torch.Tensor
     return to_tensor(resize_crop(decode_image(path), pre))
 
 
-def wnid_of(rel: Path) -> str | None:
+def wnid_of(rel: PurePath) -> str | None:
     """The ImageNet wnid of a path, from its parent folder or its file stem."""
     for part in (rel.parent.name, rel.stem.split("_")[0]):
         if WNID_RE.match(part):

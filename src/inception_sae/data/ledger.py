@@ -118,7 +118,7 @@ class ShardWriter:
     caller at the next :meth:`submit` or at :meth:`close`.
     """
 
-    def __init__(self, root: Path, ledger: Ledger, after_commit: Callable[[], None] | None = None, depth: int = 2):
+    def __init__(self, root: Path, ledger: Ledger, after_commit: Callable[[], object] | None = None, depth: int = 2):
         self.root, self.ledger, self.after_commit = root, ledger, after_commit
         self.queue: queue.Queue[Pending | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None

@@ -84,9 +84,9 @@ def random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator) -
     if box is None:  # fall back to the central square
         s = min(W, H)
         box = ((W - s) // 2, (H - s) // 2, (W - s) // 2 + s, (H - s) // 2 + s)
-    out = img.crop(box).resize((size, size), Image.BILINEAR)
+    out = img.crop(box).resize((size, size), Image.Resampling.BILINEAR)
     if rng.random() < 0.5:
-        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return out
 
 

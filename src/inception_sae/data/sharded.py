@@ -50,7 +50,10 @@ class ShardedArray:
             row = np.asarray(self.parts[s][local])
             return row[cols] if cols else row
         out = self._slice(key) if isinstance(key, slice) else self._take(np.asarray(key))
-        return out[(slice(None), *cols)] if cols else out
+        if not cols:
+            return out
+        index = (slice(None), *cols)  # built apart: mypy reads out[(x, *y)] as 3.11's out[x, *y]
+        return out[index]
 
     def _locate(self, i: int) -> tuple[int, int]:
         n = len(self)

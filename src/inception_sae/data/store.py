@@ -302,8 +302,8 @@ class ActivationStore:
     def info(self) -> dict[str, Any]:
         """A short summary for ``store info``."""
         m = self.manifest
-        keys = ("status", "layer", "d", "dtype", "model", "sampling", "per_image", "views", "seed", "image_root")
-        keys += ("order",)
+        keys: tuple[str, ...] = ("status", "layer", "d", "dtype", "model", "sampling", "per_image", "views", "seed")
+        keys += ("image_root", "order")
         out = {k: m.get(k) for k in keys if k in m}
         out.update(vectors=len(self), shards=len(self.shards), num_images=m.get("num_images"))
         files = [self.path / s["file"] for s in self.shards]

@@ -20,7 +20,8 @@ Painter = Callable[[np.random.Generator, int], Image.Image]
 
 
 def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    return tuple(int(c) for c in rng.integers(0, 256, 3))
+    r, g, b = (int(c) for c in rng.integers(0, 256, 3))
+    return r, g, b
 
 
 def _background(rng: np.random.Generator, size: int) -> Image.Image:
@@ -79,7 +80,11 @@ def checkerboard(rng: np.random.Generator, size: int) -> Image.Image:
 def colour_field(rng: np.random.Generator, size: int) -> Image.Image:
     """Smooth random colour blobs (low-pass noise)."""
     small = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
-    return Image.fromarray(small).resize((size, size), Image.BICUBIC).filter(ImageFilter.GaussianBlur(size / 30))
+    return (
+        Image.fromarray(small)
+        .resize((size, size), Image.Resampling.BICUBIC)
+        .filter(ImageFilter.GaussianBlur(size / 30))
+    )
 
 
 def lines(rng: np.random.Generator, size: int) -> Image.Image:

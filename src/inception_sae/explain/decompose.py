@@ -41,7 +41,8 @@ class ImageCodes(NamedTuple):
 class ClassSplit(NamedTuple):
     """The split of one class's logit (or logit difference) into parts."""
 
-    index: int
+    #: the class (a field that shadows tuple.index, which is never called on a split)
+    index: int  # type: ignore[assignment]
     target: float  #: mixed5b: the model's logit; otherwise logit(a) - logit(0), the true difference
     features: Tensor  #: (m,) float64 term of every feature
     error: float  #: the SAE reconstruction error's term

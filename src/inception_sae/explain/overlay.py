@@ -24,7 +24,7 @@ def data_uri(img: Image.Image, fmt: str = "JPEG") -> str:
 def overlay(image: np.ndarray, amap: np.ndarray, vmax: float, side: int = 148) -> str:
     """Heatmap of a (h, w) map over an (H, W, 3) float image in [0, 1], as a JPEG data URI."""
     a = Image.fromarray((np.clip(amap / max(vmax, 1e-12), 0, 1) * 255).astype(np.uint8))
-    up = np.asarray(a.resize(image.shape[1::-1], Image.BILINEAR), dtype=np.float32) / 255.0  # (H, W)
+    up = np.asarray(a.resize(image.shape[1::-1], Image.Resampling.BILINEAR), dtype=np.float32) / 255.0  # (H, W)
     out = np.clip(image * 0.45 + 0.75 * heat_rgb(up) * np.sqrt(up)[..., None], 0, 1)
     img = Image.fromarray((out * 255).astype(np.uint8))
     img.thumbnail((side, side))

@@ -173,13 +173,24 @@ def direction(
 
 
 class SAEWeightsLike(Protocol):
-    """Anything with an SAE's weights (raw activation units) and its layer."""
+    """Anything with an SAE's weights (raw activation units) and its layer (read-only: frozen tensors fit)."""
 
-    W_enc: Tensor  # (d_in, d_sae)
-    W_dec: Tensor  # (d_sae, d_in)
-    b_enc: Tensor  # (d_sae,)
-    b_dec: Tensor  # (d_in,)
-    layer: str
+    @property
+    def W_enc(self) -> Tensor: ...  # (d_in, d_sae)
+    @property
+    def W_dec(self) -> Tensor: ...  # (d_sae, d_in)
+    @property
+    def b_enc(self) -> Tensor: ...  # (d_sae,)
+    @property
+    def b_dec(self) -> Tensor: ...  # (d_in,)
+    @property
+    def layer(self) -> str | None: ...  # None: unknown, refused by the SAE objectives
+
+
+def _sae_layer(sae: SAEWeightsLike) -> str:
+    if sae.layer is None:
+        raise ValueError("the SAE does not name the layer it reads")
+    return sae.layer
 
 
 def sae_encoder(
@@ -193,11 +204,11 @@ def sae_encoder(
     that branch's channel slice of the dot product counts (no bias): what the
     feature reads from one branch, e.g. its 5x5 part.
     """
-    W_enc, b_enc, b_dec = sae.W_enc, sae.b_enc, sae.b_dec
-    _, sl, label = _slice_name(sae.layer, branch)
+    W_enc, b_enc, b_dec, layer = sae.W_enc, sae.b_enc, sae.b_dec, _sae_layer(sae)
+    _, sl, label = _slice_name(layer, branch)
 
     def fn(acts: Acts) -> Tensor:
-        a = acts[sae.layer][:, sl]  # (B, d_branch, H, W)
+        a = acts[layer][:, sl]  # (B, d_branch, H, W)
         idx = _units(feature, a.shape[0], a.device)
         w = W_enc.to(a)[sl][:, idx].T  # (B, d_branch)
         pre = torch.einsum("bchw,bc->bhw", a - b_dec.to(a)[sl, None, None], w)
@@ -205,7 +216,7 @@ def sae_encoder(
             pre = pre + b_enc.to(a)[idx][:, None, None]
         return _reduce(pre, at)
 
-    return Objective(fn, [sae.layer], f"sae encoder {label}/f:{_label(feature)} ({at})")
+    return Objective(fn, [layer], f"sae encoder {label}/f:{_label(feature)} ({at})")
 
 
 def sae_decoder(
@@ -221,10 +232,10 @@ def sae_decoder(
     With ``branch``, the direction and the activations are restricted to that
     branch's channel slice.
     """
-    idx = torch.as_tensor(feature, dtype=torch.long)
-    _, sl, _ = _slice_name(sae.layer, branch)
+    idx, layer = torch.as_tensor(feature, dtype=torch.long), _sae_layer(sae)
+    _, sl, _ = _slice_name(layer, branch)
     W_dec, b_dec = sae.W_dec[:, sl], sae.b_dec[sl]
-    obj = direction(sae.layer, W_dec[idx], cossim_pow=cossim_pow, at=at, offset=b_dec, branch=branch)
+    obj = direction(layer, W_dec[idx], cossim_pow=cossim_pow, at=at, offset=b_dec, branch=branch)
     obj.description = f"sae decoder {sae.layer}/f:{_label(feature)} cos^{cossim_pow:g} ({at})"
     return obj
 

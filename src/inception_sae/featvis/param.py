@@ -107,6 +107,8 @@ class ParamConfig:
 class ImageParam(torch.nn.Module):
     """A batch of parameterised images; ``module()`` -> (B, 3, H, W) in [0, 1]."""
 
+    scale: Tensor  #: (H, W // 2 + 1) buffer of the Fourier parameterisation's per-frequency scale
+
     def __init__(self, seeds: Sequence[int], config: ParamConfig = ParamConfig(), device: str = "cpu") -> None:
         super().__init__()
         self.config = config

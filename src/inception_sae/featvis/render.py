@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -21,10 +21,13 @@ from torch import Generator, Tensor
 
 from ..errors import UserError
 from ..fsio import atomic_save_image
-from ..settings import settings_of
+from ..settings import Settings, settings_of
 from .objectives import Objective
 from .param import ImageParam, ParamConfig
 from .transforms import Resize, Transform, standard_transforms
+
+if TYPE_CHECKING:
+    from ..models.inception_v1 import InceptionV1
 
 #: Offset between a seed's parameter stream and its transform stream (golden-ratio constant).
 TRANSFORM_STREAM = 0x9E3779B97F4A7C15 % (1 << 63)
@@ -51,9 +54,18 @@ class RenderConfig:
 
 
 #: RenderConfig without its transforms (the standard ones): what a config file can set.
-RenderSettings = settings_of(
-    RenderConfig, ("transforms",), name="RenderSettings", doc="Optimisation settings (RenderConfig but its transforms)."
-)
+@settings_of(RenderConfig)
+@dataclass(frozen=True)
+class RenderSettings(Settings):
+    """Optimisation settings (RenderConfig but its transforms)."""
+
+    inputs = ("transforms",)
+
+    steps: int = 512
+    lr: float = 0.05
+    param: ParamConfig = field(default_factory=ParamConfig)
+    model_size: int = 224
+    redirected_relu: bool = False
 
 
 class RenderResult(NamedTuple):
@@ -78,7 +90,7 @@ def _redirect_state(model: torch.nn.Module) -> bool:
     return any(getattr(m, "redirect", False) for m in model.modules())
 
 
-def _scores(model: torch.nn.Module, objective: Objective, x: Tensor) -> Tensor:
+def _scores(model: InceptionV1, objective: Objective, x: Tensor) -> Tensor:
     """Per-image objective (B,) for model-ready images, stopping at the needed layers."""
     scores = objective(model.capture(x, list(objective.layers)))
     if scores.shape != (x.shape[0],):
@@ -87,7 +99,7 @@ def _scores(model: torch.nn.Module, objective: Objective, x: Tensor) -> Tensor:
 
 
 def render(
-    model: torch.nn.Module,
+    model: InceptionV1,
     objective: Objective,
     seeds: Sequence[int],
     config: RenderConfig | None = None,

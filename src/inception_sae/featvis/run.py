@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -28,9 +28,12 @@ from ..errors import UserError
 from ..fsio import atomic_write_json, read_json
 from ..models.layers import layer_info
 from ..sae.view import SAETensors
-from ..settings import check_choices, settings_of
+from ..settings import Settings, check_choices, settings_of
 from .objectives import Objective, diversity, neuron, sae_decoder, sae_encoder
 from .render import RenderConfig, RenderSettings, render, save_png
+
+if TYPE_CHECKING:
+    from ..models.inception_v1 import InceptionV1
 
 INDEX_FILE = "featvis.json"
 INDEX_FORMAT = "inception-sae/featvis/1"
@@ -63,13 +66,20 @@ class FeatvisJob:
 
 
 #: How features are rendered, for any layer (FeatvisJob without what to render, where, and its seed).
-FeatvisSettings = settings_of(
-    FeatvisJob,
-    ("out", "layer", "kind", "ids", "seed", "branch"),
-    name="FeatvisSettings",
-    doc="How features are rendered (FeatvisJob without the layer, the ids, the folder and the seed).",
-    nested={"render": RenderSettings},
-)
+@settings_of(FeatvisJob)
+@dataclass(frozen=True)
+class FeatvisSettings(Settings):
+    """How features are rendered (FeatvisJob without the layer, the ids, the folder and the seed)."""
+
+    inputs = ("out", "layer", "kind", "ids", "seed", "branch")
+
+    render: RenderSettings = field(default_factory=RenderSettings)
+    objective: Literal["encoder", "decoder"] = "encoder"
+    at: Literal["center", "mean"] = "center"
+    diversity: int = 1
+    diversity_weight: float = 1e2
+    cossim_pow: float = 1.0
+    batch_size: int = 16
 
 
 def item_seed(seed: int, layer: str, kind: str, unit: int, variant: int = -1) -> int:
@@ -168,7 +178,7 @@ def job_settings(job: FeatvisJob, sae: SAETensors | None, sae_path: str | None) 
 
 
 def run_featvis(
-    model: torch.nn.Module,
+    model: InceptionV1,
     job: FeatvisJob,
     sae: SAETensors | None = None,
     *,
@@ -225,7 +235,7 @@ class Progress(NamedTuple):
 
 
 def _render_batch(
-    model: torch.nn.Module,
+    model: InceptionV1,
     job: FeatvisJob,
     sae: SAETensors | None,
     batch: list[tuple[int, int]],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from ..errors import UnknownNameError
 
@@ -178,7 +179,7 @@ def _block_infos(name: str, n: int, jump: int, rf_in: int, offset: float, input_
             BranchInfo(branch, channels, (start, start + channels), kernels[branch], rf, f"{name}_{branch}")
         )
         start += channels
-    common = dict(size=n, jump=jump, offset=offset, input_size=input_size, parent=name)
+    common: dict[str, Any] = dict(size=n, jump=jump, offset=offset, input_size=input_size, parent=name)
     infos = {b.layer: LayerInfo(name=b.layer, kind="branch", channels=b.channels, rf=b.rf, **common) for b in branches}
     for internal, channels in (("3x3_bottleneck", cb3), ("5x5_bottleneck", cb5), ("pool_reduce", cp)):
         rf = rf_in + 2 * jump if internal == "pool_reduce" else rf_in

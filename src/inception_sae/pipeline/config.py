@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..analysis.config import AnalysisSettings, AnalyzeConfig
 from ..circuits.config import CircuitsConfig, CircuitsSettings
@@ -24,19 +25,26 @@ from ..featvis.render import RenderSettings
 from ..featvis.run import FeatvisJob, FeatvisSettings
 from ..sae.settings import EvalSpec, SAESpec
 from ..sae.train_config import TrainConfig, TrainSettings
-from ..settings import TextValue, convert, from_mapping, plain, settings_of, type_hints
+from ..settings import Settings, TextValue, convert, from_mapping, plain, settings_of, type_hints
 from ..site.config import SiteConfig, SiteSettings
 
+
 #: The featvis section: which features to render per layer, then how (FeatvisSettings).
-FeatvisSection = settings_of(
-    FeatvisJob,
-    FeatvisSettings.inputs,
-    name="FeatvisSection",
-    doc="Which features of each layer are rendered (``features``) and how (the FeatvisSettings fields).",
-    nested={"render": RenderSettings},
-    # "top:N" (the N most frequent live features per the analysis) or ids, e.g. "0-15"
-    extra=(("features", str, field(default="top:16")),),
-)
+@settings_of(FeatvisJob, extra=("features",))
+@dataclass(frozen=True)
+class FeatvisSection(Settings):
+    """Which features of each layer are rendered (``features``) and how (the FeatvisSettings fields)."""
+
+    inputs = FeatvisSettings.inputs
+
+    features: str = "top:16"  #: "top:N" (the N most frequent live features per the analysis) or ids, e.g. "0-15"
+    render: RenderSettings = field(default_factory=RenderSettings)
+    objective: Literal["encoder", "decoder"] = "encoder"
+    at: Literal["center", "mean"] = "center"
+    diversity: int = 1
+    diversity_weight: float = 1e2
+    cossim_pow: float = 1.0
+    batch_size: int = 16
 
 
 @dataclass(frozen=True)
@@ -109,9 +117,12 @@ def read_file(path: Path) -> dict[str, Any]:
     text = path.read_text()
     try:
         if path.suffix == ".toml":
-            import tomllib  # Python >= 3.11
+            if sys.version_info < (3, 11):
+                raise ImportError("TOML needs Python >= 3.11 (tomllib); use a YAML config")
+            else:
+                import tomllib
 
-            data = tomllib.loads(text)
+                data = tomllib.loads(text)
         else:
             import yaml
 

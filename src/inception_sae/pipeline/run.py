@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 from ..analysis.config import AnalyzeConfig
 from ..circuits.config import CircuitsConfig
@@ -62,30 +64,36 @@ class RunResult:
 
 def plan(ctx: work.Context) -> list[Stage]:
     """Every stage of the run, in order."""
-    p, layers, stages = ctx.paths, ctx.cfg.layers, []
-    for layer in layers:
+    p, layers = ctx.paths, ctx.cfg.layers
+    stages: list[Stage] = []
+    for layer in layers:  # partial binds each layer now (a lambda in a loop would see the last one)
         stages += [
-            Stage("harvest", f"harvest {layer}", p.store(layer), lambda x=layer: store_done(p.store(x)),
-                  lambda x=layer: work.do_harvest(ctx, x, pending_stores(ctx, x))),
-            Stage("train", f"train {layer}", p.sae(layer), lambda x=layer: sae_done(p.sae(x)),
-                  lambda x=layer: work.do_train(ctx, x)),
-            Stage("eval", f"eval {layer}", p.eval(layer), lambda x=layer: work.eval_done(ctx, x),
-                  lambda x=layer: work.do_eval(ctx, x)),
+            Stage("harvest", f"harvest {layer}", p.store(layer), partial(store_done, p.store(layer)),
+                  partial(harvest_pass, ctx, layer)),
+            Stage("train", f"train {layer}", p.sae(layer), partial(sae_done, p.sae(layer)),
+                  partial(work.do_train, ctx, layer)),
+            Stage("eval", f"eval {layer}", p.eval(layer), partial(work.eval_done, ctx, layer),
+                  partial(work.do_eval, ctx, layer)),
             Stage("analyze", f"analyze {layer}", p.analysis(layer),
-                  lambda x=layer: json_done(p.analysis(x) / "summary.json"), lambda x=layer: work.do_analyze(ctx, x)),
-            Stage("featvis", f"featvis {layer}", p.featvis(layer), lambda x=layer: _featvis_done(ctx, x),
-                  lambda x=layer: work.do_featvis(ctx, x)),
+                  partial(json_done, p.analysis(layer) / "summary.json"), partial(work.do_analyze, ctx, layer)),
+            Stage("featvis", f"featvis {layer}", p.featvis(layer), partial(_featvis_done, ctx, layer),
+                  partial(work.do_featvis, ctx, layer)),
         ]  # fmt: skip
     for a, b in pairwise(layers):
         stages.append(Stage("circuits", f"circuits {a}__{b}", p.circuits(a, b),
-                            lambda a=a, b=b: json_done(p.circuits(a, b) / "summary.json"),
-                            lambda a=a, b=b: work.do_circuits(ctx, a, b)))  # fmt: skip
+                            partial(json_done, p.circuits(a, b) / "summary.json"),
+                            partial(work.do_circuits, ctx, a, b)))  # fmt: skip
     for a, b in pairwise(layers):  # which features reappear in the next layer (activation correlation)
         stages.append(Stage("compare", f"compare {a}__{b}", p.compare(a, b),
-                            lambda a=a, b=b: json_done(p.compare(a, b) / "compare.json"),
-                            lambda a=a, b=b: work.do_compare(ctx, a, b)))  # fmt: skip
+                            partial(json_done, p.compare(a, b) / "compare.json"),
+                            partial(work.do_compare, ctx, a, b)))  # fmt: skip
     stages.append(Stage("site", "site", p.site, lambda: site_done(p.site), lambda: work.do_site(ctx)))
     return stages
+
+
+def harvest_pass(ctx: work.Context, layer: str) -> str:
+    """Harvest ``layer`` and, in the same pass, every other layer of the run whose store is not complete."""
+    return work.do_harvest(ctx, layer, pending_stores(ctx, layer))
 
 
 def pending_stores(ctx: work.Context, layer: str) -> tuple[str, ...]:
@@ -145,7 +153,7 @@ def _changed_keys(
     return ", ".join(f"{k}: {_get(a, k)!r} -> {_get(b, k)!r}" for k in diffs[:3])
 
 
-def _get(d: dict, key: str):
+def _get(d: Any, key: str) -> Any:
     for part in key.split("."):
         d = d.get(part) if isinstance(d, dict) else None
     return d
@@ -177,6 +185,7 @@ def check_store_sizes(cfg: RunConfig, paths: Paths, redo: tuple[str, ...]) -> No
     todo = [x for x in cfg.layers if "harvest" in redo or not store_done(paths.store(x))]
     if not todo:
         return
+    assert cfg.images is not None  # validate() refused a run without them
     try:
         n_images = len(ImageDataset.from_path(cfg.images).files)
     except (FileNotFoundError, ValueError) as e:
@@ -238,6 +247,7 @@ def run_pipeline(
     ``console`` (rich) receives the stages' notes and progress bars (default: a new one on stderr).
     """
     validate(cfg)
+    assert cfg.out is not None  # validate() refused a run without one
     check_stage_settings(cfg)
     paths = Paths(cfg.out)
     redo = check_previous(cfg, paths, force)

@@ -5,6 +5,7 @@ Each function takes the run's :class:`Context` and returns a one-line note for t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -43,9 +44,15 @@ class Context:
         return self._model
 
     @property
+    def images(self) -> Path:
+        """Images harvested for training (``run`` refuses a config without them)."""
+        assert self.cfg.images is not None
+        return self.cfg.images
+
+    @property
     def analysis_images(self) -> Path:
         """Images of eval, analyze and circuits."""
-        return self.cfg.analysis_images or self.cfg.images
+        return self.cfg.analysis_images or self.images
 
     def common(self) -> dict[str, Any]:
         return {"weights": self.cfg.weights, "seed": self.cfg.seed, "device": self.cfg.device}
@@ -57,7 +64,7 @@ def do_harvest(ctx: Context, layer: str, also: tuple[str, ...] = ()) -> str:
     from ..data.harvest import HarvestConfig, harvest_layers
 
     layers = [layer, *[x for x in also if x != layer]]
-    cfgs = [HarvestConfig(images=ctx.cfg.images, layer=x, out=ctx.paths.store(x), progress=ctx.progress,
+    cfgs = [HarvestConfig(images=ctx.images, layer=x, out=ctx.paths.store(x), progress=ctx.progress,
                           **ctx.common(), **values(ctx.cfg.harvest)) for x in layers]  # fmt: skip
     results = harvest_layers(cfgs)
     for x, r in zip(layers, results, strict=True):
@@ -136,7 +143,7 @@ def do_analyze(ctx: Context, layer: str) -> str:
     return f"{s['counts']['features']} features over {s['images']['analysed']} images, {s['counts']['dead']} dead"
 
 
-def featvis_job(ctx: Context, layer: str, ids: tuple[int, ...] | None = None):
+def featvis_job(ctx: Context, layer: str, ids: Sequence[int] | None = None):
     """The featvis job of a layer (its ids come from the analysis, so it exists only after analyze).
 
     With ``ids`` given the analysis is not read: ``run`` checks the settings that way before any work.

@@ -161,6 +161,7 @@ def splice_section(sae: TopKSAE, model, images: Path, harvest: Harvest, *, max_i
     from ..data.sampling import describe_rule, training_mask
 
     layer = sae.layer
+    assert layer is not None  # evaluate() refuses splice-back for an SAE that names no layer
     pre, rule = harvest.preprocessing(), harvest.rule
     ds, chosen, subset = _splice_images(images, pre, max_images, seed, harvest)
 
@@ -177,7 +178,7 @@ def splice_section(sae: TopKSAE, model, images: Path, harvest: Harvest, *, max_i
         "harvest": harvest.to_dict(),
         "subset": subset,
     }
-    if trained is not None:
+    if trained is not None and rule is not None:  # measured with the rule only
         out["training_positions"] = {
             "positions": f"the harvest rule's: {describe_rule(rule)} (the distribution the SAE was trained on)",
             "rule": rule,
@@ -230,7 +231,7 @@ def evaluate(
     elif training_store_path(sae):
         found, why = recorded_store(sae)
         report.store = store_section(sae, found, max_vectors, device) if found else unavailable_section(sae, why)
-    if harvest is not None:
+    if harvest is not None and images is not None:  # a harvest is read for splice-back, which needs images
         model = model if model is not None else model_for(sae, weights, device)
         report.splice = splice_section(sae, model, Path(images), harvest, max_images=max_images,
                                        batch_size=batch_size, seed=seed, device=device)  # fmt: skip

@@ -39,8 +39,8 @@ def variance_from_moments(s: Tensor, sq: Tensor, n: int, distributed: bool = Fal
     """:func:`total_variance` from a batch's float64 column sums ``s``, sum of squares ``sq`` and size ``n``."""
     stats = torch.cat([s, sq.reshape(1), s.new_tensor([n])])
     stats = _all_reduce(stats, distributed)
-    s, sq, n = stats[:-2], stats[-2], stats[-1]
-    return (sq - (s * s).sum() / n).clamp_min(1e-12).float()
+    s, sq, count = stats[:-2], stats[-2], stats[-1]
+    return (sq - (s * s).sum() / count).clamp_min(1e-12).float()
 
 
 class _SquaredError(torch.autograd.Function):
@@ -183,7 +183,8 @@ class RecentMeans:
     """The last ``window`` steps' metrics, kept as JSON-able rows so that a checkpoint carries them."""
 
     def __init__(self, window: int = SUMMARY_WINDOW) -> None:
-        self.window, self.rows = window, []
+        self.window = window
+        self.rows: list[dict[str, float]] = []
 
     def add(self, stats: dict[str, float]) -> None:
         self.rows.append(dict(stats))

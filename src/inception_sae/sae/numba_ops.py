@@ -110,7 +110,8 @@ def set_threads(n: int) -> int:
     which torch reads as its own: a ``torch.set_num_threads(1)`` made before would silently become every
     core. Torch's count is put back.
     """
-    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    # numba.config sets its options from the environment at import; mypy does not see them
+    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     torch_threads = torch.get_num_threads()
     numba.set_num_threads(n)
     if torch.get_num_threads() != torch_threads:

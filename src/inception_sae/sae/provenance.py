@@ -206,7 +206,7 @@ def harvest_of(meta: dict[str, Any], where: str | Path, *, need: tuple[str, ...]
     pre, pre_from = rec.get("preprocess"), origin if rec.get("preprocess") else None
     if (resize is None) != (crop is None):
         raise UserError(f"give both {PREPROCESS_FLAGS} (the harvest's short side and centre crop), or neither")
-    if crop is not None:
+    if resize is not None and crop is not None:  # both or neither, checked above
         from ..data.images import Preprocess
 
         pre, pre_from = Preprocess(int(resize), int(crop)).to_dict(), PREPROCESS_FLAGS

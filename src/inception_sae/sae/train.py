@@ -178,7 +178,10 @@ class Trainer:
     def _reduce_grads(self, run: Run) -> None:
         if not self.distributed:
             return
-        grads = [p.grad for p in run.sae.parameters()]
+        grads = []
+        for p in run.sae.parameters():
+            assert p.grad is not None  # every parameter has its gradient by now (all ranks reduce the same list)
+            grads.append(p.grad)
         flat = torch.cat([g.flatten() for g in grads])
         dist.all_reduce(flat)
         flat /= self.world

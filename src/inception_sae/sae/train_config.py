@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from ..errors import UserError
-from ..settings import check_choices, settings_of
+from ..settings import Settings, check_choices, settings_of
 from .model import LR_SHORT_RUN_SAMPLES
 
 ComputeDtype = Literal["float32", "bfloat16", "fp32", "bf16"]
@@ -100,9 +100,35 @@ class TrainConfig:
 
 
 #: What ``run``'s ``train`` section holds: every TrainConfig field but the device and the progress bar.
-TrainSettings = settings_of(
-    TrainConfig,
-    ("device", "progress"),
-    name="TrainSettings",
-    doc="How the SAEs of one layer are trained (TrainConfig without the device and the progress bar).",
-)
+@settings_of(TrainConfig)
+@dataclass(frozen=True)
+class TrainSettings(Settings):
+    """How the SAEs of one layer are trained (TrainConfig without the device and the progress bar)."""
+
+    inputs = ("device", "progress")
+
+    samples: int = 10_000_000
+    batch_size: int = 4096
+    lr: float | None = None
+    anytime: bool = True
+    warmup_steps: int | None = None
+    decay_fraction: float = 0.1
+    clip_grad: float = 1.0
+    adam_eps: float = 6.25e-10
+    dead_window: int | None = None
+    k_aux: int | None = None
+    aux_coef: float = 1 / 32
+    aux_rescale: bool = True
+    resample_every: int | None = None
+    resample_from: float = 0.5
+    resample_until: float = 0.95
+    resample_enc_scale: float = 1.0
+    multi_topk: bool = False
+    normalize_input: bool = True
+    b_dec_init: Literal["median", "mean", "zero"] = "median"
+    init_samples: int = 16384
+    enc_init_scale: float = 0.5
+    dtype: ComputeDtype = "float32"
+    checkpoint_every: int = 1000
+    checkpoint_every_s: float = 300.0
+    log_every: int = 10

@@ -56,7 +56,7 @@ class TrainLogger:
 
     def step(self, trainer: Any, seconds: float) -> None:
         """Record one finished step of ``trainer`` that took ``seconds``."""
-        if not self.enabled:
+        if not self.enabled or self.file is None:  # the file is open when enabled
             return
         self.trainer = trainer
         self._report_nonfinite(trainer)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..analysis.render import PACK, is_packed
 from ..errors import UserError
@@ -154,8 +154,8 @@ def fmt_sig(x, digits: int = 3):
 def table_row(cols: dict, d: dict, umap_xy) -> None:
     """Append one feature's summary fields to the layer table's columns."""
     dom = d.get("dominant_branch")
-    pvals = d.get("branch_p") or {}
-    sig = dom if dom in pvals else min(pvals, key=pvals.get, default=None)  # "none": its most significant branch
+    pvals: dict[str | None, float] = d.get("branch_p") or {}
+    sig = dom if dom in pvals else min(pvals, key=pvals.__getitem__, default=None)  # "none": the most significant
     cols["id"].append(int(d["id"]))
     cols["label"].append(str(d.get("label") or ""))
     cols["score"].append(fmt_float(d.get("label_score"), 4))
@@ -177,7 +177,7 @@ COLUMNS = ("id", "label", "score", "cat", "freq", "max", "dom", "share", "p", "q
 def feature_extras(layer: str, kind: str, i: int, fv: dict, circ: Circuits) -> dict:
     node = f"{layer}/{kind}/{i}"
     files = fv.get((layer, kind, i))
-    out = {"layer": layer, "kind": "feature" if kind == "f" else "neuron", "node": node}
+    out: dict[str, Any] = {"layer": layer, "kind": "feature" if kind == "f" else "neuron", "node": node}
     out["featvis"] = ["fv/" + p if p else None for p in files] if files else []
     out["up"], out["down"] = circ.up.get(node, []), circ.down.get(node, [])
     return out

@@ -121,7 +121,8 @@ def build_compares(paths, analyses, out: Path, write_js, layers: dict[str, tuple
     ``layers``: layer -> (model identity, untrained?) of the site's analysis of it (see :func:`model_of`).
     """
     site_saes = {a.layer: ((a.summary.get("sae") or {}).get("path"), len(a.feature_ids)) for a in analyses}
-    facts, matches = [], {}
+    facts: list[dict] = []
+    matches: dict = {}
     for k, path in enumerate(paths):
         doc, folder = read_compare(path)
         on_site = sides_on_site(doc, site_saes)

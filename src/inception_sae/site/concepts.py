@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 #: A node id that may name a data file (WordNet ids are ``n`` + 8 digits; anything odd is left out).
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -52,7 +53,7 @@ class ConceptIndex:
 
     def __init__(self, loader: Callable[[], object] | None = None) -> None:
         self.loader = loader  #: the hierarchy's loader (default: the packaged WordNet), called only if needed
-        self.h = None
+        self.h: Any = None  #: the loaded hierarchy (WordNet or the loader's), None until ``write``
         self.units: dict[str, list[dict]] = {}  #: wnid -> units under it
         self.names: dict[str, str] = {}  #: from label terms
         self.depths: dict[str, int] = {}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..settings import settings_of
+from ..settings import Settings, settings_of
 
 #: Upload limit of the live box (bytes).
 MAX_UPLOAD = 10 * 1024 * 1024
@@ -41,12 +41,15 @@ class SiteConfig:
 
 
 #: What ``run``'s ``site`` section holds: every SiteConfig field but the folders ``run`` passes.
-SiteSettings = settings_of(
-    SiteConfig,
-    ("analyses", "out", "featvis", "circuits", "compares"),
-    name="SiteSettings",
-    doc="How the site is built (SiteConfig without the folders it reads and writes).",
-)
+@settings_of(SiteConfig)
+@dataclass(frozen=True)
+class SiteSettings(Settings):
+    """How the site is built (SiteConfig without the folders it reads and writes)."""
+
+    inputs = ("analyses", "out", "featvis", "circuits", "compares")
+
+    title: str = "inception-sae features"
+    top_neighbours: int = 10
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ class LiveModel:
         from ..sae.model import load_layer_sae
 
         self.sae = load_layer_sae(sae, device, needed_by="the live box")
+        assert self.sae.layer is not None  # load_layer_sae refuses a folder without one
         self.layer, self.d_sae, self.device, self.top = self.sae.layer, self.sae.d_sae, device, top
         self.model = model if model is not None else load_model(weights, seed=seed, device=device)
         self.identity = getattr(self.model, "identity", "unknown")

@@ -78,7 +78,7 @@ class Pictures:
 def resolve(ex: dict, key: str, prefix: str, pics: Pictures | None) -> None:
     """Point one example picture at what the site serves: a data URI (packed), a linked file, or None."""
     v = ex.get(key)
-    if is_packed(v) and pics is not None:
+    if isinstance(v, str) and is_packed(v) and pics is not None:
         ex[key] = pics.data_uri(v)
     elif isinstance(v, str) and v and not v.startswith("/") and ".." not in v.split("/") and "#" not in v:
         ex[key] = prefix + v

@@ -60,9 +60,12 @@ class SiteHandler(BaseHTTPRequestHandler):
     server_version = "inception-sae-site"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    server: SiteServer  # the server it is made by (socketserver's own type is BaseServer)
 
     def setup(self) -> None:
-        self.timeout = self.server.request_timeout  # socket timeout: a silent client cannot hold a worker forever
+        # socket timeout: a silent client cannot hold a worker forever. socketserver reads self.timeout; typeshed
+        # declares it a class variable, but one per handler is what socketserver supports
+        self.timeout = self.server.request_timeout  # type: ignore[misc]
         super().setup()
 
     def log_message(self, format: str, *args) -> None:
@@ -191,6 +194,7 @@ class SiteHandler(BaseHTTPRequestHandler):
 
 class SiteServer(ThreadingHTTPServer):
     daemon_threads = True
+    server_address: tuple[str, int]  # an AF_INET (host, port)
 
     def __init__(self, cfg: ServeConfig, live=None, verbose: bool = False) -> None:
         root = Path(cfg.site).resolve()
@@ -221,5 +225,6 @@ def make_server(cfg: ServeConfig, verbose: bool = False, model=None) -> SiteServ
     if cfg.live:
         from .live import LiveModel
 
+        assert cfg.sae is not None  # ServeConfig refuses live without an SAE
         live = LiveModel(cfg.sae, cfg.weights, cfg.seed, cfg.device, cfg.top, model=model)
     return SiteServer(cfg, live, verbose)
