@@ -188,7 +188,7 @@ def test_a_bug_inside_a_stage_keeps_its_traceback(tmp_path, images, bug, monkeyp
     from inception_sae.cli import BUG_HINT
     from inception_sae.pipeline import work
 
-    def broken_harvest(ctx, layer):
+    def broken_harvest(ctx, layer, also=()):
         raise bug
 
     monkeypatch.setattr(work, "do_harvest", broken_harvest)
