@@ -24,6 +24,7 @@ import torch
 
 from inception_sae.pipeline.config import build, read_file
 from inception_sae.pipeline.run import StageView, run_pipeline
+from inception_sae.site.build import folder_size
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,14 +69,7 @@ class MeasuringView(StageView):
 
 def tree(path: Path) -> tuple[int, int]:
     """(files, bytes) under a folder (or of one file)."""
-    if path.is_file():
-        return 1, path.stat().st_size
-    files = size = 0
-    for dirpath, _d, names in os.walk(path):
-        for name in names:
-            files += 1
-            size += os.stat(os.path.join(dirpath, name)).st_size
-    return files, size
+    return (1, path.stat().st_size) if path.is_file() else folder_size(path)
 
 
 def stage_path(out: Path, key: str) -> Path:

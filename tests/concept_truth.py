@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from inception_sae.analysis import concepts as cn
+from inception_sae.analysis.concept_pixels import COLOURS
 from inception_sae.data.labels import load_labels
 from inception_sae.data.wordnet import load_hierarchy
 
@@ -59,7 +60,7 @@ def planted(seed: int = 0, n_classes: int = 400, n_null: int = 30, n_blob: int =
     n = len(image_class)
     colours = torch.multinomial(torch.tensor([3.0, 2, 6, 0, 1, 1, 5, 5, 0.5, 0.5, 3]), n * 9, replacement=True,
                                 generator=g).view(n, 9)  # fmt: skip
-    red = cn.COLOURS.index("red")
+    red = COLOURS.index("red")
     reddish = torch.rand(n, 9, generator=g) < 0.08
     colours[reddish] = red
     obj = torch.randint(0, 9, (n,), generator=g)  # the object's cell

@@ -9,6 +9,8 @@ import pytest
 import torch
 from concept_truth import BIRD, DOG, FISH, label_directions, planted
 
+from inception_sae.analysis import concept_pixels as px
+from inception_sae.analysis import concept_scores as sc
 from inception_sae.analysis import concepts as cn
 from inception_sae.analysis.labels import hypergeom_sf, hypergeom_sf_many
 from inception_sae.data.labels import load_labels
@@ -71,12 +73,12 @@ def test_no_concept_directions_stay_unlabelled(labelled):
 def sanity_scores(acts: torch.Tensor, inside: torch.Tensor) -> dict:
     """Every shipped score of the concept ``inside`` for activations ``acts`` (n,), through the labeller's own path."""
     top = acts.max().view(1)
-    b = cn.fine_bins(acts.view(-1, 1), top).view(-1)
-    pos = torch.bincount(b[inside], minlength=cn.NB).double().numpy()
-    neg = torch.bincount(b[~inside], minlength=cn.NB).double().numpy()
+    b = sc.fine_bins(acts.view(-1, 1), top).view(-1)
+    pos = torch.bincount(b[inside], minlength=sc.NB).double().numpy()
+    neg = torch.bincount(b[~inside], minlength=sc.NB).double().numpy()
     a = acts.double()
     mom = np.array([len(a), float(a.sum()), float((a * a).sum())])
-    return cn.slot_scores(pos, neg, cn.LEVEL_BINS[1], np.array(float(a[inside].sum())), mom)
+    return sc.slot_scores(pos, neg, sc.LEVEL_BINS[1], np.array(float(a[inside].sum())), mom)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -104,20 +106,20 @@ def test_average_precision_and_auroc_match_scikit_learn_on_binned_scores():
     sk = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(0)
     for _ in range(5):
-        score = rng.integers(0, cn.NB, 300)
+        score = rng.integers(0, sc.NB, 300)
         y = rng.random(300) < 0.2 + 0.03 * score
-        pos = np.bincount(score[y], minlength=cn.NB).astype(float)
-        neg = np.bincount(score[~y], minlength=cn.NB).astype(float)
-        assert abs(cn.average_precision(pos, neg) - sk.average_precision_score(y, score)) < 1e-12
-        assert abs(cn.auroc_binned(pos, neg) - sk.roc_auc_score(y, score)) < 1e-12
+        pos = np.bincount(score[y], minlength=sc.NB).astype(float)
+        neg = np.bincount(score[~y], minlength=sc.NB).astype(float)
+        assert abs(sc.average_precision(pos, neg) - sk.average_precision_score(y, score)) < 1e-12
+        assert abs(sc.auroc_binned(pos, neg) - sk.roc_auc_score(y, score)) < 1e-12
 
 
 def test_ap_permutation_baseline_is_the_prevalence_and_p_is_uniform_under_the_null():
     rng = np.random.default_rng(1)
-    total = rng.integers(0, 40, (64, cn.NB)).astype(float)
+    total = rng.integers(0, 40, (64, sc.NB)).astype(float)
     k = np.full(64, 50.0)
-    obs = cn.permuted_ap(total, k, rng, n_perm=1)[:, 0]  # one more draw of the same null
-    base, p = cn.ap_permutation(total, k, obs, seed=2)
+    obs = sc.permuted_ap(total, k, rng, n_perm=1)[:, 0]  # one more draw of the same null
+    base, p = sc.ap_permutation(total, k, obs, seed=2)
     assert np.allclose(base, k / total.sum(1), atol=0.03)
     assert 0.3 < p.mean() < 0.7 and (p < 0.05).mean() < 0.15
 
@@ -165,8 +167,8 @@ def test_colour_names_of_plain_colours():
             "brown": (0.45, 0.25, 0.1), "pink": (0.95, 0.6, 0.7), "orange": (0.95, 0.55, 0.1),
             "purple": (0.5, 0.1, 0.7)}  # fmt: skip
     rgb = torch.tensor(list(want.values())).view(1, -1, 3).permute(2, 0, 1).unsqueeze(0)  # (1, 3, 1, n)
-    got = cn.colour_names(rgb).view(-1).tolist()
-    assert [cn.COLOURS[i] for i in got] == list(want)
+    got = px.colour_names(rgb).view(-1).tolist()
+    assert [px.COLOURS[i] for i in got] == list(want)
 
 
 def test_cell_maxima_and_extent_sparse_equal_dense():
@@ -175,11 +177,11 @@ def test_cell_maxima_and_extent_sparse_equal_dense():
     vals = torch.rand(B * S * S, k, generator=g)
     ind = torch.stack([torch.randperm(m, generator=g)[:k] for _ in range(B * S * S)])
     dense = torch.zeros(B * S * S, m).scatter_(1, ind, vals).view(B, S, S, m).permute(0, 3, 1, 2)  # (B, m, S, S)
-    assert torch.allclose(cn.sparse_cell_maxima(vals, ind, B, S, m), cn.dense_cell_maxima(dense))
+    assert torch.allclose(px.sparse_cell_maxima(vals, ind, B, S, m), px.dense_cell_maxima(dense))
     vmax = dense.flatten(2).amax(2)
-    assert torch.allclose(cn.sparse_extent(vals, ind, vmax, S), cn.dense_extent(dense, vmax))
-    left = cn.where_masks()[cn.WHERE.index("left")]
-    cell = cn.cell_of_positions(S).view(S, S)
+    assert torch.allclose(px.sparse_extent(vals, ind, vmax, S), px.dense_extent(dense, vmax))
+    left = px.where_masks()[px.WHERE.index("left")]
+    cell = px.cell_of_positions(S).view(S, S)
     assert left[cell[:, 0]].all() and not left[cell[:, -1]].any()
 
 

@@ -41,12 +41,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .labels import bh_qvalues, hypergeom_sf_many
+from .concept_pixels import CELLS, COLOURS, WHERE, where_masks
+from .concept_scores import (
+    LEVEL_BINS,
+    LEVELS,
+    NB,
+    ap_permutation,
+    f1_score,
+    fine_bins,
+    hypergeom_sf_many,
+    normal_sf,
+    slot_scores,
+)
+from .labels import bh_qvalues
 
-LEVELS = (0.0, 0.1, 0.25, 0.5)  #: firing levels, fractions of the direction's max (0: above zero)
-FINE = 20  #: activation bins on the score half: 0 = not firing, 1 + floor(20 a / max) otherwise (capped at 20)
-NB = FINE + 1
-LEVEL_BINS = tuple(1 + round(t * FINE) for t in LEVELS)  #: first fine bin at or above each level
 MAX_TERMS = 3
 MIN_GAIN = 0.02  #: gain of F1 above chance (choice half) that earns a union term
 RUNNERS = 4  #: single concepts scored beside the label
@@ -57,217 +65,11 @@ LEVEL = 0.05  #: BH level
 #: associations (on a random network, "artifact" at F1 0.67 against 0.63: kappa 0.1, p 1e-3).
 MIN_EFFECT = 0.2
 MAX_COVER = 0.9  #: ancestors covering this share of the analysed classes or more say nothing
-N_PERM = 999  #: Monte Carlo permutations for AUPRC
-GRID = 3
-CELLS = GRID * GRID
-WHERE = ("left", "right", "top", "bottom", "centre")
-COLOURS = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
 QUALIFIERS = ("where", "colour")
 #: Extent (mean share of the map at or above half the image's max, where the direction fires): "small" below
 #: SMALL (at 14 x 14, under 10 positions), "object-sized" from OBJECT_SIZED up, "medium" between. A descriptor with
 #: the layer's median beside it, not a tested label.
 SMALL, OBJECT_SIZED = 0.05, 0.25
-
-
-def where_masks() -> Tensor:
-    """(5, 9) bool: the cells of each "where" concept on the 3 x 3 grid (cell = row * 3 + col)."""
-    r, c = torch.arange(CELLS) // GRID, torch.arange(CELLS) % GRID
-    return torch.stack([c == 0, c == GRID - 1, r == 0, r == GRID - 1, (r == 1) & (c == 1)])
-
-
-def cell_of_positions(size: int) -> Tensor:
-    """(size*size,) cell index of each flat map position (rows and columns split in thirds)."""
-    y, x = torch.div(torch.arange(size * size), size, rounding_mode="floor"), torch.arange(size * size) % size
-    return (y * GRID // size) * GRID + x * GRID // size
-
-
-def colour_names(rgb: Tensor) -> Tensor:
-    """(B, 3, H, W) in [0, 1] -> (B, H, W) index into COLOURS, from hue / saturation / value rules."""
-    mx, _ = rgb.max(1)
-    mn, _ = rgb.min(1)
-    delta = mx - mn
-    sat = torch.where(mx > 0, delta / mx.clamp_min(1e-6), torch.zeros_like(mx))
-    r, g, b = rgb.unbind(1)
-    d = delta.clamp_min(1e-6)
-    hue = torch.where(mx == r, ((g - b) / d) % 6, torch.where(mx == g, (b - r) / d + 2, (r - g) / d + 4)) * 60
-    out = torch.full_like(mx, COLOURS.index("grey"), dtype=torch.long)
-    bands = [(15, "red"), (40, "orange"), (70, "yellow"), (170, "green"), (260, "blue"), (300, "purple"),
-             (345, "pink"), (361, "red")]  # fmt: skip
-    lo = 0.0
-    for hi, name in bands:
-        out = torch.where((hue >= lo) & (hue < hi), COLOURS.index(name), out)
-        lo = hi
-    warm = (out == COLOURS.index("orange")) | (out == COLOURS.index("red"))
-    out = torch.where(warm & (mx < 0.6) & (sat < 0.9), COLOURS.index("brown"), out)
-    out = torch.where((out == COLOURS.index("red")) & (sat < 0.5) & (mx > 0.7), COLOURS.index("pink"), out)
-    out = torch.where(sat < 0.15, torch.where(mx > 0.8, COLOURS.index("white"), COLOURS.index("grey")), out)
-    return torch.where(mx < 0.2, COLOURS.index("black"), out)
-
-
-def cell_colours(x: Tensor, pool: int = 4) -> Tensor:
-    """(B, 3, H, W) in [0, 1] -> (B, 9) the most frequent colour name of each cell's pixels (after ``pool`` x
-    ``pool`` averaging, which keeps a cell's dominant colour and costs 1/pool^2 of the naming)."""
-    x = x.float()
-    if pool > 1 and min(x.shape[-2:]) >= 4 * pool:
-        x = torch.nn.functional.avg_pool2d(x, pool)
-    names = colour_names(x)
-    B, H, W = names.shape
-    ys = torch.arange(H) * GRID // H
-    xs = torch.arange(W) * GRID // W
-    cell = (ys.view(-1, 1) * GRID + xs.view(1, -1)).view(1, -1).expand(B, -1)
-    key = (torch.arange(B).view(-1, 1) * CELLS + cell) * len(COLOURS) + names.view(B, -1)
-    counts = torch.bincount(key.reshape(-1), minlength=B * CELLS * len(COLOURS)).view(B, CELLS, len(COLOURS))
-    return counts.argmax(2)
-
-
-def sparse_cell_maxima(values: Tensor, indices: Tensor, n_images: int, size: int, m: int) -> Tensor:
-    """(B*hw, k) sparse codes -> (B, 9, m) maximum of each direction within each cell."""
-    n = values.shape[0]
-    hw = size * size
-    rows = torch.arange(n)
-    cell = cell_of_positions(size)[rows % hw]
-    unit = (rows // hw) * CELLS + cell
-    flat = (unit.view(-1, 1) * m + indices).reshape(-1)
-    v = values.reshape(-1).float().clamp_min(0)
-    out = torch.zeros(n_images * CELLS * m).scatter_reduce(0, flat, v, "amax", include_self=True)
-    return out.view(n_images, CELLS, m)
-
-
-def dense_cell_maxima(acts: Tensor) -> Tensor:
-    """(B, C, S, S) maps -> (B, 9, C) maximum within each cell."""
-    B, C, S, _ = acts.shape
-    cell = cell_of_positions(S)
-    flat = acts.float().clamp_min(0).flatten(2)  # (B, C, S*S)
-    out = torch.zeros(B, CELLS, C)
-    for j in range(CELLS):
-        out[:, j] = flat[:, :, cell == j].amax(2)
-    return out
-
-
-def sparse_extent(values: Tensor, indices: Tensor, vmax: Tensor, size: int) -> Tensor:
-    """(B, m) share of the map's positions at or above half the image's max (0 where not firing)."""
-    B, m = vmax.shape
-    hw = size * size
-    n, k = values.shape
-    img = (torch.arange(n) // hw).view(-1, 1).expand(n, k)
-    thr = vmax[img, indices]
-    hit = (values >= 0.5 * thr) & (values > 0)
-    flat = (img * m + indices)[hit]
-    return torch.bincount(flat, minlength=B * m).view(B, m).float() / hw
-
-
-def dense_extent(acts: Tensor, vmax: Tensor) -> Tensor:
-    """(B, C) share of each map's positions at or above half its max (0 where not firing)."""
-    flat = acts.float().flatten(2)
-    hit = (flat >= 0.5 * vmax.unsqueeze(2)) & (flat > 0)
-    return hit.float().mean(2) * (vmax > 0)
-
-
-def fine_bins(a: Tensor, top: Tensor) -> Tensor:
-    """Fine activation bin (0: not firing) of activations ``a`` (..., m) against maxima ``top`` (m,)."""
-    rel = a / top.clamp_min(1e-30)
-    b = 1 + (rel * FINE).floor().long().clamp(0, FINE - 1)
-    return torch.where(a > 0, b, torch.zeros_like(b))
-
-
-# ----------------------------------------------------------------------------------------------------- scores
-
-
-def f1_score(tp, k, n_fire):
-    """F1 of "in the concept" (``k`` units) as a detector of firing (``n_fire`` units), ``tp`` in both."""
-    den = k + n_fire
-    return np.where(den > 0, 2 * tp / np.maximum(den, 1e-12), 0.0)
-
-
-def iou_score(tp, k, n_fire):
-    den = k + n_fire - tp
-    return np.where(den > 0, tp / np.maximum(den, 1e-12), 0.0)
-
-
-def average_precision(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """AUPRC of ranking by binned activation: (..., bins) counts of concept / other units per bin (bin 0 lowest).
-
-    Thresholds at every bin from the top (tied units share one threshold, scikit-learn's convention):
-    AP = sum over thresholds of (recall gain) x (precision at that threshold). NaN without positives.
-    """
-    p = np.cumsum(pos[..., ::-1], -1)
-    n = np.cumsum(neg[..., ::-1], -1)
-    total = p[..., -1:]
-    prec = np.where(p + n > 0, p / np.maximum(p + n, 1), 0.0)
-    gain = pos[..., ::-1] / np.maximum(total, 1)
-    ap = (gain * prec).sum(-1)
-    return np.where(total[..., 0] > 0, ap, np.nan)
-
-
-def auroc_binned(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """P(concept unit's activation > another's), ties one half, from binned counts (..., bins)."""
-    below = np.cumsum(neg, -1) - neg
-    num = (pos * (below + 0.5 * neg)).sum(-1)
-    den = pos.sum(-1) * neg.sum(-1)
-    return np.where(den > 0, num / np.maximum(den, 1), np.nan)
-
-
-def permuted_ap(total: np.ndarray, k: np.ndarray, rng: np.random.Generator, n_perm: int = N_PERM) -> np.ndarray:
-    """(m, n_perm) AUPRC of ``k`` positives drawn without replacement from units binned as ``total`` (m, bins).
-
-    The draw per bin is sequential hypergeometric, vectorised over directions and permutations.
-    """
-    m, nb = total.shape
-    pos = np.zeros((m, n_perm, nb), dtype=np.int64)
-    left_n = np.repeat(total.sum(1, keepdims=True), n_perm, 1).astype(np.int64)
-    left_k = np.repeat(k.reshape(-1, 1), n_perm, 1).astype(np.int64)
-    for b in range(nb):
-        good = np.repeat(total[:, b : b + 1], n_perm, 1).astype(np.int64)
-        bad = left_n - good
-        draw = np.where((left_k > 0) & (good > 0), rng.hypergeometric(np.maximum(good, 1), np.maximum(bad, 0) + 0,
-                                                                       np.maximum(left_k, 1)), 0)  # fmt: skip
-        draw = np.minimum(draw, np.minimum(good, left_k))
-        pos[:, :, b] = draw
-        left_k -= draw
-        left_n -= good
-    neg = total[:, None, :] - pos
-    return average_precision(pos, neg)
-
-
-def slot_scores(pos: np.ndarray, neg: np.ndarray, level_bin, sum_in: np.ndarray, moments: np.ndarray) -> dict:
-    """Scores of concepts from their score-half histograms: pos / neg (..., NB) images in / out of the concept per
-    fine bin, ``level_bin`` the first firing bin (broadcast to ...), ``sum_in`` (...) the activation summed over
-    the concept's images, ``moments`` (..., 3) the images' n, sum a, sum a^2. F1 / IoU baselines are their value at
-    the permutation mean of the overlap (n_fire k / n)."""
-    above = np.arange(NB) >= np.asarray(level_bin)[..., None]
-    tp = (pos * above).sum(-1)
-    n_fire = ((pos + neg) * above).sum(-1)
-    k, n = pos.sum(-1), (pos + neg).sum(-1)
-    e_tp = np.where(n > 0, n_fire * k / np.maximum(n, 1), 0.0)
-    cnt, sa, sa2 = moments[..., 0], moments[..., 1], moments[..., 2]
-    mean = sa / np.maximum(cnt, 1)
-    var_a = sa2 - cnt * mean**2
-    var_c = k * (1 - k / np.maximum(cnt, 1))
-    cov = sum_in - k * mean
-    r = np.where((var_a > 0) & (var_c > 0), cov / np.sqrt(np.maximum(var_a * var_c, 1e-300)), np.nan)
-    return {"tp": tp, "n_fire": n_fire, "k": k, "n": n, "f1": f1_score(tp, k, n_fire), "iou": iou_score(tp, k, n_fire),
-            "f1_baseline": f1_score(e_tp, k, n_fire), "iou_baseline": iou_score(e_tp, k, n_fire),
-            "auprc": average_precision(pos, neg), "auroc": auroc_binned(pos, neg), "pearson": r}  # fmt: skip
-
-
-def ap_permutation(total: np.ndarray, k: np.ndarray, ap: np.ndarray, seed: int, chunk: int = 128):
-    """(baseline, p) per direction: mean AUPRC of ``N_PERM`` label permutations, and (1 + #perm >= ap) / (N + 1)."""
-    rng = np.random.default_rng(seed)
-    base, p = np.full(len(k), np.nan), np.ones(len(k))
-    for lo in range(0, len(k), chunk):
-        sl = slice(lo, lo + chunk)
-        ok = k[sl] > 0
-        if not ok.any():
-            continue
-        perm = permuted_ap(total[sl][ok], k[sl][ok], rng)
-        base[sl][ok] = perm.mean(1)
-        p[sl][ok] = (1 + (perm >= ap[sl][ok, None] - 1e-12).sum(1)) / (N_PERM + 1)
-    return base, p
-
-
-def normal_sf(z) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    return 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2))
 
 
 # ------------------------------------------------------------------------------------------------ the space
@@ -763,11 +565,6 @@ def start(image_class: Tensor, seen: Tensor, sizes: dict[str, int], names, seed:
 def kappa(f1: float, base: float) -> float:
     """(F1 - baseline) / (1 - baseline): how far above chance, as a share of the room above chance."""
     return float((f1 - base) / (1 - base)) if base < 1 else 0.0
-
-
-def firing(a: Tensor, top: Tensor, t: float) -> Tensor:
-    """a (..., m) fires at level t of maxima ``top`` (m,): above zero, and at least t x the max."""
-    return (a > 0) & (a >= t * top)
 
 
 def fnum(x) -> float | None:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..data.images import ImageDataset, SkipLog, iter_batches
+from . import concept_pixels as px
 from . import concepts as cn
 from .examples import Family
 from .render import PACK, PackWriter, save_crop, save_heatmap, thumb_base, to_uint8
@@ -227,11 +228,11 @@ def pass2_batch(ctx: Context, state: RunState, x: Tensor, image: Tensor, acts: T
     t0 = time.perf_counter()
     half = state.split[image]
     size = ctx.info.size
-    colours = cn.cell_colours(x)
-    cells = {"features": lambda: cn.sparse_cell_maxima(vals, ind, B, size, m),
-             "neurons": lambda: cn.dense_cell_maxima(acts)}  # fmt: skip
-    extent = {"features": lambda v: cn.sparse_extent(vals, ind, v, size),
-              "neurons": lambda v: cn.dense_extent(acts, v)}  # fmt: skip
+    colours = px.cell_colours(x)
+    cells = {"features": lambda: px.sparse_cell_maxima(vals, ind, B, size, m),
+             "neurons": lambda: px.dense_cell_maxima(acts)}  # fmt: skip
+    extent = {"features": lambda v: px.sparse_extent(vals, ind, v, size),
+              "neurons": lambda v: px.dense_extent(acts, v)}  # fmt: skip
     for name, cc in state.concepts.items():
         vmax = maxima[name][0]
         top = fams[name].stats.vmax
