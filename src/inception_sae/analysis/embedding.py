@@ -53,7 +53,7 @@ def fit_title(fig, ax, text: str, fontsize: float = 10) -> None:
         title.set_text("\n".join(textwrap.wrap(text, chars)))
 
 
-def umap_figures(coords: Tensor, dominant: list[str], share: Tensor, branch: str, layer: str):
+def umap_figures(coords: Tensor, dominant: list[str], share: Tensor, branch: str, layer: str, untrained: bool = False):
     """The two figures of :func:`plot_umap` (not saved): coloured by dominant branch; by ``branch``'s share."""
     import matplotlib
 
@@ -65,19 +65,22 @@ def umap_figures(coords: Tensor, dominant: list[str], share: Tensor, branch: str
         sel = [i for i, d in enumerate(dominant) if d == name]
         ax.scatter(coords[sel, 0], coords[sel, 1], s=4, c=col, label=name)
     ax.legend(markerscale=3)
-    fit_title(fig, ax, f"{layer}: UMAP of decoder vectors, dominant branch (q <= 0.01; else none)")
+    mark = " (UNTRAINED weights)" if untrained else ""
+    fit_title(fig, ax, f"{layer}: UMAP of decoder vectors, dominant branch (q <= 0.01; else none){mark}")
     fig2, ax = plt.subplots(figsize=(5.6, 5))
     sc = ax.scatter(coords[:, 0], coords[:, 1], s=4, c=share, cmap="viridis")
     fig2.colorbar(sc, label=f"{branch} share ||relu(d[b])|| / ||relu(d)||")
-    fit_title(fig2, ax, f"{layer}: UMAP, {branch} share")
+    fit_title(fig2, ax, f"{layer}: UMAP, {branch} share{mark}")
     return fig, fig2
 
 
-def plot_umap(coords: Tensor, dominant: list[str], share: Tensor, branch: str, layer: str, paths) -> None:
+def plot_umap(
+    coords: Tensor, dominant: list[str], share: Tensor, branch: str, layer: str, paths, untrained: bool = False
+) -> None:
     """Two PNGs: coloured by dominant branch; coloured by ``branch``'s share (``pos``)."""
     import matplotlib.pyplot as plt
 
-    for fig, path in zip(umap_figures(coords, dominant, share, branch, layer), paths, strict=True):
+    for fig, path in zip(umap_figures(coords, dominant, share, branch, layer, untrained), paths, strict=True):
         fig.savefig(path, dpi=90)
         plt.close(fig)
 

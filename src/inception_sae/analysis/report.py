@@ -284,7 +284,8 @@ def write_umap(out: Path, ctx, derived, recs: list | None = None) -> list[str]:
     paths = ["figures/umap_dominant_branch.png", "figures/umap_category.png"]
     for j, b in enumerate(stats.names):
         pair = ["figures/umap_dominant_branch.png", f"figures/umap_share_{b}.png"]
-        plot_umap(derived["umap"], dom, stats.shares["pos"][:, j], b, ctx.layer, [out / p for p in pair])
+        plot_umap(derived["umap"], dom, stats.shares["pos"][:, j], b, ctx.layer, [out / p for p in pair],
+                  untrained=bool(ctx.model.is_random))  # fmt: skip
         paths.append(pair[1])
     return ["umap.json", *paths]
 
