@@ -1,9 +1,8 @@
-"""A real analysis's packed pictures in the site: data URIs in each unit's file, thumbnails as sprite tiles,
-a few files per feature instead of ~17."""
+"""A real analysis's packed pictures in the site: each shown picture copied out of the pack once, byte for byte;
+thumbnails as sprite tiles."""
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -37,15 +36,21 @@ def packed(model, tmp_path_factory):
     return tmp / "analysis", site
 
 
-def test_a_few_files_per_feature(packed):
+def test_one_pack_in_the_analysis_and_each_picture_once_in_the_site(packed):
     analysis, site = packed
     assert sorted(p.name for p in (analysis / "images").iterdir()) == ["examples.pack"]
     layer_files = [p for p in (site.out / "a" / "mixed3a").rglob("*") if p.is_file()]
-    assert all(p.parent.name in ("figures", "thumbs") for p in layer_files)
-    units = M + 256
-    data_files = sum(1 for p in (site.out / "data" / "mixed3a").rglob("*.js"))
-    assert data_files <= units + 3  # one per feature and neuron, the layer index, classes
-    assert len(layer_files) + data_files < 2 * units  # was ~17 image files per unit
+    assert {p.parent.name for p in layer_files} <= {"figures", "thumbs", "images"}
+    pictures = [p for p in layer_files if p.parent.name == "images"]
+    shown = set()
+    for kind in ("features", "neurons"):
+        for f in (analysis / kind).glob("*.json"):
+            d = json.loads(f.read_text())
+            groups = [d, d.get("training_examples") or {}]
+            shown |= {e[k] for g in groups for key in ("top_examples", "intervals") for e in g.get(key) or []
+                      for k in ("crop", "heatmap") if e.get(k)}  # fmt: skip
+    assert len(pictures) == len(shown)  # one file per distinct picture, however many units show it
+    assert sum(p.stat().st_size for p in pictures) <= (analysis / "images" / "examples.pack").stat().st_size
 
 
 def shown_feature(analysis) -> int:
@@ -56,7 +61,7 @@ def shown_feature(analysis) -> int:
     raise AssertionError("no feature has a rendered example")
 
 
-def test_unit_files_carry_their_pictures_as_data_uris(packed):
+def test_unit_files_point_at_byte_copies_of_their_pictures(packed):
     analysis, site = packed
     f = shown_feature(analysis)
     _, d = read_js(site.out / "data" / "mixed3a" / "f" / f"{f}.js")
@@ -65,8 +70,8 @@ def test_unit_files_carry_their_pictures_as_data_uris(packed):
     assert shown
     for site_ex, ex in shown:
         for key in ("crop", "heatmap"):
-            head, data = site_ex[key].split(",", 1)
-            assert head == "data:image/jpeg;base64" and base64.b64decode(data) == read_packed(analysis, ex[key])
+            assert site_ex[key].startswith("a/mixed3a/images/")
+            assert (site.out / site_ex[key]).read_bytes() == read_packed(analysis, ex[key])
 
 
 def test_thumbnails_are_tiles_of_the_sprite_sheets(packed):

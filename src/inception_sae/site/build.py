@@ -9,8 +9,8 @@ Layout of the site folder::
     data/<layer>/classes.js                      class -> its top features
     data/concepts.js, data/concept/<wnid>.js     WordNet nodes with labelled features under them, across layers
     a/<layer>/figures/...                        the analysis's figures (hard links)
-    a/<layer>/thumbs/<k>.jpg                     thumbnail sprite sheets (example pictures travel as data URIs
-                                                 inside each unit's data file; see ``pictures.py``)
+    a/<layer>/images/<offset>.jpg                the example pictures units show, copied out of the analysis's pack
+    a/<layer>/thumbs/<k>.jpg                     thumbnail sprite sheets (see ``pictures.py``)
     fv/<layer>/{f,n}/...                         feature visualisations (hard links)
     site.json                                    build report: counts, bytes, seconds
 
@@ -107,7 +107,7 @@ def clean(x):
 
 def rebase_examples(d: dict, prefix: str, pics: Pictures | None = None) -> None:
     """Point every example's pictures (every-position and training-position ones) at what the site serves:
-    JPEG data URIs for an analysis's packed pictures, the linked copy for single files."""
+    their copies out of the analysis's pack, or the linked copy of single files."""
     training = d.get("training_examples")
     if isinstance(training, dict):
         rebase_examples(training, prefix, pics)
