@@ -25,7 +25,7 @@ GRID = 32  #: tiles per sprite side (1,024 per sheet)
 
 
 class Pictures:
-    """One analysis's packed pictures for the site: data URIs and thumbnail tiles (index = unit slot)."""
+    """One analysis's packed pictures for the site: copies of the shown ones and thumbnail tiles (by unit slot)."""
 
     def __init__(self, root: Path, out: Path, layer: str) -> None:
         self.root, self.out, self.layer = Path(root), Path(out), layer
