@@ -48,7 +48,7 @@ def test_planted_concepts_are_recovered_at_the_right_level(labelled):
     for rec in (dog, union, terriers):  # scores on the held-out half against their permutation baselines
         s = rec["scores"]
         assert s["auprc"]["value"] > 3 * s["auprc"]["baseline"] and s["pearson"]["value"] > 0.3
-        assert s["f1"]["p"] < 1e-4 and s["auprc"]["p"] <= 0.002
+        assert s["f1"]["p"] < 1e-4 and s["auprc"]["p"] <= 1 / (sc.N_PERM + 1) + 1e-12  # above every permutation
     assert by["left"]["where"]["text"] == "left" and by["left"]["where"]["labelled"]
     assert by["left"]["where"]["f1"] > 2 * by["left"]["where"]["baseline"]
     assert by["red"]["colour"]["text"] == "red" and by["red"]["colour"]["labelled"]

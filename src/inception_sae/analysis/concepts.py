@@ -21,7 +21,7 @@ ranker of the concept's images (activation binned in twentieths of the max: ties
 scikit-learn); Pearson correlation of the concept's indicator with the activation. Baselines and p-values come from
 permuting the image labels: F1 and IoU increase with the overlap count, which is hypergeometric under the
 permutation (exact p; baseline at its mean); Pearson's permutation distribution has mean 0 and variance 1/(n-1)
-(normal p); AUPRC's comes from 999 Monte Carlo permutations of the binned activations. AUROC is kept as a
+(normal p); AUPRC's comes from 199 Monte Carlo permutations of the binned activations. AUROC is kept as a
 secondary column only: it barely moves when a label misses or adds classes. A "what" label is shown when the F1
 test survives Benjamini-Hochberg at ``LEVEL`` over every scored direction of the family and its F1 is at least
 ``MIN_EFFECT`` of the way from chance to 1; otherwise it is "no label". "Where" and "colour" are tested with the
