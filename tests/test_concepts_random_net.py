@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from analysis_helpers import unit_rows, write_sae
 
 from inception_sae.analysis.config import AnalyzeConfig
 from inception_sae.analysis.run import analyze
+
+pytestmark = pytest.mark.slow  # the whole shared sample through the network (~35-50 s)
 
 
 def test_random_network_on_the_shared_photos_gets_almost_no_what_labels(model, sample_dir, tmp_path):

@@ -40,6 +40,7 @@ def test_one_pass_equals_separate_harvests_with_one_forward_per_batch(image_dir,
         )
 
 
+@pytest.mark.slow
 def test_killed_pass_resumes_to_the_same_stores_and_a_finished_store_is_left_alone(image_dir, tmp_path, monkeypatch):
     kw = {"per_image": 2, "max_images": 8, "batch_size": 2, "shard_size": 2}
     whole = {

@@ -81,6 +81,7 @@ def test_cfg_json_records_the_harvest(trained):
     assert len(data["held_out"]["images"]) == 3
 
 
+@pytest.mark.slow
 def test_moving_or_deleting_the_store_changes_no_number(trained):
     t = trained
     old = old_folder(t, "old_sae", t["store"])  # written before the record: reads the store instead, once
