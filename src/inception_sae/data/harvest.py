@@ -26,6 +26,7 @@ from ..errors import UserError
 from ..fsio import atomic_write_json, read_json
 from ..settings import Settings, check_choices, settings_of
 from .distributed import DistEnv, barrier, process_group
+from .harvest_bar import HarvestBar
 from .images import ImageDataset, Preprocess, collate_skipping, usable_workers
 from .ledger import Ledger, Pending, ShardWriter, merge_skips
 from .sampling import Sampling, ViewDataset, gather_positions, item_seed, select_positions
@@ -294,7 +295,7 @@ def _run(cfg: HarvestConfig, model, dataset, mine: list[int], stores: list[_Open
         o.pending = Pending(next=o.ledger.next)
     position = start
     counted = max(stores, key=lambda o: o.ledger.count)
-    bar = _ProgressBar(len(mine), start, counted.ledger.count, enabled=cfg.progress and env.rank == 0,
+    bar = HarvestBar(len(mine), start, counted.ledger.count, enabled=cfg.progress and env.rank == 0,
                        title="harvest " + "+".join(layers))  # fmt: skip
     try:
         with bar, torch.inference_mode():
@@ -377,44 +378,6 @@ def harvest_batch(
     """
     acts = capture_views(model, views, [layer])[layer]
     return select_vectors(acts, idx, ids, views.shape[1], per_image, sampling, seed)
-
-
-class _ProgressBar:
-    """Rich progress with images/s and vectors written; silent when disabled."""
-
-    def __init__(self, total: int, done: int, vectors: int, enabled: bool, title: str = "harvest") -> None:
-        self.enabled, self.vectors = enabled, vectors
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn(title),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]} img/s  {task.fields[vectors]:,} vectors"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self.task = self.progress.add_task("harvest", total=total, completed=done, rate="-", vectors=vectors)
-            self.t0, self.seen = time.perf_counter(), 0
-
-    def __enter__(self) -> _ProgressBar:
-        if self.enabled:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self.progress.stop()
-
-    def advance(self, images: int, vectors: int) -> None:
-        if not self.enabled:
-            return
-        self.seen += images
-        self.vectors += vectors
-        rate = self.seen / max(time.perf_counter() - self.t0, 1e-9)
-        self.progress.update(self.task, advance=images, rate=f"{rate:.1f}", vectors=self.vectors)
 
 
 def config_dict(cfg: HarvestConfig) -> dict[str, Any]:
