@@ -9,7 +9,7 @@ Layout of the site folder::
     data/<layer>/classes.js                      class -> its top features
     data/concepts.js, data/concept/<wnid>.js     WordNet nodes with labelled features under them, across layers
     a/<layer>/figures/...                        the analysis's figures (hard links)
-    a/<layer>/images/<offset>.jpg                the example pictures units show, copied out of the analysis's pack
+    a/<layer>/sheets/<f|n><id>.jpg              one sprite sheet per unit: the pictures its page shows
     a/<layer>/thumbs/<k>.jpg                     thumbnail sprite sheets (see ``pictures.py``)
     fv/<layer>/{f,n}/...                         feature visualisations (hard links)
     site.json                                    build report: counts, bytes, seconds
@@ -34,7 +34,7 @@ from ..errors import UserError
 from .concepts import ConceptIndex, category_of
 from .config import SiteConfig
 from .inputs import Analysis, Circuits, read_analysis, read_circuits, read_featvis
-from .pictures import Pictures, resolve
+from .pictures import Pictures, resolve, sheet_workers
 
 GENERATED = ("index.html", "static", "data", "a", "fv", "cmp", "site.json")
 IMAGE_KEYS = ("crop", "heatmap", "image_file")
@@ -105,16 +105,16 @@ def clean(x):
     return x
 
 
-def rebase_examples(d: dict, prefix: str, pics: Pictures | None = None) -> None:
+def rebase_examples(d: dict, prefix: str, pics: Pictures | None = None, unit: str = "") -> None:
     """Point every example's pictures (every-position and training-position ones) at what the site serves:
-    their copies out of the analysis's pack, or the linked copy of single files."""
-    training = d.get("training_examples")
-    if isinstance(training, dict):
-        rebase_examples(training, prefix, pics)
-    for key in ("top_examples", "intervals"):
-        for ex in d.get(key) or []:
-            for k in IMAGE_KEYS:
-                resolve(ex, k, prefix, pics)
+    their tiles in the unit's sheet (``unit``: ``f<id>`` / ``n<id>``), or the linked copy of single files."""
+    examples = [ex for g in (d, d.get("training_examples")) if isinstance(g, dict)
+                for key in ("top_examples", "intervals") for ex in g.get(key) or []]  # fmt: skip
+    packed = [ex[k] for ex in examples for k in IMAGE_KEYS if is_packed(ex.get(k))]
+    sprites = pics.sheet(unit, packed) if pics is not None and packed else {}
+    for ex in examples:
+        for k in IMAGE_KEYS:
+            resolve(ex, k, prefix, sprites)
 
 
 def thumb_of(d: dict, fv: list[str] | None, pics: Pictures | None = None, slot: int = 0, prefix: str = "") -> str:
@@ -130,7 +130,7 @@ def thumb_of(d: dict, fv: list[str] | None, pics: Pictures | None = None, slot: 
             return pics.tile(slot, crop) if pics is not None else ""
         if crop:
             one = {"crop": crop}
-            resolve(one, "crop", prefix, None)
+            resolve(one, "crop", prefix, {})
             return one["crop"] or ""
     return ""
 
@@ -206,7 +206,7 @@ def build_features(
             raise UserError(f"{a.root}/features/{i}.json says id {d['id']}")
         table_row(cols, d, coords[i] if i < len(coords) else None)
         cols["thumb"].append(thumb_of(d, fv.get((layer, "f", i)), pics, i, prefix))
-        rebase_examples(d, prefix, pics)
+        rebase_examples(d, prefix, pics, f"f{i}")
         d.update(feature_extras(layer, "f", i, fv, circ))
         d["matches"] = (matches or {}).get((layer, i), [])  # best matches in compared SAEs / layers
         if concepts is not None:
@@ -236,7 +236,7 @@ def build_neurons(
     for j in ids:
         d = a.neuron(j) or {"id": j, "note": "no neuron file in the analysis"}
         thumb = thumb_of(d, fv.get((layer, "n", j)), pics, first_slot + j, f"a/{layer}/")
-        rebase_examples(d, f"a/{layer}/", pics)
+        rebase_examples(d, f"a/{layer}/", pics, f"n{j}")
         d.update(feature_extras(layer, "n", j, fv, circ))
         d["similar_features"] = sorted(by_neuron.get(j, []), key=lambda t: -abs(t[1] or 0))[:50]
         for k, v in (("id", j), ("label", d.get("label") or ""), ("score", fmt_float(d.get("label_score"), 4)),
@@ -356,7 +356,7 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
     concepts = ConceptIndex()
     sheets = 0
     for a in analyses:
-        pics = Pictures(a.root, out, a.layer)
+        pics = Pictures(a.root, out, a.layer, sheet_workers())
         try:
             cols, by_neuron = build_features(a, out, fv, circ, tick, matches, concepts, pics)
             first = max(a.feature_ids, default=-1) + 1  # neuron thumbnails follow the features' tiles
