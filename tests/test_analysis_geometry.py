@@ -73,3 +73,37 @@ def test_heatmap_peaks_at_the_true_unit_centre():
         old = upsample_matrix(info.size, 112) @ amap @ upsample_matrix(info.size, 112).T
         oy = np.unravel_index(old.argmax(), old.shape)[0]
         assert abs(to_input(oy) - info.center(y)) >= 6.0
+
+
+def test_unit_maps_are_each_features_codes_on_the_image():
+    """The batched maps of pass 3 equal, feature by feature, the sum of that feature's sparse codes per position."""
+    from inception_sae.analysis.examples import Family
+    from inception_sae.analysis.passes import unit_maps
+
+    g = torch.Generator().manual_seed(0)
+    W, k, m, B = 5, 3, 40, 2
+    ind = torch.randint(0, m, (B * W * W, k), generator=g)
+    vals = torch.rand(B * W * W, k, generator=g)
+    acts = torch.rand(B, 7, W, W, generator=g)
+    fam = Family.empty(m)
+    feats = sorted({int(f) for f in ind[W * W : 2 * W * W, 0]} | {39})  # image 1's features and one it may lack
+    maps = unit_maps("features", fam, feats, 1, W, acts, vals, ind)
+    rows = slice(W * W, 2 * W * W)
+    for j, f in enumerate(feats):
+        want = (vals[rows] * (ind[rows] == f)).sum(1).view(W, W)
+        assert torch.allclose(maps[j], want), f
+    assert torch.equal(unit_maps("neurons", fam, [2, 5], 0, W, acts, vals, ind), acts[0, [2, 5]])
+
+
+def test_batched_heatmaps_match_the_single_map_formula():
+    """Each of F heatmaps drawn at once is the overlay of its own map, scaled by its own max."""
+    from inception_sae.analysis.render import heat_colours, heatmaps
+
+    base = thumb_base(torch.rand(3, 64, 64))
+    amaps, vmax = torch.rand(3, 4, 4), torch.tensor([1.0, 0.5, 2.0])
+    out = heatmaps(base, amaps, vmax)
+    A = upsample_matrix(4, 112)
+    for j in range(3):
+        up = A @ np.clip(amaps[j].numpy() / vmax[j].item(), 0, 1) @ A.T
+        want = np.clip(base * 0.45 + 0.75 * heat_colours(up) * np.sqrt(up)[..., None], 0, 1) * 255
+        assert np.abs(out[j].astype(float) - want).max() <= 1.0

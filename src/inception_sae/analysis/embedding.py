@@ -22,6 +22,38 @@ def umap_coords(W_dec: Tensor, seed: int = 0, n_neighbors: int = 15) -> Tensor |
     return torch.from_numpy(reducer.fit_transform(X)).float()
 
 
+class UmapJob:
+    """:func:`umap_coords` on a background thread, started before the image passes and collected after them.
+
+    UMAP reads only the decoder, so it need not wait for the images; most of its cost on small inputs is
+    umap-learn's numba compilation (8-15 s per process on a 2-core CPU, 1 s to fit 512 rows once compiled),
+    which then overlaps the passes instead of following them. A thread rather than a process keeps the compiled
+    code for the next layer of the same run.
+    """
+
+    def __init__(self, W_dec: Tensor, seed: int = 0) -> None:
+        import threading
+
+        self._result: Tensor | None = None
+        self._error: BaseException | None = None
+        W = W_dec.detach().float().cpu().clone()
+        self._thread = threading.Thread(target=self._run, args=(W, seed), name="umap", daemon=True)
+        self._thread.start()
+
+    def _run(self, W: Tensor, seed: int) -> None:
+        try:
+            self._result = umap_coords(W, seed)
+        except BaseException as e:  # re-raised in the caller's thread by result()
+            self._error = e
+
+    def result(self) -> Tensor | None:
+        """The coordinates (None when umap-learn is missing); an error in the thread is raised here."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
 def nearest_neuron(W_dec: Tensor) -> tuple[Tensor, Tensor]:
     """(m,) most similar channel of each decoder row and its cosine: the largest SIGNED cosine.
 

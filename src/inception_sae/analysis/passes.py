@@ -20,7 +20,7 @@ from ..data.images import ImageDataset, SkipLog, iter_batches
 from . import concept_pixels as px
 from . import concepts as cn
 from .examples import Family
-from .render import PACK, PackWriter, save_crop, save_heatmap, thumb_base, to_uint8
+from .render import PACK, PackWriter, crop_image, heatmaps, jpeg, thumb_base, to_uint8
 from .streaming import FeatureStats, at_positions, dense_maxima, image_maxima, interval_index
 
 if TYPE_CHECKING:
@@ -275,9 +275,22 @@ def render_requests(fams: list[Family], n_top: int, n_interval: int) -> dict[int
     return req
 
 
-def save_heatmap_to(base, amap, vmax: float, info, buffer) -> None:
-    """``save_heatmap`` with the buffer last (as :meth:`PackWriter.add` passes it)."""
-    save_heatmap(base, amap, vmax, buffer, info)
+def unit_maps(
+    name: str, fam: Family, feats: list[int], b: int, W: int, acts: Tensor, vals: Tensor, ind: Tensor
+) -> Tensor:
+    """(F, W, W) maps of ``feats`` on batch image ``b``: the "features" family's sparse codes, or neurons' channels."""
+    if name != "features":
+        return acts[b, feats].float()
+    hw = W * W
+    v, i = vals[b * hw : (b + 1) * hw], ind[b * hw : (b + 1) * hw]  # (hw, k)
+    col = torch.full((fam.m,), -1, dtype=torch.long)
+    col[torch.tensor(feats)] = torch.arange(len(feats))
+    c = col[i]
+    on = c >= 0
+    pos = torch.arange(hw).view(-1, 1).expand_as(i)[on]
+    dense = torch.zeros(hw, len(feats))
+    dense.index_put_((pos, c[on]), v[on].float(), accumulate=True)
+    return dense.t().reshape(len(feats), W, W)
 
 
 def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interval: int) -> dict:
@@ -307,18 +320,22 @@ def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interva
         crops: dict[tuple[int, int], str] = {}
         for x, image, acts, vals, ind in batches(ctx, needed, "pass 3/3 rendering"):
             for b, img in enumerate(image.tolist()):
-                rows = slice(b * ctx.hw, (b + 1) * ctx.hw)
                 base, pixels = thumb_base(x[b]), to_uint8(x[b])
+                boxes: dict[tuple[int, int, int, int], str] = {}  # positions whose clipped RF is one box share a crop
                 for name, fam in fams.items():
-                    heats: dict[int, str] = {}
-                    for feat, pos in sorted(reqs[name].get(img, ())):
-                        y, xx = divmod(pos, W)
+                    wanted = sorted(reqs[name].get(img, ()))
+                    feats = sorted({f for f, _ in wanted})
+                    if not feats:
+                        continue
+                    maps = unit_maps(name, fam, feats, b, W, acts, vals, ind)
+                    pictures = heatmaps(base, maps, fam.stats.vmax[feats], ctx.info)
+                    heats = {f: pack.add_bytes(jpeg(pictures[j])) for j, f in enumerate(feats)}
+                    for feat, pos in wanted:
                         if (img, pos) not in crops:
-                            crops[img, pos] = pack.add(save_crop, pixels, ctx.info.rf_box(y, xx))
-                        if feat not in heats:
-                            amap = (vals[rows] * (ind[rows] == feat)).sum(1).view(W, W) if name == "features" \
-                                else acts[b, feat]  # fmt: skip
-                            heats[feat] = pack.add(save_heatmap_to, base, amap, float(fam.stats.vmax[feat]), ctx.info)
+                            box = tuple(ctx.info.rf_box(*divmod(pos, W)))
+                            if box not in boxes:
+                                boxes[box] = pack.add_bytes(jpeg(crop_image(pixels, box)))
+                            crops[img, pos] = boxes[box]
                         files[(name, feat, img, pos)] = {"crop": crops[img, pos], "heatmap": heats[feat]}
     state.packed_images = pack.count
     state.timings["pass3_s"] = time.perf_counter() - t0

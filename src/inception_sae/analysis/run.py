@@ -18,6 +18,7 @@ from . import branches as br
 from . import checkpoint as ckpt
 from . import concepts as cn
 from .config import AnalyzeConfig
+from .embedding import UmapJob
 from .examples import Family
 from .logits import logit_effect
 from .metrics import read_eval_report
@@ -135,6 +136,7 @@ def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisRe
     ev = read_eval_report(cfg.eval_report, ctx.layer, cfg.sae)  # checked before the long passes
     names = load_labels(cfg.labels)
     W_dec = ctx.sae.W_dec.detach().float().cpu()  # (m, d)
+    umap = UmapJob(W_dec, cfg.seed) if cfg.umap else None  # runs beside the image passes
     n_total = len(ctx.dataset)
     state = new_state(ctx, cfg, W_dec.shape[0], n_total)
     true_cls = true_classes(ctx.dataset, len(ctx.indices), names)
@@ -154,7 +156,7 @@ def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisRe
         pass2(ctx, state, start=start if stage == 2 else 0, on_batch=saver)
         ckpt.save(folder, state, 3, 0, ctx.skips, fp)
     files = pass3_render(ctx, state, cfg.out, cfg.render_top, cfg.render_intervals)
-    derived = derive(ctx, cfg, state, W_dec)
+    derived = derive(ctx, cfg, state, W_dec, umap)
     from .report import write_all
 
     summary = write_all(cfg, ctx, sae_cfg, state, derived, files, names, source, time.perf_counter() - t0, ev)
@@ -174,8 +176,8 @@ def periodic_saver(folder: Path, state: RunState, ctx: Context, fp: dict, every_
     return save
 
 
-def derive(ctx: Context, cfg: AnalyzeConfig, state: RunState, W_dec: torch.Tensor) -> dict:
-    """Branch statistics, nearest neurons, logit effects and UMAP coordinates."""
+def derive(ctx: Context, cfg: AnalyzeConfig, state: RunState, W_dec: torch.Tensor, umap: UmapJob | None = None) -> dict:
+    """Branch statistics, nearest neurons, logit effects and UMAP coordinates (from ``umap``, started earlier)."""
     from .embedding import nearest_neuron, umap_coords
 
     t0 = time.perf_counter()
@@ -190,7 +192,9 @@ def derive(ctx: Context, cfg: AnalyzeConfig, state: RunState, W_dec: torch.Tenso
         with torch.enable_grad():
             effect, kind = logit_effect(ctx.model, ctx.layer, W_dec.to(cfg.device), mean_act.to(cfg.device))
             effect = effect.detach().cpu()
-    coords = umap_coords(W_dec, cfg.seed) if cfg.umap else None
+    coords = None
+    if cfg.umap:
+        coords = umap.result() if umap is not None else umap_coords(W_dec, cfg.seed)
     state.timings["derive_s"] = time.perf_counter() - t0
     return {"branches": stats, "neuron": neuron, "cosine": cosine, "effect": effect, "effect_kind": kind,
             "umap": coords, "umap_requested": cfg.umap, "rms": rms}  # fmt: skip
