@@ -17,7 +17,8 @@ from inception_sae.errors import UserError
 from inception_sae.featvis.run import item_seed
 from inception_sae.sae.model import TopKSAE, load_layer_sae
 
-FAST = ["--steps", "2", "--size", "24", "--model-size", "40", "--weights", "random", "--batch-size", "4"]
+FAST = ["--render.steps", "2", "--render.param.size", "24", "--render.model-size", "40", "--weights", "random",
+        "--batch-size", "4"]  # fmt: skip
 
 
 def make_sae(folder: Path, layer: str = "mixed3a", d: int = 256, m: int = 24, seed: int = 0) -> Path:

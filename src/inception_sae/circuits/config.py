@@ -13,29 +13,52 @@ from ..settings import Settings, settings_of
 class CircuitsConfig:
     """Everything ``run_circuits`` needs; the CLI builds it, library code never mutates it."""
 
-    upstream: Path  #: SAE folder on the earlier layer
-    downstream: Path  #: SAE folder on the next inception block
-    out: Path  #: output folder
-    feature: int | None = None  #: downstream feature to centre the graph on (default: most frequent)
-    images: Path | None = None  #: image folder / list for attribution, ablation and validation
-    max_images: int = 64  #: images scanned for sites: a seeded subset spread over the classes
-    image_size: int | None = None  #: centre-crop side (resize to 256/224 of it); None: the upstream SAE's harvest
-    sites: int = 8  #: images (one site each) per downstream feature
-    compare_features: int = 24  #: downstream features compared across methods (validation; bootstrap over them)
-    candidates: int = 48  #: upstream features ablated per downstream feature
-    top: int = 10  #: neighbours per feature in neighbours.json
-    graph_top: int = 6  #: upstream neighbours per node drawn in the graph
-    hops: int = 2  #: neighbourhood radius of the figure
-    permutations: int = 2000  #: permutation-null draws
-    recipe_features: int = 3  #: upstream partners of the focus followed through Bozoukov's recipe (0: off)
-    classes: tuple[int, ...] = ()  #: class indices for a class -> mixed5b -> mixed5a circuit
-    labels: Path | None = None  #: inception5h labels TSV (class names)
-    analysis: tuple[Path, ...] = ()  #: analysis folders (any layer) whose features/<i>.json give labels
-    weights: str | None = None  #: inception5h.pth, "random", or None for the cached file
+    upstream: Path
+    """SAE folder on the earlier layer"""
+    downstream: Path
+    """SAE folder on the next inception block"""
+    out: Path
+    """output folder"""
+    feature: int | None = None
+    """downstream feature to centre the graph on (default: most frequent)"""
+    images: Path | None = None
+    """image folder / list for attribution, ablation and validation"""
+    max_images: int = 64
+    """images scanned for sites: a seeded subset spread over the classes"""
+    image_size: int | None = None
+    """centre-crop side (resize to 256/224 of it); None: the upstream SAE's harvest"""
+    sites: int = 8
+    """images (one site each) per downstream feature"""
+    compare_features: int = 24
+    """downstream features compared across methods (validation; bootstrap over them)"""
+    candidates: int = 48
+    """upstream features ablated per downstream feature"""
+    top: int = 10
+    """neighbours per feature in neighbours.json"""
+    graph_top: int = 6
+    """upstream neighbours per node drawn in the graph"""
+    hops: int = 2
+    """neighbourhood radius of the figure"""
+    permutations: int = 2000
+    """permutation-null draws"""
+    recipe_features: int = 3
+    """upstream partners of the focus followed through Bozoukov's recipe (0: off)"""
+    classes: tuple[int, ...] = ()
+    """class indices for a class -> mixed5b -> mixed5a circuit"""
+    labels: Path | None = None
+    """inception5h labels TSV (class names)"""
+    analysis: tuple[Path, ...] = ()
+    """analysis folders (any layer) whose features/<i>.json give labels"""
+    weights: str | None = None
+    """inception5h.pth, "random", or None for the cached file"""
     seed: int = 0
+    """seed of random weights and of the image subset"""
     device: str = "cpu"
+    """torch device"""
     batch_size: int = 16
-    chunk: int = 1024  #: downstream features per chunk when scanning all pairs
+    """images per forward pass"""
+    chunk: int = 1024
+    """downstream features per chunk when scanning all pairs"""
 
     def __post_init__(self) -> None:
         for name in ("max_images", "sites", "top", "graph_top", "chunk", "batch_size"):

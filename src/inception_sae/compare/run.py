@@ -28,16 +28,27 @@ class CompareConfig:
     """What ``compare`` reads and writes."""
 
     sae_a: Path
+    """first SAE folder"""
     sae_b: Path
+    """second SAE folder"""
     out: Path
-    images: Path | None = None  #: image folder or list; needed to compare different layers
-    max_images: int = 256  #: images used for the correlation (an even spread of the folder)
+    """folder for compare.json and compare.png"""
+    images: Path | None = None
+    """image folder or list; needed to compare different layers"""
+    max_images: int = 256
+    """images used for the correlation (an even spread of the folder)"""
     batch_size: int = 16
-    analysis_a: Path | None = None  #: analysis folder of A (dominant branches, frequencies)
+    """images per batch (at least 3: the null pairs each image with others, in several shuffles)"""
+    analysis_a: Path | None = None
+    """analysis folder of A (dominant branches, frequencies)"""
     analysis_b: Path | None = None
+    """analysis folder of B"""
     weights: str | None = None
+    """inception5h.pth, "random", or None for the cached file"""
     seed: int = 0
+    """seed of random weights"""
     device: str = "cpu"
+    """torch device"""
 
 
 #: What ``run``'s ``compare`` section holds: every CompareConfig field but the inputs ``run`` passes.

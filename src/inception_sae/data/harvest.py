@@ -44,23 +44,40 @@ RECIPE_KEYS = (
 class HarvestConfig:
     """Everything that defines a harvest (the CLI builds it; library code never changes it)."""
 
-    images: Path  #: image folder, or a .txt list of image paths
-    layer: str  #: layer or single branch, e.g. ``mixed4d`` or ``mixed4d_5x5``
-    out: Path  #: store folder (created; resumed if it holds the same harvest)
-    per_image: int = 10  #: vectors per image and view (ignored for ``sampling="all"``)
-    sampling: Sampling = "top-norm"  #: which positions of each image: :data:`~.sampling.SAMPLINGS`
-    views: int = 1  #: views per image: 0 is the evaluation crop, others random resized crop + flip
-    max_images: int | None = None  #: use only N images: a seeded random subset spread over the classes
-    weights: str | None = None  #: weights path, ``random``, or None for the cached/downloaded file
-    seed: int = 0  #: seed of random weights, sampling and augmentation
-    dtype: StoreDtype = "float16"  #: storage dtype of the vectors
-    device: str = "cpu"  #: torch device (``cuda`` becomes ``cuda:<local rank>`` under torchrun)
-    workers: int = 2  #: DataLoader worker processes decoding images
-    batch_size: int = 32  #: images per forward pass (times ``views`` crops)
-    shard_size: int = 1 << 16  #: vectors per shard (approximate: shards end on a batch boundary)
-    resize: int = 256  #: short side after resizing
-    crop: int = 224  #: centre-crop side
-    progress: bool = True  #: show a progress bar (rank 0 only)
+    images: Path
+    """image folder, or a .txt list of image paths"""
+    layer: str
+    """layer or single branch, e.g. ``mixed4d`` or ``mixed4d_5x5``"""
+    out: Path
+    """store folder (created; resumed if it holds the same harvest)"""
+    per_image: int = 10
+    """vectors per image and view (ignored for ``sampling="all"``)"""
+    sampling: Sampling = "top-norm"
+    """which positions of each image: top-norm, norm-weighted (both by activation norm), uniform or all"""
+    views: int = 1
+    """views per image: 0 is the evaluation crop, others random resized crop + flip"""
+    max_images: int | None = None
+    """use only N images: a seeded random subset spread over the classes"""
+    weights: str | None = None
+    """weights path, ``random``, or None for the cached/downloaded file"""
+    seed: int = 0
+    """seed of random weights, sampling and augmentation"""
+    dtype: StoreDtype = "float16"
+    """storage dtype of the vectors"""
+    device: str = "cpu"
+    """torch device (``cuda`` becomes ``cuda:<local rank>`` under torchrun)"""
+    workers: int = 2
+    """DataLoader worker processes decoding images"""
+    batch_size: int = 32
+    """images per forward pass (times ``views`` crops)"""
+    shard_size: int = 1 << 16
+    """vectors per shard (approximate: shards end on a batch boundary)"""
+    resize: int = 256
+    """short side after resizing"""
+    crop: int = 224
+    """centre-crop side"""
+    progress: bool = True
+    """show a progress bar (rank 0 only)"""
 
     def __post_init__(self) -> None:
         check_choices(self)

@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..fsio import atomic_write_json, read_json
 from ..models.layers import layer_info
 from ..sae.view import SAETensors
-from ..settings import Settings, check_choices, settings_of
+from ..settings import Settings, check_choices, settings_of, values
 from .objectives import Objective, diversity, neuron, sae_decoder, sae_encoder
 from .render import RenderConfig, RenderSettings, render, save_png
 
@@ -43,19 +43,32 @@ INDEX_FORMAT = "inception-sae/featvis/1"
 class FeatvisJob:
     """What to render and where."""
 
-    out: Path  #: output folder (see module docstring for the layout)
-    layer: str  #: capture name of the layer (an SAE's layer for kind "f")
-    kind: Literal["f", "n"]  #: "f" for SAE features, "n" for neurons (channels of ``layer``)
-    ids: tuple[int, ...]  #: feature or channel indices
-    render: RenderConfig = field(default_factory=RenderConfig)  #: optimisation settings
-    objective: Literal["encoder", "decoder"] = "encoder"  #: SAE objective: encoder pre-activation or decoder direction
-    at: Literal["center", "mean"] = "center"  #: read the unit at the "center" position or its "mean" over positions
-    diversity: int = 1  #: with D > 1, also render D diverse variants per item
-    diversity_weight: float = 1e2  #: weight of the diversity term (Lucid: 1e2 to 1e3)
-    cossim_pow: float = 1.0  #: cosine exponent of the decoder-direction objective
-    batch_size: int = 16  #: images per optimisation batch
-    seed: int = 0  #: job seed; each image's seed derives from it
-    branch: Literal["1x1", "3x3", "5x5", "pool"] | None = None  #: restrict the objective to one branch's channels
+    out: Path
+    """output folder (see module docstring for the layout)"""
+    layer: str
+    """capture name of the layer (an SAE's layer for kind "f")"""
+    kind: Literal["f", "n"]
+    """``f`` for SAE features, ``n`` for neurons (channels of ``layer``)"""
+    ids: tuple[int, ...]
+    """feature or channel indices"""
+    render: RenderConfig = field(default_factory=RenderConfig)
+    """optimisation settings"""
+    objective: Literal["encoder", "decoder"] = "encoder"
+    """SAE objective: encoder pre-activation or decoder direction"""
+    at: Literal["center", "mean"] = "center"
+    """read the unit at the "center" position or its "mean" over positions"""
+    diversity: int = 1
+    """with D > 1, also render D diverse variants per item"""
+    diversity_weight: float = 1e2
+    """weight of the diversity term (Lucid: 1e2 to 1e3)"""
+    cossim_pow: float = 1.0
+    """cosine exponent of the decoder-direction objective"""
+    batch_size: int = 16
+    """images per optimisation batch"""
+    seed: int = 0
+    """job seed; each image's seed derives from it"""
+    branch: Literal["1x1", "3x3", "5x5", "pool"] | None = None
+    """restrict the objective to one branch's channels"""
 
     def __post_init__(self) -> None:
         check_choices(self)  # kind, branch, objective, at: one-line errors from their Literal types
@@ -80,6 +93,20 @@ class FeatvisSettings(Settings):
     diversity_weight: float = 1e2
     cossim_pow: float = 1.0
     batch_size: int = 16
+
+
+def job_from(settings: Any, **inputs: Any) -> FeatvisJob:
+    """The job of ``inputs`` (out, layer, kind, ids, seed, branch) rendered as ``settings`` say.
+
+    ``settings`` is a :class:`FeatvisSettings` or ``run``'s featvis section (whose ``features`` is left out here).
+    """
+    kw = values(settings)
+    kw.pop("features", None)
+    try:
+        kw["render"] = RenderConfig(**values(kw["render"]))
+    except UserError as e:
+        raise UserError(f"featvis.render: {e}") from None
+    return FeatvisJob(**inputs, **kw)
 
 
 def item_seed(seed: int, layer: str, kind: str, unit: int, variant: int = -1) -> int:

@@ -37,7 +37,8 @@ class FeatvisSection(Settings):
 
     inputs = FeatvisSettings.inputs
 
-    features: str = "top:16"  #: "top:N" (the N most frequent live features per the analysis) or ids, e.g. "0-15"
+    features: str = "top:16"
+    """``top:N`` (the N most frequent live features per the analysis) or ids, e.g. ``0-15``"""
     render: RenderSettings = field(default_factory=RenderSettings)
     objective: Literal["encoder", "decoder"] = "encoder"
     at: Literal["center", "mean"] = "center"
@@ -51,13 +52,20 @@ class FeatvisSection(Settings):
 class RunConfig:
     """The whole run: top-level inputs plus one typed settings section per stage."""
 
-    layers: tuple[str, ...] = ()  #: layers, in network order; circuits run between consecutive ones
-    images: Path | None = None  #: image folder (recursive) or .txt list harvested for training
-    analysis_images: Path | None = None  #: images for eval, analyze and circuits (default: ``images``)
-    out: Path | None = None  #: run folder
-    weights: str | None = None  #: inception5h.pth path, "random" (seeded, untrained), or None for the cached file
-    seed: int = 0  #: seed of random weights and of every stage's random choices
-    device: str = "cpu"  #: torch device for every stage
+    layers: tuple[str, ...] = ()
+    """layers, in network order; circuits run between consecutive ones"""
+    images: Path | None = None
+    """image folder (recursive) or .txt list harvested for training"""
+    analysis_images: Path | None = None
+    """images for eval, analyze and circuits (default: ``images``)"""
+    out: Path | None = None
+    """run folder"""
+    weights: str | None = None
+    """inception5h.pth path, "random" (seeded, untrained), or None for the cached file"""
+    seed: int = 0
+    """seed of random weights and of every stage's random choices"""
+    device: str = "cpu"
+    """torch device for every stage"""
     harvest: HarvestSettings = field(default_factory=HarvestSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     sae: SAESpec = field(default_factory=SAESpec)
@@ -93,20 +101,6 @@ def fixed_keys(section: str) -> tuple[str, ...]:
         return ()
     own = {f.name for f in dataclasses.fields(type_hints(RunConfig)[section])}
     return tuple(f.name for f in dataclasses.fields(cls) if f.name not in own)
-
-
-#: Keys that earlier versions wrote into ``RUN/config.yaml`` and that are no longer settings: an unused one
-#: (``circuits.strongest_pairs``) and ones ``run`` sets itself. :func:`read_run_file` drops them.
-RETIRED_KEYS = {"circuits": ("strongest_pairs",), "analyze": ("eval_report", "n_null"), "site": ("compares",)}
-
-
-def read_run_file(path: Path) -> dict[str, Any]:
-    """A run folder's own ``config.yaml`` (:func:`read_file`) without the :data:`RETIRED_KEYS` it may hold."""
-    data = read_file(path)
-    for section, keys in RETIRED_KEYS.items():
-        if isinstance(data.get(section), dict):
-            data[section] = {k: v for k, v in data[section].items() if k not in keys}
-    return data
 
 
 def read_file(path: Path) -> dict[str, Any]:

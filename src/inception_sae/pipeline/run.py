@@ -24,7 +24,7 @@ from ..sae.train_config import TrainConfig
 from ..settings import values
 from ..site.config import SiteConfig
 from . import work
-from .config import RunConfig, build, fingerprint, read_run_file, to_yaml
+from .config import RunConfig, build, fingerprint, read_file, to_yaml
 from .stages import (
     ALL_STAGES,
     COSMETIC,
@@ -123,7 +123,7 @@ def check_previous(cfg: RunConfig, paths: Paths, force: tuple[str, ...]) -> tupl
     if not paths.config.is_file():
         return redo
     try:
-        old = build(read_run_file(paths.config), {})
+        old = build(read_file(paths.config), {})
     except UserError as e:
         raise UserError(f"{paths.config} is not a valid run config ({e}); move it away or use a new --out") from None
     on_disk = {s.name for s in plan(work.Context(cfg, paths, progress=False)) if s.out.exists()}

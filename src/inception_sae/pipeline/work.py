@@ -77,7 +77,6 @@ def do_harvest(ctx: Context, layer: str, also: tuple[str, ...] = ()) -> str:
 
 def do_train(ctx: Context, layer: str) -> str:
     from ..data.store import ActivationStore
-    from ..sae.model import SAEConfig
     from ..sae.train import TrainConfig, train
 
     store = ActivationStore.open(ctx.paths.store(layer))
@@ -87,8 +86,7 @@ def do_train(ctx: Context, layer: str) -> str:
             f"the {layer} store holds {len(store):,} vectors, fewer than one batch of {tcfg.batch_size}; "
             "lower train.batch_size or harvest more images"
         )
-    spec = ctx.cfg.sae
-    sae_cfg = SAEConfig.from_expansion(store.d, spec.expansion, spec.latents, k=spec.k, tie=spec.tie, seed=spec.seed)
+    sae_cfg = ctx.cfg.sae.sae_config(store.d)
     from ..data.reader import StoreSource, mixing_line
     from ..data.subsets import held_out_tail
     from ..sae.provenance import DATA_KEY, store_record
@@ -114,12 +112,10 @@ def do_eval(ctx: Context, layer: str) -> str:
     from ..sae.eval_stage import evaluate
     from ..sae.model import TopKSAE
 
-    spec = ctx.cfg.eval
     sae = TopKSAE.load(ctx.paths.sae(layer), device=ctx.cfg.device)
     store = ActivationStore.open(ctx.paths.store(layer))
     rep = evaluate(sae, ctx.paths.sae(layer), store=store, images=ctx.analysis_images, model=ctx.model,
-                   max_vectors=spec.max_vectors, max_images=spec.max_images, batch_size=spec.batch_size,
-                   seed=ctx.cfg.seed, device=ctx.cfg.device)  # fmt: skip
+                   seed=ctx.cfg.seed, device=ctx.cfg.device, **values(ctx.cfg.eval))  # fmt: skip
     ctx.paths.eval(layer).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(ctx.paths.eval(layer), rep.to_dict(), default=float)
     s = rep.store or {}
@@ -148,21 +144,15 @@ def featvis_job(ctx: Context, layer: str, ids: Sequence[int] | None = None):
 
     With ``ids`` given the analysis is not read: ``run`` checks the settings that way before any work.
     """
-    from ..featvis.render import RenderConfig
-    from ..featvis.run import FeatvisJob
+    from ..featvis.run import job_from
 
-    settings = values(ctx.cfg.featvis)
-    features = settings.pop("features")
-    try:
-        settings["render"] = RenderConfig(**values(settings["render"]))
-    except UserError as e:
-        raise UserError(f"featvis.render: {e}") from None
     if ids is None:
-        ids = feature_ids(features, ctx.paths.analysis(layer), sae_d(ctx.paths.sae(layer)))
+        ids = feature_ids(ctx.cfg.featvis.features, ctx.paths.analysis(layer), sae_d(ctx.paths.sae(layer)))
     if not ids:
         raise UserError(f"featvis.features selects no feature of the {layer} SAE")
-    return FeatvisJob(out=ctx.paths.featvis(layer), layer=layer, kind="f", ids=tuple(ids), seed=ctx.cfg.seed,
-                      **settings)  # fmt: skip
+    return job_from(
+        ctx.cfg.featvis, out=ctx.paths.featvis(layer), layer=layer, kind="f", ids=tuple(ids), seed=ctx.cfg.seed
+    )
 
 
 def do_featvis(ctx: Context, layer: str) -> str:
