@@ -332,7 +332,7 @@ def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interva
                     heats = {f: pack.add_bytes(jpeg(pictures[j])) for j, f in enumerate(feats)}
                     for feat, pos in wanted:
                         if (img, pos) not in crops:
-                            box = tuple(ctx.info.rf_box(*divmod(pos, W)))
+                            box = ctx.info.rf_box(*divmod(pos, W))
                             if box not in boxes:
                                 boxes[box] = pack.add_bytes(jpeg(crop_image(pixels, box)))
                             crops[img, pos] = boxes[box]
