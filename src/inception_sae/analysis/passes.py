@@ -320,7 +320,8 @@ def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interva
         crops: dict[tuple[int, int], str] = {}
         for x, image, acts, vals, ind in batches(ctx, needed, "pass 3/3 rendering"):
             for b, img in enumerate(image.tolist()):
-                base, pixels = thumb_base(x[b]), to_uint8(x[b])
+                pixels = to_uint8(x[b])
+                base = thumb_base(pixels)
                 boxes: dict[tuple[int, int, int, int], str] = {}  # positions whose clipped RF is one box share a crop
                 for name, fam in fams.items():
                     wanted = sorted(reqs[name].get(img, ()))

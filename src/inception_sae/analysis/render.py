@@ -34,8 +34,9 @@ def rf_boxes(info, y: int, x: int) -> dict:
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] -> (H, W, 3) uint8."""
-    return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    """(3, H, W) in [0, 1] -> (H, W, 3) uint8 (in numpy: per-picture work is too small for torch's threads)."""
+    a = np.clip(image.detach().cpu().numpy(), 0, 1) * 255 + 0.5
+    return np.ascontiguousarray(a.astype(np.uint8).transpose(1, 2, 0))
 
 
 PACK = "images/examples.pack"  #: the analysis folder's packed example images
@@ -115,10 +116,12 @@ def heat_colours(a: np.ndarray) -> np.ndarray:
     return np.stack([np.clip(3 * a, 0, 1), np.clip(3 * a - 1, 0, 1), np.clip(3 * a - 2, 0, 1)], -1)
 
 
-def thumb_base(image: Tensor) -> np.ndarray:
-    """(3, H, W) image -> (THUMB, THUMB, 3) float array, computed once per image for its heatmaps."""
-    small = torch.nn.functional.interpolate(image[None].float(), size=(THUMB, THUMB), mode="area")[0]
-    return small.permute(1, 2, 0).numpy()
+def thumb_base(image: Tensor | np.ndarray) -> np.ndarray:
+    """(3, H, W) image in [0, 1], or its (H, W, 3) uint8 from :func:`to_uint8` -> (THUMB, THUMB, 3) float array
+    in [0, 1] (an area average), computed once per image for its heatmaps."""
+    pixels = image if isinstance(image, np.ndarray) else to_uint8(image)
+    small = Image.fromarray(pixels).resize((THUMB, THUMB), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float32) / 255
 
 
 @lru_cache(maxsize=16)
@@ -145,18 +148,34 @@ def upsample_matrix(n: int, size: int, geometry: tuple[float, int, int] | None =
     return A
 
 
-def heatmaps(base: np.ndarray, amaps: Tensor, vmax: Tensor, info=None) -> np.ndarray:
+LEVELS = 1024  #: heat levels of the colour table (a level is 1/1023 of the feature's max)
+
+
+@lru_cache(maxsize=1)
+def heat_table() -> np.ndarray:
+    """(LEVELS, 3) float32: the overlay each heat level adds, ``0.75 * ramp(u) * sqrt(u)`` in 0-255 units."""
+    u = np.linspace(0, 1, LEVELS)
+    return (0.75 * heat_colours(u) * np.sqrt(u)[:, None] * 255).astype(np.float32)
+
+
+def heatmaps(base: np.ndarray, amaps: Tensor, vmax: Tensor, info=None, chunk: int = 8) -> np.ndarray:
     """Overlay spatial maps (F, h, w), each divided by its ``vmax`` (F,), on a thumbnail from :func:`thumb_base`:
-    (F, THUMB, THUMB, 3) uint8, all maps of one image in a few array operations.
+    (F, THUMB, THUMB, 3) uint8, ``chunk`` maps at a time (their arrays stay in cache) through a colour table.
 
     ``info`` (the layer's ``LayerInfo``) anchors each unit at its true centre in the image.
     """
     a = (amaps.float() / vmax.float().clamp_min(1e-12).view(-1, 1, 1)).clamp(0, 1).numpy()
     geometry = None if info is None else (float(info.offset), int(info.jump), int(info.input_size))
     A = upsample_matrix(a.shape[1], base.shape[0], geometry).astype(np.float32)
-    up = np.clip(A @ a @ A.T, 0, 1)  # (F, THUMB, THUMB)
-    out = base.astype(np.float32) * 0.45 + 0.75 * heat_colours(up) * np.sqrt(up)[..., None]
-    return (np.clip(out, 0, 1) * 255).astype(np.uint8)
+    under = (base * (0.45 * 255)).astype(np.float32)
+    table, out = heat_table(), np.empty((len(a), *under.shape), dtype=np.uint8)
+    for i in range(0, len(a), chunk):
+        up = np.clip(A @ a[i : i + chunk] @ A.T, 0, 1)  # (chunk, THUMB, THUMB)
+        level = (up * (LEVELS - 1) + 0.5).astype(np.int32)
+        rgb = np.take(table, level, axis=0)
+        rgb += under
+        out[i : i + chunk] = np.clip(rgb, 0, 255, out=rgb)
+    return out
 
 
 def save_heatmap(base: np.ndarray, amap: Tensor, vmax: float, path, info=None) -> None:
