@@ -81,4 +81,4 @@ def test_wordnet_parents_on_class_labels():
     assert dog["parent_latent"] == 1000
     lo, hi = dog["absorbed"]["interval"]
     assert lo < share < hi and abs(dog["absorbed"]["rate"] - share) < 0.05
-    assert {s["concept"] for s in res["skipped"]} >= {"bird", "fruit"}  # no images of theirs
+    assert {s["concept"] for s in res["skipped_parents"]} >= {"bird", "fruit"}  # no images of theirs

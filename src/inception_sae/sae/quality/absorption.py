@@ -133,7 +133,7 @@ def wordnet_absorption(codes: np.ndarray, image_class: np.ndarray, hierarchy, pa
 
     Children are the parent's classes (``hierarchy.covers``): a dog is absorbed when the dog latent is silent
     and a latent specific to its breed fires. Parents with fewer than ``min_positive`` inputs, or fewer
-    than two classes among them, are listed under ``skipped`` with the reason.
+    than two classes among them, are listed under ``skipped_parents`` with the reason.
     """
     labelled = np.asarray(image_class) >= 0
     codes, image_class = np.asarray(codes)[labelled], np.asarray(image_class)[labelled]
@@ -146,4 +146,4 @@ def wordnet_absorption(codes: np.ndarray, image_class: np.ndarray, hierarchy, pa
                             "why": f"needs >= {min_positive} inputs over >= 2 classes"})  # fmt: skip
             continue
         out.append({"wnid": wnid, **absorption(codes, parent, child, name, seed=seed).to_dict()})
-    return {"definition": DEFINITION, "inputs": int(labelled.sum()), "parents": out, "skipped": skipped}
+    return {"definition": DEFINITION, "inputs": int(labelled.sum()), "parents": out, "skipped_parents": skipped}
