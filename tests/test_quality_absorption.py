@@ -82,3 +82,15 @@ def test_wordnet_parents_on_class_labels():
     lo, hi = dog["absorbed"]["interval"]
     assert lo < share < hi and abs(dog["absorbed"]["rate"] - share) < 0.05
     assert {s["concept"] for s in res["skipped_parents"]} >= {"bird", "fruit"}  # no images of theirs
+
+
+def test_planted_hierarchy_has_the_promised_structure(tree):
+    h = tree
+    parents = h.codes[:, : h.n_parents] > 0
+    children = h.codes[:, h.n_parents : h.n_parents + h.n_children] > 0
+    assert (parents.sum(1) == children.sum(1)).all() and children.sum(1).max() == 1  # one child per parent
+    rows = np.flatnonzero(h.child >= 0)
+    assert (h.child_parent[h.child[rows]] == h.parent[rows]).all() and children[rows, h.child[rows]].all()
+    counts = np.bincount(h.child[rows], minlength=h.n_children).reshape(h.n_parents, -1)
+    assert (np.diff(counts, axis=1) < 0).all()  # Zipf: the first sibling is the most frequent
+    assert np.allclose(h.x, h.codes @ h.dictionary, atol=0.06)
