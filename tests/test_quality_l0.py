@@ -40,6 +40,11 @@ def test_a_straight_curve_has_no_elbow():
     assert res["l0"] is None and "no elbow" in res["note"]
 
 
+def test_fvu_that_rises_with_l0_gives_no_advice():
+    res = l0_advice([{"l0": 1.0, "fvu": 0.06}, {"l0": 2.0, "fvu": 0.09}, {"l0": 4.0, "fvu": 0.2}])
+    assert res["l0"] is None and "does not fall" in res["note"]
+
+
 @pytest.mark.slow
 def test_elbow_of_a_trained_sweep_lands_on_the_true_l0(tmp_path):
     """Seven TopK SAEs trained on one pass over planted rows with true L0 = 4 (about 35 s on two cores)."""

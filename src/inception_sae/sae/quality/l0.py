@@ -5,8 +5,9 @@ y = FVU, scale both to [0, 1] over the sweep, draw the chord from the sparsest t
 the SAE whose point lies farthest below it (Satopää et al. 2011, "Kneedle"). Below the true number of
 active features per input, each extra latent removes a whole feature's variance; above it, only noise and
 splits are left, so FVU flattens. The advice is the elbow SAE's L0, and its interval is the L0 of its
-neighbours in the sweep (the sweep resolves the bend no finer). With fewer than three SAEs, or a curve with
-no point below its chord, there is no advice and ``note`` says why.
+neighbours in the sweep (the sweep resolves the bend no finer). With fewer than three SAEs, a densest SAE
+that reconstructs no better than the sparsest, or a curve with no point below its chord, there is no advice
+and ``note`` says why.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def l0_advice(points: list[dict]) -> dict:
         }
     x = np.log([p["l0"] for p in pts])
     y = np.array([p["fvu"] for p in pts], dtype=float)
+    if y[-1] >= y[0]:
+        return {**out, "l0": None, "interval": None, "note": "FVU does not fall from the sparsest SAE to the densest"}
     xs = (x - x[0]) / (x[-1] - x[0])
     span = y.max() - y.min()
     ys = (y - y.min()) / span if span > 0 else np.zeros_like(y)
