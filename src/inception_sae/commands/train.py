@@ -121,9 +121,13 @@ def evaluate(
     ),
     resize: int = typer.Option(None, "--resize", help="For an SAE folder that records none: the harvest's short side."),
     crop: int = typer.Option(None, "--crop", help="For an SAE folder that records none: the harvest's centre crop."),
+    sibling: list[Path] = typer.Option(
+        [], "--sibling", help="Another SAE folder of the layer (repeatable): same k = seed stability; any k = L0 sweep."
+    ),
     model: Model = Model(),
 ) -> None:
-    """FVU, L0, dead/dense fractions; splice-back top-1 agreement and KL, at every position and the trained ones."""
+    """FVU, L0, dead/dense fractions; splice-back top-1 agreement and KL, at every position and the trained ones;
+    the quality panel (docs/quality.md)."""
     from ..sae.eval_stage import evaluate as run_eval
     from ..sae.model import TopKSAE
 
@@ -132,7 +136,7 @@ def evaluate(
     sae = TopKSAE.load(sae_dir, device=model.device)
     st = _open_store(store) if store is not None else None
     rep = run_eval(sae, sae_dir, store=st, images=images, harvest_rule=harvest_rule, resize=resize, crop=crop,
-                   **values(model), **values(spec))  # fmt: skip
+                   siblings=tuple(sibling), **values(model), **values(spec))  # fmt: skip
     for line in report_lines(rep.to_dict()):
         out.print(line)
     if report is not None:
@@ -156,6 +160,43 @@ def report_lines(rep: dict) -> list[str]:
             lines.append(f"splice-back on {part['images']} images, {label}: top-1 agreement "
                          f"{part['top1_agreement']:.1%}, KL {part['kl']:.4f} nats, FVU {part['fvu']:.4f}, "
                          f"L0 {part['vectors']['l0']:.1f}")  # fmt: skip
+    lines.extend(quality_lines(rep.get("quality") or {}))
+    return lines
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+def quality_lines(q: dict) -> list[str]:
+    """One line per quality metric: its value, interval and sample, or why it was skipped."""
+    lines = []
+    ab = q.get("absorption") or {}
+    if ab.get("skipped"):
+        lines.append(f"absorption: {ab['skipped']}")
+    for p in ab.get("parents", []):
+        a = p["absorbed"]
+        lines.append(f"absorption {p['concept']}: {_pct(a['rate'])} [{_pct(a['interval'][0])}, "
+                     f"{_pct(a['interval'][1])}] of {a['n']} images (parent latent {p['parent_latent']}, "
+                     f"F1 {p['parent_f1']:.2f})")  # fmt: skip
+    pr = q.get("probing") or {}
+    if pr.get("skipped"):
+        lines.append(f"probing: {pr['skipped']}")
+    for c in pr.get("concepts", []):
+        if c.get("probes"):
+            f1s = ", ".join(f"k={p['k']} {p['f1']:.2f}" for p in c["probes"])
+            lines.append(f"sparse probe {c['concept']} (F1 on {c['test']} test images): {f1s}")
+    st = q.get("stability") or {}
+    if st.get("skipped"):
+        lines.append(f"stability: {st['skipped']}")
+    for s in st.get("siblings", []):
+        mcc = "–" if s["mcc"]["mean"] is None else f"{s['mcc']['mean']:.3f}"
+        lines.append(f"stability vs {s['sae']}: matched cosine {s['mean_cosine']['mean']:.3f}, "
+                     f">0.9 {_pct(s['above_0.9']['rate'])}, MCC {mcc} on {s['rows']} rows")  # fmt: skip
+    lo = q.get("l0") or {}
+    if lo:
+        lines.append(f"L0 advice: {lo['l0']:.1f} (between {lo['interval'][0]:.1f} and {lo['interval'][1]:.1f})"
+                     if lo.get("l0") is not None else f"L0 advice: none ({lo.get('note')})")  # fmt: skip
     return lines
 
 

@@ -8,7 +8,10 @@
 - **splice-back** on a seeded, class-spread subset of images (preferring images
   of the held-out rows), at the preprocessing the store was harvested with, on two
   position sets: every position of the layer, and the positions the harvest rule
-  selects (top-norm / norm-weighted / all): the distribution the SAE was trained on.
+  selects (top-norm / norm-weighted / all): the distribution the SAE was trained on;
+- **quality** on the same store rows (:mod:`.quality.panel`): absorption and sparse probing on per-image codes
+  when the images have class labels, seed stability against sibling SAEs, and L0 advice from the SAE and its
+  siblings of other k.
 
 Splice-back reads the harvest from the SAE folder (``cfg.json`` ``data``, see
 :mod:`.provenance`), never from the store, so moving or deleting the store changes
@@ -31,7 +34,7 @@ from .settings import EvalSpec
 
 @dataclass
 class EvalReport:
-    """What ``eval.json`` holds (``store`` and ``splice`` are None when not evaluated)."""
+    """What ``eval.json`` holds (``store``, ``splice`` and ``quality`` are None when not evaluated)."""
 
     sae: str
     model: str | None
@@ -39,6 +42,7 @@ class EvalReport:
     layer: str | None = None
     store: dict[str, Any] | None = None
     splice: dict[str, Any] | None = None
+    quality: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -206,13 +210,16 @@ def evaluate(
     harvest_rule: str | None = None,
     resize: int | None = None,
     crop: int | None = None,
+    siblings: tuple[str | Path, ...] = (),
+    quality: bool = EvalSpec.quality,
 ) -> EvalReport:
     """Evaluate ``sae`` on store rows and/or splice-back on ``images`` (see the module docstring).
 
     Without ``store`` the training store is read at the place cfg.json records, when it is still there;
     else the ``store`` section says it is unavailable. Splice-back takes the harvest's rule and
     preprocessing from the SAE folder (:mod:`.provenance`); ``harvest_rule``, ``resize`` and ``crop``
-    supply them for a folder that records none.
+    supply them for a folder that records none. With ``quality`` the store rows also feed the quality panel
+    (``siblings``: SAE folders of the same layer, for seed stability and the L0 sweep).
     """
     if store is None and images is None:
         raise UserError("give a store and/or images to evaluate on")
@@ -226,11 +233,19 @@ def evaluate(
         check_dims(sae, layer_info(layer).channels, layer, f"layer {layer}")
         harvest = harvest_of(sae.meta, sae_path, need=("rule", "preprocess"), rule=harvest_rule, resize=resize,
                              crop=crop)  # fmt: skip
+    found = store
     if store is not None:
         report.store = store_section(sae, store, max_vectors, device)
     elif training_store_path(sae):
         found, why = recorded_store(sae)
         report.store = store_section(sae, found, max_vectors, device) if found else unavailable_section(sae, why)
+    if quality and found is not None and report.store and report.store.get("available"):
+        from .quality.panel import quality_section
+
+        start, end = report.store["rows"]
+        report.quality = quality_section(sae, sae_path, found, (start, end), siblings, device, seed)
+    elif quality and siblings:
+        raise UserError("--sibling needs store rows to compare on: give --store")
     if harvest is not None and images is not None:  # a harvest is read for splice-back, which needs images
         model = model if model is not None else model_for(sae, weights, device)
         report.splice = splice_section(sae, model, Path(images), harvest, max_images=max_images,

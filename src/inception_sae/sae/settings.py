@@ -55,3 +55,6 @@ class EvalSpec:
     """images for splice-back, seeded and spread over the classes (0: skip splice-back)"""
     batch_size: int = 16
     """images per splice-back batch"""
+    quality: bool = True
+    """the quality panel on the store rows: absorption and probing (with class labels), seed stability and the
+    L0 sweep (with sibling SAEs); docs/quality.md"""
