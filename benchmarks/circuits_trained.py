@@ -70,8 +70,7 @@ def main() -> None:
     print(f"trained in {time.time() - t0:.1f} s")
     cfg = CircuitsConfig(up, down, a.out / "circuits", images=a.images, max_images=a.max_images,
                          image_size=a.size, compare_features=a.compare_features, weights="random")  # fmt: skip
-    summary = run_circuits(cfg, model)
-    v = summary["validation"]
+    v = run_circuits(cfg, model).validation
     keys = ("pairs", "spearman_vs_ablation", "verdicts", "branch_consistency")
     print(json.dumps({k: v.get(k) for k in keys}, indent=1, default=float))
     print("sign disagreements:", v["sign_disagreements_encoder_expanded_vs_ablation"]["count"], "of", v["pairs"])

@@ -61,7 +61,7 @@ def main() -> None:
         *folders, tmp / "circ", images=PHOTOS, max_images=args.max_images, image_size=224, weights="random"
     )
     t0 = time.perf_counter()
-    v = run_circuits(cfg, model)["validation"]
+    v = run_circuits(cfg, model).validation
     circ_s = time.perf_counter() - t0
     table = {name: {"median": row["median"], "ci95": row["ci95"], "features": row["features"],
                     "shuffled": row["shuffled"]["median"], "beats_activation": row.get("beats_activation_baseline")}

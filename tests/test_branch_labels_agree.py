@@ -68,5 +68,5 @@ def test_one_label_per_feature_in_analysis_graph_and_compare(model, tmp_path):
                                          analysis_a=ana["mixed4c"] if given else None,
                                          analysis_b=ana["mixed4d"] if given else None), model=model)  # fmt: skip
         disk = json.loads((out / "compare" / "compare.json").read_text())
-        assert disk["features_a"]["dominant_branch"] == cmp["features_a"]["dominant_branch"] == labels["mixed4c"]
+        assert disk["features_a"]["dominant_branch"] == cmp.features_a["dominant_branch"] == labels["mixed4c"]
         assert disk["features_b"]["dominant_branch"] == labels["mixed4d"]

@@ -145,7 +145,7 @@ def test_rank_correlation_figure_on_trained_saes(model, tmp_path, sample_dir):
         folders += train(ArraySource(v, 128), [SAEConfig(v.shape[1], 64, 4)], cfg, tmp_path / layer, meta).paths
     cfg = CircuitsConfig(*folders, tmp_path / "circ", images=photos, image_size=64,
                          compare_features=2, sites=3, candidates=24, weights="random")  # fmt: skip
-    v = run_circuits(cfg, model)["validation"]
+    v = run_circuits(cfg, model).validation
     assert (tmp_path / "circ" / "agreement.png").stat().st_size > 5000
     assert v["pairs"] >= 10 and all(np.isfinite(list(v["spearman_vs_ablation"].values())))
     assert v["validation"]["attribution"]["features"] == 2 and "verdicts" in v

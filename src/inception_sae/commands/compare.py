@@ -48,15 +48,15 @@ def compare(
             bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.1f}")
 
         result = compare_saes(cfg, model=model.load() if images is not None else None, progress=tick)
-    a, b = result["a"], result["b"]
+    a, b = result.a, result.b
     table = Table(title=f"A = {a['layer']} ({a['d_sae']} features)  vs  B = {b['layer']} ({b['d_sae']} features)")
     for col in ("comparison", "direction", "group", "n", ">= 0.7", ">= 0.9", "> null 99%"):
         table.add_column(col, justify="right" if col[0] in ">n" else "left")
     for row in table_rows(result):
         table.add_row(*row)
     out.print(table)
-    if "images" in result:
-        im = result["images"]
+    if result.images is not None:
+        im = result.images
         out.print(f"activations: {im['count']} images x {im['positions_per_image']} positions ({im['grid']})")
     out.print(f"wrote {out_dir}/compare.json, {out_dir}/compare.png", soft_wrap=True)
 

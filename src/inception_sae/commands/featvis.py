@@ -32,9 +32,8 @@ def featvis(
     net = model.load()
     if sae_w is not None and sae_w.cfg.get("model") not in (None, net.identity):
         console.print(f"[yellow]warning[/]: the SAE was trained on {sae_w.cfg.get('model')}, not {net.identity}")
-    index = _run_with_progress(net, job, sae_w, str(sae) if sae else None, model.device)
-    items = index["layers"][layer][job.kind]["items"]
-    out.print(f"{len(items)} {job.kind} items of {layer} in {out_dir / 'featvis.json'}")
+    result = _run_with_progress(net, job, sae_w, str(sae) if sae else None, model.device)
+    out.print(f"{result.items} {job.kind} items of {layer} in {out_dir / 'featvis.json'}")
 
 
 def _target(sae: Path | None, features: str | None, layer: str | None, neurons: str | None):
@@ -54,7 +53,7 @@ def _target(sae: Path | None, features: str | None, layer: str | None, neurons: 
     return sae_w, layer, "n", parse_ids(neurons or "")
 
 
-def _run_with_progress(model, job, sae_w, sae_path: str | None, device: str) -> dict:
+def _run_with_progress(model, job, sae_w, sae_path: str | None, device: str):
     """run_featvis under a progress bar over optimisation steps (features or neurons done, ETA).
 
     With diversity D a feature is 1 + D images, so the count is images / (1 + D).

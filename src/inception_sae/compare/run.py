@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..sae.model import TopKSAE
 from ..settings import Settings, settings_of
 from . import match, summary
+from .report import CompareFolder, CompareResult
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def check_pair(a, b, images: Path | None) -> bool:
     return same
 
 
-def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], None] | None = None) -> dict:
+def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], None] | None = None) -> CompareResult:
     """Run the comparison of ``cfg`` and write ``compare.json``, ``compare.png`` in ``cfg.out``."""
     t0 = time.perf_counter()
     a, b = TopKSAE.load(cfg.sae_a, cfg.device), TopKSAE.load(cfg.sae_b, cfg.device)
@@ -188,10 +189,8 @@ def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], 
         cols_b.update(feature_columns(cb["best"], cb["one"], "cos"))
     result["features_a"], result["features_b"] = cols_a, cols_b
     result["seconds"] = round(time.perf_counter() - t0, 2)
-    from .report import write_outputs
-
-    write_outputs(cfg.out, result)
-    return result
+    CompareFolder.write(cfg.out, result)
+    return CompareResult.from_dict(cfg.out, result)
 
 
 def summary_null(test: match.NullTest, live: Tensor, tied: Tensor) -> dict:

@@ -25,18 +25,15 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..fsio import atomic_write_json, read_json
 from ..models.layers import layer_info
 from ..sae.view import SAETensors
 from ..settings import Settings, check_choices, settings_of, values
+from .index import FeatvisFolder
 from .objectives import Objective, diversity, neuron, sae_decoder, sae_encoder
 from .render import RenderConfig, RenderSettings, render, save_png
 
 if TYPE_CHECKING:
     from ..models.inception_v1 import InceptionV1
-
-INDEX_FILE = "featvis.json"
-INDEX_FORMAT = "inception-sae/featvis/1"
 
 
 @dataclass(frozen=True)
@@ -166,22 +163,6 @@ def check_job(job: FeatvisJob, sae: SAETensors | None) -> None:
         raise UserError(f"ids out of range 0-{limit - 1}: {bad[:5]}{' ...' if len(bad) > 5 else ''}")
 
 
-def load_index(out: Path, identity: str) -> dict[str, Any]:
-    """The existing index of ``out`` (for resuming) or a fresh one."""
-    path = out / INDEX_FILE
-    if path.is_file():
-        index = read_json(path)
-        if index.get("model") != identity:
-            raise UserError(f"{path} was rendered with model {index.get('model')!r}, not {identity!r}; use a new --out")
-        return index
-    return {"format": INDEX_FORMAT, "model": identity, "layers": {}}
-
-
-def write_index(out: Path, index: dict[str, Any]) -> None:
-    """Write ``featvis.json`` atomically."""
-    atomic_write_json(out / INDEX_FILE, index, sort_keys=True)
-
-
 def job_settings(job: FeatvisJob, sae: SAETensors | None, sae_path: str | None) -> dict[str, Any]:
     """JSON-able settings recorded in the index."""
     r = job.render
@@ -204,6 +185,17 @@ def job_settings(job: FeatvisJob, sae: SAETensors | None, sae_path: str | None) 
     return settings
 
 
+class FeatvisResult(NamedTuple):
+    """What :func:`run_featvis` did."""
+
+    out: Path  #: the featvis folder
+    layer: str
+    kind: str  #: ``f`` SAE features, ``n`` neurons
+    rendered: int  #: images rendered by this call (items and their diverse variants; 0 when all existed)
+    items: int  #: items of ``layer``/``kind`` now recorded in the index (earlier runs' included)
+    contents: dict[str, Any]  #: ``featvis.json``'s contents
+
+
 def run_featvis(
     model: InceptionV1,
     job: FeatvisJob,
@@ -213,8 +205,8 @@ def run_featvis(
     device: str | torch.device = "cpu",
     on_progress: Callable[[Progress], None] | None = None,
     checkpoint_every_s: float = 120.0,
-) -> dict[str, Any]:
-    """Render every item of ``job`` not yet on disk; return the index written to ``featvis.json``.
+) -> FeatvisResult:
+    """Render every item of ``job`` not yet on disk and record them in ``featvis.json``.
 
     ``on_progress`` is called after every optimisation step. The batch being optimised is
     checkpointed every ``checkpoint_every_s`` seconds (see :mod:`.resume`), so a killed job
@@ -225,7 +217,7 @@ def run_featvis(
     check_job(job, sae)
     job.out.mkdir(parents=True, exist_ok=True)
     identity = getattr(model, "identity", "unknown")
-    index = load_index(job.out, identity)
+    index = FeatvisFolder.load(job.out, identity)
     index.update(layer=job.layer, untrained_weights=identity.startswith("random:"))
     section = index["layers"].setdefault(job.layer, {}).setdefault(job.kind, {"items": {}})
     section["settings"] = job_settings(job, sae, sae_path)
@@ -243,13 +235,13 @@ def run_featvis(
                 on_progress(done._replace(steps_done=done.steps_done + step + 1))
 
         _render_batch(model, job, sae, batch, section, device, ckpts, on_step)
-        write_index(job.out, index)
+        FeatvisFolder.write(job.out, index)
         ckpts.finished(batch)
         state = done._replace(images_done=done.images_done + len(batch), steps_done=done.steps_done + steps)
         if on_progress is not None:
             on_progress(state)
-    write_index(job.out, index)
-    return index
+    FeatvisFolder.write(job.out, index)
+    return FeatvisResult(job.out, job.layer, job.kind, state.images_done, len(section["items"]), index)
 
 
 class Progress(NamedTuple):

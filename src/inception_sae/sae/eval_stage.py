@@ -17,11 +17,12 @@ none of its numbers; only the store section needs the store itself.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..fsio import atomic_write_json, json_or_none, read_json
 from ..models.layers import layer_info
 from .evaluate import check_dims, evaluate_vectors, splice_both
 from .model import TopKSAE
@@ -42,6 +43,22 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def write(self, path: str | Path) -> None:
+        """``eval.json``, atomically: the file itself is the stage's completion marker."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, self.to_dict(), indent=2, default=float)
+
+    @staticmethod
+    def is_complete(path: str | Path) -> bool:
+        """``eval.json`` exists and parses to a report (a file cut short or emptied is not complete)."""
+        return isinstance(json_or_none(path), dict)
+
+    @classmethod
+    def read(cls, path: str | Path) -> EvalReport:
+        """The report written by :meth:`write`."""
+        d = read_json(path)
+        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
 
 
 def _same_path(a: Any, b: Any) -> bool:
