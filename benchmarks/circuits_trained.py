@@ -20,7 +20,7 @@ import torch
 
 from inception_sae import load_model
 from inception_sae.circuits.config import CircuitsConfig
-from inception_sae.circuits.run import run_circuits
+from inception_sae.circuits.run import run as run_circuits
 from inception_sae.data.images import ImageDataset, Preprocess, iter_batches
 from inception_sae.data.source import ArraySource
 from inception_sae.sae.model import SAEConfig

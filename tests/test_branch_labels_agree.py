@@ -17,9 +17,10 @@ from conftest import write_images
 from inception_sae.analysis.config import AnalyzeConfig
 from inception_sae.analysis.run import analyze
 from inception_sae.circuits.config import CircuitsConfig
-from inception_sae.circuits.run import run_circuits
+from inception_sae.circuits.run import run as run_circuits
 from inception_sae.circuits.saes import layer_rms
-from inception_sae.compare.run import CompareConfig, compare_saes
+from inception_sae.compare.run import CompareConfig
+from inception_sae.compare.run import run as compare_saes
 from inception_sae.data.images import ImageDataset, Preprocess
 from inception_sae.models.layers import layer_info
 

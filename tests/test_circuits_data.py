@@ -124,7 +124,7 @@ def test_rank_correlation_figure_on_trained_saes(model, tmp_path, sample_dir):
     import numpy as np
 
     from inception_sae.circuits.config import CircuitsConfig
-    from inception_sae.circuits.run import run_circuits
+    from inception_sae.circuits.run import run as run_circuits
     from inception_sae.data.images import iter_batches
     from inception_sae.data.source import ArraySource
     from inception_sae.sae.model import SAEConfig

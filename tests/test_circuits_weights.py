@@ -124,7 +124,7 @@ def test_logit_weights_exact_and_class_circuit(model, tmp_path):
     from circuits_helpers import write_sae
 
     from inception_sae.circuits.config import CircuitsConfig
-    from inception_sae.circuits.run import run_circuits
+    from inception_sae.circuits.run import run as run_circuits
 
     up, down = random_sae("mixed5a", 832, 16, 4, 5), random_sae("mixed5b", 1024, 24, 4, 6)
     W = logit_weights(model, down)

@@ -12,7 +12,8 @@ from compare_helpers import PlantedModel
 from conftest import write_images
 
 from inception_sae.cli import main
-from inception_sae.compare import CompareConfig, CorrelationAccumulator, compare_saes, one_to_one
+from inception_sae.compare import CompareConfig, CorrelationAccumulator, one_to_one
+from inception_sae.compare.run import run as compare_saes
 from inception_sae.models.layers import layer_info
 
 

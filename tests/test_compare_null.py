@@ -18,8 +18,9 @@ from analysis_helpers import write_sae
 from compare_helpers import PlantedModel, planted_codes
 from conftest import write_images
 
-from inception_sae.compare import CompareConfig, compare_saes, match
+from inception_sae.compare import CompareConfig, match
 from inception_sae.compare.report import table_rows
+from inception_sae.compare.run import run as compare_saes
 
 
 @pytest.fixture(scope="module")

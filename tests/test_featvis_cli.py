@@ -113,16 +113,17 @@ class KilledError(Exception):
 
 def test_killed_mid_batch_resumes_from_the_batch_checkpoint(tmp_path, sae_dir):
     """Stopped after step 5 of 8, the job restarts there (not at 0) and writes the same PNG bytes as an unbroken run."""
+    from inception_sae.featvis import run as featvis
     from inception_sae.featvis.param import ParamConfig
     from inception_sae.featvis.render import RenderConfig
-    from inception_sae.featvis.run import FeatvisJob, progress_view, run_featvis
+    from inception_sae.featvis.run import FeatvisJob, progress_view
     from inception_sae.models import load_model
 
-    model, sae = load_model("random", seed=0), load_layer_sae(sae_dir).frozen(sae_dir)
+    model = load_model("random", seed=0)
     render = RenderConfig(steps=8, param=ParamConfig(size=24), model_size=40)
 
     def job(out):
-        return FeatvisJob(out=out, layer="mixed3a", kind="f", ids=(1, 2, 3), render=render, batch_size=2)
+        return FeatvisJob(out=out, layer="mixed3a", kind="f", ids=(1, 2, 3), render=render, batch_size=2, sae=sae_dir)
 
     def run(out, stop_at=None, seen=None):
         def on_progress(p):
@@ -130,7 +131,7 @@ def test_killed_mid_batch_resumes_from_the_batch_checkpoint(tmp_path, sae_dir):
             if stop_at is not None and p.steps_done == stop_at:
                 raise KilledError
 
-        return run_featvis(model, job(out), sae, on_progress=on_progress, checkpoint_every_s=1e-9)
+        return featvis.run(job(out), model, on_progress=on_progress, checkpoint_every_s=1e-9)
 
     run(tmp_path / "ref")
     with pytest.raises(KilledError):

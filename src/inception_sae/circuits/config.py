@@ -11,7 +11,7 @@ from ..settings import Settings, settings_of
 
 @dataclass(frozen=True)
 class CircuitsConfig:
-    """Everything ``run_circuits`` needs; the CLI builds it, library code never mutates it."""
+    """Everything the circuits run (:func:`.run.run`) needs; the CLI builds it, library code never mutates it."""
 
     upstream: Path
     """SAE folder on the earlier layer"""

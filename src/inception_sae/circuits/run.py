@@ -262,7 +262,7 @@ def recipe_part(cfg: CircuitsConfig, circuit: WeightCircuit, dataset, focus: int
 
 
 class CircuitsResult(NamedTuple):
-    """What :func:`run_circuits` wrote (``summary`` is ``summary.json``'s contents)."""
+    """What :func:`run` wrote (``summary`` is ``summary.json``'s contents)."""
 
     out: Path  #: the circuits folder
     upstream: str  #: upstream layer
@@ -274,8 +274,8 @@ class CircuitsResult(NamedTuple):
     summary: dict[str, Any]
 
 
-def run_circuits(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> CircuitsResult:
-    """Run the whole stage and write its folder (``summary.json`` last)."""
+def run(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> CircuitsResult:
+    """Run the whole stage and write its folder (``summary.json`` last); ``model``: ``cfg``'s network, if loaded."""
     t0 = time.time()
     model, up, down, chain, dataset = load_inputs(cfg, model)
     out = Path(cfg.out)

@@ -26,11 +26,11 @@ def circuits(
     model: Model = Model(),
 ) -> None:
     """Feature-to-feature circuits: Gorton's weights, attribution, ablation, validation against baselines, graph."""
-    from ..circuits.run import run_circuits
+    from ..circuits.run import run
 
     cfg = CircuitsConfig(upstream=upstream, downstream=downstream, out=output, images=images, analysis=tuple(analysis),
                          **values(model), **values(settings))  # fmt: skip
-    result = run_circuits(cfg)
+    result = run(cfg)
     warn_if_random(result.model)
     v = result.validation
     out.print(f"{result.upstream} -> {result.downstream}: wrote {output} ({result.seconds} s)")

@@ -2,14 +2,13 @@
 
 from .match import CorrelationAccumulator, best_matches, decoder_cosine, one_to_one
 from .report import CompareResult
-from .run import CompareConfig, compare_saes
+from .run import CompareConfig
 
 __all__ = [
     "CompareConfig",
     "CompareResult",
     "CorrelationAccumulator",
     "best_matches",
-    "compare_saes",
     "decoder_cosine",
     "one_to_one",
 ]

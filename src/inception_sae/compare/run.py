@@ -128,8 +128,11 @@ def check_pair(a, b, images: Path | None) -> bool:
     return same
 
 
-def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], None] | None = None) -> CompareResult:
-    """Run the comparison of ``cfg`` and write ``compare.json``, ``compare.png`` in ``cfg.out``."""
+def run(cfg: CompareConfig, model=None, progress: Callable[[int, int], None] | None = None) -> CompareResult:
+    """Run the comparison of ``cfg`` and write ``compare.json``, ``compare.png`` in ``cfg.out``.
+
+    ``model`` is ``cfg``'s network when already loaded; ``progress(done, total)`` counts images.
+    """
     t0 = time.perf_counter()
     a, b = TopKSAE.load(cfg.sae_a, cfg.device), TopKSAE.load(cfg.sae_b, cfg.device)
     same = check_pair(a, b, cfg.images)

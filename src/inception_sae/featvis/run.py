@@ -66,6 +66,12 @@ class FeatvisJob:
     """job seed; each image's seed derives from it"""
     branch: Literal["1x1", "3x3", "5x5", "pool"] | None = None
     """restrict the objective to one branch's channels"""
+    sae: Path | None = None
+    """SAE folder whose features are rendered (kind ``f``)"""
+    weights: str | None = None
+    """inception5h.pth path, "random" (seeded with ``seed``, untrained), or None for the cached file"""
+    device: str = "cpu"
+    """torch device"""
 
     def __post_init__(self) -> None:
         check_choices(self)  # kind, branch, objective, at: one-line errors from their Literal types
@@ -79,9 +85,9 @@ class FeatvisJob:
 @settings_of(FeatvisJob)
 @dataclass(frozen=True)
 class FeatvisSettings(Settings):
-    """How features are rendered (FeatvisJob without the layer, the ids, the folder and the seed)."""
+    """How features are rendered (FeatvisJob without what is rendered, where, and by which network)."""
 
-    inputs = ("out", "layer", "kind", "ids", "seed", "branch")
+    inputs = ("out", "layer", "kind", "ids", "seed", "branch", "sae", "weights", "device")
 
     render: RenderSettings = field(default_factory=RenderSettings)
     objective: Literal["encoder", "decoder"] = "encoder"
@@ -186,7 +192,7 @@ def job_settings(job: FeatvisJob, sae: SAETensors | None, sae_path: str | None) 
 
 
 class FeatvisResult(NamedTuple):
-    """What :func:`run_featvis` did."""
+    """What :func:`run` did."""
 
     out: Path  #: the featvis folder
     layer: str
@@ -196,25 +202,30 @@ class FeatvisResult(NamedTuple):
     contents: dict[str, Any]  #: ``featvis.json``'s contents
 
 
-def run_featvis(
-    model: InceptionV1,
+def run(
     job: FeatvisJob,
-    sae: SAETensors | None = None,
+    model: InceptionV1 | None = None,
     *,
-    sae_path: str | None = None,
-    device: str | torch.device = "cpu",
     on_progress: Callable[[Progress], None] | None = None,
     checkpoint_every_s: float = 120.0,
 ) -> FeatvisResult:
     """Render every item of ``job`` not yet on disk and record them in ``featvis.json``.
 
-    ``on_progress`` is called after every optimisation step. The batch being optimised is
-    checkpointed every ``checkpoint_every_s`` seconds (see :mod:`.resume`), so a killed job
+    The network is the job's (``weights``, ``seed``, ``device``); ``model`` is that network when the caller
+    has already loaded it. ``on_progress`` is called after every optimisation step. The batch being
+    optimised is checkpointed every ``checkpoint_every_s`` seconds (see :mod:`.resume`), so a killed job
     resumes inside its batch.
     """
+    from ..sae.model import load_layer_sae
     from .resume import BatchCheckpoints
 
+    sae = load_layer_sae(job.sae, needed_by="featvis").frozen(job.sae) if job.sae is not None else None
     check_job(job, sae)
+    if model is None:
+        from ..models.weights import load_model
+
+        model = load_model(job.weights, seed=job.seed, device=job.device)
+    sae_path, device = (str(job.sae) if job.sae is not None else None), job.device
     job.out.mkdir(parents=True, exist_ok=True)
     identity = getattr(model, "identity", "unknown")
     index = FeatvisFolder.load(job.out, identity)

@@ -114,14 +114,11 @@ def do_train(ctx: Context, layer: str) -> str:
 
 
 def do_eval(ctx: Context, layer: str) -> str:
-    from ..data.store import ActivationStore
-    from ..sae.eval_stage import evaluate
-    from ..sae.folder import SAEFolder
+    from ..sae.eval_stage import EvalConfig, run
 
-    sae = SAEFolder.read(ctx.paths.sae(layer), device=ctx.cfg.device)
-    store = ActivationStore.read(ctx.paths.store(layer))
-    rep = evaluate(sae, ctx.paths.sae(layer), store=store, images=ctx.analysis_images, model=ctx.model,
-                   seed=ctx.cfg.seed, device=ctx.cfg.device, **values(ctx.cfg.eval))  # fmt: skip
+    cfg = EvalConfig(sae=ctx.paths.sae(layer), store=ctx.paths.store(layer), images=ctx.analysis_images,
+                     settings=ctx.cfg.eval, **ctx.common())  # fmt: skip
+    rep = run(cfg, ctx.model)
     rep.write(ctx.paths.eval(layer))
     s = rep.store or {}
     note = f"{'held-out ' if s.get('held_out') else ''}FVU {s.get('fvu', float('nan')):.3f}, L0 {s.get('l0', 0):.1f}"
@@ -156,43 +153,39 @@ def featvis_job(ctx: Context, layer: str, ids: Sequence[int] | None = None):
         ids = feature_ids(ctx.cfg.featvis.features, ctx.paths.analysis(layer), SAEFolder.d_sae(ctx.paths.sae(layer)))
     if not ids:
         raise UserError(f"featvis.features selects no feature of the {layer} SAE")
-    return job_from(
-        ctx.cfg.featvis, out=ctx.paths.featvis(layer), layer=layer, kind="f", ids=tuple(ids), seed=ctx.cfg.seed
-    )
+    return job_from(ctx.cfg.featvis, out=ctx.paths.featvis(layer), layer=layer, kind="f", ids=tuple(ids),
+                    sae=ctx.paths.sae(layer), **ctx.common())  # fmt: skip
 
 
 def do_featvis(ctx: Context, layer: str) -> str:
-    from ..featvis.run import progress_view, run_featvis
-    from ..sae.model import load_layer_sae
+    from ..featvis.run import progress_view, run
 
     job = featvis_job(ctx, layer)
-    sae_path = ctx.paths.sae(layer)
-    sae = load_layer_sae(sae_path, needed_by="featvis").frozen(sae_path)
     with progress_view(ctx.console, f"featvis {layer}", enabled=ctx.progress) as tick:
-        r = run_featvis(ctx.model, job, sae, sae_path=str(sae_path), device=ctx.cfg.device, on_progress=tick)
+        r = run(job, ctx.model, on_progress=tick)
     return f"{len(job.ids)} features, {job.render.steps} steps each ({r.rendered} images rendered)"
 
 
 def do_circuits(ctx: Context, a: str, b: str) -> str:
     from ..circuits.config import CircuitsConfig
-    from ..circuits.run import run_circuits
+    from ..circuits.run import run
 
     p = ctx.paths
     cfg = CircuitsConfig(upstream=p.sae(a), downstream=p.sae(b), out=p.circuits(a, b), images=ctx.analysis_images,
                          analysis=(p.analysis(a), p.analysis(b)), **ctx.common(),
                          **values(ctx.cfg.circuits))  # fmt: skip
-    r = run_circuits(cfg, model=ctx.model)
+    r = run(cfg, ctx.model)
     return f"focus {r.focus}, {r.seconds} s"
 
 
 def do_compare(ctx: Context, a: str, b: str) -> str:
-    from ..compare import CompareConfig, compare_saes
+    from ..compare.run import CompareConfig, run
 
     p = ctx.paths
     cfg = CompareConfig(p.sae(a), p.sae(b), p.compare(a, b), images=ctx.analysis_images,
                         analysis_a=p.analysis(a), analysis_b=p.analysis(b), **ctx.common(),
                         **values(ctx.cfg.compare))  # fmt: skip
-    r = compare_saes(cfg, model=ctx.model)
+    r = run(cfg, ctx.model)
     return (f"{r.matched_share(0.7):.0%} of {a} features matched in {b} (r >= 0.7 and above their own shuffled "
             f"null; {r.share_above_null or 0.0:.0%} above the null at any r)")  # fmt: skip
 

@@ -17,7 +17,7 @@ none of its numbers; only the store section needs the store itself.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,33 @@ def splice_section(sae: TopKSAE, model, images: Path, harvest: Harvest, *, max_i
     else:
         out["training_positions_note"] = f"not measured: {harvest.rule_reason or 'no harvest rule'}"
     return out
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One evaluation: the SAE folder, what it is measured on, the network, and how (``settings``)."""
+
+    sae: Path
+    """SAE folder"""
+    store: Path | None = None
+    """activation store for FVU, L0, dead/dense (default: the training store cfg.json records, if still there)"""
+    images: Path | None = None
+    """images for splice-back (none: no splice-back)"""
+    weights: str | None = None
+    """inception5h.pth path, "random" (seeded with ``seed``, untrained), or None for the cached file"""
+    seed: int = 0
+    device: str = "cpu"
+    settings: EvalSpec = field(default_factory=EvalSpec)
+
+
+def run(cfg: EvalConfig, model=None) -> EvalReport:
+    """Evaluate the SAE of ``cfg`` (:func:`evaluate`); ``model`` is ``cfg``'s network when already loaded."""
+    from ..data.store import ActivationStore
+
+    sae = TopKSAE.load(cfg.sae, device=cfg.device)
+    store = ActivationStore.read(cfg.store) if cfg.store is not None else None
+    return evaluate(sae, cfg.sae, store=store, images=cfg.images, model=model, weights=cfg.weights, seed=cfg.seed,
+                    device=cfg.device, **asdict(cfg.settings))  # fmt: skip
 
 
 def evaluate(
