@@ -57,7 +57,7 @@ def test_one_label_per_feature_in_analysis_graph_and_compare(model, tmp_path):
     for given in (True, False):  # the analysis folders' labels read, then the same rule on the same images
         out = tmp_path / f"given_{given}"
         folders = (ana["mixed4c"], ana["mixed4d"]) if given else ()
-        run_circuits(CircuitsConfig(sae["mixed4c"], sae["mixed4d"], out / "circuits", images=imgs, image_size=224,
+        run_circuits(CircuitsConfig(sae["mixed4c"], sae["mixed4d"], out / "circuits", images=imgs, input_size=224,
                                     analysis=folders,
                                     feature=0, compare_features=1, sites=2, candidates=4), model=model)  # fmt: skip
         nodes = json.loads((out / "circuits" / "graph.json").read_text())["nodes"]

@@ -165,17 +165,17 @@ def logits_json(model: InceptionV1, sae: SAETensors, labels: Labels, top: int = 
 
 
 def image_preprocess(cfg: CircuitsConfig) -> Preprocess:
-    """``image_size`` when given, else the upstream SAE's harvest preprocessing (its cfg.json ``data``); refuses
+    """``input_size`` when given, else the upstream SAE's harvest preprocessing (its cfg.json ``data``); refuses
     with a one-line error when neither is known."""
-    if cfg.image_size is not None:
-        return Preprocess(resize=round(cfg.image_size * 256 / 224), crop=cfg.image_size)
+    if cfg.input_size is not None:
+        return Preprocess(resize=round(cfg.input_size * 256 / 224), crop=cfg.input_size)
     from ..sae.provenance import harvest_of
 
     meta = read_json(Path(cfg.upstream) / "cfg.json", {})
     try:
         return harvest_of(meta, cfg.upstream, need=("preprocess",)).preprocessing()
     except UserError as e:
-        raise UserError(f"{e} (for circuits: --image-size)") from None
+        raise UserError(f"{e} (for circuits: --input-size)") from None
 
 
 def load_inputs(cfg: CircuitsConfig, model: InceptionV1 | None):
