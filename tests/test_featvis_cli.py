@@ -116,14 +116,15 @@ def test_killed_mid_batch_resumes_from_the_batch_checkpoint(tmp_path, sae_dir):
     from inception_sae.featvis import run as featvis
     from inception_sae.featvis.param import ParamConfig
     from inception_sae.featvis.render import RenderConfig
-    from inception_sae.featvis.run import FeatvisJob, progress_view
+    from inception_sae.featvis.run import FeatvisConfig, progress_view
     from inception_sae.models import load_model
 
     model = load_model("random", seed=0)
     render = RenderConfig(steps=8, param=ParamConfig(size=24), model_size=40)
 
     def job(out):
-        return FeatvisJob(out=out, layer="mixed3a", kind="f", ids=(1, 2, 3), render=render, batch_size=2, sae=sae_dir)
+        return FeatvisConfig(out=out, layer="mixed3a", kind="f", ids=(1, 2, 3), render=render, batch_size=2,
+                             sae=sae_dir)  # fmt: skip
 
     def run(out, stop_at=None, seen=None):
         def on_progress(p):
@@ -152,14 +153,14 @@ def test_job_kind_and_branch_are_checked_from_their_types(tmp_path):
     """The branch choices are the model's branches; a bad kind or branch is a one-line error naming the choices."""
     import typing
 
-    from inception_sae.featvis.run import FeatvisJob
+    from inception_sae.featvis.run import FeatvisConfig
     from inception_sae.models.layers import BRANCH_ORDER
     from inception_sae.settings import choices
 
-    assert choices(typing.get_type_hints(FeatvisJob)["branch"]) == BRANCH_ORDER
+    assert choices(typing.get_type_hints(FeatvisConfig)["branch"]) == BRANCH_ORDER
     ok = {"out": tmp_path, "layer": "mixed3a", "ids": (1,)}
-    assert FeatvisJob(**ok, kind="n", branch="5x5").branch == "5x5"
+    assert FeatvisConfig(**ok, kind="n", branch="5x5").branch == "5x5"
     with pytest.raises(UserError, match="branch must be one of 1x1, 3x3, 5x5, pool; got '7x7'"):
-        FeatvisJob(**ok, kind="f", branch="7x7")
+        FeatvisConfig(**ok, kind="f", branch="7x7")
     with pytest.raises(UserError, match="kind must be one of f, n; got 'x'"):
-        FeatvisJob(**ok, kind="x")
+        FeatvisConfig(**ok, kind="x")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
-from ..featvis.run import FeatvisJob, FeatvisSettings, job_from, parse_ids, progress_view
+from ..featvis.run import FeatvisConfig, FeatvisSettings, job_from, parse_ids, progress_view
 from ..settings import values
 from .common import MODEL, Model, console, out
 from .options import Group, stage
@@ -55,7 +55,7 @@ def _target(sae: Path | None, features: str | None, layer: str | None, neurons: 
     return sae_w, layer, "n", parse_ids(neurons or "")
 
 
-def _run_with_progress(job: FeatvisJob, model):
+def _run_with_progress(job: FeatvisConfig, model):
     """The featvis run under a progress bar over optimisation steps (features or neurons done, ETA).
 
     With diversity D a feature is 1 + D images, so the count is images / (1 + D).

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class FeatvisJob:
-    """What to render and where."""
+class FeatvisConfig:
+    """What to render, where, and with which network."""
 
     out: Path
     """output folder (see module docstring for the layout)"""
@@ -81,11 +81,11 @@ class FeatvisJob:
             raise UserError("no features or neurons selected")
 
 
-#: How features are rendered, for any layer (FeatvisJob without what to render, where, and its seed).
-@settings_of(FeatvisJob)
+#: How features are rendered, for any layer (FeatvisConfig without what to render, where, and the network).
+@settings_of(FeatvisConfig)
 @dataclass(frozen=True)
 class FeatvisSettings(Settings):
-    """How features are rendered (FeatvisJob without what is rendered, where, and by which network)."""
+    """How features are rendered (FeatvisConfig without what is rendered, where, and by which network)."""
 
     inputs = ("out", "layer", "kind", "ids", "seed", "branch", "sae", "weights", "device")
 
@@ -98,7 +98,7 @@ class FeatvisSettings(Settings):
     batch_size: int = 16
 
 
-def job_from(settings: Any, **inputs: Any) -> FeatvisJob:
+def job_from(settings: Any, **inputs: Any) -> FeatvisConfig:
     """The job of ``inputs`` (out, layer, kind, ids, seed, branch) rendered as ``settings`` say.
 
     ``settings`` is a :class:`FeatvisSettings` or ``run``'s featvis section (whose ``features`` is left out here).
@@ -109,7 +109,7 @@ def job_from(settings: Any, **inputs: Any) -> FeatvisJob:
         kw["render"] = RenderConfig(**values(kw["render"]))
     except UserError as e:
         raise UserError(f"featvis.render: {e}") from None
-    return FeatvisJob(**inputs, **kw)
+    return FeatvisConfig(**inputs, **kw)
 
 
 def item_seed(seed: int, layer: str, kind: str, unit: int, variant: int = -1) -> int:
@@ -118,14 +118,14 @@ def item_seed(seed: int, layer: str, kind: str, unit: int, variant: int = -1) ->
     return int(ss.generate_state(1, dtype=np.uint64)[0] % (1 << 63))
 
 
-def png_relpath(job: FeatvisJob, unit: int, variant: int = -1) -> str:
+def png_relpath(job: FeatvisConfig, unit: int, variant: int = -1) -> str:
     """Path of an image relative to ``job.out``."""
     stem = f"{unit}_{job.branch}" if job.branch else f"{unit}"
     name = f"{stem}.png" if variant < 0 else f"{stem}_div{variant}.png"
     return f"{job.layer}/{job.kind}/{name}"
 
 
-def base_objective(job: FeatvisJob, units: Sequence[int], sae: SAETensors | None) -> Objective:
+def base_objective(job: FeatvisConfig, units: Sequence[int], sae: SAETensors | None) -> Objective:
     """The per-image unit objective (image i gets units[i])."""
     if job.kind == "n":
         return neuron(job.layer, list(units), at=job.at, branch=job.branch)
@@ -135,7 +135,7 @@ def base_objective(job: FeatvisJob, units: Sequence[int], sae: SAETensors | None
     return sae_decoder(sae, list(units), cossim_pow=job.cossim_pow, at=job.at, branch=job.branch)
 
 
-def plan_batches(job: FeatvisJob, done: Callable[[str], bool]) -> list[list[tuple[int, int]]]:
+def plan_batches(job: FeatvisConfig, done: Callable[[str], bool]) -> list[list[tuple[int, int]]]:
     """Batches of (id, variant) still to render; a variant group always shares one batch."""
     singles = [(u, -1) for u in job.ids if not done(png_relpath(job, u))]
     batches = [singles[i : i + job.batch_size] for i in range(0, len(singles), job.batch_size)]
@@ -151,7 +151,7 @@ def plan_batches(job: FeatvisJob, done: Callable[[str], bool]) -> list[list[tupl
     return batches
 
 
-def check_job(job: FeatvisJob, sae: SAETensors | None) -> None:
+def check_job(job: FeatvisConfig, sae: SAETensors | None) -> None:
     """Fail early, in one line, on ids out of range or a mismatched SAE."""
     channels = layer_info(job.layer).channels
     if job.kind == "f":
@@ -169,7 +169,7 @@ def check_job(job: FeatvisJob, sae: SAETensors | None) -> None:
         raise UserError(f"ids out of range 0-{limit - 1}: {bad[:5]}{' ...' if len(bad) > 5 else ''}")
 
 
-def job_settings(job: FeatvisJob, sae: SAETensors | None, sae_path: str | None) -> dict[str, Any]:
+def job_settings(job: FeatvisConfig, sae: SAETensors | None, sae_path: str | None) -> dict[str, Any]:
     """JSON-able settings recorded in the index."""
     r = job.render
     settings = {
@@ -203,7 +203,7 @@ class FeatvisResult(NamedTuple):
 
 
 def run(
-    job: FeatvisJob,
+    job: FeatvisConfig,
     model: InceptionV1 | None = None,
     *,
     on_progress: Callable[[Progress], None] | None = None,
@@ -266,7 +266,7 @@ class Progress(NamedTuple):
 
 def _render_batch(
     model: InceptionV1,
-    job: FeatvisJob,
+    job: FeatvisConfig,
     sae: SAETensors | None,
     batch: list[tuple[int, int]],
     section: dict[str, Any],
