@@ -99,7 +99,7 @@ class FeatvisSettings(Settings):
 
 
 def job_from(settings: Any, **inputs: Any) -> FeatvisConfig:
-    """The job of ``inputs`` (out, layer, kind, ids, seed, branch) rendered as ``settings`` say.
+    """The config of ``inputs`` (out, layer, kind, ids, seed, branch, sae, weights, device) with ``settings``.
 
     ``settings`` is a :class:`FeatvisSettings` or ``run``'s featvis section (whose ``features`` is left out here).
     """
