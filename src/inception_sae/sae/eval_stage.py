@@ -225,6 +225,8 @@ class EvalConfig:
     """inception5h.pth path, "random" (seeded with ``seed``, untrained), or None for the cached file"""
     seed: int = 0
     device: str = "cpu"
+    siblings: tuple[Path, ...] = ()
+    """SAE folders of the same layer for the quality panel: same k = seed stability, any k = the L0 sweep"""
     settings: EvalSpec = field(default_factory=EvalSpec)
 
 
@@ -235,7 +237,7 @@ def run(cfg: EvalConfig, model=None) -> EvalReport:
     sae = TopKSAE.load(cfg.sae, device=cfg.device)
     store = ActivationStore.read(cfg.store) if cfg.store is not None else None
     return evaluate(sae, cfg.sae, store=store, images=cfg.images, model=model, weights=cfg.weights, seed=cfg.seed,
-                    device=cfg.device, **asdict(cfg.settings))  # fmt: skip
+                    device=cfg.device, siblings=cfg.siblings, **asdict(cfg.settings))  # fmt: skip
 
 
 def evaluate(
