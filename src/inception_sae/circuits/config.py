@@ -11,7 +11,7 @@ from ..settings import Settings, settings_of
 
 @dataclass(frozen=True)
 class CircuitsConfig:
-    """Everything ``run_circuits`` needs; the CLI builds it, library code never mutates it."""
+    """Everything the circuits run (:func:`.run.run`) needs; the CLI builds it, library code never mutates it."""
 
     upstream: Path
     """SAE folder on the earlier layer"""
@@ -25,7 +25,7 @@ class CircuitsConfig:
     """image folder / list for attribution, ablation and validation"""
     max_images: int = 64
     """images scanned for sites: a seeded subset spread over the classes"""
-    image_size: int | None = None
+    input_size: int | None = None
     """centre-crop side (resize to 256/224 of it); None: the upstream SAE's harvest"""
     sites: int = 8
     """images (one site each) per downstream feature"""
@@ -66,8 +66,8 @@ class CircuitsConfig:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.hops < 1 or self.permutations < 1 or self.compare_features < 0 or self.candidates < 1:
             raise UserError("hops, permutations and candidates must be >= 1, compare_features >= 0")
-        if self.image_size is not None and self.image_size < 1:
-            raise UserError(f"image_size must be >= 1, got {self.image_size}")
+        if self.input_size is not None and self.input_size < 1:
+            raise UserError(f"input_size must be >= 1, got {self.input_size}")
         if self.recipe_features < 0:
             raise UserError(f"recipe_features must be >= 0, got {self.recipe_features}")
         if self.feature is not None and self.feature < 0:
@@ -84,7 +84,7 @@ class CircuitsSettings(Settings):
 
     feature: int | None = None
     max_images: int = 64
-    image_size: int | None = None
+    input_size: int | None = None
     sites: int = 8
     compare_features: int = 24
     candidates: int = 48

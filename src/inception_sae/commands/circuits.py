@@ -26,16 +26,14 @@ def circuits(
     model: Model = Model(),
 ) -> None:
     """Feature-to-feature circuits: Gorton's weights, attribution, ablation, validation against baselines, graph."""
-    from ..circuits.run import run_circuits
+    from ..circuits.run import run
 
     cfg = CircuitsConfig(upstream=upstream, downstream=downstream, out=output, images=images, analysis=tuple(analysis),
                          **values(model), **values(settings))  # fmt: skip
-    summary = run_circuits(cfg)
-    warn_if_random(summary["model"])
-    v = summary["validation"]
-    out.print(
-        f"{summary['upstream']['layer']} -> {summary['downstream']['layer']}: wrote {output} ({summary['seconds']} s)"
-    )
+    result = run(cfg)
+    warn_if_random(result.model)
+    v = result.validation
+    out.print(f"{result.upstream} -> {result.downstream}: wrote {output} ({result.seconds} s)")
     if "verdicts" in v:
         out.print(f"  each method vs measured ablation, per downstream feature ({v['pairs']} pairs):")
         for line in v["verdicts"].values():

@@ -30,8 +30,8 @@ def compare(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from ..compare import compare_saes
     from ..compare.report import table_rows
+    from ..compare.run import run
     from ..errors import UserError
 
     if settings.batch_size < 3:
@@ -47,16 +47,16 @@ def compare(
             elapsed = bar.tasks[0].elapsed or 1e-9
             bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.1f}")
 
-        result = compare_saes(cfg, model=model.load() if images is not None else None, progress=tick)
-    a, b = result["a"], result["b"]
+        result = run(cfg, model=model.load() if images is not None else None, progress=tick)
+    a, b = result.a, result.b
     table = Table(title=f"A = {a['layer']} ({a['d_sae']} features)  vs  B = {b['layer']} ({b['d_sae']} features)")
     for col in ("comparison", "direction", "group", "n", ">= 0.7", ">= 0.9", "> null 99%"):
         table.add_column(col, justify="right" if col[0] in ">n" else "left")
     for row in table_rows(result):
         table.add_row(*row)
     out.print(table)
-    if "images" in result:
-        im = result["images"]
+    if result.images is not None:
+        im = result.images
         out.print(f"activations: {im['count']} images x {im['positions_per_image']} positions ({im['grid']})")
     out.print(f"wrote {out_dir}/compare.json, {out_dir}/compare.png", soft_wrap=True)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
-from ..featvis.run import FeatvisSettings, job_from, parse_ids, progress_view
+from ..featvis.run import FeatvisConfig, FeatvisSettings, job_from, parse_ids, progress_view
+from ..settings import values
 from .common import MODEL, Model, console, out
 from .options import Group, stage
 
@@ -27,14 +28,14 @@ def featvis(
     from ..featvis.run import check_job
 
     sae_w, layer, kind, ids = _target(sae, features, layer, neurons)
-    job = job_from(settings, out=out_dir, layer=layer, kind=kind, ids=ids, seed=model.seed, branch=branch)
+    job = job_from(settings, out=out_dir, layer=layer, kind=kind, ids=ids, branch=branch,
+                   sae=sae if kind == "f" else None, **values(model))  # fmt: skip
     check_job(job, sae_w)  # fail in one line before loading the model
     net = model.load()
     if sae_w is not None and sae_w.cfg.get("model") not in (None, net.identity):
         console.print(f"[yellow]warning[/]: the SAE was trained on {sae_w.cfg.get('model')}, not {net.identity}")
-    index = _run_with_progress(net, job, sae_w, str(sae) if sae else None, model.device)
-    items = index["layers"][layer][job.kind]["items"]
-    out.print(f"{len(items)} {job.kind} items of {layer} in {out_dir / 'featvis.json'}")
+    result = _run_with_progress(job, net)
+    out.print(f"{result.items} {job.kind} items of {layer} in {out_dir / 'featvis.json'}")
 
 
 def _target(sae: Path | None, features: str | None, layer: str | None, neurons: str | None):
@@ -54,16 +55,16 @@ def _target(sae: Path | None, features: str | None, layer: str | None, neurons: 
     return sae_w, layer, "n", parse_ids(neurons or "")
 
 
-def _run_with_progress(model, job, sae_w, sae_path: str | None, device: str) -> dict:
-    """run_featvis under a progress bar over optimisation steps (features or neurons done, ETA).
+def _run_with_progress(job: FeatvisConfig, model):
+    """The featvis run under a progress bar over optimisation steps (features or neurons done, ETA).
 
     With diversity D a feature is 1 + D images, so the count is images / (1 + D).
     """
-    from ..featvis.run import run_featvis
+    from ..featvis.run import run
 
     per = 1 + (job.diversity if job.diversity > 1 else 0)
     with progress_view(console, f"featvis {job.layer}/{job.kind}", per) as tick:
-        return run_featvis(model, job, sae_w, sae_path=sae_path, device=device, on_progress=tick)
+        return run(job, model, on_progress=tick)
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,7 @@ from .harvest_bar import HarvestBar
 from .images import ImageDataset, Preprocess, collate_skipping, usable_workers
 from .ledger import Ledger, Pending, ShardWriter, merge_skips
 from .sampling import Sampling, ViewDataset, gather_positions, item_seed, select_positions
-from .store import MANIFEST, StoreDtype, new_manifest, now_iso, write_image_list
+from .store import COMPLETE, MANIFEST, StoreDtype, new_manifest, now_iso, write_image_list
 from .subsets import take_spread, visit_order
 
 #: Manifest keys that must match for a rerun to resume an existing store.
@@ -168,7 +168,7 @@ def check_existing(root: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
         return None
     manifest = read_json(root / MANIFEST)
     # A finished store is the same harvest whatever the process count of the rerun.
-    keys = [k for k in RECIPE_KEYS if not (k == "world" and manifest.get("status") == "complete")]
+    keys = [k for k in RECIPE_KEYS if not (k == "world" and manifest.get("status") == COMPLETE)]
     diff = [k for k in keys if json.dumps(manifest.get(k)) != json.dumps(recipe[k])]
     if diff:
         shown = "; ".join(f"{k}: store has {manifest.get(k)!r}, command has {recipe[k]!r}" for k in diff[:3])
@@ -183,7 +183,7 @@ def merge_manifest(root: Path, head: dict[str, Any], world: int, final: bool) ->
     complete = final and len(ledgers) == world and all(led["done"] for led in ledgers)
     manifest = dict(head)
     manifest.update(
-        status="complete" if complete else "in_progress",
+        status=COMPLETE if complete else "in_progress",
         count=sum(s["count"] for s in shards),
         images_done=sum(led["next"] for led in ledgers),
         skipped=merge_skips(ledgers),
@@ -262,7 +262,7 @@ def harvest_layers(cfgs: list[HarvestConfig], env: DistEnv | None = None) -> lis
             barrier(env)  # rank 0 has checked or created the store
             head = head or check_existing(root, recipe)
             assert head is not None
-            if head.get("status") == "complete":
+            if head.get("status") == COMPLETE:
                 results[j] = HarvestResult(root, int(head["count"]), 0, head["skipped"]["total"], 0.0, True)
                 continue
             key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
@@ -286,7 +286,7 @@ def harvest_layers(cfgs: list[HarvestConfig], env: DistEnv | None = None) -> lis
             manifest = manifest or read_json(o.root / MANIFEST)
             images = len(mine) - o.start if o in todo else 0
             results[j] = HarvestResult(o.root, int(manifest["count"]), images, manifest["skipped"]["total"], seconds,
-                                       manifest["status"] == "complete")  # fmt: skip
+                                       manifest["status"] == COMPLETE)  # fmt: skip
     return [results[j] for j in range(len(cfgs))]
 
 

@@ -22,7 +22,7 @@ from ..compare.run import CompareConfig, CompareSettings
 from ..data.harvest import HarvestConfig, HarvestSettings
 from ..errors import UserError
 from ..featvis.render import RenderSettings
-from ..featvis.run import FeatvisJob, FeatvisSettings
+from ..featvis.run import FeatvisConfig, FeatvisSettings
 from ..sae.settings import EvalSpec, SAESpec
 from ..sae.train_config import TrainConfig, TrainSettings
 from ..settings import Settings, TextValue, convert, from_mapping, plain, settings_of, type_hints
@@ -30,9 +30,9 @@ from ..site.config import SiteConfig, SiteSettings
 
 
 #: The featvis section: which features to render per layer, then how (FeatvisSettings).
-@settings_of(FeatvisJob, extra=("features",))
+@settings_of(FeatvisConfig, extra=("features",))
 @dataclass(frozen=True)
-class FeatvisSection(Settings):
+class FeatvisRunSettings(Settings):
     """Which features of each layer are rendered (``features``) and how (the FeatvisSettings fields)."""
 
     inputs = FeatvisSettings.inputs
@@ -71,7 +71,7 @@ class RunConfig:
     sae: SAESpec = field(default_factory=SAESpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     analyze: AnalysisSettings = field(default_factory=AnalysisSettings)
-    featvis: FeatvisSection = field(default_factory=FeatvisSection)
+    featvis: FeatvisRunSettings = field(default_factory=FeatvisRunSettings)
     circuits: CircuitsSettings = field(default_factory=CircuitsSettings)
     compare: CompareSettings = field(default_factory=CompareSettings)
     site: SiteSettings = field(default_factory=SiteSettings)
@@ -89,7 +89,7 @@ class RunConfig:
 TOP_KEYS = ("layers", "images", "analysis_images", "out", "weights", "seed", "device")
 #: Section -> the stage config whose settings it holds (the other fields are the ones ``run`` sets itself).
 STAGE_CONFIGS: dict[str, type] = {"harvest": HarvestConfig, "train": TrainConfig, "analyze": AnalyzeConfig,
-                                  "featvis": FeatvisJob, "circuits": CircuitsConfig, "compare": CompareConfig,
+                                  "featvis": FeatvisConfig, "circuits": CircuitsConfig, "compare": CompareConfig,
                                   "site": SiteConfig}  # fmt: skip
 SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in TOP_KEYS)
 

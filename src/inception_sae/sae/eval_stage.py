@@ -20,11 +20,12 @@ none of its numbers; only the store section needs the store itself.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..fsio import atomic_write_json, json_or_none, read_json
 from ..models.layers import layer_info
 from .evaluate import check_dims, evaluate_vectors, splice_both
 from .model import TopKSAE
@@ -46,6 +47,22 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def write(self, path: str | Path) -> None:
+        """``eval.json``, atomically: the file itself is the stage's completion marker."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, self.to_dict(), indent=2, default=float)
+
+    @staticmethod
+    def is_complete(path: str | Path) -> bool:
+        """``eval.json`` exists and parses to a report (a file cut short or emptied is not complete)."""
+        return isinstance(json_or_none(path), dict)
+
+    @classmethod
+    def read(cls, path: str | Path) -> EvalReport:
+        """The report written by :meth:`write`."""
+        d = read_json(path)
+        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
 
 
 def _same_path(a: Any, b: Any) -> bool:
@@ -192,6 +209,35 @@ def splice_section(sae: TopKSAE, model, images: Path, harvest: Harvest, *, max_i
     else:
         out["training_positions_note"] = f"not measured: {harvest.rule_reason or 'no harvest rule'}"
     return out
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One evaluation: the SAE folder, what it is measured on, the network, and how (``settings``)."""
+
+    sae: Path
+    """SAE folder"""
+    store: Path | None = None
+    """activation store for FVU, L0, dead/dense (default: the training store cfg.json records, if still there)"""
+    images: Path | None = None
+    """images for splice-back (none: no splice-back)"""
+    weights: str | None = None
+    """inception5h.pth path, "random" (seeded with ``seed``, untrained), or None for the cached file"""
+    seed: int = 0
+    device: str = "cpu"
+    siblings: tuple[Path, ...] = ()
+    """SAE folders of the same layer for the quality panel: same k = seed stability, any k = the L0 sweep"""
+    settings: EvalSpec = field(default_factory=EvalSpec)
+
+
+def run(cfg: EvalConfig, model=None) -> EvalReport:
+    """Evaluate the SAE of ``cfg`` (:func:`evaluate`); ``model`` is ``cfg``'s network when already loaded."""
+    from ..data.store import ActivationStore
+
+    sae = TopKSAE.load(cfg.sae, device=cfg.device)
+    store = ActivationStore.read(cfg.store) if cfg.store is not None else None
+    return evaluate(sae, cfg.sae, store=store, images=cfg.images, model=model, weights=cfg.weights, seed=cfg.seed,
+                    device=cfg.device, siblings=cfg.siblings, **asdict(cfg.settings))  # fmt: skip
 
 
 def evaluate(
