@@ -3,7 +3,9 @@ then its dashboard built; per step: wall seconds, peak resident memory, files an
 
 The SAE comes from the two-layer rehearsal (``rehearsal.py`` leaves ``<out>/mixed4d/sae``). Random weights
 (UNTRAINED): this measures the pipeline's cost, not the science. What the table is for: the per-feature work
-(rendering, derive, labels) must stay a fraction of the image passes, and the files a few per feature.
+(drawing the pictures, derive, labels) must stay a fraction of the image passes, and the files a few per feature.
+Pass 3 is a third pass over the images that have a shown example (at 1,000 images, nearly all of them) plus the
+drawing; ``pass3_drawing`` is the drawing and encoding alone.
 
     PYTHONPATH=src python benchmarks/analysis_scale.py --sae /tmp/rehearsal/mixed4d/sae --n 200 --n 1000
 """
@@ -75,7 +77,7 @@ def main() -> None:
         runs.append({
             "images": n, "features": site.features, "analyze_s": round(wall, 1),
             "steps_s": {k.removesuffix("_s"): round(v, 1) for k, v in timings.items()},
-            "render_share": round(timings.get("pass3_s", 0) / wall, 3), "analyze_peak_rss_mb": round(peak.mb),
+            "drawing_share": round(timings.get("pass3_drawing_s", 0) / wall, 3), "analyze_peak_rss_mb": round(peak.mb),
             "analysis_files": files, "analysis_mb": round(size / 1e6, 1), "site_s": round(site_wall, 1),
             "site_peak_rss_mb": round(site_peak.mb), "site_files": site.files, "site_mb": round(site.bytes / 1e6, 1),
             "files_per_feature": round((files + site.files) / site.features, 2),

@@ -318,7 +318,9 @@ def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interva
     with atomic_file(out / PACK) as f:
         pack = PackWriter(f)
         crops: dict[tuple[int, int], str] = {}
+        drawing = 0.0  # of which drawing and encoding (the rest is the images' decode, forward and encode)
         for x, image, acts, vals, ind in batches(ctx, needed, "pass 3/3 rendering"):
+            t1 = time.perf_counter()
             for b, img in enumerate(image.tolist()):
                 pixels = to_uint8(x[b])
                 base = thumb_base(pixels)
@@ -338,6 +340,8 @@ def pass3_render(ctx: Context, state: RunState, out: Path, n_top: int, n_interva
                                 boxes[box] = pack.add_bytes(jpeg(crop_image(pixels, box)))
                             crops[img, pos] = boxes[box]
                         files[(name, feat, img, pos)] = {"crop": crops[img, pos], "heatmap": heats[feat]}
+            drawing += time.perf_counter() - t1
     state.packed_images = pack.count
     state.timings["pass3_s"] = time.perf_counter() - t0
+    state.timings["pass3_drawing_s"] = drawing
     return files
