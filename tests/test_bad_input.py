@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from run_helpers import one_line_error, run_args, tiny_images
+from factories import one_line_error, run_args, synthetic_images
 
 from inception_sae import ActivationStore
 from inception_sae.cli import main
@@ -32,7 +32,7 @@ def fake_store(path, layer="mixed3b", d=480, n=2048, nan_rows=0, seed=0) -> Acti
 
 @pytest.fixture
 def images(tmp_path):
-    return tiny_images(tmp_path / "images", 4)
+    return synthetic_images(tmp_path / "images", 4)
 
 
 def test_wrong_layer_name(tmp_path, images, capsys):

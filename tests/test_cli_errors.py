@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from run_helpers import cli, one_line_error, run_args, tiny_images
+from factories import one_line_error, run_args, run_cli_process, synthetic_images
 
 from inception_sae.cli import main
 from inception_sae.data.labels import load_labels
@@ -19,7 +19,7 @@ from inception_sae.sae.model import SAEConfig, TopKSAE
 
 @pytest.fixture
 def images(tmp_path):
-    return tiny_images(tmp_path / "images", 4)
+    return synthetic_images(tmp_path / "images", 4)
 
 
 def first(images) -> str:
@@ -113,7 +113,7 @@ def test_layers_lists_avgpool_and_refuses_size_zero(capsys):
 
 
 def test_piped_output_is_not_wrapped_at_80_columns(tmp_path, images):
-    r = cli(["classify", first(images), "--weights", "random"], COLUMNS="")
+    r = run_cli_process("classify", first(images), "--weights", "random", COLUMNS="")
     assert r.returncode == 0, r.stderr
     warning = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(warning) == 1 and len(warning[0]) > 80 and "UNTRAINED WEIGHTS" in warning[0]

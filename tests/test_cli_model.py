@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+from factories import run_cli_process
 
 from inception_sae.cli import main
 from inception_sae.data import labels as labels_mod
@@ -72,8 +69,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 
 
 def test_python_dash_m_entry_point():
-    env = dict(os.environ, PYTHONPATH=str(__import__("pathlib").Path(__file__).parents[1] / "src"))
-    r = subprocess.run([sys.executable, "-m", "inception_sae", "layers"], capture_output=True, text=True, env=env)
+    r = run_cli_process("layers")
     assert r.returncode == 0 and "mixed5b" in r.stdout
 
 

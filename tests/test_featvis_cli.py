@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import torch
+from factories import make_sae, run_cli_process
 
 from inception_sae.cli import main
 from inception_sae.commands.featvis import parse_ids
 from inception_sae.errors import UserError
 from inception_sae.featvis.run import item_seed
-from inception_sae.sae.model import TopKSAE, load_layer_sae
+from inception_sae.sae.model import load_layer_sae
 
 FAST = ["--steps", "2", "--size", "24", "--model-size", "40", "--weights", "random", "--batch-size", "4"]
 
 
-def make_sae(folder: Path, layer: str = "mixed3a", d: int = 256, m: int = 24, seed: int = 0) -> Path:
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(d, m, generator=g) / d**0.5
-    weights = {"W_enc": w, "W_dec": w.T.clone(), "b_enc": torch.zeros(m), "b_dec": torch.zeros(d)}
-    return TopKSAE.from_tensors(weights, 8, meta={"layer": layer, "model": "random:0"}).save(folder)
-
-
 @pytest.fixture
 def sae_dir(tmp_path):
-    return make_sae(tmp_path / "sae")
+    return make_sae(tmp_path / "sae", 256, 24)
 
 
 def test_parse_ids():
@@ -71,10 +60,8 @@ def test_features_with_diversity_index_and_resume(sae_dir, tmp_path):
 
 
 def test_neurons_via_subprocess(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = tmp_path / "fv"
-    cmd = [sys.executable, "-m", "inception_sae", "featvis", "--out", str(out), *FAST]
-    r = subprocess.run([*cmd, "--layer", "mixed3a_5x5", "--neurons", "0-1"], env=env, capture_output=True, text=True)
+    r = run_cli_process("featvis", "--out", out, *FAST, "--layer", "mixed3a_5x5", "--neurons", "0-1")
     assert r.returncode == 0, r.stderr
     assert "UNTRAINED WEIGHTS" in r.stderr
     assert sorted(p.name for p in (out / "mixed3a_5x5" / "n").iterdir()) == ["0.png", "1.png"]
@@ -101,7 +88,7 @@ def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
 
 
 def test_sae_on_other_layer_is_refused(tmp_path):
-    sae = make_sae(tmp_path / "s4", layer="mixed4a", d=508, m=8)
+    sae = make_sae(tmp_path / "s4", 508, 8, layer="mixed4a")
     args = ["featvis", "--sae", str(sae), "--layer", "mixed3a", "--features", "0", "--out", str(tmp_path / "o"), *FAST]
     assert main(args) == 2
 

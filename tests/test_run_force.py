@@ -9,7 +9,7 @@ import json
 import os
 
 import pytest
-from run_helpers import cli, run_args, tiny_images
+from factories import run_args, run_cli_process, synthetic_images
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +26,9 @@ OUTPUT = {"harvest": "mixed3b/store/manifest.json", "train": "mixed3b/sae/sae_we
 def run_folder(tmp_path_factory):
     """A complete tiny run (FAST settings), progress bars on."""
     root = tmp_path_factory.mktemp("force")
-    args = run_args(tiny_images(root / "images", 12), root / "run", overrides=FAST)
+    args = run_args(synthetic_images(root / "images", 12), root / "run", overrides=FAST)
     args.remove("--no-progress")
-    first = cli(args)
+    first = run_cli_process(*args)
     assert first.returncode == 0, first.stderr[-2000:]
     # piped: stdout holds only the result line (bars and stage lines go to stderr), nothing cut at 80 columns
     assert first.stdout.splitlines() == [f"open {root / 'run' / 'site' / 'index.html'}  or  inception-sae site serve "
@@ -45,7 +45,7 @@ def mtimes(run) -> dict[str, int]:
 def test_force_stage_redoes_it_and_the_stages_after(run_folder, stage):
     run, args = run_folder
     before = mtimes(run)
-    r = cli([*args, "--force-stage", stage])
+    r = run_cli_process(*args, "--force-stage", stage)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Traceback" not in r.stderr and "run complete" in r.stderr
     after = mtimes(run)
@@ -60,7 +60,7 @@ def test_truncated_sae_weights_are_not_complete(run_folder):
     weights = run / "mixed3b" / "sae" / "sae_weights.safetensors"
     good = weights.read_bytes()
     weights.write_bytes(good[: len(good) // 2])
-    r = cli(args)
+    r = run_cli_process(*args)
     assert r.returncode == 0, r.stderr[-2000:]
     train_line = next(line for line in r.stderr.splitlines() if "✓ train mixed3b" in line)
     assert "done in" in train_line and "FVU 0." in train_line, train_line
@@ -69,7 +69,7 @@ def test_truncated_sae_weights_are_not_complete(run_folder):
     assert len(files) == 2 and all(f.stat().st_mode & 0o777 == 0o666 & ~current_umask() for f in files)
     summary = run / "mixed3b" / "analysis" / "summary.json"
     summary.write_text(summary.read_text()[:100])  # cut short: analyze runs again (and the site)
-    again = cli(args)
+    again = run_cli_process(*args)
     assert again.returncode == 0 and json.loads(summary.read_text())["layer"] == "mixed3b"
     assert again.stderr.count("skipped (complete)") == 4, again.stderr  # harvest, train, eval, featvis
 

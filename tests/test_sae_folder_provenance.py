@@ -13,8 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from harvest_helpers import make_class_images
-from run_helpers import one_line_error
+from factories import make_images, one_line_error
 
 from inception_sae import ActivationStore
 from inception_sae.cli import main
@@ -34,7 +33,7 @@ RUN_KEYS = ("timings_s", "config", "files")
 def trained(tmp_path_factory) -> dict[str, Path]:
     """Images (4 classes x 4), their store and an SAE trained on it."""
     tmp = tmp_path_factory.mktemp("provenance")
-    images = make_class_images(tmp / "imgs", 4, 4)
+    images = make_images(tmp / "imgs", 4, classes=4, suffix=".png")
     store, sae = tmp / "store", tmp / "sae"
     assert main(["harvest", "--images", str(images), "--out", str(store), *HARVEST]) == 0
     assert main(["train", "--store", str(store), "--out", str(sae), *TRAIN]) == 0

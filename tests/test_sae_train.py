@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 import torch
-from sae_helpers import planted, recovery
+from factories.sae import planted, recovery
 
 from inception_sae.data.source import ArraySource
 from inception_sae.sae.kernels import sparse_decode, sparse_encode

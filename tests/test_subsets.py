@@ -6,7 +6,8 @@ import json
 from collections import Counter
 
 import numpy as np
-from harvest_helpers import classes_per_window, make_class_images
+from factories import make_images
+from factories.images import classes_per_window
 
 from inception_sae import ActivationStore
 from inception_sae.cli import main
@@ -49,7 +50,7 @@ def test_visit_order_is_a_seeded_permutation():
 
 
 def test_harvest_of_a_class_sorted_folder_mixes_classes(tmp_path, capsys):
-    folder = make_class_images(tmp_path / "train", classes=6, per_class=5)
+    folder = make_images(tmp_path / "train", 5, classes=6, suffix=".png")
     cfg = HarvestConfig(images=folder, layer="mixed4d", out=tmp_path / "s", weights="random", resize=56, crop=48,
                         workers=0, progress=False, batch_size=4, per_image=3, shard_size=7)  # fmt: skip
     assert harvest(cfg).complete
@@ -68,7 +69,7 @@ def test_harvest_of_a_class_sorted_folder_mixes_classes(tmp_path, capsys):
 
 
 def test_max_images_spreads_over_classes(tmp_path):
-    folder = make_class_images(tmp_path / "train", classes=6, per_class=4)
+    folder = make_images(tmp_path / "train", 4, classes=6, suffix=".png")
     cfg = HarvestConfig(images=folder, layer="mixed4d", out=tmp_path / "s", weights="random", resize=56, crop=48,
                         workers=0, progress=False, per_image=1, max_images=12, seed=5)  # fmt: skip
     harvest(cfg)
