@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..fsio import atomic_write_json
 from . import branches as br
 from .branch_null import LEVEL
 from .concepts import label_text
@@ -20,6 +21,8 @@ DENSE_FREQ = 0.1  #: a direction firing at more than this share of positions is 
 
 
 def dump(path: Path, obj) -> None:
+    """Compact JSON written in place: the per-direction files are many, and an analysis whose summary.json (written
+    last, atomically) is missing is redone whole, so a torn one is never read as complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, separators=(",", ":")))
 
@@ -322,6 +325,6 @@ def write_all(cfg, ctx, sae_cfg, state, derived, files, names, source, elapsed, 
     summary["labels"]["significant_neurons"] = sum(enr["neurons"].significant)
     summary["labels"]["family_size_neurons"] = enr["neurons"].family_size
     summary["metrics"] = headline_metrics(summary, sae_cfg, ev or {}, cfg.eval_report)
-    dump(out / "summary.json", summary)
     write_report(out, summary, derived)
+    atomic_write_json(out / "summary.json", summary, indent=None, separators=(",", ":"))  # the completion marker: last
     return summary

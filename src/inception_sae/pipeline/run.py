@@ -20,6 +20,7 @@ from ..analysis.config import AnalyzeConfig
 from ..circuits.config import CircuitsConfig
 from ..data.harvest import HarvestConfig
 from ..errors import UserError
+from ..fsio import atomic_write_text
 from ..sae.train_config import TrainConfig
 from ..settings import values
 from ..site.config import SiteConfig
@@ -257,7 +258,7 @@ def run_pipeline(
         for path in paths.outputs(name, cfg.layers):
             remove(path)
     paths.root.mkdir(parents=True, exist_ok=True)
-    paths.config.write_text(to_yaml(cfg))
+    atomic_write_text(paths.config, to_yaml(cfg))
     ctx = work.Context(cfg, paths, progress=progress, console=console)
     view = view or StageView()  # stage lines always; ``progress`` only switches the stages' own bars
     result, changed = RunResult(paths.root, paths.site), False

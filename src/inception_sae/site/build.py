@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from ..analysis.render import PACK, is_packed
 from ..errors import UserError
+from ..fsio import atomic_write_json, atomic_write_text
 from .concepts import ConceptIndex, category_of
 from .config import SiteConfig
 from .inputs import Analysis, Circuits, read_analysis, read_circuits, read_featvis
@@ -317,7 +318,7 @@ def render_index(out: Path, title: str) -> None:
         loader=jinja2.PackageLoader("inception_sae.site", "templates"), autoescape=jinja2.select_autoescape()
     )
     html = env.get_template("index.html").render(title=title, scripts=SCRIPTS)
-    (out / "index.html").write_text(html, encoding="utf-8")
+    atomic_write_text(out / "index.html", html)
 
 
 def folder_size(out: Path) -> tuple[int, int]:
@@ -339,7 +340,7 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
     fv, circ = read_featvis(cfg.featvis), read_circuits(cfg.circuits, cfg.top_neighbours)
     out = Path(cfg.out)
     prepare_out(out)
-    (out / "site.json").write_text('{"status": "building"}\n')  # marks the folder as ours if the build fails
+    atomic_write_text(out / "site.json", '{"status": "building"}\n')  # marks the folder as ours if the build fails
     total, done = sum(len(a.feature_ids) for a in analyses), 0
 
     def tick() -> None:
@@ -380,5 +381,5 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
     files, size = folder_size(out)
     seconds = time.perf_counter() - t0
     report = {**site, "files": files, "bytes": size, "seconds": round(seconds, 2), "linked_images": images}
-    (out / "site.json").write_text(json.dumps(report, indent=1))
+    atomic_write_json(out / "site.json", report)  # the completion marker: written last
     return BuildResult(out, total, files, size, seconds)
