@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from factories import one_line_error, run_args, run_cli_process, synthetic_images
+from factories import one_line_error, run_args, run_cli, run_cli_process, synthetic_images
 
 from inception_sae.cli import main
 from inception_sae.data.labels import load_labels
@@ -198,6 +198,35 @@ def test_a_bug_inside_a_stage_keeps_its_traceback(tmp_path, images, bug, monkeyp
     assert f"{type(bug).__name__}: " in err
     assert not any(line.startswith("error: ") for line in err.splitlines())
     assert err.strip().splitlines()[-1] == BUG_HINT
+
+
+def harvest_args(images, out) -> list:
+    return ["harvest", "--images", images, "--layer", "mixed3b", "--out", out, "--weights", "random", "--no-progress"]
+
+
+def test_an_unreadable_image_list_is_one_line_naming_it(tmp_path):
+    lst = tmp_path / "list.txt"
+    lst.write_bytes(b"\xff\xfeimg.png\n")  # not UTF-8
+    for args in (harvest_args(lst, tmp_path / "store"), run_args(lst, tmp_path / "run")):
+        r = run_cli(*args)
+        assert r.returncode == 2
+        one_line_error(r, f"cannot read the image list {lst}")
+
+
+@pytest.mark.parametrize("command", ["harvest", "run"])
+def test_a_bug_while_listing_images_keeps_its_traceback(tmp_path, images, command, monkeypatch):
+    """Listing the images turns only the user's mistakes into one line, not any ValueError raised on the way."""
+    from inception_sae.cli import BUG_HINT
+    from inception_sae.data.images import ImageDataset
+
+    def broken(cls, root, preprocess=None, recursive=True):
+        raise ValueError("a bug while listing")
+
+    monkeypatch.setattr(ImageDataset, "from_folder", classmethod(broken))
+    args = harvest_args(images, tmp_path / "store") if command == "harvest" else run_args(images, tmp_path / "run")
+    r = run_cli(*args)
+    assert r.returncode == 1 and "ValueError: a bug while listing" in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == BUG_HINT
 
 
 def test_user_errors_are_still_the_builtin_types_library_callers_catch():

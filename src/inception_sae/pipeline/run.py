@@ -187,10 +187,7 @@ def check_store_sizes(cfg: RunConfig, paths: Paths, redo: tuple[str, ...]) -> No
     if not todo:
         return
     assert cfg.images is not None  # validate() refused a run without them
-    try:
-        n_images = len(ImageDataset.from_path(cfg.images).files)
-    except (FileNotFoundError, ValueError) as e:
-        raise UserError(str(e)) from None
+    n_images = len(ImageDataset.from_path(cfg.images).files)  # a missing or unreadable source is a UserError
     if h.max_images:
         n_images = min(n_images, h.max_images)
     if n_images == 0:
