@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from factories import make_images, make_sae
+from factories import make_images, make_sae, run_cli
 from factories.circuits import planted_pair
 from factories.sae import random_sae
 
@@ -14,7 +14,6 @@ from inception_sae.circuits.attribution import ablation_effects, find_sites, gra
 from inception_sae.circuits.compare import compare_feature
 from inception_sae.circuits.linearize import Linearised, make_chain
 from inception_sae.circuits.weights import WeightCircuit
-from inception_sae.cli import main
 from inception_sae.data.images import ImageDataset, Preprocess
 from inception_sae.sae.model import load_layer_sae
 
@@ -84,7 +83,8 @@ def test_cli_end_to_end(model, tmp_path, images):
     (tmp_path / "ana" / "features" / "5.json").write_text(json.dumps({"id": 5, "layer": "mixed4b", "label": "ears"}))
     args = ["circuits", "--upstream", str(a), "--downstream", str(b), "--out", str(out), "--feature", str(j)]
     args += ["--images", str(images), "--image-size", "64", "--compare-features", "2", "--weights", "random"]
-    assert main([*args, "--analysis", str(tmp_path / "ana")]) == 0
+    r = run_cli(*args, "--analysis", str(tmp_path / "ana"))
+    assert r.returncode == 0
     graph = json.loads((out / "graph.json").read_text())
     ids = {n["id"] for n in graph["nodes"]}
     assert f"mixed4c/f/{j}" in ids and "mixed4b/error" in ids
@@ -116,7 +116,8 @@ def test_cli_end_to_end(model, tmp_path, images):
     for name in (f"graph_mixed4c_{j}.png", f"graph_mixed4c_{j}.svg", f"graph_mixed4c_{j}_data.png", "agreement.png"):
         assert (out / name).stat().st_size > 1000, name
     # bad input: one line, exit 2
-    assert main(["circuits", "--upstream", str(a), "--downstream", str(a), "--out", str(out)]) == 2
+    r = run_cli("circuits", "--upstream", str(a), "--downstream", str(a), "--out", str(out))
+    assert r.returncode == 2
 
 
 @pytest.mark.slow

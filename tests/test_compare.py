@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from factories import make_images, make_sae, unit_rows
+from factories import make_images, make_sae, run_cli, unit_rows
 from factories.compare import PlantedModel
 
-from inception_sae.cli import main
 from inception_sae.compare import CompareConfig, CorrelationAccumulator, compare_saes, one_to_one
 from inception_sae.models.layers import layer_info
 
@@ -18,7 +17,8 @@ from inception_sae.models.layers import layer_info
 def test_compare_with_itself_matches_every_feature_at_cosine_one(tmp_path):
     W = unit_rows(torch.randn(200, 512, generator=torch.Generator().manual_seed(0)))
     sae = make_sae(tmp_path / "a", W_dec=W, layer="mixed4b")
-    assert main(["compare", str(sae), str(sae), "--out", str(tmp_path / "c")]) == 0
+    res = run_cli("compare", str(sae), str(sae), "--out", str(tmp_path / "c"))
+    assert res.returncode == 0
     r = json.loads((tmp_path / "c" / "compare.json").read_text())
     fa = r["features_a"]
     assert fa["cos_match"] == list(range(200)) and fa["cos_1to1_match"] == list(range(200))
@@ -114,11 +114,12 @@ def test_planted_shared_activation_patterns_are_matched_above_the_shuffled_null(
     assert not r["same_layer"] and "decoder" not in r
 
 
-def test_different_layers_without_images_is_a_one_line_error(tmp_path, capsys):
+def test_different_layers_without_images_is_a_one_line_error(tmp_path):
     a = make_sae(tmp_path / "a", W_dec=unit_rows(torch.randn(20, 512)), layer="mixed4b")
     b = make_sae(tmp_path / "b", W_dec=unit_rows(torch.randn(20, 832)), layer="mixed4e")
-    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    r = run_cli("compare", str(a), str(b), "--out", str(tmp_path / "c"))
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "needs --images" in err[0]
 
 

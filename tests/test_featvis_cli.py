@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from factories import make_sae, run_cli_process
+from factories import make_sae, run_cli, run_cli_process
 
-from inception_sae.cli import main
 from inception_sae.commands.featvis import parse_ids
 from inception_sae.errors import UserError
 from inception_sae.featvis.run import item_seed
@@ -40,7 +39,8 @@ def test_sae_folder_reader(sae_dir):
 def test_features_with_diversity_index_and_resume(sae_dir, tmp_path):
     out = tmp_path / "fv"
     args = ["featvis", "--sae", str(sae_dir), "--features", "0-2", "--diversity", "2", "--out", str(out), *FAST]
-    assert main(args) == 0
+    r = run_cli(*args)
+    assert r.returncode == 0
     names = sorted(p.name for p in (out / "mixed3a" / "f").iterdir())
     assert names == [f"{i}{s}.png" for i in range(3) for s in ("", "_div0", "_div1")]
     index = json.loads((out / "featvis.json").read_text())
@@ -52,7 +52,8 @@ def test_features_with_diversity_index_and_resume(sae_dir, tmp_path):
     assert set(item["variants"]) == {"0", "1"}
     assert item["seed"] == item_seed(0, "mixed3a", "f", 1)
     stamp = (out / "mixed3a/f/0.png").stat().st_mtime_ns
-    assert main([*args[:4], "0-3", *args[5:]]) == 0  # resume: only feature 3 is new
+    r = run_cli(*args[:4], "0-3", *args[5:])
+    assert r.returncode == 0  # resume: only feature 3 is new
     assert (out / "mixed3a/f/0.png").stat().st_mtime_ns == stamp
     assert (out / "mixed3a/f/3_div1.png").is_file()
     items = json.loads((out / "featvis.json").read_text())["layers"]["mixed3a"]["f"]["items"]
@@ -67,9 +68,10 @@ def test_neurons_via_subprocess(tmp_path):
     assert sorted(p.name for p in (out / "mixed3a_5x5" / "n").iterdir()) == ["0.png", "1.png"]
 
 
-def test_out_of_range_ids_fail_before_loading_the_model(sae_dir, tmp_path, capsys):
-    assert main(["featvis", "--out", str(tmp_path), *FAST, "--sae", str(sae_dir), "--features", "99"]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: ids out of range 0-23: [99]"
+def test_out_of_range_ids_fail_before_loading_the_model(sae_dir, tmp_path):
+    r = run_cli("featvis", "--out", str(tmp_path), *FAST, "--sae", str(sae_dir), "--features", "99")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == "error: ids out of range 0-23: [99]"
 
 
 @pytest.mark.parametrize(
@@ -81,16 +83,18 @@ def test_out_of_range_ids_fail_before_loading_the_model(sae_dir, tmp_path, capsy
         (["--features", "0"], "needs --sae"),
     ],
 )
-def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
-    assert main(["featvis", "--out", str(tmp_path / "o"), *FAST, *extra]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+def test_bad_input_is_one_line(tmp_path, extra, message):
+    r = run_cli("featvis", "--out", str(tmp_path / "o"), *FAST, *extra)
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
     assert message in err[-1]
 
 
 def test_sae_on_other_layer_is_refused(tmp_path):
     sae = make_sae(tmp_path / "s4", 508, 8, layer="mixed4a")
     args = ["featvis", "--sae", str(sae), "--layer", "mixed3a", "--features", "0", "--out", str(tmp_path / "o"), *FAST]
-    assert main(args) == 2
+    r = run_cli(*args)
+    assert r.returncode == 2
 
 
 class KilledError(Exception):

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from factories import make_images
+from factories import make_images, run_cli
 from factories.stores import SMALL_HARVEST, store_as_dict
 
 from inception_sae import ActivationStore
-from inception_sae.cli import main
 from inception_sae.data.harvest import HarvestConfig, harvest
 from inception_sae.data.images import Preprocess, load_image
 from inception_sae.data.sampling import select_positions
@@ -116,13 +115,15 @@ def test_refuses_a_different_command_and_resumes_the_same(image_dir, tmp_path):
             run(image_dir, out, **{"per_image": 2, "max_images": 3, **change})
 
 
-def test_cli_one_line_errors(image_dir, tmp_path, capsys):
+def test_cli_one_line_errors(image_dir, tmp_path):
     base = ["harvest", "--images", str(image_dir), "--out", str(tmp_path / "s"), "--no-progress", "--weights", "random"]
-    assert main([*base, "--layer", "mixed4z"]) == 2
-    assert "unknown layer 'mixed4z'" in capsys.readouterr().err
+    r = run_cli(*base, "--layer", "mixed4z")
+    assert r.returncode == 2
+    assert "unknown layer 'mixed4z'" in r.stderr
     (tmp_path / "empty").mkdir()
-    assert main(["harvest", "--images", str(tmp_path / "empty"), "--layer", "mixed4d", "--out", "x"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    r = run_cli("harvest", "--images", str(tmp_path / "empty"), "--layer", "mixed4d", "--out", "x")
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
     assert err[-1].startswith("error: no images")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from factories import run_cli
 from factories.stores import SMALL_HARVEST, store_as_dict
 
 from inception_sae import ActivationStore
-from inception_sae.cli import main
 from inception_sae.data import harvest as hv
 from inception_sae.data.harvest import HarvestConfig, harvest, harvest_layers
 from inception_sae.errors import UserError
@@ -77,13 +77,14 @@ def test_a_pass_refuses_harvests_that_differ_in_shared_settings(image_dir, tmp_p
         harvest_layers([a, HarvestConfig(**{**b.__dict__, "out": a.out})])
 
 
-def test_cli_several_layers_write_one_store_each(image_dir, tmp_path, capsys):
+def test_cli_several_layers_write_one_store_each(image_dir, tmp_path):
     out = tmp_path / "stores"
     args = ["harvest", "--images", str(image_dir), "--out", str(out), "--weights", "random", "--no-progress",
             "--layer", "mixed4c", "--layer", "mixed4d", "--resize", "56", "--crop", "48", "--workers", "0",
             "--max-images", "3", "--per-image", "2"]  # fmt: skip
-    assert main(args) == 0
-    err = capsys.readouterr().err
+    r = run_cli(*args)
+    assert r.returncode == 0
+    err = r.stderr
     for x in ("mixed4c", "mixed4d"):
         st = ActivationStore.open(out / x)
         assert st.status == "complete" and len(st) == 6 and f"{out / x}: complete" in err
