@@ -91,10 +91,10 @@ def run_cli_process(*args: object, timeout: float = 600, **env: str) -> subproce
     return subprocess.run(cli_command(*args), env=process_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
-def one_line_error(source, *needles: str) -> str:
-    """Exactly one ``error:`` line and no traceback in ``source`` (a :class:`CliResult`, or pytest's ``capsys``
-    after a direct ``main()``); other lines are only run's stage lines or the untrained-weights warning."""
-    text = source.stderr if isinstance(source, CliResult) else source.readouterr().err
+def one_line_error(result: CliResult, *needles: str) -> str:
+    """Exactly one ``error:`` line, holding every needle, and no traceback in what ``result`` printed; other lines
+    are only run's stage lines or the untrained-weights warning. Returns the error line."""
+    text = result.stderr
     assert "Traceback" not in text, text
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error: ")]
