@@ -2,7 +2,7 @@
 
     python benchmarks/site_build.py [--features 8448] [--work /tmp/site_bench]
 
-Writes the fake analysis (tests/site_fixture.py: realistic JSON sizes, 5 top + 10 interval
+Writes the fake analysis (tests/factories/site.py: realistic JSON sizes, 5 top + 10 interval
 heatmaps per feature as hard links, 1,000 class entries, featvis for every feature) once,
 then times the build and reports files, bytes and seconds.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from site_fixture import make_analysis, make_featvis
+from factories.site import make_analysis, make_featvis
 
 from inception_sae.site import SiteConfig, build_site
 

@@ -50,9 +50,9 @@ def write_sae(folder: Path, store: Path, m: int = 2112, d: int = 528, k: int = 3
 
 def generated_images(folder: Path, n: int) -> Path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import write_images
+    from factories import make_images
 
-    write_images(folder, n, size=(256, 256), seed=0)
+    make_images(folder, n, size=(256, 256), seed=0)
     return folder
 
 

@@ -1,18 +1,19 @@
-"""Shared fixtures: a seeded random model, the shared real-image sample, tiny images."""
+"""Shared fixtures: a seeded random model, the shared real-image sample, tiny images, a browser.
+
+Test data is made by the ``factories`` package next to this file; test modules import from there, never from
+one another.
+"""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from harvest_helpers import make_images
-from PIL import Image
+from factories import make_images
+from factories.images import SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLE_DIR = SHARED_DATA / "imagenet-sample-1000"
 LABELS_TSV = SHARED_DATA / "inception5h_labels.tsv"
 
@@ -41,33 +42,16 @@ def labels_tsv() -> Path:
     return LABELS_TSV
 
 
-def write_images(folder: Path, n: int, size: tuple[int, int] = (96, 80), seed: int = 0) -> list[Path]:
-    """``n`` small random RGB JPEGs with structure (gradients + noise)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(n):
-        h, w = size[1], size[0]
-        yy, xx = np.mgrid[0:h, 0:w]
-        base = np.stack([xx / w, yy / h, (xx + yy) / (w + h)], -1) * 255 * rng.uniform(0.3, 1, 3)
-        img = np.clip(base + rng.normal(0, 30, (h, w, 3)), 0, 255).astype(np.uint8)
-        p = folder / f"img{i:03d}.jpg"
-        Image.fromarray(img).save(p, quality=90)
-        paths.append(p)
-    return paths
-
-
 @pytest.fixture
 def tiny_images(tmp_path) -> Path:
-    """A folder of 6 small synthetic JPEGs."""
-    write_images(tmp_path / "imgs", 6)
-    return tmp_path / "imgs"
+    """A folder of 6 small generated JPEGs."""
+    return make_images(tmp_path / "imgs", 6)
 
 
 @pytest.fixture(scope="session")
 def image_dir(tmp_path_factory) -> Path:
     """12 small generated images shared by the harvest tests."""
-    return make_images(tmp_path_factory.mktemp("images"), 12)
+    return make_images(tmp_path_factory.mktemp("images"), 12, suffix=".png")
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import torch
-from analysis_helpers import unit_rows, write_sae
-from conftest import write_images
+from factories import make_images, make_sae, unit_rows
 
 from inception_sae.analysis import branches as br
 from inception_sae.analysis.config import AnalyzeConfig
@@ -37,13 +36,13 @@ def channel_rms(model, folder, size, layer):
 def test_planted_5x5_features_are_flagged(model, tmp_path):
     """16 features mostly in mixed4d's 5x5 slice (400-463) are 5x5-specialised; 48 null-like ones are not."""
     imgs = tmp_path / "imgs"
-    write_images(imgs, 6, size=(80, 72))
+    make_images(imgs, 6, size=(80, 72))
     rms = channel_rms(model, imgs, 64, "mixed4d")
     g = torch.Generator().manual_seed(0)
     planted = torch.randn(16, 528, generator=g).abs() * rms * 0.15
     planted[:, 400:464] = torch.rand(16, 64, generator=g) * rms[400:464] * 3
     random = torch.randn(48, 528, generator=g) * rms  # drawn like the null
-    write_sae(tmp_path / "sae", unit_rows(torch.cat([planted, random])), "mixed4d", k=8)
+    make_sae(tmp_path / "sae", W_dec=unit_rows(torch.cat([planted, random])), layer="mixed4d", k=8)
     cfg = AnalyzeConfig(tmp_path / "sae", imgs, tmp_path / "out", input_size=64, batch_size=6,
                         umap=False, logit_effect=False, render_top=0, render_intervals=0, n_top=3,
                         family=",".join(map(str, range(0, 16, 2))))  # fmt: skip

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 import torch
-from analysis_helpers import unit_rows, write_sae
-from conftest import REPO, write_images
+from factories import make_images, make_sae, run_cli, unit_rows
 from PIL import Image
 
 from inception_sae.analysis.config import AnalyzeConfig
@@ -24,25 +21,20 @@ FEATURE_KEYS = {"id", "frequency", "max", "branch_share", "branch_share_norm", "
                 "label_classes", "label_significant"}  # fmt: skip
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.run([sys.executable, "-m", "inception_sae", *args], capture_output=True, text=True, env=env)
-
-
 @pytest.fixture(scope="module")
 def sae_dir(tmp_path_factory):
-    return write_sae(
+    return make_sae(
         tmp_path_factory.mktemp("sae") / "sae",
-        unit_rows(torch.randn(24, 256, generator=torch.Generator().manual_seed(0))),
-        "mixed3a",
+        W_dec=unit_rows(torch.randn(24, 256, generator=torch.Generator().manual_seed(0))),
+        layer="mixed3a",
         k=6,
     )
 
 
 def test_cli_writes_the_contract(sae_dir, tmp_path):
-    write_images(tmp_path / "imgs", 5, size=(40, 36))
+    make_images(tmp_path / "imgs", 5, size=(40, 36))
     out = tmp_path / "out"
-    r = cli("analyze", "--sae", str(sae_dir), "--images", str(tmp_path / "imgs"), "--out", str(out),
+    r = run_cli("analyze", "--sae", str(sae_dir), "--images", str(tmp_path / "imgs"), "--out", str(out),
             "--weights", "random", "--input-size", "32", "--batch-size", "2", "--no-umap", "--no-logit-effect",
             "--n-top", "4", "--render-top", "2", "--render-intervals", "0")  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -70,7 +62,7 @@ def test_cli_writes_the_contract(sae_dir, tmp_path):
 
 
 def test_cli_bad_input_is_one_line(tmp_path):
-    r = cli("analyze", "--sae", str(tmp_path / "nope"), "--images", str(tmp_path), "--out", str(tmp_path / "o"),
+    r = run_cli("analyze", "--sae", str(tmp_path / "nope"), "--images", str(tmp_path), "--out", str(tmp_path / "o"),
             "--weights", "random")  # fmt: skip
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
 
@@ -97,7 +89,7 @@ def brute_image_maxima(model, sae_dir, folder, size):
 
 @pytest.mark.parametrize("n_images", [4, 40])
 def test_pipeline_mining_equals_brute_force_and_state_is_bounded(model, sae_dir, tmp_path, n_images):
-    write_images(tmp_path / "imgs", n_images, size=(36, 34), seed=n_images)
+    make_images(tmp_path / "imgs", n_images, size=(36, 34), seed=n_images)
     cfg = AnalyzeConfig(sae_dir, tmp_path / "imgs", tmp_path / "out", input_size=32, batch_size=8, n_top=3,
                         render_top=0, render_intervals=0, umap=False, logit_effect=False)  # fmt: skip
     summary = analyze(cfg, model=model, progress=False).summary
@@ -137,7 +129,7 @@ def test_umap_coordinates_are_seeded():
 def test_interrupted_run_resumes_to_the_same_result(model, sae_dir, tmp_path, monkeypatch):
     import inception_sae.analysis.passes as passes
 
-    write_images(tmp_path / "imgs", 6, size=(36, 34), seed=9)
+    make_images(tmp_path / "imgs", 6, size=(36, 34), seed=9)
     kw = dict(input_size=32, batch_size=2, n_top=3, render_top=0, render_intervals=0, umap=False,
               logit_effect=False, checkpoint_every_s=1e-9)  # fmt: skip
     analyze(AnalyzeConfig(sae_dir, tmp_path / "imgs", tmp_path / "ref", **kw), model=model, progress=False)

@@ -6,8 +6,7 @@ import json
 
 import pytest
 import torch
-from analysis_helpers import unit_rows, write_sae
-from conftest import write_images
+from factories import make_images, make_sae, unit_rows
 
 from inception_sae.analysis.config import AnalyzeConfig
 from inception_sae.analysis.run import analyze
@@ -26,10 +25,8 @@ def trained_sae(tmp_path_factory):
     recipe = {"sampling": "top-norm", "per_image": PER_IMAGE, "seed": 0, "preprocess": {"resize": 37, "crop": 32}}
     (store / "manifest.json").write_text(json.dumps(recipe))
     rows = unit_rows(torch.randn(24, 256, generator=torch.Generator().manual_seed(1)))
-    sae = write_sae(tmp / "sae", rows, "mixed3a", k=6, data=None)  # from before cfg.json recorded its data
-    cfg = json.loads((sae / "cfg.json").read_text())
-    (sae / "cfg.json").write_text(json.dumps({**cfg, "store": str(store)}))
-    return sae
+    # from before cfg.json recorded its data: only the store's place
+    return make_sae(tmp / "sae", W_dec=rows, layer="mixed3a", k=6, data=None, store=str(store))
 
 
 def brute_top_norm_firing(model, sae_dir, folder) -> tuple[torch.Tensor, int]:
@@ -50,7 +47,7 @@ def brute_top_norm_firing(model, sae_dir, folder) -> tuple[torch.Tensor, int]:
 
 
 def test_training_position_statistics_equal_brute_force(model, trained_sae, tmp_path):
-    write_images(tmp_path / "imgs", 10, size=(36, 34), seed=4)
+    make_images(tmp_path / "imgs", 10, size=(36, 34), seed=4)
     cfg = AnalyzeConfig(trained_sae, tmp_path / "imgs", tmp_path / "out", input_size=32, batch_size=4, n_top=3,
                         render_top=0, render_intervals=0, umap=False, logit_effect=False)  # fmt: skip
     summary = analyze(cfg, model=model, progress=False).summary
@@ -69,8 +66,8 @@ def test_training_position_statistics_equal_brute_force(model, trained_sae, tmp_
 
 
 def test_without_a_rule_the_training_statistics_say_so(model, tmp_path):
-    sae = write_sae(tmp_path / "sae", unit_rows(torch.randn(24, 256)), "mixed3a", k=6)  # records "no rule"
-    write_images(tmp_path / "imgs", 3, size=(36, 34), seed=5)
+    sae = make_sae(tmp_path / "sae", W_dec=unit_rows(torch.randn(24, 256)), layer="mixed3a", k=6)  # records "no rule"
+    make_images(tmp_path / "imgs", 3, size=(36, 34), seed=5)
     cfg = AnalyzeConfig(sae, tmp_path / "imgs", tmp_path / "out", input_size=32, batch_size=4, n_top=3,
                         render_top=0, render_intervals=0, umap=False, logit_effect=False)  # fmt: skip
     summary = analyze(cfg, model=model, progress=False).summary

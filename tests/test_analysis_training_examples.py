@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from analysis_helpers import unit_rows
-from conftest import write_images
-from safetensors.torch import save_file
+from factories import make_images, make_sae, unit_rows
 
 from inception_sae.analysis.config import AnalyzeConfig
 from inception_sae.analysis.render import read_packed
 from inception_sae.analysis.run import analyze
 from inception_sae.data.images import ImageDataset, Preprocess, iter_batches
 from inception_sae.sae.model import TopKSAE
+from inception_sae.sae.view import SAETensors
 
 PER_IMAGE, N_IMAGES, M, SIZE = 3, 16, 8, 32
 ON, OFF = 0, 1  #: the planted features: fires only at training positions / only off them
@@ -53,21 +52,15 @@ def planted_sae(folder: Path, v: torch.Tensor, mask: torch.Tensor, store: Path) 
     W = torch.cat([torch.stack([u, -u]), others])
     b_enc = torch.zeros(M)
     b_enc[ON], b_enc[OFF] = -on_cut, off_cut
-    folder.mkdir(parents=True)
-    save_file({"W_enc": W.T.contiguous(), "W_dec": W.contiguous(), "b_enc": b_enc, "b_dec": torch.zeros(v.shape[2])},
-              str(folder / "sae_weights.safetensors"))  # fmt: skip
-    cfg = {"d_in": v.shape[2], "d_sae": M, "k": M, "architecture": "topk", "dtype": "float32", "device": "cpu",
-           "apply_b_dec_to_input": True, "normalize_activations": "none", "layer": "mixed3a", "model": "random:0",
-           "tie": "init", "store": str(store)}  # fmt: skip
-    (folder / "cfg.json").write_text(json.dumps(cfg))
-    return folder
+    tensors = SAETensors(W.T.contiguous(), W.contiguous(), b_enc, torch.zeros(v.shape[2]), M, "mixed3a")
+    return make_sae(folder, tensors=tensors, data=None, store=str(store))  # names its store, as folders did before
 
 
 @pytest.fixture(scope="module")
 def setup(model, tmp_path_factory) -> dict:
     """Images, their activations and rule positions, the planted SAE, and one analysis of them."""
     tmp = tmp_path_factory.mktemp("train_examples")
-    write_images(tmp / "imgs", N_IMAGES, size=(36, 34), seed=4)
+    make_images(tmp / "imgs", N_IMAGES, size=(36, 34), seed=4)
     (tmp / "store").mkdir()
     recipe = {"sampling": "top-norm", "per_image": PER_IMAGE, "seed": 0, "preprocess": {"resize": 37, "crop": SIZE}}
     (tmp / "store" / "manifest.json").write_text(json.dumps(recipe))

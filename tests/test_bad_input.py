@@ -10,10 +10,9 @@ import os
 import numpy as np
 import pytest
 import torch
-from run_helpers import one_line_error, run_args, tiny_images
+from factories import one_line_error, run_args, run_cli, synthetic_images
 
 from inception_sae import ActivationStore
-from inception_sae.cli import main
 from inception_sae.sae.model import SAEConfig, TopKSAE
 
 DEAD_URL = "http://127.0.0.1:9/nothing-here"
@@ -32,56 +31,64 @@ def fake_store(path, layer="mixed3b", d=480, n=2048, nan_rows=0, seed=0) -> Acti
 
 @pytest.fixture
 def images(tmp_path):
-    return tiny_images(tmp_path / "images", 4)
+    return synthetic_images(tmp_path / "images", 4)
 
 
-def test_wrong_layer_name(tmp_path, images, capsys):
-    assert main(run_args(images, tmp_path / "run", layers=("mixed4z",))) == 2
-    one_line_error(capsys, "unknown layer 'mixed4z'", "Did you mean")
+def test_wrong_layer_name(tmp_path, images):
+    r = run_cli(*run_args(images, tmp_path / "run", layers=("mixed4z",)))
+    assert r.returncode == 2
+    one_line_error(r, "unknown layer 'mixed4z'", "Did you mean")
     assert not (tmp_path / "run").exists()  # refused before anything was written
-    assert main(run_args(images, tmp_path / "run", layers=("mixed4b", "mixed4a"))) == 2
-    one_line_error(capsys, "network order")
+    r = run_cli(*run_args(images, tmp_path / "run", layers=("mixed4b", "mixed4a")))
+    assert r.returncode == 2
+    one_line_error(r, "network order")
 
 
-def test_mismatched_sae_and_store_dims(tmp_path, images, capsys):
+def test_mismatched_sae_and_store_dims(tmp_path, images):
     run = tmp_path / "run"
     fake_store(run / "mixed3b" / "store")
     sae = TopKSAE(SAEConfig(16, 32, 4), meta={"layer": "mixed3b", "model": "random:0"})
     sae.save(run / "mixed3b" / "sae")
     (run / "mixed3b" / "sae" / "train_summary.json").write_text("{}")
     before = fingerprint(run)
-    assert main(run_args(images, run)) == 2
-    one_line_error(capsys, "the SAE expects d=16 but", "has d=480")
+    r = run_cli(*run_args(images, run))
+    assert r.returncode == 2
+    one_line_error(r, "the SAE expects d=16 but", "has d=480")
     assert {k: v for k, v in fingerprint(run).items() if k != "config.yaml"} == before
 
 
-def test_sae_of_another_layer(tmp_path, capsys):
+def test_sae_of_another_layer(tmp_path):
     fake_store(tmp_path / "store", layer="mixed3b")
     TopKSAE(SAEConfig(480, 32, 4), meta={"layer": "mixed3a"}).save(tmp_path / "sae")
-    assert main(["eval", "--sae", str(tmp_path / "sae"), "--store", str(tmp_path / "store")]) == 2
-    one_line_error(capsys, "trained on layer mixed3a but store", "holds mixed3b")
+    r = run_cli("eval", "--sae", str(tmp_path / "sae"), "--store", str(tmp_path / "store"))
+    assert r.returncode == 2
+    one_line_error(r, "trained on layer mixed3a but store", "holds mixed3b")
 
 
-def test_missing_weights(tmp_path, images, capsys, monkeypatch):
+def test_missing_weights(tmp_path, images, monkeypatch):
     args = run_args(images, tmp_path / "run")
     args[args.index("random")] = str(tmp_path / "nope.pth")
-    assert main(args) == 2
-    one_line_error(capsys, "nope.pth does not exist")
+    r = run_cli(*args)
+    assert r.returncode == 2
+    one_line_error(r, "nope.pth does not exist")
     monkeypatch.setenv("INCEPTION_SAE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("INCEPTION_SAE_WEIGHTS_URL", DEAD_URL)
     args.remove("--weights")
     args.remove(str(tmp_path / "nope.pth"))
-    assert main(args) == 2
-    one_line_error(capsys, "could not download inception5h.pth", "--weights PATH")
+    r = run_cli(*args)
+    assert r.returncode == 2
+    one_line_error(r, "could not download inception5h.pth", "--weights PATH")
     assert sorted(p.name for p in images.rglob("*.png")) == sorted(f"{i:05d}.png" for i in range(4))
 
 
-def test_empty_image_folder(tmp_path, capsys):
+def test_empty_image_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert main(run_args(tmp_path / "empty", tmp_path / "run")) == 2
-    one_line_error(capsys, "no images (", "found under")
-    assert main(run_args(tmp_path / "missing", tmp_path / "run")) == 2
-    one_line_error(capsys, "does not exist")
+    r = run_cli(*run_args(tmp_path / "empty", tmp_path / "run"))
+    assert r.returncode == 2
+    one_line_error(r, "no images (", "found under")
+    r = run_cli(*run_args(tmp_path / "missing", tmp_path / "run"))
+    assert r.returncode == 2
+    one_line_error(r, "does not exist")
 
 
 def test_unreadable_images_are_skipped_and_counted(tmp_path, images):
@@ -99,7 +106,7 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, images):
     assert skipped["by_reason"] == {"not_an_image": 1, "broken_link": 3}
 
 
-def test_full_disk_during_training_is_one_line_and_resumes(tmp_path, capsys, monkeypatch):
+def test_full_disk_during_training_is_one_line_and_resumes(tmp_path, monkeypatch):
     from inception_sae.sae import train as train_mod
 
     store = fake_store(tmp_path / "store", d=16, n=1024).path
@@ -112,33 +119,37 @@ def test_full_disk_during_training_is_one_line_and_resumes(tmp_path, capsys, mon
     monkeypatch.setattr(train_mod.ckpt, "save_checkpoint", full)
     args = ["train", "--store", str(store), "--out", str(tmp_path / "sae"), "--latents", "32", "--k", "4",
             "--samples", "2048", "--batch-size", "256", "--checkpoint-every", "2", "--no-progress"]  # fmt: skip
-    assert main(args) == 2
-    one_line_error(capsys, "disk full while writing", "checkpoint", "rerun the same command")
+    r = run_cli(*args)
+    assert r.returncode == 2
+    one_line_error(r, "disk full while writing", "checkpoint", "rerun the same command")
     monkeypatch.setattr(train_mod.ckpt, "save_checkpoint", real)
-    assert main(args) == 0
+    r = run_cli(*args)
+    assert r.returncode == 0
     assert (tmp_path / "sae" / "sae_weights.safetensors").is_file()
     assert fingerprint(store) == before
 
 
-def test_nan_vectors_are_skipped_with_a_count_or_refused(tmp_path, capsys):
+def test_nan_vectors_are_skipped_with_a_count_or_refused(tmp_path):
     few = fake_store(tmp_path / "few", d=16, n=2048, nan_rows=20).path  # 1%: skipped and counted
     args = ["--latents", "32", "--k", "4", "--samples", "4096", "--batch-size", "512", "--no-progress"]
     args += ["--held-out", "0"]  # eval then takes the store's last 2048 rows: all of it, NaN rows included
-    assert main(["train", "--store", str(few), "--out", str(tmp_path / "sae"), *args]) == 0
+    r = run_cli("train", "--store", str(few), "--out", str(tmp_path / "sae"), *args)
+    assert r.returncode == 0
     summary = next(iter(json.loads((tmp_path / "sae" / "train_summary.json").read_text()).values()))
     assert summary["nonfinite_skipped"] > 0
-    err = capsys.readouterr().err  # said on the console as it happens, and the total at the end
+    err = r.stderr  # said on the console as it happens, and the total at the end
     assert "warning: skipped" in err and f"skipped {summary['nonfinite_skipped']} input rows holding NaN/inf" in err
     sae = TopKSAE.load(tmp_path / "sae")
     assert all(torch.isfinite(p).all() for p in sae.parameters())
     report = tmp_path / "e.json"
-    assert main(["eval", "--sae", str(tmp_path / "sae"), "--store", str(few), "--report", str(report)]) == 0
+    r = run_cli("eval", "--sae", str(tmp_path / "sae"), "--store", str(few), "--report", str(report))
+    assert r.returncode == 0
     ev = json.loads(report.read_text())["store"]
     assert ev["nonfinite_skipped"] == 20 and np.isfinite(ev["fvu"])
-    capsys.readouterr()
     many = fake_store(tmp_path / "many", d=16, n=2048, nan_rows=1024).path  # 50%: refused
-    assert main(["train", "--store", str(many), "--out", str(tmp_path / "sae2"), *args]) == 2
-    one_line_error(capsys, "non-finite (NaN/inf) vectors")
+    r = run_cli("train", "--store", str(many), "--out", str(tmp_path / "sae2"), *args)
+    assert r.returncode == 2
+    one_line_error(r, "non-finite (NaN/inf) vectors")
     assert not (tmp_path / "sae2" / "sae_weights.safetensors").exists()
 
 

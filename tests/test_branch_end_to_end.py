@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from branch_truth import NAMES, SLICES, D, atom_activations, atom_dictionary
+from factories.branch_truth import NAMES, SLICES, D, atom_activations, atom_dictionary
 
 from inception_sae.analysis import branches as br
 from inception_sae.data.source import ArraySource

@@ -11,8 +11,7 @@ import json
 
 import pytest
 import torch
-from analysis_helpers import unit_rows, write_sae
-from conftest import write_images
+from factories import make_images, make_sae, unit_rows
 
 from inception_sae.analysis.config import AnalyzeConfig
 from inception_sae.analysis.run import analyze
@@ -43,10 +42,13 @@ def labels_of(folder) -> list[str]:
 @pytest.mark.slow
 def test_one_label_per_feature_in_analysis_graph_and_compare(model, tmp_path):
     imgs = tmp_path / "imgs"
-    write_images(imgs, 6, size=(240, 240))
+    make_images(imgs, 6, size=(240, 240))
     rms = layer_rms(model, ImageDataset.from_path(imgs, Preprocess(256, 224)), ["mixed4c", "mixed4d"], 6)
     g = torch.Generator().manual_seed(0)
-    sae = {layer: write_sae(tmp_path / layer, rows(rms[layer], layer, g), layer) for layer in ("mixed4c", "mixed4d")}
+    sae = {
+        layer: make_sae(tmp_path / layer, W_dec=rows(rms[layer], layer, g), layer=layer)
+        for layer in ("mixed4c", "mixed4d")
+    }
     ana, labels = {}, {}
     for layer, folder in sae.items():
         ana[layer] = tmp_path / f"ana_{layer}"

@@ -1,10 +1,10 @@
 """The branch test against known truth.
 
-Two kinds of truth: rows generated OUTSIDE the test's model (``branch_truth``: real activation directions of the
-random network, centred and mixed ones, channel-RMS-scaled dense and sparse rows, every row with leak on all
+Two kinds of truth: rows generated OUTSIDE the test's model (``factories.branch_truth``: real activation directions
+of the random network, centred and mixed ones, channel-RMS-scaled dense and sparse rows, every row with leak on all
 channels including the dead ones, and planted rows whose activation pattern has one branch three times stronger),
-and rows drawn
-from the test's own assumptions (exchangeable entries in data units), whose p-values must then be uniform.
+and rows drawn from the test's own assumptions (exchangeable entries in data units), whose p-values must then be
+uniform.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from branch_truth import FAMILIES, NAMES, SLICES, D, Generator, activations
+from factories.branch_truth import FAMILIES, NAMES, SLICES, D, Generator, activations
+from factories.images import SHARED_SAMPLE
 
 from inception_sae.analysis import branch_null as bn
 from inception_sae.analysis import branches as br
@@ -22,9 +23,8 @@ from inception_sae.analysis import branches as br
 
 @pytest.fixture(scope="module")
 def population(model, tmp_path_factory):
-    from conftest import SAMPLE_DIR
 
-    A = activations(model, SAMPLE_DIR, 60, tmp_path_factory.mktemp("imgs"))
+    A = activations(model, SHARED_SAMPLE, 60, tmp_path_factory.mktemp("imgs"))
     gen = Generator(A, seed=0)
     W, tags = gen.population(per_family=300, planted=150, factor=3.0)
     return W, np.array(tags), gen.rms

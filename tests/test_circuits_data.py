@@ -6,14 +6,14 @@ import json
 
 import pytest
 import torch
-from circuits_helpers import planted_pair, random_sae, write_sae
-from conftest import write_images
+from factories import make_images, make_sae, run_cli
+from factories.circuits import planted_pair
+from factories.sae import random_sae
 
 from inception_sae.circuits.attribution import ablation_effects, find_sites, gradient_x_activation
 from inception_sae.circuits.compare import compare_feature
 from inception_sae.circuits.linearize import Linearised, make_chain
 from inception_sae.circuits.weights import WeightCircuit
-from inception_sae.cli import main
 from inception_sae.data.images import ImageDataset, Preprocess
 from inception_sae.sae.model import load_layer_sae
 
@@ -21,7 +21,7 @@ from inception_sae.sae.model import load_layer_sae
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     folder = tmp_path_factory.mktemp("circuit_images") / "imgs"
-    write_images(folder, 4, size=(64, 64))
+    make_images(folder, 4, size=(64, 64))
     return folder
 
 
@@ -64,7 +64,7 @@ def test_load_sae_matches_topk_sae(tmp_path):
     sae = random_sae("mixed4c", 512, 40, 5, 9)
     sae.b_enc.normal_(0, 0.1)
     sae.b_dec.normal_(0, 0.1)
-    folder = write_sae(sae, tmp_path / "sae")
+    folder = make_sae(tmp_path / "sae", tensors=sae)
     view, ref = load_layer_sae(folder).frozen(folder), TopKSAE.load(folder)
     v = torch.rand(7, 512)
     (va, ia), (vb, ib) = view.encode(v), ref.encode(v)
@@ -77,13 +77,14 @@ def test_cli_end_to_end(model, tmp_path, images):
     up, down, _, j = planted_pair(model, "mixed4b", "mixed4c", m=48)
     w1 = model.mixed4c.conv_1x1.conv.weight[:, :, 0, 0]
     planted_weight = float(down.W_enc[:128, j] @ w1 @ up.W_dec[5])
-    a, b = write_sae(up, tmp_path / "a"), write_sae(down, tmp_path / "b")
+    a, b = make_sae(tmp_path / "a", tensors=up), make_sae(tmp_path / "b", tensors=down)
     out = tmp_path / "out"
     (tmp_path / "ana" / "features").mkdir(parents=True)  # an analysis folder (analysis branch format) for labels
     (tmp_path / "ana" / "features" / "5.json").write_text(json.dumps({"id": 5, "layer": "mixed4b", "label": "ears"}))
     args = ["circuits", "--upstream", str(a), "--downstream", str(b), "--out", str(out), "--feature", str(j)]
     args += ["--images", str(images), "--input-size", "64", "--compare-features", "2", "--weights", "random"]
-    assert main([*args, "--analysis", str(tmp_path / "ana")]) == 0
+    r = run_cli(*args, "--analysis", str(tmp_path / "ana"))
+    assert r.returncode == 0
     graph = json.loads((out / "graph.json").read_text())
     ids = {n["id"] for n in graph["nodes"]}
     assert f"mixed4c/f/{j}" in ids and "mixed4b/error" in ids
@@ -115,7 +116,8 @@ def test_cli_end_to_end(model, tmp_path, images):
     for name in (f"graph_mixed4c_{j}.png", f"graph_mixed4c_{j}.svg", f"graph_mixed4c_{j}_data.png", "agreement.png"):
         assert (out / name).stat().st_size > 1000, name
     # bad input: one line, exit 2
-    assert main(["circuits", "--upstream", str(a), "--downstream", str(a), "--out", str(out)]) == 2
+    r = run_cli("circuits", "--upstream", str(a), "--downstream", str(a), "--out", str(out))
+    assert r.returncode == 2
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from circuits_helpers import random_sae
-from conftest import write_images
+from factories import make_images
+from factories.sae import random_sae
 
 from inception_sae.circuits.graph import CircuitGraph
 from inception_sae.circuits.linearize import exact_chain, make_chain
@@ -21,7 +21,7 @@ UP, DEAD, J, J_NEG = 3, 9, 7, 11  #: planted upstream feature, a never-firing on
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("recipe_images") / "imgs"
-    write_images(folder, 4, size=(64, 64))
+    make_images(folder, 4, size=(64, 64))
     return ImageDataset.from_folder(folder, Preprocess(resize=64, crop=64))  # mixed4b and mixed4c maps are 4x4
 
 

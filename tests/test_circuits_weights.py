@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from circuits_helpers import injected_1x1_effect, planted_pair, random_sae
-from conftest import write_images
+from factories import make_images
+from factories.circuits import injected_1x1_effect, planted_pair
+from factories.sae import random_sae
 
 from inception_sae.circuits.linearize import Linearised, linear_chain, make_chain
 from inception_sae.circuits.validate import odds_ratio, rankdata, spearman
@@ -121,7 +122,7 @@ def test_planted_circuit_ranked_first_by_weights(model):
 def test_logit_weights_exact_and_class_circuit(model, tmp_path):
     import json
 
-    from circuits_helpers import write_sae
+    from factories import make_sae
 
     from inception_sae.circuits.config import CircuitsConfig
     from inception_sae.circuits.run import run as run_circuits
@@ -138,7 +139,7 @@ def test_logit_weights_exact_and_class_circuit(model, tmp_path):
     assert all(e[1] == "class/12" for e in edges if e[3] == "logit")
     assert edges[0][2] == pytest.approx(float(W[12].max()))
     # the stage: logits.json, class figure, class nodes in graph.json
-    a, b = write_sae(up, tmp_path / "a"), write_sae(down, tmp_path / "b")
+    a, b = make_sae(tmp_path / "a", tensors=up), make_sae(tmp_path / "b", tensors=down)
     run_circuits(CircuitsConfig(a, b, tmp_path / "out", feature=1, classes=(12,), top=3), model)
     assert (tmp_path / "out" / "class_12.png").is_file() and (tmp_path / "out" / "class_12.svg").is_file()
     logits = json.loads((tmp_path / "out" / "logits.json").read_text())["mixed5b/f/1"]
@@ -247,7 +248,7 @@ def test_circuits_read_the_analysis_labels_or_compute_them_by_the_same_rule(tmp_
     sae.W_dec[:10] = sae.W_dec[:10].abs() * 0.05
     sae.W_dec[:10, a:b] = 1.0  # ten clearly 5x5 features
     imgs = tmp_path / "imgs"
-    write_images(imgs, 4, size=(72, 72))
+    make_images(imgs, 4, size=(72, 72))
     ds = ImageDataset.from_path(imgs, Preprocess(resize=73, crop=64))
     cfg = CircuitsConfig(tmp_path, tmp_path, tmp_path / "out", input_size=64)
     labels, source = branch_labels(cfg, {}, model, ds, sae)
@@ -263,18 +264,17 @@ def test_circuits_read_the_analysis_labels_or_compute_them_by_the_same_rule(tmp_
 
 def test_circuits_images_at_the_sae_folders_harvest_preprocessing(tmp_path):
     """Without --input-size the upstream SAE's recorded harvest preprocessing is used; none recorded: refused."""
-    from circuits_helpers import write_sae
+    from factories import make_sae
 
     from inception_sae.circuits.config import CircuitsConfig
     from inception_sae.circuits.run import image_preprocess
 
-    folder = write_sae(random_sae("mixed4b", 512, 8, 2, 0), tmp_path / "up")
+    folder = make_sae(tmp_path / "up", tensors=random_sae("mixed4b", 512, 8, 2, 0))
     cfg = CircuitsConfig(folder, folder, tmp_path / "out", images=tmp_path)
     with pytest.raises(UserError, match="--input-size"):
         image_preprocess(cfg)
-    meta = json.loads((folder / "cfg.json").read_text())
-    meta["data"] = {"rule": None, "rule_reason": "test", "preprocess": {"resize": 80, "crop": 64}}
-    (folder / "cfg.json").write_text(json.dumps(meta))
+    recorded = {"rule": None, "rule_reason": "test", "preprocess": {"resize": 80, "crop": 64}}
+    make_sae(folder, tensors=random_sae("mixed4b", 512, 8, 2, 0), data=recorded)  # the same SAE, its harvest known
     pre = image_preprocess(cfg)
     assert (pre.resize, pre.crop) == (80, 64)
     explicit = image_preprocess(CircuitsConfig(folder, folder, tmp_path / "out", images=tmp_path, input_size=96))

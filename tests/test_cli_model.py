@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+from factories import run_cli, run_cli_process
 
-from inception_sae.cli import main
 from inception_sae.data import labels as labels_mod
 from inception_sae.data.labels import load_labels, parse_labels
 
@@ -46,44 +42,47 @@ def test_labels_override_and_missing_file(tmp_path, monkeypatch):
     assert not placeholders.available and placeholders[5] == "class_5"
 
 
-def test_layers_command_lists_branches(capsys):
-    assert main(["layers"]) == 0
-    out = capsys.readouterr().out
+def test_layers_command_lists_branches():
+    r = run_cli("layers")
+    assert r.returncode == 0
+    out = r.stdout
     assert "mixed4d_5x5" in out and "400-463" in out and "363" in out
 
 
-def test_classify_eight_shared_images(sample_dir, labels_tsv, capsys):
+def test_classify_eight_shared_images(sample_dir, labels_tsv):
     images = sorted(sample_dir.glob("*.jpg"))[:8]
     args = ["classify", *map(str, images), "--top", "3", "--weights", "random", "--labels", str(labels_tsv)]
-    assert main(args) == 0
-    captured = capsys.readouterr()
-    assert "UNTRAINED WEIGHTS" in captured.err
-    assert captured.out.count("[UNTRAINED WEIGHTS]") == 8
-    lines = [ln for ln in captured.out.splitlines() if ln.startswith("  ")]
+    r = run_cli(*args)
+    assert r.returncode == 0
+    assert "UNTRAINED WEIGHTS" in r.stderr
+    assert r.stdout.count("[UNTRAINED WEIGHTS]") == 8
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("  ")]
     assert len(lines) == 24
     probs = [float(ln.split()[0]) for ln in lines]
     assert all(0 < p < 1 for p in probs)
 
 
-def test_bad_input_is_one_line(tmp_path, capsys):
-    assert main(["classify", str(tmp_path / "x.jpg"), "--weights", str(tmp_path / "nope.pth")]) == 2
-    err = capsys.readouterr().err.strip()
+def test_bad_input_is_one_line(tmp_path):
+    r = run_cli("classify", str(tmp_path / "x.jpg"), "--weights", str(tmp_path / "nope.pth"))
+    assert r.returncode == 2
+    err = r.stderr.strip()
     assert err.startswith("error:") and "\n" not in err
 
 
 def test_python_dash_m_entry_point():
-    env = dict(os.environ, PYTHONPATH=str(__import__("pathlib").Path(__file__).parents[1] / "src"))
-    r = subprocess.run([sys.executable, "-m", "inception_sae", "layers"], capture_output=True, text=True, env=env)
+    r = run_cli_process("layers")
     assert r.returncode == 0 and "mixed5b" in r.stdout
 
 
-def test_classify_a_folder_classifies_its_images(tmp_path, capsys):
+def test_classify_a_folder_classifies_its_images(tmp_path):
     from inception_sae.data.synthetic import write_synthetic_images
 
     write_synthetic_images(tmp_path / "imgs", n=3, size=48, seed=0)
     (tmp_path / "empty").mkdir()
-    assert main(["classify", str(tmp_path / "imgs"), "--top", "2", "--weights", "random"]) == 0
-    out = capsys.readouterr().out
+    r = run_cli("classify", str(tmp_path / "imgs"), "--top", "2", "--weights", "random")
+    assert r.returncode == 0
+    out = r.stdout
     assert out.count("[UNTRAINED WEIGHTS]") == 3 and "skipped" not in out
-    assert main(["classify", str(tmp_path / "empty"), "--weights", "random"]) == 2
-    assert "no images found" in capsys.readouterr().err
+    r = run_cli("classify", str(tmp_path / "empty"), "--weights", "random")
+    assert r.returncode == 2
+    assert "no images found" in r.stderr

@@ -7,11 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from analysis_helpers import unit_rows, write_sae
-from compare_helpers import PlantedModel
-from conftest import write_images
+from factories import make_images, make_sae, run_cli, unit_rows
+from factories.compare import PlantedModel
 
-from inception_sae.cli import main
 from inception_sae.compare import CompareConfig, CorrelationAccumulator, one_to_one
 from inception_sae.compare.run import run as compare_saes
 from inception_sae.models.layers import layer_info
@@ -19,8 +17,9 @@ from inception_sae.models.layers import layer_info
 
 def test_compare_with_itself_matches_every_feature_at_cosine_one(tmp_path):
     W = unit_rows(torch.randn(200, 512, generator=torch.Generator().manual_seed(0)))
-    sae = write_sae(tmp_path / "a", W, "mixed4b")
-    assert main(["compare", str(sae), str(sae), "--out", str(tmp_path / "c")]) == 0
+    sae = make_sae(tmp_path / "a", W_dec=W, layer="mixed4b")
+    res = run_cli("compare", str(sae), str(sae), "--out", str(tmp_path / "c"))
+    assert res.returncode == 0
     r = json.loads((tmp_path / "c" / "compare.json").read_text())
     fa = r["features_a"]
     assert fa["cos_match"] == list(range(200)) and fa["cos_1to1_match"] == list(range(200))
@@ -43,7 +42,7 @@ def test_permuted_and_partly_replaced_rows_match_exactly_the_kept_rows(tmp_path)
     Wb = Wa[perm].clone()
     replaced = torch.rand(m, generator=g) < 0.4  # ...except where replaced by a fresh random row
     Wb[replaced] = unit_rows(torch.randn(int(replaced.sum()), d, generator=g))
-    a, b = write_sae(tmp_path / "a", Wa, "mixed4b"), write_sae(tmp_path / "b", Wb, "mixed4b")
+    a, b = make_sae(tmp_path / "a", W_dec=Wa, layer="mixed4b"), make_sae(tmp_path / "b", W_dec=Wb, layer="mixed4b")
     r = compare_saes(CompareConfig(a, b, tmp_path / "c"))
     kept_a = set(perm[~replaced].tolist())
     fa, fb = r.features_a, r.features_b
@@ -101,10 +100,10 @@ def test_planted_shared_activation_patterns_are_matched_above_the_shuffled_null(
     pm = PlantedModel()
     K, S = pm.K, pm.S
     # Each SAE reads its layer's planted directions (rows 0..K-1) plus K random extra rows.
-    a = write_sae(tmp_path / "a", pm.D["mixed4b"], "mixed4b", k=K)
-    b = write_sae(tmp_path / "b", pm.D["mixed4c"], "mixed4c", k=K)
+    a = make_sae(tmp_path / "a", W_dec=pm.D["mixed4b"], layer="mixed4b", k=K)
+    b = make_sae(tmp_path / "b", W_dec=pm.D["mixed4c"], layer="mixed4c", k=K)
     imgs = tmp_path / "imgs"
-    write_images(imgs, 40)
+    make_images(imgs, 40)
     r = compare_saes(CompareConfig(a, b, tmp_path / "c", images=imgs, max_images=40, batch_size=8), model=pm)
     fa = r.features_a
     thr = fa["corr_null_q99"]  # each feature's own null threshold (was one pooled quantile for all)
@@ -116,11 +115,12 @@ def test_planted_shared_activation_patterns_are_matched_above_the_shuffled_null(
     assert not r.same_layer and r.decoder is None
 
 
-def test_different_layers_without_images_is_a_one_line_error(tmp_path, capsys):
-    a = write_sae(tmp_path / "a", unit_rows(torch.randn(20, 512)), "mixed4b")
-    b = write_sae(tmp_path / "b", unit_rows(torch.randn(20, 832)), "mixed4e")
-    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+def test_different_layers_without_images_is_a_one_line_error(tmp_path):
+    a = make_sae(tmp_path / "a", W_dec=unit_rows(torch.randn(20, 512)), layer="mixed4b")
+    b = make_sae(tmp_path / "b", W_dec=unit_rows(torch.randn(20, 832)), layer="mixed4e")
+    r = run_cli("compare", str(a), str(b), "--out", str(tmp_path / "c"))
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "needs --images" in err[0]
 
 

@@ -1,6 +1,6 @@
 """``compare``'s activation null: each feature against its own null, position-tied features flagged.
 
-Planted codes (``compare_helpers.planted_codes``): features shared by both sides, unshared ones
+Planted codes (``factories.compare.planted_codes``): features shared by both sides, unshared ones
 firing on 5-20% or on 0.02-0.1% of positions, position-tied ones (fixed positions in every image,
 content-free, as many on side B with the same positions) and pairs driven by an image-level cause.
 At the 1% level about 1% of the unshared features are called matches by chance: the assertions
@@ -14,9 +14,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from analysis_helpers import write_sae
-from compare_helpers import PlantedModel, planted_codes
-from conftest import write_images
+from factories import make_images, make_sae
+from factories.compare import PlantedModel, planted_codes
 
 from inception_sae.compare import CompareConfig, match
 from inception_sae.compare.report import table_rows
@@ -105,9 +104,9 @@ def test_cross_add_many_pairs_each_row_with_the_given_row_of_b(density):
 def test_compare_json_marks_position_tied_features_and_counts_them(tmp_path):
     pm = PlantedModel(tied=4)
     K, S, T = pm.K, pm.S, pm.tied
-    a = write_sae(tmp_path / "a", pm.D["mixed4b"], "mixed4b", k=K + T)
-    b = write_sae(tmp_path / "b", pm.D["mixed4c"], "mixed4c", k=K + T)
-    write_images(tmp_path / "imgs", 32)
+    a = make_sae(tmp_path / "a", W_dec=pm.D["mixed4b"], layer="mixed4b", k=K + T)
+    b = make_sae(tmp_path / "b", W_dec=pm.D["mixed4c"], layer="mixed4c", k=K + T)
+    make_images(tmp_path / "imgs", 32)
     cfg = CompareConfig(a, b, tmp_path / "c", images=tmp_path / "imgs", max_images=32, batch_size=16)
     r = compare_saes(cfg, model=pm)
     fa = json.loads((tmp_path / "c" / "compare.json").read_text())["features_a"]

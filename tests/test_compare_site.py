@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
-from analysis_helpers import unit_rows, write_sae
-from compare_helpers import PlantedModel
-from conftest import write_images
-from site_fixture import small_site_inputs
+from factories import make_images, make_sae, unit_rows
+from factories.compare import PlantedModel
+from factories.site import small_site_inputs
 
 from inception_sae.compare import CompareConfig
 from inception_sae.compare.run import run as compare_saes
@@ -23,16 +22,16 @@ def built(tmp_path_factory):
     # Cross-layer: mixed4c (30 features) vs mixed4d (50), with planted shared activation patterns.
     pm = PlantedModel(K=15, S=8, layers=("mixed4c", "mixed4d"))
     g = torch.Generator().manual_seed(9)
-    a = write_sae(root / "s4c", pm.D["mixed4c"], "mixed4c", k=15)
-    b = write_sae(root / "s4d", torch.cat([pm.D["mixed4d"], unit_rows(torch.randn(20, 528, generator=g))]), "mixed4d",
-                  k=15)  # fmt: skip
-    write_images(root / "imgs", 16)
+    a = make_sae(root / "s4c", W_dec=pm.D["mixed4c"], layer="mixed4c", k=15)
+    W = torch.cat([pm.D["mixed4d"], unit_rows(torch.randn(20, 528, generator=g))])
+    b = make_sae(root / "s4d", W_dec=W, layer="mixed4d", k=15)
+    make_images(root / "imgs", 16)
     compare_saes(CompareConfig(a, b, root / "c_layers", images=root / "imgs", max_images=16, batch_size=8), model=pm)
     # Same layer: mixed4d vs its rows permuted.
     W = unit_rows(torch.randn(50, 528, generator=g))
     perm = torch.randperm(50, generator=g)
-    write_sae(root / "s4d_bis", W[perm], "mixed4d")
-    compare_saes(CompareConfig(write_sae(root / "s4d_a", W, "mixed4d"), root / "s4d_bis", root / "c_seeds"))
+    make_sae(root / "s4d_bis", W_dec=W[perm], layer="mixed4d")
+    compare_saes(CompareConfig(make_sae(root / "s4d_a", W_dec=W, layer="mixed4d"), root / "s4d_bis", root / "c_seeds"))
     cfg = SiteConfig(inputs["analyses"], root / "site", compares=(root / "c_layers", root / "c_seeds"))
     out = build_site(cfg).out
     return {"out": out, "perm": perm.tolist(), "S": pm.S}

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from concept_truth import BIRD, DOG, FISH, label_directions, planted
+from factories.concept_truth import BIRD, DOG, FISH, label_directions, planted
 
 from inception_sae.analysis import concept_pixels as px
 from inception_sae.analysis import concept_scores as sc

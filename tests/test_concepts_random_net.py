@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from analysis_helpers import unit_rows, write_sae
+from factories import make_sae, unit_rows
 
 from inception_sae.analysis.config import AnalyzeConfig
 from inception_sae.analysis.run import analyze
@@ -16,7 +16,7 @@ def test_random_network_on_the_shared_photos_gets_almost_no_what_labels(model, s
     g = torch.Generator().manual_seed(0)
     layer = "mixed4a"
     d = model.layer_info(layer, 160).channels
-    sae = write_sae(tmp_path / "sae", unit_rows(torch.randn(512, d, generator=g)), layer, k=32)
+    sae = make_sae(tmp_path / "sae", W_dec=unit_rows(torch.randn(512, d, generator=g)), layer=layer, k=32)
     cfg = AnalyzeConfig(sae, sample_dir, tmp_path / "out", input_size=160, batch_size=50, max_images=1000,
                         render_top=0, render_intervals=0, umap=False, logit_effect=False, n_top=5)  # fmt: skip
     summary = analyze(cfg, model=model, progress=False).summary

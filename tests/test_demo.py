@@ -8,8 +8,8 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
+from factories import run_cli_process
 from PIL import Image
-from run_helpers import cli
 
 from inception_sae.errors import UserError
 from inception_sae.fsio import file_sha256
@@ -31,8 +31,9 @@ def demo(tmp_path_factory):
     args = ["demo", "--offline", "--out", str(root / "d"), "--images", "16", "--size", "64", "--samples", "4096",
             "--features", "2", "--steps", "4", "--layer", LAYER, "--no-progress"]  # fmt: skip
     args += [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-    result = cli(args, INCEPTION_SAE_WEIGHTS_URL=DEAD_URL, INCEPTION_SAE_IMAGENETTE_URL=DEAD_URL,
-                 INCEPTION_SAE_CACHE=str(cache))  # fmt: skip
+    offline = {"INCEPTION_SAE_WEIGHTS_URL": DEAD_URL, "INCEPTION_SAE_IMAGENETTE_URL": DEAD_URL,
+               "INCEPTION_SAE_CACHE": str(cache)}  # fmt: skip
+    result = run_cli_process(*args, **offline)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(cache.iterdir()) == []  # nothing was downloaded or cached
     return {"root": root / "d", "result": result}

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from analysis_helpers import unit_rows, write_sae
+from factories import make_sae, run_cli, unit_rows
 from PIL import Image
 
 from inception_sae import TopKSAE
@@ -26,7 +26,7 @@ def photo(seed: int = 0) -> Image.Image:
 def random_sae(tmp_path, layer: str, d: int, m: int, k: int, seed: int = 0):
     """A random SAE with non-zero biases (so every part of the split is exercised)."""
     g = torch.Generator().manual_seed(seed)
-    folder = write_sae(tmp_path / f"{layer}_{m}_{k}", unit_rows(torch.randn(m, d, generator=g)), layer, k=k)
+    folder = make_sae(tmp_path / f"{layer}_{m}_{k}", W_dec=unit_rows(torch.randn(m, d, generator=g)), layer=layer, k=k)
     sae = TopKSAE.load(folder)
     with torch.no_grad():
         sae.b_dec.copy_(torch.rand(d, generator=g) * 0.5)
@@ -36,7 +36,7 @@ def random_sae(tmp_path, layer: str, d: int, m: int, k: int, seed: int = 0):
 
 def hand_sae(tmp_path, d: int = 1024):
     """One feature per channel: W_dec = W_enc = I, k = d, so codes are the activations themselves."""
-    sae = TopKSAE.load(write_sae(tmp_path / "eye", torch.eye(d), "mixed5b", k=d))
+    sae = TopKSAE.load(make_sae(tmp_path / "eye", W_dec=torch.eye(d), layer="mixed5b", k=d))
     return sae
 
 
@@ -106,25 +106,25 @@ def test_other_layers_are_labelled_as_an_approximation(model, tmp_path):
         assert np.isfinite(c["residual"])
 
 
-def test_explain_cli_writes_a_self_contained_report(tmp_path, capsys):
-    from inception_sae.cli import main
+def test_explain_cli_writes_a_self_contained_report(tmp_path):
 
-    sae = write_sae(tmp_path / "sae", unit_rows(torch.randn(128, 1024)), "mixed5b", k=8)
+    sae = make_sae(tmp_path / "sae", W_dec=unit_rows(torch.randn(128, 1024)), layer="mixed5b", k=8)
     img = tmp_path / "cat.png"
     photo(4).save(img)
     args = ["explain", str(img), "--sae", str(sae), "--weights", "random", "--out", str(tmp_path / "r"),
             "--top-classes", "2", "--top-features", "3", "--site", "../site"]  # fmt: skip
-    assert main(args) == 2  # a hand-made folder records no preprocessing: refused, not guessed
-    err = capsys.readouterr().err.strip().splitlines()
+    res = run_cli(*args)
+    assert res.returncode == 2  # a hand-made folder records no preprocessing: refused, not guessed
+    err = res.stderr.strip().splitlines()
     assert "--resize/--crop" in err[-1] and err[-1].startswith("error:")
-    rc = main([*args, "--resize", "256", "--crop", "224"])
-    assert rc == 0
+    res = run_cli(*args, "--resize", "256", "--crop", "224")
+    assert res.returncode == 0
     html = (tmp_path / "r" / "explain.html").read_text()
     assert "SAE reconstruction error" in html and 'href="../site/index.html#/mixed5b/f/' in html
     srcs = re.findall(r'src="([^"]*)"', html)
     assert srcs and all(s.startswith("data:image/") for s in srcs)  # self-contained: every image inline
     assert (tmp_path / "r" / "explain.png").stat().st_size > 10000
-    assert "difference" in capsys.readouterr().out
+    assert "difference" in res.stdout
     assert '<div class="banner" id="banner">UNTRAINED WEIGHTS (random:' in html  # random weights: the red banner
 
 
@@ -160,13 +160,13 @@ def test_report_numbers_signs_and_banner():
     assert 'id="banner"' not in render_html(fake_result("inception5h:sha256:abc"))
 
 
-def test_explain_cli_bad_image_is_a_one_line_error(tmp_path, capsys):
-    from inception_sae.cli import main
+def test_explain_cli_bad_image_is_a_one_line_error(tmp_path):
 
-    sae = write_sae(tmp_path / "sae", unit_rows(torch.randn(16, 1024)), "mixed5b", k=4)
+    sae = make_sae(tmp_path / "sae", W_dec=unit_rows(torch.randn(16, 1024)), layer="mixed5b", k=4)
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     args = ["explain", str(bad), "--sae", str(sae), "--weights", "random", "--out", str(tmp_path / "r")]
-    assert main([*args, "--resize", "256", "--crop", "224"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    res = run_cli(*args, "--resize", "256", "--crop", "224")
+    assert res.returncode == 2
+    err = res.stderr.strip().splitlines()
     assert len(err) == 1 and "not a decodable image" in err[0]

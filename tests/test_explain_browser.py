@@ -8,7 +8,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from site_fixture import make_analysis, make_sae
+from factories import make_sae
+from factories.site import make_analysis
 
 from inception_sae.site import ServeConfig, SiteConfig, build_site, make_server
 
@@ -17,7 +18,7 @@ def serve(root, model, layer: str, d_in: int, m: int = 48):
     a = make_analysis(root / "a", layer, m, seed=5)
     out = build_site(SiteConfig((a,), root / "site")).out
     server = make_server(
-        ServeConfig(out, port=0, live=True, sae=make_sae(root / "sae", layer, d_in, m, 6)), model=model
+        ServeConfig(out, port=0, live=True, sae=make_sae(root / "sae", d_in, m, 6, layer=layer)), model=model
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

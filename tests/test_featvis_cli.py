@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import torch
+from factories import make_sae, run_cli, run_cli_process
 
-from inception_sae.cli import main
 from inception_sae.commands.featvis import parse_ids
 from inception_sae.errors import UserError
 from inception_sae.featvis.run import item_seed
-from inception_sae.sae.model import TopKSAE, load_layer_sae
+from inception_sae.sae.model import load_layer_sae
 
 FAST = ["--render.steps", "2", "--render.param.size", "24", "--render.model-size", "40", "--weights", "random",
         "--batch-size", "4"]  # fmt: skip
 
 
-def make_sae(folder: Path, layer: str = "mixed3a", d: int = 256, m: int = 24, seed: int = 0) -> Path:
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(d, m, generator=g) / d**0.5
-    weights = {"W_enc": w, "W_dec": w.T.clone(), "b_enc": torch.zeros(m), "b_dec": torch.zeros(d)}
-    return TopKSAE.from_tensors(weights, 8, meta={"layer": layer, "model": "random:0"}).save(folder)
-
-
 @pytest.fixture
 def sae_dir(tmp_path):
-    return make_sae(tmp_path / "sae")
+    return make_sae(tmp_path / "sae", 256, 24)
 
 
 def test_parse_ids():
@@ -52,7 +40,8 @@ def test_sae_folder_reader(sae_dir):
 def test_features_with_diversity_index_and_resume(sae_dir, tmp_path):
     out = tmp_path / "fv"
     args = ["featvis", "--sae", str(sae_dir), "--features", "0-2", "--diversity", "2", "--out", str(out), *FAST]
-    assert main(args) == 0
+    r = run_cli(*args)
+    assert r.returncode == 0
     names = sorted(p.name for p in (out / "mixed3a" / "f").iterdir())
     assert names == [f"{i}{s}.png" for i in range(3) for s in ("", "_div0", "_div1")]
     index = json.loads((out / "featvis.json").read_text())
@@ -64,7 +53,8 @@ def test_features_with_diversity_index_and_resume(sae_dir, tmp_path):
     assert set(item["variants"]) == {"0", "1"}
     assert item["seed"] == item_seed(0, "mixed3a", "f", 1)
     stamp = (out / "mixed3a/f/0.png").stat().st_mtime_ns
-    assert main([*args[:4], "0-3", *args[5:]]) == 0  # resume: only feature 3 is new
+    r = run_cli(*args[:4], "0-3", *args[5:])
+    assert r.returncode == 0  # resume: only feature 3 is new
     assert (out / "mixed3a/f/0.png").stat().st_mtime_ns == stamp
     assert (out / "mixed3a/f/3_div1.png").is_file()
     items = json.loads((out / "featvis.json").read_text())["layers"]["mixed3a"]["f"]["items"]
@@ -72,18 +62,17 @@ def test_features_with_diversity_index_and_resume(sae_dir, tmp_path):
 
 
 def test_neurons_via_subprocess(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = tmp_path / "fv"
-    cmd = [sys.executable, "-m", "inception_sae", "featvis", "--out", str(out), *FAST]
-    r = subprocess.run([*cmd, "--layer", "mixed3a_5x5", "--neurons", "0-1"], env=env, capture_output=True, text=True)
+    r = run_cli_process("featvis", "--out", out, *FAST, "--layer", "mixed3a_5x5", "--neurons", "0-1")
     assert r.returncode == 0, r.stderr
     assert "UNTRAINED WEIGHTS" in r.stderr
     assert sorted(p.name for p in (out / "mixed3a_5x5" / "n").iterdir()) == ["0.png", "1.png"]
 
 
-def test_out_of_range_ids_fail_before_loading_the_model(sae_dir, tmp_path, capsys):
-    assert main(["featvis", "--out", str(tmp_path), *FAST, "--sae", str(sae_dir), "--features", "99"]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: ids out of range 0-23: [99]"
+def test_out_of_range_ids_fail_before_loading_the_model(sae_dir, tmp_path):
+    r = run_cli("featvis", "--out", str(tmp_path), *FAST, "--sae", str(sae_dir), "--features", "99")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == "error: ids out of range 0-23: [99]"
 
 
 @pytest.mark.parametrize(
@@ -95,16 +84,18 @@ def test_out_of_range_ids_fail_before_loading_the_model(sae_dir, tmp_path, capsy
         (["--features", "0"], "needs --sae"),
     ],
 )
-def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
-    assert main(["featvis", "--out", str(tmp_path / "o"), *FAST, *extra]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+def test_bad_input_is_one_line(tmp_path, extra, message):
+    r = run_cli("featvis", "--out", str(tmp_path / "o"), *FAST, *extra)
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
     assert message in err[-1]
 
 
 def test_sae_on_other_layer_is_refused(tmp_path):
-    sae = make_sae(tmp_path / "s4", layer="mixed4a", d=508, m=8)
+    sae = make_sae(tmp_path / "s4", 508, 8, layer="mixed4a")
     args = ["featvis", "--sae", str(sae), "--layer", "mixed3a", "--features", "0", "--out", str(tmp_path / "o"), *FAST]
-    assert main(args) == 2
+    r = run_cli(*args)
+    assert r.returncode == 2
 
 
 class KilledError(Exception):

@@ -8,15 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from inception_sae.featvis.objectives import (
-    Objective,
-    channel,
-    direction,
-    diversity,
-    neuron,
-    sae_decoder,
-    sae_encoder,
-)
+from inception_sae.featvis import objectives as ob
 from inception_sae.featvis.param import ParamConfig
 from inception_sae.featvis.render import RenderConfig, render, save_png
 from inception_sae.models import load_model
@@ -45,14 +37,14 @@ def sae():
 def _objectives(sae):
     v = torch.randn(256, generator=torch.Generator().manual_seed(5))
     return {
-        "neuron": neuron("mixed3a", [3, 40]),
-        "channel": channel("mixed3a", [3, 40]),
-        "direction": direction("mixed3a", v),
-        "branch": channel("mixed3a", [1, 2], branch="3x3"),
-        "sae_encoder": sae_encoder(sae, [0, 1]),
-        "sae_decoder": sae_decoder(sae, [0, 1]),
-        "diversity": diversity("mixed3a"),
-        "combined": channel("mixed3a", 5) + 0.1 * diversity("mixed3a"),
+        "neuron": ob.neuron("mixed3a", [3, 40]),
+        "channel": ob.channel("mixed3a", [3, 40]),
+        "direction": ob.direction("mixed3a", v),
+        "branch": ob.channel("mixed3a", [1, 2], branch="3x3"),
+        "sae_encoder": ob.sae_encoder(sae, [0, 1]),
+        "sae_decoder": ob.sae_decoder(sae, [0, 1]),
+        "diversity": ob.diversity("mixed3a"),
+        "combined": ob.channel("mixed3a", 5) + 0.1 * ob.diversity("mixed3a"),
     }
 
 
@@ -76,9 +68,9 @@ def test_batched_equals_individual_bitwise_with_per_sample_convolutions(model, s
     cfg = RenderConfig(steps=3, **SMALL)
     feats, seeds = [0, 5, 9, 12], [100, 101, 102, 103]
     with torch.backends.mkldnn.flags(enabled=False):
-        batched = render(model, sae_encoder(sae, feats), seeds, cfg)
-        alone = render(model, sae_encoder(sae, feats[2]), [seeds[2]], cfg)
-        shuffled = render(model, sae_encoder(sae, feats[::-1]), seeds[::-1], cfg)
+        batched = render(model, ob.sae_encoder(sae, feats), seeds, cfg)
+        alone = render(model, ob.sae_encoder(sae, feats[2]), [seeds[2]], cfg)
+        shuffled = render(model, ob.sae_encoder(sae, feats[::-1]), seeds[::-1], cfg)
     assert np.array_equal(batched.images[2], alone.images[0])
     assert np.array_equal(shuffled.images[::-1], batched.images)
     assert np.array_equal(batched.curve[:, 2], alone.curve[:, 0])
@@ -87,9 +79,9 @@ def test_batched_equals_individual_bitwise_with_per_sample_convolutions(model, s
 def test_batched_equals_individual_within_tolerance_with_default_kernels(model, sae):
     cfg = RenderConfig(steps=2, **SMALL)
     feats, seeds = [0, 5, 9, 12], [100, 101, 102, 103]
-    batched = render(model, sae_encoder(sae, feats), seeds, cfg)
+    batched = render(model, ob.sae_encoder(sae, feats), seeds, cfg)
     for i in (1, 2):
-        alone = render(model, sae_encoder(sae, feats[i]), [seeds[i]], cfg)
+        alone = render(model, ob.sae_encoder(sae, feats[i]), [seeds[i]], cfg)
         assert np.abs(batched.images[i] - alone.images[0]).max() < 1e-3
         assert np.allclose(batched.curve[:, i], alone.curve[:, 0], rtol=1e-4, atol=1e-6)
 
@@ -105,13 +97,13 @@ def _redirect_on(model):
 
 def test_redirected_relu_is_on_during_and_off_after(model):
     seen = []
-    base = channel("mixed3a", 0)
+    base = ob.channel("mixed3a", 0)
 
     def fn(acts):
         seen.append(_redirect_on(model))
         return base(acts)
 
-    render(model, Objective(fn, ["mixed3a"], "spy"), [0], RenderConfig(steps=2, redirected_relu=True, **SMALL))
+    render(model, ob.Objective(fn, ["mixed3a"], "spy"), [0], RenderConfig(steps=2, redirected_relu=True, **SMALL))
     assert seen[:2] == [True, True] and not _redirect_on(model) and _hooks(model) == 0
 
 
@@ -125,21 +117,23 @@ def test_exception_inside_render_leaves_no_hooks_and_relu_restored(model):
         return acts["mixed3a"][:, 0].mean(dim=(1, 2))
 
     with pytest.raises(RuntimeError, match="objective failed"):
-        render(model, Objective(boom, ["mixed3a"], "boom"), [0], RenderConfig(steps=5, redirected_relu=True, **SMALL))
+        render(
+            model, ob.Objective(boom, ["mixed3a"], "boom"), [0], RenderConfig(steps=5, redirected_relu=True, **SMALL)
+        )
     assert not _redirect_on(model)
     assert _hooks(model) == 0
     assert not torch.nn.modules.module._global_forward_hooks
 
 
 def test_wrong_score_shape_is_reported(model):
-    bad = Objective(lambda a: a["mixed3a"].mean(), ["mixed3a"], "scalar")
+    bad = ob.Objective(lambda a: a["mixed3a"].mean(), ["mixed3a"], "scalar")
     with pytest.raises(ValueError, match="want \\(B,\\)"):
         render(model, bad, [0, 1], RenderConfig(steps=1, **SMALL))
 
 
 def test_pixel_param_and_png(model, tmp_path):
     cfg = RenderConfig(steps=3, param=ParamConfig(size=40, fourier=False, decorrelate=False), model_size=64)
-    res = render(model, neuron("conv2d2", 4), [0], cfg)
+    res = render(model, ob.neuron("conv2d2", 4), [0], cfg)
     path = save_png(res.images[0], tmp_path / "a" / "x.png")
     from PIL import Image
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from harvest_helpers import SHARED_SAMPLE, SMALL, as_dict, make_images
+from factories import make_images, run_cli
+from factories.stores import SMALL_HARVEST, store_as_dict
 
 from inception_sae import ActivationStore
-from inception_sae.cli import main
 from inception_sae.data.harvest import HarvestConfig, harvest
 from inception_sae.data.images import Preprocess, load_image
 from inception_sae.data.sampling import select_positions
@@ -20,7 +20,7 @@ from inception_sae.errors import UserError
 
 
 def run(image_dir: Path, out: Path, **kw) -> ActivationStore:
-    cfg = HarvestConfig(images=image_dir, layer=kw.pop("layer", "mixed4d"), out=out, **{**SMALL, **kw})
+    cfg = HarvestConfig(images=image_dir, layer=kw.pop("layer", "mixed4d"), out=out, **{**SMALL_HARVEST, **kw})
     result = harvest(cfg)
     assert result.complete
     return ActivationStore.open(out)
@@ -76,8 +76,8 @@ def test_stored_vectors_equal_a_fresh_capture(model, image_dir, tmp_path, sampli
 
 def test_independent_of_batching_and_branch_layer(image_dir, tmp_path):
     kw = {"sampling": "norm-weighted", "per_image": 3, "layer": "mixed4d_5x5", "max_images": 5}
-    a = as_dict(run(image_dir, tmp_path / "a", batch_size=2, shard_size=4, **kw))
-    b = as_dict(run(image_dir, tmp_path / "b", batch_size=5, **kw))
+    a = store_as_dict(run(image_dir, tmp_path / "a", batch_size=2, shard_size=4, **kw))
+    b = store_as_dict(run(image_dir, tmp_path / "b", batch_size=5, **kw))
     assert a.keys() == b.keys() and len(a) == 15
     assert all(np.allclose(a[k], b[k], atol=1e-3) for k in a)
     assert next(iter(a.values())).shape == (64,)  # the 5x5 branch of mixed4d (channels 384-447)
@@ -93,7 +93,7 @@ def test_views_are_reproducible_and_all_positions(image_dir, tmp_path):
 
 
 def test_corrupt_images_are_counted_not_fatal(tmp_path):
-    folder = make_images(tmp_path / "img", 4)
+    folder = make_images(tmp_path / "img", 4, suffix=".png")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (folder / "empty.png").write_bytes(b"")
     good = (folder / "img000.png").read_bytes()
@@ -115,13 +115,15 @@ def test_refuses_a_different_command_and_resumes_the_same(image_dir, tmp_path):
             run(image_dir, out, **{"per_image": 2, "max_images": 3, **change})
 
 
-def test_cli_one_line_errors(image_dir, tmp_path, capsys):
+def test_cli_one_line_errors(image_dir, tmp_path):
     base = ["harvest", "--images", str(image_dir), "--out", str(tmp_path / "s"), "--no-progress", "--weights", "random"]
-    assert main([*base, "--layer", "mixed4z"]) == 2
-    assert "unknown layer 'mixed4z'" in capsys.readouterr().err
+    r = run_cli(*base, "--layer", "mixed4z")
+    assert r.returncode == 2
+    assert "unknown layer 'mixed4z'" in r.stderr
     (tmp_path / "empty").mkdir()
-    assert main(["harvest", "--images", str(tmp_path / "empty"), "--layer", "mixed4d", "--out", "x"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    r = run_cli("harvest", "--images", str(tmp_path / "empty"), "--layer", "mixed4d", "--out", "x")
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
     assert err[-1].startswith("error: no images")
 
 
@@ -151,8 +153,8 @@ def test_full_disk_is_one_line_and_resumable(image_dir, tmp_path, monkeypatch):
     assert not [p for p in (tmp_path / "s" / "shards").iterdir() if p.name.endswith(".tmp")]
     monkeypatch.setattr(store_mod, "atomic_save_npy", real)
     monkeypatch.setattr(fsio._HashingWriter, "write", real_write)
-    resumed = as_dict(run(image_dir, tmp_path / "s", **kw))
-    whole = as_dict(run(image_dir, tmp_path / "w", **kw))
+    resumed = store_as_dict(run(image_dir, tmp_path / "s", **kw))
+    whole = store_as_dict(run(image_dir, tmp_path / "w", **kw))
     assert resumed.keys() == whole.keys() and all(np.array_equal(resumed[k], whole[k]) for k in whole)
 
 
@@ -168,13 +170,10 @@ def test_enospc_becomes_a_user_error(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no tmp file left behind
 
 
-def test_harvest_real_sample_smoke(tmp_path):
-
-    if not SHARED_SAMPLE.is_dir():
-        pytest.skip(f"shared ImageNet sample not found at {SHARED_SAMPLE}")
+def test_harvest_real_sample_smoke(sample_dir, tmp_path):
     folder = tmp_path / "img"
     folder.mkdir()
-    for p in sorted(SHARED_SAMPLE.glob("*.jpg"))[:2]:
+    for p in sorted(sample_dir.glob("*.jpg"))[:2]:
         shutil.copy(p, folder / p.name)  # a tmp copy of two files, not into the repo
     store = run(folder, tmp_path / "s", resize=256, crop=224, per_image=10, batch_size=2)
     assert len(store) == 20 and store.positions.max() < 14 and store.positions.max() > 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harvest_helpers import SMALL, as_dict
+from factories import run_cli
+from factories.stores import SMALL_HARVEST, store_as_dict
 
 from inception_sae import ActivationStore
-from inception_sae.cli import main
 from inception_sae.data import harvest as hv
 from inception_sae.data.harvest import HarvestConfig, harvest, harvest_layers
 from inception_sae.errors import UserError
@@ -17,7 +17,7 @@ LAYERS = ("mixed4c", "mixed4d_5x5", "mixed5b")
 
 
 def configs(image_dir, root, **kw) -> list[HarvestConfig]:
-    return [HarvestConfig(images=image_dir, layer=x, out=root / x, **{**SMALL, **kw}) for x in LAYERS]
+    return [HarvestConfig(images=image_dir, layer=x, out=root / x, **{**SMALL_HARVEST, **kw}) for x in LAYERS]
 
 
 def same(a: dict, b: dict) -> bool:
@@ -36,7 +36,8 @@ def test_one_pass_equals_separate_harvests_with_one_forward_per_batch(image_dir,
     assert calls == [LAYERS] * 2  # 6 images in batches of 4: two forwards, each for every layer
     for x in LAYERS:
         assert same(
-            as_dict(ActivationStore.open(tmp_path / "one" / x)), as_dict(ActivationStore.open(tmp_path / "apart" / x))
+            store_as_dict(ActivationStore.open(tmp_path / "one" / x)),
+            store_as_dict(ActivationStore.open(tmp_path / "apart" / x)),
         )
 
 
@@ -44,7 +45,7 @@ def test_one_pass_equals_separate_harvests_with_one_forward_per_batch(image_dir,
 def test_killed_pass_resumes_to_the_same_stores_and_a_finished_store_is_left_alone(image_dir, tmp_path, monkeypatch):
     kw = {"per_image": 2, "max_images": 8, "batch_size": 2, "shard_size": 2}
     whole = {
-        x: as_dict(ActivationStore.open(r.store))
+        x: store_as_dict(ActivationStore.open(r.store))
         for x, r in zip(LAYERS, harvest_layers(configs(image_dir, tmp_path / "w", **kw)), strict=True)
     }
     assert harvest(configs(image_dir, tmp_path / "k", **kw)[0]).complete  # one layer finished on its own first
@@ -65,7 +66,7 @@ def test_killed_pass_resumes_to_the_same_stores_and_a_finished_store_is_left_alo
     results = harvest_layers(configs(image_dir, tmp_path / "k", **kw))
     assert results[0].images == 0 and all(r.complete for r in results)  # the finished store was not redone
     for x in LAYERS:
-        assert same(as_dict(ActivationStore.open(tmp_path / "k" / x)), whole[x]), x
+        assert same(store_as_dict(ActivationStore.open(tmp_path / "k" / x)), whole[x]), x
 
 
 def test_a_pass_refuses_harvests_that_differ_in_shared_settings(image_dir, tmp_path):
@@ -76,13 +77,14 @@ def test_a_pass_refuses_harvests_that_differ_in_shared_settings(image_dir, tmp_p
         harvest_layers([a, HarvestConfig(**{**b.__dict__, "out": a.out})])
 
 
-def test_cli_several_layers_write_one_store_each(image_dir, tmp_path, capsys):
+def test_cli_several_layers_write_one_store_each(image_dir, tmp_path):
     out = tmp_path / "stores"
     args = ["harvest", "--images", str(image_dir), "--out", str(out), "--weights", "random", "--no-progress",
             "--layer", "mixed4c", "--layer", "mixed4d", "--resize", "56", "--crop", "48", "--workers", "0",
             "--max-images", "3", "--per-image", "2"]  # fmt: skip
-    assert main(args) == 0
-    err = capsys.readouterr().err
+    r = run_cli(*args)
+    assert r.returncode == 0
+    err = r.stderr
     for x in ("mixed4c", "mixed4d"):
         st = ActivationStore.open(out / x)
         assert st.status == "complete" and len(st) == 6 and f"{out / x}: complete" in err

@@ -16,33 +16,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harvest_helpers import classes_per_window, make_class_images
+from factories import make_images
+from factories.cli import cli_command, process_env
+from factories.images import classes_per_window
+from factories.stores import store_as_dict
 
 from inception_sae import ActivationStore
 from inception_sae.data.subsets import class_of, visit_order
 
-SRC = str(Path(__file__).parents[1] / "src")
 ARGS = ["--weights", "random", "--layer", "mixed4d", "--resize", "56", "--crop", "48", "--per-image", "3",
         "--no-progress"]  # fmt: skip
 
 
 def env() -> dict[str, str]:
-    e = dict(os.environ, OMP_NUM_THREADS="1")
-    e["PYTHONPATH"] = SRC + os.pathsep + e.get("PYTHONPATH", "")
-    return e
+    return process_env(OMP_NUM_THREADS="1")
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "inception_sae", "harvest", *args]
+    return cli_command("harvest", *args)
 
 
-def as_dict(path: Path) -> dict[tuple, np.ndarray]:
+def complete_store(path: Path) -> dict[tuple, np.ndarray]:
+    """The complete, verified store at ``path`` as a set (see ``store_as_dict``)."""
     store = ActivationStore.open(path)
     assert store.status == "complete" and store.verify() == []
-    prov, vec = store.provenance, np.asarray(store.vectors)
-    out = {(store.images[p[0]], *map(int, p[1:])): v for p, v in zip(prov, vec, strict=True)}
-    assert len(out) == len(store)  # nothing duplicated
-    return out
+    return store_as_dict(store)
 
 
 def visits(path: Path, rank: int | None = None) -> list[int]:
@@ -67,14 +65,14 @@ def same(a: dict, b: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
-    return make_class_images(tmp_path_factory.mktemp("procs") / "img", classes=4, per_class=4, seed=1)
+    return make_images(tmp_path_factory.mktemp("procs") / "img", 4, classes=4, seed=1, suffix=".png")
 
 
 @pytest.fixture(scope="module")
 def reference(images, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("ref") / "s"
     subprocess.run(cli("--images", str(images), "--out", str(out), *ARGS, "--workers", "0"), env=env(), check=True)
-    return as_dict(out)
+    return complete_store(out)
 
 
 def shards_in_manifest(path: Path) -> int:
@@ -98,7 +96,7 @@ def test_sigkill_then_resume_equals_uninterrupted(images, reference, tmp_path):
     killed = json.loads((out / "manifest.json").read_text())
     assert killed["status"] == "in_progress" and 1 <= len(killed["shards"]) < 8
     subprocess.run([*args, "--workers", "0"], env=env(), check=True)
-    assert same(as_dict(out), reference)
+    assert same(complete_store(out), reference)
     assert visits(out) == visit_order(16, 0).tolist()  # the uninterrupted order, kept across the kill
     assert_class_mixed(out)
     listed = {Path(s[k]).name for s in ActivationStore.open(out).shards for k in ("file", "provenance")}
@@ -122,7 +120,7 @@ def test_torchrun_two_processes_killed_then_resumed_equal_one(images, reference,
         assert json.loads((out / "manifest.json").read_text())["status"] == "in_progress"
     subprocess.run(args, env=env(), check=True, timeout=240)
     assert {Path(s["file"]).name.split("-")[0] for s in ActivationStore.open(out).shards} == {"rank0", "rank1"}
-    assert same(as_dict(out), reference)
+    assert same(complete_store(out), reference)
     for rank in (0, 1):  # rank r took visits r, r + 2, ... of the same seeded order
         assert visits(out, rank) == visit_order(16, 0)[rank::2].tolist()
     assert_class_mixed(out)

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from inception_sae.data.images import ImageDataset, Preprocess, SkipLog, iter_batches, load_image, wnid_of
+from inception_sae.errors import UserError
 
 
 @pytest.fixture
@@ -93,6 +94,18 @@ def test_file_list_and_empty_folder(tmp_path, tiny_images):
         ImageDataset.from_folder(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageDataset.from_folder(tmp_path / "nope")
+
+
+def test_unreadable_image_lists_are_one_line_errors_naming_the_list(tmp_path):
+    lst = tmp_path / "list.txt"
+    lst.write_bytes(b"\xff\xfeimg.jpg\n")  # not UTF-8
+    with pytest.raises(UserError, match=f"cannot read the image list {lst}"):
+        ImageDataset.from_path(lst)
+    outside = tmp_path / "sub" / "list.txt"
+    outside.parent.mkdir()
+    outside.write_text(f"{tmp_path / 'img.jpg'}\n")
+    with pytest.raises(UserError, match=r"names .*img\.jpg, outside its folder"):
+        ImageDataset.from_path(outside)
 
 
 def test_workers_are_capped_at_the_cores_with_one_note(tiny_images, monkeypatch, capsys):

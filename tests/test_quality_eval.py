@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import torch
+from factories import run_cli
 
 from inception_sae import ActivationStore
-from inception_sae.cli import main
 from inception_sae.data.labels import load_labels
 from inception_sae.data.wordnet import load_hierarchy
 from inception_sae.sae.model import TopKSAE
@@ -51,14 +51,15 @@ def save_sae(path, D, k, noise=0.0, seed=0):
     return path
 
 
-def test_eval_writes_the_quality_panel(tmp_path, capsys):
+def test_eval_writes_the_quality_panel(tmp_path):
     store, D = labelled_store(tmp_path)
     a = save_sae(tmp_path / "a", D, 2)
     sibs = [save_sae(tmp_path / "b", D, 2, noise=0.2, seed=1)]
     sibs += [save_sae(tmp_path / f"k{k}", D, k, seed=k) for k in (1, 4, 8)]
     rep = tmp_path / "eval.json"
     args = ["eval", "--sae", str(a), "--store", str(store.path), "--report", str(rep), "--max-vectors", "4000"]
-    assert main([*args, *[x for s in sibs for x in ("--sibling", str(s))]]) == 0
+    r = run_cli(*args, *[x for s in sibs for x in ("--sibling", str(s))])
+    assert r.returncode == 0
     q = json.loads(rep.read_text())["quality"]
     assert q["rows"] == [0, len(store)] == [0, 3200]  # not the training store: its last (here all) rows
     dog = next(p for p in q["absorption"]["parents"] if p["concept"] == "dog")
@@ -74,27 +75,28 @@ def test_eval_writes_the_quality_panel(tmp_path, capsys):
     # tied planted dictionaries with k above a row's one or two directions add interference, not detail
     assert [p["fvu"] for p in q["l0"]["points"]][1:] == sorted(p["fvu"] for p in q["l0"]["points"][1:])
     assert q["l0"]["l0"] is None and "does not fall" in q["l0"]["note"]
-    out = capsys.readouterr().out
+    out = r.stdout
     assert "absorption dog: " in out and "stability vs" in out and "L0 advice" in out
 
 
-def test_images_without_class_labels_skip_absorption_and_probing(tmp_path, capsys):
+def test_images_without_class_labels_skip_absorption_and_probing(tmp_path):
     store, D = labelled_store(tmp_path, labelled=False)
     a = save_sae(tmp_path / "a", D, 2)
     rep = tmp_path / "eval.json"
-    assert main(["eval", "--sae", str(a), "--store", str(store.path), "--report", str(rep)]) == 0
+    r = run_cli("eval", "--sae", str(a), "--store", str(store.path), "--report", str(rep))
+    assert r.returncode == 0
     q = json.loads(rep.read_text())["quality"]
     assert q["absorption"]["skipped"].startswith("skipped: no labels")
     assert q["probing"]["skipped"].startswith("skipped: no labels")
     assert "no sibling" in q["stability"]["skipped"] and q["l0"]["l0"] is None
-    assert "absorption: skipped: no labels" in capsys.readouterr().out
+    assert "absorption: skipped: no labels" in r.stdout
 
 
-def test_sibling_of_another_layer_is_a_one_line_error(tmp_path, capsys):
+def test_sibling_of_another_layer_is_a_one_line_error(tmp_path):
     store, D = labelled_store(tmp_path)
     a = save_sae(tmp_path / "a", D, 2)
     other = TopKSAE.from_tensors({"W_enc": torch.zeros(32, 8), "W_dec": torch.zeros(8, 32), "b_enc": torch.zeros(8),
                                   "b_dec": torch.zeros(32)}, 2, meta={"layer": "mixed4a"})  # fmt: skip
     other.save(tmp_path / "other")
-    code = main(["eval", "--sae", str(a), "--store", str(store.path), "--sibling", str(tmp_path / "other")])
-    assert code != 0 and "sibling" in capsys.readouterr().err
+    r = run_cli("eval", "--sae", str(a), "--store", str(store.path), "--sibling", str(tmp_path / "other"))
+    assert r.returncode == 2 and "sibling" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from site_fixture import dump, make_analysis, read_js
+from factories.site import dump, make_analysis, read_js
 from test_quality_eval import labelled_store, save_sae
 
 from inception_sae.analysis.metrics import headline_metrics

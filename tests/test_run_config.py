@@ -8,8 +8,8 @@ from typing import Literal
 
 import pytest
 import yaml
+from factories import run_cli
 
-from inception_sae.cli import main
 from inception_sae.errors import UserError
 from inception_sae.pipeline.config import STAGE_CONFIGS, build, fixed_keys, read_file, to_yaml
 from inception_sae.pipeline.run import check_previous
@@ -107,18 +107,19 @@ def test_yaml_and_toml_agree_and_flags_override(tmp_path):
     assert build(yaml.safe_load(to_yaml(c)), {}).effective() == c.effective()  # round trip
 
 
-def test_print_config_cli(tmp_path, capsys):
+def test_print_config_cli(tmp_path):
     (tmp_path / "c.yaml").write_text("layers: mixed4a\ntrain: {samples: 1000}\n")
-    code = main(["run", str(tmp_path / "c.yaml"), "--samples", "2000", "--set", "sae.k=4", "--print-config",
-                 "--set", "train.lr=2e-4", "--set", "train.init_samples=1e4"])  # fmt: skip
-    assert code == 0
-    printed = yaml.safe_load(capsys.readouterr().out)
+    r = run_cli("run", tmp_path / "c.yaml", "--samples", "2000", "--set", "sae.k=4", "--print-config",
+                "--set", "train.lr=2e-4", "--set", "train.init_samples=1e4")  # fmt: skip
+    assert r.returncode == 0
+    printed = yaml.safe_load(r.stdout)
     assert printed["train"]["lr"] == 2e-4 and printed["train"]["init_samples"] == 10000
     assert printed["train"]["samples"] == 2000 and printed["sae"]["k"] == 4 and printed["layers"] == ["mixed4a"]
     assert not (tmp_path / "run").exists()
     (tmp_path / "bad.yaml").write_text("train: {sampels: 1}\n")
-    assert main(["run", str(tmp_path / "bad.yaml"), "--print-config"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    r = run_cli("run", str(tmp_path / "bad.yaml"), "--print-config")
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "unknown key train.sampels" in err[0]
 
 

@@ -6,8 +6,7 @@ import json
 from collections import Counter
 
 import pytest
-from harvest_helpers import make_class_images
-from run_helpers import cli, run_args
+from factories import make_images, run_args, run_cli_process
 
 from inception_sae import ActivationStore
 from inception_sae.data.subsets import class_of
@@ -20,9 +19,9 @@ CLASSES = [f"n{c:08d}" for c in range(6)]
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rundata")
-    images = make_class_images(tmp / "train", classes=6, per_class=10, size=(64, 64))  # 60 images, class by class
+    images = make_images(tmp / "train", 10, classes=6, size=(64, 64), suffix=".png")  # 60 images, class by class
     run = tmp / "run"
-    done = cli([*run_args(images, run), "--max-images", "20"])
+    done = run_cli_process(*run_args(images, run), "--max-images", "20")
     assert done.returncode == 0, done.stderr[-2000:]
     return images, run
 
@@ -52,6 +51,6 @@ def test_run_eval_is_held_out_and_equals_the_eval_command(run_dir):
     args = ["eval", "--sae", str(run / "mixed3b" / "sae"), "--store", str(run / "mixed3b" / "store"),
             "--images", str(images), "--max-images", "4", "--batch-size", "4", "--weights", "random",
             "--report", str(report)]  # fmt: skip
-    done = cli(args)
+    done = run_cli_process(*args)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(report.read_text()) == ev  # the same stage: the same numbers, rows, images and crop

@@ -6,12 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-from run_helpers import cli, env, run_args, tiny_images
-from site_fixture import read_js
+from factories import run_args, run_cli_process, synthetic_images
+from factories.cli import cli_command, process_env
+from factories.site import read_js
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +31,10 @@ def snapshot(store) -> dict:
 
 
 def test_run_killed_in_training_resumes_without_reharvesting(tmp_path):
-    images = tiny_images(tmp_path / "images", 16)
+    images = synthetic_images(tmp_path / "images", 16)
     run = tmp_path / "run"
     args = run_args(images, run, LAYERS, OVERRIDES)
-    proc = subprocess.Popen([sys.executable, "-m", "inception_sae", *args], env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(cli_command(*args), env=process_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = run / "mixed3b" / "sae" / "checkpoint" / "state.json"  # the commit point of a checkpoint
     try:
         deadline = time.time() + 300
@@ -52,7 +51,7 @@ def test_run_killed_in_training_resumes_without_reharvesting(tmp_path):
     before = snapshot(store)
     time.sleep(0.05)
 
-    done = cli(args)
+    done = run_cli_process(*args)
     assert done.returncode == 0, done.stderr[-2000:]
     assert snapshot(store) == before  # the harvest was neither redone nor touched
     assert "harvest mixed3b" in done.stderr and "skipped (complete)" in done.stderr
@@ -79,16 +78,18 @@ def test_run_killed_in_training_resumes_without_reharvesting(tmp_path):
         assert head["eval_report"] == str(run / layer / "eval.json")
     assert f"open {run / 'site' / 'index.html'}" in done.stdout.replace("\n", "")
 
-    again = cli(args)  # everything complete: every stage is skipped
+    again = run_cli_process(*args)  # everything complete: every stage is skipped
     assert again.returncode == 0 and again.stderr.count("skipped (complete)") == 2 * 5 + 3
 
-    changed = cli([*args, "--set", "train.lr=0.001"])  # another config for a finished stage: refused, nothing lost
+    changed = run_cli_process(
+        *args, "--set", "train.lr=0.001"
+    )  # another config for a finished stage: refused, nothing lost
     assert changed.returncode == 2 and "different train config (train.lr: None -> 0.001)" in changed.stderr
     assert snapshot(store) == before and (run / "mixed3b" / "sae" / "sae_weights.safetensors").is_file()
-    site_only = cli([*args, "--force-stage", "site"])  # redo just the last stage
+    site_only = run_cli_process(*args, "--force-stage", "site")  # redo just the last stage
     assert site_only.returncode == 0 and site_only.stderr.count("skipped (complete)") == 2 * 5 + 2
     assert "site" in site_only.stderr and (run / "site" / "index.html").is_file()
     # a new title (cosmetic) and more workers (how, not what) reuse every finished stage; the site shows the title
-    titled = cli([*args, "--set", "site.title=Another title", "--set", "harvest.workers=1"])
+    titled = run_cli_process(*args, "--set", "site.title=Another title", "--set", "harvest.workers=1")
     assert titled.returncode == 0 and titled.stderr.count("skipped (complete)") == 2 * 5 + 2, titled.stderr
     assert read_js(run / "site" / "data" / "site.js")[1]["title"] == "Another title"

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from factories import run_cli
 from PIL import Image
 
 from inception_sae import ActivationStore
-from inception_sae.cli import main
 from inception_sae.data.images import ImageDataset, iter_batches
 from inception_sae.data.sharded import ShardedArray
 from inception_sae.errors import UserError
@@ -26,10 +26,11 @@ def store(tmp_path):
 TRAIN = ["--k", "4", "--latents", "64", "--batch-size", "256", "--no-progress", "--checkpoint-every", "2"]
 
 
-def test_train_then_eval_cli(tmp_path, store, capsys):
+def test_train_then_eval_cli(tmp_path, store):
     out = tmp_path / "sae"
     args = ["--store", str(store.path), "--out", str(out), "--samples", "2048", "--log-every", "1"]
-    assert main(["train", *args, *TRAIN]) == 0
+    res = run_cli("train", *args, *TRAIN)
+    assert res.returncode == 0
     cfg = json.loads((out / "cfg.json").read_text())
     assert cfg["layer"] == "mixed3a" and cfg["model"] == "random:0" and cfg["d_sae"] == 64
     assert cfg["training"]["samples_seen"] == 2048 and cfg["training"]["summary_window_steps"] == 8
@@ -45,10 +46,10 @@ def test_train_then_eval_cli(tmp_path, store, capsys):
     assert rec["store"]["fingerprint"] == store.fingerprint
     assert rec["held_out"]["rows"] == cfg["training"]["held_out_rows"]
     rep = tmp_path / "eval.json"
-    assert main(["eval", "--sae", str(out), "--store", str(store.path), "--report", str(rep)]) == 0
-    res = json.loads(rep.read_text())["store"]
-    assert 0 < res["fvu"] < 1 and res["l0"] <= 4 and "counts" in res["histogram"]
-    assert "held-out vectors (never trained on)" in capsys.readouterr().out
+    res = run_cli("eval", "--sae", str(out), "--store", str(store.path), "--report", str(rep))
+    assert res.returncode == 0 and "held-out vectors (never trained on)" in res.stdout
+    ev = json.loads(rep.read_text())["store"]
+    assert 0 < ev["fvu"] < 1 and ev["l0"] <= 4 and "counts" in ev["histogram"]
 
 
 def test_eval_rows_are_disjoint_from_every_row_training_read(tmp_path, store, monkeypatch):
@@ -65,10 +66,12 @@ def test_eval_rows_are_disjoint_from_every_row_training_read(tmp_path, store, mo
         read[:] = 0
         monkeypatch.setattr(ShardedArray, "__getitem__", counting)
         args = ["--store", str(store.path), "--out", str(tmp_path / name), "--samples", "4096", "--held-out", held_out]
-        assert main(["train", *args, *TRAIN]) == 0  # 16 steps of 256: four epochs over the training rows
+        r = run_cli("train", *args, *TRAIN)
+        assert r.returncode == 0  # 16 steps of 256: four epochs over the training rows
         monkeypatch.setattr(ShardedArray, "__getitem__", real)
         rep = tmp_path / f"{name}.json"
-        assert main(["eval", "--sae", str(tmp_path / name), "--store", str(store.path), "--report", str(rep)]) == 0
+        r = run_cli("eval", "--sae", str(tmp_path / name), "--store", str(store.path), "--report", str(rep))
+        assert r.returncode == 0
         cfg = json.loads((tmp_path / name / "cfg.json").read_text())
         return {"cfg": cfg["training"], "store": json.loads(rep.read_text())["store"]}
 
@@ -85,12 +88,13 @@ def test_eval_rows_are_disjoint_from_every_row_training_read(tmp_path, store, mo
     assert ev["held_out"] is False and (read[start:end] > 0).all()  # evaluated rows were trained on
 
 
-def test_cli_errors_are_one_line(tmp_path, store, capsys):
-    assert main(["train", "--out", str(tmp_path)]) == 2
-    assert main(["train", "--images", str(tmp_path), "--layer", "mixed3a", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and len(err) == 2
-    assert main(["eval", "--sae", str(tmp_path / "nope"), "--store", str(store.path)]) == 2
+def test_cli_errors_are_one_line(tmp_path, store):
+    for args in (["--out", tmp_path], ["--images", tmp_path, "--layer", "mixed3a", "--out", tmp_path]):
+        r = run_cli("train", *args)
+        err = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    r = run_cli("eval", "--sae", str(tmp_path / "nope"), "--store", str(store.path))
+    assert r.returncode == 2
 
 
 def _sae_for(layer: str, d: int, tmp_path):
@@ -130,22 +134,25 @@ def test_identity_sae_splices_perfectly(tmp_path):
     assert sp.top1_agreement == 1.0 and sp.kl < 1e-6 and vec.fvu < 1e-8
 
 
-def test_eval_images_cli_and_layer_mismatch(tmp_path, capsys):
+def test_eval_images_cli_and_layer_mismatch(tmp_path):
     rgb = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
     (tmp_path / "imgs").mkdir()
     Image.fromarray(rgb).save(tmp_path / "imgs" / "a.png")
     _sae_for("mixed3a", 256, tmp_path)
     rep = tmp_path / "r.json"
     args = ["eval", "--sae", str(tmp_path / "sae"), "--images", str(tmp_path / "imgs"), "--report", str(rep)]
-    assert main(args) == 2  # a folder made by hand records no harvest: no preprocessing is guessed
-    err = capsys.readouterr().err.strip().splitlines()
+    res = run_cli(*args)
+    assert res.returncode == 2  # a folder made by hand records no harvest: no preprocessing is guessed
+    err = res.stderr.strip().splitlines()
     assert len(err) == 1 and "--harvest-rule" in err[0] and "--resize/--crop" in err[0]
-    assert main([*args, "--harvest-rule", "all", "--resize", "64", "--crop", "64"]) == 0
+    res = run_cli(*args, "--harvest-rule", "all", "--resize", "64", "--crop", "64")
+    assert res.returncode == 0
     splice = json.loads(rep.read_text())["splice"]
     assert splice["images"] == 1 and splice["preprocess"] == {"resize": 64, "crop": 64}
     assert splice["harvest"]["from"] == {"rule": "--harvest-rule", "preprocess": "--resize and --crop"}
     bad = TopKSAE(SAEConfig(100, 200, 4))
     bad.meta = {"layer": "mixed3a", "model": "random:0"}
     bad.save(tmp_path / "bad")
-    assert main(["eval", "--sae", str(tmp_path / "bad"), "--images", str(tmp_path / "imgs")]) == 2
-    assert "expects d=100" in capsys.readouterr().err
+    res = run_cli("eval", "--sae", str(tmp_path / "bad"), "--images", str(tmp_path / "imgs"))
+    assert res.returncode == 2
+    assert "expects d=100" in res.stderr

@@ -13,11 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from harvest_helpers import make_class_images
-from run_helpers import one_line_error
+from factories import make_images, one_line_error, run_cli
 
 from inception_sae import ActivationStore
-from inception_sae.cli import main
 
 HARVEST = ["--layer", "mixed3a", "--weights", "random", "--sampling", "top-norm", "--per-image", "4",
            "--resize", "80", "--crop", "64", "--workers", "0", "--batch-size", "8", "--no-progress"]  # fmt: skip
@@ -34,17 +32,20 @@ RUN_KEYS = ("timings_s", "config", "files")
 def trained(tmp_path_factory) -> dict[str, Path]:
     """Images (4 classes x 4), their store and an SAE trained on it."""
     tmp = tmp_path_factory.mktemp("provenance")
-    images = make_class_images(tmp / "imgs", 4, 4)
+    images = make_images(tmp / "imgs", 4, classes=4, suffix=".png")
     store, sae = tmp / "store", tmp / "sae"
-    assert main(["harvest", "--images", str(images), "--out", str(store), *HARVEST]) == 0
-    assert main(["train", "--store", str(store), "--out", str(sae), *TRAIN]) == 0
+    r = run_cli("harvest", "--images", str(images), "--out", str(store), *HARVEST)
+    assert r.returncode == 0
+    r = run_cli("train", "--store", str(store), "--out", str(sae), *TRAIN)
+    assert r.returncode == 0
     return {"tmp": tmp, "images": images, "store": store, "sae": sae}
 
 
 def evaluate(t: dict[str, Path], name: str, *extra: str, sae: Path | None = None) -> dict:
     rep = t["tmp"] / f"{name}.json"
     args = ["eval", "--sae", str(sae or t["sae"]), "--images", str(t["images"]), "--report", str(rep), *EVAL]
-    assert main([*args, *extra]) == 0
+    r = run_cli(*args, *extra)
+    assert r.returncode == 0
     return json.loads(rep.read_text())
 
 
@@ -52,7 +53,8 @@ def analyze(t: dict[str, Path], name: str, *extra: str, sae: Path | None = None)
     """summary.json minus what names the run, and every feature's JSON."""
     out = t["tmp"] / name
     args = ["analyze", "--sae", str(sae or t["sae"]), "--images", str(t["images"]), "--out", str(out), *ANALYZE]
-    assert main([*args, *extra]) == 0
+    r = run_cli(*args, *extra)
+    assert r.returncode == 0
     summary = json.loads((out / "summary.json").read_text())
     feats = {p.name: json.loads(p.read_text()) for p in sorted((out / "features").glob("*.json"))}
     return {"summary": {k: v for k, v in summary.items() if k not in RUN_KEYS}, "features": feats}
@@ -113,14 +115,16 @@ def test_moving_or_deleting_the_store_changes_no_number(trained):
     assert ev2["splice"] == splice and an2 == an0 and ev2["store"] == ev1["store"]
 
 
-def test_a_folder_without_record_or_store_is_refused_unless_flagged(trained, capsys):
+def test_a_folder_without_record_or_store_is_refused_unless_flagged(trained):
     t = trained
     gone = old_folder(t, "orphan_sae", t["tmp"] / "nowhere")
     base = ["--sae", str(gone), "--images", str(t["images"])]
-    assert main(["analyze", *base, "--out", str(t["tmp"] / "refused"), *ANALYZE]) == 2
-    one_line_error(capsys, "does not record the harvest rule", "is gone", "--harvest-rule")
-    assert main(["eval", *base, *EVAL]) == 2
-    one_line_error(capsys, "does not record the harvest rule", "preprocessing", "--harvest-rule", "--resize/--crop")
+    r = run_cli("analyze", *base, "--out", str(t["tmp"] / "refused"), *ANALYZE)
+    assert r.returncode == 2
+    one_line_error(r, "does not record the harvest rule", "is gone", "--harvest-rule")
+    r = run_cli("eval", *base, *EVAL)
+    assert r.returncode == 2
+    one_line_error(r, "does not record the harvest rule", "preprocessing", "--harvest-rule", "--resize/--crop")
 
     flagged = analyze(t, "an_flag", "--harvest-rule", "top-norm:4", sae=gone)
     assert flagged["summary"]["harvest"]["from"]["rule"] == "--harvest-rule"

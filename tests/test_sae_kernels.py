@@ -13,8 +13,6 @@ from inception_sae.sae.cpu_memory import keep_freed_memory
 from inception_sae.sae.metrics import squared_error, total_variance
 from inception_sae.sae.model import SAEConfig
 
-pytestmark = pytest.mark.skipif(kernels._cpu is None, reason="numba is not installed")
-
 
 @pytest.fixture
 def torch_backend():

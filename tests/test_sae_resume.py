@@ -10,18 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from factories.cli import process_env
 from safetensors.torch import load_file
 
-HERE = Path(__file__).parent
-WORKER = HERE / "sae_worker.py"
-SRC = HERE.parent / "src"
+#: The training process, run as a module so that only ``src`` and ``tests`` are on its path.
+WORKER = ["-m", "factories.sae_worker"]
 
 
 def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(HERE), env.get("PYTHONPATH", "")])
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
+    return process_env(OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -34,16 +31,14 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _run(args, **kw):
-    return subprocess.run([sys.executable, str(WORKER), *map(str, args)], env=_env(), check=True, timeout=120, **kw)
+    return subprocess.run([sys.executable, *WORKER, *map(str, args)], env=_env(), check=True, timeout=120, **kw)
 
 
 @pytest.mark.slow
 def test_sigkill_and_resume_is_bitwise_identical(tmp_path):
     samples, every = 64 * 40, 5
     _run([tmp_path / "ref", samples, every])
-    proc = subprocess.Popen(
-        [sys.executable, str(WORKER), *map(str, (tmp_path / "cut", samples, every, 0.05))], env=_env()
-    )
+    proc = subprocess.Popen([sys.executable, *WORKER, *map(str, (tmp_path / "cut", samples, every, 0.05))], env=_env())
     state = tmp_path / "cut" / "checkpoint" / "state.json"
     deadline = time.time() + 60
     while time.time() < deadline and not (state.is_file() and '"step": 15' in state.read_text()):
@@ -73,7 +68,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     _run([tmp_path / "one", samples, 0])
     # --standalone: a free port of its own, so a port still held by another process cannot fail the run
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           str(WORKER), str(tmp_path / "two"), str(samples), "0"]  # fmt: skip
+           *WORKER, str(tmp_path / "two"), str(samples), "0"]  # fmt: skip
     r = subprocess.run(cmd, env=_env(), timeout=120, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()]
@@ -85,8 +80,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
 
 def test_checkpoints_by_time_as_well_as_steps(tmp_path, monkeypatch):
     """checkpoint_every=0 with a time rule still checkpoints mid-run; without it only the final one is written."""
-    sys.path.insert(0, str(HERE))
-    from sae_worker import data, saes
+    from factories.sae_worker import data, saes
 
     from inception_sae.data.source import ArraySource
     from inception_sae.sae import checkpoint as ckpt

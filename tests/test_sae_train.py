@@ -2,10 +2,11 @@
 
 import copy
 import itertools
+import json
 
 import pytest
 import torch
-from sae_helpers import planted, recovery
+from factories.sae import planted, recovery
 
 from inception_sae.data.source import ArraySource
 from inception_sae.sae.kernels import sparse_decode, sparse_encode
@@ -68,17 +69,35 @@ def test_sweep_shares_one_pass_and_logs(tmp_path):
     for p in res.paths:
         sae = TopKSAE.load(p)
         assert sae.meta["training"]["samples_seen"] == 1024
+    steps = [r for r in map(json.loads, (tmp_path / "train_log.jsonl").read_text().splitlines()) if "step" in r]
+    names = {p.name for p in res.paths}
+    assert [r["step"] for r in steps] == [2, 4, 6, 8] and all(set(r["saes"]) == names for r in steps)  # one pass
     assert (tmp_path / "checkpoint" / "state.json").is_file()
-    # a re-run on a finished folder resumes at the end and only rewrites the SAEs
+    # a re-run on a finished folder resumes at the end and only rewrites the SAEs: no step, the same weights
+    checkpoint = {p.name: p.read_bytes() for p in (tmp_path / "checkpoint").iterdir()}
+    log = (tmp_path / "train_log.jsonl").read_bytes()
+    weights = {p: (p / "sae_weights.safetensors").read_bytes() for p in res.paths}
+    inodes = {p: (p / "sae_weights.safetensors").stat().st_ino for p in res.paths}
     again = train(ArraySource(X.numpy(), 128, seed=0), saes, cfg, tmp_path)
-    assert again.steps == 8
+    assert again.steps == 8 and not again.interrupted
+    assert (tmp_path / "train_log.jsonl").read_bytes() == log  # no step ran (each would log)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "checkpoint").iterdir()} == checkpoint
+    for p in res.paths:
+        assert (p / "sae_weights.safetensors").read_bytes() == weights[p]
+        assert (p / "sae_weights.safetensors").stat().st_ino != inodes[p]  # written again (atomically: a new file)
 
 
-def test_bf16_training_runs(tmp_path):
-    X = torch.randn(1024, 8)
-    cfg = TrainConfig(samples=512, batch_size=128, progress=False, dtype="bfloat16")
-    res = train(ArraySource(X.numpy(), 128), [SAEConfig(8, 32, 2)], cfg, tmp_path)
-    assert res.summaries["k2_m32_init_s0"]["final_fvu"] < 1.5
+def test_bf16_training_learns_as_float32_does(tmp_path):
+    """On a planted dictionary (16 dims, 32 directions, 2 active) bf16 training reaches float32's FVU."""
+    X, _ = planted(4096, d=16, features=32, active=2)
+    fvu = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = TrainConfig(samples=4096, batch_size=128, progress=False, dtype=dtype)
+        res = train(ArraySource(X.numpy(), 128, seed=0), [SAEConfig(16, 64, 2)], cfg, tmp_path / dtype)
+        assert res.summaries["k2_m64_init_s0"]["dtype"] == dtype
+        fvu[dtype] = res.summaries["k2_m64_init_s0"]["final_fvu"]
+    assert fvu["float32"] < 0.35, fvu  # it learned: training that cannot use the data stays near FVU 1
+    assert abs(fvu["bfloat16"] - fvu["float32"]) < 0.05, fvu
 
 
 @pytest.mark.parametrize("tie", ["init", "full"])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from site_fixture import DOG, FixtureHierarchy, concept_kind, make_analysis, make_sae, small_site_inputs
+from factories import make_sae
+from factories.site import DOG, FixtureHierarchy, concept_kind, make_analysis, small_site_inputs
 
 from inception_sae.site import ServeConfig, SiteConfig, build_site, concepts, make_server
 
@@ -18,13 +19,13 @@ BROKEN = "[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, model):
     """A two-layer site (mixed3a, mixed4d) served with the live box on (random model, 48-latent SAE); both layers
-    have concept labels (see site_fixture.concept_kind)."""
+    have concept labels (see factories.site.concept_kind)."""
     root = tmp_path_factory.mktemp("site_browser")
     inputs = small_site_inputs(root / "in", lower="mixed3a", n_lower=48)
     with pytest.MonkeyPatch.context() as mp:  # concept names from the fixture's piece of WordNet
         mp.setattr(concepts, "load_wordnet", FixtureHierarchy)
         out = build_site(SiteConfig(inputs["analyses"], root / "site", inputs["featvis"], (inputs["circuits"],))).out
-    sae = make_sae(root / "sae", "mixed3a", 256, 48, 6)
+    sae = make_sae(root / "sae", 256, 48, 6, layer="mixed3a")
     server = make_server(ServeConfig(out, port=0, live=True, sae=sae), model=model)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield {"dir": out, "url": server.url, "root": root}
@@ -163,7 +164,7 @@ def test_feature_page_toggles_trained_and_every_position_examples(page, site, tm
 
 
 def test_a_feature_that_never_fires_at_trained_positions_says_so(page, site):
-    from site_fixture import NEVER_TRAINED
+    from factories.site import NEVER_TRAINED
 
     page.goto(site["url"] + f"#/mixed4d/f/{NEVER_TRAINED}")
     page.wait_for_selector(f"#app[data-ready='#/mixed4d/f/{NEVER_TRAINED}']")

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from site_fixture import NEVER_TRAINED, dump, make_analysis, read_js, small_site_inputs
+from factories import run_cli
+from factories.site import NEVER_TRAINED, dump, make_analysis, read_js, small_site_inputs
 
 from inception_sae.errors import UserError
 from inception_sae.site import SiteConfig, build_site
@@ -182,11 +180,6 @@ def test_neighbours_json_and_graph_merge_without_duplicates(tmp_path):
         ("mixed4b/f/0", "ablation"),
         ("mixed4b/f/0", "expanded"),
     ]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), *sys.path])}
-    return subprocess.run([sys.executable, "-m", "inception_sae", *args], capture_output=True, text=True, env=env)
 
 
 def test_cli_build_and_errors(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from site_fixture import (
+from factories.site import (
     ANIMAL,
     CAR_WHEEL,
     DOG,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from site_fixture import make_analysis
+from factories.site import make_analysis
 
 from inception_sae.analysis.embedding import BRANCH_COLOURS
 from inception_sae.analysis.run import NO_LOGIT_EFFECT

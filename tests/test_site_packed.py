@@ -10,10 +10,9 @@ import os
 import numpy as np
 import pytest
 import torch
-from analysis_helpers import unit_rows, write_sae
-from conftest import write_images
+from factories import make_images, make_sae, unit_rows
+from factories.site import read_js
 from PIL import Image, ImageOps
-from site_fixture import read_js
 
 from inception_sae.analysis.config import AnalyzeConfig
 from inception_sae.analysis.render import read_packed
@@ -27,8 +26,10 @@ M = 40
 @pytest.fixture(scope="module")
 def packed(model, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("packed")
-    write_images(tmp / "imgs", 8, size=(40, 36), seed=3)
-    sae = write_sae(tmp / "sae", unit_rows(torch.randn(M, 256, generator=torch.Generator().manual_seed(1))), "mixed3a")
+    make_images(tmp / "imgs", 8, size=(40, 36), seed=3)
+    sae = make_sae(
+        tmp / "sae", W_dec=unit_rows(torch.randn(M, 256, generator=torch.Generator().manual_seed(1))), layer="mixed3a"
+    )
     cfg = AnalyzeConfig(sae, tmp / "imgs", tmp / "analysis", input_size=32, batch_size=4, n_top=4, render_top=3,
                         render_intervals=1, umap=False, logit_effect=False)  # fmt: skip
     analyze(cfg, model=model, progress=False)

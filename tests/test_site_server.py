@@ -9,8 +9,9 @@ import os
 import threading
 
 import pytest
+from factories import make_sae
+from factories.site import make_analysis
 from PIL import Image
-from site_fixture import make_analysis, make_sae
 
 from inception_sae.site import ServeConfig, SiteConfig, build_site, make_server
 
@@ -41,7 +42,7 @@ def server(site):
 
 @pytest.fixture(scope="module")
 def live_server(site, tmp_path_factory, model):
-    sae = make_sae(tmp_path_factory.mktemp("sae") / "sae", "mixed3a", 256, 48, 6)
+    sae = make_sae(tmp_path_factory.mktemp("sae") / "sae", 256, 48, 6, layer="mixed3a")
     cfg = ServeConfig(site, port=0, live=True, sae=sae, max_upload=200_000)
     s = start(make_server(cfg, model=model))
     yield s
@@ -175,13 +176,12 @@ def test_not_a_site_is_a_user_error(tmp_path):
 def test_cli_serve_prints_a_loopback_url_and_serves(site):
     import re
     import subprocess
-    import sys
     import urllib.request
-    from pathlib import Path
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), *sys.path])}
-    cmd = [sys.executable, "-m", "inception_sae", "site", "serve", str(site), "--port", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    from factories.cli import cli_command, process_env
+
+    cmd = cli_command("site", "serve", site, "--port", "0")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=process_env())
     try:
         line = proc.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
@@ -195,7 +195,7 @@ def test_cli_serve_prints_a_loopback_url_and_serves(site):
 def test_a_body_that_never_arrives_times_out(site, model, tmp_path):
     import socket
 
-    sae = make_sae(tmp_path / "sae", "mixed3a", 256, 48, 6)
+    sae = make_sae(tmp_path / "sae", 256, 48, 6, layer="mixed3a")
     s = start(make_server(ServeConfig(site, port=0, live=True, sae=sae, request_timeout=0.5), model=model))
     try:
         with socket.create_connection(s.server_address[:2], timeout=30) as sock:

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import torch
-from analysis_helpers import write_sae
+from factories import make_sae
 
 from inception_sae.analysis.folder import Analysis
 from inception_sae.circuits.folder import CircuitsFolder
@@ -35,7 +35,7 @@ def test_store_is_complete_only_with_every_shard_whole(tmp_path):
 
 
 def test_sae_folder_is_complete_only_with_its_summary_and_whole_weights(tmp_path):
-    folder = write_sae(tmp_path / "sae", torch.randn(16, 8), "mixed3a")
+    folder = make_sae(tmp_path / "sae", W_dec=torch.randn(16, 8), layer="mixed3a")
     assert not SAEFolder.is_complete(folder)  # training has not written its summary
     (folder / "train_summary.json").write_text("{}")
     assert SAEFolder.is_complete(folder) and SAEFolder.d_sae(folder) == 16

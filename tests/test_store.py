@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from factories import run_cli
 
 from inception_sae import ActivationStore
-from inception_sae.cli import main
 from inception_sae.errors import UserError
 
 
@@ -62,18 +62,21 @@ def test_sharded_indexing_matches_numpy(written):
         a[103]
 
 
-def test_verify_detects_corruption(written, capsys):
+def test_verify_detects_corruption(written):
     store, *_ = written
     assert store.verify() == []
-    assert main(["store", "verify", str(store.path)]) == 0
+    r = run_cli("store", "verify", str(store.path))
+    assert r.returncode == 0
     f = store.path / store.shards[2]["file"]
     data = bytearray(f.read_bytes())
     data[-3] ^= 0xFF
     f.write_bytes(bytes(data))
     assert any("sha256 mismatch" in p for p in store.verify())
-    assert main(["store", "verify", str(store.path)]) == 1
-    assert main(["store", "info", str(store.path)]) == 0
-    assert '"vectors": 103' in capsys.readouterr().out
+    r = run_cli("store", "verify", str(store.path))
+    assert r.returncode == 1
+    r = run_cli("store", "info", str(store.path))
+    assert r.returncode == 0
+    assert '"vectors": 103' in r.stdout
 
 
 def test_stats_equal_numpy_and_are_cached(written):

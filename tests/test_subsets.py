@@ -6,10 +6,10 @@ import json
 from collections import Counter
 
 import numpy as np
-from harvest_helpers import classes_per_window, make_class_images
+from factories import make_images, run_cli
+from factories.images import classes_per_window
 
 from inception_sae import ActivationStore
-from inception_sae.cli import main
 from inception_sae.data.harvest import HarvestConfig, harvest
 from inception_sae.data.reader import StoreSource
 from inception_sae.data.subsets import class_of, spread_subset, subset_record, visit_order
@@ -48,8 +48,8 @@ def test_visit_order_is_a_seeded_permutation():
     assert sorted(a.tolist()) == list(range(50)) and (a == visit_order(50, 1)).all() and (a != visit_order(50, 2)).any()
 
 
-def test_harvest_of_a_class_sorted_folder_mixes_classes(tmp_path, capsys):
-    folder = make_class_images(tmp_path / "train", classes=6, per_class=5)
+def test_harvest_of_a_class_sorted_folder_mixes_classes(tmp_path):
+    folder = make_images(tmp_path / "train", 5, classes=6, suffix=".png")
     cfg = HarvestConfig(images=folder, layer="mixed4d", out=tmp_path / "s", weights="random", resize=56, crop=48,
                         workers=0, progress=False, batch_size=4, per_image=3, shard_size=7)  # fmt: skip
     assert harvest(cfg).complete
@@ -62,13 +62,14 @@ def test_harvest_of_a_class_sorted_folder_mixes_classes(tmp_path, capsys):
     assert visited == visit_order(30, 0).tolist()
     mix = StoreSource(store, batch_size=45, chunk_rows=3, window_chunks=30).mixing(batches=2)  # 2 batches = one epoch
     assert mix["images_per_batch"] >= 20 and mix["classes_per_batch"] == 6 and mix["classes"] == 6
-    assert main(["store", "info", str(tmp_path / "s")]) == 0
-    info = json.loads(capsys.readouterr().out)
+    r = run_cli("store", "info", str(tmp_path / "s"))
+    assert r.returncode == 0
+    info = json.loads(r.stdout)
     assert info["order"] == "seeded-shuffle" and info["batch_mixing"]["images_per_batch"] == 30  # one batch: all
 
 
 def test_max_images_spreads_over_classes(tmp_path):
-    folder = make_class_images(tmp_path / "train", classes=6, per_class=4)
+    folder = make_images(tmp_path / "train", 4, classes=6, suffix=".png")
     cfg = HarvestConfig(images=folder, layer="mixed4d", out=tmp_path / "s", weights="random", resize=56, crop=48,
                         workers=0, progress=False, per_image=1, max_images=12, seed=5)  # fmt: skip
     harvest(cfg)

@@ -20,6 +20,8 @@ DENSE_FREQ = 0.1  #: a direction firing at more than this share of positions is 
 
 
 def dump(path: Path, obj) -> None:
+    """Compact JSON written in place: the per-direction files are many, and an analysis whose summary.json (written
+    last, atomically) is missing is redone whole, so a torn one is never read as complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, separators=(",", ":")))
 
@@ -323,6 +325,6 @@ def write_all(cfg, ctx, sae_cfg, state, derived, files, names, source, elapsed, 
     summary["labels"]["significant_neurons"] = sum(enr["neurons"].significant)
     summary["labels"]["family_size_neurons"] = enr["neurons"].family_size
     summary["metrics"] = headline_metrics(summary, sae_cfg, ev or {}, cfg.eval_report)
-    Analysis.write_summary(out, summary)
     write_report(out, summary, derived)
+    Analysis.write_summary(out, summary)  # the completion marker: last
     return summary

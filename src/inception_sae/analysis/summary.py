@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..display import fmt_num, fmt_p
+from ..fsio import atomic_write_text
 from ..sae.metrics import firing_summary
 from .branch_null import NULL_TEXT
 from .branches import specialised_table
@@ -156,7 +157,7 @@ def write_report(out: Path, summary: dict, derived) -> None:
             "",
             "![](figures/umap_dominant_branch.png) ![](figures/umap_share_5x5.png)",
         ]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
 
 
 def concept_summary(state, recs, dominant: list[str]) -> dict:

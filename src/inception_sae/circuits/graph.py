@@ -8,12 +8,12 @@ ablation (and ``logit`` for the exact mixed5b -> class edges).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..display import NEGATIVE_COLOUR, POSITIVE_COLOUR, sign_colour
+from ..fsio import atomic_write_json
 from ..models.layers import STAGE_NAMES
 
 Edge = tuple[str, str, float, str]  #: (source, target, weight, kind), source upstream of target
@@ -40,7 +40,7 @@ class CircuitGraph:
     def write(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
+        atomic_write_json(path, self.to_dict())
         return path
 
     def neighbourhood(self, centre: str, hops: int = 1, kinds: Iterable[str] | None = None) -> CircuitGraph:

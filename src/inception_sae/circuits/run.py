@@ -7,7 +7,6 @@ Writes into ``cfg.out``: ``neighbours.json``, ``kernels.json``, ``graph.json``, 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -17,7 +16,7 @@ from ..data.images import ImageDataset, Preprocess
 from ..data.labels import load_labels
 from ..data.subsets import take_spread
 from ..errors import UserError
-from ..fsio import read_json
+from ..fsio import atomic_write_json, read_json
 from ..models.inception_v1 import InceptionV1
 from ..models.layers import layer_info
 from ..sae.model import load_layer_sae
@@ -198,7 +197,7 @@ def logit_edges(cfg: CircuitsConfig, model: InceptionV1, circuit: WeightCircuit,
     """mixed5b only: write logits.json; edges focus -> its top classes, and class -> mixed5b -> mixed5a."""
     down = circuit.down
     logits = logits_json(model, down, labels)
-    (out / "logits.json").write_text(json.dumps(logits))
+    atomic_write_json(out / "logits.json", logits, indent=None)
     top = logits[down.node(focus)]["top"][:3]
     edges = [(down.node(focus), f"class/{c['index']}", c["weight"], "logit") for c in top]
     return edges + class_circuit(model, circuit, list(cfg.classes), cfg.graph_top, cfg.graph_top)
@@ -211,7 +210,7 @@ def weight_part(
     """neighbours.json, branch consistency and the weight graph. Returns (graph, validation, lookups)."""
     up, down = circuit.up, circuit.down
     nb = circuit.neighbours(cfg.top)
-    (out / "neighbours.json").write_text(json.dumps(neighbours_json(circuit, nb, HEADLINE)))
+    atomic_write_json(out / "neighbours.json", neighbours_json(circuit, nb, HEADLINE), indent=None)
     validation: dict = {
         "weight_1x1": "computed (only the block lies between: exact for the 1x1 branch before its ReLU)"
         if circuit.lin.chain.only_block
@@ -226,10 +225,10 @@ def weight_part(
         validation["branch_consistency"] = test.to_dict()
         validation["branch_consistency"]["label_source"] = sources
     kernels, centre = circuit.feature_kernels(focus)  # spatial kernels of the focus feature's top inputs
-    (out / "kernels.json").write_text(json.dumps({
+    atomic_write_json(out / "kernels.json", {
         "downstream": down.node(focus), "centre": list(centre), "grid": "upstream pixels",
         "kernels": {up.node(i): kernels[i].tolist() for i in nb.up_index[focus].tolist()},
-    }))  # fmt: skip
+    }, indent=None)  # fmt: skip
     lookups = (branch_lookup(branches, up, down), labels_)
     graph = CircuitGraph()
     graph.add_edges(weight_edges(circuit, nb, focus, cfg.graph_top, cfg.hops), *lookups)
@@ -247,7 +246,7 @@ def recipe_part(cfg: CircuitsConfig, circuit: WeightCircuit, dataset, focus: int
     edges, summary = recipe_graph(circuit.model, circuit.lin.chain, circuit.up, circuit.down, dataset, partners,
                                   max_sites=cfg.sites, top=cfg.graph_top, batch_size=cfg.batch_size)  # fmt: skip
     graph.add_edges(edges, *lookups)
-    (out / "recipe.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_json(out / "recipe.json", summary)
     sub = CircuitGraph()
     sub.add_edges(edges, *lookups)
     render(sub, out / f"graph_{circuit.down.layer}_{focus}_recipe", "Bozoukov's recipe from the weight partners", None,
@@ -296,14 +295,14 @@ def run(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> CircuitsResult
         table, data_edges = data_validation(circuit, cfg, dataset, features)
         graph.add_edges(data_edges, *lookups)
         validation |= table.summary()
-        (out / "pairs.json").write_text(json.dumps(table.to_dict()))
+        atomic_write_json(out / "pairs.json", table.to_dict(), indent=None)
         plot_agreement(table, out / "agreement.png", f"{up.layer} -> {down.layer}: methods vs measured ablation")
         sub = graph.neighbourhood(node, 1, kinds=("attribution",))
         render(sub, f"{stem}_data", f"{node}: gradient x activation on images", node)
         if cfg.recipe_features:
             validation["recipe"] = recipe_part(cfg, circuit, dataset, focus, graph, lookups, out)
     graph.write(out / "graph.json")
-    (out / "validation.json").write_text(json.dumps(validation, indent=1, default=float))
+    atomic_write_json(out / "validation.json", validation, default=float)
     summary = {
         "upstream": {"layer": up.layer, "sae": up.source, "features": up.m},
         "downstream": {"layer": down.layer, "sae": down.source, "features": down.m},

@@ -128,10 +128,7 @@ class HarvestResult:
 
 def open_images(cfg: HarvestConfig) -> tuple[ImageDataset, list[str], dict]:
     """The dataset (a class-spread subset of ``max_images``), its image ids and the subset's record."""
-    try:
-        dataset = ImageDataset.from_path(cfg.images, Preprocess(cfg.resize, cfg.crop))
-    except (FileNotFoundError, ValueError) as e:
-        raise UserError(str(e)) from e
+    dataset = ImageDataset.from_path(cfg.images, Preprocess(cfg.resize, cfg.crop))  # bad sources: a UserError
     subset = take_spread(dataset, cfg.max_images, cfg.seed)
     if not dataset.files:
         raise UserError(f"no images found under {cfg.images}")

@@ -185,7 +185,14 @@ class ImageDataset(torch.utils.data.Dataset):
         if path.is_dir():
             return cls.from_folder(path, preprocess)
         if path.is_file() and path.suffix.lower() in (".txt", ".lst"):
-            lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise UserError(f"cannot read the image list {path}: {e}") from e
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+            outside = [ln for ln in lines if Path(ln).is_absolute() and not Path(ln).is_relative_to(path.parent)]
+            if outside:
+                raise UserError(f"the image list {path} names {outside[0]}, outside its folder {path.parent}")
             return cls.from_list(lines, root=path.parent, preprocess=preprocess)
         raise MissingInputError(f"{path} is neither an image folder nor a .txt list of images")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from ..fsio import atomic_write_json
 from .config import build
 from .run import RunResult, run_pipeline
 
@@ -94,7 +95,7 @@ def run_demo(opts: DemoOptions) -> RunResult:
     note = "UNTRAINED random weights and synthetic images: features describe a random network"
     info = {"offline": opts.offline, "untrained_weights": opts.offline, "images": str(images),
             "note": note if opts.offline else "inception5h weights, Imagenette subset"}  # fmt: skip
-    (out / "DEMO.json").write_text(json.dumps(info, indent=1))
+    atomic_write_json(out / "DEMO.json", info)
     return result
 
 

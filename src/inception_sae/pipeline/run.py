@@ -19,6 +19,7 @@ from ..analysis.config import AnalyzeConfig
 from ..circuits.config import CircuitsConfig
 from ..data.harvest import HarvestConfig
 from ..errors import UserError
+from ..fsio import atomic_write_text
 from ..sae.train_config import TrainConfig
 from ..settings import values
 from ..site.config import SiteConfig
@@ -149,10 +150,7 @@ def check_store_sizes(cfg: RunConfig, paths: Paths, redo: tuple[str, ...]) -> No
     if not todo:
         return
     assert cfg.images is not None  # validate() refused a run without them
-    try:
-        n_images = len(ImageDataset.from_path(cfg.images).files)
-    except (FileNotFoundError, ValueError) as e:
-        raise UserError(str(e)) from None
+    n_images = len(ImageDataset.from_path(cfg.images).files)  # a missing or unreadable source is a UserError
     if h.max_images:
         n_images = min(n_images, h.max_images)
     if n_images == 0:
@@ -220,7 +218,7 @@ def run_pipeline(
         for path in paths.outputs(name, cfg.layers):
             remove(path)
     paths.root.mkdir(parents=True, exist_ok=True)
-    paths.config.write_text(to_yaml(cfg))
+    atomic_write_text(paths.config, to_yaml(cfg))
     ctx = work.Context(cfg, paths, progress=progress, console=console)
     view = view or StageView()  # stage lines always; ``progress`` only switches the stages' own bars
     result, changed = RunResult(paths.root, paths.site), False

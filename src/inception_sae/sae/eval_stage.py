@@ -143,10 +143,7 @@ def _splice_images(images: Path, pre, max_images: int, seed: int, harvest: Harve
     from ..data.images import ImageDataset
     from ..data.subsets import spread_subset, subset_record
 
-    try:
-        ds = ImageDataset.from_path(images, pre)
-    except (FileNotFoundError, ValueError) as e:
-        raise UserError(str(e)) from e
+    ds = ImageDataset.from_path(images, pre)  # a missing or unreadable source is a UserError
     ids = [ds.image_id(i) for i in range(len(ds))]
     pool, source = list(range(len(ids))), "the image folder (training images may be among them)"
     held_ids = set((harvest.held_out or {}).get("images") or [])

@@ -11,7 +11,6 @@ resumed CPU run ends bitwise equal to an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
 import time
@@ -25,6 +24,7 @@ import torch.distributed as dist
 from ..data.distributed import gather_rows
 from ..data.source import BatchSource
 from ..errors import UserError
+from ..fsio import atomic_write_json
 from . import checkpoint as ckpt
 from .auxk import add_row_grads, auxk_loss_and_grads
 from .kernels import batch_moments, geometric_median
@@ -375,5 +375,5 @@ def train(
     t.save_checkpoint()  # a re-run with the same --out is then a no-op that rewrites the SAE folders
     paths = t.save_saes()
     if t.rank == 0:
-        (t.out / "train_summary.json").write_text(json.dumps(t.summaries(), indent=2))
+        atomic_write_json(t.out / "train_summary.json", t.summaries(), indent=2)
     return TrainResult(paths, t.step, False, t.summaries())

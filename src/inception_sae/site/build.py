@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from ..analysis.render import PACK, is_packed
 from ..errors import UserError
+from ..fsio import atomic_write_text
 from .concepts import ConceptIndex, category_of
 from .config import SiteConfig
 from .folder import SiteFolder
@@ -318,7 +319,7 @@ def render_index(out: Path, title: str) -> None:
         loader=jinja2.PackageLoader("inception_sae.site", "templates"), autoescape=jinja2.select_autoescape()
     )
     html = env.get_template("index.html").render(title=title, scripts=SCRIPTS)
-    (out / "index.html").write_text(html, encoding="utf-8")
+    atomic_write_text(out / "index.html", html)
 
 
 def folder_size(out: Path) -> tuple[int, int]:
@@ -381,5 +382,5 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
     files, size = folder_size(out)
     seconds = time.perf_counter() - t0
     report = {**site, "files": files, "bytes": size, "seconds": round(seconds, 2), "linked_images": images}
-    SiteFolder.write_report(out, report)
+    SiteFolder.write_report(out, report)  # the completion marker: written last
     return BuildResult(out, total, files, size, seconds)

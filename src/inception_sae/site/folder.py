@@ -21,7 +21,7 @@ class SiteFolder:
 
     @staticmethod
     def mark_building(out: str | Path) -> None:
-        (Path(out) / REPORT_FILE).write_text('{"status": "building"}\n')
+        atomic_write_text(Path(out) / REPORT_FILE, '{"status": "building"}\n')
 
     @staticmethod
     def write_report(out: str | Path, report: dict[str, Any]) -> None:

@@ -1,22 +1,12 @@
-"""Hand-made SAEs for the circuits tests (random or with a planted circuit)."""
+"""A planted circuit between two hand-made SAEs, and the measured effect of the 1x1 branch, for the circuits tests."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
-from safetensors.torch import save_file
 
 from inception_sae.sae.view import SAETensors
 
-
-def random_sae(layer: str, d: int, m: int, k: int, seed: int) -> SAETensors:
-    """Unit-norm random decoder rows, encoder = decoder^T, zero biases."""
-    g = torch.Generator().manual_seed(seed)
-    W = torch.randn(m, d, generator=g)
-    W /= W.norm(dim=1, keepdim=True)
-    return SAETensors(W.T.contiguous(), W, torch.zeros(m), torch.zeros(d), k, layer)
+from .sae import random_sae
 
 
 def planted_pair(model, up_layer: str, down_layer: str, m: int = 64, k: int = 4, seed: int = 0):
@@ -35,17 +25,6 @@ def planted_pair(model, up_layer: str, down_layer: str, m: int = 64, k: int = 4,
     down.W_dec[j] = e / e.norm()  # tied for this feature: encoder-read and decoder-read (Gorton's) weights agree
     down.b_enc[j] = 50.0  # fires everywhere, so every image has a site
     return up, down, (i1, i2), j
-
-
-def write_sae(sae: SAETensors, folder: Path) -> Path:
-    """A hand-made SAE folder in the format of docs/formats.md, "SAE folder"."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = {"d_in": sae.d, "d_sae": sae.m, "k": sae.k, "layer": sae.layer, "model": "random:0", "architecture": "topk"}
-    cfg |= {"dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True, "normalize_activations": "none"}
-    (folder / "cfg.json").write_text(json.dumps(cfg))
-    tensors = {n: getattr(sae, n).contiguous() for n in ("W_enc", "W_dec", "b_enc", "b_dec")}
-    save_file(tensors, str(folder / "sae_weights.safetensors"))
-    return folder
 
 
 @torch.no_grad()

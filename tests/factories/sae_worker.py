@@ -1,6 +1,6 @@
 """Subprocess worker for the resume and DDP tests: trains a tiny SAE on seeded data.
 
-usage: python sae_worker.py OUT SAMPLES CHECKPOINT_EVERY [SLEEP_S]
+usage: python -m factories.sae_worker OUT SAMPLES CHECKPOINT_EVERY [SLEEP_S]  (with tests/ and src/ on PYTHONPATH)
 Under torchrun it trains data-parallel (gloo); each rank reads its slice of every global batch.
 """
 

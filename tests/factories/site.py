@@ -374,22 +374,6 @@ def make_graph(path: Path, lower: str, upper: str, n_lower: int, n_upper: int, s
     return path
 
 
-def make_sae(path: Path, layer: str = "mixed3a", d_in: int = 256, d_sae: int = 48, k: int = 6, seed: int = 0) -> Path:
-    """A random TopK SAE folder in the format of docs/formats.md (cfg.json + sae_weights.safetensors)."""
-    import torch
-    from safetensors.torch import save_file
-
-    g = torch.Generator().manual_seed(seed)
-    W_dec = torch.nn.functional.normalize(torch.randn(d_sae, d_in, generator=g), dim=1)
-    tensors = {"W_enc": W_dec.T.contiguous(), "W_dec": W_dec, "b_enc": torch.zeros(d_sae), "b_dec": torch.zeros(d_in)}
-    path.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path / "sae_weights.safetensors"))
-    cfg = {"d_in": d_in, "d_sae": d_sae, "k": k, "architecture": "topk", "dtype": "float32", "device": "cpu"}
-    cfg.update(apply_b_dec_to_input=True, normalize_activations="none", layer=layer, model="random:0")
-    (path / "cfg.json").write_text(json.dumps(cfg))
-    return path
-
-
 def small_site_inputs(root: Path, lower: str = "mixed4c", n_lower: int = 30) -> dict:
     """Two layers (``lower``: ``n_lower`` features, mixed4d: 50), featvis for even mixed4d ids, a graph between them.
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
-from analysis_helpers import unit_rows
 
 from inception_sae.models.layers import layer_info
+
+from .sae import unit_rows
 
 
 class PlantedModel:
