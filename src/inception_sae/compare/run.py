@@ -86,7 +86,7 @@ def matching_block(sim: Tensor, dom: tuple[list[str], list[str]], freq: tuple[Te
     one_b_index = torch.full((sim.shape[1],), -1, dtype=torch.long)
     ok = one_a.index >= 0
     one_b_index[one_a.index[ok]] = ok.nonzero().flatten()
-    one_b = match.Assignment(one_b_index, match._values(sim.T, one_b_index), one_a.method)
+    one_b = match.Assignment(one_b_index, match.matched_values(sim.T, one_b_index), one_a.method)
     block: dict = {"assignment": one_a.method}
     for f, (side, best, one) in enumerate((("a_to_b", best_a, one_a), ("b_to_a", best_b, one_b))):
         d = dom[f]

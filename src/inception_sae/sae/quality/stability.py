@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...compare.match import decoder_cosine, one_to_one
+from ..matching import decoder_cosine, one_to_one
 from ..model import TopKSAE
 from .intervals import mean_interval, share
 
