@@ -67,6 +67,10 @@ def train(
         [SAESpec.seed], "--seed", help="Init seed; repeat for a seed sweep (first one seeds data)."
     ),
     tie: str = option(SAESpec, "tie", "init (Gao: tied init, trained freely) or full (decoder = enc^T)."),
+    architecture: str = option(SAESpec, "architecture", "topk, batchtopk or matryoshka (docs/training.md)."),
+    matryoshka_prefixes: list[float] = option(
+        SAESpec, "matryoshka_prefixes", "Matryoshka's nested prefixes as fractions of the latents; repeat the flag."
+    ),
     device: str = DEVICE,
     dtype: str = option(TrainConfig, "dtype", "Encoder GEMM dtype: float32 or bfloat16."),
     lr: float = option(
@@ -103,6 +107,7 @@ def train(
 
     if (store is None) == (images is None):
         raise UserError("give exactly one of --store or --images")
+    spec = SAESpec(architecture=cast(Any, architecture), matryoshka_prefixes=tuple(matryoshka_prefixes))
     env = DistEnv.from_environ()
     with process_group(env, device):  # torchrun: a process group, shut down on the way out
         rank, world = env.rank, env.world
@@ -121,7 +126,8 @@ def train(
                 from ..data.reader import mixing_line
 
                 console.print(mixing_line(source), soft_wrap=True)
-        saes = [SAEConfig.from_expansion(source.d, expansion, latents, k=ki, tie=tie, seed=s) for ki in k for s in seed]
+        saes = [SAEConfig.from_expansion(source.d, expansion, latents, spec.matryoshka_prefixes, k=ki, tie=tie, seed=s,
+                                         architecture=architecture) for ki in k for s in seed]  # fmt: skip
         # the str options' values are checked against the config's Literal fields (one-line errors)
         cfg = TrainConfig(
             samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, resample_every=resample_every,

@@ -174,3 +174,40 @@ def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, nth, slack=8):  # pragm
             if sort:
                 _sort_desc(hv, hi, k)
             out_sum[b] = total
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def count_above(pre, bias, out, nth):  # pragma: no cover - compiled
+    """out[b] = how many entries of pre[b] + bias (B, m) are > 0: one vectorised pass per row.
+
+    ``pre`` float32, or uint16 bfloat16 bit patterns; the threshold rule's width (``selection.select``).
+    """
+    B, m = pre.shape
+    chunk = (B + nth - 1) // nth
+    for th in prange(nth):
+        for b in range(th * chunk, min(B, (th + 1) * chunk)):
+            row = pre[b]
+            n = 0
+            for j in range(m):
+                n += at(row, j) + bias[j] > 0
+            out[b] = n
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def collect_above(pre, bias, ptr, out_v, nth):  # pragma: no cover - compiled
+    """out_v[ptr[b]:ptr[b + 1]] = the entries of pre[b] + bias (B, m) that are > 0, in column order.
+
+    ``ptr``: the prefix sums of :func:`count_above`'s counts for the same ``bias``. BatchTopK's exact
+    batch threshold is then a selection among these few candidates, not among all B·m values.
+    """
+    B, m = pre.shape
+    chunk = (B + nth - 1) // nth
+    for th in prange(nth):
+        for b in range(th * chunk, min(B, (th + 1) * chunk)):
+            row = pre[b]
+            p = ptr[b]
+            for j in range(m):
+                v = at(row, j) + bias[j]
+                if v > 0:
+                    out_v[p] = v
+                    p += 1

@@ -6,13 +6,18 @@ sections, and :func:`~.eval_stage.evaluate` its keyword defaults.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import UserError
 from ..settings import check_choices
 
 #: "init": Gao et al.'s tied initialisation, then both matrices trained freely; "full": decoder = encoder^T
 Tie = Literal["init", "full"]
+#: "topk": k per input (Gao et al.); "batchtopk": k·B per batch, a threshold at inference (Bussmann et al.
+#: 2024); "matryoshka": BatchTopK codes, loss averaged over nested prefixes (Bussmann et al. 2025)
+Architecture = Literal["topk", "batchtopk", "matryoshka"]
 
 
 @dataclass(frozen=True)
@@ -24,9 +29,16 @@ class SAESpec:
     latents: int | None = None  #: explicit latent count
     tie: Tie = "init"  #: "init" (Gao: tied init, trained freely) or "full" (decoder = encoder^T)
     seed: int = 0  #: SAE initialisation seed
+    architecture: Architecture = "topk"  #: topk, batchtopk or matryoshka (docs/training.md, "Architectures")
+    #: Matryoshka's nested prefixes as fractions of the latents, increasing, in (0, 1]; 1 is added when missing
+    matryoshka_prefixes: tuple[float, ...] = (1 / 16, 1 / 4, 1.0)
 
     def __post_init__(self) -> None:
         check_choices(self)
+        f = tuple(float(x) for x in self.matryoshka_prefixes)
+        if not f or any(not 0 < x <= 1 for x in f) or any(a >= b for a, b in itertools.pairwise(f)):
+            raise UserError(f"matryoshka_prefixes must be increasing fractions of the latents in (0, 1], got {list(f)}")
+        object.__setattr__(self, "matryoshka_prefixes", f)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,9 @@ class TrainConfig:
     resample_until: float = 0.95  #: nor after this share, so that every restarted latent still trains
     resample_enc_scale: float = 1.0  #: a restarted encoder row's norm, x the median live one
     multi_topk: bool = False  #: add L(4k)/8 (Gao et al. MultiTopK)
+    #: BatchTopK/Matryoshka: the step size of the inference threshold's update toward the value that as many of a
+    #: batch's pre-activations exceed as its selection keeps; None = max(0.01, 20 / steps) (docs/training.md)
+    threshold_rate: float | None = None
     normalize_input: bool = True  #: train on s*x with mean ||s*x||^2 = d; s is folded out on save
     b_dec_init: Literal["median", "mean", "zero"] = "median"  #: b_dec start: geometric median (Gao), mean or zero
     init_samples: int = 16384  #: vectors used for the input scale and the b_dec geometric median
@@ -68,6 +71,15 @@ class TrainConfig:
             raise UserError("decay_fraction must be in [0, 1]")
         if (self.resample_every or 0) < 0 or not 0 <= self.resample_from <= self.resample_until <= 1:
             raise UserError("resample_every must be >= 0, and 0 <= resample_from <= resample_until <= 1")
+        if self.threshold_rate is not None and not 0 < self.threshold_rate <= 1:
+            raise UserError(f"threshold_rate must be in (0, 1], got {self.threshold_rate}")
+
+    @property
+    def threshold_step(self) -> float:
+        """The inference threshold's step size (TrainConfig.threshold_rate or its default)."""
+        if self.threshold_rate is not None:
+            return self.threshold_rate
+        return min(1.0, max(0.01, 20 / math.ceil(self.samples / self.batch_size)))
 
     def length_at(self, seen: int) -> int:
         """The run length whose defaults hold after ``seen`` samples: the planned length, or with ``anytime`` the
@@ -124,6 +136,7 @@ class TrainSettings(Settings):
     resample_until: float = 0.95
     resample_enc_scale: float = 1.0
     multi_topk: bool = False
+    threshold_rate: float | None = None
     normalize_input: bool = True
     b_dec_init: Literal["median", "mean", "zero"] = "median"
     init_samples: int = 16384
