@@ -81,7 +81,7 @@ def test_fused_cpu_path_equals_the_plain_sparse_autograd_path(arch, tie):
         outs[be] = out._replace(sq_err=sq)
         grads[be] = [p.grad.clone() for p in sae.parameters()]
     a, b = outs["auto"], outs["torch"]
-    torch.testing.assert_close(a.codes.values, b.codes.values)
+    torch.testing.assert_close(_dense(*a.codes, 256), _dense(*b.codes, 256))  # the CPU rule keeps column order
     torch.testing.assert_close(a.sq_err, b.sq_err, rtol=1e-5, atol=1e-3)
     if arch == "matryoshka":
         torch.testing.assert_close(a.prefix_sq, b.prefix_sq, rtol=1e-5, atol=1e-2)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu_topk import BLOCK, collect_above, count_above, topk_rows
+from .cpu_topk import BLOCK, collect_above, count_above, fill_kept, topk_rows
 from .numba_ops import at, f32_to_bf16_bits, prefetch_row, set_threads, sum_parts
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "count_above",
     "decode_nested",
     "decode_residual",
+    "fill_kept",
     "moments",
     "normalize_rows",
     "remove_parallel",

@@ -75,13 +75,18 @@ def _row_topk(pre: Tensor, bias: Tensor | None, k: int, sort: bool, cpu: bool) -
     return v.float(), i
 
 
-def _count_above(pre: Tensor, bias: Tensor, cpu: bool) -> Tensor:
-    """(B,) int64: how many entries of each row of ``pre + bias`` are > 0."""
+#: the smallest positive float32: a cut at it keeps exactly the values > 0 (the kernels keep values >= a cut)
+POSITIVE = float(torch.finfo(torch.float32).tiny)
+
+
+def _count_above(pre: Tensor, bias: Tensor, cut: float, cpu: bool) -> Tensor:
+    """(B,) int64: how many entries of each row of ``pre + bias`` are >= ``cut``."""
     if cpu:
         out = np.empty(pre.shape[0], np.int64)
-        _cpu.count_above(_bits(pre), bias.detach().numpy(), out, _cpu.set_threads(torch.get_num_threads()))
+        nth = _cpu.set_threads(torch.get_num_threads())
+        _cpu.count_above(_bits(pre), bias.detach().numpy(), cut, out, nth)
         return torch.from_numpy(out)
-    return ((pre.float() + bias) > 0).sum(1)
+    return ((pre.float() + bias) >= cut).sum(1)
 
 
 def select(pre: Tensor, bias: Tensor | None, rule: Rule, sort: bool, cpu: bool) -> tuple[Tensor, Tensor]:
@@ -97,8 +102,11 @@ def select(pre: Tensor, bias: Tensor | None, rule: Rule, sort: bool, cpu: bool) 
         assert rule.threshold is not None
         thr = rule.threshold.to(device=pre.device, dtype=torch.float32)
         shifted = -thr if bias is None else bias.float() - thr  # keep pre + bias - thr > 0
-        w = max(1, int(_count_above(pre, shifted, cpu).max()))
-        v, i = _row_topk(pre, shifted, w, True, cpu)
+        counts = _count_above(pre, shifted, POSITIVE, cpu)
+        if cpu:  # the kept margins in column order, then add the thresholds back
+            v, i = _fill(pre, shifted, POSITIVE, counts)
+        else:
+            v, i = _row_topk(pre, shifted, max(1, int(counts.max())), True, cpu)
         return torch.where(v > 0, v + thr[i], torch.zeros_like(v)).relu_(), i
     return _batch_select(pre, bias, rule, cpu)
 
@@ -117,22 +125,33 @@ def _batch_select(pre: Tensor, bias: Tensor | None, rule: Rule, cpu: bool) -> tu
     lo = _sample_bound(pre, zero, rule.k / m, n_keep)
     if rule.distributed:  # one bound for all ranks, so that the gathered candidates hold the global top
         dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-    cand = _candidates(pre, zero - lo, cpu) + lo
+    cand, ptr = _candidates(pre, zero, max(float(lo), POSITIVE), cpu)
     total = torch.tensor(float(cand.numel()), device=pre.device)
     if rule.distributed:
         dist.all_reduce(total)
     if int(total) < n_keep * (dist.get_world_size() if rule.distributed else 1) and float(lo) > 0:
         lo = torch.zeros((), device=pre.device)  # the sample's bound was too high: every positive value
-        cand = _candidates(pre, zero, cpu)
-    t = _kth_largest(cand, rule.k, B, rule.distributed)
+        cand, ptr = _candidates(pre, zero, POSITIVE, cpu)
+    t = _kth_largest(cand, rule.k, B, rule.distributed).clamp_min(POSITIVE)
     if rule.track is not None:
         _report(rule, cand, lo, t, n_keep)
-    kept = _count_above(pre, zero - torch.nextafter(t, t.new_tensor(-float("inf"))).clamp_min(0), cpu)
-    w = max(1, int(kept.max()))
-    v, i = _row_topk(pre, bias, min(w, m), True, cpu)  # sorted: a row's kept entries are a prefix
+    ge = torch.zeros(cand.numel() + 1, dtype=torch.int64, device=cand.device)
+    torch.cumsum(cand >= t, 0, out=ge[1:])
+    kept = ge[ptr[1:]] - ge[ptr[:-1]]  # per row: its candidates at or above the cut
+    if cpu:
+        return _fill(pre, zero, float(t), kept)
+    v, i = _row_topk(pre, bias, min(max(1, int(kept.max())), m), True, cpu)  # sorted: the kept are a prefix
     v.relu_()
-    keep = (v >= t) & (v > 0)
-    return torch.where(keep, v, torch.zeros_like(v)), i
+    return torch.where(v >= t, v, torch.zeros_like(v)), i
+
+
+def _fill(pre: Tensor, bias: Tensor, cut: float, counts: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, w) codes of the values of ``pre + bias`` >= ``cut`` (w = the largest count), zero-padded (CPU)."""
+    B, w = pre.shape[0], max(1, int(counts.max()))
+    vals, idx = torch.empty(B, w), torch.empty(B, w, dtype=torch.int64)
+    _cpu.fill_kept(_bits(pre), bias.detach().numpy(), cut, counts.numpy(), vals.numpy(), idx.numpy(),
+                   _cpu.set_threads(torch.get_num_threads()))  # fmt: skip
+    return vals, idx
 
 
 def _report(rule: Rule, cand: Tensor, lo: Tensor, t: Tensor, n_keep: int) -> None:
@@ -148,26 +167,39 @@ def _report(rule: Rule, cand: Tensor, lo: Tensor, t: Tensor, n_keep: int) -> Non
 def _sample_bound(pre: Tensor, bias: Tensor, share: float, n_keep: int) -> Tensor:
     """A value that about 1.5 x ``share`` of the batch's ``pre + bias`` exceed (>= 0), from a fixed sample."""
     n = pre.numel()
-    s = min(n, 1 << 16)
-    g = torch.Generator(device="cpu").manual_seed(0)  # fixed: a resumed run selects bitwise alike
-    pos = torch.randint(0, n, (s,), generator=g).to(pre.device) if s < n else torch.arange(n, device=pre.device)
+    s = min(n, max(8192, int(200 / share)))  # about 200 sampled values above the share's cut
+    pos = _sample_positions(n, s, pre.device)
     vals = pre.reshape(-1)[pos].float() + bias[pos % pre.shape[1]]
     want = min(s, int(1.5 * share * s + 3 * (share * s) ** 0.5 + 8))
     return vals.topk(want, sorted=False).values.min().clamp_min(0)
 
 
-def _candidates(pre: Tensor, bias: Tensor, cpu: bool) -> Tensor:
-    """The values of ``pre + bias`` that are > 0 (flat, float32)."""
+_POSITIONS: dict[tuple, Tensor] = {}
+
+
+def _sample_positions(n: int, s: int, device) -> Tensor:
+    """``s`` fixed pseudo-random positions in 0..n-1 (the same every call: a resumed run selects bitwise alike)."""
+    key = (n, s, str(device))
+    if key not in _POSITIONS:
+        g = torch.Generator(device="cpu").manual_seed(0)
+        pos = torch.randint(0, n, (s,), generator=g) if s < n else torch.arange(n)
+        _POSITIONS.clear()  # one batch shape at a time
+        _POSITIONS[key] = pos.to(device)
+    return _POSITIONS[key]
+
+
+def _candidates(pre: Tensor, bias: Tensor, cut: float, cpu: bool) -> tuple[Tensor, Tensor]:
+    """The values of ``pre + bias`` that are >= ``cut`` (flat, float32, row by row) and the rows' offsets (B + 1,)."""
+    counts = _count_above(pre, bias, cut, cpu)
+    ptr = torch.zeros(counts.numel() + 1, dtype=torch.int64, device=pre.device)
+    torch.cumsum(counts, 0, out=ptr[1:])
     if cpu:
-        counts = _count_above(pre, bias, True)
-        ptr = torch.zeros(counts.numel() + 1, dtype=torch.int64)
-        torch.cumsum(counts, 0, out=ptr[1:])
         out = torch.empty(int(ptr[-1]))
-        _cpu.collect_above(_bits(pre), bias.detach().numpy(), ptr.numpy(), out.numpy(),
+        _cpu.collect_above(_bits(pre), bias.detach().numpy(), cut, ptr.numpy(), out.numpy(),
                            _cpu.set_threads(torch.get_num_threads()))  # fmt: skip
-        return out
+        return out, ptr
     z = pre.float() + bias
-    return z[z > 0]
+    return z[z >= cut], ptr
 
 
 def _kth_largest(flat: Tensor, k: int, rows: int, distributed: bool) -> Tensor:
@@ -202,13 +234,13 @@ def pooled_cut(x: Tensor, enc: Tensor, b_enc: Tensor, b_dec: Tensor, k: int, hin
     above which the rows keep k latents on average: the GEMM in chunks of 4096 rows, keeping only the values
     above ``hint`` / 2 (every positive value when too few are)."""
     n_keep = k * x.shape[0]
-    for lo in (max(0.0, 0.5 * hint), 0.0):
+    for lo in (max(POSITIVE, 0.5 * hint), POSITIVE):
         parts = []
         for s in range(0, x.shape[0], 4096):
             pre = (x[s : s + 4096] - b_dec) @ enc.t()
-            parts.append(_candidates(pre.contiguous(), b_enc.float() - lo, cpu) + lo)
+            parts.append(_candidates(pre.contiguous(), b_enc.float(), lo, cpu)[0])
         cand = torch.cat(parts)
-        if cand.numel() >= n_keep or lo == 0.0:
+        if cand.numel() >= n_keep or lo == POSITIVE:
             break
     if cand.numel() == 0:
         return 0.0

@@ -222,7 +222,9 @@ class Trainer:
         window = cfg.window_at((self.step + 1) * cfg.batch_size)
         vals = out.codes.values.detach()
         resampled = 0
-        if self._resample_due():
+        # BatchTopK/Matryoshka restart dead latents only when asked to: a restarted latent's large activations on
+        # the batch's largest rows took the batch's budget and set training back (FVU x100, measured)
+        if self._resample_due() and (sae.threshold is None or cfg.resample_every is not None):
             dead = (run.since_fired >= window).nonzero().squeeze(1)
             x_hat, kth = out.x_hat.detach(), vals.min(1).values
             if sae.threshold is not None:  # batch selection: a new latent must beat the batch's smallest kept value

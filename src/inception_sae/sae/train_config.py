@@ -43,7 +43,8 @@ class TrainConfig:
     #: revive (measured: benchmarks/LOG.md); with it AuxK trains their direction, not their size.
     aux_rescale: bool = True
     #: steps between restarts of dead latents on badly reconstructed rows (sae/resample.py; Bricken et al. 2023,
-    #: with a bias set for TopK); None = the dead window in steps (at the end of the run), 0 = off
+    #: with a bias set for TopK); None = the dead window in steps (at the end of the run) for TopK and off for
+    #: BatchTopK/Matryoshka (docs/training.md, "Architectures"), 0 = off
     resample_every: int | None = None
     resample_from: float = 0.5  #: no restarts before this share of the steps
     resample_until: float = 0.95  #: nor after this share, so that every restarted latent still trains
