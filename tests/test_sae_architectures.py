@@ -263,3 +263,64 @@ def test_matryoshka_prefixes_from_fractions_and_the_full_dictionary_appended():
     c = SAEConfig.from_expansion(32, 16, None, (1 / 16, 0.25), k=4, architecture="matryoshka")
     assert c.prefixes == (32, 128, 512)
     assert SAEConfig(8, 64, 2, architecture="batchtopk", prefixes=(4,)).prefixes == ()
+
+
+def test_train_and_eval_commands_with_each_architecture(tmp_path, capsys):
+    """`train --architecture` writes the folder SAELens reads as JumpReLU; `eval` measures it with the threshold,
+    held-out L0 near k; `run`'s sae section takes the same settings."""
+    from inception_sae import ActivationStore
+    from inception_sae.cli import main
+    from inception_sae.pipeline.config import build
+
+    v = planted_varied(4096, d=16, features=64).numpy()
+    store = ActivationStore.write(tmp_path / "store", v, "mixed3a", meta={"model": "random:0"})
+    base = ["train", "--store", str(store.path), "--k", "4", "--latents", "64", "--batch-size", "256", "--no-progress",
+            "--samples", "8192", "--held-out", "1024"]  # fmt: skip
+    out = tmp_path / "m"
+    assert main([*base, "--out", str(out), "--architecture", "matryoshka", "--matryoshka-prefixes", "0.25",
+                 "--matryoshka-prefixes", "1"]) == 0  # fmt: skip
+    cfg = json.loads((out / "cfg.json").read_text())
+    assert cfg["trained_architecture"] == "matryoshka" and cfg["matryoshka_prefixes"] == [16, 64]
+    assert cfg["architecture"] == "jumprelu" and cfg["threshold"] > 0
+    rep = tmp_path / "eval.json"
+    assert main(["eval", "--sae", str(out), "--store", str(store.path), "--report", str(rep)]) == 0
+    res = json.loads(rep.read_text())["store"]
+    assert res["held_out"] and abs(res["l0"] / 4 - 1) < 0.15 and res["fvu"] < 0.5
+    capsys.readouterr()
+    bad = [*base, "--out", str(tmp_path / "b"), "--architecture", "matryoshka", "--matryoshka-prefixes", "0.5",
+           "--matryoshka-prefixes", "0.25"]  # fmt: skip
+    assert main(bad) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "must be increasing fractions" in err[0]
+    assert build({"sae": {"architecture": "batchtopk"}}, {"layers": ["mixed4a"]}).sae.architecture == "batchtopk"
+    with pytest.raises(UserError, match=r"sae\.architecture must be one of"):
+        build({"sae": {"architecture": "jumprelu"}}, {"layers": ["mixed4a"]})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["batchtopk", "matryoshka"])
+def test_two_process_ddp_selects_over_the_global_batch(arch, tmp_path):
+    """Under torchrun each rank holds half the batch; the batch selection and the threshold span both halves, so
+    two processes end where one process does (as for TopK in test_sae_resume)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent / "src"), str(here)]),
+           "OMP_NUM_THREADS": "1", "SAE_WORKER_ARCHITECTURE": arch}  # fmt: skip
+    worker, samples = str(here / "sae_worker.py"), str(64 * 12)
+    subprocess.run([sys.executable, worker, str(tmp_path / "one"), samples, "0"], env=env, check=True, timeout=300)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", worker,
+           str(tmp_path / "two"), samples, "0"]  # fmt: skip
+    r = subprocess.run(cmd, env=env, timeout=300, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for sub in sorted(p for p in (tmp_path / "one").iterdir() if (p / "sae_weights.safetensors").is_file()):
+        one = load_file(str(sub / "sae_weights.safetensors"))
+        two = load_file(str(tmp_path / "two" / sub.name / "sae_weights.safetensors"))
+        assert "threshold" in one
+        for name in one:
+            torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-4, msg=f"{sub.name}/{name}")

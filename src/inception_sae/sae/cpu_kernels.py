@@ -76,7 +76,7 @@ def build_csr(idx, vals, m):  # pragma: no cover - compiled
 
 @njit(parallel=True, fastmath=True, cache=True)
 def backward_rows(  # pragma: no cover - compiled
-    ptr, order, k, W, vals, gvals, xc, gx, grp, gscale, out_g, out_enc, out_dec, out_benc, tied
+    ptr, order, k, W, vals, gvals, has_gvals, xc, gx, grp, gscale, out_g, out_enc, out_dec, out_benc, tied
 ):
     """The SAE's weight gradients, one latent row at a time.
 
@@ -85,8 +85,8 @@ def backward_rows(  # pragma: no cover - compiled
     G = gscale * gx (the scale is applied on the fly: the loss's gradient is a multiple of
     the residual, which then needs no pass of its own):
 
-    * g[e] = (<W[i], G[b]> + gvals[e]) * (vals[e] > 0): the gradient reaching the kept
-      pre-activation (decoder row W, ReLU gate); written to ``out_g`` (B, k);
+    * g[e] = (<W[i], G[b]> + gvals[e]) * (vals[e] > 0) (gvals read only if ``has_gvals``): the gradient
+      reaching the kept pre-activation (decoder row W, ReLU gate); written to ``out_g`` (B, k);
     * out_enc[i] = sum g[e] xc[b]; out_dec[i] = sum vals[e] G[b]; out_benc[i] = sum g[e].
 
     ``gx`` is (G, B, d): latent i reads ``gx[grp[i]]`` (G = 1 and ``grp`` all zero but for a
@@ -120,7 +120,7 @@ def backward_rows(  # pragma: no cover - compiled
             for t in range(d):
                 dot += w[t] * at(xb, t)
             c = vf[e]
-            a = (gs * dot + gvf[e]) if c > 0 else zero
+            a = (gs * dot + (gvf[e] if has_gvals else zero)) if c > 0 else zero
             gf[e] = a
             s += a
             xa = xc[b]
@@ -150,6 +150,7 @@ def decode_residual(idx, vals, W, b_dec, x, out_xhat, out_r, out_r16, out_rsum, 
     d = W.shape[1]
     Wf = W.ravel()
     idf = idx.ravel()
+    vf = vals.ravel()
     n_all = idf.size
     chunk = (B + nth - 1) // nth
     part = np.zeros((nth, d + 1), np.float64)  # per thread: column sums of r, then the sum of r^2
@@ -163,7 +164,7 @@ def decode_residual(idx, vals, W, b_dec, x, out_xhat, out_r, out_r16, out_rsum, 
                 xh[t] = b_dec[t]
             for j in range(k):
                 q = b * k + j + PREFETCH_AHEAD
-                if q < n_all:
+                if q < n_all and vf[q] != 0:  # a padding entry's row is never read
                     prefetch_row(Wf, idf[q] * d, d)
                 c = vals[b, j]
                 if c == 0:  # ReLU-closed, or BatchTopK's padding

@@ -257,16 +257,18 @@ class TopKSAEFunction(torch.autograd.Function):
             gfull = g_xhat.float().unsqueeze(0).expand(ctx.G, B, d)
             gfull = (gfull + coef * R if coef else gfull).contiguous()
             gscale, gx_sum, gx = 1.0, gfull[0].sum(0), gfull.numpy()
-        gext = torch.zeros(B, k) if g_vals is None else g_vals.float().contiguous()
+        # only the entries of nonzero value are read or written (build_csr leaves out the others): a BatchTopK
+        # batch's (B, w) codes are mostly padding early in training, and zeroing them costs a pass
+        gext = torch.zeros(1, 1) if g_vals is None else g_vals.float().contiguous()
         ptr, order = _cpu.build_csr(idx.numpy(), vals.numpy(), m)
-        g = torch.zeros(B, k)  # the entries of value 0 get no gradient (build_csr leaves them out)
+        g = torch.zeros(B, k) if ctx.needs_input_grad[0] else torch.empty(B, k)
         grad_enc = _new_grad((m, d))
         grad_dec = grad_enc if tied else _new_grad((m, d))
         grad_b_enc = _new_grad((m,))
         _cpu.set_threads(torch.get_num_threads())
         _cpu.backward_rows(
-            ptr, order, k, W.detach().numpy(), vals.numpy(), gext.numpy(), rows, gx, ctx.grp.numpy(), gscale,
-            g.numpy(), grad_enc.numpy(), grad_dec.numpy(), grad_b_enc.numpy(), tied,
+            ptr, order, k, W.detach().numpy(), vals.numpy(), gext.numpy(), g_vals is not None, rows, gx,
+            ctx.grp.numpy(), gscale, g.numpy(), grad_enc.numpy(), grad_dec.numpy(), grad_b_enc.numpy(), tied,
         )  # fmt: skip
         grad_x = None
         if ctx.needs_input_grad[0]:
