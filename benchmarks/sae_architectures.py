@@ -7,8 +7,9 @@ At d=528, m=8448, k=32, batch 4096 (as ``sae_train.py``), fp32 on the Numba CPU 
 atoms per row and a log-normal row scale, sigma 1: the rows BatchTopK gives different budgets). Before every
 step the encoder GEMM (4096, 528) x (528, 8448) is timed into a preallocated output (the floor the step's own
 GEMM writes into); the step's ratio to it is taken per step and the median reported, so the shared machine's
-drifts hit both sides alike. Also: the codes' width w (the most latents a row keeps: BatchTopK's (B, w) codes
-are padded) and the mean and largest L0 of the training batch.
+drifts hit both sides alike; AuxK is kept out (no latent is dead within the run). Also: the codes' width w
+(the most latents a row keeps: BatchTopK's (B, w) codes are padded) and the mean and largest L0 of the batch.
+The steps timed are a run's first ones, where BatchTopK's busiest rows keep the most latents.
 """
 
 from __future__ import annotations
@@ -56,8 +57,11 @@ def varied(n: int, d: int = 528, n_true: int = 8448, most: int = 64, seed: int =
 
 def measure(train: np.ndarray, arch: str, args) -> dict:
     d = train.shape[1]
+    # the dead window outlasts the run, so AuxK (the same for every architecture, and costly only while many
+    # latents are dead, as in the first steps of a run) does not time in
     cfg = TrainConfig(samples=args.steps * args.batch, batch_size=args.batch, progress=False,
-                      warmup_steps=min(100, args.steps // 4), checkpoint_every=0, checkpoint_every_s=0)  # fmt: skip
+                      warmup_steps=min(100, args.steps // 4), checkpoint_every=0, checkpoint_every_s=0,
+                      dead_window=10 * args.steps * args.batch)  # fmt: skip
     sae_cfg = SAEConfig(d, args.latents, args.k, architecture=arch)
     t = Trainer(ArraySource(train, args.batch, seed=0), [sae_cfg], cfg, "unused")
     t.initialise()
