@@ -277,8 +277,8 @@ def test_train_and_eval_commands_with_each_architecture(tmp_path, capsys):
     base = ["train", "--store", str(store.path), "--k", "4", "--latents", "64", "--batch-size", "256", "--no-progress",
             "--samples", "8192", "--held-out", "1024"]  # fmt: skip
     out = tmp_path / "m"
-    assert main([*base, "--out", str(out), "--architecture", "matryoshka", "--matryoshka-prefixes", "0.25",
-                 "--matryoshka-prefixes", "1"]) == 0  # fmt: skip
+    assert main([*base, "--out", str(out), "--architecture", "matryoshka", "--prefix", "0.25",
+                 "--prefix", "1"]) == 0  # fmt: skip
     cfg = json.loads((out / "cfg.json").read_text())
     assert cfg["trained_architecture"] == "matryoshka" and cfg["matryoshka_prefixes"] == [16, 64]
     assert cfg["architecture"] == "jumprelu" and cfg["threshold"] > 0
@@ -287,8 +287,8 @@ def test_train_and_eval_commands_with_each_architecture(tmp_path, capsys):
     res = json.loads(rep.read_text())["store"]
     assert res["held_out"] and abs(res["l0"] / 4 - 1) < 0.15 and res["fvu"] < 0.5
     capsys.readouterr()
-    bad = [*base, "--out", str(tmp_path / "b"), "--architecture", "matryoshka", "--matryoshka-prefixes", "0.5",
-           "--matryoshka-prefixes", "0.25"]  # fmt: skip
+    bad = [*base, "--out", str(tmp_path / "b"), "--architecture", "matryoshka", "--prefix", "0.5",
+           "--prefix", "0.25"]  # fmt: skip
     assert main(bad) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "must be increasing fractions" in err[0]

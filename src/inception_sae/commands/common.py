@@ -29,18 +29,19 @@ def warn_if_random(identity: str) -> None:
         )
 
 
-def option(cls: type, name: str, help: str, *decls: str) -> Any:
+def option(cls: type, name: str, help: str, *decls: str, **kw: Any) -> Any:
     """The option of the field ``name`` of the config dataclass ``cls``, with that field's default.
 
     Its flag is the field's name (``n_top`` -> ``--n-top``; a bool ``--x/--no-x``), so one setting has one name
-    and one default in the library, on the command line and in ``run``'s config; ``decls`` replace the flag.
+    and one default in the library, on the command line and in ``run``'s config; ``decls`` replace the flag,
+    ``kw`` go to ``typer.Option`` (e.g. ``metavar``).
     """
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
     default = None if f.default is dataclasses.MISSING else f.default
     flag = "--" + name.replace("_", "-")
     if not decls:
         decls = (f"{flag}/--no-{flag[2:]}",) if isinstance(default, bool) else (flag,)
-    return typer.Option(default, *decls, help=help)
+    return typer.Option(default, *decls, help=help, **kw)
 
 
 def deprecated(old: str, new: str) -> Any:

@@ -69,7 +69,11 @@ def train(
     tie: str = option(SAESpec, "tie", "init (Gao: tied init, trained freely) or full (decoder = enc^T)."),
     architecture: str = option(SAESpec, "architecture", "topk, batchtopk or matryoshka (docs/training.md)."),
     matryoshka_prefixes: list[float] = option(
-        SAESpec, "matryoshka_prefixes", "Matryoshka's nested prefixes as fractions of the latents; repeat the flag."
+        SAESpec,
+        "matryoshka_prefixes",
+        "Matryoshka's nested prefixes, fractions of the latents; repeat.",
+        "--prefix",
+        metavar="FRACTION",
     ),
     device: str = DEVICE,
     dtype: str = option(TrainConfig, "dtype", "Encoder GEMM dtype: float32 or bfloat16."),
