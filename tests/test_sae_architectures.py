@@ -245,8 +245,8 @@ def test_interrupted_run_resumes_bitwise(arch, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("make", "needle"),
     [
-        (lambda: SAESpec(architecture="matryoshka", matryoshka_prefixes=(0.5, 0.25)), "must be increasing fractions"),
-        (lambda: SAESpec(matryoshka_prefixes=(0.25, 2.0)), "in (0, 1]"),
+        (lambda: SAESpec(architecture="matryoshka", prefixes=(0.5, 0.25)), "must be increasing fractions"),
+        (lambda: SAESpec(prefixes=(0.25, 2.0)), "in (0, 1]"),
         (lambda: SAEConfig(8, 64, 2, architecture="matryoshka", prefixes=(16, 8)), "must increase within 1..64"),
         (lambda: SAEConfig(8, 64, 2, architecture="matryoshka", prefixes=(16, 128)), "must increase within 1..64"),
         (lambda: SAEConfig(8, 64, 2, architecture="jumprelu"), "architecture must be one of"),
@@ -277,8 +277,8 @@ def test_train_and_eval_commands_with_each_architecture(tmp_path, capsys):
     base = ["train", "--store", str(store.path), "--k", "4", "--latents", "64", "--batch-size", "256", "--no-progress",
             "--samples", "8192", "--held-out", "1024"]  # fmt: skip
     out = tmp_path / "m"
-    assert main([*base, "--out", str(out), "--architecture", "matryoshka", "--prefix", "0.25",
-                 "--prefix", "1"]) == 0  # fmt: skip
+    assert main([*base, "--out", str(out), "--architecture", "matryoshka", "--prefixes", "0.25",
+                 "--prefixes", "1"]) == 0  # fmt: skip
     cfg = json.loads((out / "cfg.json").read_text())
     assert cfg["trained_architecture"] == "matryoshka" and cfg["matryoshka_prefixes"] == [16, 64]
     assert cfg["architecture"] == "jumprelu" and cfg["threshold"] > 0
@@ -287,8 +287,8 @@ def test_train_and_eval_commands_with_each_architecture(tmp_path, capsys):
     res = json.loads(rep.read_text())["store"]
     assert res["held_out"] and abs(res["l0"] / 4 - 1) < 0.15 and res["fvu"] < 0.5
     capsys.readouterr()
-    bad = [*base, "--out", str(tmp_path / "b"), "--architecture", "matryoshka", "--prefix", "0.5",
-           "--prefix", "0.25"]  # fmt: skip
+    bad = [*base, "--out", str(tmp_path / "b"), "--architecture", "matryoshka", "--prefixes", "0.5",
+           "--prefixes", "0.25"]  # fmt: skip
     assert main(bad) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "must be increasing fractions" in err[0]

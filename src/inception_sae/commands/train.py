@@ -68,12 +68,8 @@ def train(
     ),
     tie: str = option(SAESpec, "tie", "init (Gao: tied init, trained freely) or full (decoder = enc^T)."),
     architecture: str = option(SAESpec, "architecture", "topk, batchtopk or matryoshka (docs/training.md)."),
-    matryoshka_prefixes: list[float] = option(
-        SAESpec,
-        "matryoshka_prefixes",
-        "Matryoshka's nested prefixes, fractions of the latents; repeat.",
-        "--prefix",
-        metavar="FRACTION",
+    prefixes: list[float] = option(
+        SAESpec, "prefixes", "Matryoshka's nested prefixes, fractions of the latents; repeat.", metavar="FRACTION"
     ),
     device: str = DEVICE,
     dtype: str = option(TrainConfig, "dtype", "Encoder GEMM dtype: float32 or bfloat16."),
@@ -111,7 +107,7 @@ def train(
 
     if (store is None) == (images is None):
         raise UserError("give exactly one of --store or --images")
-    spec = SAESpec(architecture=cast(Any, architecture), matryoshka_prefixes=tuple(matryoshka_prefixes))
+    spec = SAESpec(architecture=cast(Any, architecture), prefixes=tuple(prefixes))
     env = DistEnv.from_environ()
     with process_group(env, device):  # torchrun: a process group, shut down on the way out
         rank, world = env.rank, env.world
@@ -130,7 +126,7 @@ def train(
                 from ..data.reader import mixing_line
 
                 console.print(mixing_line(source), soft_wrap=True)
-        saes = [SAEConfig.from_expansion(source.d, expansion, latents, spec.matryoshka_prefixes, k=ki, tie=tie, seed=s,
+        saes = [SAEConfig.from_expansion(source.d, expansion, latents, spec.prefixes, k=ki, tie=tie, seed=s,
                                          architecture=architecture) for ki in k for s in seed]  # fmt: skip
         # the str options' values are checked against the config's Literal fields (one-line errors)
         cfg = TrainConfig(

@@ -88,7 +88,7 @@ def do_train(ctx: Context, layer: str) -> str:
             "lower train.batch_size or harvest more images"
         )
     spec = ctx.cfg.sae
-    sae_cfg = SAEConfig.from_expansion(store.d, spec.expansion, spec.latents, spec.matryoshka_prefixes, k=spec.k,
+    sae_cfg = SAEConfig.from_expansion(store.d, spec.expansion, spec.latents, spec.prefixes, k=spec.k,
                                        tie=spec.tie, seed=spec.seed, architecture=spec.architecture)  # fmt: skip
     from ..data.reader import StoreSource, mixing_line
     from ..data.subsets import held_out_tail

@@ -89,7 +89,7 @@ class SAEConfig:
         cls, d_in: int, expansion: float = 16, latents: int | None = None, fractions: tuple[float, ...] = (), **kw: Any
     ) -> SAEConfig:
         """Latent count from an explicit ``latents`` or ``expansion * d_in``; Matryoshka prefixes from
-        ``fractions`` of it (``SAESpec.matryoshka_prefixes``)."""
+        ``fractions`` of it (``SAESpec.prefixes``)."""
         m = int(latents) if latents else round(expansion * d_in)
         if kw.get("architecture") == "matryoshka" and fractions:
             kw["prefixes"] = tuple(max(1, round(f * m)) for f in fractions)

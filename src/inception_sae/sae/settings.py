@@ -31,14 +31,14 @@ class SAESpec:
     seed: int = 0  #: SAE initialisation seed
     architecture: Architecture = "topk"  #: topk, batchtopk or matryoshka (docs/training.md, "Architectures")
     #: Matryoshka's nested prefixes as fractions of the latents, increasing, in (0, 1]; 1 is added when missing
-    matryoshka_prefixes: tuple[float, ...] = (1 / 16, 1 / 4, 1.0)
+    prefixes: tuple[float, ...] = (1 / 16, 1 / 4, 1.0)
 
     def __post_init__(self) -> None:
         check_choices(self)
-        f = tuple(float(x) for x in self.matryoshka_prefixes)
+        f = tuple(float(x) for x in self.prefixes)
         if not f or any(not 0 < x <= 1 for x in f) or any(a >= b for a, b in itertools.pairwise(f)):
-            raise UserError(f"matryoshka_prefixes must be increasing fractions of the latents in (0, 1], got {list(f)}")
-        object.__setattr__(self, "matryoshka_prefixes", f)
+            raise UserError(f"prefixes must be increasing fractions of the latents in (0, 1], got {list(f)}")
+        object.__setattr__(self, "prefixes", f)
 
 
 @dataclass(frozen=True)
