@@ -8,10 +8,11 @@
 
 All three return fixed-width codes ((B, w) values, (B, w) int64 indices): a row that keeps fewer
 than w latents is padded with zero values at distinct latent ids, so decoding, firing counts and
-``scatter`` into a dense (B, m) code are unaffected by the padding. None forms a dense (B, m) mask:
-the batch rule collects the values above a bound drawn from a sample of the batch and selects the
-batch's k·B-th largest among those few; both rules then count each row's survivors in one pass and
-take that many with the CPU block-maximum TopK.
+``scatter`` into a dense (B, m) code are unaffected by the padding. On CPU none forms a dense (B, m)
+mask or sort: the batch rule collects the values above a bound drawn from a sample of the batch and
+selects the batch's k·B-th largest among those few; both rules then write each row's survivors in
+one pass (``cpu_topk.fill_kept``). Elsewhere (GPU, ``INCEPTION_SAE_KERNELS=torch``) torch ops do the
+same on the dense pre-activations.
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ def _batch_select(pre: Tensor, bias: Tensor | None, rule: Rule, cpu: bool) -> tu
 
     A low bound ``lo`` from a fixed sample of the batch's values (a little below its share k/m) leaves about
     1.5 k·B candidates above it (one counting and one collecting pass over the rows); the exact threshold t
-    is the k·B-th largest candidate (``lo`` drops to 0 when too few are above it), and each row then keeps
-    its values >= t by one TopK as wide as the row that keeps most.
+    is the k·B-th largest candidate (``lo`` drops to 0 when too few are above it), and one more pass writes
+    each row's values >= t (the row's kept count, known from the candidates, fixes where its padding starts).
     """
     B, m = pre.shape
     zero = torch.zeros(m, device=pre.device) if bias is None else bias.float()
@@ -158,7 +159,8 @@ def _report(rule: Rule, cand: Tensor, lo: Tensor, t: Tensor, n_keep: int) -> Non
     """What the threshold's update needs: the values above it (exact when it is above the candidates' bound,
     else the candidates' count, a lower bound), the count kept, and this batch's cut."""
     thr = float(rule.track or -1.0)
-    stats = torch.tensor([float((cand > thr).sum()) if thr >= float(lo) else float(cand.numel()), float(n_keep)])
+    above = float((cand > thr).sum()) if thr >= float(lo) else float(cand.numel())
+    stats = torch.tensor([above, float(n_keep)], device=cand.device)
     if rule.distributed:
         dist.all_reduce(stats)
     rule.report.update(above=float(stats[0]), kept=float(stats[1]), cut=float(t))
