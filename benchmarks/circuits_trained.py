@@ -20,7 +20,7 @@ import torch
 
 from inception_sae import load_model
 from inception_sae.circuits.config import CircuitsConfig
-from inception_sae.circuits.run import run_circuits
+from inception_sae.circuits.run import run as run_circuits
 from inception_sae.data.images import ImageDataset, Preprocess, iter_batches
 from inception_sae.data.source import ArraySource
 from inception_sae.sae.model import SAEConfig
@@ -69,9 +69,8 @@ def main() -> None:
     up, down = train_pair(model, a.images, a.out, a.train_images, a.size, a.latents, a.k, a.samples)
     print(f"trained in {time.time() - t0:.1f} s")
     cfg = CircuitsConfig(up, down, a.out / "circuits", images=a.images, max_images=a.max_images,
-                         image_size=a.size, compare_features=a.compare_features, weights="random")  # fmt: skip
-    summary = run_circuits(cfg, model)
-    v = summary["validation"]
+                         input_size=a.size, compare_features=a.compare_features, weights="random")  # fmt: skip
+    v = run_circuits(cfg, model).validation
     keys = ("pairs", "spearman_vs_ablation", "verdicts", "branch_consistency")
     print(json.dumps({k: v.get(k) for k in keys}, indent=1, default=float))
     print("sign disagreements:", v["sign_disagreements_encoder_expanded_vs_ablation"]["count"], "of", v["pairs"])

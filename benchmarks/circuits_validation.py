@@ -1,9 +1,9 @@
 """Circuit validation at its defaults: each method vs measured ablation next to its baselines, interval widths.
 
 Two TopK SAEs (mixed4c, mixed4d; m = 1,024, k = 32) trained with the package's trainer on the 10 top-norm
-positions of ``--images`` photos of the seeded random network, then ``run_circuits`` with its default
-``compare_features``, ``sites`` and ``candidates`` on ``--max-images`` photos at 224. Prints each method's
-median per-feature Spearman with its bootstrap interval, the baselines, the verdicts and the stage's time.
+positions of ``--images`` photos of the seeded random network, then the circuits stage (``circuits.run.run``)
+with its default ``compare_features``, ``sites`` and ``candidates`` on ``--max-images`` photos at 224. Prints each
+method's median per-feature Spearman with its bootstrap interval, the baselines, the verdicts and the stage's time.
 
     PYTHONPATH=src python benchmarks/circuits_validation.py [--images 200] [--max-images 64]
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from inception_sae.circuits.config import CircuitsConfig
-from inception_sae.circuits.run import run_circuits
+from inception_sae.circuits.run import run as run_circuits
 from inception_sae.data.images import ImageDataset, Preprocess, iter_batches
 from inception_sae.data.source import ArraySource
 from inception_sae.models.weights import load_model
@@ -58,10 +58,10 @@ def main() -> None:
                          tmp / layer, meta).paths  # fmt: skip
     train_s = time.perf_counter() - t0
     cfg = CircuitsConfig(
-        *folders, tmp / "circ", images=PHOTOS, max_images=args.max_images, image_size=224, weights="random"
+        *folders, tmp / "circ", images=PHOTOS, max_images=args.max_images, input_size=224, weights="random"
     )
     t0 = time.perf_counter()
-    v = run_circuits(cfg, model)["validation"]
+    v = run_circuits(cfg, model).validation
     circ_s = time.perf_counter() - t0
     table = {name: {"median": row["median"], "ci95": row["ci95"], "features": row["features"],
                     "shuffled": row["shuffled"]["median"], "beats_activation": row.get("beats_activation_baseline")}

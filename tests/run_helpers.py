@@ -21,7 +21,7 @@ TINY = {
     "analyze.umap": False, "analyze.render_top": 2, "analyze.n_top": 4, "analyze.per_interval": 2,
     "featvis.features": "top:2", "featvis.render.steps": 2, "featvis.render.model_size": 64,
     "featvis.render.param.size": 32,
-    "circuits.max_images": 4, "circuits.image_size": 64, "circuits.compare_features": 2, "circuits.candidates": 4,
+    "circuits.max_images": 4, "circuits.input_size": 64, "circuits.compare_features": 2, "circuits.candidates": 4,
     "circuits.permutations": 20, "circuits.sites": 2,
 }  # fmt: skip
 

@@ -44,9 +44,8 @@ def test_cli_writes_the_contract(sae_dir, tmp_path):
     out = tmp_path / "out"
     r = cli("analyze", "--sae", str(sae_dir), "--images", str(tmp_path / "imgs"), "--out", str(out),
             "--weights", "random", "--input-size", "32", "--batch-size", "2", "--no-umap", "--no-logit-effect",
-            "--top", "4", "--render-top", "2", "--render-intervals", "0")  # fmt: skip
+            "--n-top", "4", "--render-top", "2", "--render-intervals", "0")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "--top is deprecated; use --n-top" in r.stderr  # the old spelling still works (hidden in --help)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["layer"] == "mixed3a" and summary["model"]["untrained_weights"] is True
     assert summary["images"]["analysed"] == 5 and summary["counts"]["features"] == 24

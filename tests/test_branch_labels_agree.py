@@ -17,9 +17,10 @@ from conftest import write_images
 from inception_sae.analysis.config import AnalyzeConfig
 from inception_sae.analysis.run import analyze
 from inception_sae.circuits.config import CircuitsConfig
-from inception_sae.circuits.run import run_circuits
+from inception_sae.circuits.run import run as run_circuits
 from inception_sae.circuits.saes import layer_rms
-from inception_sae.compare.run import CompareConfig, compare_saes
+from inception_sae.compare.run import CompareConfig
+from inception_sae.compare.run import run as compare_saes
 from inception_sae.data.images import ImageDataset, Preprocess
 from inception_sae.models.layers import layer_info
 
@@ -56,7 +57,7 @@ def test_one_label_per_feature_in_analysis_graph_and_compare(model, tmp_path):
     for given in (True, False):  # the analysis folders' labels read, then the same rule on the same images
         out = tmp_path / f"given_{given}"
         folders = (ana["mixed4c"], ana["mixed4d"]) if given else ()
-        run_circuits(CircuitsConfig(sae["mixed4c"], sae["mixed4d"], out / "circuits", images=imgs, image_size=224,
+        run_circuits(CircuitsConfig(sae["mixed4c"], sae["mixed4d"], out / "circuits", images=imgs, input_size=224,
                                     analysis=folders,
                                     feature=0, compare_features=1, sites=2, candidates=4), model=model)  # fmt: skip
         nodes = json.loads((out / "circuits" / "graph.json").read_text())["nodes"]
@@ -68,5 +69,5 @@ def test_one_label_per_feature_in_analysis_graph_and_compare(model, tmp_path):
                                          analysis_a=ana["mixed4c"] if given else None,
                                          analysis_b=ana["mixed4d"] if given else None), model=model)  # fmt: skip
         disk = json.loads((out / "compare" / "compare.json").read_text())
-        assert disk["features_a"]["dominant_branch"] == cmp["features_a"]["dominant_branch"] == labels["mixed4c"]
+        assert disk["features_a"]["dominant_branch"] == cmp.features_a["dominant_branch"] == labels["mixed4c"]
         assert disk["features_b"]["dominant_branch"] == labels["mixed4d"]

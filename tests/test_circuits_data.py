@@ -82,7 +82,7 @@ def test_cli_end_to_end(model, tmp_path, images):
     (tmp_path / "ana" / "features").mkdir(parents=True)  # an analysis folder (analysis branch format) for labels
     (tmp_path / "ana" / "features" / "5.json").write_text(json.dumps({"id": 5, "layer": "mixed4b", "label": "ears"}))
     args = ["circuits", "--upstream", str(a), "--downstream", str(b), "--out", str(out), "--feature", str(j)]
-    args += ["--images", str(images), "--image-size", "64", "--compare-features", "2", "--weights", "random"]
+    args += ["--images", str(images), "--input-size", "64", "--compare-features", "2", "--weights", "random"]
     assert main([*args, "--analysis", str(tmp_path / "ana")]) == 0
     graph = json.loads((out / "graph.json").read_text())
     ids = {n["id"] for n in graph["nodes"]}
@@ -124,7 +124,7 @@ def test_rank_correlation_figure_on_trained_saes(model, tmp_path, sample_dir):
     import numpy as np
 
     from inception_sae.circuits.config import CircuitsConfig
-    from inception_sae.circuits.run import run_circuits
+    from inception_sae.circuits.run import run as run_circuits
     from inception_sae.data.images import iter_batches
     from inception_sae.data.source import ArraySource
     from inception_sae.sae.model import SAEConfig
@@ -143,9 +143,9 @@ def test_rank_correlation_figure_on_trained_saes(model, tmp_path, sample_dir):
         cfg = TrainConfig(samples=1536, batch_size=128, progress=False, init_samples=len(v))
         meta = {"layer": layer, "model": model.identity}
         folders += train(ArraySource(v, 128), [SAEConfig(v.shape[1], 64, 4)], cfg, tmp_path / layer, meta).paths
-    cfg = CircuitsConfig(*folders, tmp_path / "circ", images=photos, image_size=64,
+    cfg = CircuitsConfig(*folders, tmp_path / "circ", images=photos, input_size=64,
                          compare_features=2, sites=3, candidates=24, weights="random")  # fmt: skip
-    v = run_circuits(cfg, model)["validation"]
+    v = run_circuits(cfg, model).validation
     assert (tmp_path / "circ" / "agreement.png").stat().st_size > 5000
     assert v["pairs"] >= 10 and all(np.isfinite(list(v["spearman_vs_ablation"].values())))
     assert v["validation"]["attribution"]["features"] == 2 and "verdicts" in v

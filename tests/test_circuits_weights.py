@@ -124,7 +124,7 @@ def test_logit_weights_exact_and_class_circuit(model, tmp_path):
     from circuits_helpers import write_sae
 
     from inception_sae.circuits.config import CircuitsConfig
-    from inception_sae.circuits.run import run_circuits
+    from inception_sae.circuits.run import run as run_circuits
 
     up, down = random_sae("mixed5a", 832, 16, 4, 5), random_sae("mixed5b", 1024, 24, 4, 6)
     W = logit_weights(model, down)
@@ -249,7 +249,7 @@ def test_circuits_read_the_analysis_labels_or_compute_them_by_the_same_rule(tmp_
     imgs = tmp_path / "imgs"
     write_images(imgs, 4, size=(72, 72))
     ds = ImageDataset.from_path(imgs, Preprocess(resize=73, crop=64))
-    cfg = CircuitsConfig(tmp_path, tmp_path, tmp_path / "out", image_size=64)
+    cfg = CircuitsConfig(tmp_path, tmp_path, tmp_path / "out", input_size=64)
     labels, source = branch_labels(cfg, {}, model, ds, sae)
     rms = layer_rms(model, ds, ["mixed4c"], 2)["mixed4c"]
     assert labels["mixed4c"] == br.dominant_branches(sae.W_dec, "mixed4c", rms)
@@ -262,7 +262,7 @@ def test_circuits_read_the_analysis_labels_or_compute_them_by_the_same_rule(tmp_
 
 
 def test_circuits_images_at_the_sae_folders_harvest_preprocessing(tmp_path):
-    """Without --image-size the upstream SAE's recorded harvest preprocessing is used; none recorded: refused."""
+    """Without --input-size the upstream SAE's recorded harvest preprocessing is used; none recorded: refused."""
     from circuits_helpers import write_sae
 
     from inception_sae.circuits.config import CircuitsConfig
@@ -270,12 +270,12 @@ def test_circuits_images_at_the_sae_folders_harvest_preprocessing(tmp_path):
 
     folder = write_sae(random_sae("mixed4b", 512, 8, 2, 0), tmp_path / "up")
     cfg = CircuitsConfig(folder, folder, tmp_path / "out", images=tmp_path)
-    with pytest.raises(UserError, match="--image-size"):
+    with pytest.raises(UserError, match="--input-size"):
         image_preprocess(cfg)
     meta = json.loads((folder / "cfg.json").read_text())
     meta["data"] = {"rule": None, "rule_reason": "test", "preprocess": {"resize": 80, "crop": 64}}
     (folder / "cfg.json").write_text(json.dumps(meta))
     pre = image_preprocess(cfg)
     assert (pre.resize, pre.crop) == (80, 64)
-    explicit = image_preprocess(CircuitsConfig(folder, folder, tmp_path / "out", images=tmp_path, image_size=96))
+    explicit = image_preprocess(CircuitsConfig(folder, folder, tmp_path / "out", images=tmp_path, input_size=96))
     assert (explicit.resize, explicit.crop) == (110, 96)

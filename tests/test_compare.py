@@ -12,7 +12,8 @@ from compare_helpers import PlantedModel
 from conftest import write_images
 
 from inception_sae.cli import main
-from inception_sae.compare import CompareConfig, CorrelationAccumulator, compare_saes, one_to_one
+from inception_sae.compare import CompareConfig, CorrelationAccumulator, one_to_one
+from inception_sae.compare.run import run as compare_saes
 from inception_sae.models.layers import layer_info
 
 
@@ -45,7 +46,7 @@ def test_permuted_and_partly_replaced_rows_match_exactly_the_kept_rows(tmp_path)
     a, b = write_sae(tmp_path / "a", Wa, "mixed4b"), write_sae(tmp_path / "b", Wb, "mixed4b")
     r = compare_saes(CompareConfig(a, b, tmp_path / "c"))
     kept_a = set(perm[~replaced].tolist())
-    fa, fb = r["features_a"], r["features_b"]
+    fa, fb = r.features_a, r.features_b
     matched_a = {i for i, c in enumerate(fa["cos"]) if c >= 0.7}
     assert matched_a == kept_a
     for j in range(m):
@@ -53,12 +54,12 @@ def test_permuted_and_partly_replaced_rows_match_exactly_the_kept_rows(tmp_path)
             assert fa["cos_1to1_match"][int(perm[j])] == j and fb["cos_match"][j] == int(perm[j])
         else:
             assert fb["cos"][j] < 0.7  # a random row in 512-d has no partner above 0.7
-    share = r["decoder"]["a_to_b"]["best_share_above"]["0.9"]
+    share = r.decoder["a_to_b"]["best_share_above"]["0.9"]
     assert share == pytest.approx(len(kept_a) / m)
     dom = fa["dominant_branch"]
     assert dom[:40] == ["5x5"] * 40 and dom[40:].count("none") >= 0.95 * (m - 40)  # calibrated: random rows "none"
-    by = r["decoder"]["a_to_b"]["by_branch"]
-    assert by["5x5"]["n"] >= 40 and "analysis.branches" in r["dominance"]["a"]
+    by = r.decoder["a_to_b"]["by_branch"]
+    assert by["5x5"]["n"] >= 40 and "analysis.branches" in r.dominance["a"]
 
 
 def test_one_to_one_greedy_agrees_with_hungarian_on_a_clear_permutation():
@@ -105,14 +106,14 @@ def test_planted_shared_activation_patterns_are_matched_above_the_shuffled_null(
     imgs = tmp_path / "imgs"
     write_images(imgs, 40)
     r = compare_saes(CompareConfig(a, b, tmp_path / "c", images=imgs, max_images=40, batch_size=8), model=pm)
-    fa = r["features_a"]
+    fa = r.features_a
     thr = fa["corr_null_q99"]  # each feature's own null threshold (was one pooled quantile for all)
     for i in range(S):  # the shared concepts: matched to their partner, far above the null
         assert fa["corr_match"][i] == i and fa["corr"][i] > 0.9 > thr[i] and fa["corr_above_null"][i]
     for i in range(S, K):  # concepts seen in only one layer: no match above 0.5
         assert fa["corr"][i] < 0.5
-    assert r["images"]["count"] == 40 and r["images"]["positions_per_image"] == 196
-    assert not r["same_layer"] and "decoder" not in r
+    assert r.images["count"] == 40 and r.images["positions_per_image"] == 196
+    assert not r.same_layer and r.decoder is None
 
 
 def test_different_layers_without_images_is_a_one_line_error(tmp_path, capsys):

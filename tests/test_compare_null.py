@@ -18,8 +18,9 @@ from analysis_helpers import write_sae
 from compare_helpers import PlantedModel, planted_codes
 from conftest import write_images
 
-from inception_sae.compare import CompareConfig, compare_saes, match
+from inception_sae.compare import CompareConfig, match
 from inception_sae.compare.report import table_rows
+from inception_sae.compare.run import run as compare_saes
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,7 @@ def test_compare_json_marks_position_tied_features_and_counts_them(tmp_path):
     for i in range(S):
         assert fa["corr_above_null"][i] and not fa["position_tied"][i] and fa["corr_p"][i] <= 0.01
         assert fa["corr"][i] > 0.9 > fa["corr_null_q99"][i] > fa["corr_null_best"][i]
-    act = r["activation"]
+    act = r.activation
     assert act["a_to_b"]["position_tied"] == T and act["null"]["a_to_b"]["position_tied"] == T
     assert act["b_to_a"]["position_tied"] == T and act["null"]["shuffles"] == match.NULL_SHUFFLES
     assert any(row[2] == "position-tied (no match)" and row[3] == str(T) for row in table_rows(r))

@@ -11,7 +11,8 @@ from compare_helpers import PlantedModel
 from conftest import write_images
 from site_fixture import small_site_inputs
 
-from inception_sae.compare import CompareConfig, compare_saes
+from inception_sae.compare import CompareConfig
+from inception_sae.compare.run import run as compare_saes
 from inception_sae.site import SiteConfig, build_site
 
 

@@ -17,7 +17,8 @@ from inception_sae.errors import UserError
 from inception_sae.featvis.run import item_seed
 from inception_sae.sae.model import TopKSAE, load_layer_sae
 
-FAST = ["--steps", "2", "--size", "24", "--model-size", "40", "--weights", "random", "--batch-size", "4"]
+FAST = ["--render.steps", "2", "--render.param.size", "24", "--render.model-size", "40", "--weights", "random",
+        "--batch-size", "4"]  # fmt: skip
 
 
 def make_sae(folder: Path, layer: str = "mixed3a", d: int = 256, m: int = 24, seed: int = 0) -> Path:
@@ -112,16 +113,18 @@ class KilledError(Exception):
 
 def test_killed_mid_batch_resumes_from_the_batch_checkpoint(tmp_path, sae_dir):
     """Stopped after step 5 of 8, the job restarts there (not at 0) and writes the same PNG bytes as an unbroken run."""
+    from inception_sae.featvis import run as featvis
     from inception_sae.featvis.param import ParamConfig
     from inception_sae.featvis.render import RenderConfig
-    from inception_sae.featvis.run import FeatvisJob, progress_view, run_featvis
+    from inception_sae.featvis.run import FeatvisConfig, progress_view
     from inception_sae.models import load_model
 
-    model, sae = load_model("random", seed=0), load_layer_sae(sae_dir).frozen(sae_dir)
+    model = load_model("random", seed=0)
     render = RenderConfig(steps=8, param=ParamConfig(size=24), model_size=40)
 
     def job(out):
-        return FeatvisJob(out=out, layer="mixed3a", kind="f", ids=(1, 2, 3), render=render, batch_size=2)
+        return FeatvisConfig(out=out, layer="mixed3a", kind="f", ids=(1, 2, 3), render=render, batch_size=2,
+                             sae=sae_dir)  # fmt: skip
 
     def run(out, stop_at=None, seen=None):
         def on_progress(p):
@@ -129,7 +132,7 @@ def test_killed_mid_batch_resumes_from_the_batch_checkpoint(tmp_path, sae_dir):
             if stop_at is not None and p.steps_done == stop_at:
                 raise KilledError
 
-        return run_featvis(model, job(out), sae, on_progress=on_progress, checkpoint_every_s=1e-9)
+        return featvis.run(job(out), model, on_progress=on_progress, checkpoint_every_s=1e-9)
 
     run(tmp_path / "ref")
     with pytest.raises(KilledError):
@@ -150,14 +153,14 @@ def test_job_kind_and_branch_are_checked_from_their_types(tmp_path):
     """The branch choices are the model's branches; a bad kind or branch is a one-line error naming the choices."""
     import typing
 
-    from inception_sae.featvis.run import FeatvisJob
+    from inception_sae.featvis.run import FeatvisConfig
     from inception_sae.models.layers import BRANCH_ORDER
     from inception_sae.settings import choices
 
-    assert choices(typing.get_type_hints(FeatvisJob)["branch"]) == BRANCH_ORDER
+    assert choices(typing.get_type_hints(FeatvisConfig)["branch"]) == BRANCH_ORDER
     ok = {"out": tmp_path, "layer": "mixed3a", "ids": (1,)}
-    assert FeatvisJob(**ok, kind="n", branch="5x5").branch == "5x5"
+    assert FeatvisConfig(**ok, kind="n", branch="5x5").branch == "5x5"
     with pytest.raises(UserError, match="branch must be one of 1x1, 3x3, 5x5, pool; got '7x7'"):
-        FeatvisJob(**ok, kind="f", branch="7x7")
+        FeatvisConfig(**ok, kind="f", branch="7x7")
     with pytest.raises(UserError, match="kind must be one of f, n; got 'x'"):
-        FeatvisJob(**ok, kind="x")
+        FeatvisConfig(**ok, kind="x")

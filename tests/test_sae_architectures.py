@@ -260,7 +260,7 @@ def test_bad_architecture_settings_are_one_line_user_errors(make, needle):
 
 
 def test_matryoshka_prefixes_from_fractions_and_the_full_dictionary_appended():
-    c = SAEConfig.from_expansion(32, 16, None, (1 / 16, 0.25), k=4, architecture="matryoshka")
+    c = SAEConfig.from_expansion(32, 16, None, prefixes=(1 / 16, 0.25), k=4, architecture="matryoshka")
     assert c.prefixes == (32, 128, 512)
     assert SAEConfig(8, 64, 2, architecture="batchtopk", prefixes=(4,)).prefixes == ()
 

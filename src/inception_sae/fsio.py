@@ -143,6 +143,17 @@ def read_json(path: str | Path, default: Any = _REQUIRED) -> Any:
         raise UserError(f"{path} is not valid JSON: {e}") from e
 
 
+def json_or_none(path: str | Path) -> Any:
+    """The parsed JSON of ``path``, or None where it is absent, unreadable or cut short.
+
+    What completeness checks read: a stage's output that does not parse is not complete.
+    """
+    try:
+        return read_json(path, None)
+    except UserError:
+        return None
+
+
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> str:
     """Save ``array`` as ``.npy`` atomically; returns the file's sha256 (hex)."""
     with _atomic_file(Path(path)) as f:

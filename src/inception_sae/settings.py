@@ -11,7 +11,11 @@ by every config's ``__post_init__``.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import itertools
+import textwrap
 import types
 import typing
 from collections.abc import Callable
@@ -102,6 +106,30 @@ def settings_of(cls: type, *, extra: tuple[str, ...] = ()) -> Callable[[type[S]]
         return settings
 
     return check
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field of the dataclass ``cls`` -> its docstring (the string literal under the field), on one line.
+
+    That text is the field's one description: the ``--help`` of its flag and its line in docs/config.md. A
+    settings class mirroring a stage config (:func:`settings_of`) takes the config's text for the fields it does
+    not document itself; a field without any text maps to "".
+    """
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        (node,) = ast.parse(textwrap.dedent(inspect.getsource(klass))).body
+        body = node.body if isinstance(node, ast.ClassDef) else []
+        for field, after in itertools.pairwise(body):
+            text = after.value.value if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) else None
+            if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name) and isinstance(text, str):
+                docs[field.target.id] = " ".join(text.split())
+    mirrored = _CONFIG_OF.get(cls)
+    if mirrored is not None:
+        docs = {**field_docs(mirrored), **docs}
+    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(cls)}
 
 
 def values(settings: Any) -> dict[str, Any]:

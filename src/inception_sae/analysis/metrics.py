@@ -99,4 +99,5 @@ def headline_metrics(summary: dict, sae_cfg: dict, ev: dict, ev_path: Path | Non
         "dense": counts.get("dense"),
         "images": (summary.get("images") or {}).get("analysed"),
         "eval_report": str(ev_path) if ev and ev_path else None,
+        "quality": ev.get("quality"),  # absorption, probing, stability, L0 advice (docs/quality.md)
     }

@@ -314,6 +314,7 @@ def write_all(cfg, ctx, sae_cfg, state, derived, files, names, source, elapsed, 
         classes = class_top_features(derived["effect"], names)
         dump(out / "classes.json", {"kind": derived["effect_kind"], "classes": classes})
         written.append("classes.json")
+    from .folder import Analysis
     from .metrics import headline_metrics
     from .summary import build_summary, write_report
 
@@ -322,6 +323,6 @@ def write_all(cfg, ctx, sae_cfg, state, derived, files, names, source, elapsed, 
     summary["labels"]["significant_neurons"] = sum(enr["neurons"].significant)
     summary["labels"]["family_size_neurons"] = enr["neurons"].family_size
     summary["metrics"] = headline_metrics(summary, sae_cfg, ev or {}, cfg.eval_report)
-    dump(out / "summary.json", summary)
+    Analysis.write_summary(out, summary)
     write_report(out, summary, derived)
     return summary

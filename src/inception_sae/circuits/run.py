@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from ..analysis import branches as br
 from ..data.images import ImageDataset, Preprocess
@@ -24,6 +25,7 @@ from ..sae.view import SAETensors
 from .attribution import find_sites, firing_counts
 from .compare import METHODS, PairTable, compare_feature, plot_agreement
 from .config import CircuitsConfig
+from .folder import SUMMARY_FILE, CircuitsFolder
 from .graph import CircuitGraph, render
 from .linearize import Linearised, make_chain
 from .recipe import recipe_graph
@@ -163,17 +165,17 @@ def logits_json(model: InceptionV1, sae: SAETensors, labels: Labels, top: int = 
 
 
 def image_preprocess(cfg: CircuitsConfig) -> Preprocess:
-    """``image_size`` when given, else the upstream SAE's harvest preprocessing (its cfg.json ``data``); refuses
+    """``input_size`` when given, else the upstream SAE's harvest preprocessing (its cfg.json ``data``); refuses
     with a one-line error when neither is known."""
-    if cfg.image_size is not None:
-        return Preprocess(resize=round(cfg.image_size * 256 / 224), crop=cfg.image_size)
+    if cfg.input_size is not None:
+        return Preprocess(resize=round(cfg.input_size * 256 / 224), crop=cfg.input_size)
     from ..sae.provenance import harvest_of
 
     meta = read_json(Path(cfg.upstream) / "cfg.json", {})
     try:
         return harvest_of(meta, cfg.upstream, need=("preprocess",)).preprocessing()
     except UserError as e:
-        raise UserError(f"{e} (for circuits: --image-size)") from None
+        raise UserError(f"{e} (for circuits: --input-size)") from None
 
 
 def load_inputs(cfg: CircuitsConfig, model: InceptionV1 | None):
@@ -259,8 +261,21 @@ def recipe_part(cfg: CircuitsConfig, circuit: WeightCircuit, dataset, focus: int
                     "the downstream features the recipe finds (None: not in its top); see recipe.json"}  # fmt: skip
 
 
-def run_circuits(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> dict:
-    """Run the whole stage and write its folder; returns the summary (also ``summary.json``)."""
+class CircuitsResult(NamedTuple):
+    """What :func:`run` wrote (``summary`` is ``summary.json``'s contents)."""
+
+    out: Path  #: the circuits folder
+    upstream: str  #: upstream layer
+    downstream: str  #: downstream layer
+    focus: str  #: the focus feature's node id, e.g. ``mixed4d/f/3``
+    model: str  #: the network's identity (``random:...`` for untrained weights)
+    seconds: float
+    validation: dict[str, Any]  #: each method against measured ablation (``validation.json``)
+    summary: dict[str, Any]
+
+
+def run(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> CircuitsResult:
+    """Run the whole stage and write its folder (``summary.json`` last); ``model``: ``cfg``'s network, if loaded."""
     t0 = time.time()
     model, up, down, chain, dataset = load_inputs(cfg, model)
     out = Path(cfg.out)
@@ -299,7 +314,7 @@ def run_circuits(cfg: CircuitsConfig, model: InceptionV1 | None = None) -> dict:
         "image_subset": getattr(dataset, "subset", None),
         "seconds": round(time.time() - t0, 2),
         "validation": validation,
-        "files": sorted({p.name for p in out.iterdir()} | {"summary.json"}),
+        "files": sorted({p.name for p in out.iterdir()} | {SUMMARY_FILE}),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
-    return summary
+    CircuitsFolder.write_summary(out, summary)
+    return CircuitsResult(out, up.layer, down.layer, node, model.identity, summary["seconds"], validation, summary)

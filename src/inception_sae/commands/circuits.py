@@ -6,54 +6,34 @@ from pathlib import Path
 
 import typer
 
-from ..circuits.config import CircuitsConfig
+from ..circuits.config import CircuitsConfig, CircuitsSettings
 from ..display import fmt_p
-from ..errors import UserError
-from .common import DEVICE, SEED, WEIGHTS, option, out, warn_if_random
+from ..settings import values
+from .common import MODEL, Model, out, warn_if_random
+from .options import Group, stage
 
 
+@stage(settings=Group(CircuitsSettings, "circuits"), model=MODEL)
 def circuits(
     upstream: Path = typer.Option(..., "--upstream", help="SAE folder on the earlier layer (e.g. mixed4b)."),
     downstream: Path = typer.Option(..., "--downstream", help="SAE folder on the next block (e.g. mixed4c)."),
     output: Path = typer.Option(..., "--out", help="Output folder."),
-    feature: int = option(CircuitsConfig, "feature", "Downstream feature to centre the graph on."),
     images: Path = typer.Option(None, "--images", help="Images for attribution, ablation and validation."),
-    max_images: int = option(CircuitsConfig, "max_images", "Images scanned for sites (seeded, class-spread)."),
-    image_size: int = option(CircuitsConfig, "image_size", "Centre-crop side (default: the SAE's harvest)."),
-    compare_features: int = option(CircuitsConfig, "compare_features", "Downstream features compared by all methods."),
-    recipe_features: int = option(
-        CircuitsConfig, "recipe_features", "Weight partners of the focus followed through Bozoukov's recipe (0: off)."
-    ),
-    top: int = option(CircuitsConfig, "top", "Neighbours per feature in neighbours.json."),
-    hops: int = option(CircuitsConfig, "hops", "Neighbourhood radius of the figure."),
-    classes: str = typer.Option("", "--classes", help="Class indices (comma-separated) for class circuits (mixed5b)."),
-    labels: Path = option(CircuitsConfig, "labels", "inception5h labels TSV for class names."),
     analysis: list[Path] = typer.Option(
         [], "--analysis", help="Analysis folder(s) whose features/<i>.json give labels (repeat per layer)."
     ),
-    weights: str = WEIGHTS,
-    seed: int = SEED,
-    device: str = DEVICE,
+    settings: CircuitsSettings = CircuitsSettings(),
+    model: Model = Model(),
 ) -> None:
     """Feature-to-feature circuits: Gorton's weights, attribution, ablation, validation against baselines, graph."""
-    from ..circuits.run import run_circuits
+    from ..circuits.run import run
 
-    try:
-        cls = tuple(int(c) for c in classes.split(",") if c.strip())
-    except ValueError:
-        raise UserError(f"--classes {classes!r}: give class indices separated by commas, e.g. 208,209") from None
-    cfg = CircuitsConfig(
-        upstream=upstream, downstream=downstream, out=output, feature=feature, images=images, max_images=max_images,
-        image_size=image_size, compare_features=compare_features, recipe_features=recipe_features, top=top, hops=hops,
-        classes=cls, labels=labels,
-        analysis=tuple(analysis), weights=weights, seed=seed, device=device,
-    )  # fmt: skip
-    summary = run_circuits(cfg)
-    warn_if_random(summary["model"])
-    v = summary["validation"]
-    out.print(
-        f"{summary['upstream']['layer']} -> {summary['downstream']['layer']}: wrote {output} ({summary['seconds']} s)"
-    )
+    cfg = CircuitsConfig(upstream=upstream, downstream=downstream, out=output, images=images, analysis=tuple(analysis),
+                         **values(model), **values(settings))  # fmt: skip
+    result = run(cfg)
+    warn_if_random(result.model)
+    v = result.validation
+    out.print(f"{result.upstream} -> {result.downstream}: wrote {output} ({result.seconds} s)")
     if "verdicts" in v:
         out.print(f"  each method vs measured ablation, per downstream feature ({v['pairs']} pairs):")
         for line in v["verdicts"].values():

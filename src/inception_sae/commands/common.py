@@ -1,20 +1,40 @@
-"""Options shared by every model-using command, and helpers to report results."""
+"""The model options every model-using command shares, and helpers to report results."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import typer
 from rich.console import Console
 
-WEIGHTS = typer.Option(
-    None,
-    "--weights",
-    help="inception5h.pth path, 'random' (seeded, untrained), or omit for the cached/downloaded file.",
-)
-SEED = typer.Option(0, "--seed", help="Seed for random weights and every random choice.")
-DEVICE = typer.Option("cpu", "--device", help="torch device, e.g. cpu, cuda, cuda:1.")
+from .options import Group
+
+if TYPE_CHECKING:
+    from ..models.inception_v1 import InceptionV1
+
+
+@dataclass(frozen=True)
+class Model:
+    """The network a command runs: the same three options on every command that loads it."""
+
+    weights: str | None = None
+    """inception5h.pth path, 'random' (seeded, untrained), or omit for the cached/downloaded file"""
+    seed: int = 0
+    """seed for random weights and every random choice"""
+    device: str = "cpu"
+    """torch device, e.g. cpu, cuda, cuda:1"""
+
+    def load(self) -> InceptionV1:
+        """The network, with a loud warning when its weights are random."""
+        from ..models.weights import load_model
+
+        model = load_model(self.weights, seed=self.seed, device=self.device)
+        warn_if_random(model.identity)
+        return model
+
+
+#: The model options (``--weights --seed --device``) of a command.
+MODEL = Group(Model, "model")
 
 # soft_wrap: a line is one line whatever the width (piped output is not cut at 80 columns; terminals wrap themselves)
 console = Console(stderr=True, soft_wrap=True)
@@ -27,31 +47,3 @@ def warn_if_random(identity: str) -> None:
         console.print(
             f"[bold red]UNTRAINED WEIGHTS ({identity})[/]: results describe a random network, not InceptionV1."
         )
-
-
-def option(cls: type, name: str, help: str, *decls: str, **kw: Any) -> Any:
-    """The option of the field ``name`` of the config dataclass ``cls``, with that field's default.
-
-    Its flag is the field's name (``n_top`` -> ``--n-top``; a bool ``--x/--no-x``), so one setting has one name
-    and one default in the library, on the command line and in ``run``'s config; ``decls`` replace the flag,
-    ``kw`` go to ``typer.Option`` (e.g. ``metavar``).
-    """
-    f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    default = None if f.default is dataclasses.MISSING else f.default
-    flag = "--" + name.replace("_", "-")
-    if not decls:
-        decls = (f"{flag}/--no-{flag[2:]}",) if isinstance(default, bool) else (flag,)
-    return typer.Option(default, *decls, help=help, **kw)
-
-
-def deprecated(old: str, new: str) -> Any:
-    """A hidden option that still reads an old spelling of the flag ``new`` (see :func:`pick`)."""
-    return typer.Option(None, old, hidden=True, help=f"Deprecated spelling of {new}.")
-
-
-def pick(value: Any, old_value: Any, old: str, new: str) -> Any:
-    """``value``, or the value given under the deprecated flag ``old`` (with a warning naming ``new``)."""
-    if old_value is None:
-        return value
-    console.print(f"[yellow]warning[/]: {old} is deprecated; use {new}")
-    return old_value

@@ -8,7 +8,8 @@ import typer
 
 from ..display import fmt_num
 from ..explain.run import ExplainConfig
-from .common import DEVICE, SEED, WEIGHTS, option, out, warn_if_random
+from .common import MODEL, Model, out
+from .options import Group, stage
 
 
 def parse_classes(text: str | None) -> list[int] | None:
@@ -22,22 +23,19 @@ def parse_classes(text: str | None) -> list[int] | None:
         raise UserError(f"--class {text!r}: give class indices separated by commas, e.g. 208,209") from None
 
 
+@stage(cfg=Group(ExplainConfig, "explain"), model=MODEL)
 def explain(
     image: Path = typer.Argument(..., metavar="IMG", help="Image file (JPEG, PNG...)."),
     sae: Path = typer.Option(..., "--sae", help="SAE folder (its cfg.json names the layer; mixed5b is exact)."),
     out_dir: Path = typer.Option(None, "--out", help="Folder for explain.html/png/json (default: explain-<image>)."),
     classes: str = typer.Option(None, "--class", help="Class indices to explain (default: the top classes)."),
-    top_classes: int = option(ExplainConfig, "top_classes", "How many top classes to explain (without --class)."),
-    top_features: int = option(ExplainConfig, "top_features", "Features shown per class and direction."),
-    steps: int = option(ExplainConfig, "steps", "Integrated-gradient steps (layers before mixed5b)."),
+    cfg: ExplainConfig = ExplainConfig(),
     analysis: Path = typer.Option(None, "--analysis", help="Analysis folder of the SAE (feature labels)."),
     site: str = typer.Option(None, "--site", help="Built site (path or URL) to link each feature to."),
     labels: Path = typer.Option(None, "--labels", help="inception5h labels TSV (class names)."),
     resize: int = typer.Option(None, "--resize", help="Short side before the crop (default: the SAE's harvest)."),
     crop: int = typer.Option(None, "--crop", help="Centre-crop side (default: the SAE's harvest)."),
-    weights: str = WEIGHTS,
-    seed: int = SEED,
-    device: str = DEVICE,
+    model: Model = Model(),
 ) -> None:
     """Split the top class logits of IMG into SAE-feature terms; write a self-contained HTML/PNG report."""
     from ..data.images import decode_image, resize_crop
@@ -45,29 +43,26 @@ def explain(
     from ..errors import UserError
     from ..explain.report import write_report
     from ..explain.run import explain_image, feature_labels
-    from ..models import load_model
     from ..sae.model import TopKSAE
     from ..sae.provenance import harvest_of
 
-    cfg = ExplainConfig(top_classes, top_features, steps)
     if not image.is_file():
         raise UserError(f"image {image} does not exist")
     from ..data.images import ImageDecodeError
 
-    model_sae = TopKSAE.load(sae, device=device)
+    model_sae = TopKSAE.load(sae, device=model.device)
     pre = harvest_of(model_sae.meta, sae, need=("preprocess",), resize=resize, crop=crop).preprocessing()
     try:
         img = resize_crop(decode_image(image), pre)
     except ImageDecodeError as e:
         raise UserError(f"{image} is not a decodable image ({e.reason})") from e
-    model = load_model(weights, seed=seed, device=device)
-    warn_if_random(model.identity)
+    net = model.load()
     layer = model_sae.layer
-    if layer and model.layer_info(layer).channels != model_sae.d_in:
-        raise UserError(f"the SAE expects d_in={model_sae.d_in} but {layer} has {model.layer_info(layer).channels}")
+    if layer and net.layer_info(layer).channels != model_sae.d_in:
+        raise UserError(f"the SAE expects d_in={model_sae.d_in} but {layer} has {net.layer_info(layer).channels}")
     base = (site.rstrip("/") + "/index.html") if site and not site.endswith(".html") else site
     link = (lambda i: f"{base}#/{layer}/f/{i}") if site else None
-    result = explain_image(model, model_sae, img, classes=parse_classes(classes), cfg=cfg,
+    result = explain_image(net, model_sae, img, classes=parse_classes(classes), cfg=cfg,
                            label=feature_labels(analysis), link=link,
                            names=load_labels(labels))  # fmt: skip
     folder = out_dir or Path(f"explain-{image.stem}")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
 
 import typer
 
-from ..data.harvest import HarvestConfig
-from .common import DEVICE, SEED, WEIGHTS, console, option, out, warn_if_random
+from ..data.harvest import HarvestConfig, HarvestSettings
+from ..settings import values
+from .common import MODEL, Model, console, out, warn_if_random
+from .options import Group, stage
 
 
+@stage(settings=Group(HarvestSettings, "harvest"), model=MODEL)
 def harvest(
     images: Path = typer.Option(..., "--images", help="Image folder (recursive) or a .txt list of image paths."),
     layer: list[str] = typer.Option(
@@ -25,38 +27,18 @@ def harvest(
         "--out",
         help="Store folder (with several --layer: a folder of <layer>/ stores); rerunning the same command resumes it.",
     ),
-    per_image: int = option(HarvestConfig, "per_image", "Vectors per image and view."),
-    sampling: str = option(HarvestConfig, "sampling", "top-norm | norm-weighted | uniform | all."),
-    views: int = option(HarvestConfig, "views", "Views per image: the eval crop + (V-1) random resized crops/flips."),
-    max_images: int = option(HarvestConfig, "max_images", "Use only N images (seeded, spread over classes)."),
-    weights: str = WEIGHTS,
-    seed: int = SEED,
-    dtype: str = option(HarvestConfig, "dtype", "Storage dtype: float16 or float32."),
-    device: str = DEVICE,
-    workers: int = option(HarvestConfig, "workers", "DataLoader worker processes decoding images."),
-    batch_size: int = option(HarvestConfig, "batch_size", "Images per forward pass."),
-    shard_size: int = option(HarvestConfig, "shard_size", "Vectors per shard (approximate)."),
-    resize: int = option(HarvestConfig, "resize", "Short side after resizing."),
-    crop: int = option(HarvestConfig, "crop", "Centre-crop side."),
+    settings: HarvestSettings = HarvestSettings(),
+    model: Model = Model(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Harvest activation vectors of one or more layers (one pass over the images) into resumable stores."""
     from ..data.harvest import harvest_layers
 
     layers = list(dict.fromkeys(layer))
-
-    def config(x: str) -> HarvestConfig:
-        # the str options' values are checked against the config's Literal fields (one-line errors)
-        return HarvestConfig(
-            images=images, layer=x, out=out_dir if len(layers) == 1 else out_dir / x, per_image=per_image,
-            sampling=cast(Any, sampling), views=views, max_images=max_images, weights=weights, seed=seed,
-            dtype=cast(Any, dtype), device=device, workers=workers, batch_size=batch_size, shard_size=shard_size,
-            resize=resize, crop=crop, progress=progress,
-        )  # fmt: skip
-
-    cfgs = [config(x) for x in layers]
-    if weights and weights.startswith("random"):
-        warn_if_random(f"random:{seed}")
+    cfgs = [HarvestConfig(images=images, layer=x, out=out_dir if len(layers) == 1 else out_dir / x,
+                          progress=progress, **values(model), **values(settings)) for x in layers]  # fmt: skip
+    if model.weights and model.weights.startswith("random"):
+        warn_if_random(f"random:{model.seed}")
     for result in harvest_layers(cfgs):
         if result.complete:
             console.print(
@@ -65,7 +47,7 @@ def harvest(
             )
 
 
-store_app = typer.Typer(help="Inspect and check activation stores.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect and check activation stores.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @store_app.command("info")

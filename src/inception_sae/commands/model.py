@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
-from .common import DEVICE, SEED, WEIGHTS, out, warn_if_random
+from .common import MODEL, Model, out
+from .options import stage
 
 
 def layers(
@@ -34,13 +35,12 @@ def layers(
     print(fmt.format("logits", "fc", 1008, "1x1", "", "", "", "").rstrip())
 
 
+@stage(model=MODEL)
 def classify(
     images: list[Path] = typer.Argument(..., help="Image files, or folders (their images, recursively)."),
     top: int = typer.Option(5, "--top", help="How many classes to show per image."),
     labels: Path = typer.Option(None, "--labels", help="inception5h labels TSV (index, wnid, name)."),
-    weights: str = WEIGHTS,
-    seed: int = SEED,
-    device: str = DEVICE,
+    model: Model = Model(),
 ) -> None:
     """Print the top classes and probabilities for each image."""
     import torch
@@ -48,13 +48,11 @@ def classify(
     from ..data.images import ImageDecodeError, list_images, load_image
     from ..data.labels import load_labels
     from ..models.layers import NUM_CLASSES
-    from ..models.weights import load_model
 
     if not 1 <= top <= NUM_CLASSES:
         raise UserError(f"--top {top}: choose 1..{NUM_CLASSES} (the model has {NUM_CLASSES} outputs)")
-    model = load_model(weights, seed=seed, device=device)
+    net, device = model.load(), model.device
     names = load_labels(labels)
-    warn_if_random(model.identity)
     paths = [p for arg in images for p in ([arg / r for r in list_images(arg)] if arg.is_dir() else [arg])]
     if not paths:
         raise UserError(f"no images found in {', '.join(map(str, images))}")
@@ -65,9 +63,9 @@ def classify(
             out.print(f"{path}: skipped ({e.reason})")
             continue
         with torch.no_grad():
-            probs = model.probabilities(x)[0]
+            probs = net.probabilities(x)[0]
         p, idx = probs.topk(top)
-        tag = "  [UNTRAINED WEIGHTS]" if model.is_random else ""
+        tag = "  [UNTRAINED WEIGHTS]" if net.is_random else ""
         out.print(f"{path}{tag}")
         for pi, ii in zip(p.tolist(), idx.tolist(), strict=True):
             out.print(f"  {pi:7.4f}  {ii:4d}  {names[ii]}")

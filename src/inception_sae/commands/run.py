@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from ..data.harvest import HarvestSettings
 from ..errors import UserError
+from ..pipeline.config import RunConfig
+from ..sae.settings import SAESpec
+from ..sae.train_config import TrainSettings
 from .common import console, out, warn_if_random
+from .options import Group, stage
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -45,19 +51,18 @@ def _number(value):
     return int(number) if number.is_integer() and "." not in value else number
 
 
+@stage(top=Group(RunConfig, "run", only=("images", "out", "weights", "seed", "device"), unset=True),
+       sae=Group(SAESpec, "sae", only=("k", "expansion"), unset=True),
+       train=Group(TrainSettings, "train", only=("samples",), unset=True),
+       harvest=Group(HarvestSettings, "harvest", only=("max_images",), unset=True))  # fmt: skip
 def run(
     config_arg: Path = typer.Argument(None, metavar="[CONFIG]", help="Config file (YAML or TOML), as --config."),
     config: Path = typer.Option(None, "--config", help="Config file (YAML or TOML); flags override it."),
     layer: list[str] = typer.Option([], "--layer", help="Layer (repeat for several; circuits between consecutive)."),
-    images: Path = typer.Option(None, "--images", help="Image folder (recursive) or .txt list of images."),
-    out_dir: Path = typer.Option(None, "--out", help="Run folder; rerunning resumes it."),
-    weights: str = typer.Option(None, "--weights", help="inception5h.pth, 'random' (untrained), or omit for cached."),
-    seed: int = typer.Option(None, "--seed", help="Seed for random weights and every random choice."),
-    device: str = typer.Option(None, "--device", help="torch device, e.g. cpu, cuda."),
-    k: int = typer.Option(None, "--k", help="Active latents (sae.k)."),
-    expansion: float = typer.Option(None, "--expansion", help="Latents = expansion x d (sae.expansion)."),
-    samples: int = typer.Option(None, "--samples", help="Training length in vectors (train.samples)."),
-    max_images: int = typer.Option(None, "--max-images", help="Use only N images (seeded, class-spread)."),
+    top: dict[str, Any] | None = None,
+    sae: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+    harvest: dict[str, Any] | None = None,
     sets: list[str] = typer.Option([], "--set", help="Any config key: section.key=value (repeatable)."),
     force_stage: list[str] = typer.Option([], "--force-stage", help="Redo this stage and the ones after it."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the effective config (YAML) and exit."),
@@ -70,9 +75,10 @@ def run(
     if config_arg is not None and config is not None and config_arg != config:
         raise UserError("give the config file once (positional or --config)")
     path = config or config_arg
-    overrides = {"layers": layer or None, "images": images, "out": out_dir, "weights": weights, "seed": seed,
-                 "device": device, "sae.k": k, "sae.expansion": expansion, "train.samples": samples,
-                 "harvest.max_images": max_images, "analyze.max_images": max_images, **parse_sets(sets)}  # fmt: skip
+    # flags override the file; --max-images is both harvest's and analyze's
+    given = {"": top, "sae.": sae, "train.": train, "harvest.": harvest, "analyze.": harvest}
+    flags = {f"{where}{key}": value for where, kw in given.items() for key, value in (kw or {}).items()}
+    overrides = {"layers": layer or None, **flags, **parse_sets(sets)}
     cfg = build(read_file(path) if path else {}, overrides)
     if print_config:
         out.print(to_yaml(cfg), end="", highlight=False, soft_wrap=True)

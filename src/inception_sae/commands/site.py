@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from ..site.config import ServeConfig, SiteConfig
-from .common import DEVICE, SEED, WEIGHTS, console, deprecated, option, out, pick
+from ..settings import values
+from ..site.config import ServeConfig, SiteConfig, SiteSettings
+from .common import MODEL, Model, console, out
+from .options import Group, stage
 
 
+@stage(settings=Group(SiteSettings, "site"))
 def build(
     analysis: list[Path] = typer.Option(..., "--analysis", help="Analysis folder (repeat for several layers)."),
     out_dir: Path = typer.Option(..., "--out", help="Site folder to write (a previous site there is replaced)."),
@@ -17,8 +21,8 @@ def build(
     circuits: list[Path] = typer.Option(
         [], "--circuits", help="Circuits folder (neighbours.json / graph.json) or graph file; repeat per layer pair."
     ),
-    title: str = option(SiteConfig, "title", "Site title."),
     compare: list[Path] = typer.Option([], "--compare", help="Folder of `inception-sae compare` (repeat per pair)."),
+    settings: SiteSettings = SiteSettings(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Build a static, offline site: layer page, one page per feature and neuron, class pages."""
@@ -26,7 +30,7 @@ def build(
 
     from ..site import build_site
 
-    cfg = SiteConfig(tuple(analysis), out_dir, featvis, tuple(circuits), title, compares=tuple(compare))
+    cfg = SiteConfig(tuple(analysis), out_dir, featvis, tuple(circuits), compares=tuple(compare), **values(settings))
     columns = (TextColumn("site"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[rate]} features/s"))  # fmt: skip
     with Progress(*columns, console=console, disable=not progress) as bar:
@@ -44,33 +48,30 @@ def build(
     )
 
 
+#: ``site serve``'s options: ServeConfig's fields but the site (an argument), the SAE and the model's, and its
+#: byte limit (given in MB)
+SERVE = Group(ServeConfig, "serve", skip=("site", "sae", "weights", "seed", "device", "max_upload"), build=False)
+
+
+@stage(options=SERVE, model=MODEL)
 def serve(
     site: Path = typer.Argument(..., help="Built site folder."),
-    port: int = option(ServeConfig, "port", "TCP port (0: any free port)."),
-    host: str = option(ServeConfig, "host", "Interface; 127.0.0.1 keeps it on this machine."),
-    live: bool = option(ServeConfig, "live", "Add the 'try your own image' box (needs --sae).", "--live"),
     sae: Path = typer.Option(None, "--sae", help="SAE folder for the live box."),
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", help="Largest accepted upload."),
-    weights: str = WEIGHTS,
-    seed: int = SEED,
-    device: str = DEVICE,
+    options: dict[str, Any] | None = None,
+    model: Model = Model(),
     verbose: bool = typer.Option(False, "--verbose", help="Log every request."),
-    request_timeout: float = option(
-        ServeConfig, "request_timeout", "Seconds a silent connection is kept before it is closed."
-    ),
-    timeout: float = deprecated("--timeout", "--request-timeout"),
 ) -> None:
     """Serve a built site read-only (GET/HEAD; POST only for the live box)."""
     from ..site import make_server
     from .common import warn_if_random
 
-    cfg = ServeConfig(site, host, port, live, sae, weights, seed, device, max(1, int(max_upload_mb * 2**20)),
-                      request_timeout=pick(request_timeout, timeout, "--timeout", "--request-timeout"))  # fmt: skip
+    cfg = ServeConfig(site, sae=sae, max_upload=max(1, int(max_upload_mb * 2**20)), **values(model), **(options or {}))
     server = make_server(cfg, verbose)
     if server.live is not None:
         warn_if_random(server.live.identity)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        console.print(f"[yellow]listening on {host}: other machines can reach this site[/]")
+    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]listening on {cfg.host}: other machines can reach this site[/]")
     out.print(f"serving {site} at {server.url}  (Ctrl-C to stop)", highlight=False, soft_wrap=True)
     try:
         server.serve_forever()
@@ -81,7 +82,9 @@ def serve(
 
 
 def register(app: typer.Typer) -> None:
-    site_app = typer.Typer(help="Static feature dashboard: build it, serve it.", no_args_is_help=True)
+    site_app = typer.Typer(
+        help="Static feature dashboard: build it, serve it.", no_args_is_help=True, rich_markup_mode=None
+    )
     site_app.command("build")(build)
     site_app.command("serve")(serve)
     app.add_typer(site_app, name="site")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
 
 import typer
 
 from ..errors import UserError
 from ..fsio import atomic_write_json
 from ..sae.settings import EvalSpec, SAESpec
-from ..sae.train_config import TrainConfig
-from .common import DEVICE, WEIGHTS, console, option, out
+from ..sae.train_config import TrainConfig, TrainSettings
+from ..settings import values
+from .common import MODEL, Model, console, out
+from .options import Group, stage
 
 
 def _open_store(path: Path):
@@ -48,97 +50,54 @@ def _stream_source(images: Path, layer: str, weights, seed: int, device: str, ba
     return src, {"layer": layer, "model": model.identity, DATA_KEY: stream_record(src, images, model.identity)}
 
 
+@stage(settings=Group(TrainSettings, "train"), saes=Group(SAESpec, "sae", sweep=("k", "seed")),
+       model=Group(Model, "model", skip=("seed",)))  # fmt: skip
 def train(
     store: Path = typer.Option(None, "--store", help="Activation store folder (from `harvest`)."),
     images: Path = typer.Option(None, "--images", help="Stream activations from these images instead of a store."),
     layer: str = typer.Option(None, "--layer", help="Layer to stream (with --images)."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder (one SAE, or one sub-folder per SAE)."),
-    k: list[int] = typer.Option([SAESpec.k], "--k", help="Active latents; repeat for a sweep on one data pass."),
-    expansion: float = option(SAESpec, "expansion", "Latents = expansion x d."),
-    latents: int = option(SAESpec, "latents", "Explicit latent count (overrides --expansion)."),
-    samples: int = option(TrainConfig, "samples", "Training length in vectors."),
+    saes: Sequence[SAESpec] = (SAESpec(),),
+    settings: TrainSettings = TrainSettings(),
     held_out: int = typer.Option(
         EvalSpec.max_vectors,
         "--held-out",
-        help="Store vectors (its tail, <= 20%) never trained on, for `eval`; 0: none.",
+        help="Store vectors (its tail, <= 20%) never trained on, for `eval` (eval.max_vectors in `run`); 0: none.",
     ),
-    batch_size: int = option(TrainConfig, "batch_size", "Global batch size."),
-    seed: list[int] = typer.Option(
-        [SAESpec.seed], "--seed", help="Init seed; repeat for a seed sweep (first one seeds data)."
-    ),
-    tie: str = option(SAESpec, "tie", "init (Gao: tied init, trained freely) or full (decoder = enc^T)."),
-    architecture: str = option(SAESpec, "architecture", "topk, batchtopk or matryoshka (docs/training.md)."),
-    prefixes: list[float] = option(
-        SAESpec, "prefixes", "Matryoshka's nested prefixes, fractions of the latents; repeat.", metavar="FRACTION"
-    ),
-    device: str = DEVICE,
-    dtype: str = option(TrainConfig, "dtype", "Encoder GEMM dtype: float32 or bfloat16."),
-    lr: float = option(
-        TrainConfig,
-        "lr",
-        "Adam LR (default 2e-4/sqrt(m/2^14) x8 up to 2M samples, log-linear to x1 at 1e9: docs/training.md).",
-    ),
-    checkpoint_every: int = option(TrainConfig, "checkpoint_every", "Steps between checkpoints (0: off)."),
-    checkpoint_every_s: float = option(
-        TrainConfig, "checkpoint_every_s", "Also checkpoint after this many seconds (0: off)."
-    ),
-    multi_topk: bool = option(TrainConfig, "multi_topk", "Add the MultiTopK L(4k)/8 term."),
-    aux_coef: float = option(TrainConfig, "aux_coef", "AuxK coefficient (0 disables)."),
-    aux_rescale: bool = option(TrainConfig, "aux_rescale", "Least-squares-scale AuxK."),
-    dead_window: int = option(TrainConfig, "dead_window", "Samples without firing => dead."),
-    resample_every: int = option(
-        TrainConfig, "resample_every", "Steps between restarts of dead latents (default: the dead window; 0: off)."
-    ),
-    b_dec_init: str = option(TrainConfig, "b_dec_init", "b_dec start: median (geometric), mean, zero."),
-    normalize_input: bool = option(
-        TrainConfig,
-        "normalize_input",
-        "Train on activations scaled to mean squared norm d (folded out on save).",
-    ),
-    log_every: int = option(TrainConfig, "log_every", "Steps between log lines."),
-    progress: bool = option(TrainConfig, "progress", "Show the progress bar."),
-    weights: str = WEIGHTS,
+    model: Model = Model(),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
-    """Train TopK SAEs (several share one data pass); resumes from OUT/checkpoint when present."""
+    """Train TopK SAEs (a k and seed sweep shares one data pass; the first seed also orders the data).
+
+    Resumes from OUT/checkpoint when present.
+    """
     from ..data.distributed import DistEnv, process_group
-    from ..sae.model import SAEConfig
     from ..sae.provenance import DATA_KEY, store_record
     from ..sae.train import train as run_train
 
     if (store is None) == (images is None):
         raise UserError("give exactly one of --store or --images")
-    spec = SAESpec(architecture=cast(Any, architecture), prefixes=tuple(prefixes))
-    env = DistEnv.from_environ()
+    env, seed, device = DistEnv.from_environ(), saes[0].seed, model.device
     with process_group(env, device):  # torchrun: a process group, shut down on the way out
         rank, world = env.rank, env.world
-        if batch_size % world:
-            raise UserError(f"--batch-size {batch_size} is not divisible by {world} processes")
+        if settings.batch_size % world:
+            raise UserError(f"--batch-size {settings.batch_size} is not divisible by {world} processes")
+        batch = settings.batch_size // world
         if images is not None:
             if not layer:
                 raise UserError("--images needs --layer")
-            source, meta = _stream_source(images, layer, weights, seed[0], device, batch_size // world, rank, world)
+            source, meta = _stream_source(images, layer, model.weights, seed, device, batch, rank, world)
         else:
             st = _open_store(store)
-            source = _store_source(st, batch_size // world, seed[0], rank, world, held_out)
+            source = _store_source(st, batch, seed, rank, world, held_out)
             meta = {"layer": st.layer, "model": st.manifest.get("model"), "store": str(st.path),
                     "batch_mixing": source.mixing(), DATA_KEY: store_record(st, source.held_out)}  # fmt: skip
             if rank == 0 and progress:
                 from ..data.reader import mixing_line
 
                 console.print(mixing_line(source), soft_wrap=True)
-        saes = [SAEConfig.from_expansion(source.d, expansion, latents, spec.prefixes, k=ki, tie=tie, seed=s,
-                                         architecture=architecture) for ki in k for s in seed]  # fmt: skip
-        # the str options' values are checked against the config's Literal fields (one-line errors)
-        cfg = TrainConfig(
-            samples=samples, batch_size=batch_size, lr=lr, dead_window=dead_window, resample_every=resample_every,
-            aux_coef=aux_coef, aux_rescale=aux_rescale, multi_topk=multi_topk,
-            b_dec_init=cast(Any, b_dec_init),
-            normalize_input=normalize_input,
-            dtype=cast(Any, dtype), device=device,
-            checkpoint_every=checkpoint_every, checkpoint_every_s=checkpoint_every_s, log_every=log_every,
-            progress=progress and rank == 0,
-        )  # fmt: skip
-        result = run_train(source, saes, cfg, out_dir, meta)
+        cfg = TrainConfig(device=device, progress=progress and rank == 0, **values(settings))
+        result = run_train(source, [spec.sae_config(source.d) for spec in saes], cfg, out_dir, meta)
         if rank == 0:
             for name, s in result.summaries.items():
                 out.print(f"{name}: step {result.steps}, FVU {s['final_fvu']:.4f}, dead {s['dead_fraction']:.2%}")
@@ -148,36 +107,36 @@ def train(
             raise typer.Exit(130)
 
 
+@stage(spec=Group(EvalSpec, "eval"), model=MODEL)
 def evaluate(
     sae_dir: Path = typer.Option(..., "--sae", help="SAE folder."),
     store: Path = typer.Option(
         None, "--store", help="Activation store: its held-out rows if the SAE was trained on it, else its last rows."
     ),
     images: Path = typer.Option(None, "--images", help="Images for splice-back (folder or .txt list)."),
-    max_vectors: int = option(EvalSpec, "max_vectors", "Store vectors evaluated."),
-    max_images: int = option(EvalSpec, "max_images", "Images for splice-back (seeded, spread over classes)."),
-    batch_size: int = option(EvalSpec, "batch_size", "Images per splice-back batch."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the splice-back image subset."),
+    spec: EvalSpec = EvalSpec(),
     report: Path = typer.Option(None, "--report", help="Write the results (and frequency histogram) as JSON."),
     harvest_rule: str = typer.Option(
         None, "--harvest-rule", help="For an SAE folder that records none: top-norm:N[:SEED], all, none..."
     ),
     resize: int = typer.Option(None, "--resize", help="For an SAE folder that records none: the harvest's short side."),
     crop: int = typer.Option(None, "--crop", help="For an SAE folder that records none: the harvest's centre crop."),
-    weights: str = WEIGHTS,
-    device: str = DEVICE,
+    sibling: list[Path] = typer.Option(
+        [], "--sibling", help="Another SAE folder of the layer (repeatable): same k = seed stability; any k = L0 sweep."
+    ),
+    model: Model = Model(),
 ) -> None:
-    """FVU, L0, dead/dense fractions; splice-back top-1 agreement and KL, at every position and the trained ones."""
+    """FVU, L0, dead/dense fractions; splice-back top-1 agreement and KL, at every position and the trained ones;
+    the quality panel (docs/quality.md)."""
     from ..sae.eval_stage import evaluate as run_eval
     from ..sae.model import TopKSAE
 
     if store is None and images is None:
         raise UserError("give --store and/or --images")
-    sae = TopKSAE.load(sae_dir, device=device)
+    sae = TopKSAE.load(sae_dir, device=model.device)
     st = _open_store(store) if store is not None else None
-    rep = run_eval(sae, sae_dir, store=st, images=images, weights=weights, max_vectors=max_vectors,
-                   max_images=max_images, batch_size=batch_size, seed=seed, device=device, harvest_rule=harvest_rule,
-                   resize=resize, crop=crop)  # fmt: skip
+    rep = run_eval(sae, sae_dir, store=st, images=images, harvest_rule=harvest_rule, resize=resize, crop=crop,
+                   siblings=tuple(sibling), **values(model), **values(spec))  # fmt: skip
     for line in report_lines(rep.to_dict()):
         out.print(line)
     if report is not None:
@@ -201,6 +160,43 @@ def report_lines(rep: dict) -> list[str]:
             lines.append(f"splice-back on {part['images']} images, {label}: top-1 agreement "
                          f"{part['top1_agreement']:.1%}, KL {part['kl']:.4f} nats, FVU {part['fvu']:.4f}, "
                          f"L0 {part['vectors']['l0']:.1f}")  # fmt: skip
+    lines.extend(quality_lines(rep.get("quality") or {}))
+    return lines
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+def quality_lines(q: dict) -> list[str]:
+    """One line per quality metric: its value, interval and sample, or why it was skipped."""
+    lines = []
+    ab = q.get("absorption") or {}
+    if ab.get("skipped"):
+        lines.append(f"absorption: {ab['skipped']}")
+    for p in ab.get("parents", []):
+        a = p["absorbed"]
+        lines.append(f"absorption {p['concept']}: {_pct(a['rate'])} [{_pct(a['interval'][0])}, "
+                     f"{_pct(a['interval'][1])}] of {a['n']} images (parent latent {p['parent_latent']}, "
+                     f"F1 {p['parent_f1']:.2f})")  # fmt: skip
+    pr = q.get("probing") or {}
+    if pr.get("skipped"):
+        lines.append(f"probing: {pr['skipped']}")
+    for c in pr.get("concepts", []):
+        if c.get("probes"):
+            f1s = ", ".join(f"k={p['k']} {p['f1']:.2f}" for p in c["probes"])
+            lines.append(f"sparse probe {c['concept']} (F1 on {c['test']} test images): {f1s}")
+    st = q.get("stability") or {}
+    if st.get("skipped"):
+        lines.append(f"stability: {st['skipped']}")
+    for s in st.get("siblings", []):
+        mcc = "–" if s["mcc"]["mean"] is None else f"{s['mcc']['mean']:.3f}"
+        lines.append(f"stability vs {s['sae']}: matched cosine {s['mean_cosine']['mean']:.3f}, "
+                     f">0.9 {_pct(s['above_0.9']['rate'])}, MCC {mcc} on {s['rows']} rows")  # fmt: skip
+    lo = q.get("l0") or {}
+    if lo:
+        lines.append(f"L0 advice: {lo['l0']:.1f} (between {lo['interval'][0]:.1f} and {lo['interval'][1]:.1f})"
+                     if lo.get("l0") is not None else f"L0 advice: none ({lo.get('note')})")  # fmt: skip
     return lines
 
 

@@ -1,6 +1,14 @@
 """Compare two SAEs (same layer or two layers): decoder cosine and activation correlation matches."""
 
 from .match import CorrelationAccumulator, best_matches, decoder_cosine, one_to_one
-from .run import CompareConfig, compare_saes
+from .report import CompareResult
+from .run import CompareConfig
 
-__all__ = ["CompareConfig", "CorrelationAccumulator", "best_matches", "compare_saes", "decoder_cosine", "one_to_one"]
+__all__ = [
+    "CompareConfig",
+    "CompareResult",
+    "CorrelationAccumulator",
+    "best_matches",
+    "decoder_cosine",
+    "one_to_one",
+]

@@ -3,18 +3,78 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
-from ..fsio import atomic_write_text
+from ..fsio import atomic_write_text, json_or_none, read_json
 from .summary import THRESHOLDS, finite
 
+REPORT_FILE = "compare.json"
 
-def write_outputs(out: Path, result: dict) -> None:
-    """``compare.json`` (atomically) and ``compare.png`` in ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "compare.json", json.dumps(finite(result), separators=(",", ":"), allow_nan=False))
-    plot(result, out / "compare.png")
+
+@dataclass(frozen=True)
+class CompareResult:
+    """What ``compare`` found: the sections of ``compare.json`` (docs/formats.md), one field each."""
+
+    out: Path  #: the compare folder
+    a: dict[str, Any]  #: side A: SAE folder, layer, d_sae, model
+    b: dict[str, Any]
+    same_layer: bool
+    thresholds: list[float]
+    dominance: dict[str, Any]  #: where each side's dominant branches come from
+    features_a: dict[str, list]  #: per-feature columns of side A (id, best matches, null test...)
+    features_b: dict[str, list]
+    seconds: float
+    activation: dict[str, Any] | None = None  #: activation-correlation matching (with images)
+    images: dict[str, Any] | None = None  #: the images it was measured on (with images)
+    decoder: dict[str, Any] | None = None  #: decoder-cosine matching (same layer only)
+
+    @classmethod
+    def from_dict(cls, out: str | Path, d: dict[str, Any]) -> CompareResult:
+        names = {f.name for f in fields(cls)} - {"out"}
+        return cls(Path(out), **{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        """``compare.json``'s contents."""
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "out" and getattr(self, f.name) is not None
+        }
+
+    def matched_share(self, r: float = 0.7) -> float:
+        """Share of A's features whose best activation match in B reaches ``r`` and is above its own null."""
+        fa = self.features_a
+        strong = [
+            bool(up) and (c or -1.0) >= r
+            for up, c in zip(fa.get("corr_above_null", []), fa.get("corr", []), strict=True)
+        ]
+        return sum(strong) / max(len(strong), 1)
+
+    @property
+    def share_above_null(self) -> float | None:
+        """Share of A's features whose best activation match in B is above its own null, at any r."""
+        return (self.activation or {}).get("a_to_b", {}).get("share_above_null")
+
+
+class CompareFolder:
+    """The output folder of ``compare``: ``compare.json`` (the completion marker) and ``compare.png``."""
+
+    @staticmethod
+    def write(out: str | Path, result: dict[str, Any]) -> None:
+        """``compare.png``, then ``compare.json`` (atomically)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        plot(result, out / "compare.png")
+        atomic_write_text(out / REPORT_FILE, json.dumps(finite(result), separators=(",", ":"), allow_nan=False))
+
+    @staticmethod
+    def is_complete(path: str | Path) -> bool:
+        """``compare.json`` exists and parses (a file cut short or emptied is not complete)."""
+        return isinstance(json_or_none(Path(path) / REPORT_FILE), dict)
+
+    @staticmethod
+    def read(path: str | Path) -> CompareResult:
+        return CompareResult.from_dict(path, read_json(Path(path) / REPORT_FILE))
 
 
 def _hist(ax, values, title: str, xlabel: str, null=None, null_line=None) -> None:
@@ -57,11 +117,11 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def table_rows(result: dict) -> list[tuple[str, ...]]:
+def table_rows(result: CompareResult) -> list[tuple[str, ...]]:
     """Rows (comparison, direction, group, n, share >= 0.7, share >= 0.9, share > null) for the CLI table."""
     rows = []
     for kind, name in (("decoder", "decoder cosine"), ("activation", "activation corr")):
-        block = result.get(kind)
+        block = getattr(result, kind)
         if not block:
             continue
         for side in ("a_to_b", "b_to_a"):

@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..sae.model import TopKSAE
 from ..settings import Settings, settings_of
 from . import match, summary
+from .report import CompareFolder, CompareResult
 
 
 @dataclass(frozen=True)
@@ -28,16 +29,27 @@ class CompareConfig:
     """What ``compare`` reads and writes."""
 
     sae_a: Path
+    """first SAE folder"""
     sae_b: Path
+    """second SAE folder"""
     out: Path
-    images: Path | None = None  #: image folder or list; needed to compare different layers
-    max_images: int = 256  #: images used for the correlation (an even spread of the folder)
+    """folder for compare.json and compare.png"""
+    images: Path | None = None
+    """image folder or list; needed to compare different layers"""
+    max_images: int = 256
+    """images used for the correlation (an even spread of the folder)"""
     batch_size: int = 16
-    analysis_a: Path | None = None  #: analysis folder of A (dominant branches, frequencies)
+    """images per batch (at least 3: the null pairs each image with others, in several shuffles)"""
+    analysis_a: Path | None = None
+    """analysis folder of A (dominant branches, frequencies)"""
     analysis_b: Path | None = None
+    """analysis folder of B"""
     weights: str | None = None
+    """inception5h.pth, "random", or None for the cached file"""
     seed: int = 0
+    """seed of random weights"""
     device: str = "cpu"
+    """torch device"""
 
 
 #: What ``run``'s ``compare`` section holds: every CompareConfig field but the inputs ``run`` passes.
@@ -116,8 +128,11 @@ def check_pair(a, b, images: Path | None) -> bool:
     return same
 
 
-def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Run the comparison of ``cfg`` and write ``compare.json``, ``compare.png`` in ``cfg.out``."""
+def run(cfg: CompareConfig, model=None, progress: Callable[[int, int], None] | None = None) -> CompareResult:
+    """Run the comparison of ``cfg`` and write ``compare.json``, ``compare.png`` in ``cfg.out``.
+
+    ``model`` is ``cfg``'s network when already loaded; ``progress(done, total)`` counts images.
+    """
     t0 = time.perf_counter()
     a, b = TopKSAE.load(cfg.sae_a, cfg.device), TopKSAE.load(cfg.sae_b, cfg.device)
     same = check_pair(a, b, cfg.images)
@@ -177,10 +192,8 @@ def compare_saes(cfg: CompareConfig, model=None, progress: Callable[[int, int], 
         cols_b.update(feature_columns(cb["best"], cb["one"], "cos"))
     result["features_a"], result["features_b"] = cols_a, cols_b
     result["seconds"] = round(time.perf_counter() - t0, 2)
-    from .report import write_outputs
-
-    write_outputs(cfg.out, result)
-    return result
+    CompareFolder.write(cfg.out, result)
+    return CompareResult.from_dict(cfg.out, result)
 
 
 def summary_null(test: match.NullTest, live: Tensor, tied: Tensor) -> dict:

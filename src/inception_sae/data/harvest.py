@@ -30,7 +30,7 @@ from .harvest_bar import HarvestBar
 from .images import ImageDataset, Preprocess, collate_skipping, usable_workers
 from .ledger import Ledger, Pending, ShardWriter, merge_skips
 from .sampling import Sampling, ViewDataset, gather_positions, item_seed, select_positions
-from .store import MANIFEST, StoreDtype, new_manifest, now_iso, write_image_list
+from .store import COMPLETE, MANIFEST, StoreDtype, new_manifest, now_iso, write_image_list
 from .subsets import take_spread, visit_order
 
 #: Manifest keys that must match for a rerun to resume an existing store.
@@ -44,23 +44,40 @@ RECIPE_KEYS = (
 class HarvestConfig:
     """Everything that defines a harvest (the CLI builds it; library code never changes it)."""
 
-    images: Path  #: image folder, or a .txt list of image paths
-    layer: str  #: layer or single branch, e.g. ``mixed4d`` or ``mixed4d_5x5``
-    out: Path  #: store folder (created; resumed if it holds the same harvest)
-    per_image: int = 10  #: vectors per image and view (ignored for ``sampling="all"``)
-    sampling: Sampling = "top-norm"  #: which positions of each image: :data:`~.sampling.SAMPLINGS`
-    views: int = 1  #: views per image: 0 is the evaluation crop, others random resized crop + flip
-    max_images: int | None = None  #: use only N images: a seeded random subset spread over the classes
-    weights: str | None = None  #: weights path, ``random``, or None for the cached/downloaded file
-    seed: int = 0  #: seed of random weights, sampling and augmentation
-    dtype: StoreDtype = "float16"  #: storage dtype of the vectors
-    device: str = "cpu"  #: torch device (``cuda`` becomes ``cuda:<local rank>`` under torchrun)
-    workers: int = 2  #: DataLoader worker processes decoding images
-    batch_size: int = 32  #: images per forward pass (times ``views`` crops)
-    shard_size: int = 1 << 16  #: vectors per shard (approximate: shards end on a batch boundary)
-    resize: int = 256  #: short side after resizing
-    crop: int = 224  #: centre-crop side
-    progress: bool = True  #: show a progress bar (rank 0 only)
+    images: Path
+    """image folder, or a .txt list of image paths"""
+    layer: str
+    """layer or single branch, e.g. ``mixed4d`` or ``mixed4d_5x5``"""
+    out: Path
+    """store folder (created; resumed if it holds the same harvest)"""
+    per_image: int = 10
+    """vectors per image and view (ignored for ``sampling="all"``)"""
+    sampling: Sampling = "top-norm"
+    """which positions of each image: top-norm, norm-weighted (both by activation norm), uniform or all"""
+    views: int = 1
+    """views per image: 0 is the evaluation crop, others random resized crop + flip"""
+    max_images: int | None = None
+    """use only N images: a seeded random subset spread over the classes"""
+    weights: str | None = None
+    """weights path, ``random``, or None for the cached/downloaded file"""
+    seed: int = 0
+    """seed of random weights, sampling and augmentation"""
+    dtype: StoreDtype = "float16"
+    """storage dtype of the vectors"""
+    device: str = "cpu"
+    """torch device (``cuda`` becomes ``cuda:<local rank>`` under torchrun)"""
+    workers: int = 2
+    """DataLoader worker processes decoding images"""
+    batch_size: int = 32
+    """images per forward pass (times ``views`` crops)"""
+    shard_size: int = 1 << 16
+    """vectors per shard (approximate: shards end on a batch boundary)"""
+    resize: int = 256
+    """short side after resizing"""
+    crop: int = 224
+    """centre-crop side"""
+    progress: bool = True
+    """show a progress bar (rank 0 only)"""
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -151,7 +168,7 @@ def check_existing(root: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
         return None
     manifest = read_json(root / MANIFEST)
     # A finished store is the same harvest whatever the process count of the rerun.
-    keys = [k for k in RECIPE_KEYS if not (k == "world" and manifest.get("status") == "complete")]
+    keys = [k for k in RECIPE_KEYS if not (k == "world" and manifest.get("status") == COMPLETE)]
     diff = [k for k in keys if json.dumps(manifest.get(k)) != json.dumps(recipe[k])]
     if diff:
         shown = "; ".join(f"{k}: store has {manifest.get(k)!r}, command has {recipe[k]!r}" for k in diff[:3])
@@ -166,7 +183,7 @@ def merge_manifest(root: Path, head: dict[str, Any], world: int, final: bool) ->
     complete = final and len(ledgers) == world and all(led["done"] for led in ledgers)
     manifest = dict(head)
     manifest.update(
-        status="complete" if complete else "in_progress",
+        status=COMPLETE if complete else "in_progress",
         count=sum(s["count"] for s in shards),
         images_done=sum(led["next"] for led in ledgers),
         skipped=merge_skips(ledgers),
@@ -245,7 +262,7 @@ def harvest_layers(cfgs: list[HarvestConfig], env: DistEnv | None = None) -> lis
             barrier(env)  # rank 0 has checked or created the store
             head = head or check_existing(root, recipe)
             assert head is not None
-            if head.get("status") == "complete":
+            if head.get("status") == COMPLETE:
                 results[j] = HarvestResult(root, int(head["count"]), 0, head["skipped"]["total"], 0.0, True)
                 continue
             key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
@@ -269,7 +286,7 @@ def harvest_layers(cfgs: list[HarvestConfig], env: DistEnv | None = None) -> lis
             manifest = manifest or read_json(o.root / MANIFEST)
             images = len(mine) - o.start if o in todo else 0
             results[j] = HarvestResult(o.root, int(manifest["count"]), images, manifest["skipped"]["total"], seconds,
-                                       manifest["status"] == "complete")  # fmt: skip
+                                       manifest["status"] == COMPLETE)  # fmt: skip
     return [results[j] for j in range(len(cfgs))]
 
 

@@ -28,12 +28,14 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from ..errors import UserError
-from ..fsio import atomic_save_npy, atomic_write_bytes, atomic_write_json, file_sha256, read_json
+from ..fsio import atomic_save_npy, atomic_write_bytes, atomic_write_json, file_sha256, json_or_none, read_json
 from .sharded import ShardedArray
 
 FORMAT = "inception-sae/activation-store"
 FORMAT_VERSION = 1
 MANIFEST, IMAGES_FILE, STATS_FILE = "manifest.json", "images.txt", "stats.json"
+#: The manifest's ``status`` once every shard is written: the store's completion marker.
+COMPLETE = "complete"
 PROV_COLUMNS = ("image", "view", "y", "x")
 StoreDtype = Literal["float16", "float32"]
 DTYPES: tuple[str, ...] = get_args(StoreDtype)
@@ -128,6 +130,26 @@ class ActivationStore:
         return cls(path, manifest)
 
     @classmethod
+    def read(cls, path: str | Path) -> ActivationStore:
+        """The store at ``path`` (:meth:`open`)."""
+        return cls.open(path)
+
+    @staticmethod
+    def is_complete(path: str | Path) -> bool:
+        """The manifest says complete and every shard it lists is on disk with its rows (headers only are read)."""
+        path = Path(path)
+        manifest = json_or_none(path / MANIFEST)
+        if not isinstance(manifest, dict) or manifest.get("status") != COMPLETE:
+            return False
+        try:
+            for shard in manifest.get("shards", []):
+                if np.load(path / shard["file"], mmap_mode="r").shape[0] != shard["count"]:
+                    return False
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return True
+
+    @classmethod
     def write(
         cls,
         path: str | Path,
@@ -166,7 +188,7 @@ class ActivationStore:
         if images is not None:
             manifest["images_sha256"] = write_image_list(path, list(images))
             manifest["num_images"] = len(images)
-        manifest.update(shards=shards, count=sum(s["count"] for s in shards), status="complete")
+        manifest.update(shards=shards, count=sum(s["count"] for s in shards), status=COMPLETE)
         atomic_write_json(path / MANIFEST, manifest)
         return cls(path, manifest)
 

@@ -1,4 +1,5 @@
-"""Procedural images for the offline demo and for tests: shapes, gratings, colour fields.
+"""Procedural images for the offline demo and for tests: shapes, gratings, colour fields; and planted
+feature hierarchies (activation rows with a known tree of features) for the SAE quality metrics.
 
 Each image belongs to one of a few visual classes (written as one folder per
 class, so analyses have true labels to enrich), and is fully determined by
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +137,83 @@ def write_synthetic_images(out: str | Path, n: int, size: int = 224, seed: int =
             atomic_save_image(path, img, format="PNG")
         paths.append(path)
     return paths
+
+
+# -- planted feature hierarchies (activation vectors, not images) ---------------------------------------
+
+
+@dataclass
+class PlantedHierarchy:
+    """Rows built from a known tree of features: each parent fires with exactly one of its children.
+
+    Feature order in ``dictionary`` and ``codes``: parents ``0..P-1``, then children (``child_parent[c]``
+    is child feature ``P + c``'s parent), then background features.
+    """
+
+    x: np.ndarray  #: (n, d) float32 rows: codes @ dictionary + noise
+    dictionary: np.ndarray  #: (F, d) unit feature directions
+    codes: np.ndarray  #: (n, F) true non-negative coefficients
+    parent: np.ndarray  #: (n,) parent index fired on each row (-1: none)
+    child: np.ndarray  #: (n,) child index (0..C-1) fired on each row (-1: none)
+    child_parent: np.ndarray  #: (C,) parent index of each child
+    n_parents: int
+
+    @property
+    def n_children(self) -> int:
+        return len(self.child_parent)
+
+    def child_feature(self, c: int) -> int:
+        """Column of child ``c`` in ``codes`` and row in ``dictionary``."""
+        return self.n_parents + c
+
+    @property
+    def true_l0(self) -> float:
+        """Mean number of features active per row."""
+        return float((self.codes > 0).sum(1).mean())
+
+
+def _zipf(n: int, exponent: float) -> np.ndarray:
+    w = 1.0 / np.arange(1, n + 1) ** exponent
+    return w / w.sum()
+
+
+def planted_hierarchy(
+    n: int,
+    d: int = 64,
+    parents: int = 4,
+    children: int = 4,
+    background: int = 64,
+    p_tree: float = 0.6,
+    background_active: int = 2,
+    zipf: float = 1.0,
+    noise: float = 0.01,
+    seed: int = 0,
+) -> PlantedHierarchy:
+    """Rows of a planted hierarchy: ``parents`` parent features with ``children`` children each.
+
+    With probability ``p_tree`` a row holds one tree: a parent (Zipf(``zipf``) over parents) and exactly one of
+    its children (Zipf over siblings): parents always fire with a child, children are mutually exclusive.
+    Every row also holds ``background_active`` distinct background features (Zipf over ``background``), so
+    the true L0 is ``2 p_tree + background_active``. Coefficients are 1 + Exp(1) (never near zero); directions
+    are random unit vectors; Gaussian noise of standard deviation ``noise`` per dimension.
+    """
+    rng = np.random.default_rng(seed)
+    n_child = parents * children
+    F = parents + n_child + background
+    D = rng.standard_normal((F, d))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    codes = np.zeros((n, F))
+    tree = rng.random(n) < p_tree
+    parent = np.where(tree, rng.choice(parents, n, p=_zipf(parents, zipf)), -1)
+    child = np.where(tree, parent * children + rng.choice(children, n, p=_zipf(children, zipf)), -1)
+    rows = np.flatnonzero(tree)
+    codes[rows, parent[rows]] = 1 + rng.exponential(1.0, len(rows))
+    codes[rows, parents + child[rows]] = 1 + rng.exponential(1.0, len(rows))
+    if background_active:
+        # Gumbel top-k: ``background_active`` distinct features per row, drawn without replacement by weight
+        keys = np.log(_zipf(background, zipf)) + rng.gumbel(size=(n, background))
+        bg = np.argpartition(-keys, background_active - 1, axis=1)[:, :background_active]
+        np.put_along_axis(codes[:, parents + n_child :], bg, 1 + rng.exponential(1.0, bg.shape), axis=1)
+    x = codes @ D + noise * rng.standard_normal((n, d))
+    child_parent = np.repeat(np.arange(parents), children)
+    return PlantedHierarchy(x.astype(np.float32), D, codes, parent, child, child_parent, parents)

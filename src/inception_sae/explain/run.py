@@ -25,9 +25,12 @@ LABELLED = range(1, 1001)  #: inception5h's labelled outputs (0 is a dummy, 1001
 class ExplainConfig:
     """How much of an image's explanation to compute and show (the ``explain`` command's flags)."""
 
-    top_classes: int = 3  #: the model's top classes explained when no class is asked for
-    top_features: int = 8  #: features shown per class and direction (for and against)
-    steps: int = 32  #: integrated-gradient steps (layers before mixed5b; mixed5b is exact)
+    top_classes: int = 3
+    """the model's top classes explained when no class is asked for"""
+    top_features: int = 8
+    """features shown per class and direction (for and against)"""
+    steps: int = 32
+    """integrated-gradient steps (layers before mixed5b; mixed5b is exact)"""
 
     def __post_init__(self) -> None:
         if min(self.top_classes, self.top_features, self.steps) < 1:

@@ -86,11 +86,16 @@ def seeded_normal(shape: Sequence[int], seeds: Sequence[int], std: float = INIT_
 class ParamConfig:
     """How images are parameterised."""
 
-    size: int = 128  #: canvas height and width in pixels
-    fourier: bool = True  #: Fourier (True) or pixel (False) parameters
-    decay: float = 1.0  #: spectrum decay exponent of the Fourier scale
-    decorrelate: bool = True  #: mix channels with the colour-correlation matrix
-    height: int | None = None  #: canvas height when not square (default: ``size``)
+    size: int = 128
+    """canvas height and width in pixels"""
+    fourier: bool = True
+    """Fourier (True) or pixel (False) parameters"""
+    decay: float = 1.0
+    """spectrum decay exponent of the Fourier scale"""
+    decorrelate: bool = True
+    """mix channels with the colour-correlation matrix"""
+    height: int | None = None
+    """canvas height when not square (default: ``size``)"""
 
     def __post_init__(self) -> None:
         if self.size < 2 or (self.height is not None and self.height < 2):

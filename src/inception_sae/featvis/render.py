@@ -37,12 +37,18 @@ TRANSFORM_STREAM = 0x9E3779B97F4A7C15 % (1 << 63)
 class RenderConfig:
     """Optimisation settings (Lucid/Lucent defaults)."""
 
-    steps: int = 512  #: Adam steps (Lucent's thresholds=(512,))
-    lr: float = 0.05  #: Adam learning rate
-    param: ParamConfig = field(default_factory=ParamConfig)  #: image parameterisation and canvas size
-    model_size: int = 224  #: images are resized (bilinear) to this before the model
-    transforms: Transform = field(default_factory=standard_transforms)  #: random robustness transforms
-    redirected_relu: bool = False  #: Lucid's redirected-ReLU gradients during optimisation
+    steps: int = 512
+    """Adam steps (Lucent's thresholds=(512,))"""
+    lr: float = 0.05
+    """Adam learning rate"""
+    param: ParamConfig = field(default_factory=ParamConfig)
+    """image parameterisation and canvas size"""
+    model_size: int = 224
+    """images are resized (bilinear) to this before the model"""
+    transforms: Transform = field(default_factory=standard_transforms)
+    """random robustness transforms"""
+    redirected_relu: bool = False
+    """Lucid's redirected-ReLU gradients during optimisation"""
 
     def __post_init__(self) -> None:
         if self.steps < 0:

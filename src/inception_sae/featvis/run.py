@@ -25,37 +25,53 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..fsio import atomic_write_json, read_json
 from ..models.layers import layer_info
 from ..sae.view import SAETensors
-from ..settings import Settings, check_choices, settings_of
+from ..settings import Settings, check_choices, settings_of, values
+from .index import FeatvisFolder
 from .objectives import Objective, diversity, neuron, sae_decoder, sae_encoder
 from .render import RenderConfig, RenderSettings, render, save_png
 
 if TYPE_CHECKING:
     from ..models.inception_v1 import InceptionV1
 
-INDEX_FILE = "featvis.json"
-INDEX_FORMAT = "inception-sae/featvis/1"
-
 
 @dataclass(frozen=True)
-class FeatvisJob:
-    """What to render and where."""
+class FeatvisConfig:
+    """What to render, where, and with which network."""
 
-    out: Path  #: output folder (see module docstring for the layout)
-    layer: str  #: capture name of the layer (an SAE's layer for kind "f")
-    kind: Literal["f", "n"]  #: "f" for SAE features, "n" for neurons (channels of ``layer``)
-    ids: tuple[int, ...]  #: feature or channel indices
-    render: RenderConfig = field(default_factory=RenderConfig)  #: optimisation settings
-    objective: Literal["encoder", "decoder"] = "encoder"  #: SAE objective: encoder pre-activation or decoder direction
-    at: Literal["center", "mean"] = "center"  #: read the unit at the "center" position or its "mean" over positions
-    diversity: int = 1  #: with D > 1, also render D diverse variants per item
-    diversity_weight: float = 1e2  #: weight of the diversity term (Lucid: 1e2 to 1e3)
-    cossim_pow: float = 1.0  #: cosine exponent of the decoder-direction objective
-    batch_size: int = 16  #: images per optimisation batch
-    seed: int = 0  #: job seed; each image's seed derives from it
-    branch: Literal["1x1", "3x3", "5x5", "pool"] | None = None  #: restrict the objective to one branch's channels
+    out: Path
+    """output folder (see module docstring for the layout)"""
+    layer: str
+    """capture name of the layer (an SAE's layer for kind "f")"""
+    kind: Literal["f", "n"]
+    """``f`` for SAE features, ``n`` for neurons (channels of ``layer``)"""
+    ids: tuple[int, ...]
+    """feature or channel indices"""
+    render: RenderConfig = field(default_factory=RenderConfig)
+    """optimisation settings"""
+    objective: Literal["encoder", "decoder"] = "encoder"
+    """SAE objective: encoder pre-activation or decoder direction"""
+    at: Literal["center", "mean"] = "center"
+    """read the unit at the "center" position or its "mean" over positions"""
+    diversity: int = 1
+    """with D > 1, also render D diverse variants per item"""
+    diversity_weight: float = 1e2
+    """weight of the diversity term (Lucid: 1e2 to 1e3)"""
+    cossim_pow: float = 1.0
+    """cosine exponent of the decoder-direction objective"""
+    batch_size: int = 16
+    """images per optimisation batch"""
+    seed: int = 0
+    """job seed; each image's seed derives from it"""
+    branch: Literal["1x1", "3x3", "5x5", "pool"] | None = None
+    """restrict the objective to one branch's channels"""
+    sae: Path | None = None
+    """SAE folder whose features are rendered (kind ``f``)"""
+    weights: str | None = None
+    """inception5h.pth path, "random" (seeded with ``seed``, untrained), or None for the cached file"""
+    device: str = "cpu"
+    """torch device"""
 
     def __post_init__(self) -> None:
         check_choices(self)  # kind, branch, objective, at: one-line errors from their Literal types
@@ -65,13 +81,13 @@ class FeatvisJob:
             raise UserError("no features or neurons selected")
 
 
-#: How features are rendered, for any layer (FeatvisJob without what to render, where, and its seed).
-@settings_of(FeatvisJob)
+#: How features are rendered, for any layer (FeatvisConfig without what to render, where, and the network).
+@settings_of(FeatvisConfig)
 @dataclass(frozen=True)
 class FeatvisSettings(Settings):
-    """How features are rendered (FeatvisJob without the layer, the ids, the folder and the seed)."""
+    """How features are rendered (FeatvisConfig without what is rendered, where, and by which network)."""
 
-    inputs = ("out", "layer", "kind", "ids", "seed", "branch")
+    inputs = ("out", "layer", "kind", "ids", "seed", "branch", "sae", "weights", "device")
 
     render: RenderSettings = field(default_factory=RenderSettings)
     objective: Literal["encoder", "decoder"] = "encoder"
@@ -82,20 +98,34 @@ class FeatvisSettings(Settings):
     batch_size: int = 16
 
 
+def job_from(settings: Any, **inputs: Any) -> FeatvisConfig:
+    """The config of ``inputs`` (out, layer, kind, ids, seed, branch, sae, weights, device) with ``settings``.
+
+    ``settings`` is a :class:`FeatvisSettings` or ``run``'s featvis section (whose ``features`` is left out here).
+    """
+    kw = values(settings)
+    kw.pop("features", None)
+    try:
+        kw["render"] = RenderConfig(**values(kw["render"]))
+    except UserError as e:
+        raise UserError(f"featvis.render: {e}") from None
+    return FeatvisConfig(**inputs, **kw)
+
+
 def item_seed(seed: int, layer: str, kind: str, unit: int, variant: int = -1) -> int:
     """The seed of one image: a hash of (job seed, layer, kind, id, variant) only."""
     ss = np.random.SeedSequence([seed, zlib.crc32(layer.encode()), ord(kind), unit, variant + 1])
     return int(ss.generate_state(1, dtype=np.uint64)[0] % (1 << 63))
 
 
-def png_relpath(job: FeatvisJob, unit: int, variant: int = -1) -> str:
+def png_relpath(job: FeatvisConfig, unit: int, variant: int = -1) -> str:
     """Path of an image relative to ``job.out``."""
     stem = f"{unit}_{job.branch}" if job.branch else f"{unit}"
     name = f"{stem}.png" if variant < 0 else f"{stem}_div{variant}.png"
     return f"{job.layer}/{job.kind}/{name}"
 
 
-def base_objective(job: FeatvisJob, units: Sequence[int], sae: SAETensors | None) -> Objective:
+def base_objective(job: FeatvisConfig, units: Sequence[int], sae: SAETensors | None) -> Objective:
     """The per-image unit objective (image i gets units[i])."""
     if job.kind == "n":
         return neuron(job.layer, list(units), at=job.at, branch=job.branch)
@@ -105,7 +135,7 @@ def base_objective(job: FeatvisJob, units: Sequence[int], sae: SAETensors | None
     return sae_decoder(sae, list(units), cossim_pow=job.cossim_pow, at=job.at, branch=job.branch)
 
 
-def plan_batches(job: FeatvisJob, done: Callable[[str], bool]) -> list[list[tuple[int, int]]]:
+def plan_batches(job: FeatvisConfig, done: Callable[[str], bool]) -> list[list[tuple[int, int]]]:
     """Batches of (id, variant) still to render; a variant group always shares one batch."""
     singles = [(u, -1) for u in job.ids if not done(png_relpath(job, u))]
     batches = [singles[i : i + job.batch_size] for i in range(0, len(singles), job.batch_size)]
@@ -121,7 +151,7 @@ def plan_batches(job: FeatvisJob, done: Callable[[str], bool]) -> list[list[tupl
     return batches
 
 
-def check_job(job: FeatvisJob, sae: SAETensors | None) -> None:
+def check_job(job: FeatvisConfig, sae: SAETensors | None) -> None:
     """Fail early, in one line, on ids out of range or a mismatched SAE."""
     channels = layer_info(job.layer).channels
     if job.kind == "f":
@@ -139,23 +169,7 @@ def check_job(job: FeatvisJob, sae: SAETensors | None) -> None:
         raise UserError(f"ids out of range 0-{limit - 1}: {bad[:5]}{' ...' if len(bad) > 5 else ''}")
 
 
-def load_index(out: Path, identity: str) -> dict[str, Any]:
-    """The existing index of ``out`` (for resuming) or a fresh one."""
-    path = out / INDEX_FILE
-    if path.is_file():
-        index = read_json(path)
-        if index.get("model") != identity:
-            raise UserError(f"{path} was rendered with model {index.get('model')!r}, not {identity!r}; use a new --out")
-        return index
-    return {"format": INDEX_FORMAT, "model": identity, "layers": {}}
-
-
-def write_index(out: Path, index: dict[str, Any]) -> None:
-    """Write ``featvis.json`` atomically."""
-    atomic_write_json(out / INDEX_FILE, index, sort_keys=True)
-
-
-def job_settings(job: FeatvisJob, sae: SAETensors | None, sae_path: str | None) -> dict[str, Any]:
+def job_settings(job: FeatvisConfig, sae: SAETensors | None, sae_path: str | None) -> dict[str, Any]:
     """JSON-able settings recorded in the index."""
     r = job.render
     settings = {
@@ -177,28 +191,44 @@ def job_settings(job: FeatvisJob, sae: SAETensors | None, sae_path: str | None) 
     return settings
 
 
-def run_featvis(
-    model: InceptionV1,
-    job: FeatvisJob,
-    sae: SAETensors | None = None,
+class FeatvisResult(NamedTuple):
+    """What :func:`run` did."""
+
+    out: Path  #: the featvis folder
+    layer: str
+    kind: str  #: ``f`` SAE features, ``n`` neurons
+    rendered: int  #: images rendered by this call (items and their diverse variants; 0 when all existed)
+    items: int  #: items of ``layer``/``kind`` now recorded in the index (earlier runs' included)
+    contents: dict[str, Any]  #: ``featvis.json``'s contents
+
+
+def run(
+    job: FeatvisConfig,
+    model: InceptionV1 | None = None,
     *,
-    sae_path: str | None = None,
-    device: str | torch.device = "cpu",
     on_progress: Callable[[Progress], None] | None = None,
     checkpoint_every_s: float = 120.0,
-) -> dict[str, Any]:
-    """Render every item of ``job`` not yet on disk; return the index written to ``featvis.json``.
+) -> FeatvisResult:
+    """Render every item of ``job`` not yet on disk and record them in ``featvis.json``.
 
-    ``on_progress`` is called after every optimisation step. The batch being optimised is
-    checkpointed every ``checkpoint_every_s`` seconds (see :mod:`.resume`), so a killed job
+    The network is the job's (``weights``, ``seed``, ``device``); ``model`` is that network when the caller
+    has already loaded it. ``on_progress`` is called after every optimisation step. The batch being
+    optimised is checkpointed every ``checkpoint_every_s`` seconds (see :mod:`.resume`), so a killed job
     resumes inside its batch.
     """
+    from ..sae.model import load_layer_sae
     from .resume import BatchCheckpoints
 
+    sae = load_layer_sae(job.sae, needed_by="featvis").frozen(job.sae) if job.sae is not None else None
     check_job(job, sae)
+    if model is None:
+        from ..models.weights import load_model
+
+        model = load_model(job.weights, seed=job.seed, device=job.device)
+    sae_path, device = (str(job.sae) if job.sae is not None else None), job.device
     job.out.mkdir(parents=True, exist_ok=True)
     identity = getattr(model, "identity", "unknown")
-    index = load_index(job.out, identity)
+    index = FeatvisFolder.load(job.out, identity)
     index.update(layer=job.layer, untrained_weights=identity.startswith("random:"))
     section = index["layers"].setdefault(job.layer, {}).setdefault(job.kind, {"items": {}})
     section["settings"] = job_settings(job, sae, sae_path)
@@ -216,13 +246,13 @@ def run_featvis(
                 on_progress(done._replace(steps_done=done.steps_done + step + 1))
 
         _render_batch(model, job, sae, batch, section, device, ckpts, on_step)
-        write_index(job.out, index)
+        FeatvisFolder.write(job.out, index)
         ckpts.finished(batch)
         state = done._replace(images_done=done.images_done + len(batch), steps_done=done.steps_done + steps)
         if on_progress is not None:
             on_progress(state)
-    write_index(job.out, index)
-    return index
+    FeatvisFolder.write(job.out, index)
+    return FeatvisResult(job.out, job.layer, job.kind, state.images_done, len(section["items"]), index)
 
 
 class Progress(NamedTuple):
@@ -236,7 +266,7 @@ class Progress(NamedTuple):
 
 def _render_batch(
     model: InceptionV1,
-    job: FeatvisJob,
+    job: FeatvisConfig,
     sae: SAETensors | None,
     batch: list[tuple[int, int]],
     section: dict[str, Any],

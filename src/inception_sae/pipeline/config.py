@@ -22,7 +22,7 @@ from ..compare.run import CompareConfig, CompareSettings
 from ..data.harvest import HarvestConfig, HarvestSettings
 from ..errors import UserError
 from ..featvis.render import RenderSettings
-from ..featvis.run import FeatvisJob, FeatvisSettings
+from ..featvis.run import FeatvisConfig, FeatvisSettings
 from ..sae.settings import EvalSpec, SAESpec
 from ..sae.train_config import TrainConfig, TrainSettings
 from ..settings import Settings, TextValue, convert, from_mapping, plain, settings_of, type_hints
@@ -30,14 +30,15 @@ from ..site.config import SiteConfig, SiteSettings
 
 
 #: The featvis section: which features to render per layer, then how (FeatvisSettings).
-@settings_of(FeatvisJob, extra=("features",))
+@settings_of(FeatvisConfig, extra=("features",))
 @dataclass(frozen=True)
-class FeatvisSection(Settings):
+class FeatvisRunSettings(Settings):
     """Which features of each layer are rendered (``features``) and how (the FeatvisSettings fields)."""
 
     inputs = FeatvisSettings.inputs
 
-    features: str = "top:16"  #: "top:N" (the N most frequent live features per the analysis) or ids, e.g. "0-15"
+    features: str = "top:16"
+    """``top:N`` (the N most frequent live features per the analysis) or ids, e.g. ``0-15``"""
     render: RenderSettings = field(default_factory=RenderSettings)
     objective: Literal["encoder", "decoder"] = "encoder"
     at: Literal["center", "mean"] = "center"
@@ -51,19 +52,26 @@ class FeatvisSection(Settings):
 class RunConfig:
     """The whole run: top-level inputs plus one typed settings section per stage."""
 
-    layers: tuple[str, ...] = ()  #: layers, in network order; circuits run between consecutive ones
-    images: Path | None = None  #: image folder (recursive) or .txt list harvested for training
-    analysis_images: Path | None = None  #: images for eval, analyze and circuits (default: ``images``)
-    out: Path | None = None  #: run folder
-    weights: str | None = None  #: inception5h.pth path, "random" (seeded, untrained), or None for the cached file
-    seed: int = 0  #: seed of random weights and of every stage's random choices
-    device: str = "cpu"  #: torch device for every stage
+    layers: tuple[str, ...] = ()
+    """layers, in network order; circuits run between consecutive ones"""
+    images: Path | None = None
+    """image folder (recursive) or .txt list harvested for training"""
+    analysis_images: Path | None = None
+    """images for eval, analyze and circuits (default: ``images``)"""
+    out: Path | None = None
+    """run folder"""
+    weights: str | None = None
+    """inception5h.pth path, "random" (seeded, untrained), or None for the cached file"""
+    seed: int = 0
+    """seed of random weights and of every stage's random choices"""
+    device: str = "cpu"
+    """torch device for every stage"""
     harvest: HarvestSettings = field(default_factory=HarvestSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     sae: SAESpec = field(default_factory=SAESpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     analyze: AnalysisSettings = field(default_factory=AnalysisSettings)
-    featvis: FeatvisSection = field(default_factory=FeatvisSection)
+    featvis: FeatvisRunSettings = field(default_factory=FeatvisRunSettings)
     circuits: CircuitsSettings = field(default_factory=CircuitsSettings)
     compare: CompareSettings = field(default_factory=CompareSettings)
     site: SiteSettings = field(default_factory=SiteSettings)
@@ -81,7 +89,7 @@ class RunConfig:
 TOP_KEYS = ("layers", "images", "analysis_images", "out", "weights", "seed", "device")
 #: Section -> the stage config whose settings it holds (the other fields are the ones ``run`` sets itself).
 STAGE_CONFIGS: dict[str, type] = {"harvest": HarvestConfig, "train": TrainConfig, "analyze": AnalyzeConfig,
-                                  "featvis": FeatvisJob, "circuits": CircuitsConfig, "compare": CompareConfig,
+                                  "featvis": FeatvisConfig, "circuits": CircuitsConfig, "compare": CompareConfig,
                                   "site": SiteConfig}  # fmt: skip
 SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in TOP_KEYS)
 
@@ -93,20 +101,6 @@ def fixed_keys(section: str) -> tuple[str, ...]:
         return ()
     own = {f.name for f in dataclasses.fields(type_hints(RunConfig)[section])}
     return tuple(f.name for f in dataclasses.fields(cls) if f.name not in own)
-
-
-#: Keys that earlier versions wrote into ``RUN/config.yaml`` and that are no longer settings: an unused one
-#: (``circuits.strongest_pairs``) and ones ``run`` sets itself. :func:`read_run_file` drops them.
-RETIRED_KEYS = {"circuits": ("strongest_pairs",), "analyze": ("eval_report", "n_null"), "site": ("compares",)}
-
-
-def read_run_file(path: Path) -> dict[str, Any]:
-    """A run folder's own ``config.yaml`` (:func:`read_file`) without the :data:`RETIRED_KEYS` it may hold."""
-    data = read_file(path)
-    for section, keys in RETIRED_KEYS.items():
-        if isinstance(data.get(section), dict):
-            data[section] = {k: v for k, v in data[section].items() if k not in keys}
-    return data
 
 
 def read_file(path: Path) -> dict[str, Any]:

@@ -36,7 +36,7 @@ DEMO: dict = {
                 "render_top": 3, "checkpoint_every_s": 60.0},
     "featvis": {"features": "top:8", "batch_size": 8,
                 "render": {"steps": 32, "model_size": 128, "param": {"size": 96}}},
-    "circuits": {"max_images": 16, "image_size": 128, "compare_features": 4, "candidates": 16, "permutations": 200},
+    "circuits": {"max_images": 16, "input_size": 128, "compare_features": 4, "candidates": 16, "permutations": 200},
     "site": {},
 }  # fmt: skip
 
@@ -66,7 +66,7 @@ def demo_config(opts: DemoOptions, images: Path):
     }  # fmt: skip
     if opts.size:  # the model sees the images at their own size (resize short side by 256/224, centre crop)
         overrides.update({"harvest.crop": opts.size, "harvest.resize": round(opts.size * 256 / 224),
-                          "analyze.input_size": opts.size, "circuits.image_size": opts.size})  # fmt: skip
+                          "analyze.input_size": opts.size, "circuits.input_size": opts.size})  # fmt: skip
     overrides.update(opts.overrides)
     data = json.loads(json.dumps(DEMO))
     if opts.steps is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +23,21 @@ from ..sae.train_config import TrainConfig
 from ..settings import values
 from ..site.config import SiteConfig
 from . import work
-from .config import RunConfig, build, fingerprint, read_run_file, to_yaml
+from .config import RunConfig, build, fingerprint, read_file, to_yaml
 from .stages import (
     ALL_STAGES,
     COSMETIC,
     DEPENDS,
+    LAYER_STAGES,
+    PAIR_STAGES,
     RUN_ONLY,
     Paths,
     Stage,
-    featvis_done,
-    json_done,
+    artefact,
     layer_check,
     remove,
-    sae_done,
-    site_done,
-    store_done,
     top_count,
+    units,
 )
 
 
@@ -63,48 +61,13 @@ class RunResult:
 
 
 def plan(ctx: work.Context) -> list[Stage]:
-    """Every stage of the run, in order."""
-    p, layers = ctx.paths, ctx.cfg.layers
-    stages: list[Stage] = []
-    for layer in layers:  # partial binds each layer now (a lambda in a loop would see the last one)
-        stages += [
-            Stage("harvest", f"harvest {layer}", p.store(layer), partial(store_done, p.store(layer)),
-                  partial(harvest_pass, ctx, layer)),
-            Stage("train", f"train {layer}", p.sae(layer), partial(sae_done, p.sae(layer)),
-                  partial(work.do_train, ctx, layer)),
-            Stage("eval", f"eval {layer}", p.eval(layer), partial(work.eval_done, ctx, layer),
-                  partial(work.do_eval, ctx, layer)),
-            Stage("analyze", f"analyze {layer}", p.analysis(layer),
-                  partial(json_done, p.analysis(layer) / "summary.json"), partial(work.do_analyze, ctx, layer)),
-            Stage("featvis", f"featvis {layer}", p.featvis(layer), partial(_featvis_done, ctx, layer),
-                  partial(work.do_featvis, ctx, layer)),
-        ]  # fmt: skip
-    for a, b in pairwise(layers):
-        stages.append(Stage("circuits", f"circuits {a}__{b}", p.circuits(a, b),
-                            partial(json_done, p.circuits(a, b) / "summary.json"),
-                            partial(work.do_circuits, ctx, a, b)))  # fmt: skip
-    for a, b in pairwise(layers):  # which features reappear in the next layer (activation correlation)
-        stages.append(Stage("compare", f"compare {a}__{b}", p.compare(a, b),
-                            partial(json_done, p.compare(a, b) / "compare.json"),
-                            partial(work.do_compare, ctx, a, b)))  # fmt: skip
-    stages.append(Stage("site", "site", p.site, lambda: site_done(p.site), lambda: work.do_site(ctx)))
-    return stages
-
-
-def harvest_pass(ctx: work.Context, layer: str) -> str:
-    """Harvest ``layer`` and, in the same pass, every other layer of the run whose store is not complete."""
-    return work.do_harvest(ctx, layer, pending_stores(ctx, layer))
-
-
-def pending_stores(ctx: work.Context, layer: str) -> tuple[str, ...]:
-    """The run's other layers whose stores are not complete: harvested in the same pass as ``layer``."""
-    return tuple(x for x in ctx.cfg.layers if x != layer and not store_done(ctx.paths.store(x)))
-
-
-def _featvis_done(ctx: work.Context, layer: str) -> bool:
-    if not (ctx.paths.analysis(layer) / "summary.json").is_file():
-        return False
-    return featvis_done(ctx.paths.featvis(layer), layer, list(work.featvis_job(ctx, layer).ids))
+    """Every stage of the run, in order: each layer's stages, then each pair's, then the site."""
+    layers = ctx.cfg.layers
+    order: list[tuple[str, tuple[str, ...]]] = [(name, (layer,)) for layer in layers for name in LAYER_STAGES]
+    order += [(name, unit) for name in (*PAIR_STAGES, "site") for unit in units(name, layers)]
+    return [Stage(name, " ".join((name, "__".join(unit))).strip(), ctx.paths.of(name, *unit),
+                  partial(work.is_complete, ctx, name, *unit), partial(work.run_stage, ctx, name, *unit))
+            for name, unit in order]  # fmt: skip
 
 
 def check_previous(cfg: RunConfig, paths: Paths, force: tuple[str, ...]) -> tuple[str, ...]:
@@ -123,7 +86,7 @@ def check_previous(cfg: RunConfig, paths: Paths, force: tuple[str, ...]) -> tupl
     if not paths.config.is_file():
         return redo
     try:
-        old = build(read_run_file(paths.config), {})
+        old = build(read_file(paths.config), {})
     except UserError as e:
         raise UserError(f"{paths.config} is not a valid run config ({e}); move it away or use a new --out") from None
     on_disk = {s.name for s in plan(work.Context(cfg, paths, progress=False)) if s.out.exists()}
@@ -182,7 +145,7 @@ def check_store_sizes(cfg: RunConfig, paths: Paths, redo: tuple[str, ...]) -> No
     from ..models.layers import layer_info
 
     h, batch = cfg.harvest, cfg.train.batch_size
-    todo = [x for x in cfg.layers if "harvest" in redo or not store_done(paths.store(x))]
+    todo = [x for x in cfg.layers if "harvest" in redo or not artefact("harvest").is_complete(paths.store(x))]
     if not todo:
         return
     assert cfg.images is not None  # validate() refused a run without them

@@ -1,14 +1,14 @@
-"""The stages of ``inception-sae run``: each knows its folder, whether it is complete, and how to run.
+"""The stages of ``inception-sae run``: the run folder's layout, what each stage depends on, and its output.
 
-Every stage calls the same library function as its own command; none
-re-implements stage logic. Resuming is the stages' own (harvest and train
+Every stage calls the same library function as its own command; none re-implements stage logic, and
+whether a stage's output is complete is asked of the class that owns that output, beside its writer
+(:func:`artefact`). Resuming is the stages' own (harvest and train
 resume from their folders; analyze from its checkpoint; featvis skips PNGs
 that exist), so ``run`` only decides which stages to call.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..fsio import read_json as read_json_file
+from ..fsio import json_or_none
 
 #: Stage order within one layer; ``circuits``, ``compare`` and ``site`` follow all layers.
 LAYER_STAGES = ("harvest", "train", "eval", "analyze", "featvis")
-ALL_STAGES = (*LAYER_STAGES, "circuits", "compare", "site")
+#: Stages run once per pair of consecutive layers.
+PAIR_STAGES = ("circuits", "compare")
+ALL_STAGES = (*LAYER_STAGES, *PAIR_STAGES, "site")
 #: Config sections (and top-level keys) each stage's result depends on.
 DEPENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "harvest": (("harvest",), ("images", "weights", "seed")),
@@ -86,76 +88,44 @@ class Paths:
     def config(self) -> Path:
         return self.root / "config.yaml"
 
+    def of(self, stage: str, *unit: str) -> Path:
+        """The output of ``stage`` for ``unit``: a layer, a pair of layers, or nothing (the site)."""
+        if stage == "site":
+            return self.site
+        method = {"harvest": "store", "train": "sae", "analyze": "analysis"}.get(stage, stage)
+        return Path(getattr(self, method)(*unit))
+
     def outputs(self, stage: str, layers: tuple[str, ...]) -> list[Path]:
         """What removing a stage's results means (for ``--force-stage``)."""
-        if stage == "site":
-            return [self.site]
-        if stage in ("circuits", "compare"):
-            return [getattr(self, stage)(a, b) for a, b in pairwise(layers)]
-        folder = {"harvest": self.store, "train": self.sae, "eval": self.eval, "analyze": self.analysis,
-                  "featvis": self.featvis}[stage]  # fmt: skip
-        return [folder(layer) for layer in layers]
+        return [self.of(stage, *unit) for unit in units(stage, layers)]
 
 
-def read_json(path: Path) -> Any:
-    """A stage's JSON output, or None where it is absent or cut short (the stage is then not complete)."""
-    try:
-        return read_json_file(path, None)
-    except UserError:
-        return None
+def artefact(name: str) -> Any:
+    """The class that owns stage ``name``'s output folder: ``is_complete(path)`` and ``read(path)``, beside its writer.
+
+    (featvis's completeness is relative to the features it is asked for: ``is_complete(path, layer, ids)``.)
+    """
+    from ..analysis.folder import Analysis
+    from ..circuits.folder import CircuitsFolder
+    from ..compare.report import CompareFolder
+    from ..data.store import ActivationStore
+    from ..featvis.index import FeatvisFolder
+    from ..sae.eval_stage import EvalReport
+    from ..sae.folder import SAEFolder
+    from ..site.folder import SiteFolder
+
+    return {"harvest": ActivationStore, "train": SAEFolder, "eval": EvalReport, "analyze": Analysis,
+            "featvis": FeatvisFolder, "circuits": CircuitsFolder, "compare": CompareFolder,
+            "site": SiteFolder}[name]  # fmt: skip
 
 
-# -- completeness checks ------------------------------------------------------------------
-def store_done(path: Path) -> bool:
-    """The manifest says complete and every shard it lists is on disk with its rows (headers only are read)."""
-    import numpy as np
-
-    manifest = read_json(path / "manifest.json")
-    if not isinstance(manifest, dict) or manifest.get("status") != "complete":
-        return False
-    try:
-        for shard in manifest.get("shards", []):
-            if np.load(path / shard["file"], mmap_mode="r").shape[0] != shard["count"]:
-                return False
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return True
-
-
-def json_done(path: Path) -> bool:
-    """A stage's final JSON exists and parses (a file cut short or emptied is not complete)."""
-    return isinstance(read_json(path), dict)
-
-
-def sae_done(path: Path) -> bool:
-    """cfg.json and train_summary.json parse, and the weights file is as long as its header says."""
-    jsons = (read_json(path / name) for name in ("cfg.json", "train_summary.json"))
-    return all(isinstance(d, dict) for d in jsons) and safetensors_complete(path / "sae_weights.safetensors")
-
-
-def safetensors_complete(path: Path) -> bool:
-    """A cheap check of a ``.safetensors`` file: its JSON header parses and the data is as long as it says."""
-    try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(n)) if 0 < n < 100_000_000 else None
-        ends = [v["data_offsets"][1] for k, v in (header or {}).items() if k != "__metadata__"]
-        return bool(ends) and path.stat().st_size == 8 + n + max(ends)
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return False
-
-
-def site_done(path: Path) -> bool:
-    return (path / "index.html").is_file() and "status" not in (read_json(path / "site.json") or {"status": 0})
-
-
-def featvis_done(path: Path, layer: str, ids: list[int] | None) -> bool:
-    """Every requested feature has its PNG recorded in the featvis index."""
-    index = read_json(path / "featvis.json") or {}
-    items = index.get("layers", {}).get(layer, {}).get("f", {}).get("items", {})
-    if ids is None or not items:
-        return bool(items) and ids is not None
-    return all(str(i) in items and (path / items[str(i)].get("png", "?")).is_file() for i in ids)
+def units(name: str, layers: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """What stage ``name`` runs once for: each layer, each pair of consecutive layers, or the whole run."""
+    if name in LAYER_STAGES:
+        return [(layer,) for layer in layers]
+    if name in PAIR_STAGES:
+        return list(pairwise(layers))
+    return [()]
 
 
 def feature_ids(spec: str, analysis: Path, d_sae: int) -> list[int]:
@@ -166,7 +136,7 @@ def feature_ids(spec: str, analysis: Path, d_sae: int) -> list[int]:
         n = top_count(spec)
         freq = []
         for p in (analysis / "features").glob("*.json"):
-            d = read_json(p) or {}
+            d = json_or_none(p) or {}
             if d.get("frequency"):
                 freq.append((-float(d["frequency"]), int(d["id"])))
         return sorted(i for _, i in sorted(freq)[:n]) or list(range(min(n, d_sae)))
@@ -189,11 +159,6 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists():
         path.unlink()
-
-
-def sae_d(path: Path) -> int:
-    cfg = read_json(path / "cfg.json") or {}
-    return int(cfg.get("d_sae", 0))
 
 
 def layer_check(layers: tuple[str, ...]) -> None:

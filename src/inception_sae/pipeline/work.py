@@ -5,17 +5,16 @@ Each function takes the run's :class:`Context` and returns a one-line note for t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..fsio import atomic_write_json
 from ..settings import values
 from .config import RunConfig
-from .stages import Paths, feature_ids, read_json, sae_d
+from .stages import Paths, artefact, feature_ids
 
 
 @dataclass
@@ -58,11 +57,13 @@ class Context:
         return {"weights": self.cfg.weights, "seed": self.cfg.seed, "device": self.cfg.device}
 
 
-def do_harvest(ctx: Context, layer: str, also: tuple[str, ...] = ()) -> str:
+def do_harvest(ctx: Context, layer: str, also: tuple[str, ...] | None = None) -> str:
     """Harvest ``layer`` and, in the same pass over the images, the ``also`` layers (each image decoded and run
-    through the network once for all of them)."""
+    through the network once for all of them; default: every other layer of the run whose store is not complete)."""
     from ..data.harvest import HarvestConfig, harvest_layers
 
+    if also is None:
+        also = pending_stores(ctx, layer)
     layers = [layer, *[x for x in also if x != layer]]
     cfgs = [HarvestConfig(images=ctx.images, layer=x, out=ctx.paths.store(x), progress=ctx.progress,
                           **ctx.common(), **values(ctx.cfg.harvest)) for x in layers]  # fmt: skip
@@ -75,21 +76,23 @@ def do_harvest(ctx: Context, layer: str, also: tuple[str, ...] = ()) -> str:
     return note + (f" (one pass with {', '.join(layers[1:])})" if len(layers) > 1 else "")
 
 
+def pending_stores(ctx: Context, layer: str) -> tuple[str, ...]:
+    """The run's other layers whose stores are not complete: harvested in the same pass as ``layer``."""
+    return tuple(x for x in ctx.cfg.layers if x != layer and not is_complete(ctx, "harvest", x))
+
+
 def do_train(ctx: Context, layer: str) -> str:
     from ..data.store import ActivationStore
-    from ..sae.model import SAEConfig
     from ..sae.train import TrainConfig, train
 
-    store = ActivationStore.open(ctx.paths.store(layer))
+    store = ActivationStore.read(ctx.paths.store(layer))
     tcfg = TrainConfig(device=ctx.cfg.device, progress=ctx.progress, **values(ctx.cfg.train))
     if len(store) < tcfg.batch_size:
         raise UserError(
             f"the {layer} store holds {len(store):,} vectors, fewer than one batch of {tcfg.batch_size}; "
             "lower train.batch_size or harvest more images"
         )
-    spec = ctx.cfg.sae
-    sae_cfg = SAEConfig.from_expansion(store.d, spec.expansion, spec.latents, spec.prefixes, k=spec.k,
-                                       tie=spec.tie, seed=spec.seed, architecture=spec.architecture)  # fmt: skip
+    sae_cfg = ctx.cfg.sae.sae_config(store.d)
     from ..data.reader import StoreSource, mixing_line
     from ..data.subsets import held_out_tail
     from ..sae.provenance import DATA_KEY, store_record
@@ -111,18 +114,12 @@ def do_train(ctx: Context, layer: str) -> str:
 
 
 def do_eval(ctx: Context, layer: str) -> str:
-    from ..data.store import ActivationStore
-    from ..sae.eval_stage import evaluate
-    from ..sae.model import TopKSAE
+    from ..sae.eval_stage import EvalConfig, run
 
-    spec = ctx.cfg.eval
-    sae = TopKSAE.load(ctx.paths.sae(layer), device=ctx.cfg.device)
-    store = ActivationStore.open(ctx.paths.store(layer))
-    rep = evaluate(sae, ctx.paths.sae(layer), store=store, images=ctx.analysis_images, model=ctx.model,
-                   max_vectors=spec.max_vectors, max_images=spec.max_images, batch_size=spec.batch_size,
-                   seed=ctx.cfg.seed, device=ctx.cfg.device)  # fmt: skip
-    ctx.paths.eval(layer).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(ctx.paths.eval(layer), rep.to_dict(), default=float)
+    cfg = EvalConfig(sae=ctx.paths.sae(layer), store=ctx.paths.store(layer), images=ctx.analysis_images,
+                     settings=ctx.cfg.eval, **ctx.common())  # fmt: skip
+    rep = run(cfg, ctx.model)
+    rep.write(ctx.paths.eval(layer))
     s = rep.store or {}
     note = f"{'held-out ' if s.get('held_out') else ''}FVU {s.get('fvu', float('nan')):.3f}, L0 {s.get('l0', 0):.1f}"
     if rep.splice:
@@ -149,60 +146,48 @@ def featvis_job(ctx: Context, layer: str, ids: Sequence[int] | None = None):
 
     With ``ids`` given the analysis is not read: ``run`` checks the settings that way before any work.
     """
-    from ..featvis.render import RenderConfig
-    from ..featvis.run import FeatvisJob
+    from ..featvis.run import job_from
+    from ..sae.folder import SAEFolder
 
-    settings = values(ctx.cfg.featvis)
-    features = settings.pop("features")
-    try:
-        settings["render"] = RenderConfig(**values(settings["render"]))
-    except UserError as e:
-        raise UserError(f"featvis.render: {e}") from None
     if ids is None:
-        ids = feature_ids(features, ctx.paths.analysis(layer), sae_d(ctx.paths.sae(layer)))
+        ids = feature_ids(ctx.cfg.featvis.features, ctx.paths.analysis(layer), SAEFolder.d_sae(ctx.paths.sae(layer)))
     if not ids:
         raise UserError(f"featvis.features selects no feature of the {layer} SAE")
-    return FeatvisJob(out=ctx.paths.featvis(layer), layer=layer, kind="f", ids=tuple(ids), seed=ctx.cfg.seed,
-                      **settings)  # fmt: skip
+    return job_from(ctx.cfg.featvis, out=ctx.paths.featvis(layer), layer=layer, kind="f", ids=tuple(ids),
+                    sae=ctx.paths.sae(layer), **ctx.common())  # fmt: skip
 
 
 def do_featvis(ctx: Context, layer: str) -> str:
-    from ..featvis.run import progress_view, run_featvis
-    from ..sae.model import load_layer_sae
+    from ..featvis.run import progress_view, run
 
     job = featvis_job(ctx, layer)
-    sae_path = ctx.paths.sae(layer)
-    sae = load_layer_sae(sae_path, needed_by="featvis").frozen(sae_path)
     with progress_view(ctx.console, f"featvis {layer}", enabled=ctx.progress) as tick:
-        run_featvis(ctx.model, job, sae, sae_path=str(sae_path), device=ctx.cfg.device, on_progress=tick)
-    return f"{len(job.ids)} features, {job.render.steps} steps each"
+        r = run(job, ctx.model, on_progress=tick)
+    return f"{len(job.ids)} features, {job.render.steps} steps each ({r.rendered} images rendered)"
 
 
 def do_circuits(ctx: Context, a: str, b: str) -> str:
     from ..circuits.config import CircuitsConfig
-    from ..circuits.run import run_circuits
+    from ..circuits.run import run
 
     p = ctx.paths
     cfg = CircuitsConfig(upstream=p.sae(a), downstream=p.sae(b), out=p.circuits(a, b), images=ctx.analysis_images,
                          analysis=(p.analysis(a), p.analysis(b)), **ctx.common(),
                          **values(ctx.cfg.circuits))  # fmt: skip
-    s = run_circuits(cfg, model=ctx.model)
-    return f"focus {s['focus']}, {s['seconds']} s"
+    r = run(cfg, ctx.model)
+    return f"focus {r.focus}, {r.seconds} s"
 
 
 def do_compare(ctx: Context, a: str, b: str) -> str:
-    from ..compare import CompareConfig, compare_saes
+    from ..compare.run import CompareConfig, run
 
     p = ctx.paths
     cfg = CompareConfig(p.sae(a), p.sae(b), p.compare(a, b), images=ctx.analysis_images,
                         analysis_a=p.analysis(a), analysis_b=p.analysis(b), **ctx.common(),
                         **values(ctx.cfg.compare))  # fmt: skip
-    r = compare_saes(cfg, model=ctx.model)
-    s, fa = r["activation"]["a_to_b"], r["features_a"]
-    strong = [bool(up) and (c or -1.0) >= 0.7 for up, c in zip(fa["corr_above_null"], fa["corr"], strict=True)]
-    share = sum(strong) / max(len(strong), 1)
-    return (f"{share:.0%} of {a} features matched in {b} (r >= 0.7 and above their own shuffled null; "
-            f"{s['share_above_null']:.0%} above the null at any r)")  # fmt: skip
+    r = run(cfg, ctx.model)
+    return (f"{r.matched_share(0.7):.0%} of {a} features matched in {b} (r >= 0.7 and above their own shuffled "
+            f"null; {r.share_above_null or 0.0:.0%} above the null at any r)")  # fmt: skip
 
 
 def site_featvis(ctx: Context) -> Path | None:
@@ -222,6 +207,7 @@ def site_featvis(ctx: Context) -> Path | None:
 
 
 def do_site(ctx: Context) -> str:
+    from ..compare.report import CompareFolder
     from ..site import SiteConfig, build_site
 
     p, layers = ctx.paths, ctx.cfg.layers
@@ -233,10 +219,23 @@ def do_site(ctx: Context) -> str:
     cfg = SiteConfig(analyses=tuple(p.analysis(x) for x in layers), out=p.site, featvis=site_featvis(ctx),
                      circuits=tuple(pairs),
                      compares=tuple(p.compare(a, b) for a, b in pairwise(layers)
-                                    if (p.compare(a, b) / "compare.json").is_file()), **kw)  # fmt: skip
+                                    if CompareFolder.is_complete(p.compare(a, b))), **kw)  # fmt: skip
     r = build_site(cfg)
     return f"{r.features} features, {r.files} files"
 
 
-def eval_done(ctx: Context, layer: str) -> bool:
-    return read_json(ctx.paths.eval(layer)) is not None
+def is_complete(ctx: Context, name: str, *unit: str) -> bool:
+    """Is stage ``name``'s output for ``unit`` (a layer, a pair, or none) complete? Its artefact class says."""
+    out = ctx.paths.of(name, *unit)
+    if name != "featvis":
+        return bool(artefact(name).is_complete(out))
+    (layer,) = unit  # which features are rendered comes from the analysis: none is complete before it
+    if not artefact("analyze").is_complete(ctx.paths.analysis(layer)):
+        return False
+    return bool(artefact(name).is_complete(out, layer, featvis_job(ctx, layer).ids))
+
+
+def run_stage(ctx: Context, name: str, *unit: str) -> str:
+    """Run stage ``name`` for ``unit`` (a layer, a pair of layers, or none): its ``do_<name>`` function."""
+    do: Callable[..., str] = globals()[f"do_{name}"]
+    return do(ctx, *unit)

@@ -8,7 +8,10 @@
 - **splice-back** on a seeded, class-spread subset of images (preferring images
   of the held-out rows), at the preprocessing the store was harvested with, on two
   position sets: every position of the layer, and the positions the harvest rule
-  selects (top-norm / norm-weighted / all): the distribution the SAE was trained on.
+  selects (top-norm / norm-weighted / all): the distribution the SAE was trained on;
+- **quality** on the same store rows (:mod:`.quality.panel`): absorption and sparse probing on per-image codes
+  when the images have class labels, seed stability against sibling SAEs, and L0 advice from the SAE and its
+  siblings of other k.
 
 Splice-back reads the harvest from the SAE folder (``cfg.json`` ``data``, see
 :mod:`.provenance`), never from the store, so moving or deleting the store changes
@@ -17,11 +20,12 @@ none of its numbers; only the store section needs the store itself.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..fsio import atomic_write_json, json_or_none, read_json
 from ..models.layers import layer_info
 from .evaluate import check_dims, evaluate_vectors, splice_both
 from .model import TopKSAE
@@ -31,7 +35,7 @@ from .settings import EvalSpec
 
 @dataclass
 class EvalReport:
-    """What ``eval.json`` holds (``store`` and ``splice`` are None when not evaluated)."""
+    """What ``eval.json`` holds (``store``, ``splice`` and ``quality`` are None when not evaluated)."""
 
     sae: str
     model: str | None
@@ -39,9 +43,26 @@ class EvalReport:
     layer: str | None = None
     store: dict[str, Any] | None = None
     splice: dict[str, Any] | None = None
+    quality: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def write(self, path: str | Path) -> None:
+        """``eval.json``, atomically: the file itself is the stage's completion marker."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, self.to_dict(), indent=2, default=float)
+
+    @staticmethod
+    def is_complete(path: str | Path) -> bool:
+        """``eval.json`` exists and parses to a report (a file cut short or emptied is not complete)."""
+        return isinstance(json_or_none(path), dict)
+
+    @classmethod
+    def read(cls, path: str | Path) -> EvalReport:
+        """The report written by :meth:`write`."""
+        d = read_json(path)
+        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
 
 
 def _same_path(a: Any, b: Any) -> bool:
@@ -190,6 +211,35 @@ def splice_section(sae: TopKSAE, model, images: Path, harvest: Harvest, *, max_i
     return out
 
 
+@dataclass(frozen=True)
+class EvalConfig:
+    """One evaluation: the SAE folder, what it is measured on, the network, and how (``settings``)."""
+
+    sae: Path
+    """SAE folder"""
+    store: Path | None = None
+    """activation store for FVU, L0, dead/dense (default: the training store cfg.json records, if still there)"""
+    images: Path | None = None
+    """images for splice-back (none: no splice-back)"""
+    weights: str | None = None
+    """inception5h.pth path, "random" (seeded with ``seed``, untrained), or None for the cached file"""
+    seed: int = 0
+    device: str = "cpu"
+    siblings: tuple[Path, ...] = ()
+    """SAE folders of the same layer for the quality panel: same k = seed stability, any k = the L0 sweep"""
+    settings: EvalSpec = field(default_factory=EvalSpec)
+
+
+def run(cfg: EvalConfig, model=None) -> EvalReport:
+    """Evaluate the SAE of ``cfg`` (:func:`evaluate`); ``model`` is ``cfg``'s network when already loaded."""
+    from ..data.store import ActivationStore
+
+    sae = TopKSAE.load(cfg.sae, device=cfg.device)
+    store = ActivationStore.read(cfg.store) if cfg.store is not None else None
+    return evaluate(sae, cfg.sae, store=store, images=cfg.images, model=model, weights=cfg.weights, seed=cfg.seed,
+                    device=cfg.device, siblings=cfg.siblings, **asdict(cfg.settings))  # fmt: skip
+
+
 def evaluate(
     sae: TopKSAE,
     sae_path: str | Path,
@@ -206,13 +256,16 @@ def evaluate(
     harvest_rule: str | None = None,
     resize: int | None = None,
     crop: int | None = None,
+    siblings: tuple[str | Path, ...] = (),
+    quality: bool = EvalSpec.quality,
 ) -> EvalReport:
     """Evaluate ``sae`` on store rows and/or splice-back on ``images`` (see the module docstring).
 
     Without ``store`` the training store is read at the place cfg.json records, when it is still there;
     else the ``store`` section says it is unavailable. Splice-back takes the harvest's rule and
     preprocessing from the SAE folder (:mod:`.provenance`); ``harvest_rule``, ``resize`` and ``crop``
-    supply them for a folder that records none.
+    supply them for a folder that records none. With ``quality`` the store rows also feed the quality panel
+    (``siblings``: SAE folders of the same layer, for seed stability and the L0 sweep).
     """
     if store is None and images is None:
         raise UserError("give a store and/or images to evaluate on")
@@ -226,11 +279,19 @@ def evaluate(
         check_dims(sae, layer_info(layer).channels, layer, f"layer {layer}")
         harvest = harvest_of(sae.meta, sae_path, need=("rule", "preprocess"), rule=harvest_rule, resize=resize,
                              crop=crop)  # fmt: skip
+    found = store
     if store is not None:
         report.store = store_section(sae, store, max_vectors, device)
     elif training_store_path(sae):
         found, why = recorded_store(sae)
         report.store = store_section(sae, found, max_vectors, device) if found else unavailable_section(sae, why)
+    if quality and found is not None and report.store and report.store.get("available"):
+        from .quality.panel import quality_section
+
+        start, end = report.store["rows"]
+        report.quality = quality_section(sae, sae_path, found, (start, end), siblings, device, seed)
+    elif quality and siblings:
+        raise UserError("--sibling needs store rows to compare on: give --store")
     if harvest is not None and images is not None:  # a harvest is read for splice-back, which needs images
         model = model if model is not None else model_for(sae, weights, device)
         report.splice = splice_section(sae, model, Path(images), harvest, max_images=max_images,

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import UserError
 from ..fsio import atomic_save_safetensors, atomic_write_json
-from .folder import CFG_FILE, OWN_KEYS, WEIGHTS_FILE, folder_architecture, read_folder
+from .folder_io import CFG_FILE, OWN_KEYS, WEIGHTS_FILE, folder_architecture, read_folder
 from .kernels import (
     Codes,
     _cpu_kernels_apply,
@@ -85,12 +85,11 @@ class SAEConfig:
         return self.architecture != "topk"
 
     @classmethod
-    def from_expansion(
-        cls, d_in: int, expansion: float = 16, latents: int | None = None, fractions: tuple[float, ...] = (), **kw: Any
-    ) -> SAEConfig:
-        """Latent count from an explicit ``latents`` or ``expansion * d_in``; Matryoshka prefixes from
-        ``fractions`` of it (``SAESpec.prefixes``)."""
+    def from_expansion(cls, d_in: int, expansion: float = 16, latents: int | None = None, **kw: Any) -> SAEConfig:
+        """Latent count from an explicit ``latents`` or ``expansion * d_in``; ``prefixes`` here are fractions of it
+        (``SAESpec.prefixes``), turned into counts for Matryoshka and dropped for the other architectures."""
         m = int(latents) if latents else round(expansion * d_in)
+        fractions = tuple(kw.pop("prefixes", ()) or ())
         if kw.get("architecture") == "matryoshka" and fractions:
             kw["prefixes"] = tuple(max(1, round(f * m)) for f in fractions)
         return cls(d_in=d_in, d_sae=m, **kw)

@@ -7,11 +7,14 @@ sections, and :func:`~.eval_stage.evaluate` its keyword defaults.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import UserError
 from ..settings import check_choices
+
+if TYPE_CHECKING:
+    from .model import SAEConfig
 
 #: "init": Gao et al.'s tied initialisation, then both matrices trained freely; "full": decoder = encoder^T
 Tie = Literal["init", "full"]
@@ -24,14 +27,20 @@ Architecture = Literal["topk", "batchtopk", "matryoshka"]
 class SAESpec:
     """Shape of the SAE trained per layer (becomes an ``SAEConfig`` once the layer's width is known)."""
 
-    k: int = 32  #: active latents per input
-    expansion: float = 16.0  #: latents = expansion x d (ignored when ``latents`` is set)
-    latents: int | None = None  #: explicit latent count
-    tie: Tie = "init"  #: "init" (Gao: tied init, trained freely) or "full" (decoder = encoder^T)
-    seed: int = 0  #: SAE initialisation seed
-    architecture: Architecture = "topk"  #: topk, batchtopk or matryoshka (docs/training.md, "Architectures")
-    #: Matryoshka's nested prefixes as fractions of the latents, increasing, in (0, 1]; 1 is added when missing
+    k: int = 32
+    """active latents per input"""
+    expansion: float = 16.0
+    """latents = expansion x d (ignored when ``latents`` is set)"""
+    latents: int | None = None
+    """explicit latent count"""
+    tie: Tie = "init"
+    """``init`` (Gao: tied init, trained freely) or ``full`` (decoder = encoder^T)"""
+    seed: int = 0
+    """SAE initialisation seed"""
+    architecture: Architecture = "topk"
+    """``topk``, ``batchtopk`` or ``matryoshka`` (docs/training.md, "Architectures")"""
     prefixes: tuple[float, ...] = (1 / 16, 1 / 4, 1.0)
+    """Matryoshka's nested prefixes as fractions of the latents, increasing, in (0, 1]; 1 is added when missing"""
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -40,13 +49,25 @@ class SAESpec:
             raise UserError(f"prefixes must be increasing fractions of the latents in (0, 1], got {list(f)}")
         object.__setattr__(self, "prefixes", f)
 
+    def sae_config(self, d_in: int) -> SAEConfig:
+        """The SAE for a layer of width ``d_in``: every field but ``expansion``/``latents`` passes through by name."""
+        from .model import SAEConfig
+
+        shape = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("expansion", "latents")}
+        return SAEConfig.from_expansion(d_in, self.expansion, self.latents, **shape)
+
 
 @dataclass(frozen=True)
 class EvalSpec:
     """Evaluation of a trained SAE (``inception-sae eval``; ``run`` writes it to ``RUN/<layer>/eval.json``)."""
 
-    #: store vectors for FVU, L0, dead/dense: the store's tail (at most 20%, cut at an image boundary), which
-    #: training therefore never reads (``training.held_out_rows`` in the SAE's cfg.json)
     max_vectors: int = 65536
-    max_images: int = 64  #: images for splice-back, seeded and spread over the classes (0: skip splice-back)
-    batch_size: int = 16  #: images per splice-back batch
+    """store vectors for FVU, L0, dead/dense: the store's tail (at most 20%, cut at an image boundary), which training
+    therefore never reads (``training.held_out_rows`` in the SAE's cfg.json)"""
+    max_images: int = 64
+    """images for splice-back, seeded and spread over the classes (0: skip splice-back)"""
+    batch_size: int = 16
+    """images per splice-back batch"""
+    quality: bool = True
+    """the quality panel on the store rows: absorption and probing (with class labels), seed stability and the
+    L0 sweep (with sibling SAEs); docs/quality.md"""

@@ -33,6 +33,7 @@ from ..analysis.render import PACK, is_packed
 from ..errors import UserError
 from .concepts import ConceptIndex, category_of
 from .config import SiteConfig
+from .folder import SiteFolder
 from .inputs import Analysis, Circuits, read_analysis, read_circuits, read_featvis
 from .pictures import Pictures, resolve
 
@@ -339,7 +340,7 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
     fv, circ = read_featvis(cfg.featvis), read_circuits(cfg.circuits, cfg.top_neighbours)
     out = Path(cfg.out)
     prepare_out(out)
-    (out / "site.json").write_text('{"status": "building"}\n')  # marks the folder as ours if the build fails
+    SiteFolder.mark_building(out)  # marks the folder as ours if the build fails
     total, done = sum(len(a.feature_ids) for a in analyses), 0
 
     def tick() -> None:
@@ -380,5 +381,5 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
     files, size = folder_size(out)
     seconds = time.perf_counter() - t0
     report = {**site, "files": files, "bytes": size, "seconds": round(seconds, 2), "linked_images": images}
-    (out / "site.json").write_text(json.dumps(report, indent=1))
+    SiteFolder.write_report(out, report)
     return BuildResult(out, total, files, size, seconds)

@@ -1,7 +1,7 @@
 """Read the inputs of ``site build`` tolerantly: analysis folders, featvis folders, circuit graphs.
 
-Only the required keys of docs/formats.md, "Analysis folder", are needed (``summary.json`` with ``layer``;
-``features/<id>.json``); every other key is optional so the site can be built from partial or older outputs.
+Analysis folders are read by :class:`~inception_sae.analysis.folder.Analysis`; every key beyond the required
+ones of docs/formats.md is optional so the site can be built from partial or older outputs.
 """
 
 from __future__ import annotations
@@ -11,64 +11,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..analysis.metrics import headline_metrics
+from ..analysis.folder import Analysis
 from ..errors import UserError
 from ..fsio import read_json
 
 _DIV = re.compile(r"^(\d+)(?:_div(\d+))?\.png$")
 
 
-def numbered_json(folder: Path) -> list[int]:
-    """Sorted integer ids of ``<id>.json`` files in ``folder`` (empty if it is missing)."""
-    if not folder.is_dir():
-        return []
-    return sorted(int(e.name[:-5]) for e in os.scandir(folder) if e.name.endswith(".json") and e.name[:-5].isdigit())
-
-
-@dataclass
-class Analysis:
-    """One analysis folder (one layer): its summary, ids, and the optional side files."""
-
-    root: Path  #: the folder
-    summary: dict  #: summary.json
-    layer: str  #: layer name, from summary.json
-    feature_ids: list[int]  #: ids of features/<id>.json, sorted
-    neuron_ids: list[int]  #: ids of neurons/<id>.json, sorted
-    branches: dict  #: branches.json ({} when absent)
-    umap: dict  #: umap.json ({} when absent)
-    classes: dict  #: classes.json ({} when absent)
-    headline: dict = field(default_factory=dict)  #: FVU, L0, dead, splice-back: summary.json's ``metrics``
-
-    def feature(self, i: int) -> dict:
-        return read_json(self.root / "features" / f"{i}.json", {})
-
-    def neuron(self, i: int) -> dict:
-        return read_json(self.root / "neurons" / f"{i}.json", {})
-
-
 def read_analysis(root: Path) -> Analysis:
-    """Open an analysis folder written by ``inception-sae analyze`` (or by hand: docs/formats.md, "Analysis folder").
-
-    The headline numbers are summary.json's ``metrics`` (written by ``analyze``, with the
-    evaluation report's held-out FVU and splice-back agreement when it was given one); a summary
-    without them (written by hand or by an older version) gets the counts it has.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"analysis folder {root} does not exist")
-    summary = read_json(root / "summary.json", None)
-    if summary is None:
-        raise UserError(f"{root} is not an analysis folder: summary.json is missing")
-    layer = summary.get("layer")
-    if not isinstance(layer, str) or not re.fullmatch(r"[A-Za-z0-9_]+", layer):
-        raise UserError(f"{root}/summary.json names no valid 'layer' (got {layer!r})")
-    ids = numbered_json(root / "features")
-    if not ids:
-        raise UserError(f"{root}/features holds no <id>.json files")
-    a = Analysis(root, summary, layer, ids, numbered_json(root / "neurons"), read_json(root / "branches.json", {}),
-                 read_json(root / "umap.json", {}), read_json(root / "classes.json", {}))  # fmt: skip
-    a.headline = summary.get("metrics") or headline_metrics(summary, {}, {})
-    return a
+    """Open an analysis folder (:meth:`.Analysis.read`)."""
+    return Analysis.read(root)
 
 
 def read_featvis(root: Path | None) -> dict[tuple[str, str, int], list[str]]:

@@ -22,6 +22,35 @@
       ${h.dense_fraction != null ? metric('dense (>10%)', rangeText(h.dense_fraction, h.dense_interval), false, h.dead_on) : ''}</div>`;
   }
 
+  /* The quality panel (eval.json's ``quality``, docs/quality.md): every number with its interval and sample. */
+  const ivPct = (x, iv) => (x == null ? '–' : `${SAE.pct(x)} <small>[${iv ? SAE.pct(iv[0]) + ', ' + SAE.pct(iv[1]) : '–'}]</small>`);
+  const ivNum = (x, iv) => (x == null ? '–' : `${SAE.fmt(x, 3)} <small>[${iv ? SAE.range(iv[0], iv[1]).join(', ') : '–'}]</small>`);
+  const skipped = (part) => `<p class="small muted">${SAE.esc(typeof part.skipped === 'string' ? part.skipped : 'not measured')}</p>`;
+
+  function qualityPanel(q) {
+    if (!q) return '';
+    const ab = q.absorption || {}, pr = q.probing || {}, st = q.stability || {}, l0 = q.l0 || {};
+    const abRows = (ab.parents || []).map((p) => `<tr><td class="l">${SAE.esc(p.concept)}</td><td>${ivPct(p.absorbed.rate, p.absorbed.interval)}</td>
+      <td>${p.absorbed.n}</td><td>${p.parent_latent < 0 ? '–' : p.parent_latent}</td><td>${SAE.fmt(p.parent_f1, 2)}</td><td>${p.children_with_latent}/${p.children}</td></tr>`).join('');
+    const absorption = ab.skipped ? skipped(ab) : `<table class="scores" id="q-absorption"><tr><th class="l">parent</th><th>absorbed [95%]</th><th>n images</th>
+      <th>parent latent</th><th>its F1</th><th>children with a latent</th></tr>${abRows}</table><p class="small muted">${SAE.esc(ab.definition || '')}; ${ab.images} images (${SAE.esc(ab.codes || '')}).</p>`;
+    const prRows = (pr.concepts || []).filter((c) => c.probes).map((c) => `<tr><td class="l">${SAE.esc(c.concept)}</td>${c.probes.map((p) =>
+      `<td>${ivNum(p.f1, p.f1_interval)}</td>`).join('')}<td>${SAE.fmt(c.baseline_f1, 2)}</td><td>${c.test} (${c.positive_test} +)</td></tr>`).join('');
+    const ks = ((pr.concepts || []).find((c) => c.probes) || { probes: [] }).probes.map((p) => `<th>F1, k=${p.k}</th>`).join('');
+    const probing = pr.skipped ? skipped(pr) : `<table class="scores" id="q-probing"><tr><th class="l">concept</th>${ks}<th>baseline F1</th><th>n test</th></tr>${prRows}</table>`;
+    const stRows = (st.siblings || []).map((s) => `<tr><td class="l"><code>${SAE.esc(SAE.shortPath(s.sae))}</code></td><td>${ivNum(s.mean_cosine.mean, s.mean_cosine.interval)}</td>
+      <td>${ivPct(s['above_0.9'].rate, s['above_0.9'].interval)}</td><td>${ivPct(s['above_0.7'].rate, s['above_0.7'].interval)}</td><td>${ivNum(s.mcc.mean, s.mcc.interval)}</td>
+      <td>${s.mean_cosine.n} latents, ${s.rows} rows</td><td>${SAE.fmt(s.baseline_mean_cosine.mean, 2)} / ${SAE.fmt(s.baseline_mcc.mean, 2)}</td></tr>`).join('');
+    const stability = st.skipped ? skipped(st) : `<table class="scores" id="q-stability"><tr><th class="l">sibling</th><th>matched cosine</th><th>&gt; 0.9</th><th>&gt; 0.7</th>
+      <th>MCC</th><th>n</th><th>baseline cos / MCC</th></tr>${stRows}</table>`;
+    const points = (l0.points || []).map((p) => `k=${p.k}: FVU ${SAE.fmt(p.fvu, 3)}`).join(' · ');
+    const advice = l0.l0 == null ? `<p class="small muted" id="q-l0">${SAE.esc(l0.note || 'not measured')}</p>`
+      : `<p id="q-l0">advised L0 <b>${SAE.fmt(l0.l0, 3)}</b> <small>[${SAE.fmt(l0.interval[0], 3)}, ${SAE.fmt(l0.interval[1], 3)}]</small> from ${l0.sweep} SAEs (${points})</p>`;
+    return `<div class="card" id="quality"><h2>SAE quality</h2><p class="small muted">On ${q.rows ? `store rows [${q.rows[0]}, ${q.rows[1]})` : 'the store rows'}; intervals are 95%.</p>
+      <h3>Absorption</h3>${absorption}<h3>Sparse probing</h3>${probing}<h3>Seed stability</h3>${stability}
+      <h3>L0 advice</h3>${advice}<p class="small muted">${SAE.esc(l0.rule || '')}</p></div>`;
+  }
+
   /* A share with its interval, e.g. "1.2% (0.9–1.6%)". */
   function rangeText(x, iv) {
     return iv ? `${SAE.pct(x)} <small>(${SAE.pct(iv[0])}–${SAE.pct(iv[1])})</small>` : SAE.pct(x);
@@ -168,6 +197,7 @@
       · labels: ${SAE.esc((index.labels || {}).kind || 'from the analysis')}
       ${index.classes ? ` · <a href="#/${L}/classes">classes → features</a>` : ''}${(SAE.site() || {}).concepts ? ' · <a href="#/concepts" id="concepts-nav">concepts across layers</a>' : ''} · <span id="live-link"></span> <span id="compare-links"></span></p>
       <div class="card">${headline(index)}</div>
+      ${qualityPanel((index.headline || {}).quality)}
       ${filters(index, st)}
       <div class="grid2">
         <div class="card"><div class="title-row"><h2>UMAP of decoder directions</h2>${hasMap ? mapToggle(index, st) : ''}</div>${hasMap ? `<div class="umap-wrap"><canvas class="umap" id="umap"></canvas><div class="tip" id="tip"></div></div>
