@@ -45,7 +45,11 @@ def config(samples: int, every: int) -> TrainConfig:
 
 
 def saes() -> list[SAEConfig]:
-    return [SAEConfig(D, M, K, "init", seed=0), SAEConfig(D, M, 2 * K, "full", seed=1)]
+    arch = os.environ.get("SAE_WORKER_ARCHITECTURE", "topk")  # the architecture tests train the others too
+    return [
+        SAEConfig(D, M, K, "init", seed=0, architecture=arch),
+        SAEConfig(D, M, 2 * K, "full", seed=1, architecture=arch),
+    ]
 
 
 def main() -> None:

@@ -174,3 +174,73 @@ def topk_rows(pre, bias, k, out_v, out_i, out_sum, sort, nth, slack=8):  # pragm
             if sort:
                 _sort_desc(hv, hi, k)
             out_sum[b] = total
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def count_above(pre, bias, cut, out, nth):  # pragma: no cover - compiled
+    """out[b] = how many entries of pre[b] + bias (B, m) are >= ``cut``: one vectorised pass per row.
+
+    ``pre`` float32, or uint16 bfloat16 bit patterns. :func:`collect_above` and :func:`fill_kept` form the
+    same sums and compare them the same way, so their counts agree with these to the last entry.
+    """
+    B, m = pre.shape
+    chunk = (B + nth - 1) // nth
+    for th in prange(nth):
+        for b in range(th * chunk, min(B, (th + 1) * chunk)):
+            row = pre[b]
+            n = 0
+            for j in range(m):
+                n += at(row, j) + bias[j] >= cut
+            out[b] = n
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def collect_above(pre, bias, cut, ptr, out_v, nth):  # pragma: no cover - compiled
+    """out_v[ptr[b]:ptr[b + 1]] = the entries of pre[b] + bias (B, m) that are >= ``cut``, in column order.
+
+    ``ptr``: the prefix sums of :func:`count_above`'s counts for the same ``bias`` and ``cut``. BatchTopK's exact
+    batch threshold is then a selection among these few candidates, not among all B·m values.
+    """
+    B, m = pre.shape
+    chunk = (B + nth - 1) // nth
+    for th in prange(nth):
+        for b in range(th * chunk, min(B, (th + 1) * chunk)):
+            row = pre[b]
+            p = ptr[b]
+            end = ptr[b + 1]
+            for j in range(m):
+                v = at(row, j) + bias[j]
+                if v >= cut and p < end:
+                    out_v[p] = v
+                    p += 1
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def fill_kept(pre, bias, cut, counts, out_v, out_i, nth):  # pragma: no cover - compiled
+    """Row b of (out_v, out_i) (B, w) = the entries of pre[b] + bias that are >= ``cut``, in column order,
+    then zero values at the row's first columns below the cut (distinct latents: a scatter stays exact).
+
+    ``counts[b]``: how many entries of row b reach the cut (<= w; :func:`count_above`). One pass over each row:
+    the codes of the batch and threshold rules without a TopK as wide as the busiest row.
+    """
+    B, m = pre.shape
+    w = out_v.shape[1]
+    chunk = (B + nth - 1) // nth
+    for th in prange(nth):
+        for b in range(th * chunk, min(B, (th + 1) * chunk)):
+            row = pre[b]
+            ov = out_v[b]
+            oi = out_i[b]
+            p = 0
+            q = counts[b]
+            for j in range(m):
+                v = at(row, j) + bias[j]
+                if v >= cut:
+                    if p < w:
+                        ov[p] = v
+                        oi[p] = j
+                        p += 1
+                elif q < w:
+                    ov[q] = 0.0
+                    oi[q] = j
+                    q += 1

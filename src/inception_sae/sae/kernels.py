@@ -28,12 +28,14 @@ import os
 import threading
 from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from . import cpu_kernels as _cpu
+from .selection import Rule, _bits, as_rule, prefix_groups, select, topk_biased
+
+_topk_biased = topk_biased  #: the CPU TopK kernel's entry point (selection.topk_biased)
 
 BACKENDS = ("auto", "torch")
 #: Picks the backend while :func:`set_backend` has not been called; read each time it is needed.
@@ -107,28 +109,6 @@ def recycle_grads(params) -> None:
                 pool.append(g)
 
 
-def _bits(t: Tensor) -> np.ndarray:
-    """A bfloat16 tensor's storage as uint16 bit patterns (what the kernels read); float32 as is."""
-    return t.view(torch.int16).numpy().view(np.uint16) if t.dtype == torch.bfloat16 else t.numpy()
-
-
-def _topk_biased(pre: Tensor, bias: Tensor, k: int, sort: bool) -> tuple[Tensor, Tensor]:
-    """TopK over the rows of ``pre + bias`` (B, m) by the block-maximum kernel (CPU; ``pre``
-    float32 or bfloat16, ``bias`` float32); float32 values, int64 indices."""
-    B = pre.shape[0]
-    vals = torch.empty(B, k)
-    idx = torch.empty(B, k, dtype=torch.int64)
-    nth = _cpu.set_threads(torch.get_num_threads())
-    sums = torch.empty(B)
-    _cpu.topk_rows(_bits(pre), bias.detach().numpy(), k, vals.numpy(), idx.numpy(), sums.numpy(), sort, nth)
-    bad = ~torch.isfinite(sums)  # the row held a NaN/inf (or its sum overflowed: redone, harmlessly)
-    if bad.any():  # torch's ordering for those rows (NaN counts as largest)
-        rows = bad.nonzero().squeeze(1)
-        v, i = (pre[rows].float() + bias.detach()).topk(k, dim=1, sorted=sort)
-        vals[rows], idx[rows] = v, i
-    return vals, idx
-
-
 class Codes(NamedTuple):
     """Sparse latent code of a batch."""
 
@@ -183,34 +163,34 @@ class TopKEncode(torch.autograd.Function):
 
 
 def _encode_topk(
-    x_c: Tensor, enc: Tensor, b_enc: Tensor, k: int, compute_dtype, sort: bool, x_low: Tensor | None = None
+    x_c: Tensor, enc: Tensor, b_enc: Tensor, k: int | Rule, compute_dtype, sort: bool, x_low: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """ReLU(TopK(x_c W^T + b_enc)) as (B, k) float values and int64 indices; the GEMM is the dominant cost.
 
+    ``k`` a :class:`~.selection.Rule`: its selection instead (BatchTopK, a threshold), (B, w) codes.
     ``x_low``: ``x_c`` already cast to ``compute_dtype`` (the fused path keeps it for its backward).
     """
     B, m = x_c.shape[0], enc.shape[0]
+    rule = as_rule(k)
     if compute_dtype is None or compute_dtype == enc.dtype:
         if _cpu_kernels_apply(x_c, enc, b_enc):
             pre = torch.mm(x_c.detach(), enc.detach().t(), out=_buffer((B, m), enc.dtype, enc.device))
-            vals, idx = _topk_biased(pre, b_enc, k, sort)
-        else:
-            pre = torch.addmm(b_enc, x_c, enc.t())  # (B, m)
-            vals, idx = pre.topk(k, dim=1, sorted=sort)
-    elif compute_dtype == torch.bfloat16 and _cpu_kernels_apply(x_c, enc, b_enc):  # bf16 GEMM, float32 bias
+            return select(pre, b_enc.detach(), rule, sort, cpu=True)
+        pre = torch.addmm(b_enc, x_c, enc.t())  # (B, m)
+        return select(pre, None, rule, sort, cpu=False)
+    if compute_dtype == torch.bfloat16 and _cpu_kernels_apply(x_c, enc, b_enc):  # bf16 GEMM, float32 bias
         x16 = x_c.detach().to(compute_dtype) if x_low is None else x_low
         w16 = enc.detach().to(compute_dtype)
         pre = torch.mm(x16, w16.t(), out=_buffer((B, m), compute_dtype, enc.device))
-        vals, idx = _topk_biased(pre, b_enc, k, sort)
-    else:  # low-precision GEMM and selection; only the (B, k) kept values return to float32
-        out = _buffer((B, m), compute_dtype, enc.device) if enc.device.type == "cpu" else None
-        pre = torch.addmm(b_enc.to(compute_dtype), x_c.to(compute_dtype), enc.to(compute_dtype).t(), out=out)
-        vals, idx = pre.topk(k, dim=1, sorted=sort)
-    return vals.float().relu_(), idx
+        return select(pre, b_enc.detach(), rule, sort, cpu=True)
+    # low-precision GEMM and selection; only the (B, k) kept values return to float32
+    out = _buffer((B, m), compute_dtype, enc.device) if enc.device.type == "cpu" else None
+    pre = torch.addmm(b_enc.to(compute_dtype), x_c.to(compute_dtype), enc.to(compute_dtype).t(), out=out)
+    return select(pre, None, rule, sort, cpu=False)
 
 
 class TopKSAEFunction(torch.autograd.Function):
-    """x_hat, values, indices, sq_err = the SAE on ``x`` in one function: the CPU kernels' training path.
+    """x_hat, values, indices, sq_err, parts = the SAE on ``x`` in one function: the CPU kernels' training path.
 
     ``sq_err`` = sum((x_hat - x)^2), formed with the decoding (``cpu_kernels.decode_residual``):
     a loss built on it costs no extra pass forward or backward, because its gradient
@@ -220,66 +200,83 @@ class TopKSAEFunction(torch.autograd.Function):
     ReLU-gated per-value gradient and the latent's encoder row, decoder row and encoder-bias
     gradient; b_dec's gradient is ``sum(dL/dx_hat) - grad_b_enc @ enc`` (the encoder's
     -b_dec term, without a gather).
+
+    Matryoshka (``grp`` (m,), each latent's group of G nested prefixes): ``sq_err`` is the mean over
+    the prefixes of the squared error of the reconstruction from that prefix alone
+    (``cpu_kernels.decode_nested``), ``parts`` (G,) those errors (float64, not differentiable); a
+    group-g latent's gradient reads the summed residuals of prefixes g..G-1. Otherwise ``parts`` is
+    the one full error.
     """
 
     @staticmethod
-    def forward(ctx, x, enc, dec, b_enc, b_dec, k: int, compute_dtype):
+    def forward(ctx, x, enc, dec, b_enc, b_dec, k: int | Rule, compute_dtype, grp: Tensor | None = None):
         x_c = (x - b_dec).contiguous()
         bf16 = compute_dtype == torch.bfloat16
         x16 = x_c.detach().to(torch.bfloat16) if bf16 else None
         vals, idx = _encode_topk(x_c, enc, b_enc, k, compute_dtype, False, x_low=x16)
         W = enc if dec is None else dec
         (B, d), nth = x.shape, _cpu.set_threads(torch.get_num_threads())
-        x_hat, r, rsum = torch.empty(B, d), torch.empty(B, d), torch.empty(d, dtype=torch.float64)
-        r16 = torch.empty((B, d) if bf16 else (0, 0), dtype=torch.bfloat16)
-        sq = _cpu.decode_residual(
-            idx.numpy(), vals.numpy(), W.detach().numpy(), b_dec.detach().numpy(), x.detach().contiguous().numpy(),
-            x_hat.numpy(), r.numpy(), _bits(r16), rsum.numpy(), nth,
-        )  # fmt: skip
-        ctx.save_for_backward(x_c, enc, dec, idx, vals, r)
-        ctx.rsum = rsum
+        G = 1 if grp is None else int(grp.max()) + 1
+        x_hat, R, rsum = torch.empty(B, d), torch.empty(G, B, d), torch.empty(d, dtype=torch.float64)
+        R16 = torch.empty((G, B, d) if bf16 else (0, 0, 0), dtype=torch.bfloat16)
+        xs = x.detach().contiguous().numpy()
+        if grp is None:
+            parts = torch.tensor([_cpu.decode_residual(
+                idx.numpy(), vals.numpy(), W.detach().numpy(), b_dec.detach().numpy(), xs,
+                x_hat.numpy(), R[0].numpy(), _bits(R16[0] if bf16 else R16.view(0, 0)), rsum.numpy(), nth,
+            )], dtype=torch.float64)  # fmt: skip
+        else:
+            parts = torch.empty(G, dtype=torch.float64)
+            _cpu.decode_nested(
+                idx.numpy(), vals.numpy(), grp.numpy(), W.detach().numpy(), b_dec.detach().numpy(), xs,
+                x_hat.numpy(), R.numpy(), _bits(R16), rsum.numpy(), parts.numpy(), nth,
+            )  # fmt: skip
+        ctx.save_for_backward(x_c, enc, dec, idx, vals, R)
+        ctx.rsum, ctx.G = rsum, G
+        ctx.grp = torch.zeros(enc.shape[0], dtype=torch.int64) if grp is None else grp
         # autocast's rule for the weight-gradient products: bf16 inputs, float32 accumulation.
         # The backward's random batch-row reads are its cost, and bf16 rows halve them.
-        ctx.low = (x16, r16) if bf16 else None
+        ctx.low = (x16, R16) if bf16 else None
         ctx.set_materialize_grads(False)
-        ctx.mark_non_differentiable(idx)
-        return x_hat, vals, idx, torch.tensor(sq, dtype=torch.float32)
+        ctx.mark_non_differentiable(idx, parts)
+        return x_hat, vals, idx, parts.mean().float(), parts
 
     @staticmethod
-    def backward(ctx, g_xhat, g_vals, _g_idx, g_sq):
-        x_c, enc, dec, idx, vals, r = ctx.saved_tensors
+    def backward(ctx, g_xhat, g_vals, _g_idx, g_sq, _g_parts):
+        x_c, enc, dec, idx, vals, R = ctx.saved_tensors
         tied = dec is None
         W = enc if tied else dec
         (B, k), (m, d) = idx.shape, enc.shape
-        coef = 0.0 if g_sq is None else 2.0 * float(g_sq)  # d sq_err / d x_hat = 2 r
+        coef = 0.0 if g_sq is None else 2.0 * float(g_sq) / ctx.G  # d sq_err / d x_hat_i = 2 r_i / G
         rows = x_c.numpy()
         if g_xhat is None:  # the usual case: the loss is sq_err, x_hat itself feeds nothing differentiable
-            gx, gscale, gx_sum = r.numpy(), coef, ctx.rsum.float() * coef
+            gx, gscale, gx_sum = R.numpy(), coef, ctx.rsum.float() * coef
             if ctx.low is not None:
                 rows, gx = _bits(ctx.low[0]), _bits(ctx.low[1])
-        else:
-            gx = g_xhat.float().contiguous()
-            if coef:
-                gx = gx + coef * r
-            gscale, gx_sum, gx = 1.0, gx.sum(0), gx.numpy()
-        gext = torch.zeros(B, k) if g_vals is None else g_vals.float().contiguous()
-        ptr, order = _cpu.build_csr(idx.numpy(), m)
-        g = torch.empty(B, k)
+        else:  # every latent is in the full reconstruction x_hat
+            gfull = g_xhat.float().unsqueeze(0).expand(ctx.G, B, d)
+            gfull = (gfull + coef * R if coef else gfull).contiguous()
+            gscale, gx_sum, gx = 1.0, gfull[0].sum(0), gfull.numpy()
+        # only the entries of nonzero value are read or written (build_csr leaves out the others): a BatchTopK
+        # batch's (B, w) codes are mostly padding early in training, and zeroing them costs a pass
+        gext = torch.zeros(1, 1) if g_vals is None else g_vals.float().contiguous()
+        ptr, order = _cpu.build_csr(idx.numpy(), vals.numpy(), m)
+        g = torch.zeros(B, k) if ctx.needs_input_grad[0] else torch.empty(B, k)
         grad_enc = _new_grad((m, d))
         grad_dec = grad_enc if tied else _new_grad((m, d))
         grad_b_enc = _new_grad((m,))
         _cpu.set_threads(torch.get_num_threads())
         _cpu.backward_rows(
-            ptr, order, k, W.detach().numpy(), vals.numpy(), gext.numpy(), rows, gx, gscale,
-            g.numpy(), grad_enc.numpy(), grad_dec.numpy(), grad_b_enc.numpy(), tied,
+            ptr, order, k, W.detach().numpy(), vals.numpy(), gext.numpy(), g_vals is not None, rows, gx,
+            ctx.grp.numpy(), gscale, g.numpy(), grad_enc.numpy(), grad_dec.numpy(), grad_b_enc.numpy(), tied,
         )  # fmt: skip
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = F.embedding_bag(idx, enc.detach(), per_sample_weights=g, mode="sum")
             if coef:
-                grad_x -= coef * r  # sq_err's own -x term
+                grad_x -= coef * R[0]  # sq_err's own -x term
         grad_b_dec = gx_sum - grad_b_enc @ enc.detach() if ctx.needs_input_grad[4] else None
-        return grad_x, grad_enc, None if tied else grad_dec, grad_b_enc, grad_b_dec, None, None
+        return grad_x, grad_enc, None if tied else grad_dec, grad_b_enc, grad_b_dec, None, None, None
 
 
 def remove_parallel_rows(grad: Tensor, w: Tensor) -> None:
@@ -320,25 +317,45 @@ def normalize_rows_(w: Tensor, eps: float = 1e-12) -> None:
 
 
 def sparse_forward(
-    x: Tensor, enc: Tensor, dec: Tensor | None, b_enc: Tensor, b_dec: Tensor, k: int, compute_dtype=None
-) -> tuple[Tensor, Codes, Tensor | None]:
-    """Training forward: (x_hat, codes, sq_err) of ``x`` (B, d). ``dec`` None means tied to ``enc``.
+    x: Tensor,
+    enc: Tensor,
+    dec: Tensor | None,
+    b_enc: Tensor,
+    b_dec: Tensor,
+    k: int | Rule,
+    compute_dtype=None,
+    prefixes: tuple[int, ...] | None = None,
+) -> tuple[Tensor, Codes, Tensor | None, Tensor | None]:
+    """Training forward: (x_hat, codes, sq_err, parts) of ``x`` (B, d). ``dec`` None means tied to ``enc``.
 
     One fused function with the CPU kernels' backward where they apply (``sq_err``, the
     differentiable sum((x_hat - x)^2), comes with it), else the composition of
-    :func:`sparse_encode` and :func:`sparse_decode` (``sq_err`` None).
+    :func:`sparse_encode` and :func:`sparse_decode` (``sq_err`` None). ``prefixes`` (Matryoshka):
+    ``sq_err`` is the mean over the nested prefixes of the squared error of each prefix's own
+    reconstruction, ``parts`` (G,) those errors, detached; both paths decode sparsely.
     """
     if _cpu_kernels_apply(x, enc, dec, b_enc, b_dec):
-        x_hat, vals, idx, sq_err = TopKSAEFunction.apply(x, enc, dec, b_enc, b_dec, k, compute_dtype)
-        return x_hat, Codes(vals, idx), sq_err
+        grp = None if prefixes is None or len(prefixes) < 2 else prefix_groups(prefixes, enc.shape[0])
+        x_hat, vals, idx, sq_err, parts = TopKSAEFunction.apply(x, enc, dec, b_enc, b_dec, k, compute_dtype, grp)
+        return x_hat, Codes(vals, idx), sq_err, None if grp is None else parts
     codes = sparse_encode(x, enc, b_enc, b_dec, k, compute_dtype)
-    return sparse_decode(codes.values, codes.indices, enc if dec is None else dec) + b_dec, codes, None
+    W = enc if dec is None else dec
+    x_hat = sparse_decode(codes.values, codes.indices, W) + b_dec
+    if prefixes is None or len(prefixes) < 2:
+        return x_hat, codes, None, None
+    errs = []
+    for size in prefixes[:-1]:  # each prefix's reconstruction: the codes of its latents only
+        part = sparse_decode(codes.values * (codes.indices < size), codes.indices, W) + b_dec
+        errs.append((part - x).pow(2).sum())
+    errs.append((x_hat - x).pow(2).sum())
+    sq = torch.stack(errs)
+    return x_hat, codes, sq.mean(), sq.detach().double()
 
 
 def sparse_encode(
-    x: Tensor, enc: Tensor, b_enc: Tensor, b_dec: Tensor, k: int, compute_dtype=None, sort: bool = False
+    x: Tensor, enc: Tensor, b_enc: Tensor, b_dec: Tensor, k: int | Rule, compute_dtype=None, sort: bool = False
 ) -> Codes:
-    """TopK codes of ``x`` (B, d) through the sparse autograd path."""
+    """TopK codes of ``x`` (B, d) through the sparse autograd path (``k`` a Rule: that selection)."""
     vals, idx = TopKEncode.apply(x, enc, b_enc, b_dec, k, compute_dtype, sort)
     return Codes(vals, idx)
 

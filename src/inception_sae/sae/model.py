@@ -1,6 +1,9 @@
 """The TopK sparse autoencoder (Gao et al. 2024; Bozoukov 2025 eqs. 1-2) and its on-disk folder.
 
-``z = ReLU(TopK(W_enc (x - b_dec) + b_enc))``, ``x_hat = W_dec z + b_dec``.
+``z = ReLU(TopK(W_enc (x - b_dec) + b_enc))``, ``x_hat = W_dec z + b_dec``. The same weights also
+train as BatchTopK (Bussmann et al. 2024: the batch's k·B largest pre-activations, and at inference
+a threshold kept as an average of the smallest kept value) and Matryoshka BatchTopK (Bussmann et al.
+2025: BatchTopK codes, the loss averaged over nested prefixes of the latents): ``SAEConfig.architecture``.
 Internally the encoder is stored one row per latent, ``enc`` (m, d), which
 makes the sparse backward a row gather; the public ``W_enc`` view and the
 saved file use the SAELens layout (d_in, d_sae).
@@ -8,21 +11,20 @@ saved file use the SAELens layout (d_in, d_sae).
 
 from __future__ import annotations
 
-import json
-import math
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, get_args
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..errors import UserError
 from ..fsio import atomic_save_safetensors, atomic_write_json
+from .folder_io import CFG_FILE, OWN_KEYS, WEIGHTS_FILE, folder_architecture, read_folder
 from .kernels import (
     Codes,
+    _cpu_kernels_apply,
     dense_decode,
     dense_encode,
     normalize_rows_,
@@ -32,12 +34,13 @@ from .kernels import (
     sparse_encode,
     sparse_forward,
 )
-from .settings import Tie
+from .lr import LR_SHORT_RUN_MAX, LR_SHORT_RUN_SAMPLES, LR_TUNED_SAMPLES, default_lr, lr_short_run_factor  # noqa: F401 (re-exported)
+from .selection import Rule, pooled_cut
+from .settings import Architecture, Tie
 from .view import TENSORS, SAETensors
 
 TIES: tuple[str, ...] = get_args(Tie)
-WEIGHTS_FILE = "sae_weights.safetensors"
-CFG_FILE = "cfg.json"
+ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,10 @@ class SAEConfig:
     k: int = 32  #: active latents per input
     tie: str = "init"  #: "init": encoder starts as decoder^T then trains freely (Gao); "full": decoder == encoder^T
     seed: int = 0  #: initialisation seed
+    architecture: str = "topk"  #: "topk", "batchtopk" or "matryoshka" (docs/training.md, "Architectures")
+    #: Matryoshka: the nested prefix sizes in latents, increasing, the last = d_sae (appended when missing);
+    #: () = (d_sae/16, d_sae/4, d_sae). Empty for the other architectures.
+    prefixes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.d_in < 1 or self.d_sae < 1:
@@ -57,11 +64,35 @@ class SAEConfig:
             raise UserError(f"k must be in 1..{self.d_sae} (the latent count), got {self.k}")
         if self.tie not in TIES:
             raise UserError(f"tie must be one of {TIES}, got {self.tie!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise UserError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        object.__setattr__(self, "prefixes", self._prefixes())
+
+    def _prefixes(self) -> tuple[int, ...]:
+        m = self.d_sae
+        if self.architecture != "matryoshka":
+            return ()
+        sizes = [int(p) for p in self.prefixes] or [max(1, m // 16), max(1, m // 4), m]
+        if sizes[-1] != m:
+            sizes.append(m)
+        if any(not 1 <= p <= m for p in sizes) or any(a >= b for a, b in itertools.pairwise(sizes)):
+            raise UserError(f"matryoshka prefixes must increase within 1..{m} (the latent count), got {sizes}")
+        return tuple(dict.fromkeys(sizes))
+
+    @property
+    def uses_threshold(self) -> bool:
+        """BatchTopK and Matryoshka: batch selection in training, a threshold at inference."""
+        return self.architecture != "topk"
 
     @classmethod
     def from_expansion(cls, d_in: int, expansion: float = 16, latents: int | None = None, **kw: Any) -> SAEConfig:
-        """Latent count from an explicit ``latents`` or ``expansion * d_in``."""
-        return cls(d_in=d_in, d_sae=int(latents) if latents else round(expansion * d_in), **kw)
+        """Latent count from an explicit ``latents`` or ``expansion * d_in``; ``prefixes`` here are fractions of it
+        (``SAESpec.prefixes``), turned into counts for Matryoshka and dropped for the other architectures."""
+        m = int(latents) if latents else round(expansion * d_in)
+        fractions = tuple(kw.pop("prefixes", ()) or ())
+        if kw.get("architecture") == "matryoshka" and fractions:
+            kw["prefixes"] = tuple(max(1, round(f * m)) for f in fractions)
+        return cls(d_in=d_in, d_sae=m, **kw)
 
 
 class ForwardOutput(NamedTuple):
@@ -71,10 +102,16 @@ class ForwardOutput(NamedTuple):
     codes: Codes  #: (B, k) values and indices
     multi_x_hat: Tensor | None  #: (B, d) reconstruction from 4k latents (MultiTopK), else None
     sq_err: Tensor | None = None  #: sum((x_hat - v)^2), differentiable, when the fused CPU path formed it
+    #: Matryoshka: (G,) detached squared errors of each nested prefix's own reconstruction (sq_err is their mean)
+    prefix_sq: Tensor | None = None
+    #: BatchTopK/Matryoshka: the batch selection's report for the threshold update (``selection.Rule.report``)
+    selection: dict | None = None
 
 
 class TopKSAE(nn.Module):
     """TopK SAE. ``encode(v) -> (values, indices)``, ``decode(values, indices) -> v_hat``."""
+
+    threshold: Tensor | None  #: (d_sae,) BatchTopK/Matryoshka inference thresholds (a buffer); None for TopK
 
     def __init__(self, cfg: SAEConfig, device: str | torch.device = "cpu", meta: dict | None = None) -> None:
         super().__init__()
@@ -87,6 +124,9 @@ class TopKSAE(nn.Module):
         self.dec = None if cfg.tie == "full" else nn.Parameter(dec.to(device))  # (m, d)
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, device=device))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, device=device))
+        # BatchTopK/Matryoshka inference threshold per latent (SAELens's JumpReLU ``threshold``); < 0: not yet set
+        thr = torch.full((cfg.d_sae,), -1.0, device=device) if cfg.uses_threshold else None
+        self.register_buffer("threshold", thr)
 
     # ----- views in SAELens layout
     @property
@@ -111,26 +151,81 @@ class TopKSAE(nn.Module):
     def k(self) -> int:
         return self.cfg.k
 
+    @property
+    def architecture(self) -> str:
+        return self.cfg.architecture
+
     # ----- compute
+    def rule(self, training: bool = False, distributed: bool = False) -> int | Rule:
+        """The selection: k (TopK); for BatchTopK/Matryoshka the batch's top k·B in training (or while the
+        threshold is unset), else every pre-activation above the threshold."""
+        if not self.cfg.uses_threshold:
+            return self.k
+        assert self.threshold is not None
+        if training or bool(self.threshold.min() < 0):
+            return Rule("batch", self.k, distributed=distributed, track=float(self.threshold.max()))
+        return Rule("threshold", self.k, threshold=self.threshold.detach())
+
     def encode(self, v: Tensor, k: int | None = None, compute_dtype=None) -> Codes:
-        """(B, d) -> Codes((B, k) values, (B, k) indices); sparse backward."""
+        """(B, d) -> Codes((B, w) values, (B, w) indices); sparse backward. TopK: w = k (or the given ``k``);
+        BatchTopK/Matryoshka: the inference threshold (w = the most any row keeps; rows that keep fewer
+        are padded with zero values)."""
         self._check_input(v)
-        return sparse_encode(v, self.enc, self.b_enc, self.b_dec, k or self.k, compute_dtype)
+        return sparse_encode(v, self.enc, self.b_enc, self.b_dec, k or self.rule(), compute_dtype)
 
     def decode(self, values: Tensor, indices: Tensor) -> Tensor:
         """(B, k) values and indices -> (B, d) reconstruction."""
         return sparse_decode(values, indices, self.W_dec) + self.b_dec
 
-    def forward(self, v: Tensor, multi_topk: bool = False, compute_dtype=None) -> ForwardOutput:
-        """Training forward pass on the sparse path. MultiTopK (Gao) also decodes the top 4k."""
+    def forward(
+        self, v: Tensor, multi_topk: bool = False, compute_dtype=None, distributed: bool = False
+    ) -> ForwardOutput:
+        """Training forward pass on the sparse path. MultiTopK (Gao; TopK only) also decodes the top 4k.
+        BatchTopK/Matryoshka select over the batch (every rank's rows when ``distributed``)."""
         self._check_input(v)
         if not multi_topk:
-            x_hat, codes, sq_err = sparse_forward(v, self.enc, self.dec, self.b_enc, self.b_dec, self.k, compute_dtype)
-            return ForwardOutput(x_hat, codes, None, sq_err)
+            rule, pre = self.rule(training=True, distributed=distributed), self.cfg.prefixes or None
+            x_hat, codes, sq_err, parts = sparse_forward(
+                v, self.enc, self.dec, self.b_enc, self.b_dec, rule, compute_dtype, pre
+            )
+            return ForwardOutput(x_hat, codes, None, sq_err, parts, rule.report if isinstance(rule, Rule) else None)
+        if self.cfg.uses_threshold:
+            raise UserError("multi_topk is a TopK loss; it does not apply to BatchTopK or Matryoshka")
         k4 = min(4 * self.k, self.d_sae)
         wide = sparse_encode(v, self.enc, self.b_enc, self.b_dec, k4, compute_dtype, sort=True)
         codes = Codes(wide.values[:, : self.k], wide.indices[:, : self.k])
         return ForwardOutput(self.decode(*codes), codes, self.decode(*wide))
+
+    @torch.no_grad()
+    def update_threshold(self, report: dict | None, rate: float) -> None:
+        """Move the running threshold so that as many of a batch's values exceed it as the batch selection keeps.
+
+        A stochastic quantile estimate: threshold x (1 + rate (above / kept - 1)), where ``above`` counts the
+        batch's values over the threshold; the first batch's cut starts it. It is logged, checkpointed and hints
+        :meth:`calibrate_threshold`, which sets the saved value at the end of training: a running estimate
+        carries the noise of single batches and the drift of training (held-out L0 3-5% under k at batch 256 for
+        this one and for the moving average of each batch's smallest kept value that SAELens and
+        dictionary_learning keep; about 1% after calibration, measured).
+        """
+        if self.threshold is None or not report:
+            return
+        if bool(self.threshold.min() < 0):
+            self.threshold.fill_(report["cut"])
+            return
+        ratio = report["above"] / max(report["kept"], 1.0)
+        self.threshold.mul_(min(2.0, max(0.5, 1 + rate * (ratio - 1))))
+
+    @torch.no_grad()
+    def calibrate_threshold(self, x: Tensor) -> None:
+        """Set the inference threshold to the value that k of the pre-activations of each row of ``x`` exceed on
+        average (the pooled quantile of a large sample of the training data, at the end of training)."""
+        if self.threshold is None:
+            return
+        cpu = _cpu_kernels_apply(x, self.enc, self.b_enc)
+        hint = float(self.threshold.max())
+        self.threshold.fill_(
+            pooled_cut(x, self.enc.detach(), self.b_enc.detach(), self.b_dec.detach(), self.k, hint, cpu)
+        )
 
     def forward_dense(self, v: Tensor) -> ForwardOutput:
         """The plain dense reference (materialises (B, m)); same maths as :meth:`forward`."""
@@ -164,7 +259,9 @@ class TopKSAE(nn.Module):
             "d_in": self.d_in,
             "d_sae": self.d_sae,
             "k": self.k,
-            "architecture": "topk",
+            # SAELens's key: BatchTopK and Matryoshka are its JumpReLU at inference (a ``threshold`` tensor)
+            "architecture": "jumprelu" if self.cfg.uses_threshold else "topk",
+            "trained_architecture": self.architecture,
             "dtype": "float32",
             "device": "cpu",
             "apply_b_dec_to_input": True,
@@ -173,8 +270,18 @@ class TopKSAE(nn.Module):
             "seed": self.cfg.seed,
             "input_scale": float(input_scale),
             "input_scale_folded": True,
-            **{k: v for k, v in self.meta.items() if k not in ("d_in", "d_sae", "k", "input_scale")},
+            **self._threshold_cfg(input_scale),
+            **{k: v for k, v in self.meta.items() if k not in (*OWN_KEYS, "input_scale")},
         }
+
+    def _threshold_cfg(self, input_scale: float) -> dict[str, Any]:
+        if self.threshold is None:
+            return {}
+        thr = self.threshold.detach().float().cpu() / float(input_scale)
+        out: dict[str, Any] = {"threshold": float(thr.mean()) if bool((thr >= 0).all()) else None}
+        if self.architecture == "matryoshka":
+            out["matryoshka_prefixes"] = list(self.cfg.prefixes)
+        return out
 
     def save(self, path: str | Path, input_scale: float = 1.0) -> Path:
         """Write ``cfg.json`` + ``sae_weights.safetensors`` in raw activation units.
@@ -191,6 +298,9 @@ class TopKSAE(nn.Module):
             "b_enc": (self.b_enc.detach().float().cpu() / s).contiguous(),
             "b_dec": (self.b_dec.detach().float().cpu() / s).contiguous(),
         }
+        if self.threshold is not None:  # pre-activations scale with the input, as b_enc does
+            thr = self.threshold.detach().float().cpu()
+            tensors["threshold"] = torch.where(thr >= 0, thr / s, thr).contiguous()
         atomic_save_safetensors(path / WEIGHTS_FILE, tensors)
         atomic_write_json(path / CFG_FILE, self.folder_cfg(s), indent=2)
         return path
@@ -199,31 +309,14 @@ class TopKSAE(nn.Module):
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TopKSAE:
         """Read an SAE folder (ours, or one written by hand with just the four tensors + cfg keys)."""
         path = Path(path)
-        cfg_path, w_path = path / CFG_FILE, path / WEIGHTS_FILE
-        for p in (cfg_path, w_path):
-            if not p.is_file():
-                raise UserError(f"{path} is not an SAE folder: {p.name} is missing")
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
-            raise UserError(f"cannot read SAE folder {path}: {cfg_path} is not valid JSON ({e})") from e
-        if not isinstance(cfg, dict):
-            raise UserError(f"cannot read SAE folder {path}: {cfg_path} holds no JSON object")
-        try:
-            tensors = load_file(str(w_path))
-        except (SafetensorError, OSError) as e:
-            raise UserError(
-                f"cannot read SAE folder {path}: {w_path.name} is unreadable ({e}); retrain it (or rerun `run`)"
-            ) from e
-        d_in, d_sae = _check_tensors(tensors, path)
-        for key, want in (("d_in", d_in), ("d_sae", d_sae)):
-            if key in cfg and int(cfg[key]) != want:
-                raise UserError(f"{cfg_path}: {key}={cfg[key]} but {WEIGHTS_FILE} has {want}")
-        meta = {k_: v for k_, v in cfg.items() if k_ not in ("d_in", "d_sae", "k", "tie", "seed")}
+        cfg, tensors = read_folder(path)
+        meta = {k_: v for k_, v in cfg.items() if k_ not in OWN_KEYS}
         meta["input_scale"] = 1.0  # already folded into the weights on save
         tie = cfg.get("tie", "init") if cfg.get("tie") in TIES else "init"
+        arch = folder_architecture(cfg, "threshold" in tensors, path, ARCHITECTURES)
+        prefixes = tuple(int(p) for p in cfg.get("matryoshka_prefixes") or ()) if arch == "matryoshka" else ()
         return cls.from_tensors(tensors, int(cfg.get("k", 32)), tie=tie, seed=int(cfg.get("seed", 0)), meta=meta,
-                                device=device)  # fmt: skip
+                                device=device, architecture=arch, prefixes=prefixes)  # fmt: skip
 
     @classmethod
     def from_tensors(
@@ -235,12 +328,20 @@ class TopKSAE(nn.Module):
         seed: int = 0,
         meta: dict | None = None,
         device: str | torch.device = "cpu",
+        architecture: str = "topk",
+        prefixes: tuple[int, ...] = (),
     ) -> TopKSAE:
-        """An SAE from the four tensors (raw units; docs/formats.md, "SAE folder"), e.g. own weights to :meth:`save`."""
+        """An SAE from the four tensors (raw units; docs/formats.md, "SAE folder"), e.g. own weights to :meth:`save`;
+        BatchTopK/Matryoshka also read ``threshold`` (d_sae,)."""
         d_in, d_sae = tensors["W_enc"].shape
         if tie == "full" and not torch.equal(tensors["W_enc"].t(), tensors["W_dec"]):
             tie = "init"  # weights edited by hand: keep both matrices
-        sae = cls(SAEConfig(int(d_in), int(d_sae), k, tie, seed), device="meta", meta=meta)
+        cfg = SAEConfig(int(d_in), int(d_sae), k, tie, seed, architecture, prefixes)
+        sae = cls(cfg, device="meta", meta=meta)
+        if sae.threshold is not None:
+            thr = tensors.get("threshold")
+            sae.threshold = torch.full((cfg.d_sae,), -1.0) if thr is None else thr.float().reshape(-1).clone()
+            sae.threshold = sae.threshold.to(device)
         sae.enc = nn.Parameter(tensors["W_enc"].float().t().contiguous().to(device))
         sae.dec = None if tie == "full" else nn.Parameter(tensors["W_dec"].float().contiguous().to(device))
         sae.b_enc = nn.Parameter(tensors["b_enc"].float().to(device))
@@ -251,7 +352,10 @@ class TopKSAE(nn.Module):
         """Detached float32 copies of the four tensors (on the SAE's device), with k, layer and cfg.json."""
         t = {n: getattr(self, n).detach().float().contiguous() for n in TENSORS}
         source = str(source) if source is not None else "tensors"
-        return SAETensors(**t, k=self.k, layer=self.layer, cfg=self.folder_cfg(), source=source)
+        thr = None
+        if self.threshold is not None and bool((self.threshold >= 0).all()):
+            thr = self.threshold.detach().float().contiguous()
+        return SAETensors(**t, k=self.k, layer=self.layer, cfg=self.folder_cfg(), source=source, threshold=thr)
 
     @property
     def layer(self) -> str | None:
@@ -277,54 +381,6 @@ def load_layer_sae(path: str | Path, device: str | torch.device = "cpu", *, need
     if channels != sae.d_in:
         raise UserError(f"{path}: the SAE's d_in is {sae.d_in} but {sae.layer} has {channels} channels")
     return sae
-
-
-def _check_tensors(t: dict[str, Tensor], path: Path) -> tuple[int, int]:
-    """Validate the four tensors' presence, dtype and mutual shapes; return (d_in, d_sae)."""
-    missing = [n for n in ("W_enc", "W_dec", "b_enc", "b_dec") if n not in t]
-    if missing:
-        raise UserError(f"{path / WEIGHTS_FILE} lacks {', '.join(missing)}")
-    if t["W_enc"].ndim != 2:
-        raise UserError(f"{path}: W_enc must be 2-D (d_in, d_sae), got {tuple(t['W_enc'].shape)}")
-    d_in, d_sae = t["W_enc"].shape
-    want = {"W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,)}
-    for name, shape in want.items():
-        if tuple(t[name].shape) != shape:
-            raise UserError(f"{path}: {name} has shape {tuple(t[name].shape)}, expected {shape} from W_enc")
-    for name, x in t.items():
-        if not x.is_floating_point() or not bool(torch.isfinite(x).all()):
-            raise UserError(f"{path}: {name} is not a finite floating-point tensor")
-        t[name] = x.float()
-    return int(d_in), int(d_sae)
-
-
-#: The run length the literature's SAE learning rates were tuned at (Gao et al.; sparsify): about 1e9 vectors.
-LR_TUNED_SAMPLES = 1e9
-#: The short-run factor on that LR, and the run length up to which it holds (measured best or near-best
-#: at 0.4-1.6M samples on every data family: docs/training.md).
-LR_SHORT_RUN_MAX = 8.0
-LR_SHORT_RUN_SAMPLES = 2e6
-
-
-def lr_short_run_factor(samples: float) -> float:
-    """The factor on the literature's LR for a run of ``samples`` vectors: x8 up to 2M, falling log-linearly in
-    the run length to x1 at 1e9 (x1 beyond)."""
-    n = min(max(samples, LR_SHORT_RUN_SAMPLES), LR_TUNED_SAMPLES)
-    slope = math.log(LR_SHORT_RUN_MAX) / math.log(LR_TUNED_SAMPLES / LR_SHORT_RUN_SAMPLES)
-    return (LR_TUNED_SAMPLES / n) ** slope
-
-
-def default_lr(d_sae: int, samples: float = LR_TUNED_SAMPLES) -> float:
-    """Adam LR for an SAE of ``d_sae`` latents trained on ``samples`` vectors.
-
-    The literature's 2e-4 / sqrt(m / 2**14) (sparsify, dictionary_learning), tuned on runs of about
-    1e9 vectors, times a short-run factor: x8 up to 2M samples, falling log-linearly in the run length
-    to x1 at 1e9 (x1 beyond). A short run ends before its decoder rows have turned to their directions
-    at the literature's LR; larger steps, annealed by the final decay, gave a lower held-out FVU at
-    0.4-1.6M samples on every data family measured (docs/training.md). This is the LR a run ends at;
-    with ``TrainConfig.anytime`` (the default) a longer run starts higher (``TrainConfig.length_at``).
-    """
-    return 2e-4 / math.sqrt(d_sae / 2**14) * lr_short_run_factor(samples)
 
 
 def config_dict(cfg: SAEConfig) -> dict[str, Any]:

@@ -6,9 +6,11 @@ sections, and :func:`~.eval_stage.evaluate` its keyword defaults.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal
 
+from ..errors import UserError
 from ..settings import check_choices
 
 if TYPE_CHECKING:
@@ -16,6 +18,9 @@ if TYPE_CHECKING:
 
 #: "init": Gao et al.'s tied initialisation, then both matrices trained freely; "full": decoder = encoder^T
 Tie = Literal["init", "full"]
+#: "topk": k per input (Gao et al.); "batchtopk": k·B per batch, a threshold at inference (Bussmann et al.
+#: 2024); "matryoshka": BatchTopK codes, loss averaged over nested prefixes (Bussmann et al. 2025)
+Architecture = Literal["topk", "batchtopk", "matryoshka"]
 
 
 @dataclass(frozen=True)
@@ -32,9 +37,17 @@ class SAESpec:
     """``init`` (Gao: tied init, trained freely) or ``full`` (decoder = encoder^T)"""
     seed: int = 0
     """SAE initialisation seed"""
+    architecture: Architecture = "topk"
+    """``topk``, ``batchtopk`` or ``matryoshka`` (docs/training.md, "Architectures")"""
+    prefixes: tuple[float, ...] = (1 / 16, 1 / 4, 1.0)
+    """Matryoshka's nested prefixes as fractions of the latents, increasing, in (0, 1]; 1 is added when missing"""
 
     def __post_init__(self) -> None:
         check_choices(self)
+        f = tuple(float(x) for x in self.prefixes)
+        if not f or any(not 0 < x <= 1 for x in f) or any(a >= b for a, b in itertools.pairwise(f)):
+            raise UserError(f"prefixes must be increasing fractions of the latents in (0, 1], got {list(f)}")
+        object.__setattr__(self, "prefixes", f)
 
     def sae_config(self, d_in: int) -> SAEConfig:
         """The SAE for a layer of width ``d_in``: every field but ``expansion``/``latents`` passes through by name."""

@@ -14,7 +14,7 @@ import contextlib
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -58,7 +58,8 @@ class TrainResult(NamedTuple):
 
 
 def run_name(c: SAEConfig) -> str:
-    return f"k{c.k}_m{c.d_sae}_{c.tie}_s{c.seed}"
+    arch = "" if c.architecture == "topk" else f"_{c.architecture}"
+    return f"k{c.k}_m{c.d_sae}_{c.tie}_s{c.seed}{arch}"
 
 
 def _clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> None:
@@ -101,6 +102,8 @@ class Trainer:
     def _make_run(self, c: SAEConfig) -> Run:
         if c.d_in != self.source.d:
             raise UserError(f"SAE d_in={c.d_in} but the data has d={self.source.d}")
+        if c.uses_threshold and self.cfg.multi_topk:
+            raise UserError(f"multi_topk is a TopK loss; it does not apply to the {c.architecture} SAE")
         sae = TopKSAE(c, device=self.device)
         lr = self.cfg.lr or default_lr(c.d_sae, self.cfg.samples)
         fused = self.device.type in ("cpu", "cuda")
@@ -193,8 +196,9 @@ class Trainer:
     def _train_step(self, run: Run, x: torch.Tensor, denom: torch.Tensor, raw: torch.Tensor) -> None:
         """One step of one SAE on the scaled batch ``x``; ``raw`` (the rows as read) keys resampling's draw."""
         sae, cfg = run.sae, self.cfg
-        out = sae(x, multi_topk=cfg.multi_topk, compute_dtype=self.compute_dtype)
-        # sq_err (the fused CPU path) was formed with the decoding: no pass of its own, forward or backward
+        out = sae(x, multi_topk=cfg.multi_topk, compute_dtype=self.compute_dtype, distributed=self.distributed)
+        # sq_err (the fused CPU path) was formed with the decoding: no pass of its own, forward or backward;
+        # Matryoshka: the mean over the nested prefixes
         mse = normalized_mse(out.x_hat, x, denom, self.world, sq_err=out.sq_err)
         loss = mse if out.multi_x_hat is None else mse + normalized_mse(out.multi_x_hat, x, denom, self.world) / 8
         aux, aux_grads = self._auxk(run, x, out.x_hat)
@@ -209,6 +213,7 @@ class Trainer:
         run.opt.step()
         sae.release_grads()
         sae.normalize_decoder()
+        sae.update_threshold(out.selection, cfg.threshold_step)
         counts = fire_counts(out.codes.indices, out.codes.values, sae.d_sae)
         if self.distributed:
             dist.all_reduce(counts)
@@ -217,20 +222,29 @@ class Trainer:
         window = cfg.window_at((self.step + 1) * cfg.batch_size)
         vals = out.codes.values.detach()
         resampled = 0
-        if self._resample_due():
+        # BatchTopK/Matryoshka restart dead latents only when asked to: a restarted latent's large activations on
+        # the batch's largest rows took the batch's budget and set training back (FVU x100, measured)
+        if self._resample_due() and (sae.threshold is None or cfg.resample_every is not None):
             dead = (run.since_fired >= window).nonzero().squeeze(1)
             x_hat, kth = out.x_hat.detach(), vals.min(1).values
+            if sae.threshold is not None:  # batch selection: a new latent must beat the batch's smallest kept value
+                kth = torch.full_like(kth, float(vals[vals > 0].min()) if bool((vals > 0).any()) else 0.0)
             resampled = resample_dead(
                 sae, run.opt, dead, x, x_hat, kth, raw, self.step, cfg.resample_enc_scale, self.distributed, self.world
             )
+        full = mse.detach() if out.prefix_sq is None else out.prefix_sq[-1] * self.world / denom
         run.stats = {
-            "fvu": float(mse.detach()) / self.world,
+            "fvu": float(full) / self.world,
             "l0": float((vals > 0).sum(1).float().mean()),
             "aux_loss": float(aux.detach()),
             "dead_fraction": float((run.since_fired >= window).float().mean()),
             "dense_fraction": float((counts.float() / cfg.batch_size > DENSE_THRESHOLD).float().mean()),
             "resampled": resampled,
         }
+        if out.prefix_sq is not None:  # each nested prefix's own FVU, smallest first
+            run.stats.update({f"fvu_prefix{i}": float(p / denom) for i, p in enumerate(out.prefix_sq)})
+        if sae.threshold is not None:
+            run.stats["threshold"] = float(sae.threshold.mean())
         run.recent.add(run.stats)
 
     def _resample_due(self) -> bool:
@@ -250,50 +264,21 @@ class Trainer:
             self._train_step(run, x, denom, raw)
         self.step += 1
 
+    @torch.no_grad()
+    def calibrate(self) -> None:
+        """BatchTopK/Matryoshka: the inference threshold from the finished SAE on the first ``init_samples`` vectors
+        of the stream (the same every time, so a re-run of a finished folder writes the same threshold)."""
+        if any(r.sae.threshold is not None for r in self.runs):
+            x = self._init_sample() * self.scale
+            for r in self.runs:
+                r.sae.calibrate_threshold(x)
+
     # ----- checkpoints
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors: dict[str, torch.Tensor] = {"rng/torch": torch.get_rng_state()}
-        groups = {}
-        for r in self.runs:
-            for pname, p in r.sae.named_parameters():
-                tensors[f"{r.name}/param/{pname}"] = p.detach()
-            tensors[f"{r.name}/since_fired"] = r.since_fired
-            opt_t, groups[r.name] = ckpt.optimizer_tensors(r.opt, f"{r.name}/opt")
-            tensors.update(opt_t)
-        state = {
-            "step": self.step,
-            "samples_seen": self.step * self.cfg.batch_size,
-            "scale": self.scale,
-            "elapsed_s": self.elapsed,
-            "nonfinite_skipped": self.nonfinite,
-            "source": self.source.state_dict(),
-            "train_config": asdict(self.cfg),
-            "saes": [asdict(c) for c in self.saes],
-            "optimizer_groups": groups,
-            "world": self.world,
-            "recent": {r.name: r.recent.state_dict() for r in self.runs},
-            "last_stats": {r.name: r.stats for r in self.runs},  # a resumed, finished run still reports them
-        }
-        return tensors, state
+        return ckpt.trainer_state(self)
 
     def load_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-        if state["saes"] != [asdict(c) for c in self.saes]:
-            raise UserError(f"{self.out}/checkpoint is for other SAEs ({state['saes']}); use a new --out")
-        for key in ("batch_size", "samples", "dtype", "multi_topk"):
-            if state["train_config"][key] != getattr(self.cfg, key):
-                raise UserError(f"checkpoint has {key}={state['train_config'][key]}, this run {getattr(self.cfg, key)}")
-        self.step, self.scale, self.elapsed = int(state["step"]), float(state["scale"]), float(state["elapsed_s"])
-        self.nonfinite = int(state.get("nonfinite_skipped", 0))
-        self.source.load_state_dict(state["source"])
-        torch.set_rng_state(tensors["rng/torch"])
-        with torch.no_grad():
-            for r in self.runs:
-                for pname, p in r.sae.named_parameters():
-                    p.copy_(tensors[f"{r.name}/param/{pname}"])
-                r.since_fired.copy_(tensors[f"{r.name}/since_fired"])
-                r.recent.load_state_dict(state.get("recent", {}).get(r.name, []))
-                r.stats = dict(state.get("last_stats", {}).get(r.name, {}))
-                ckpt.restore_optimizer(r.opt, tensors, state["optimizer_groups"][r.name], f"{r.name}/opt")
+        ckpt.load_trainer_state(self, tensors, state)
 
     def save_checkpoint(self) -> None:
         tensors, state = self.state()
@@ -315,12 +300,23 @@ class Trainer:
                 "lr": r.lr,
                 "dead_window_samples": self.cfg.window,
                 "multi_topk": self.cfg.multi_topk,
+                "architecture": r.sae.architecture,
+                **self._prefix_summary(r),
                 "dtype": self.cfg.dtype,
                 "nonfinite_skipped": self.nonfinite,
                 "held_out_rows": list(held) if held else None,
             }
             for r in self.runs
         }
+
+    @staticmethod
+    def _prefix_summary(r: Run) -> dict[str, Any]:
+        """Matryoshka: each nested prefix's own FVU (mean over the summary window) with its size."""
+        sizes = r.sae.cfg.prefixes
+        if not sizes:
+            return {}
+        return {"matryoshka_prefixes": list(sizes),
+                "final_prefix_fvu": [r.recent.mean(f"fvu_prefix{i}") for i in range(len(sizes))]}  # fmt: skip
 
     def save_saes(self) -> list[Path]:
         paths = []
@@ -372,6 +368,7 @@ def train(
     if t.stop_signal is not None:
         t.save_checkpoint()
         return TrainResult([], t.step, True, t.summaries())
+    t.calibrate()
     t.save_checkpoint()  # a re-run with the same --out is then a no-op that rewrites the SAE folders
     paths = t.save_saes()
     if t.rank == 0:

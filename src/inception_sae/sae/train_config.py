@@ -52,7 +52,8 @@ class TrainConfig:
     benchmarks/LOG.md); with it AuxK trains their direction, not their size."""
     resample_every: int | None = None
     """steps between restarts of dead latents on badly reconstructed rows (sae/resample.py; Bricken et al. 2023, with a
-    bias set for TopK); None = the dead window in steps (at the end of the run), 0 = off"""
+    bias set for TopK); None = the dead window in steps (at the end of the run) for TopK and off for
+    BatchTopK/Matryoshka (docs/training.md, "Architectures"), 0 = off"""
     resample_from: float = 0.5
     """no restarts before this share of the steps"""
     resample_until: float = 0.95
@@ -61,6 +62,9 @@ class TrainConfig:
     """a restarted encoder row's norm, x the median live one"""
     multi_topk: bool = False
     """add L(4k)/8 (Gao et al. MultiTopK)"""
+    threshold_rate: float | None = None
+    """BatchTopK/Matryoshka: the step size of the running threshold's update toward the value that as many of a batch's
+    pre-activations exceed as its selection keeps; None = max(0.01, 20 / steps) (docs/training.md)"""
     normalize_input: bool = True
     """train on s*x with mean ||s*x||^2 = d; s is folded out on save"""
     b_dec_init: Literal["median", "mean", "zero"] = "median"
@@ -90,6 +94,15 @@ class TrainConfig:
             raise UserError("decay_fraction must be in [0, 1]")
         if (self.resample_every or 0) < 0 or not 0 <= self.resample_from <= self.resample_until <= 1:
             raise UserError("resample_every must be >= 0, and 0 <= resample_from <= resample_until <= 1")
+        if self.threshold_rate is not None and not 0 < self.threshold_rate <= 1:
+            raise UserError(f"threshold_rate must be in (0, 1], got {self.threshold_rate}")
+
+    @property
+    def threshold_step(self) -> float:
+        """The inference threshold's step size (TrainConfig.threshold_rate or its default)."""
+        if self.threshold_rate is not None:
+            return self.threshold_rate
+        return min(1.0, max(0.01, 20 / math.ceil(self.samples / self.batch_size)))
 
     def length_at(self, seen: int) -> int:
         """The run length whose defaults hold after ``seen`` samples: the planned length, or with ``anytime`` the
@@ -146,6 +159,7 @@ class TrainSettings(Settings):
     resample_until: float = 0.95
     resample_enc_scale: float = 1.0
     multi_topk: bool = False
+    threshold_rate: float | None = None
     normalize_input: bool = True
     b_dec_init: Literal["median", "mean", "zero"] = "median"
     init_samples: int = 16384

@@ -2,7 +2,8 @@
 
 Circuits and feature visualisation read an SAE as plain tensors in the raw units of
 its layer (``W_enc`` (d, m), ``W_dec`` (m, d), ``b_enc`` (m,), ``b_dec`` (d,)) with the
-TopK rule of Gao et al. (2024): ``z = ReLU(TopK(W_enc^T (v - b_dec) + b_enc))``.
+TopK rule of Gao et al. (2024): ``z = ReLU(TopK(W_enc^T (v - b_dec) + b_enc))``, or for a
+BatchTopK/Matryoshka SAE its inference rule, every pre-activation above the latent's ``threshold``.
 Folders are read only by :meth:`inception_sae.sae.model.TopKSAE.load`;
 :meth:`~inception_sae.sae.model.TopKSAE.frozen` gives this view of one.
 """
@@ -32,6 +33,7 @@ class SAETensors:
     layer: str | None  #: capture name of the layer it reads, e.g. "mixed4c"
     cfg: dict[str, Any] = field(default_factory=dict)  #: the folder's cfg.json keys (empty for plain tensors)
     source: str = "tensors"  #: where the weights came from (folder path)
+    threshold: Tensor | None = None  #: (m,) BatchTopK/Matryoshka inference thresholds (None: TopK)
 
     def __post_init__(self) -> None:
         d, m = self.W_enc.shape
@@ -40,6 +42,8 @@ class SAETensors:
                 f"SAE tensors disagree: W_enc {tuple(self.W_enc.shape)}, W_dec {tuple(self.W_dec.shape)}, "
                 f"b_enc {tuple(self.b_enc.shape)}, b_dec {tuple(self.b_dec.shape)}"
             )
+        if self.threshold is not None and self.threshold.shape != (m,):
+            raise UserError(f"SAE threshold has shape {tuple(self.threshold.shape)}, expected ({m},)")
         if not 0 < self.k <= m:
             raise UserError(f"SAE k={self.k} must be in 1..{m}")
 
@@ -59,9 +63,17 @@ class SAETensors:
         return (v - self.b_dec) @ self.W_enc + self.b_enc
 
     def encode(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        """TopK codes: (B, d) -> ((B, k) values >= 0, (B, k) indices)."""
-        values, indices = self.preacts(v).topk(self.k, dim=-1)
-        return values.clamp(min=0), indices
+        """Codes: (B, d) -> ((B, w) values >= 0, (B, w) indices). TopK: w = k. Threshold: w = the most
+        latents any row keeps, the rows that keep fewer padded with zero values at distinct latents."""
+        pre = self.preacts(v)
+        if self.threshold is None:
+            values, indices = pre.topk(self.k, dim=-1)
+            return values.clamp(min=0), indices
+        margin = pre - self.threshold  # kept: pre > threshold
+        w = max(1, int((margin > 0).sum(-1).max())) if margin.numel() else 1
+        top, indices = margin.topk(min(w, self.m), dim=-1)
+        values = torch.where(top > 0, pre.gather(-1, indices), torch.zeros_like(top)).clamp(min=0)
+        return values, indices
 
     def decode(self, values: Tensor, indices: Tensor) -> Tensor:
         """(B, k) codes -> (B, d) reconstruction."""
