@@ -55,6 +55,8 @@ def other_value(hint: Any, default: Any) -> tuple[Any, str, str]:
         value = next(a for a in get_args(hint) if a != default)
         return value, value, value
     if get_origin(hint) is tuple:  # the flag is repeated; the key takes a list
+        if get_args(hint)[0] is float:  # fractions (Matryoshka's prefixes)
+            return (0.5,), "0.5", "[0.5]"
         return (7,), "7", "[7]"
     value = {bool: lambda: not default, int: lambda: (default or 0) + 3, float: lambda: (default or 0) + 0.25,
              str: lambda: "x1", Path: lambda: Path("p1")}[hint]()  # fmt: skip

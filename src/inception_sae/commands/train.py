@@ -72,6 +72,7 @@ def train(
     Resumes from OUT/checkpoint when present.
     """
     from ..data.distributed import DistEnv, process_group
+    from ..sae.model import SAEConfig
     from ..sae.provenance import DATA_KEY, store_record
     from ..sae.train import train as run_train
 
@@ -97,7 +98,7 @@ def train(
 
                 console.print(mixing_line(source), soft_wrap=True)
         cfg = TrainConfig(device=device, progress=progress and rank == 0, **values(settings))
-        result = run_train(source, [spec.sae_config(source.d) for spec in saes], cfg, out_dir, meta)
+        result = run_train(source, [SAEConfig.from_spec(spec, source.d) for spec in saes], cfg, out_dir, meta)
         if rank == 0:
             for name, s in result.summaries.items():
                 out.print(f"{name}: step {result.steps}, FVU {s['final_fvu']:.4f}, dead {s['dead_fraction']:.2%}")

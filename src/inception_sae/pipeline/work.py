@@ -83,6 +83,7 @@ def pending_stores(ctx: Context, layer: str) -> tuple[str, ...]:
 
 def do_train(ctx: Context, layer: str) -> str:
     from ..data.store import ActivationStore
+    from ..sae.model import SAEConfig
     from ..sae.train import TrainConfig, train
 
     store = ActivationStore.read(ctx.paths.store(layer))
@@ -92,7 +93,7 @@ def do_train(ctx: Context, layer: str) -> str:
             f"the {layer} store holds {len(store):,} vectors, fewer than one batch of {tcfg.batch_size}; "
             "lower train.batch_size or harvest more images"
         )
-    sae_cfg = ctx.cfg.sae.sae_config(store.d)
+    sae_cfg = SAEConfig.from_spec(ctx.cfg.sae, store.d)
     from ..data.reader import StoreSource, mixing_line
     from ..data.subsets import held_out_tail
     from ..sae.provenance import DATA_KEY, store_record

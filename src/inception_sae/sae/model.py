@@ -12,7 +12,7 @@ saved file use the SAELens layout (d_in, d_sae).
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple, get_args
 
@@ -36,7 +36,7 @@ from .kernels import (
 )
 from .lr import LR_SHORT_RUN_MAX, LR_SHORT_RUN_SAMPLES, LR_TUNED_SAMPLES, default_lr, lr_short_run_factor  # noqa: F401 (re-exported)
 from .selection import Rule, pooled_cut
-from .settings import Architecture, Tie
+from .settings import Architecture, SAESpec, Tie
 from .view import TENSORS, SAETensors
 
 TIES: tuple[str, ...] = get_args(Tie)
@@ -93,6 +93,13 @@ class SAEConfig:
         if kw.get("architecture") == "matryoshka" and fractions:
             kw["prefixes"] = tuple(max(1, round(f * m)) for f in fractions)
         return cls(d_in=d_in, d_sae=m, **kw)
+
+    @classmethod
+    def from_spec(cls, spec: SAESpec, d_in: int) -> SAEConfig:
+        """The SAE of ``spec`` for a layer of width ``d_in``: every field but ``expansion``/``latents`` passes through
+        by name."""
+        shape = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in ("expansion", "latents")}
+        return cls.from_expansion(d_in, spec.expansion, spec.latents, **shape)
 
 
 class ForwardOutput(NamedTuple):

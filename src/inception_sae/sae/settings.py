@@ -7,14 +7,11 @@ sections, and :func:`~.eval_stage.evaluate` its keyword defaults.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 from ..errors import UserError
 from ..settings import check_choices
-
-if TYPE_CHECKING:
-    from .model import SAEConfig
 
 #: "init": Gao et al.'s tied initialisation, then both matrices trained freely; "full": decoder = encoder^T
 Tie = Literal["init", "full"]
@@ -25,7 +22,7 @@ Architecture = Literal["topk", "batchtopk", "matryoshka"]
 
 @dataclass(frozen=True)
 class SAESpec:
-    """Shape of the SAE trained per layer (becomes an ``SAEConfig`` once the layer's width is known)."""
+    """Shape of the SAE trained per layer (an ``SAEConfig`` once the layer's width is known: SAEConfig.from_spec)."""
 
     k: int = 32
     """active latents per input"""
@@ -48,13 +45,6 @@ class SAESpec:
         if not f or any(not 0 < x <= 1 for x in f) or any(a >= b for a, b in itertools.pairwise(f)):
             raise UserError(f"prefixes must be increasing fractions of the latents in (0, 1], got {list(f)}")
         object.__setattr__(self, "prefixes", f)
-
-    def sae_config(self, d_in: int) -> SAEConfig:
-        """The SAE for a layer of width ``d_in``: every field but ``expansion``/``latents`` passes through by name."""
-        from .model import SAEConfig
-
-        shape = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("expansion", "latents")}
-        return SAEConfig.from_expansion(d_in, self.expansion, self.latents, **shape)
 
 
 @dataclass(frozen=True)
