@@ -37,7 +37,8 @@ class CompareConfig:
     images: Path | None = None
     """image folder or list; needed to compare different layers"""
     max_images: int = 256
-    """images used for the correlation (an even spread of the folder)"""
+    """images used for the correlation: a seeded spread over the class folders, as every stage takes (`subset` in
+    compare.json)"""
     batch_size: int = 16
     """images per batch (at least 3: the null pairs each image with others, in several shuffles)"""
     analysis_a: Path | None = None
@@ -106,13 +107,14 @@ def matching_block(sim: Tensor, dom: tuple[list[str], list[str]], freq: tuple[Te
 
 
 def image_batches(images: Path, max_images: int, batch_size: int, seed: int):
-    """An even spread of ``max_images`` images of the folder, in batches; and the count used."""
+    """The seeded class-spread subset of ``max_images`` images every stage takes (``data.subsets``), in batches;
+    the count used and the subset's record."""
     from ..data.images import ImageDataset, iter_batches
+    from ..data.subsets import take_spread
 
     ds = ImageDataset.from_path(images)
-    n = min(max_images, len(ds))
-    idx = torch.linspace(0, len(ds) - 1, n).round().long().unique().tolist()
-    return (images for images, _ in iter_batches(ds, batch_size, indices=idx)), len(idx)
+    record = take_spread(ds, max_images, seed)
+    return (images for images, _ in iter_batches(ds, batch_size)), len(ds), record
 
 
 def check_pair(a, b, images: Path | None) -> bool:
@@ -142,7 +144,7 @@ def run(cfg: CompareConfig, model=None, progress: Callable[[int, int], None] | N
     cols_b: dict = {"id": list(range(b.d_sae))}
     freq, acc = None, None
     if cfg.images is not None:
-        acc, positions, n_images = correlations(cfg, a, b, model, progress)
+        acc, positions, n_images, subset = correlations(cfg, a, b, model, progress)
     rms = (acc.channel_rms(a.layer), acc.channel_rms(b.layer)) if acc is not None else (None, None)
     dom = (
         dominant_branches(a.W_dec, a.layer, rms[0], cfg.analysis_a),
@@ -175,7 +177,8 @@ def run(cfg: CompareConfig, model=None, progress: Callable[[int, int], None] | N
         block["branch_pairs"] = summary.branch_pairs(above[0] & live[0], ca["best"].index, *dom)
         result["activation"] = block
         result["images"] = {"source": str(cfg.images), "count": n_images, "positions_per_image": positions,
-                            "positions": acc.n, "grid": "finer layer average-pooled onto the coarser grid"}  # fmt: skip
+                            "positions": acc.n, "grid": "finer layer average-pooled onto the coarser grid",
+                            "subset": subset}  # fmt: skip
         for f, (cols, c) in enumerate(((cols_a, ca), (cols_b, cb))):
             cols.update(frequency=summary.rounded(freq[f], 6), **feature_columns(c["best"], c["one"], "corr"))
             cols["corr_above_null"] = above[f].tolist()
@@ -207,7 +210,7 @@ def summary_null(test: match.NullTest, live: Tensor, tied: Tensor) -> dict:
 
 
 def correlations(cfg: CompareConfig, a, b, model, progress):
-    """Stream the images through model and both SAEs; (accumulator, positions per image, images)."""
+    """Stream the images through model and both SAEs; (accumulator, positions per image, images, their subset)."""
     from ..models import load_model
 
     if model is None:
@@ -217,7 +220,7 @@ def correlations(cfg: CompareConfig, a, b, model, progress):
         if channels != sae.d_in:
             raise UserError(f"SAE {name} expects d_in={sae.d_in} but {sae.layer} has {channels} channels")
     assert cfg.images is not None  # called only with images
-    batches, n = image_batches(cfg.images, cfg.max_images, cfg.batch_size, cfg.seed)
+    batches, n, subset = image_batches(cfg.images, cfg.max_images, cfg.batch_size, cfg.seed)
     if min(n, cfg.batch_size) < 3:  # two images have one shuffle only: no spread for the per-feature null
         raise UserError(f"{cfg.images}: the shuffled-image null needs batches of at least 3 images "
                         f"({n} images, batch size {cfg.batch_size})")  # fmt: skip
@@ -232,4 +235,4 @@ def correlations(cfg: CompareConfig, a, b, model, progress):
     from .codes import accumulate
 
     acc, positions = accumulate(model, a, b, a.layer, b.layer, batches, cfg.device, tick, seed=cfg.seed)
-    return acc, positions, done
+    return acc, positions, done, subset
