@@ -82,36 +82,22 @@ def pending_stores(ctx: Context, layer: str) -> tuple[str, ...]:
 
 
 def do_train(ctx: Context, layer: str) -> str:
-    from ..data.store import ActivationStore
-    from ..sae.model import SAEConfig
-    from ..sae.train import TrainConfig, train
+    from ..sae.folder import SAEFolder
+    from ..sae.train_stage import TrainStageConfig, run
 
-    store = ActivationStore.read(ctx.paths.store(layer))
-    tcfg = TrainConfig(device=ctx.cfg.device, progress=ctx.progress, **values(ctx.cfg.train))
-    if len(store) < tcfg.batch_size:
-        raise UserError(
-            f"the {layer} store holds {len(store):,} vectors, fewer than one batch of {tcfg.batch_size}; "
-            "lower train.batch_size or harvest more images"
-        )
-    sae_cfg = SAEConfig.from_spec(ctx.cfg.sae, store.d)
-    from ..data.reader import StoreSource, mixing_line
-    from ..data.subsets import held_out_tail
-    from ..sae.provenance import DATA_KEY, store_record
+    cfg = TrainStageConfig(out=ctx.paths.sae(layer), store=ctx.paths.store(layer), saes=(ctx.cfg.sae,),
+                           settings=ctx.cfg.train, held_out=ctx.cfg.eval.max_vectors,  # what eval measures on
+                           **ctx.common())  # fmt: skip
 
-    held = held_out_tail(store, ctx.cfg.eval.max_vectors)  # what eval measures on
-    source = StoreSource(store, tcfg.batch_size, seed=ctx.cfg.seed, held_out=held)
-    if len(store) - (held[1] - held[0] if held else 0) < tcfg.batch_size:
-        raise UserError(f"the {layer} store minus its held-out rows is smaller than one batch; harvest more images")
-    if ctx.progress:
-        ctx.console.print(f"{layer}: {mixing_line(source)}")
-    meta = {"layer": store.layer, "model": store.manifest.get("model"), "store": str(ctx.paths.store(layer)),
-            "batch_mixing": source.mixing(), DATA_KEY: store_record(store, held)}  # fmt: skip
-    result = train(source, [sae_cfg], tcfg, ctx.paths.sae(layer), meta)
+    def note(line: str) -> None:
+        ctx.console.print(f"{layer}: {line}")
+
+    result = run(cfg, progress=ctx.progress, on_note=note if ctx.progress else None)
     if result.interrupted:
         raise KeyboardInterrupt  # the checkpoint is saved; rerunning resumes
     s = next(iter(result.summaries.values()))
-    fvu, dead = s["final_fvu"], s["dead_fraction"]
-    return f"m={sae_cfg.d_sae} k={sae_cfg.k}, {result.steps} steps, FVU {fvu:.3f}, dead {dead:.1%}"
+    fvu, dead, m = s["final_fvu"], s["dead_fraction"], SAEFolder.d_sae(cfg.out)
+    return f"m={m} k={ctx.cfg.sae.k}, {result.steps} steps, FVU {fvu:.3f}, dead {dead:.1%}"
 
 
 def do_eval(ctx: Context, layer: str) -> str:
