@@ -8,18 +8,11 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
-from ..fsio import atomic_write_json
 from ..sae.settings import EvalSpec, SAESpec
 from ..sae.train_config import TrainSettings
 from ..settings import values
 from .common import MODEL, Model, console, out
 from .options import Group, stage
-
-
-def _open_store(path: Path):
-    from ..data.store import ActivationStore
-
-    return ActivationStore.open(path)
 
 
 @stage(settings=Group(TrainSettings, "train"), saes=Group(SAESpec, "sae", sweep=("k", "seed")),
@@ -89,20 +82,17 @@ def evaluate(
 ) -> None:
     """FVU, L0, dead/dense fractions; splice-back top-1 agreement and KL, at every position and the trained ones;
     the quality panel (docs/quality.md)."""
-    from ..sae.eval_stage import evaluate as run_eval
-    from ..sae.model import TopKSAE
+    from ..sae.eval_stage import EvalConfig, run
 
     if store is None and images is None:
         raise UserError("give --store and/or --images")
-    sae = TopKSAE.load(sae_dir, device=model.device)
-    st = _open_store(store) if store is not None else None
-    rep = run_eval(sae, sae_dir, store=st, images=images, harvest_rule=harvest_rule, resize=resize, crop=crop,
-                   siblings=tuple(sibling), **values(model), **values(spec))  # fmt: skip
+    cfg = EvalConfig(sae=sae_dir, store=store, images=images, siblings=tuple(sibling), harvest_rule=harvest_rule,
+                     resize=resize, crop=crop, settings=spec, **values(model))  # fmt: skip
+    rep = run(cfg)
     for line in report_lines(rep.to_dict()):
         out.print(line)
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(report, rep.to_dict(), indent=2, default=float)
+        rep.write(report)
 
 
 def report_lines(rep: dict) -> list[str]:

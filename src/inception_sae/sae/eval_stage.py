@@ -224,6 +224,12 @@ class EvalConfig:
     device: str = "cpu"
     siblings: tuple[Path, ...] = ()
     """SAE folders of the same layer for the quality panel: same k = seed stability, any k = the L0 sweep"""
+    harvest_rule: str | None = None
+    """for an SAE folder that records none: the harvest's rule (top-norm:N[:SEED], all, none...)"""
+    resize: int | None = None
+    """for an SAE folder that records none: the harvest's short side"""
+    crop: int | None = None
+    """for an SAE folder that records none: the harvest's centre crop"""
     settings: EvalSpec = field(default_factory=EvalSpec)
 
 
@@ -234,7 +240,8 @@ def run(cfg: EvalConfig, model=None) -> EvalReport:
     sae = TopKSAE.load(cfg.sae, device=cfg.device)
     store = ActivationStore.read(cfg.store) if cfg.store is not None else None
     return evaluate(sae, cfg.sae, store=store, images=cfg.images, model=model, weights=cfg.weights, seed=cfg.seed,
-                    device=cfg.device, siblings=cfg.siblings, **asdict(cfg.settings))  # fmt: skip
+                    device=cfg.device, siblings=cfg.siblings, harvest_rule=cfg.harvest_rule, resize=cfg.resize,
+                    crop=cfg.crop, **asdict(cfg.settings))  # fmt: skip
 
 
 def evaluate(
