@@ -60,14 +60,14 @@ class Context:
 def do_harvest(ctx: Context, layer: str, also: tuple[str, ...] | None = None) -> str:
     """Harvest ``layer`` and, in the same pass over the images, the ``also`` layers (each image decoded and run
     through the network once for all of them; default: every other layer of the run whose store is not complete)."""
-    from ..data.harvest import HarvestConfig, harvest_layers
+    from ..data.harvest import HarvestPassConfig, run
 
     if also is None:
         also = pending_stores(ctx, layer)
-    layers = [layer, *[x for x in also if x != layer]]
-    cfgs = [HarvestConfig(images=ctx.images, layer=x, out=ctx.paths.store(x), progress=ctx.progress,
-                          **ctx.common(), **values(ctx.cfg.harvest)) for x in layers]  # fmt: skip
-    results = harvest_layers(cfgs)
+    layers = (layer, *[x for x in also if x != layer])
+    cfg = HarvestPassConfig(images=ctx.images, layers=layers, outs=tuple(ctx.paths.store(x) for x in layers),
+                            settings=ctx.cfg.harvest, **ctx.common())  # fmt: skip
+    results = run(cfg, ctx.model, progress=ctx.progress)
     for x, r in zip(layers, results, strict=True):
         if not r.complete:
             raise UserError(f"harvest of {x} did not complete; rerun to resume")
@@ -118,13 +118,13 @@ def do_eval(ctx: Context, layer: str) -> str:
 
 def do_analyze(ctx: Context, layer: str) -> str:
     from ..analysis.config import AnalyzeConfig
-    from ..analysis.run import analyze
+    from ..analysis.run import run
 
     ev = ctx.paths.eval(layer)
     cfg = AnalyzeConfig(sae=ctx.paths.sae(layer), images=ctx.analysis_images, out=ctx.paths.analysis(layer),
                         eval_report=ev if ev.is_file() else None, **ctx.common(),
                         **values(ctx.cfg.analyze))  # fmt: skip
-    s = analyze(cfg, model=ctx.model, progress=ctx.progress).summary
+    s = run(cfg, ctx.model, progress=ctx.progress).summary
     return f"{s['counts']['features']} features over {s['images']['analysed']} images, {s['counts']['dead']} dead"
 
 
@@ -195,7 +195,8 @@ def site_featvis(ctx: Context) -> Path | None:
 
 def do_site(ctx: Context) -> str:
     from ..compare.report import CompareFolder
-    from ..site import SiteConfig, build_site
+    from ..site import SiteConfig
+    from ..site.build import run
 
     p, layers = ctx.paths, ctx.cfg.layers
     pairs = [p.circuits(a, b) for a, b in pairwise(layers) if p.circuits(a, b).is_dir()]
@@ -207,7 +208,7 @@ def do_site(ctx: Context) -> str:
                      circuits=tuple(pairs),
                      compares=tuple(p.compare(a, b) for a, b in pairwise(layers)
                                     if CompareFolder.is_complete(p.compare(a, b))), **kw)  # fmt: skip
-    r = build_site(cfg)
+    r = run(cfg)
     return f"{r.features} features, {r.files} files"
 
 
