@@ -13,7 +13,7 @@ from inception_sae.data.reader import StoreSource
 from inception_sae.errors import UserError
 from inception_sae.sae.folder import SUMMARY_FILE, SAEFolder
 from inception_sae.sae.model import WEIGHTS_FILE, SAEConfig
-from inception_sae.sae.settings import SAESpec
+from inception_sae.sae.settings import SAESettings
 from inception_sae.sae.train import TrainConfig, train
 from inception_sae.sae.train_config import TrainSettings
 from inception_sae.sae.train_stage import TrainStageConfig, run
@@ -29,7 +29,7 @@ def store(tmp_path):
 
 
 def test_run_trains_the_sweep_as_the_trainer_does_and_marks_it_complete(tmp_path, store):
-    sweep = (SAESpec(k=4, latents=64, seed=0), SAESpec(k=2, latents=64, seed=0))
+    sweep = (SAESettings(k=4, latents=64, seed=0), SAESettings(k=2, latents=64, seed=0))
     cfg = TrainStageConfig(out=tmp_path / "stage", store=store.path, saes=sweep, settings=SETTINGS, held_out=200)
     result = run(cfg, progress=False)
     assert not result.interrupted and result.steps == 8
@@ -53,7 +53,7 @@ def test_run_trains_the_sweep_as_the_trainer_does_and_marks_it_complete(tmp_path
 def test_one_sae_writes_its_folder_and_the_marker_last(tmp_path, store):
     out = tmp_path / "sae"
     notes: list[str] = []
-    run(TrainStageConfig(out=out, store=store.path, saes=(SAESpec(k=4, latents=32),), settings=SETTINGS),
+    run(TrainStageConfig(out=out, store=store.path, saes=(SAESettings(k=4, latents=32),), settings=SETTINGS),
         progress=False, on_note=notes.append)  # fmt: skip
     assert SAEFolder.is_complete(out) and SAEFolder.d_sae(out) == 32
     assert len(notes) == 1 and "held out from training" in notes[0]  # the reader's line: what training skips

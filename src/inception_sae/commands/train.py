@@ -8,24 +8,24 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
-from ..sae.settings import EvalSpec, SAESpec
+from ..sae.settings import EvalSettings, SAESettings
 from ..sae.train_config import TrainSettings
 from ..settings import values
 from .common import MODEL, Model, console, out
 from .options import Group, stage
 
 
-@stage(settings=Group(TrainSettings, "train"), saes=Group(SAESpec, "sae", sweep=("k", "seed")),
+@stage(settings=Group(TrainSettings, "train"), saes=Group(SAESettings, "sae", sweep=("k", "seed")),
        model=Group(Model, "model", skip=("seed",)))  # fmt: skip
 def train(
     store: Path = typer.Option(None, "--store", help="Activation store folder (from `harvest`)."),
     images: Path = typer.Option(None, "--images", help="Stream activations from these images instead of a store."),
     layer: str = typer.Option(None, "--layer", help="Layer to stream (with --images)."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder (one SAE, or one sub-folder per SAE)."),
-    saes: Sequence[SAESpec] = (SAESpec(),),
+    saes: Sequence[SAESettings] = (SAESettings(),),
     settings: TrainSettings = TrainSettings(),
     held_out: int = typer.Option(
-        EvalSpec.max_vectors,
+        EvalSettings.max_vectors,
         "--held-out",
         help="Store vectors (its tail, <= 20%) never trained on, for `eval` (eval.max_vectors in `run`); 0: none.",
     ),
@@ -61,14 +61,14 @@ def train(
         raise typer.Exit(130)
 
 
-@stage(spec=Group(EvalSpec, "eval"), model=MODEL)
+@stage(spec=Group(EvalSettings, "eval"), model=MODEL)
 def evaluate(
     sae_dir: Path = typer.Option(..., "--sae", help="SAE folder."),
     store: Path = typer.Option(
         None, "--store", help="Activation store: its held-out rows if the SAE was trained on it, else its last rows."
     ),
     images: Path = typer.Option(None, "--images", help="Images for splice-back (folder or .txt list)."),
-    spec: EvalSpec = EvalSpec(),
+    spec: EvalSettings = EvalSettings(),
     report: Path = typer.Option(None, "--report", help="Write the results (and frequency histogram) as JSON."),
     harvest_rule: str = typer.Option(
         None, "--harvest-rule", help="For an SAE folder that records none: top-norm:N[:SEED], all, none..."

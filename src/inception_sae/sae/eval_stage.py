@@ -30,7 +30,7 @@ from ..models.layers import layer_info
 from .evaluate import check_dims, evaluate_vectors, splice_both
 from .model import TopKSAE
 from .provenance import DATA_KEY, Harvest, harvest_of
-from .settings import EvalSpec
+from .settings import EvalSettings
 
 
 @dataclass
@@ -230,7 +230,7 @@ class EvalConfig:
     """for an SAE folder that records none: the harvest's short side"""
     crop: int | None = None
     """for an SAE folder that records none: the harvest's centre crop"""
-    settings: EvalSpec = field(default_factory=EvalSpec)
+    settings: EvalSettings = field(default_factory=EvalSettings)
 
 
 def run(cfg: EvalConfig, model=None) -> EvalReport:
@@ -252,16 +252,16 @@ def evaluate(
     images: str | Path | None = None,
     model=None,
     weights: str | None = None,
-    max_vectors: int = EvalSpec.max_vectors,
-    max_images: int = EvalSpec.max_images,
-    batch_size: int = EvalSpec.batch_size,
+    max_vectors: int = EvalSettings.max_vectors,
+    max_images: int = EvalSettings.max_images,
+    batch_size: int = EvalSettings.batch_size,
     seed: int = 0,
     device: str = "cpu",
     harvest_rule: str | None = None,
     resize: int | None = None,
     crop: int | None = None,
     siblings: tuple[str | Path, ...] = (),
-    quality: bool = EvalSpec.quality,
+    quality: bool = EvalSettings.quality,
 ) -> EvalReport:
     """Evaluate ``sae`` on store rows and/or splice-back on ``images`` (see the module docstring).
 

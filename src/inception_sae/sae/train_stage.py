@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..settings import values
-from .settings import EvalSpec, SAESpec
+from .settings import EvalSettings, SAESettings
 from .train import TrainResult
 from .train_config import TrainConfig, TrainSettings
 
@@ -32,10 +32,10 @@ class TrainStageConfig:
     """stream activations of ``layer`` from these images instead of a store"""
     layer: str | None = None
     """layer to stream (with ``images``)"""
-    saes: tuple[SAESpec, ...] = (SAESpec(),)
+    saes: tuple[SAESettings, ...] = (SAESettings(),)
     """the SAEs trained on every batch (a k and seed sweep)"""
     settings: TrainSettings = field(default_factory=TrainSettings)
-    held_out: int = EvalSpec.max_vectors
+    held_out: int = EvalSettings.max_vectors
     """store vectors (its tail, at most 20%) never trained on, for ``eval``; 0: none"""
     weights: str | None = None
     """inception5h.pth path, "random" (seeded with ``seed``, untrained), or None for the cached file (streaming)"""
