@@ -121,8 +121,8 @@ def demo(
     from ..pipeline.demo import DemoSettings, run_demo
 
     opts = DemoSettings(out=out_dir, offline=offline, images=images, size=size, samples=samples,
-                       features=features, steps=steps, layer=layer, overrides=parse_sets(sets),
-                       progress=progress)  # fmt: skip
+                        features=features, steps=steps, layer=layer, overrides=parse_sets(sets),
+                        progress=progress)  # fmt: skip
     if offline:
         warn_if_random("random:0")
     try:

@@ -61,14 +61,14 @@ def train(
         raise typer.Exit(130)
 
 
-@stage(spec=Group(EvalSettings, "eval"), model=MODEL)
+@stage(settings=Group(EvalSettings, "eval"), model=MODEL)
 def evaluate(
     sae_dir: Path = typer.Option(..., "--sae", help="SAE folder."),
     store: Path = typer.Option(
         None, "--store", help="Activation store: its held-out rows if the SAE was trained on it, else its last rows."
     ),
     images: Path = typer.Option(None, "--images", help="Images for splice-back (folder or .txt list)."),
-    spec: EvalSettings = EvalSettings(),
+    settings: EvalSettings = EvalSettings(),
     report: Path = typer.Option(None, "--report", help="Write the results (and frequency histogram) as JSON."),
     harvest_rule: str = typer.Option(
         None, "--harvest-rule", help="For an SAE folder that records none: top-norm:N[:SEED], all, none..."
@@ -87,7 +87,7 @@ def evaluate(
     if store is None and images is None:
         raise UserError("give --store and/or --images")
     cfg = EvalConfig(sae=sae_dir, store=store, images=images, siblings=tuple(sibling), harvest_rule=harvest_rule,
-                     resize=resize, crop=crop, settings=spec, **values(model))  # fmt: skip
+                     resize=resize, crop=crop, settings=settings, **values(model))  # fmt: skip
     rep = run(cfg)
     for line in report_lines(rep.to_dict()):
         out.print(line)
