@@ -10,7 +10,7 @@ from factories.stores import SMALL_HARVEST, store_as_dict
 
 from inception_sae import ActivationStore
 from inception_sae.data import harvest as hv
-from inception_sae.data.harvest import HarvestConfig, harvest, harvest_layers
+from inception_sae.data.harvest import HarvestConfig, HarvestPassConfig, HarvestSettings, harvest, harvest_layers, run
 from inception_sae.errors import UserError
 
 LAYERS = ("mixed4c", "mixed4d_5x5", "mixed5b")
@@ -88,3 +88,32 @@ def test_cli_several_layers_write_one_store_each(image_dir, tmp_path):
     for x in ("mixed4c", "mixed4d"):
         st = ActivationStore.open(out / x)
         assert st.status == "complete" and len(st) == 6 and f"{out / x}: complete" in err
+
+
+def test_stage_run_names_its_layers_and_takes_the_loaded_network(image_dir, tmp_path, model, monkeypatch):
+    kw = {"per_image": 2, "max_images": 4}
+    for c in configs(image_dir, tmp_path / "apart", **kw)[:2]:
+        assert harvest(c).complete
+    from inception_sae.models import weights
+
+    def no_load(*_a, **_k):
+        raise AssertionError("the stage loaded a network although it was given one")
+
+    monkeypatch.setattr(weights, "load_model", no_load)
+    small = {k: v for k, v in SMALL_HARVEST.items() if k not in ("weights", "progress")}
+    cfg = HarvestPassConfig(images=image_dir, layers=LAYERS[:2], outs=(tmp_path / "a", tmp_path / "b"),
+                            settings=HarvestSettings(**small, **kw), weights="random")  # fmt: skip
+    results = run(cfg, model, progress=False)  # the random:0 network the separate harvests loaded
+    assert [r.store for r in results] == [tmp_path / "a", tmp_path / "b"] and all(r.complete for r in results)
+    for x, out in zip(LAYERS[:2], ("a", "b"), strict=True):
+        assert same(store_as_dict(ActivationStore.open(tmp_path / out)),
+                    store_as_dict(ActivationStore.open(tmp_path / "apart" / x)))  # fmt: skip
+
+
+def test_a_pass_config_names_one_store_per_distinct_layer(image_dir, tmp_path):
+    with pytest.raises(UserError, match="at least one layer"):
+        HarvestPassConfig(images=image_dir, layers=(), outs=())
+    with pytest.raises(UserError, match="2 layers need 2 store folders"):
+        HarvestPassConfig(images=image_dir, layers=LAYERS[:2], outs=(tmp_path,))
+    with pytest.raises(UserError, match="named twice"):
+        HarvestPassConfig(images=image_dir, layers=(LAYERS[0],) * 2, outs=(tmp_path / "a", tmp_path / "b"))

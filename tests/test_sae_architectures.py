@@ -17,7 +17,7 @@ from inception_sae.sae import kernels
 from inception_sae.sae.metrics import fvu
 from inception_sae.sae.model import SAEConfig, TopKSAE
 from inception_sae.sae.selection import Rule, select
-from inception_sae.sae.settings import SAESpec
+from inception_sae.sae.settings import SAESettings
 from inception_sae.sae.train import TrainConfig, Trainer, train
 
 
@@ -247,12 +247,12 @@ def test_interrupted_run_resumes_bitwise(arch, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("make", "needle"),
     [
-        (lambda: SAESpec(architecture="matryoshka", prefixes=(0.5, 0.25)), "must be increasing fractions"),
-        (lambda: SAESpec(prefixes=(0.25, 2.0)), "in (0, 1]"),
+        (lambda: SAESettings(architecture="matryoshka", prefixes=(0.5, 0.25)), "must be increasing fractions"),
+        (lambda: SAESettings(prefixes=(0.25, 2.0)), "in (0, 1]"),
         (lambda: SAEConfig(8, 64, 2, architecture="matryoshka", prefixes=(16, 8)), "must increase within 1..64"),
         (lambda: SAEConfig(8, 64, 2, architecture="matryoshka", prefixes=(16, 128)), "must increase within 1..64"),
         (lambda: SAEConfig(8, 64, 2, architecture="jumprelu"), "architecture must be one of"),
-        (lambda: SAESpec(architecture="batch"), "architecture must be one of"),  # type: ignore[arg-type]
+        (lambda: SAESettings(architecture="batch"), "architecture must be one of"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_architecture_settings_are_one_line_user_errors(make, needle):

@@ -164,6 +164,11 @@ def analyze(cfg: AnalyzeConfig, model=None, progress: bool = True) -> AnalysisRe
     return AnalysisResult(cfg.out, summary)
 
 
+def run(cfg: AnalyzeConfig, model=None, *, progress: bool = True) -> AnalysisResult:
+    """The analyze stage (:func:`analyze`): ``model`` is ``cfg``'s network when the caller has already loaded it."""
+    return analyze(cfg, model, progress=progress)
+
+
 def periodic_saver(folder: Path, state: RunState, ctx: Context, fp: dict, every_s: float):
     """A per-batch callback that checkpoints at most every ``every_s`` seconds (0: never mid-pass)."""
     last = [time.perf_counter()]

@@ -27,13 +27,12 @@ def analyze(
     model: Model = Model(),
 ) -> None:
     """Analyse every feature of an SAE over a set of images and write ANALYSIS (summary.json, features/<id>.json)."""
-    from ..analysis.run import analyze as run_analysis
-    from ..analysis.run import validate
+    from ..analysis.run import run, validate
 
     cfg = AnalyzeConfig(sae=sae, images=images, out=out, eval_report=eval_report, harvest_rule=harvest_rule,
                         **values(model), **values(settings))  # fmt: skip
     validate(cfg)
-    result = run_analysis(cfg, model=model.load(), progress=True)
+    result = run(cfg, model.load(), progress=True)
     s = result.summary
     console.print(
         f"{s['layer']}: {s['counts']['features']} features over {s['images']['analysed']} images "

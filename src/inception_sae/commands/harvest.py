@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ..data.harvest import HarvestConfig, HarvestSettings
+from ..data.harvest import HarvestPassConfig, HarvestSettings
 from ..settings import values
 from .common import MODEL, Model, console, out, warn_if_random
 from .options import Group, stage
@@ -32,14 +32,14 @@ def harvest(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Harvest activation vectors of one or more layers (one pass over the images) into resumable stores."""
-    from ..data.harvest import harvest_layers
+    from ..data.harvest import run
 
-    layers = list(dict.fromkeys(layer))
-    cfgs = [HarvestConfig(images=images, layer=x, out=out_dir if len(layers) == 1 else out_dir / x,
-                          progress=progress, **values(model), **values(settings)) for x in layers]  # fmt: skip
+    layers = tuple(dict.fromkeys(layer))
+    outs = (out_dir,) if len(layers) == 1 else tuple(out_dir / x for x in layers)
+    cfg = HarvestPassConfig(images=images, layers=layers, outs=outs, settings=settings, **values(model))
     if model.weights and model.weights.startswith("random"):
         warn_if_random(f"random:{model.seed}")
-    for result in harvest_layers(cfgs):
+    for result in run(cfg, progress=progress):
         if result.complete:
             console.print(
                 f"{result.store}: complete, {result.vectors:,} vectors; this run {result.images} images "

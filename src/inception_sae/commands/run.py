@@ -10,7 +10,7 @@ import typer
 from ..data.harvest import HarvestSettings
 from ..errors import UserError
 from ..pipeline.config import RunConfig
-from ..sae.settings import SAESpec
+from ..sae.settings import SAESettings
 from ..sae.train_config import TrainSettings
 from .common import console, out, warn_if_random
 from .options import Group, stage
@@ -52,7 +52,7 @@ def _number(value):
 
 
 @stage(top=Group(RunConfig, "run", only=("images", "out", "weights", "seed", "device"), unset=True),
-       sae=Group(SAESpec, "sae", only=("k", "expansion"), unset=True),
+       sae=Group(SAESettings, "sae", only=("k", "expansion"), unset=True),
        train=Group(TrainSettings, "train", only=("samples",), unset=True),
        harvest=Group(HarvestSettings, "harvest", only=("max_images",), unset=True))  # fmt: skip
 def run(
@@ -118,11 +118,11 @@ def demo(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
 ) -> None:
     """The whole pipeline at small scale: online (real weights, Imagenette) or --offline (untrained, synthetic)."""
-    from ..pipeline.demo import DemoOptions, run_demo
+    from ..pipeline.demo import DemoSettings, run_demo
 
-    opts = DemoOptions(out=out_dir, offline=offline, images=images, size=size, samples=samples,
-                       features=features, steps=steps, layer=layer, overrides=parse_sets(sets),
-                       progress=progress)  # fmt: skip
+    opts = DemoSettings(out=out_dir, offline=offline, images=images, size=size, samples=samples,
+                        features=features, steps=steps, layer=layer, overrides=parse_sets(sets),
+                        progress=progress)  # fmt: skip
     if offline:
         warn_if_random("random:0")
     try:

@@ -28,7 +28,7 @@ def build(
     """Build a static, offline site: layer page, one page per feature and neuron, class pages."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
 
-    from ..site import build_site
+    from ..site.build import run
 
     cfg = SiteConfig(tuple(analysis), out_dir, featvis, tuple(circuits), compares=tuple(compare), **values(settings))
     columns = (TextColumn("site"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
@@ -40,7 +40,7 @@ def build(
             elapsed = bar.tasks[0].elapsed or 1e-9
             bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.0f}")
 
-        result = build_site(cfg, progress=tick)
+        result = run(cfg, on_progress=tick)
     out.print(
         f"site: {result.out}/index.html  {result.features} features, {result.files} files, "
         f"{result.bytes / 1e6:.1f} MB, {result.seconds:.1f} s",

@@ -8,59 +8,24 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
-from ..fsio import atomic_write_json
-from ..sae.settings import EvalSpec, SAESpec
-from ..sae.train_config import TrainConfig, TrainSettings
+from ..sae.settings import EvalSettings, SAESettings
+from ..sae.train_config import TrainSettings
 from ..settings import values
 from .common import MODEL, Model, console, out
 from .options import Group, stage
 
 
-def _open_store(path: Path):
-    from ..data.store import ActivationStore
-
-    return ActivationStore.open(path)
-
-
-def _store_source(store, batch: int, seed: int, rank: int, world: int, held_out: int):
-    """Shuffled batches of the store minus its held-out tail (never read, so `eval` can measure on it)."""
-    from ..data.reader import StoreSource
-    from ..data.subsets import held_out_tail
-
-    rows = held_out_tail(store, held_out)
-    try:
-        return StoreSource(store, batch, seed=seed, rank=rank, world=world, held_out=rows)
-    except ValueError as e:
-        raise UserError(f"store {store.path}: {e}") from e
-
-
-def _stream_source(images: Path, layer: str, weights, seed: int, device: str, batch: int, rank: int, world: int):
-    from ..data.images import ImageDataset
-    from ..data.stream import StreamSource
-    from ..models.layers import spatial_layer_info
-    from ..models.weights import load_model
-    from ..sae.provenance import DATA_KEY, stream_record
-
-    try:
-        spatial_layer_info(layer)
-    except KeyError as e:
-        raise UserError(e.args[0]) from None
-    model = load_model(weights, seed=seed, device=device)
-    src = StreamSource(model, ImageDataset.from_path(images), layer, batch, seed=seed, rank=rank, world=world)
-    return src, {"layer": layer, "model": model.identity, DATA_KEY: stream_record(src, images, model.identity)}
-
-
-@stage(settings=Group(TrainSettings, "train"), saes=Group(SAESpec, "sae", sweep=("k", "seed")),
+@stage(settings=Group(TrainSettings, "train"), saes=Group(SAESettings, "sae", sweep=("k", "seed")),
        model=Group(Model, "model", skip=("seed",)))  # fmt: skip
 def train(
     store: Path = typer.Option(None, "--store", help="Activation store folder (from `harvest`)."),
     images: Path = typer.Option(None, "--images", help="Stream activations from these images instead of a store."),
     layer: str = typer.Option(None, "--layer", help="Layer to stream (with --images)."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder (one SAE, or one sub-folder per SAE)."),
-    saes: Sequence[SAESpec] = (SAESpec(),),
+    saes: Sequence[SAESettings] = (SAESettings(),),
     settings: TrainSettings = TrainSettings(),
     held_out: int = typer.Option(
-        EvalSpec.max_vectors,
+        EvalSettings.max_vectors,
         "--held-out",
         help="Store vectors (its tail, <= 20%) never trained on, for `eval` (eval.max_vectors in `run`); 0: none.",
     ),
@@ -71,51 +36,39 @@ def train(
 
     Resumes from OUT/checkpoint when present.
     """
-    from ..data.distributed import DistEnv, process_group
-    from ..sae.model import SAEConfig
-    from ..sae.provenance import DATA_KEY, store_record
-    from ..sae.train import train as run_train
+    from ..data.distributed import DistEnv
+    from ..sae.train_stage import TrainStageConfig, run
 
     if (store is None) == (images is None):
         raise UserError("give exactly one of --store or --images")
-    env, seed, device = DistEnv.from_environ(), saes[0].seed, model.device
-    with process_group(env, device):  # torchrun: a process group, shut down on the way out
-        rank, world = env.rank, env.world
-        if settings.batch_size % world:
-            raise UserError(f"--batch-size {settings.batch_size} is not divisible by {world} processes")
-        batch = settings.batch_size // world
-        if images is not None:
-            if not layer:
-                raise UserError("--images needs --layer")
-            source, meta = _stream_source(images, layer, model.weights, seed, device, batch, rank, world)
-        else:
-            st = _open_store(store)
-            source = _store_source(st, batch, seed, rank, world, held_out)
-            meta = {"layer": st.layer, "model": st.manifest.get("model"), "store": str(st.path),
-                    "batch_mixing": source.mixing(), DATA_KEY: store_record(st, source.held_out)}  # fmt: skip
-            if rank == 0 and progress:
-                from ..data.reader import mixing_line
+    if images is not None and not layer:
+        raise UserError("--images needs --layer")
+    cfg = TrainStageConfig(out=out_dir, store=store, images=images, layer=layer, saes=tuple(saes), settings=settings,
+                           held_out=held_out, weights=model.weights, seed=saes[0].seed,
+                           device=model.device)  # fmt: skip
+    rank = DistEnv.from_environ().rank
 
-                console.print(mixing_line(source), soft_wrap=True)
-        cfg = TrainConfig(device=device, progress=progress and rank == 0, **values(settings))
-        result = run_train(source, [SAEConfig.from_spec(spec, source.d) for spec in saes], cfg, out_dir, meta)
-        if rank == 0:
-            for name, s in result.summaries.items():
-                out.print(f"{name}: step {result.steps}, FVU {s['final_fvu']:.4f}, dead {s['dead_fraction']:.2%}")
-            if result.interrupted:
-                console.print(f"interrupted: checkpoint saved in {out_dir / 'checkpoint'}; rerun to resume")
+    def note(line: str) -> None:
+        console.print(line, soft_wrap=True)
+
+    result = run(cfg, progress=progress, on_note=note if progress else None)
+    if rank == 0:
+        for name, s in result.summaries.items():
+            out.print(f"{name}: step {result.steps}, FVU {s['final_fvu']:.4f}, dead {s['dead_fraction']:.2%}")
         if result.interrupted:
-            raise typer.Exit(130)
+            console.print(f"interrupted: checkpoint saved in {out_dir / 'checkpoint'}; rerun to resume")
+    if result.interrupted:
+        raise typer.Exit(130)
 
 
-@stage(spec=Group(EvalSpec, "eval"), model=MODEL)
+@stage(settings=Group(EvalSettings, "eval"), model=MODEL)
 def evaluate(
     sae_dir: Path = typer.Option(..., "--sae", help="SAE folder."),
     store: Path = typer.Option(
         None, "--store", help="Activation store: its held-out rows if the SAE was trained on it, else its last rows."
     ),
     images: Path = typer.Option(None, "--images", help="Images for splice-back (folder or .txt list)."),
-    spec: EvalSpec = EvalSpec(),
+    settings: EvalSettings = EvalSettings(),
     report: Path = typer.Option(None, "--report", help="Write the results (and frequency histogram) as JSON."),
     harvest_rule: str = typer.Option(
         None, "--harvest-rule", help="For an SAE folder that records none: top-norm:N[:SEED], all, none..."
@@ -129,20 +82,17 @@ def evaluate(
 ) -> None:
     """FVU, L0, dead/dense fractions; splice-back top-1 agreement and KL, at every position and the trained ones;
     the quality panel (docs/quality.md)."""
-    from ..sae.eval_stage import evaluate as run_eval
-    from ..sae.model import TopKSAE
+    from ..sae.eval_stage import EvalConfig, run
 
     if store is None and images is None:
         raise UserError("give --store and/or --images")
-    sae = TopKSAE.load(sae_dir, device=model.device)
-    st = _open_store(store) if store is not None else None
-    rep = run_eval(sae, sae_dir, store=st, images=images, harvest_rule=harvest_rule, resize=resize, crop=crop,
-                   siblings=tuple(sibling), **values(model), **values(spec))  # fmt: skip
+    cfg = EvalConfig(sae=sae_dir, store=store, images=images, siblings=tuple(sibling), harvest_rule=harvest_rule,
+                     resize=resize, crop=crop, settings=settings, **values(model))  # fmt: skip
+    rep = run(cfg)
     for line in report_lines(rep.to_dict()):
         out.print(line)
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(report, rep.to_dict(), indent=2, default=float)
+        rep.write(report)
 
 
 def report_lines(rep: dict) -> list[str]:

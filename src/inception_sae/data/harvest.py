@@ -24,106 +24,23 @@ import torch
 
 from ..errors import UserError
 from ..fsio import atomic_write_json, read_json
-from ..settings import Settings, check_choices, settings_of
 from .distributed import DistEnv, barrier, process_group
 from .harvest_bar import HarvestBar
+from .harvest_config import HarvestConfig, HarvestPassConfig, HarvestResult, HarvestSettings
 from .images import ImageDataset, Preprocess, collate_skipping, usable_workers
 from .ledger import Ledger, Pending, ShardWriter, merge_skips
-from .sampling import Sampling, ViewDataset, gather_positions, item_seed, select_positions
-from .store import COMPLETE, MANIFEST, StoreDtype, new_manifest, now_iso, write_image_list
+from .sampling import ViewDataset, gather_positions, item_seed, select_positions
+from .store import COMPLETE, MANIFEST, new_manifest, now_iso, write_image_list
 from .subsets import take_spread, visit_order
+
+__all__ = ["HarvestConfig", "HarvestPassConfig", "HarvestResult", "HarvestSettings", "harvest", "harvest_layers",
+           "run"]  # fmt: skip
 
 #: Manifest keys that must match for a rerun to resume an existing store.
 RECIPE_KEYS = (
     "layer", "d", "dtype", "model", "preprocess", "sampling", "per_image", "views", "seed",
     "image_root", "images_sha256", "num_images", "world", "order",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class HarvestConfig:
-    """Everything that defines a harvest (the CLI builds it; library code never changes it)."""
-
-    images: Path
-    """image folder, or a .txt list of image paths"""
-    layer: str
-    """layer or single branch, e.g. ``mixed4d`` or ``mixed4d_5x5``"""
-    out: Path
-    """store folder (created; resumed if it holds the same harvest)"""
-    per_image: int = 10
-    """vectors per image and view (ignored for ``sampling="all"``)"""
-    sampling: Sampling = "top-norm"
-    """which positions of each image: top-norm, norm-weighted (both by activation norm), uniform or all"""
-    views: int = 1
-    """views per image: 0 is the evaluation crop, others random resized crop + flip"""
-    max_images: int | None = None
-    """use only N images: a seeded random subset spread over the classes"""
-    weights: str | None = None
-    """weights path, ``random``, or None for the cached/downloaded file"""
-    seed: int = 0
-    """seed of random weights, sampling and augmentation"""
-    dtype: StoreDtype = "float16"
-    """storage dtype of the vectors"""
-    device: str = "cpu"
-    """torch device (``cuda`` becomes ``cuda:<local rank>`` under torchrun)"""
-    workers: int = 2
-    """DataLoader worker processes decoding images"""
-    batch_size: int = 32
-    """images per forward pass (times ``views`` crops)"""
-    shard_size: int = 1 << 16
-    """vectors per shard (approximate: shards end on a batch boundary)"""
-    resize: int = 256
-    """short side after resizing"""
-    crop: int = 224
-    """centre-crop side"""
-    progress: bool = True
-    """show a progress bar (rank 0 only)"""
-
-    def __post_init__(self) -> None:
-        check_choices(self)
-        for name in ("per_image", "views", "batch_size", "shard_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.max_images is not None and self.max_images < 1:
-            raise UserError("--max-images must be >= 1")
-        if self.workers < 0:
-            raise UserError("--workers must be >= 0")
-
-
-#: What ``run``'s ``harvest`` section holds: every HarvestConfig field but the inputs.
-@settings_of(HarvestConfig)
-@dataclass(frozen=True)
-class HarvestSettings(Settings):
-    """How a harvest samples, stores and decodes (HarvestConfig without its inputs)."""
-
-    inputs = ("images", "layer", "out", "weights", "seed", "device", "progress")
-
-    per_image: int = 10
-    sampling: Sampling = "top-norm"
-    views: int = 1
-    max_images: int | None = None
-    dtype: StoreDtype = "float16"
-    workers: int = 2
-    batch_size: int = 32
-    shard_size: int = 1 << 16
-    resize: int = 256
-    crop: int = 224
-
-
-@dataclass(frozen=True)
-class HarvestResult:
-    """What a harvest produced (on this rank; the store holds the merged total)."""
-
-    store: Path  #: store folder
-    vectors: int  #: vectors in the store's manifest (all ranks once complete)
-    images: int  #: images this rank handled in this run
-    skipped: int  #: images skipped as unreadable (all runs, all ranks)
-    seconds: float  #: wall time of this run's image loop
-    complete: bool  #: store status is ``complete``
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
 def open_images(cfg: HarvestConfig) -> tuple[ImageDataset, list[str], dict]:
@@ -196,6 +113,14 @@ def harvest(cfg: HarvestConfig, env: DistEnv | None = None) -> HarvestResult:
     return harvest_layers([cfg], env)[0]
 
 
+def run(cfg: HarvestPassConfig, model=None, *, progress: bool = True) -> list[HarvestResult]:
+    """Harvest (or resume) every layer of ``cfg`` in one pass over the images: one result per layer, in order.
+
+    ``model`` is ``cfg``'s network when the caller has already loaded it (on the device this rank uses).
+    """
+    return harvest_layers(cfg.configs(progress), model=model)
+
+
 #: Fields that may differ between the harvests of one pass over the images (everything else is shared).
 PER_LAYER = ("layer", "out", "dtype", "shard_size", "per_image", "sampling")
 
@@ -213,12 +138,12 @@ class _Open:
     pending: Pending | None = None
 
 
-def harvest_layers(cfgs: list[HarvestConfig], env: DistEnv | None = None) -> list[HarvestResult]:
+def harvest_layers(cfgs: list[HarvestConfig], env: DistEnv | None = None, model=None) -> list[HarvestResult]:
     """Harvest several layers in one pass: each image is decoded and run through the network once.
 
     The configs share the images, model, views and preprocessing (they may differ in :data:`PER_LAYER`); each
     layer gets its own store, resumed from its own ledger (a pass resumes at the earliest layer's position and
-    writes each layer only from its own).
+    writes each layer only from its own). ``model``: the configs' network, when already loaded.
     """
     from ..models.layers import spatial_layer_info
     from ..models.weights import load_model
@@ -245,7 +170,8 @@ def harvest_layers(cfgs: list[HarvestConfig], env: DistEnv | None = None) -> lis
     device = env.device(base.device)
     results: dict[int, HarvestResult] = {}
     with process_group(env, device):
-        model = load_model(base.weights, seed=base.seed, device=device)
+        if model is None:
+            model = load_model(base.weights, seed=base.seed, device=device)
         opened: list[tuple[int, _Open]] = []
         for j, (cfg, d) in enumerate(zip(cfgs, dims, strict=True)):
             recipe = make_recipe(cfg, model.identity, ids, d, env.world)

@@ -23,7 +23,7 @@ from ..data.harvest import HarvestConfig, HarvestSettings
 from ..errors import UserError
 from ..featvis.render import RenderSettings
 from ..featvis.run import FeatvisConfig, FeatvisSettings
-from ..sae.settings import EvalSpec, SAESpec
+from ..sae.settings import EvalSettings, SAESettings
 from ..sae.train_config import TrainConfig, TrainSettings
 from ..settings import Settings, TextValue, convert, from_mapping, plain, settings_of, type_hints
 from ..site.config import SiteConfig, SiteSettings
@@ -68,8 +68,8 @@ class RunConfig:
     """torch device for every stage"""
     harvest: HarvestSettings = field(default_factory=HarvestSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
-    sae: SAESpec = field(default_factory=SAESpec)
-    eval: EvalSpec = field(default_factory=EvalSpec)
+    sae: SAESettings = field(default_factory=SAESettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
     analyze: AnalysisSettings = field(default_factory=AnalysisSettings)
     featvis: FeatvisRunSettings = field(default_factory=FeatvisRunSettings)
     circuits: CircuitsSettings = field(default_factory=CircuitsSettings)

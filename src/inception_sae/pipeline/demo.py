@@ -43,7 +43,7 @@ DEMO: dict = {
 
 
 @dataclass(frozen=True)
-class DemoOptions:
+class DemoSettings:
     """What ``demo`` was asked for; None means the demo default."""
 
     out: Path  #: demo folder: ``images/`` and the run (``site/`` inside)
@@ -58,7 +58,7 @@ class DemoOptions:
     progress: bool = True
 
 
-def demo_config(opts: DemoOptions, images: Path):
+def demo_config(opts: DemoSettings, images: Path):
     """The RunConfig of the demo (DEMO with the options on top)."""
     overrides = {
         "images": images, "out": opts.out / "run", "weights": "random" if opts.offline else None, "seed": 0,
@@ -77,7 +77,7 @@ def demo_config(opts: DemoOptions, images: Path):
     return build(data, overrides)
 
 
-def run_demo(opts: DemoOptions) -> RunResult:
+def run_demo(opts: DemoSettings) -> RunResult:
     """Prepare the images (and weights) and run the demo pipeline."""
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)

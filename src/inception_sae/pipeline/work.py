@@ -60,14 +60,14 @@ class Context:
 def do_harvest(ctx: Context, layer: str, also: tuple[str, ...] | None = None) -> str:
     """Harvest ``layer`` and, in the same pass over the images, the ``also`` layers (each image decoded and run
     through the network once for all of them; default: every other layer of the run whose store is not complete)."""
-    from ..data.harvest import HarvestConfig, harvest_layers
+    from ..data.harvest import HarvestPassConfig, run
 
     if also is None:
         also = pending_stores(ctx, layer)
-    layers = [layer, *[x for x in also if x != layer]]
-    cfgs = [HarvestConfig(images=ctx.images, layer=x, out=ctx.paths.store(x), progress=ctx.progress,
-                          **ctx.common(), **values(ctx.cfg.harvest)) for x in layers]  # fmt: skip
-    results = harvest_layers(cfgs)
+    layers = (layer, *[x for x in also if x != layer])
+    cfg = HarvestPassConfig(images=ctx.images, layers=layers, outs=tuple(ctx.paths.store(x) for x in layers),
+                            settings=ctx.cfg.harvest, **ctx.common())  # fmt: skip
+    results = run(cfg, ctx.model, progress=ctx.progress)
     for x, r in zip(layers, results, strict=True):
         if not r.complete:
             raise UserError(f"harvest of {x} did not complete; rerun to resume")
@@ -82,36 +82,22 @@ def pending_stores(ctx: Context, layer: str) -> tuple[str, ...]:
 
 
 def do_train(ctx: Context, layer: str) -> str:
-    from ..data.store import ActivationStore
-    from ..sae.model import SAEConfig
-    from ..sae.train import TrainConfig, train
+    from ..sae.folder import SAEFolder
+    from ..sae.train_stage import TrainStageConfig, run
 
-    store = ActivationStore.read(ctx.paths.store(layer))
-    tcfg = TrainConfig(device=ctx.cfg.device, progress=ctx.progress, **values(ctx.cfg.train))
-    if len(store) < tcfg.batch_size:
-        raise UserError(
-            f"the {layer} store holds {len(store):,} vectors, fewer than one batch of {tcfg.batch_size}; "
-            "lower train.batch_size or harvest more images"
-        )
-    sae_cfg = SAEConfig.from_spec(ctx.cfg.sae, store.d)
-    from ..data.reader import StoreSource, mixing_line
-    from ..data.subsets import held_out_tail
-    from ..sae.provenance import DATA_KEY, store_record
+    cfg = TrainStageConfig(out=ctx.paths.sae(layer), store=ctx.paths.store(layer), saes=(ctx.cfg.sae,),
+                           settings=ctx.cfg.train, held_out=ctx.cfg.eval.max_vectors,  # what eval measures on
+                           **ctx.common())  # fmt: skip
 
-    held = held_out_tail(store, ctx.cfg.eval.max_vectors)  # what eval measures on
-    source = StoreSource(store, tcfg.batch_size, seed=ctx.cfg.seed, held_out=held)
-    if len(store) - (held[1] - held[0] if held else 0) < tcfg.batch_size:
-        raise UserError(f"the {layer} store minus its held-out rows is smaller than one batch; harvest more images")
-    if ctx.progress:
-        ctx.console.print(f"{layer}: {mixing_line(source)}")
-    meta = {"layer": store.layer, "model": store.manifest.get("model"), "store": str(ctx.paths.store(layer)),
-            "batch_mixing": source.mixing(), DATA_KEY: store_record(store, held)}  # fmt: skip
-    result = train(source, [sae_cfg], tcfg, ctx.paths.sae(layer), meta)
+    def note(line: str) -> None:
+        ctx.console.print(f"{layer}: {line}")
+
+    result = run(cfg, progress=ctx.progress, on_note=note if ctx.progress else None)
     if result.interrupted:
         raise KeyboardInterrupt  # the checkpoint is saved; rerunning resumes
     s = next(iter(result.summaries.values()))
-    fvu, dead = s["final_fvu"], s["dead_fraction"]
-    return f"m={sae_cfg.d_sae} k={sae_cfg.k}, {result.steps} steps, FVU {fvu:.3f}, dead {dead:.1%}"
+    fvu, dead, m = s["final_fvu"], s["dead_fraction"], SAEFolder.d_sae(cfg.out)
+    return f"m={m} k={ctx.cfg.sae.k}, {result.steps} steps, FVU {fvu:.3f}, dead {dead:.1%}"
 
 
 def do_eval(ctx: Context, layer: str) -> str:
@@ -132,13 +118,13 @@ def do_eval(ctx: Context, layer: str) -> str:
 
 def do_analyze(ctx: Context, layer: str) -> str:
     from ..analysis.config import AnalyzeConfig
-    from ..analysis.run import analyze
+    from ..analysis.run import run
 
     ev = ctx.paths.eval(layer)
     cfg = AnalyzeConfig(sae=ctx.paths.sae(layer), images=ctx.analysis_images, out=ctx.paths.analysis(layer),
                         eval_report=ev if ev.is_file() else None, **ctx.common(),
                         **values(ctx.cfg.analyze))  # fmt: skip
-    s = analyze(cfg, model=ctx.model, progress=ctx.progress).summary
+    s = run(cfg, ctx.model, progress=ctx.progress).summary
     return f"{s['counts']['features']} features over {s['images']['analysed']} images, {s['counts']['dead']} dead"
 
 
@@ -209,7 +195,8 @@ def site_featvis(ctx: Context) -> Path | None:
 
 def do_site(ctx: Context) -> str:
     from ..compare.report import CompareFolder
-    from ..site import SiteConfig, build_site
+    from ..site import SiteConfig
+    from ..site.build import run
 
     p, layers = ctx.paths, ctx.cfg.layers
     pairs = [p.circuits(a, b) for a, b in pairwise(layers) if p.circuits(a, b).is_dir()]
@@ -221,7 +208,7 @@ def do_site(ctx: Context) -> str:
                      circuits=tuple(pairs),
                      compares=tuple(p.compare(a, b) for a, b in pairwise(layers)
                                     if CompareFolder.is_complete(p.compare(a, b))), **kw)  # fmt: skip
-    r = build_site(cfg)
+    r = run(cfg)
     return f"{r.features} features, {r.files} files"
 
 

@@ -30,7 +30,7 @@ from ..models.layers import layer_info
 from .evaluate import check_dims, evaluate_vectors, splice_both
 from .model import TopKSAE
 from .provenance import DATA_KEY, Harvest, harvest_of
-from .settings import EvalSpec
+from .settings import EvalSettings
 
 
 @dataclass
@@ -224,7 +224,13 @@ class EvalConfig:
     device: str = "cpu"
     siblings: tuple[Path, ...] = ()
     """SAE folders of the same layer for the quality panel: same k = seed stability, any k = the L0 sweep"""
-    settings: EvalSpec = field(default_factory=EvalSpec)
+    harvest_rule: str | None = None
+    """for an SAE folder that records none: the harvest's rule (top-norm:N[:SEED], all, none...)"""
+    resize: int | None = None
+    """for an SAE folder that records none: the harvest's short side"""
+    crop: int | None = None
+    """for an SAE folder that records none: the harvest's centre crop"""
+    settings: EvalSettings = field(default_factory=EvalSettings)
 
 
 def run(cfg: EvalConfig, model=None) -> EvalReport:
@@ -234,7 +240,8 @@ def run(cfg: EvalConfig, model=None) -> EvalReport:
     sae = TopKSAE.load(cfg.sae, device=cfg.device)
     store = ActivationStore.read(cfg.store) if cfg.store is not None else None
     return evaluate(sae, cfg.sae, store=store, images=cfg.images, model=model, weights=cfg.weights, seed=cfg.seed,
-                    device=cfg.device, siblings=cfg.siblings, **asdict(cfg.settings))  # fmt: skip
+                    device=cfg.device, siblings=cfg.siblings, harvest_rule=cfg.harvest_rule, resize=cfg.resize,
+                    crop=cfg.crop, **asdict(cfg.settings))  # fmt: skip
 
 
 def evaluate(
@@ -245,16 +252,16 @@ def evaluate(
     images: str | Path | None = None,
     model=None,
     weights: str | None = None,
-    max_vectors: int = EvalSpec.max_vectors,
-    max_images: int = EvalSpec.max_images,
-    batch_size: int = EvalSpec.batch_size,
+    max_vectors: int = EvalSettings.max_vectors,
+    max_images: int = EvalSettings.max_images,
+    batch_size: int = EvalSettings.batch_size,
     seed: int = 0,
     device: str = "cpu",
     harvest_rule: str | None = None,
     resize: int | None = None,
     crop: int | None = None,
     siblings: tuple[str | Path, ...] = (),
-    quality: bool = EvalSpec.quality,
+    quality: bool = EvalSettings.quality,
 ) -> EvalReport:
     """Evaluate ``sae`` on store rows and/or splice-back on ``images`` (see the module docstring).
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..fsio import json_or_none
+from ..fsio import atomic_write_json, json_or_none
 from .model import CFG_FILE, WEIGHTS_FILE, TopKSAE
 
 #: Written by training once the SAE is final (the folder's completion marker).
@@ -27,6 +27,12 @@ class SAEFolder:
         path = Path(path)
         jsons = (json_or_none(path / name) for name in (CFG_FILE, SUMMARY_FILE))
         return all(isinstance(d, dict) for d in jsons) and safetensors_complete(path / WEIGHTS_FILE)
+
+    @staticmethod
+    def write_summary(out: str | Path, summaries: dict[str, dict]) -> None:
+        """``train_summary.json`` (each SAE's final metrics by name), atomically, once the SAEs are saved: the
+        completion marker, so a run killed before it never looks finished."""
+        atomic_write_json(Path(out) / SUMMARY_FILE, summaries, indent=2)
 
     @staticmethod
     def read(path: str | Path, device: str | torch.device = "cpu") -> TopKSAE:

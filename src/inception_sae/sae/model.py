@@ -36,7 +36,7 @@ from .kernels import (
 )
 from .lr import LR_SHORT_RUN_MAX, LR_SHORT_RUN_SAMPLES, LR_TUNED_SAMPLES, default_lr, lr_short_run_factor  # noqa: F401 (re-exported)
 from .selection import Rule, pooled_cut
-from .settings import Architecture, SAESpec, Tie
+from .settings import Architecture, SAESettings, Tie
 from .view import TENSORS, SAETensors
 
 TIES: tuple[str, ...] = get_args(Tie)
@@ -87,7 +87,7 @@ class SAEConfig:
     @classmethod
     def from_expansion(cls, d_in: int, expansion: float = 16, latents: int | None = None, **kw: Any) -> SAEConfig:
         """Latent count from an explicit ``latents`` or ``expansion * d_in``; ``prefixes`` here are fractions of it
-        (``SAESpec.prefixes``), turned into counts for Matryoshka and dropped for the other architectures."""
+        (``SAESettings.prefixes``), turned into counts for Matryoshka and dropped for the other architectures."""
         m = int(latents) if latents else round(expansion * d_in)
         fractions = tuple(kw.pop("prefixes", ()) or ())
         if kw.get("architecture") == "matryoshka" and fractions:
@@ -95,7 +95,7 @@ class SAEConfig:
         return cls(d_in=d_in, d_sae=m, **kw)
 
     @classmethod
-    def from_spec(cls, spec: SAESpec, d_in: int) -> SAEConfig:
+    def from_spec(cls, spec: SAESettings, d_in: int) -> SAEConfig:
         """The SAE of ``spec`` for a layer of width ``d_in``: every field but ``expansion``/``latents`` passes through
         by name."""
         shape = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in ("expansion", "latents")}

@@ -21,7 +21,7 @@ Architecture = Literal["topk", "batchtopk", "matryoshka"]
 
 
 @dataclass(frozen=True)
-class SAESpec:
+class SAESettings:
     """Shape of the SAE trained per layer (an ``SAEConfig`` once the layer's width is known: SAEConfig.from_spec)."""
 
     k: int = 32
@@ -48,7 +48,7 @@ class SAESpec:
 
 
 @dataclass(frozen=True)
-class EvalSpec:
+class EvalSettings:
     """Evaluation of a trained SAE (``inception-sae eval``; ``run`` writes it to ``RUN/<layer>/eval.json``)."""
 
     max_vectors: int = 65536

@@ -24,9 +24,9 @@ import torch.distributed as dist
 from ..data.distributed import gather_rows
 from ..data.source import BatchSource
 from ..errors import UserError
-from ..fsio import atomic_write_json
 from . import checkpoint as ckpt
 from .auxk import add_row_grads, auxk_loss_and_grads
+from .folder import SAEFolder
 from .kernels import batch_moments, geometric_median
 from .metrics import DENSE_THRESHOLD, RecentMeans, fire_counts, normalized_mse, variance_from_moments
 from .model import SAEConfig, TopKSAE, default_lr, lr_short_run_factor
@@ -371,6 +371,10 @@ def train(
     t.calibrate()
     t.save_checkpoint()  # a re-run with the same --out is then a no-op that rewrites the SAE folders
     paths = t.save_saes()
-    if t.rank == 0:
-        atomic_write_json(t.out / "train_summary.json", t.summaries(), indent=2)
-    return TrainResult(paths, t.step, False, t.summaries())
+    sums = t.summaries()
+    if t.rank == 0:  # each SAE folder's marker, then (a sweep) the whole pass's in the parent folder
+        for r, path in zip(t.runs, paths, strict=True):
+            if path != t.out:
+                SAEFolder.write_summary(path, {r.name: sums[r.name]})
+        SAEFolder.write_summary(t.out, sums)
+    return TrainResult(paths, t.step, False, sums)

@@ -384,3 +384,8 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
     report = {**site, "files": files, "bytes": size, "seconds": round(seconds, 2), "linked_images": images}
     SiteFolder.write_report(out, report)  # the completion marker: written last
     return BuildResult(out, total, files, size, seconds)
+
+
+def run(cfg: SiteConfig, *, on_progress: Callable[[int, int], None] | None = None) -> BuildResult:
+    """The site stage (:func:`build_site`; it loads no network): ``on_progress(done, total)`` per feature."""
+    return build_site(cfg, progress=on_progress)
