@@ -35,7 +35,7 @@ def test_headline_prefers_held_out_rows_and_trained_positions():
 def test_splice_back_says_when_one_predicted_class_makes_top1_uninformative():
     import torch
 
-    from inception_sae.sae.evaluate import _SpliceAcc
+    from inception_sae.sae.measure import _SpliceAcc
     from inception_sae.sae.model import SAEConfig, TopKSAE
 
     sae = TopKSAE(SAEConfig(8, 16, 2))

@@ -49,7 +49,7 @@ def test_fvu_that_rises_with_l0_gives_no_advice():
 def test_elbow_of_a_trained_sweep_lands_on_the_true_l0(tmp_path):
     """Seven TopK SAEs trained on one pass over planted rows with true L0 = 4 (about 35 s on two cores)."""
     from inception_sae.data.source import ArraySource
-    from inception_sae.sae.evaluate import evaluate_vectors
+    from inception_sae.sae.measure import evaluate_vectors
     from inception_sae.sae.model import SAEConfig, TopKSAE
     from inception_sae.sae.train import TrainConfig, train
 

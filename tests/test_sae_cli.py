@@ -13,7 +13,7 @@ from inception_sae.data.images import ImageDataset, iter_batches
 from inception_sae.data.sharded import ShardedArray
 from inception_sae.errors import UserError
 from inception_sae.models import load_model
-from inception_sae.sae.evaluate import check_dims, splice_back
+from inception_sae.sae.measure import check_dims, splice_back
 from inception_sae.sae.model import SAEConfig, TopKSAE
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import UserError
 from ..fsio import atomic_write_json, json_or_none, read_json
 from ..models.layers import layer_info
-from .evaluate import check_dims, evaluate_vectors, splice_both
+from .measure import check_dims, evaluate_vectors, splice_both
 from .model import TopKSAE
 from .provenance import DATA_KEY, Harvest, harvest_of
 from .settings import EvalSettings

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ...errors import UserError
-from ..evaluate import evaluate_vectors
+from ..measure import evaluate_vectors
 from ..model import TopKSAE
 from .absorption import DEFAULT_PARENTS, wordnet_absorption
 from .l0 import l0_advice

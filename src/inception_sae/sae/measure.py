@@ -1,4 +1,5 @@
-"""Evaluate a trained SAE: reconstruction on store vectors and splice-back on images (see ``eval_stage``)."""
+"""The measurements of `eval`: reconstruction on store vectors and splice-back on images (the stage, its config
+and its report are in ``eval_stage``)."""
 
 from __future__ import annotations
 
