@@ -67,3 +67,15 @@ def test_reordering_one_sae_changes_nothing(data):
     for key in ("mean_cosine", "above_0.9", "above_0.7", "mcc"):
         for field, value in one[key].items():
             assert two[key][field] == pytest.approx(value, abs=1e-6), (key, field)
+
+
+def test_random_baseline_is_not_an_sae_initialisation():
+    """An SAE of seed 0 still at its initial decoder (as after a short run) against the baseline's random
+    dictionary: the baseline must be unrelated to it (matched cosine of two random 2,048 x 128 dictionaries,
+    ~0.29), not that initialisation drawn again (cosine 1)."""
+    from inception_sae.sae.model import SAEConfig
+
+    a, b = (TopKSAE(SAEConfig(128, 2048, K, seed=s)) for s in (0, 1))
+    res = seed_stability(a, b, torch.randn(500, 128, generator=torch.Generator().manual_seed(3)))
+    assert res["baseline_mean_cosine"]["mean"] < 0.4
+    assert abs(res["baseline_mean_cosine"]["mean"] - res["mean_cosine"]["mean"]) < 0.05  # two inits: unrelated

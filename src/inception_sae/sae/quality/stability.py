@@ -25,6 +25,7 @@ from ..model import TopKSAE
 from .intervals import mean_interval, share
 
 THRESHOLDS = (0.9, 0.7)
+NULL_STREAM = 0x5EED  #: the baselines' random stream, apart from every SAE's own initialisation
 
 
 @torch.no_grad()
@@ -76,10 +77,12 @@ def seed_stability(sae_a: TopKSAE, sae_b: TopKSAE, rows, batch_size: int = 2048,
         sae_a, sae_b = sae_b, sae_a
     match = one_to_one(decoder_cosine(sae_a.W_dec, sae_b.W_dec))
     cos = match.value.numpy()
-    g = torch.Generator().manual_seed(seed)
-    null_dec = torch.randn(sae_b.W_dec.shape, generator=g)
+    # numpy's stream, not torch's: TopKSAE initialises its decoder with torch.randn from a generator seeded with
+    # its seed, so a torch draw seeded alike would be the initial decoder of an SAE of that seed
+    rng = np.random.default_rng([seed, NULL_STREAM])
+    null_dec = torch.from_numpy(rng.standard_normal(tuple(sae_b.W_dec.shape)).astype(np.float32))
     null = one_to_one(decoder_cosine(sae_a.W_dec, null_dec)).value.numpy()
-    perm = torch.randperm(sae_b.d_sae, generator=g)[: sae_a.d_sae].numpy()
+    perm = rng.permutation(sae_b.d_sae)[: sae_a.d_sae]
     acc, base = PairCorrelation(match.index.numpy()), PairCorrelation(perm)
     n = 0
     for start in range(0, len(rows), batch_size):
