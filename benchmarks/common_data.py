@@ -8,6 +8,10 @@ and all trainers see exactly the same rows, which is what the comparison needs.
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +41,20 @@ def fvu(x: np.ndarray, x_hat: np.ndarray) -> float:
     """sum ||x - x_hat||^2 / sum ||x - mean_d(x)||^2 (per-dimension mean), in float64."""
     x, x_hat = x.astype(np.float64), x_hat.astype(np.float64)
     return float(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+
+
+def run_meta(**extra) -> dict:
+    """What every benchmark result file records about its run: date, commit, machine, threads, load, torch."""
+    import torch
+
+    here = Path(__file__).resolve().parent
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here).stdout
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": commit.strip(),
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()),
+        "torch": torch.__version__,
+        **extra,
+    }

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +26,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common_data import make_activations  # noqa: E402
+from common_data import make_activations, run_meta  # noqa: E402
 
 from inception_sae.data.source import ArraySource  # noqa: E402
 from inception_sae.sae.cpu_memory import keep_freed_memory  # noqa: E402
@@ -127,16 +124,7 @@ def main() -> None:
             r = {"data": data, **measure(np.ascontiguousarray(X), arch, args)}
             rows.append(r)
             print(json.dumps(r), flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "commit": commit.strip(),
-        "machine": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
-        "torch": torch.__version__,
-        "args": vars(args),
-    }
+    meta = run_meta(args=vars(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
 

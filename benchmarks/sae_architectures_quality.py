@@ -32,10 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +43,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from common_data import run_meta  # noqa: E402
 from quality_data import FAMILIES, Planted  # noqa: E402
 
 from inception_sae.data.source import ArraySource  # noqa: E402
@@ -231,17 +229,7 @@ def main() -> None:
         for name in args.families.split(","):
             rows += measure(name, seeds, Path(work))
     paper = paper_size_steps()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "commit": commit.strip(),
-        "machine": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
-        "torch": torch.__version__,
-        "command": " ".join(sys.argv),
-        "wall_s": time.time() - tic,
-    }
+    meta = run_meta(command=" ".join(sys.argv), wall_s=time.time() - tic)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows, "paper_size_steps": paper}, indent=2, default=str))
     print(table(rows, paper))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common_data import fvu, make_activations  # noqa: E402
+from common_data import fvu, make_activations, run_meta  # noqa: E402
 
 from inception_sae.data.source import ArraySource  # noqa: E402
 from inception_sae.sae import kernels  # noqa: E402
@@ -150,13 +149,7 @@ def main() -> None:
         for name in ("sparsify", "overcomplete"):
             rows.append(peer(name, acts, args))
             print(json.dumps(rows[-1]), flush=True)
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "args": vars(args),
-    }
+    meta = run_meta(args=vars(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
 
