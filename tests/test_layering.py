@@ -3,7 +3,7 @@
 Layers, top to bottom (a module may import from its own layer and any below it):
 the command line and ``run`` pipeline; the stages built on an SAE (analysis, featvis,
 circuits, site, compare, explain); the SAE; activation data; the model; and at the base
-the modules everything may use (errors, atomic file I/O, downloads, typed settings, number display).
+the modules everything may use (errors, atomic file I/O, checkpoints, downloads, typed settings, number display).
 Every import counts, also those inside functions: a lazy import still ties two modules.
 """
 
@@ -21,7 +21,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"sae"}),
     frozenset({"data"}),
     frozenset({"models"}),
-    frozenset({"fsio", "errors", "download", "settings", "display", "_version"}),
+    frozenset({"fsio", "errors", "checkpoint", "download", "settings", "display", "_version"}),
 )
 
 
