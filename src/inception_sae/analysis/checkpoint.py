@@ -5,7 +5,8 @@ up to which that pass has consumed images; the passes read images in a fixed
 order, so resuming skips exactly those. It is only used when its fingerprint
 (the inputs that change the numbers) matches the current run, and removed when
 the analysis finishes. The cursor names its tensors file and is replaced only
-after that file is complete, so a kill at any instant leaves a matching pair.
+after that file is complete (:func:`inception_sae.checkpoint.save`), so a kill at
+any instant leaves a matching pair.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from ..fsio import atomic_save_safetensors, atomic_write_json, read_json
+from .. import checkpoint
 from .examples import Family
 from .streaming import FeatureStats, Keeper
 
@@ -75,29 +75,22 @@ def save(folder: Path, state, pass_no: int, next_pos: int, skips, fp: dict) -> N
     if state.train is not None:
         t.update(family_tensors("train", state.train))  # statistics and examples on the training positions
         t["train_intervals"] = state.train_intervals
-    name = f"state-{pass_no}-{next_pos:09d}.safetensors"
-    atomic_save_safetensors(folder / name, {k: v.contiguous() for k, v in t.items()})
     cursor = {"pass": pass_no, "next": next_pos, "fingerprint": fp, "skips": skips.to_dict(), "timings": state.timings,
               "counts": {n: {"positions": f.stats.positions, "images": f.stats.images}
                          for n, f in (("features", state.features), ("neurons", state.neurons))}}  # fmt: skip
     if state.train_stats is not None:
         cursor["counts"]["train"] = {"positions": state.train_stats.positions, "images": state.train_stats.images}
-    atomic_write_json(folder / CURSOR_FILE, {**cursor, "tensors": name}, indent=None)
-    for old in folder.glob("state*.safetensors*"):
-        if old.name != name:
-            old.unlink(missing_ok=True)
+    name = f"state-{pass_no}-{next_pos:09d}.safetensors"
+    checkpoint.save(folder, name, t, cursor, pointer=CURSOR_FILE, stale="state*.safetensors*", indent=None)
 
 
 def load(folder: Path, state, skips, fp: dict) -> tuple[int, int]:
     """Restore ``state`` from ``folder`` if it holds a matching checkpoint; (pass, next position) to resume at."""
-    cursor = read_json(folder / CURSOR_FILE, None)
-    if not isinstance(cursor, dict) or cursor.get("fingerprint") != fp:
+    cursor = checkpoint.read_pointer(folder, CURSOR_FILE)
+    if cursor is None or cursor.get("fingerprint") != fp:
         return 1, 0
-    tensors = folder / cursor.get("tensors", STATE_FILE)
-    if not tensors.is_file():
-        return 1, 0
-    t = load_file(str(tensors))
-    if not matches_state(state, t):
+    t = checkpoint.read_tensors(folder / cursor.get(checkpoint.TENSORS_KEY, STATE_FILE))
+    if t is None or not matches_state(state, t):
         return 1, 0
     for name, fam in (("features", state.features), ("neurons", state.neurons)):
         restore_family(name, fam, t, cursor["counts"][name])

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..checkpoint import Clock
 from ..data.images import ImageDataset, Preprocess
 from ..data.labels import load_labels
 from ..data.subsets import take_spread
@@ -171,12 +172,11 @@ def run(cfg: AnalyzeConfig, model=None, *, progress: bool = True) -> AnalysisRes
 
 def periodic_saver(folder: Path, state: RunState, ctx: Context, fp: dict, every_s: float):
     """A per-batch callback that checkpoints at most every ``every_s`` seconds (0: never mid-pass)."""
-    last = [time.perf_counter()]
+    clock = Clock(every_s=every_s)
 
     def save(pass_no: int, next_pos: int) -> None:
-        if every_s and time.perf_counter() - last[0] >= every_s:
+        if clock.due():
             ckpt.save(folder, state, pass_no, next_pos, ctx.skips, fp)
-            last[0] = time.perf_counter()
 
     return save
 

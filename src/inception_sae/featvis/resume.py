@@ -2,20 +2,22 @@
 
 A batch's checkpoint is ``OUT/.checkpoint/<key>.safetensors``: the optimisation state of
 :func:`~inception_sae.featvis.render.render` (parameters, Adam moments, transform generators, objective
-curve). Its key hashes the job's settings and the batch's (id, variant) items, so a rerun with other
-settings or another batch split never resumes from it. It is removed once the batch's PNGs are written.
+curve), one file written atomically (no pointer: the file is the whole state). Its key hashes the job's
+settings and the batch's (id, variant) items, so a rerun with other settings or another batch split never
+resumes from it. It is removed once the batch's PNGs are written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
+
+from .. import checkpoint
 
 FOLDER = ".checkpoint"
 
@@ -33,27 +35,18 @@ class BatchCheckpoints:
 
     def load(self, batch: list[tuple[int, int]]) -> dict[str, Tensor] | None:
         """The saved state of this batch, or None (absent or unreadable: the batch starts over)."""
-        from safetensors.torch import load_file
-
-        path = self.path(batch)
-        try:
-            return load_file(str(path)) if path.is_file() else None
-        except Exception:  # a file cut short: start the batch again
-            return None
+        return checkpoint.read_tensors(self.path(batch), broken_ok=True)
 
     def saver(self, batch: list[tuple[int, int]]) -> Callable[[int, Callable[[], dict[str, Tensor]]], None] | None:
         """An ``on_state`` callback for render that writes the state when ``every_s`` seconds have passed."""
         if not self.every_s:
             return None
-        from ..fsio import atomic_save_safetensors
-
-        path, last = self.path(batch), [time.monotonic()]
+        path, clock = self.path(batch), checkpoint.Clock(every_s=self.every_s)
 
         def on_state(_steps: int, state: Callable[[], dict[str, Tensor]]) -> None:
-            if time.monotonic() - last[0] >= self.every_s:
+            if clock.due():
                 self.folder.mkdir(parents=True, exist_ok=True)
-                atomic_save_safetensors(path, state())
-                last[0] = time.monotonic()
+                checkpoint.save_tensors(path, state())
 
         return on_state
 

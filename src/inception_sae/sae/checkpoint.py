@@ -2,77 +2,37 @@
 
 A checkpoint folder holds ``state.json`` (step, data cursor, configs, optimiser
 hyper-parameters) naming one ``tensors-<step>.safetensors`` (weights, Adam moments,
-dead-latent counters, RNG state). ``state.json`` is replaced atomically only after
-its tensors file is complete, so a run killed at any instant (even SIGKILL) leaves
-the previous checkpoint intact.
+dead-latent counters, RNG state), written by :func:`inception_sae.checkpoint.save`:
+``state.json`` is replaced atomically only after its tensors file is complete, so a
+run killed at any instant (even SIGKILL) leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor
 
+from .. import checkpoint
 from ..errors import UserError
-from ..fsio import atomic_save_safetensors, atomic_write_json
 
 STATE_FILE = "state.json"
 
 
 def save_checkpoint(folder: str | Path, step: int, tensors: dict[str, Tensor], state: dict[str, Any]) -> Path:
-    """Write tensors, then atomically point ``state.json`` at them; remove older tensor files."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"tensors-{step:09d}.safetensors"
-    atomic_save_safetensors(folder / name, {k: v.detach().cpu().contiguous() for k, v in tensors.items()})
-    atomic_write_json(folder / STATE_FILE, {**state, "tensors": name})
-    for old in folder.glob("tensors-*.safetensors*"):
-        if old.name != name:
-            old.unlink(missing_ok=True)
-    return folder
+    """Write ``tensors-<step>.safetensors``, then atomically point ``state.json`` at it; remove older ones."""
+    checkpoint.save(folder, f"tensors-{step:09d}.safetensors", tensors, state, pointer=STATE_FILE,
+                    stale="tensors-*.safetensors*")  # fmt: skip
+    return Path(folder)
 
 
-class CheckpointClock:
-    """When to checkpoint: every ``every_steps`` steps and every ``every_s`` seconds (either 0: off).
-
-    The time rule bounds the work a kill loses on runs too short to reach a step multiple;
-    a distributed run decides by rank 0's clock only if all ranks agree, so it uses steps alone.
-    """
-
-    def __init__(self, every_steps: int, every_s: float, distributed: bool = False) -> None:
-        self.every_steps, self.every_s = every_steps, 0.0 if distributed else every_s
-        self.last = time.monotonic()
-
-    def due(self, step: int, total: int) -> bool:
-        if step >= total:
-            return False  # the final checkpoint is written anyway
-        by_steps = bool(self.every_steps) and step % self.every_steps == 0
-        by_time = bool(self.every_s) and time.monotonic() - self.last >= self.every_s
-        if by_steps or by_time:
-            self.last = time.monotonic()
-            return True
-        return False
-
-
-def load_checkpoint(folder: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """(tensors, state) of the last complete checkpoint in ``folder``."""
-    folder = Path(folder)
-    try:
-        state = json.loads((folder / STATE_FILE).read_text())
-        tensors = load_file(str(folder / state["tensors"]))
-    except (OSError, KeyError, json.JSONDecodeError, Exception) as e:  # safetensors raises its own type
-        raise UserError(f"cannot read checkpoint in {folder}: {e}") from e
-    return tensors, state
-
-
-def has_checkpoint(folder: str | Path) -> bool:
-    return (Path(folder) / STATE_FILE).is_file()
+def load_checkpoint(folder: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+    """(tensors, state) of the last complete checkpoint in ``folder``; None when there is none."""
+    return checkpoint.load(folder, STATE_FILE)
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, Tensor], list[dict]]:

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.distributed as dist
 
+from ..checkpoint import Clock
 from ..data.distributed import gather_rows
 from ..data.source import BatchSource
 from ..errors import UserError
@@ -346,13 +347,14 @@ def train(
 ) -> TrainResult:
     """Train ``saes`` on ``source``; resume from ``out/checkpoint`` when present."""
     t = Trainer(source, saes, cfg, out, meta)
-    if ckpt.has_checkpoint(t.out / "checkpoint"):
-        t.load_state(*ckpt.load_checkpoint(t.out / "checkpoint"))
+    saved = ckpt.load_checkpoint(t.out / "checkpoint")
+    if saved is not None:
+        t.load_state(*saved)
     else:
         t.initialise()
     old = _install_signals(t)
     logger = TrainLogger(t.out, t.total_steps, enabled=t.rank == 0, progress=cfg.progress, start=t.step)
-    clock = ckpt.CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_every_s, t.distributed)
+    clock = Clock(cfg.checkpoint_every, cfg.checkpoint_every_s, distributed=t.distributed)
     try:
         while t.step < t.total_steps and t.stop_signal is None:
             tic = time.perf_counter()
