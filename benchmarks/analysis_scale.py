@@ -62,8 +62,16 @@ def main() -> None:
     for n in args.n or [200, 1000]:
         out = args.out / str(n)
         shutil.rmtree(out, ignore_errors=True)
-        cfg = AnalyzeConfig(args.sae, args.images, out / "analysis", max_images=n, weights="random", batch_size=32,
-                            workers=1, resume=False)  # fmt: skip
+        cfg = AnalyzeConfig(
+            sae=args.sae,
+            images=args.images,
+            out=out / "analysis",
+            max_images=n,
+            weights="random",
+            batch_size=32,
+            workers=1,
+            resume=False,
+        )
         t0 = time.perf_counter()
         with Peak() as peak:
             analyze(cfg, progress=False)

@@ -68,7 +68,7 @@ def main() -> None:
     model = load_model("random", seed=0)
     up, down = train_pair(model, a.images, a.out, a.train_images, a.size, a.latents, a.k, a.samples)
     print(f"trained in {time.time() - t0:.1f} s")
-    cfg = CircuitsConfig(up, down, a.out / "circuits", images=a.images, max_images=a.max_images,
+    cfg = CircuitsConfig(upstream=up, downstream=down, out=a.out / "circuits", images=a.images, max_images=a.max_images,
                          input_size=a.size, compare_features=a.compare_features, weights="random")  # fmt: skip
     v = run_circuits(cfg, model).validation
     keys = ("pairs", "spearman_vs_ablation", "verdicts", "branch_consistency")

@@ -58,7 +58,13 @@ def main() -> None:
                          tmp / layer, meta).paths  # fmt: skip
     train_s = time.perf_counter() - t0
     cfg = CircuitsConfig(
-        *folders, tmp / "circ", images=PHOTOS, max_images=args.max_images, input_size=224, weights="random"
+        upstream=folders[0],
+        downstream=folders[1],
+        out=tmp / "circ",
+        images=PHOTOS,
+        max_images=args.max_images,
+        input_size=224,
+        weights="random",
     )
     t0 = time.perf_counter()
     v = run_circuits(cfg, model).validation

@@ -126,7 +126,9 @@ def harvest_mixed4d(images: Path, out: Path, per_image: int) -> Path | None:
     for part, chosen in (("train", paths[:cut]), ("held", paths[cut:])):
         lst = out / f"{part}.txt"
         lst.write_text("".join(f"{os.path.relpath(p, out)}\n" for p in chosen))  # a list's paths are relative to it
-        cfg = HarvestConfig(lst, "mixed4d", out / f"store_{part}", per_image=per_image, weights="random", workers=1)
+        cfg = HarvestConfig(
+            images=lst, layer="mixed4d", out=out / f"store_{part}", per_image=per_image, weights="random", workers=1
+        )
         cfg = dataclasses.replace(cfg, dtype="float32", progress=False)
         harvest(cfg)
         np.save(out / f"{part}.npy", np.asarray(ActivationStore.open(out / f"store_{part}").vectors[:], np.float32))

@@ -35,7 +35,7 @@ def main() -> None:
         make_featvis(fv, "mixed4d", range(args.features), diversity=0)
         print(f"fixture written in {time.perf_counter() - t0:.1f} s")
     out = args.work / f"site_{args.features}"
-    result = build_site(SiteConfig((a,), out, featvis=fv))
+    result = build_site(SiteConfig(analyses=(a,), out=out, featvis=fv))
     index = out / "data" / "mixed4d" / "index.js"
     print(
         f"{result.features} features: {result.seconds:.1f} s, {result.files} files, "

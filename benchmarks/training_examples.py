@@ -129,7 +129,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"without": [], "with": []}
 
     def config(out: Path, n: int, with_examples: bool) -> AnalyzeConfig:
-        return AnalyzeConfig(sae, images, out, max_images=n, weights="random", batch_size=a.batch_size,
+        return AnalyzeConfig(sae=sae, images=images, out=out, max_images=n, weights="random", batch_size=a.batch_size,
                              labels=labels if labels.is_file() else None, umap=False, logit_effect=False,
                              resume=False, training_examples=with_examples)  # fmt: skip
 

@@ -43,7 +43,7 @@ def test_planted_5x5_features_are_flagged(model, tmp_path):
     planted[:, 400:464] = torch.rand(16, 64, generator=g) * rms[400:464] * 3
     random = torch.randn(48, 528, generator=g) * rms  # drawn like the null
     make_sae(tmp_path / "sae", W_dec=unit_rows(torch.cat([planted, random])), layer="mixed4d", k=8)
-    cfg = AnalyzeConfig(tmp_path / "sae", imgs, tmp_path / "out", input_size=64, batch_size=6,
+    cfg = AnalyzeConfig(sae=tmp_path / "sae", images=imgs, out=tmp_path / "out", input_size=64, batch_size=6,
                         umap=False, logit_effect=False, render_top=0, render_intervals=0, n_top=3,
                         family=",".join(map(str, range(0, 16, 2))))  # fmt: skip
     analyze(cfg, model=model, progress=False)

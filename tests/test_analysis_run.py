@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from factories import make_images, make_sae, run_cli, unit_rows
+from factories.analysis import quick_analysis
 from PIL import Image
 
 from inception_sae.analysis.config import AnalyzeConfig
@@ -90,8 +91,7 @@ def brute_image_maxima(model, sae_dir, folder, size):
 @pytest.mark.parametrize("n_images", [4, 40])
 def test_pipeline_mining_equals_brute_force_and_state_is_bounded(model, sae_dir, tmp_path, n_images):
     make_images(tmp_path / "imgs", n_images, size=(36, 34), seed=n_images)
-    cfg = AnalyzeConfig(sae_dir, tmp_path / "imgs", tmp_path / "out", input_size=32, batch_size=8, n_top=3,
-                        render_top=0, render_intervals=0, umap=False, logit_effect=False)  # fmt: skip
+    cfg = quick_analysis(sae_dir, tmp_path / "imgs", tmp_path / "out", batch_size=8)
     summary = analyze(cfg, model=model, progress=False).summary
     # bytes per direction: stats 8+8+8+4+8*66, top 3*24, 10 interval reservoirs 10*5*24 + counts 10*8;
     # for m=24 features and C=256 neurons: the same for 4 and 40 images
@@ -132,7 +132,9 @@ def test_interrupted_run_resumes_to_the_same_result(model, sae_dir, tmp_path, mo
     make_images(tmp_path / "imgs", 6, size=(36, 34), seed=9)
     kw = dict(input_size=32, batch_size=2, n_top=3, render_top=0, render_intervals=0, umap=False,
               logit_effect=False, checkpoint_every_s=1e-9)  # fmt: skip
-    analyze(AnalyzeConfig(sae_dir, tmp_path / "imgs", tmp_path / "ref", **kw), model=model, progress=False)
+    analyze(
+        AnalyzeConfig(sae=sae_dir, images=tmp_path / "imgs", out=tmp_path / "ref", **kw), model=model, progress=False
+    )
     calls, real = [0], passes.pass2_batch
 
     def failing(*a):
@@ -142,7 +144,7 @@ def test_interrupted_run_resumes_to_the_same_result(model, sae_dir, tmp_path, mo
         return real(*a)
 
     monkeypatch.setattr(passes, "pass2_batch", failing)
-    cfg = AnalyzeConfig(sae_dir, tmp_path / "imgs", tmp_path / "out", **kw)
+    cfg = AnalyzeConfig(sae=sae_dir, images=tmp_path / "imgs", out=tmp_path / "out", **kw)
     with pytest.raises(KeyboardInterrupt):
         analyze(cfg, model=model, progress=False)
     cursor = json.loads((tmp_path / "out" / "checkpoint" / "cursor.json").read_text())

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 from factories import make_images, make_sae, unit_rows
+from factories.analysis import quick_analysis
 
-from inception_sae.analysis.config import AnalyzeConfig
 from inception_sae.analysis.run import analyze
 from inception_sae.data.images import ImageDataset, Preprocess, iter_batches
 from inception_sae.sae.model import TopKSAE
@@ -48,8 +48,7 @@ def brute_top_norm_firing(model, sae_dir, folder) -> tuple[torch.Tensor, int]:
 
 def test_training_position_statistics_equal_brute_force(model, trained_sae, tmp_path):
     make_images(tmp_path / "imgs", 10, size=(36, 34), seed=4)
-    cfg = AnalyzeConfig(trained_sae, tmp_path / "imgs", tmp_path / "out", input_size=32, batch_size=4, n_top=3,
-                        render_top=0, render_intervals=0, umap=False, logit_effect=False)  # fmt: skip
+    cfg = quick_analysis(trained_sae, tmp_path / "imgs", tmp_path / "out")
     summary = analyze(cfg, model=model, progress=False).summary
     counts, n = brute_top_norm_firing(model, trained_sae, tmp_path / "imgs")
     tp = summary["training_positions"]
@@ -68,8 +67,7 @@ def test_training_position_statistics_equal_brute_force(model, trained_sae, tmp_
 def test_without_a_rule_the_training_statistics_say_so(model, tmp_path):
     sae = make_sae(tmp_path / "sae", W_dec=unit_rows(torch.randn(24, 256)), layer="mixed3a", k=6)  # records "no rule"
     make_images(tmp_path / "imgs", 3, size=(36, 34), seed=5)
-    cfg = AnalyzeConfig(sae, tmp_path / "imgs", tmp_path / "out", input_size=32, batch_size=4, n_top=3,
-                        render_top=0, render_intervals=0, umap=False, logit_effect=False)  # fmt: skip
+    cfg = quick_analysis(sae, tmp_path / "imgs", tmp_path / "out")
     summary = analyze(cfg, model=model, progress=False).summary
     assert summary["training_positions"] is None and summary["harvest"]["rule_reason"].startswith("a hand-made")
     assert summary["examples"]["training_examples"] is None

@@ -70,7 +70,7 @@ def setup(model, tmp_path_factory) -> dict:
         vals, idx = TopKSAE.load(sae).encode(v.reshape(-1, v.shape[2]))
     dense = torch.zeros(vals.shape[0], M).scatter_(1, idx, vals).view(N_IMAGES, -1, M)  # (n, 16, m)
     out = tmp / "out"
-    summary = analyze(AnalyzeConfig(sae, tmp / "imgs", out, **KW), model=model, progress=False).summary
+    summary = analyze(AnalyzeConfig(sae=sae, images=tmp / "imgs", out=out, **KW), model=model, progress=False).summary
     return {"tmp": tmp, "sae": sae, "out": out, "summary": summary, "dense": dense, "mask": mask}
 
 
@@ -146,7 +146,9 @@ def test_training_examples_equal_brute_force(setup):
 @pytest.fixture(scope="module")
 def plain(model, setup) -> dict:
     """The same analysis without the training-position family."""
-    cfg = AnalyzeConfig(setup["sae"], setup["tmp"] / "imgs", setup["tmp"] / "plain", training_examples=False, **KW)
+    cfg = AnalyzeConfig(
+        sae=setup["sae"], images=setup["tmp"] / "imgs", out=setup["tmp"] / "plain", training_examples=False, **KW
+    )
     return {"out": cfg.out, "summary": analyze(cfg, model=model, progress=False).summary}
 
 
@@ -184,7 +186,7 @@ def test_an_interrupted_run_resumes_to_the_same_training_examples(model, setup, 
             raise KeyboardInterrupt
         return real(*a)
 
-    cfg = AnalyzeConfig(setup["sae"], setup["tmp"] / "imgs", setup["tmp"] / f"resumed{fail_at}",
+    cfg = AnalyzeConfig(sae=setup["sae"], images=setup["tmp"] / "imgs", out=setup["tmp"] / f"resumed{fail_at}",
                         checkpoint_every_s=1e-9, **KW)  # fmt: skip
     monkeypatch.setattr(passes, "at_positions", failing)
     with pytest.raises(KeyboardInterrupt):

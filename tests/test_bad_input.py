@@ -98,8 +98,17 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, images):
     (images / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
     (images / "loop_a.jpg").symlink_to(images / "loop_b.jpg")
     (images / "loop_b.jpg").symlink_to(images / "loop_a.jpg")
-    cfg = HarvestConfig(images, "mixed3b", tmp_path / "store", per_image=2, weights="random", workers=0,
-                        resize=37, crop=32, progress=False)  # fmt: skip
+    cfg = HarvestConfig(
+        images=images,
+        layer="mixed3b",
+        out=tmp_path / "store",
+        per_image=2,
+        weights="random",
+        workers=0,
+        resize=37,
+        crop=32,
+        progress=False,
+    )
     result = harvest(cfg)
     assert result.complete and result.skipped == 4 and result.vectors == 4 * 2
     skipped = json.loads((tmp_path / "store" / "manifest.json").read_text())["skipped"]

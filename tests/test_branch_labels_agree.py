@@ -52,22 +52,47 @@ def test_one_label_per_feature_in_analysis_graph_and_compare(model, tmp_path):
     ana, labels = {}, {}
     for layer, folder in sae.items():
         ana[layer] = tmp_path / f"ana_{layer}"
-        analyze(AnalyzeConfig(folder, imgs, ana[layer], batch_size=6, umap=False, logit_effect=False, render_top=0,
-                              render_intervals=0, n_top=3), model=model, progress=False)  # fmt: skip
+        analyze(
+            AnalyzeConfig(
+                sae=folder,
+                images=imgs,
+                out=ana[layer],
+                batch_size=6,
+                umap=False,
+                logit_effect=False,
+                render_top=0,
+                render_intervals=0,
+                n_top=3,
+            ),
+            model=model,
+            progress=False,
+        )
         labels[layer] = labels_of(ana[layer])
         assert labels[layer][: M // 4].count("5x5") >= 14 and labels[layer][M // 4 :].count("none") >= 44
     for given in (True, False):  # the analysis folders' labels read, then the same rule on the same images
         out = tmp_path / f"given_{given}"
         folders = (ana["mixed4c"], ana["mixed4d"]) if given else ()
-        run_circuits(CircuitsConfig(sae["mixed4c"], sae["mixed4d"], out / "circuits", images=imgs, input_size=224,
-                                    analysis=folders,
-                                    feature=0, compare_features=1, sites=2, candidates=4), model=model)  # fmt: skip
+        run_circuits(
+            CircuitsConfig(
+                upstream=sae["mixed4c"],
+                downstream=sae["mixed4d"],
+                out=out / "circuits",
+                images=imgs,
+                input_size=224,
+                analysis=folders,
+                feature=0,
+                compare_features=1,
+                sites=2,
+                candidates=4,
+            ),
+            model=model,
+        )
         nodes = json.loads((out / "circuits" / "graph.json").read_text())["nodes"]
         shown = [n for n in nodes if "/f/" in n["id"]]
         assert len(shown) >= 5
         for n in shown:
             assert n["branch"] == labels[n["layer"]][n["feature"]], (given, n)
-        cmp = compare_saes(CompareConfig(sae["mixed4c"], sae["mixed4d"], out / "compare", images=imgs,
+        cmp = compare_saes(CompareConfig(sae_a=sae["mixed4c"], sae_b=sae["mixed4d"], out=out / "compare", images=imgs,
                                          analysis_a=ana["mixed4c"] if given else None,
                                          analysis_b=ana["mixed4d"] if given else None), model=model)  # fmt: skip
         disk = json.loads((out / "compare" / "compare.json").read_text())

@@ -145,8 +145,17 @@ def test_rank_correlation_figure_on_trained_saes(model, tmp_path, sample_dir):
         cfg = TrainConfig(samples=1536, batch_size=128, progress=False, init_samples=len(v))
         meta = {"layer": layer, "model": model.identity}
         folders += train(ArraySource(v, 128), [SAEConfig(v.shape[1], 64, 4)], cfg, tmp_path / layer, meta).paths
-    cfg = CircuitsConfig(*folders, tmp_path / "circ", images=photos, input_size=64,
-                         compare_features=2, sites=3, candidates=24, weights="random")  # fmt: skip
+    cfg = CircuitsConfig(
+        upstream=folders[0],
+        downstream=folders[1],
+        out=tmp_path / "circ",
+        images=photos,
+        input_size=64,
+        compare_features=2,
+        sites=3,
+        candidates=24,
+        weights="random",
+    )
     v = run_circuits(cfg, model).validation
     assert (tmp_path / "circ" / "agreement.png").stat().st_size > 5000
     assert v["pairs"] >= 10 and all(np.isfinite(list(v["spearman_vs_ablation"].values())))

@@ -140,7 +140,7 @@ def test_logit_weights_exact_and_class_circuit(model, tmp_path):
     assert edges[0][2] == pytest.approx(float(W[12].max()))
     # the stage: logits.json, class figure, class nodes in graph.json
     a, b = make_sae(tmp_path / "a", tensors=up), make_sae(tmp_path / "b", tensors=down)
-    run_circuits(CircuitsConfig(a, b, tmp_path / "out", feature=1, classes=(12,), top=3), model)
+    run_circuits(CircuitsConfig(upstream=a, downstream=b, out=tmp_path / "out", feature=1, classes=(12,), top=3), model)
     assert (tmp_path / "out" / "class_12.png").is_file() and (tmp_path / "out" / "class_12.svg").is_file()
     logits = json.loads((tmp_path / "out" / "logits.json").read_text())["mixed5b/f/1"]
     assert logits["top"][0]["weight"] == pytest.approx(float(W[1:1001, 1].max()), rel=1e-5)
@@ -250,7 +250,7 @@ def test_circuits_read_the_analysis_labels_or_compute_them_by_the_same_rule(tmp_
     imgs = tmp_path / "imgs"
     make_images(imgs, 4, size=(72, 72))
     ds = ImageDataset.from_path(imgs, Preprocess(resize=73, crop=64))
-    cfg = CircuitsConfig(tmp_path, tmp_path, tmp_path / "out", input_size=64)
+    cfg = CircuitsConfig(upstream=tmp_path, downstream=tmp_path, out=tmp_path / "out", input_size=64)
     labels, source = branch_labels(cfg, {}, model, ds, sae)
     rms = layer_rms(model, ds, ["mixed4c"], 2)["mixed4c"]
     assert labels["mixed4c"] == br.dominant_branches(sae.W_dec, "mixed4c", rms)
@@ -270,12 +270,14 @@ def test_circuits_images_at_the_sae_folders_harvest_preprocessing(tmp_path):
     from inception_sae.circuits.run import image_preprocess
 
     folder = make_sae(tmp_path / "up", tensors=random_sae("mixed4b", 512, 8, 2, 0))
-    cfg = CircuitsConfig(folder, folder, tmp_path / "out", images=tmp_path)
+    cfg = CircuitsConfig(upstream=folder, downstream=folder, out=tmp_path / "out", images=tmp_path)
     with pytest.raises(UserError, match="--input-size"):
         image_preprocess(cfg)
     recorded = {"rule": None, "rule_reason": "test", "preprocess": {"resize": 80, "crop": 64}}
     make_sae(folder, tensors=random_sae("mixed4b", 512, 8, 2, 0), data=recorded)  # the same SAE, its harvest known
     pre = image_preprocess(cfg)
     assert (pre.resize, pre.crop) == (80, 64)
-    explicit = image_preprocess(CircuitsConfig(folder, folder, tmp_path / "out", images=tmp_path, input_size=96))
+    explicit = image_preprocess(
+        CircuitsConfig(upstream=folder, downstream=folder, out=tmp_path / "out", images=tmp_path, input_size=96)
+    )
     assert (explicit.resize, explicit.crop) == (110, 96)

@@ -58,8 +58,9 @@ def other_value(hint: Any, default: Any) -> tuple[Any, str, str]:
         if get_args(hint)[0] is float:  # fractions (Matryoshka's prefixes)
             return (0.5,), "0.5", "[0.5]"
         return (7,), "7", "[7]"
-    value = {bool: lambda: not default, int: lambda: (default or 0) + 3, float: lambda: (default or 0) + 0.25,
-             str: lambda: "x1", Path: lambda: Path("p1")}[hint]()  # fmt: skip
+    # values inside every setting's own checks: a fraction stays a fraction, "3,17" is also a valid analyze.family
+    value = {bool: lambda: not default, int: lambda: (default or 0) + 3, float: lambda: (default or 0) * 0.875 or 0.25,
+             str: lambda: "3,17", Path: lambda: Path("p1")}[hint]()  # fmt: skip
     text = str(value).lower() if isinstance(value, bool) else str(value)
     return value, text, text
 

@@ -43,7 +43,7 @@ def test_permuted_and_partly_replaced_rows_match_exactly_the_kept_rows(tmp_path)
     replaced = torch.rand(m, generator=g) < 0.4  # ...except where replaced by a fresh random row
     Wb[replaced] = unit_rows(torch.randn(int(replaced.sum()), d, generator=g))
     a, b = make_sae(tmp_path / "a", W_dec=Wa, layer="mixed4b"), make_sae(tmp_path / "b", W_dec=Wb, layer="mixed4b")
-    r = compare_saes(CompareConfig(a, b, tmp_path / "c"))
+    r = compare_saes(CompareConfig(sae_a=a, sae_b=b, out=tmp_path / "c"))
     kept_a = set(perm[~replaced].tolist())
     fa, fb = r.features_a, r.features_b
     matched_a = {i for i, c in enumerate(fa["cos"]) if c >= 0.7}
@@ -104,7 +104,9 @@ def test_planted_shared_activation_patterns_are_matched_above_the_shuffled_null(
     b = make_sae(tmp_path / "b", W_dec=pm.D["mixed4c"], layer="mixed4c", k=K)
     imgs = tmp_path / "imgs"
     make_images(imgs, 40)
-    r = compare_saes(CompareConfig(a, b, tmp_path / "c", images=imgs, max_images=40, batch_size=8), model=pm)
+    r = compare_saes(
+        CompareConfig(sae_a=a, sae_b=b, out=tmp_path / "c", images=imgs, max_images=40, batch_size=8), model=pm
+    )
     fa = r.features_a
     thr = fa["corr_null_q99"]  # each feature's own null threshold (was one pooled quantile for all)
     for i in range(S):  # the shared concepts: matched to their partner, far above the null

@@ -107,7 +107,7 @@ def test_compare_json_marks_position_tied_features_and_counts_them(tmp_path):
     a = make_sae(tmp_path / "a", W_dec=pm.D["mixed4b"], layer="mixed4b", k=K + T)
     b = make_sae(tmp_path / "b", W_dec=pm.D["mixed4c"], layer="mixed4c", k=K + T)
     make_images(tmp_path / "imgs", 32)
-    cfg = CompareConfig(a, b, tmp_path / "c", images=tmp_path / "imgs", max_images=32, batch_size=16)
+    cfg = CompareConfig(sae_a=a, sae_b=b, out=tmp_path / "c", images=tmp_path / "imgs", max_images=32, batch_size=16)
     r = compare_saes(cfg, model=pm)
     fa = json.loads((tmp_path / "c" / "compare.json").read_text())["features_a"]
     tied = list(range(2 * K, 2 * K + T))  # the same map in both layers (r ~ 1), but only a position

@@ -26,13 +26,20 @@ def built(tmp_path_factory):
     W = torch.cat([pm.D["mixed4d"], unit_rows(torch.randn(20, 528, generator=g))])
     b = make_sae(root / "s4d", W_dec=W, layer="mixed4d", k=15)
     make_images(root / "imgs", 16)
-    compare_saes(CompareConfig(a, b, root / "c_layers", images=root / "imgs", max_images=16, batch_size=8), model=pm)
+    compare_saes(
+        CompareConfig(sae_a=a, sae_b=b, out=root / "c_layers", images=root / "imgs", max_images=16, batch_size=8),
+        model=pm,
+    )
     # Same layer: mixed4d vs its rows permuted.
     W = unit_rows(torch.randn(50, 528, generator=g))
     perm = torch.randperm(50, generator=g)
     make_sae(root / "s4d_bis", W_dec=W[perm], layer="mixed4d")
-    compare_saes(CompareConfig(make_sae(root / "s4d_a", W_dec=W, layer="mixed4d"), root / "s4d_bis", root / "c_seeds"))
-    cfg = SiteConfig(inputs["analyses"], root / "site", compares=(root / "c_layers", root / "c_seeds"))
+    compare_saes(
+        CompareConfig(
+            sae_a=make_sae(root / "s4d_a", W_dec=W, layer="mixed4d"), sae_b=root / "s4d_bis", out=root / "c_seeds"
+        )
+    )
+    cfg = SiteConfig(analyses=inputs["analyses"], out=root / "site", compares=(root / "c_layers", root / "c_seeds"))
     out = build_site(cfg).out
     return {"out": out, "perm": perm.tolist(), "S": pm.S}
 

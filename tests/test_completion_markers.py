@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from factories import make_images, make_sae
+from factories.analysis import quick_analysis
 from factories.sae import planted, random_sae
 from factories.site import make_analysis
 
@@ -52,13 +53,11 @@ def test_training_writes_its_summary_atomically(tmp_path, atomic_writes):
 
 
 def test_analysis_writes_its_summary_last_and_atomically(model, tmp_path, atomic_writes):
-    from inception_sae.analysis.config import AnalyzeConfig
     from inception_sae.analysis.run import analyze
 
     make_images(tmp_path / "imgs", 4, size=(36, 34))
     sae = make_sae(tmp_path / "sae", 256, 12, 4, layer="mixed3a")
-    cfg = AnalyzeConfig(sae, tmp_path / "imgs", tmp_path / "out", input_size=32, batch_size=4, n_top=2,
-                        render_top=0, render_intervals=0, umap=False, logit_effect=False)  # fmt: skip
+    cfg = quick_analysis(sae, tmp_path / "imgs", tmp_path / "out", n_top=2)
     analyze(cfg, model=model)
     out = tmp_path / "out"
     assert atomic_writes[-1] == out / "summary.json"  # the marker comes after everything it vouches for
@@ -72,7 +71,7 @@ def test_circuits_write_every_output_file_atomically(model, tmp_path, atomic_wri
     a = make_sae(tmp_path / "a", tensors=random_sae("mixed3a", 256, 16, 4, 0))
     b = make_sae(tmp_path / "b", tensors=random_sae("mixed3b", 480, 16, 4, 1))
     out = tmp_path / "out"
-    run_circuits(CircuitsConfig(a, b, out, feature=1, top=3), model)
+    run_circuits(CircuitsConfig(upstream=a, downstream=b, out=out, feature=1, top=3), model)
     json_files = {p for p in out.iterdir() if p.suffix == ".json"}
     assert {"summary.json", "graph.json", "neighbours.json", "validation.json"} <= {p.name for p in json_files}
     assert json_files <= set(atomic_writes) and atomic_writes[-1] == out / "summary.json"
@@ -85,7 +84,7 @@ def test_site_writes_its_markers_atomically(tmp_path, atomic_writes):
 
     analysis = make_analysis(tmp_path / "a", "mixed4b", 4)
     out = tmp_path / "site"
-    build_site(SiteConfig((analysis,), out))
+    build_site(SiteConfig(analyses=(analysis,), out=out))
     marks = [p for p in atomic_writes if p.parent == out]
     assert marks[0] == out / "site.json" and marks[-1] == out / "site.json"  # "building" first, the report last
     assert out / "index.html" in marks and no_tmp_files(out)

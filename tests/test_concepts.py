@@ -214,5 +214,5 @@ def test_class_folders_and_flat_wnid_files_both_give_true_classes(tmp_path):
         ds = ImageDataset.from_path(tmp_path / layout, Preprocess(resize=36, crop=32))
         cls = true_classes(ds, len(ds), names)
         assert sorted(cls.tolist()) == list(picks)
-        cfg = AnalyzeConfig(tmp_path / "sae", tmp_path / layout, tmp_path / "out")
+        cfg = AnalyzeConfig(sae=tmp_path / "sae", images=tmp_path / layout, out=tmp_path / "out")
         assert choose_label_source(cfg, cls) == "true"  # one image per class is enough for concept labels

@@ -16,7 +16,7 @@ from inception_sae.site import ServeConfig, SiteConfig, build_site, make_server
 
 def serve(root, model, layer: str, d_in: int, m: int = 48):
     a = make_analysis(root / "a", layer, m, seed=5)
-    out = build_site(SiteConfig((a,), root / "site")).out
+    out = build_site(SiteConfig(analyses=(a,), out=root / "site")).out
     server = make_server(
         ServeConfig(out, port=0, live=True, sae=make_sae(root / "sae", d_in, m, 6, layer=layer)), model=model
     )

@@ -10,7 +10,7 @@ from factories.stores import SMALL_HARVEST, store_as_dict
 
 from inception_sae import ActivationStore
 from inception_sae.data import harvest as hv
-from inception_sae.data.harvest import HarvestConfig, HarvestPassConfig, HarvestSettings, harvest, harvest_layers, run
+from inception_sae.data.harvest import HarvestConfig, HarvestPassConfig, harvest, harvest_layers, run
 from inception_sae.errors import UserError
 
 LAYERS = ("mixed4c", "mixed4d_5x5", "mixed5b")
@@ -102,7 +102,7 @@ def test_stage_run_names_its_layers_and_takes_the_loaded_network(image_dir, tmp_
     monkeypatch.setattr(weights, "load_model", no_load)
     small = {k: v for k, v in SMALL_HARVEST.items() if k not in ("weights", "progress")}
     cfg = HarvestPassConfig(images=image_dir, layers=LAYERS[:2], outs=(tmp_path / "a", tmp_path / "b"),
-                            settings=HarvestSettings(**small, **kw), weights="random")  # fmt: skip
+                            **small, **kw, weights="random")  # fmt: skip
     results = run(cfg, model, progress=False)  # the random:0 network the separate harvests loaded
     assert [r.store for r in results] == [tmp_path / "a", tmp_path / "b"] and all(r.complete for r in results)
     for x, out in zip(LAYERS[:2], ("a", "b"), strict=True):

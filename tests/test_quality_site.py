@@ -25,7 +25,7 @@ def quality_site(tmp_path_factory):
     summary = json.loads((folder / "summary.json").read_text())
     summary["metrics"] = headline_metrics(summary, {}, {"quality": q})
     dump(folder / "summary.json", summary)
-    return build_site(SiteConfig((folder,), root / "site")).out, q
+    return build_site(SiteConfig(analyses=(folder,), out=root / "site")).out, q
 
 
 def test_site_data_holds_the_quality_panel(quality_site):

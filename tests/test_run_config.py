@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Literal
 
 import pytest
 import yaml
@@ -38,37 +37,27 @@ def test_sections_are_the_stage_dataclasses_fields_with_their_defaults():
     assert cfg.train.checkpoint_every == TrainConfig().checkpoint_every == 1000
 
 
-def test_settings_out_of_step_with_their_stage_config_are_refused():
-    """The settings classes are declared for type checkers; settings_of refuses one that differs from its config."""
-    from inception_sae.featvis.render import RenderSettings
-    from inception_sae.settings import Settings, settings_of
+def test_a_stage_config_is_its_settings_plus_inputs():
+    """Each setting is declared once: the stage config subclasses its section's settings class, keyword-only, and a
+    section's own checks (ranges) run when it is read, as one line naming the section."""
+    from inception_sae.analysis.config import AnalyzeConfig
+    from inception_sae.models.choice import Model
+    from inception_sae.pipeline.config import FeatvisRunSettings, RunConfig
+    from inception_sae.settings import type_hints
 
-    @dataclasses.dataclass(frozen=True)
-    class Config:
-        path: str
-        n: int = 3
-        mode: Literal["a", "b"] = "a"
-        render: object = None
-
-    def declare(**fields):
-        namespace = {"inputs": ("path", "render")}
-        specs = [(name, hint, dataclasses.field(default=default)) for name, (hint, default) in fields.items()]
-        return settings_of(Config)(dataclasses.make_dataclass("S", specs, bases=(Settings,), namespace=namespace))
-
-    good = declare(n=(int, 3), mode=(Literal["a", "b"], "a"))
-    assert good().n == 3 and good.inputs == ("path", "render")
-    with pytest.raises(UserError, match="mode must be one of a, b"):
-        good(mode="c")
-    for fields, what in [
-        ({"n": (int, 4), "mode": (Literal["a", "b"], "a")}, "n's default differs"),
-        ({"n": (float, 3.0), "mode": (Literal["a", "b"], "a")}, "n is"),
-        ({"n": (int, 3), "mode": (Literal["a"], "a")}, "mode is"),
-        ({"mode": (Literal["a", "b"], "a"), "n": (int, 3)}, "fields"),
-        ({"n": (int, 3)}, "fields"),
+    for name, cls in STAGE_CONFIGS.items():
+        section = type_hints(RunConfig)[name]
+        assert issubclass(cls, section.__mro__[1] if section is FeatvisRunSettings else section), name
+    assert all(issubclass(STAGE_CONFIGS[x], Model) for x in ("harvest", "analyze", "featvis", "circuits", "compare"))
+    with pytest.raises(TypeError):
+        AnalyzeConfig("sae", "images", "out")  # type: ignore[misc]  # positional inputs would bind to settings
+    for data, match in [
+        ({"analyze": {"n_top": 0}}, r"^analyze: n_top must be >= 1"),
+        ({"circuits": {"hops": 0}}, r"^circuits: hops, permutations"),
+        ({"featvis": {"render": {"steps": -1}}}, r"^featvis\.render: steps must be >= 0"),
     ]:
-        with pytest.raises(TypeError, match=what):
-            declare(**fields)
-    assert RenderSettings.inputs == ("transforms",)
+        with pytest.raises(UserError, match=match):
+            build(data, {"layers": ["mixed4a"]})
 
 
 @pytest.mark.parametrize(
@@ -78,7 +67,7 @@ def test_settings_out_of_step_with_their_stage_config_are_refused():
         ({"harvest": {"layer": "mixed4a"}}, r"harvest\.layer is set by `inception-sae run`"),
         ({"featvis": {"render": {"stepz": 3}}}, r"unknown key featvis\.render\.stepz; valid keys: steps"),
         ({"featvis": {"render": {"param": {"sise": 3}}}}, r"unknown key featvis\.render\.param\.sise"),
-        ({"trian": {}}, r"unknown top-level key 'trian'; valid keys: layers"),
+        ({"trian": {}}, r"unknown top-level key 'trian'; valid keys: weights, seed, device, layers"),
         ({"train": 3}, r"section 'train' must be a mapping"),
         ({"train": {"samples": "many"}}, r"train\.samples must be of type int, got 'many'"),
         ({"analyze": {"umap": "yes"}}, r"analyze\.umap must be of type bool"),

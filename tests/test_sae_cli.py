@@ -160,12 +160,11 @@ def test_eval_images_cli_and_layer_mismatch(tmp_path):
 
 def test_eval_cli_report_is_the_stage_report(tmp_path, store):
     from inception_sae.sae.eval_stage import EvalConfig, EvalReport, run
-    from inception_sae.sae.settings import EvalSettings
 
     out, rep = tmp_path / "sae", tmp_path / "deep" / "eval.json"
     assert run_cli("train", "--store", str(store.path), "--out", str(out), "--samples", "1024", *TRAIN).returncode == 0
     res = run_cli("eval", "--sae", str(out), "--store", str(store.path), "--report", str(rep), "--max-vectors", "100")
     assert res.returncode == 0 and EvalReport.is_complete(rep)
-    lib = run(EvalConfig(sae=out, store=store.path, settings=EvalSettings(max_vectors=100)))
+    lib = run(EvalConfig(sae=out, store=store.path, max_vectors=100))
     assert json.loads(rep.read_text()) == json.loads(json.dumps(lib.to_dict(), default=float))
     assert EvalReport.read(rep).store["rows"] == [820, 920]  # the first 100 rows of the held-out tail (20%)

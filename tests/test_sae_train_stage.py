@@ -30,7 +30,7 @@ def store(tmp_path):
 
 def test_run_trains_the_sweep_as_the_trainer_does_and_marks_it_complete(tmp_path, store):
     sweep = (SAESettings(k=4, latents=64, seed=0), SAESettings(k=2, latents=64, seed=0))
-    cfg = TrainStageConfig(out=tmp_path / "stage", store=store.path, saes=sweep, settings=SETTINGS, held_out=200)
+    cfg = TrainStageConfig(out=tmp_path / "stage", store=store.path, saes=sweep, **values(SETTINGS), held_out=200)
     result = run(cfg, progress=False)
     assert not result.interrupted and result.steps == 8
     assert [p.name for p in result.paths] == ["k4_m64_init_s0", "k2_m64_init_s0"]
@@ -53,7 +53,7 @@ def test_run_trains_the_sweep_as_the_trainer_does_and_marks_it_complete(tmp_path
 def test_one_sae_writes_its_folder_and_the_marker_last(tmp_path, store):
     out = tmp_path / "sae"
     notes: list[str] = []
-    run(TrainStageConfig(out=out, store=store.path, saes=(SAESettings(k=4, latents=32),), settings=SETTINGS),
+    run(TrainStageConfig(out=out, store=store.path, saes=(SAESettings(k=4, latents=32),), **values(SETTINGS)),
         progress=False, on_note=notes.append)  # fmt: skip
     assert SAEFolder.is_complete(out) and SAEFolder.d_sae(out) == 32
     assert len(notes) == 1 and "held out from training" in notes[0]  # the reader's line: what training skips
@@ -70,7 +70,7 @@ def test_bad_configs_are_refused_in_one_line(tmp_path, store):
         TrainStageConfig(out=tmp_path, images=tmp_path)
     with pytest.raises(UserError, match="no SAE"):
         TrainStageConfig(out=tmp_path, store=store.path, saes=())
-    big = TrainStageConfig(out=tmp_path / "x", store=store.path, settings=TrainSettings(batch_size=2048))
+    big = TrainStageConfig(out=tmp_path / "x", store=store.path, batch_size=2048)
     with pytest.raises(UserError, match="fewer than one batch of 2048"):
         run(big, progress=False)
     assert not (tmp_path / "x" / SUMMARY_FILE).exists()

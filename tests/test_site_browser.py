@@ -24,7 +24,14 @@ def site(tmp_path_factory, model):
     inputs = small_site_inputs(root / "in", lower="mixed3a", n_lower=48)
     with pytest.MonkeyPatch.context() as mp:  # concept names from the fixture's piece of WordNet
         mp.setattr(concepts, "load_wordnet", FixtureHierarchy)
-        out = build_site(SiteConfig(inputs["analyses"], root / "site", inputs["featvis"], (inputs["circuits"],))).out
+        out = build_site(
+            SiteConfig(
+                analyses=inputs["analyses"],
+                out=root / "site",
+                featvis=inputs["featvis"],
+                circuits=(inputs["circuits"],),
+            )
+        ).out
     sae = make_sae(root / "sae", 256, 48, 6, layer="mixed3a")
     server = make_server(ServeConfig(out, port=0, live=True, sae=sae), model=model)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -349,7 +356,7 @@ def test_layer_table_category_column_sorting_and_category_map(page, site):
 
 def test_folders_without_concept_labels_show_no_label_section(page, tmp_path):
     a = make_analysis(tmp_path / "a", "mixed4b", 6)
-    out = build_site(SiteConfig((a,), tmp_path / "site")).out
+    out = build_site(SiteConfig(analyses=(a,), out=tmp_path / "site")).out
     page.goto((out / "index.html").as_uri() + "#/mixed4b/f/2")
     wait_ready(page, "#/mixed4b/f/2")
     assert page.locator("#labelcard").count() == 0 and page.locator("h1").inner_text() == "car (class 2)"
@@ -366,7 +373,7 @@ def test_a_concept_above_many_units_draws_the_first_500_then_all(page, tmp_path)
     a = make_analysis(tmp_path / "a", "mixed5a", 1300, n_neurons=2, pool=4, concepts=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(concepts, "load_wordnet", FixtureHierarchy)
-        out = build_site(SiteConfig((a,), tmp_path / "site")).out
+        out = build_site(SiteConfig(analyses=(a,), out=tmp_path / "site")).out
     labelled = sum(concept_kind(i) in ("dog", "classes", "class") for i in range(1300))
     page.goto((out / "index.html").as_uri() + "#/concept/n00001740")  # entity: every labelled feature
     wait_ready(page, "#/concept/n00001740")

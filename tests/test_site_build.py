@@ -18,7 +18,9 @@ from inception_sae.site.inputs import read_circuits, read_featvis
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("site_build")
     inputs = small_site_inputs(root / "in")
-    cfg = SiteConfig(inputs["analyses"], root / "site", featvis=inputs["featvis"], circuits=(inputs["circuits"],))
+    cfg = SiteConfig(
+        analyses=inputs["analyses"], out=root / "site", featvis=inputs["featvis"], circuits=(inputs["circuits"],)
+    )
     return build_site(cfg), inputs
 
 
@@ -113,7 +115,7 @@ def test_minimal_contract_folder_builds(tmp_path):
              "dominant_branch": "1x1", "similar_neuron": {"neuron": 0, "cosine": 0.5}, "label": "x",
              "label_score": float("nan"), "top_examples": [{"image": "a.jpg", "y": 0, "x": 0, "value": 1.0}],
              "intervals": [], "top_classes": [{"index": 1, "name": "tench", "weight": 0.3}]})  # fmt: skip
-    result = build_site(SiteConfig((a,), tmp_path / "site"))
+    result = build_site(SiteConfig(analyses=(a,), out=tmp_path / "site"))
     _, index = read_js(result.out / "data/mixed5b/index.js")
     assert index["cols"]["score"] == [None, None, None]  # NaN becomes null, never invalid JSON
     assert index["cols"]["x"] == [None] * 3 and index["classes"] is False
@@ -123,15 +125,15 @@ def test_minimal_contract_folder_builds(tmp_path):
 def test_rebuild_replaces_previous_site_and_refuses_foreign_folders(tmp_path):
     a = make_analysis(tmp_path / "a", "mixed4a", 5)
     site = tmp_path / "site"
-    build_site(SiteConfig((a,), site))
+    build_site(SiteConfig(analyses=(a,), out=site))
     (site / "data/mixed4a/f/stale.js").write_text("x")
-    build_site(SiteConfig((a,), site))
+    build_site(SiteConfig(analyses=(a,), out=site))
     assert not (site / "data/mixed4a/f/stale.js").exists()
     other = tmp_path / "other"
     other.mkdir()
     (other / "precious.txt").write_text("keep")
     with pytest.raises(UserError, match="not empty"):
-        build_site(SiteConfig((a,), other))
+        build_site(SiteConfig(analyses=(a,), out=other))
     assert (other / "precious.txt").read_text() == "keep"
 
 
@@ -139,12 +141,12 @@ def test_bad_inputs_are_one_line_user_errors(tmp_path):
     a = make_analysis(tmp_path / "a", "mixed4a", 3)
     (a / "features/1.json").write_text("{broken")
     with pytest.raises(UserError, match=r"features/1\.json is not valid JSON"):
-        build_site(SiteConfig((a,), tmp_path / "s1"))
+        build_site(SiteConfig(analyses=(a,), out=tmp_path / "s1"))
     with pytest.raises(UserError, match=r"summary\.json is missing"):
-        build_site(SiteConfig((tmp_path,), tmp_path / "s2"))
+        build_site(SiteConfig(analyses=(tmp_path,), out=tmp_path / "s2"))
     b = make_analysis(tmp_path / "b", "mixed4a", 3)
     with pytest.raises(UserError, match="same layer"):
-        build_site(SiteConfig((b, b), tmp_path / "s3"))
+        build_site(SiteConfig(analyses=(b, b), out=tmp_path / "s3"))
 
 
 def test_featvis_and_graph_readers(tmp_path):
@@ -226,5 +228,5 @@ def test_site_headline_is_the_summary_metrics(tmp_path):
     summary = json.loads((a / "summary.json").read_text())
     summary["metrics"] = {"fvu": 0.123, "fvu_on": "held-out store rows", "splice_top1": 0.75}
     dump(a / "summary.json", summary)
-    _, index = read_js(build_site(SiteConfig((a,), tmp_path / "site")).out / "data/mixed4b/index.js")
+    _, index = read_js(build_site(SiteConfig(analyses=(a,), out=tmp_path / "site")).out / "data/mixed4b/index.js")
     assert index["headline"] == summary["metrics"]

@@ -30,7 +30,7 @@ def build_two_layers(root, hierarchy):
     b = make_analysis(root / "b", "mixed4d", 40, seed=2, concepts=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(concepts, "load_wordnet", lambda: hierarchy)
-        return build_site(SiteConfig((a, b), root / "site")).out, (a, b)
+        return build_site(SiteConfig(analyses=(a, b), out=root / "site")).out, (a, b)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_folders_written_before_concept_labels_still_build(tmp_path):
     """An old layer beside a new one: the old one has empty categories and adds nothing to the concept pages."""
     old = make_analysis(tmp_path / "old", "mixed4a", 12, seed=5)
     new = make_analysis(tmp_path / "new", "mixed4b", 12, seed=6, concepts=True)
-    out = build_site(SiteConfig((old,), tmp_path / "s1")).out
+    out = build_site(SiteConfig(analyses=(old,), out=tmp_path / "s1")).out
     _, index = read_js(out / "data/mixed4a/index.js")
     assert index["cols"]["cat"] == [""] * 12 and index["cols"]["label"][0]
     assert "concepts" not in index["labels"]
@@ -148,7 +148,7 @@ def test_folders_written_before_concept_labels_still_build(tmp_path):
     assert read_js(out / "data/site.js")[1]["concepts"] == 0
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(concepts, "load_wordnet", lambda: FixtureHierarchy())
-        out = build_site(SiteConfig((old, new), tmp_path / "s2")).out
+        out = build_site(SiteConfig(analyses=(old, new), out=tmp_path / "s2")).out
     _, index = read_js(out / "data/concepts.js")
     assert index["layers"] == ["mixed4a", "mixed4b"]
     assert all(set(n["layers"]) == {"mixed4b"} for n in index["nodes"])
@@ -162,7 +162,7 @@ def test_odd_node_ids_make_no_files(tmp_path):
     dump(a / "features/0.json", d)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(concepts, "load_wordnet", lambda: None)
-        out = build_site(SiteConfig((a,), tmp_path / "site")).out
+        out = build_site(SiteConfig(analyses=(a,), out=tmp_path / "site")).out
     assert not (tmp_path / "escape.js").exists() and not (out / "escape.js").exists()
     names = {p.name for p in (out / "data/concept").iterdir()}
     assert names == {f"{w}.js" for w in chain(DOG)}

@@ -25,7 +25,7 @@ def site(tmp_path_factory):
     summary.update(logit_effect=NO_LOGIT_EFFECT)
     summary["sae"]["path"] = "/home/someone/runs/r1/mixed4d/sae"
     (a / "summary.json").write_text(json.dumps(summary))
-    return build_site(SiteConfig((a,), root / "site")).out
+    return build_site(SiteConfig(analyses=(a,), out=root / "site")).out
 
 
 def test_classes_view_without_logit_effects_says_why(page, site):

@@ -30,8 +30,18 @@ def packed(model, tmp_path_factory):
     sae = make_sae(
         tmp / "sae", W_dec=unit_rows(torch.randn(M, 256, generator=torch.Generator().manual_seed(1))), layer="mixed3a"
     )
-    cfg = AnalyzeConfig(sae, tmp / "imgs", tmp / "analysis", input_size=32, batch_size=4, n_top=4, render_top=3,
-                        render_intervals=1, umap=False, logit_effect=False)  # fmt: skip
+    cfg = AnalyzeConfig(
+        sae=sae,
+        images=tmp / "imgs",
+        out=tmp / "analysis",
+        input_size=32,
+        batch_size=4,
+        n_top=4,
+        render_top=3,
+        render_intervals=1,
+        umap=False,
+        logit_effect=False,
+    )
     analyze(cfg, model=model, progress=False)
     site = build_site(SiteConfig(analyses=[tmp / "analysis"], out=tmp / "site"))
     return tmp / "analysis", site

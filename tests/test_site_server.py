@@ -26,7 +26,7 @@ def start(server):
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("site_serve")
     a = make_analysis(root / "a", "mixed3a", 6)
-    out = build_site(SiteConfig((a,), root / "site")).out
+    out = build_site(SiteConfig(analyses=(a,), out=root / "site")).out
     (root / "secret.txt").write_text("secret")
     os.symlink(root / "secret.txt", out / "leak.txt")  # a link out of the site must not be followed
     return out

@@ -1,12 +1,12 @@
 """Typed settings: frozen dataclasses read from plain mappings (YAML, TOML, ``--set``) and validated from their types.
 
-A stage's config dataclass (``HarvestConfig``, ``AnalyzeConfig``...) holds its inputs (folders, the layer, the
-model) and its settings, each setting with its one default. Beside it, a frozen :class:`Settings` dataclass holds
-the settings alone (same names, types and defaults), which is what ``inception-sae run``'s config sections hold;
-:func:`settings_of` checks on import that the two agree. :func:`from_mapping` is the one reader of such a
-dataclass from plain data: an unknown key, a value of the wrong type or outside a ``Literal`` is a one-line
-:class:`~.errors.UserError` naming the key. :func:`check_choices` is the one check of ``Literal`` fields, called
-by every config's ``__post_init__``.
+A stage's settings (``HarvestSettings``, ``AnalysisSettings``...) are a frozen :class:`Settings` dataclass: each
+setting once, with its type, default and help text. That is what ``inception-sae run``'s config sections hold
+and what the stage's command turns into flags. The stage's config (``HarvestConfig``, ``AnalyzeConfig``...)
+subclasses its settings and adds the inputs (folders, the layer, the model). :func:`from_mapping` is the one
+reader of such a dataclass from plain data: an unknown key, a value of the wrong type or outside a ``Literal``
+is a one-line :class:`~.errors.UserError` naming the key. :func:`check_choices` is the one check of ``Literal``
+fields, called by every settings class on creation.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import itertools
 import textwrap
 import types
 import typing
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args, get_origin
 
 from .errors import UserError
 
@@ -53,10 +52,14 @@ def check_choices(obj: Any, prefix: str = "") -> None:
 
 
 class Settings:
-    """Base of the settings dataclasses: their ``Literal`` fields are checked on creation."""
+    """Base of the settings dataclasses: their ``Literal`` fields are checked on creation.
 
-    #: the fields of the stage config that the settings leave out (the inputs ``run`` fills in itself)
-    inputs: ClassVar[tuple[str, ...]] = ()
+    A stage's settings class (``AnalysisSettings``...) is a frozen, keyword-only dataclass declaring each setting
+    once: its type, its one default and its docstring (the help text). The stage's config subclasses it and adds
+    the inputs (folders, layer, model) as keyword-only fields, so that a config *is* its settings plus inputs
+    and no field is written twice. A subclass with its own ``__post_init__`` calls ``super().__post_init__()``.
+    """
+
     if TYPE_CHECKING:  # every subclass is a dataclass
         __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
@@ -64,57 +67,18 @@ class Settings:
         check_choices(self)
 
 
-S = TypeVar("S", bound=Settings)
-#: settings dataclass -> the stage config it was checked against (by :func:`settings_of`)
-_CONFIG_OF: dict[type, type] = {}
-
-
-def settings_of(cls: type, *, extra: tuple[str, ...] = ()) -> Callable[[type[S]], type[S]]:
-    """Class decorator: check that a settings dataclass is ``cls``'s fields minus its ``inputs``.
-
-    The settings are declared as a class so that type checkers see them; this check keeps them in step with
-    ``cls``: the same names in the same order, types and defaults. A field whose type is another settings
-    dataclass stands for ``cls``'s field of the config that class was checked against, and defaults to that
-    class. ``extra`` names the settings' own fields, which come first. A mismatch is a TypeError on import.
-    """
-
-    def check(settings: type[S]) -> type[S]:
-        def fail(what: str) -> TypeError:
-            return TypeError(f"{settings.__name__} does not match {cls.__name__}: {what}")
-
-        mirrored = {f.name: f for f in dataclasses.fields(cls) if f.name not in settings.inputs}
-        names = [f.name for f in dataclasses.fields(settings)]
-        if names != [*extra, *mirrored]:
-            raise fail(f"fields {names}, expected {[*extra, *mirrored]}")
-        hints, own = type_hints(cls), type_hints(settings)  # type: ignore[arg-type]  # hashable (mypy#11470)
-        for f in dataclasses.fields(settings):
-            if f.name in extra:
-                continue
-            g, hint = mirrored[f.name], own[f.name]
-            if g.default is dataclasses.MISSING and g.default_factory is dataclasses.MISSING:
-                raise fail(f"{f.name} has no default in {cls.__name__}: name it as an input")
-            if _CONFIG_OF.get(hint) is not None and _CONFIG_OF[hint] is hints[f.name]:
-                if f.default_factory is not hint:
-                    raise fail(f"{f.name} must default to {hint.__name__}()")
-            elif hint != hints[f.name]:
-                raise fail(f"{f.name} is {hint}, expected {hints[f.name]}")
-            elif f.default_factory is not g.default_factory or not (
-                type(f.default) is type(g.default) and f.default == g.default
-            ):
-                raise fail(f"{f.name}'s default differs")
-        _CONFIG_OF[settings] = cls
-        return settings
-
-    return check
+def settings_fields(config: type, settings: type) -> tuple[str, ...]:
+    """The fields of the stage config class ``config`` that its settings class ``settings`` does not hold."""
+    own = {f.name for f in dataclasses.fields(settings)}
+    return tuple(f.name for f in dataclasses.fields(config) if f.name not in own)
 
 
 @cache
 def field_docs(cls: type) -> dict[str, str]:
     """Each field of the dataclass ``cls`` -> its docstring (the string literal under the field), on one line.
 
-    That text is the field's one description: the ``--help`` of its flag and its line in docs/config.md. A
-    settings class mirroring a stage config (:func:`settings_of`) takes the config's text for the fields it does
-    not document itself; a field without any text maps to "".
+    That text is the field's one description: the ``--help`` of its flag and its line in docs/config.md. Fields
+    inherited from a base dataclass take the base's text; a field without any text maps to "".
     """
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
@@ -126,15 +90,13 @@ def field_docs(cls: type) -> dict[str, str]:
             text = after.value.value if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) else None
             if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name) and isinstance(text, str):
                 docs[field.target.id] = " ".join(text.split())
-    mirrored = _CONFIG_OF.get(cls)
-    if mirrored is not None:
-        docs = {**field_docs(mirrored), **docs}
     return {f.name: docs.get(f.name, "") for f in dataclasses.fields(cls)}
 
 
-def values(settings: Any) -> dict[str, Any]:
-    """A settings dataclass's fields as keyword arguments (nested settings stay objects)."""
-    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+def values(obj: Any, cls: type | None = None) -> dict[str, Any]:
+    """A dataclass's fields as keyword arguments (nested settings stay objects); with ``cls`` (a dataclass that
+    ``obj`` is an instance of), only ``cls``'s fields: a stage config's settings, or its network."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(cls or obj)}
 
 
 def from_mapping(cls: type, data: Any, where: str, fixed: tuple[str, ...] = ()) -> Any:
@@ -154,7 +116,10 @@ def from_mapping(cls: type, data: Any, where: str, fixed: tuple[str, ...] = ()) 
         if key not in names:
             raise UserError(f"unknown key {where}.{key}; valid keys: {', '.join(names)}")
         kwargs[key] = convert(value, hints[key], f"{where}.{key}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)  # the class's own checks (ranges, consistency)
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
 
 
 class TextValue(str):

@@ -7,33 +7,19 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ..errors import UserError
-from ..settings import Settings, check_choices, settings_of
+from ..models.choice import Model
+from ..settings import Settings
 
 LabelSource = Literal["auto", "true", "predicted"]
 LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
 
 
-@dataclass(frozen=True)
-class AnalyzeConfig:
-    """Everything one analysis run needs; the CLI builds it, the library never mutates it."""
+@dataclass(frozen=True, kw_only=True)
+class AnalysisSettings(Settings):
+    """What an analysis computes and keeps: what ``run``'s ``analyze`` section and the command's flags set."""
 
-    sae: Path
-    """SAE folder (docs/formats.md, "SAE folder": cfg.json + sae_weights.safetensors, cfg has ``layer``)."""
-    images: Path
-    """Image folder (recursive) or a .txt list of image paths."""
-    out: Path
-    """Analysis folder to write."""
-    eval_report: Path | None = None
-    """``eval.json`` of this SAE (``inception-sae eval --report``): its held-out FVU and splice-back agreement
-    go into summary.json's ``metrics``, the dashboard's headline (None: training-log numbers only)."""
     max_images: int | None = None
     """Use only N images: a seeded (``seed``) subset spread evenly over the classes (folder names); None: all."""
-    weights: str | None = None
-    """Model weights: inception5h.pth path, 'random', or None for the cached file."""
-    seed: int = 0
-    """Seed for random weights, reservoirs, the null model and UMAP."""
-    device: str = "cpu"
-    """torch device for the model and the SAE."""
     batch_size: int = 32
     """Images per batch."""
     labels: Path | None = None
@@ -75,21 +61,37 @@ class AnalyzeConfig:
     """Continue from ``out/checkpoint`` when it matches this run's inputs."""
     checkpoint_every_s: float = 300.0
     """Seconds between mid-pass checkpoints (0: only between passes)."""
-    harvest_rule: str | None = None
-    """The position rule the SAE was trained on, for an SAE folder whose cfg.json records none (and whose
-    training store is gone): ``top-norm:N[:SEED]``, ``norm-weighted:N:SEED``, ``uniform:N:SEED``, ``all``, or
-    ``none`` (no training-position numbers). None: the SAE folder's own record."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.max_images is not None and self.max_images < 1:
             raise UserError(f"--max-images must be >= 1, got {self.max_images}")
         for name in ("batch_size", "n_top", "n_intervals", "per_interval", "input_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        check_choices(self)
         parse_family(self.family)  # a malformed family fails here, before any image is read
         if self.render_top > self.n_top or self.render_intervals > self.per_interval:
             raise UserError("cannot render more examples than are kept")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalyzeConfig(AnalysisSettings, Model):
+    """Everything one analysis run needs: the settings, the network and the inputs; the CLI builds it, the library
+    never mutates it."""
+
+    sae: Path
+    """SAE folder (docs/formats.md, "SAE folder": cfg.json + sae_weights.safetensors, cfg has ``layer``)."""
+    images: Path
+    """Image folder (recursive) or a .txt list of image paths."""
+    out: Path
+    """Analysis folder to write."""
+    eval_report: Path | None = None
+    """``eval.json`` of this SAE (``inception-sae eval --report``): its held-out FVU and splice-back agreement
+    go into summary.json's ``metrics``, the dashboard's headline (None: training-log numbers only)."""
+    harvest_rule: str | None = None
+    """The position rule the SAE was trained on, for an SAE folder whose cfg.json records none (and whose
+    training store is gone): ``top-norm:N[:SEED]``, ``norm-weighted:N:SEED``, ``uniform:N:SEED``, ``all``, or
+    ``none`` (no training-position numbers). None: the SAE folder's own record."""
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -107,31 +109,3 @@ def parse_family(text: str | None) -> tuple[list[int] | None, str | None]:
         return [int(x) for x in text.split(",") if x.strip()], None
     except ValueError:
         raise UserError(f"--family must be feature ids like 3,17,40 or label:TEXT, got {text!r}") from None
-
-
-#: What ``run``'s ``analyze`` section holds: every AnalyzeConfig field but the inputs ``run`` passes.
-@settings_of(AnalyzeConfig)
-@dataclass(frozen=True)
-class AnalysisSettings(Settings):
-    """What an analysis computes and keeps (AnalyzeConfig without its inputs)."""
-
-    inputs = ("sae", "images", "out", "eval_report", "weights", "seed", "device", "harvest_rule")
-
-    max_images: int | None = None
-    batch_size: int = 32
-    labels: Path | None = None
-    input_size: int = 224
-    n_top: int = 20
-    n_intervals: int = 10
-    per_interval: int = 5
-    render_top: int = 5
-    render_intervals: int = 1
-    training_examples: bool = True
-    null_scale: bool = True
-    family: str | None = None
-    logit_effect: bool = True
-    umap: bool = True
-    label_source: LabelSource = "auto"
-    workers: int = 0
-    resume: bool = True
-    checkpoint_every_s: float = 300.0

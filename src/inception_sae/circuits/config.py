@@ -6,23 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..settings import Settings, settings_of
+from ..models.choice import Model
+from ..settings import Settings
 
 
-@dataclass(frozen=True)
-class CircuitsConfig:
-    """Everything the circuits run (:func:`.run.run`) needs; the CLI builds it, library code never mutates it."""
+@dataclass(frozen=True, kw_only=True)
+class CircuitsSettings(Settings):
+    """Which circuits are computed and how: what ``run``'s ``circuits`` section and the command's flags set."""
 
-    upstream: Path
-    """SAE folder on the earlier layer"""
-    downstream: Path
-    """SAE folder on the next inception block"""
-    out: Path
-    """output folder"""
     feature: int | None = None
     """downstream feature to centre the graph on (default: most frequent)"""
-    images: Path | None = None
-    """image folder / list for attribution, ablation and validation"""
     max_images: int = 64
     """images scanned for sites: a seeded subset spread over the classes"""
     input_size: int | None = None
@@ -47,20 +40,13 @@ class CircuitsConfig:
     """class indices for a class -> mixed5b -> mixed5a circuit"""
     labels: Path | None = None
     """inception5h labels TSV (class names)"""
-    analysis: tuple[Path, ...] = ()
-    """analysis folders (any layer) whose features/<i>.json give labels"""
-    weights: str | None = None
-    """inception5h.pth, "random", or None for the cached file"""
-    seed: int = 0
-    """seed of random weights and of the image subset"""
-    device: str = "cpu"
-    """torch device"""
     batch_size: int = 16
     """images per forward pass"""
     chunk: int = 1024
     """downstream features per chunk when scanning all pairs"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("max_images", "sites", "top", "graph_top", "chunk", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -74,26 +60,18 @@ class CircuitsConfig:
             raise UserError(f"feature must be >= 0, got {self.feature}")
 
 
-#: What ``run``'s ``circuits`` section holds: every CircuitsConfig field but the inputs ``run`` passes.
-@settings_of(CircuitsConfig)
-@dataclass(frozen=True)
-class CircuitsSettings(Settings):
-    """Which circuits are computed and how (CircuitsConfig without its inputs)."""
+@dataclass(frozen=True, kw_only=True)
+class CircuitsConfig(CircuitsSettings, Model):
+    """Everything the circuits run (:func:`.run.run`) needs: the settings, the network and the inputs; the CLI
+    builds it, library code never mutates it."""
 
-    inputs = ("upstream", "downstream", "out", "images", "analysis", "weights", "seed", "device")
-
-    feature: int | None = None
-    max_images: int = 64
-    input_size: int | None = None
-    sites: int = 8
-    compare_features: int = 24
-    candidates: int = 48
-    top: int = 10
-    graph_top: int = 6
-    hops: int = 2
-    permutations: int = 2000
-    recipe_features: int = 3
-    classes: tuple[int, ...] = ()
-    labels: Path | None = None
-    batch_size: int = 16
-    chunk: int = 1024
+    upstream: Path
+    """SAE folder on the earlier layer"""
+    downstream: Path
+    """SAE folder on the next inception block"""
+    out: Path
+    """output folder"""
+    images: Path | None = None
+    """image folder / list for attribution, ablation and validation"""
+    analysis: tuple[Path, ...] = ()
+    """analysis folders (any layer) whose features/<i>.json give labels"""

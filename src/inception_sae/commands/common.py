@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from ..models import choice
 from .options import Group
 
 if TYPE_CHECKING:
     from ..models.inception_v1 import InceptionV1
 
 
-@dataclass(frozen=True)
-class Model:
+class Model(choice.Model):
     """The network a command runs: the same three options on every command that loads it."""
-
-    weights: str | None = None
-    """inception5h.pth path, 'random' (seeded, untrained), or omit for the cached/downloaded file"""
-    seed: int = 0
-    """seed for random weights and every random choice"""
-    device: str = "cpu"
-    """torch device, e.g. cpu, cuda, cuda:1"""
 
     def load(self) -> InceptionV1:
         """The network, with a loud warning when its weights are random."""
-        from ..models.weights import load_model
-
-        model = load_model(self.weights, seed=self.seed, device=self.device)
+        model = self.load_model()
         warn_if_random(model.identity)
         return model
 

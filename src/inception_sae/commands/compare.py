@@ -32,12 +32,9 @@ def compare(
 
     from ..compare.report import table_rows
     from ..compare.run import run
-    from ..errors import UserError
 
-    if settings.batch_size < 3:
-        raise UserError("--batch-size must be at least 3 (the null pairs each image with others, in several shuffles)")
-    cfg = CompareConfig(sae_a, sae_b, out_dir, images=images, analysis_a=analysis_a, analysis_b=analysis_b,
-                        **values(model), **values(settings))  # fmt: skip
+    cfg = CompareConfig(sae_a=sae_a, sae_b=sae_b, out=out_dir, images=images, analysis_a=analysis_a,
+                        analysis_b=analysis_b, **values(model), **values(settings))  # fmt: skip
     columns = (TextColumn("compare"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} img/s"),
                TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=console, disable=not progress or images is None) as bar:

@@ -36,7 +36,7 @@ def harvest(
 
     layers = tuple(dict.fromkeys(layer))
     outs = (out_dir,) if len(layers) == 1 else tuple(out_dir / x for x in layers)
-    cfg = HarvestPassConfig(images=images, layers=layers, outs=outs, settings=settings, **values(model))
+    cfg = HarvestPassConfig(images=images, layers=layers, outs=outs, **values(settings), **values(model))
     if model.weights and model.weights.startswith("random"):
         warn_if_random(f"random:{model.seed}")
     for result in run(cfg, progress=progress):

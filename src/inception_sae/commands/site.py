@@ -30,7 +30,14 @@ def build(
 
     from ..site.build import run
 
-    cfg = SiteConfig(tuple(analysis), out_dir, featvis, tuple(circuits), compares=tuple(compare), **values(settings))
+    cfg = SiteConfig(
+        analyses=tuple(analysis),
+        out=out_dir,
+        featvis=featvis,
+        circuits=tuple(circuits),
+        compares=tuple(compare),
+        **values(settings),
+    )
     columns = (TextColumn("site"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[rate]} features/s"))  # fmt: skip
     with Progress(*columns, console=console, disable=not progress) as bar:

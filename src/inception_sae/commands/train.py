@@ -43,7 +43,7 @@ def train(
         raise UserError("give exactly one of --store or --images")
     if images is not None and not layer:
         raise UserError("--images needs --layer")
-    cfg = TrainStageConfig(out=out_dir, store=store, images=images, layer=layer, saes=tuple(saes), settings=settings,
+    cfg = TrainStageConfig(out=out_dir, store=store, images=images, layer=layer, saes=tuple(saes), **values(settings),
                            held_out=held_out, weights=model.weights, seed=saes[0].seed,
                            device=model.device)  # fmt: skip
     rank = DistEnv.from_environ().rank
@@ -87,7 +87,7 @@ def evaluate(
     if store is None and images is None:
         raise UserError("give --store and/or --images")
     cfg = EvalConfig(sae=sae_dir, store=store, images=images, siblings=tuple(sibling), harvest_rule=harvest_rule,
-                     resize=resize, crop=crop, settings=settings, **values(model))  # fmt: skip
+                     resize=resize, crop=crop, **values(settings), **values(model))  # fmt: skip
     rep = run(cfg)
     for line in report_lines(rep.to_dict()):
         out.print(line)

@@ -18,15 +18,34 @@ from torch import Tensor
 
 from ..analysis.branches import dominant_branches, label_source
 from ..errors import UserError
+from ..models.choice import Model
 from ..sae.model import TopKSAE
-from ..settings import Settings, settings_of
+from ..settings import Settings
 from . import match, summary
 from .report import CompareFolder, CompareResult
 
 
-@dataclass(frozen=True)
-class CompareConfig:
-    """What ``compare`` reads and writes."""
+@dataclass(frozen=True, kw_only=True)
+class CompareSettings(Settings):
+    """How two SAEs are compared: what ``run``'s ``compare`` section and the command's flags set."""
+
+    max_images: int = 256
+    """images used for the correlation: a seeded spread over the class folders, as every stage takes (`subset` in
+    compare.json)"""
+    batch_size: int = 16
+    """images per batch (at least 3: the null pairs each image with others, in several shuffles)"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch_size < 3:
+            raise UserError(
+                "--batch-size must be at least 3 (the null pairs each image with others, in several shuffles)"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompareConfig(CompareSettings, Model):
+    """What ``compare`` reads and writes, how, and with which network."""
 
     sae_a: Path
     """first SAE folder"""
@@ -36,33 +55,10 @@ class CompareConfig:
     """folder for compare.json and compare.png"""
     images: Path | None = None
     """image folder or list; needed to compare different layers"""
-    max_images: int = 256
-    """images used for the correlation: a seeded spread over the class folders, as every stage takes (`subset` in
-    compare.json)"""
-    batch_size: int = 16
-    """images per batch (at least 3: the null pairs each image with others, in several shuffles)"""
     analysis_a: Path | None = None
     """analysis folder of A (dominant branches, frequencies)"""
     analysis_b: Path | None = None
     """analysis folder of B"""
-    weights: str | None = None
-    """inception5h.pth, "random", or None for the cached file"""
-    seed: int = 0
-    """seed of random weights"""
-    device: str = "cpu"
-    """torch device"""
-
-
-#: What ``run``'s ``compare`` section holds: every CompareConfig field but the inputs ``run`` passes.
-@settings_of(CompareConfig)
-@dataclass(frozen=True)
-class CompareSettings(Settings):
-    """How two SAEs are compared (CompareConfig without its inputs)."""
-
-    inputs = ("sae_a", "sae_b", "out", "images", "analysis_a", "analysis_b", "weights", "seed", "device")
-
-    max_images: int = 256
-    batch_size: int = 16
 
 
 def side_info(path: Path, sae) -> dict:

@@ -4,25 +4,20 @@ the command share (:class:`HarvestSettings`), and one pass over the images for s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..settings import Settings, check_choices, settings_of, values
+from ..models.choice import Model
+from ..settings import Settings, values
 from .sampling import Sampling
 from .store import StoreDtype
 
 
-@dataclass(frozen=True)
-class HarvestConfig:
-    """Everything that defines a harvest (the CLI builds it; library code never changes it)."""
+@dataclass(frozen=True, kw_only=True)
+class HarvestSettings(Settings):
+    """How a harvest samples, stores and decodes: what ``run``'s ``harvest`` section and the command's flags set."""
 
-    images: Path
-    """image folder, or a .txt list of image paths"""
-    layer: str
-    """layer or single branch, e.g. ``mixed4d`` or ``mixed4d_5x5``"""
-    out: Path
-    """store folder (created; resumed if it holds the same harvest)"""
     per_image: int = 10
     """vectors per image and view (ignored for ``sampling="all"``)"""
     sampling: Sampling = "top-norm"
@@ -31,14 +26,8 @@ class HarvestConfig:
     """views per image: 0 is the evaluation crop, others random resized crop + flip"""
     max_images: int | None = None
     """use only N images: a seeded random subset spread over the classes"""
-    weights: str | None = None
-    """weights path, ``random``, or None for the cached/downloaded file"""
-    seed: int = 0
-    """seed of random weights, sampling and augmentation"""
     dtype: StoreDtype = "float16"
     """storage dtype of the vectors"""
-    device: str = "cpu"
-    """torch device (``cuda`` becomes ``cuda:<local rank>`` under torchrun)"""
     workers: int = 2
     """DataLoader worker processes decoding images"""
     batch_size: int = 32
@@ -49,11 +38,9 @@ class HarvestConfig:
     """short side after resizing"""
     crop: int = 224
     """centre-crop side"""
-    progress: bool = True
-    """show a progress bar (rank 0 only)"""
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        super().__post_init__()
         for name in ("per_image", "views", "batch_size", "shard_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1")
@@ -63,24 +50,19 @@ class HarvestConfig:
             raise UserError("--workers must be >= 0")
 
 
-#: What ``run``'s ``harvest`` section holds: every HarvestConfig field but the inputs.
-@settings_of(HarvestConfig)
-@dataclass(frozen=True)
-class HarvestSettings(Settings):
-    """How a harvest samples, stores and decodes (HarvestConfig without its inputs)."""
+@dataclass(frozen=True, kw_only=True)
+class HarvestConfig(HarvestSettings, Model):
+    """One layer's harvest: its settings, the network, and its inputs (the CLI builds it; library code never
+    changes it)."""
 
-    inputs = ("images", "layer", "out", "weights", "seed", "device", "progress")
-
-    per_image: int = 10
-    sampling: Sampling = "top-norm"
-    views: int = 1
-    max_images: int | None = None
-    dtype: StoreDtype = "float16"
-    workers: int = 2
-    batch_size: int = 32
-    shard_size: int = 1 << 16
-    resize: int = 256
-    crop: int = 224
+    images: Path
+    """image folder, or a .txt list of image paths"""
+    layer: str
+    """layer or single branch, e.g. ``mixed4d`` or ``mixed4d_5x5``"""
+    out: Path
+    """store folder (created; resumed if it holds the same harvest)"""
+    progress: bool = True
+    """show a progress bar (rank 0 only)"""
 
 
 @dataclass(frozen=True)
@@ -99,8 +81,8 @@ class HarvestResult:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class HarvestPassConfig:
+@dataclass(frozen=True, kw_only=True)
+class HarvestPassConfig(HarvestSettings, Model):
     """One pass over the images harvesting several layers, each into its own store (:func:`.harvest.run`)."""
 
     images: Path
@@ -109,15 +91,9 @@ class HarvestPassConfig:
     """layers or single branches, e.g. ``mixed4d`` or ``mixed4d_5x5``"""
     outs: tuple[Path, ...]
     """one store folder per layer (created; resumed if it holds the same harvest)"""
-    settings: HarvestSettings = field(default_factory=HarvestSettings)
-    weights: str | None = None
-    """weights path, ``random``, or None for the cached/downloaded file"""
-    seed: int = 0
-    """seed of random weights, sampling and augmentation"""
-    device: str = "cpu"
-    """torch device (``cuda`` becomes ``cuda:<local rank>`` under torchrun)"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.layers:
             raise UserError("name at least one layer to harvest")
         if len(self.outs) != len(self.layers):
@@ -127,6 +103,6 @@ class HarvestPassConfig:
 
     def configs(self, progress: bool = True) -> list[HarvestConfig]:
         """Each layer's :class:`HarvestConfig`."""
-        return [HarvestConfig(images=self.images, layer=layer, out=out, weights=self.weights, seed=self.seed,
-                              device=self.device, progress=progress, **values(self.settings))
+        shared = values(self, HarvestSettings) | values(self, Model)
+        return [HarvestConfig(images=self.images, layer=layer, out=out, progress=progress, **shared)
                 for layer, out in zip(self.layers, self.outs, strict=True)]  # fmt: skip

@@ -21,7 +21,7 @@ from torch import Generator, Tensor
 
 from ..errors import UserError
 from ..fsio import atomic_save_image
-from ..settings import Settings, settings_of
+from ..settings import Settings
 from .objectives import Objective
 from .param import ImageParam, ParamConfig
 from .transforms import Resize, Transform, standard_transforms
@@ -33,9 +33,9 @@ if TYPE_CHECKING:
 TRANSFORM_STREAM = 0x9E3779B97F4A7C15 % (1 << 63)
 
 
-@dataclass(frozen=True)
-class RenderConfig:
-    """Optimisation settings (Lucid/Lucent defaults)."""
+@dataclass(frozen=True, kw_only=True)
+class RenderSettings(Settings):
+    """Optimisation settings (Lucid/Lucent defaults): what a config file and the flags set."""
 
     steps: int = 512
     """Adam steps (Lucent's thresholds=(512,))"""
@@ -45,12 +45,11 @@ class RenderConfig:
     """image parameterisation and canvas size"""
     model_size: int = 224
     """images are resized (bilinear) to this before the model"""
-    transforms: Transform = field(default_factory=standard_transforms)
-    """random robustness transforms"""
     redirected_relu: bool = False
     """Lucid's redirected-ReLU gradients during optimisation"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.steps < 0:
             raise UserError(f"steps must be >= 0, got {self.steps}")
         if self.lr <= 0:
@@ -59,19 +58,12 @@ class RenderConfig:
             raise UserError(f"model_size must be >= 16, got {self.model_size}")
 
 
-#: RenderConfig without its transforms (the standard ones): what a config file can set.
-@settings_of(RenderConfig)
-@dataclass(frozen=True)
-class RenderSettings(Settings):
-    """Optimisation settings (RenderConfig but its transforms)."""
+@dataclass(frozen=True, kw_only=True)
+class RenderConfig(RenderSettings):
+    """Optimisation settings and the random robustness transforms (code, not settings)."""
 
-    inputs = ("transforms",)
-
-    steps: int = 512
-    lr: float = 0.05
-    param: ParamConfig = field(default_factory=ParamConfig)
-    model_size: int = 224
-    redirected_relu: bool = False
+    transforms: Transform = field(default_factory=standard_transforms)
+    """random robustness transforms"""
 
 
 class RenderResult(NamedTuple):

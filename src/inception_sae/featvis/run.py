@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..models.choice import Model
 from ..models.layers import layer_info
 from ..sae.view import SAETensors
-from ..settings import Settings, check_choices, settings_of, values
+from ..settings import Settings, values
 from .index import FeatvisFolder
 from .objectives import Objective, diversity, neuron, sae_decoder, sae_encoder
 from .render import RenderConfig, RenderSettings, render, save_png
@@ -36,19 +37,11 @@ if TYPE_CHECKING:
     from ..models.inception_v1 import InceptionV1
 
 
-@dataclass(frozen=True)
-class FeatvisConfig:
-    """What to render, where, and with which network."""
+@dataclass(frozen=True, kw_only=True)
+class FeatvisSettings(Settings):
+    """How features are rendered, for any layer: what ``run``'s ``featvis`` section and the command's flags set."""
 
-    out: Path
-    """output folder (see module docstring for the layout)"""
-    layer: str
-    """capture name of the layer (an SAE's layer for kind "f")"""
-    kind: Literal["f", "n"]
-    """``f`` for SAE features, ``n`` for neurons (channels of ``layer``)"""
-    ids: tuple[int, ...]
-    """feature or channel indices"""
-    render: RenderConfig = field(default_factory=RenderConfig)
+    render: RenderSettings = field(default_factory=RenderSettings)
     """optimisation settings"""
     objective: Literal["encoder", "decoder"] = "encoder"
     """SAE objective: encoder pre-activation or decoder direction"""
@@ -62,40 +55,36 @@ class FeatvisConfig:
     """cosine exponent of the decoder-direction objective"""
     batch_size: int = 16
     """images per optimisation batch"""
-    seed: int = 0
-    """job seed; each image's seed derives from it"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # objective, at: one-line errors from their Literal types
+        if self.diversity < 1 or self.batch_size < 1:
+            raise UserError("--diversity and --batch-size must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatvisConfig(FeatvisSettings, Model):
+    """What to render, where, how, and with which network."""
+
+    out: Path
+    """output folder (see module docstring for the layout)"""
+    layer: str
+    """capture name of the layer (an SAE's layer for kind "f")"""
+    kind: Literal["f", "n"]
+    """``f`` for SAE features, ``n`` for neurons (channels of ``layer``)"""
+    ids: tuple[int, ...]
+    """feature or channel indices"""
+    render: RenderConfig = field(default_factory=RenderConfig)
+    """optimisation settings and transforms"""
     branch: Literal["1x1", "3x3", "5x5", "pool"] | None = None
     """restrict the objective to one branch's channels"""
     sae: Path | None = None
     """SAE folder whose features are rendered (kind ``f``)"""
-    weights: str | None = None
-    """inception5h.pth path, "random" (seeded with ``seed``, untrained), or None for the cached file"""
-    device: str = "cpu"
-    """torch device"""
 
     def __post_init__(self) -> None:
-        check_choices(self)  # kind, branch, objective, at: one-line errors from their Literal types
-        if self.diversity < 1 or self.batch_size < 1:
-            raise UserError("--diversity and --batch-size must be >= 1")
+        super().__post_init__()  # kind, branch: one-line errors from their Literal types
         if not self.ids:
             raise UserError("no features or neurons selected")
-
-
-#: How features are rendered, for any layer (FeatvisConfig without what to render, where, and the network).
-@settings_of(FeatvisConfig)
-@dataclass(frozen=True)
-class FeatvisSettings(Settings):
-    """How features are rendered (FeatvisConfig without what is rendered, where, and by which network)."""
-
-    inputs = ("out", "layer", "kind", "ids", "seed", "branch", "sae", "weights", "device")
-
-    render: RenderSettings = field(default_factory=RenderSettings)
-    objective: Literal["encoder", "decoder"] = "encoder"
-    at: Literal["center", "mean"] = "center"
-    diversity: int = 1
-    diversity_weight: float = 1e2
-    cossim_pow: float = 1.0
-    batch_size: int = 16
 
 
 def job_from(settings: Any, **inputs: Any) -> FeatvisConfig:

@@ -14,43 +14,33 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..analysis.config import AnalysisSettings, AnalyzeConfig
 from ..circuits.config import CircuitsConfig, CircuitsSettings
 from ..compare.run import CompareConfig, CompareSettings
 from ..data.harvest import HarvestConfig, HarvestSettings
 from ..errors import UserError
-from ..featvis.render import RenderSettings
 from ..featvis.run import FeatvisConfig, FeatvisSettings
+from ..models.choice import Model
 from ..sae.settings import EvalSettings, SAESettings
 from ..sae.train_config import TrainConfig, TrainSettings
-from ..settings import Settings, TextValue, convert, from_mapping, plain, settings_of, type_hints
+from ..settings import TextValue, convert, from_mapping, plain, type_hints
 from ..site.config import SiteConfig, SiteSettings
 
 
-#: The featvis section: which features to render per layer, then how (FeatvisSettings).
-@settings_of(FeatvisConfig, extra=("features",))
-@dataclass(frozen=True)
-class FeatvisRunSettings(Settings):
-    """Which features of each layer are rendered (``features``) and how (the FeatvisSettings fields)."""
-
-    inputs = FeatvisSettings.inputs
+@dataclass(frozen=True, kw_only=True)
+class FeatvisRunSettings(FeatvisSettings):
+    """How features are rendered (the FeatvisSettings fields) and which features of each layer (``features``)."""
 
     features: str = "top:16"
     """``top:N`` (the N most frequent live features per the analysis) or ids, e.g. ``0-15``"""
-    render: RenderSettings = field(default_factory=RenderSettings)
-    objective: Literal["encoder", "decoder"] = "encoder"
-    at: Literal["center", "mean"] = "center"
-    diversity: int = 1
-    diversity_weight: float = 1e2
-    cossim_pow: float = 1.0
-    batch_size: int = 16
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """The whole run: top-level inputs plus one typed settings section per stage."""
+@dataclass(frozen=True, kw_only=True)
+class RunConfig(Model):
+    """The whole run: the network (weights, seed, device), the top-level inputs and one typed settings section per
+    stage."""
 
     layers: tuple[str, ...] = ()
     """layers, in network order; circuits run between consecutive ones"""
@@ -60,12 +50,6 @@ class RunConfig:
     """images for eval, analyze and circuits (default: ``images``)"""
     out: Path | None = None
     """run folder"""
-    weights: str | None = None
-    """inception5h.pth path, "random" (seeded, untrained), or None for the cached file"""
-    seed: int = 0
-    """seed of random weights and of every stage's random choices"""
-    device: str = "cpu"
-    """torch device for every stage"""
     harvest: HarvestSettings = field(default_factory=HarvestSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     sae: SAESettings = field(default_factory=SAESettings)

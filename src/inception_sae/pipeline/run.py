@@ -15,14 +15,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..analysis.config import AnalyzeConfig
-from ..circuits.config import CircuitsConfig
-from ..data.harvest import HarvestConfig
 from ..errors import UserError
 from ..fsio import atomic_write_text
-from ..sae.train_config import TrainConfig
-from ..settings import values
-from ..site.config import SiteConfig
 from . import work
 from .config import RunConfig, build, fingerprint, read_file, to_yaml
 from .stages import (
@@ -167,26 +161,6 @@ def check_store_sizes(cfg: RunConfig, paths: Paths, redo: tuple[str, ...]) -> No
             )
 
 
-def check_stage_settings(cfg: RunConfig) -> None:
-    """Each stage config's own checks of its settings (ranges, consistency), before any work, not hours in.
-
-    The stage configs are built with placeholder inputs: only their settings are checked here.
-    """
-    here, layer = Path("."), cfg.layers[0]
-    checks = {
-        "harvest": lambda: HarvestConfig(images=here, layer=layer, out=here, **values(cfg.harvest)),
-        "train": lambda: TrainConfig(**values(cfg.train)),
-        "analyze": lambda: AnalyzeConfig(sae=here, images=here, out=here, **values(cfg.analyze)),
-        "circuits": lambda: CircuitsConfig(upstream=here, downstream=here, out=here, **values(cfg.circuits)),
-        "site": lambda: SiteConfig(analyses=(here,), out=here, **values(cfg.site)),
-    }
-    for name, check in checks.items():
-        try:
-            check()
-        except UserError as e:
-            raise UserError(f"{name}: {e}") from None
-
-
 def check_featvis_settings(ctx: work.Context) -> None:
     """The featvis section (render settings, objective, feature spec) is checked before any work, not hours in."""
     from ..featvis.run import parse_ids
@@ -209,7 +183,6 @@ def run_pipeline(
     """
     validate(cfg)
     assert cfg.out is not None  # validate() refused a run without one
-    check_stage_settings(cfg)
     paths = Paths(cfg.out)
     redo = check_previous(cfg, paths, force)
     check_store_sizes(cfg, paths, redo)

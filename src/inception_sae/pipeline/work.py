@@ -66,7 +66,7 @@ def do_harvest(ctx: Context, layer: str, also: tuple[str, ...] | None = None) ->
         also = pending_stores(ctx, layer)
     layers = (layer, *[x for x in also if x != layer])
     cfg = HarvestPassConfig(images=ctx.images, layers=layers, outs=tuple(ctx.paths.store(x) for x in layers),
-                            settings=ctx.cfg.harvest, **ctx.common())  # fmt: skip
+                            **values(ctx.cfg.harvest), **ctx.common())  # fmt: skip
     results = run(cfg, ctx.model, progress=ctx.progress)
     for x, r in zip(layers, results, strict=True):
         if not r.complete:
@@ -86,7 +86,7 @@ def do_train(ctx: Context, layer: str) -> str:
     from ..sae.train_stage import TrainStageConfig, run
 
     cfg = TrainStageConfig(out=ctx.paths.sae(layer), store=ctx.paths.store(layer), saes=(ctx.cfg.sae,),
-                           settings=ctx.cfg.train, held_out=ctx.cfg.eval.max_vectors,  # what eval measures on
+                           **values(ctx.cfg.train), held_out=ctx.cfg.eval.max_vectors,  # what eval measures on
                            **ctx.common())  # fmt: skip
 
     def note(line: str) -> None:
@@ -104,7 +104,7 @@ def do_eval(ctx: Context, layer: str) -> str:
     from ..sae.eval_stage import EvalConfig, run
 
     cfg = EvalConfig(sae=ctx.paths.sae(layer), store=ctx.paths.store(layer), images=ctx.analysis_images,
-                     settings=ctx.cfg.eval, **ctx.common())  # fmt: skip
+                     **values(ctx.cfg.eval), **ctx.common())  # fmt: skip
     rep = run(cfg, ctx.model)
     rep.write(ctx.paths.eval(layer))
     s = rep.store or {}
@@ -169,7 +169,7 @@ def do_compare(ctx: Context, a: str, b: str) -> str:
     from ..compare.run import CompareConfig, run
 
     p = ctx.paths
-    cfg = CompareConfig(p.sae(a), p.sae(b), p.compare(a, b), images=ctx.analysis_images,
+    cfg = CompareConfig(sae_a=p.sae(a), sae_b=p.sae(b), out=p.compare(a, b), images=ctx.analysis_images,
                         analysis_a=p.analysis(a), analysis_b=p.analysis(b), **ctx.common(),
                         **values(ctx.cfg.compare))  # fmt: skip
     r = run(cfg, ctx.model)

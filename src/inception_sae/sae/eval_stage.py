@@ -20,13 +20,15 @@ none of its numbers; only the store section needs the store itself.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 from ..fsio import atomic_write_json, json_or_none, read_json
+from ..models.choice import Model
 from ..models.layers import layer_info
+from ..settings import values
 from .measure import check_dims, evaluate_vectors, splice_both
 from .model import TopKSAE
 from .provenance import DATA_KEY, Harvest, harvest_of
@@ -208,9 +210,9 @@ def splice_section(sae: TopKSAE, model, images: Path, harvest: Harvest, *, max_i
     return out
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    """One evaluation: the SAE folder, what it is measured on, the network, and how (``settings``)."""
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig(EvalSettings, Model):
+    """One evaluation: how (the settings), the SAE folder, what it is measured on, and the network."""
 
     sae: Path
     """SAE folder"""
@@ -218,10 +220,6 @@ class EvalConfig:
     """activation store for FVU, L0, dead/dense (default: the training store cfg.json records, if still there)"""
     images: Path | None = None
     """images for splice-back (none: no splice-back)"""
-    weights: str | None = None
-    """inception5h.pth path, "random" (seeded with ``seed``, untrained), or None for the cached file"""
-    seed: int = 0
-    device: str = "cpu"
     siblings: tuple[Path, ...] = ()
     """SAE folders of the same layer for the quality panel: same k = seed stability, any k = the L0 sweep"""
     harvest_rule: str | None = None
@@ -230,7 +228,6 @@ class EvalConfig:
     """for an SAE folder that records none: the harvest's short side"""
     crop: int | None = None
     """for an SAE folder that records none: the harvest's centre crop"""
-    settings: EvalSettings = field(default_factory=EvalSettings)
 
 
 def run(cfg: EvalConfig, model=None) -> EvalReport:
@@ -241,7 +238,7 @@ def run(cfg: EvalConfig, model=None) -> EvalReport:
     store = ActivationStore.read(cfg.store) if cfg.store is not None else None
     return evaluate(sae, cfg.sae, store=store, images=cfg.images, model=model, weights=cfg.weights, seed=cfg.seed,
                     device=cfg.device, siblings=cfg.siblings, harvest_rule=cfg.harvest_rule, resize=cfg.resize,
-                    crop=cfg.crop, **asdict(cfg.settings))  # fmt: skip
+                    crop=cfg.crop, **values(cfg, EvalSettings))  # fmt: skip
 
 
 def evaluate(

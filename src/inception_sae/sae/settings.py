@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import UserError
-from ..settings import check_choices
+from ..settings import Settings
 
 #: "init": Gao et al.'s tied initialisation, then both matrices trained freely; "full": decoder = encoder^T
 Tie = Literal["init", "full"]
@@ -20,8 +20,8 @@ Tie = Literal["init", "full"]
 Architecture = Literal["topk", "batchtopk", "matryoshka"]
 
 
-@dataclass(frozen=True)
-class SAESettings:
+@dataclass(frozen=True, kw_only=True)
+class SAESettings(Settings):
     """Shape of the SAE trained per layer (an ``SAEConfig`` once the layer's width is known: SAEConfig.from_spec)."""
 
     k: int = 32
@@ -40,15 +40,15 @@ class SAESettings:
     """Matryoshka's nested prefixes as fractions of the latents, increasing, in (0, 1]; 1 is added when missing"""
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        super().__post_init__()
         f = tuple(float(x) for x in self.prefixes)
         if not f or any(not 0 < x <= 1 for x in f) or any(a >= b for a, b in itertools.pairwise(f)):
             raise UserError(f"prefixes must be increasing fractions of the latents in (0, 1], got {list(f)}")
         object.__setattr__(self, "prefixes", f)
 
 
-@dataclass(frozen=True)
-class EvalSettings:
+@dataclass(frozen=True, kw_only=True)
+class EvalSettings(Settings):
     """Evaluation of a trained SAE (``inception-sae eval``; ``run`` writes it to ``RUN/<layer>/eval.json``)."""
 
     max_vectors: int = 65536

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from ..errors import UserError
-from ..settings import Settings, check_choices, settings_of
+from ..settings import Settings
 from .model import LR_SHORT_RUN_SAMPLES
 
 ComputeDtype = Literal["float32", "bfloat16", "fp32", "bf16"]
@@ -17,9 +17,9 @@ ComputeDtype = Literal["float32", "bfloat16", "fp32", "bf16"]
 DTYPES = {"float32": None, "fp32": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything shared by the SAEs trained in one pass."""
+@dataclass(frozen=True, kw_only=True)
+class TrainSettings(Settings):
+    """How the SAEs of one pass are trained: what ``run``'s ``train`` section and the ``train`` flags set."""
 
     samples: int = 10_000_000
     """training length in vectors (global, all ranks together)"""
@@ -75,21 +75,17 @@ class TrainConfig:
     """encoder rows start as this x the unit decoder rows (tie="init"; docs/training.md)"""
     dtype: ComputeDtype = "float32"
     """compute dtype of the encoder GEMM: float32 or bfloat16"""
-    device: str = "cpu"
-    """torch device"""
     checkpoint_every: int = 1000
     """steps between checkpoints (0: only on signals, the time rule and at the end)"""
     checkpoint_every_s: float = 300.0
     """also checkpoint when this many seconds passed since the last (0: off)"""
     log_every: int = 10
     """steps between JSONL log lines"""
-    progress: bool = True
-    """show a progress bar"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.samples < 1 or self.batch_size < 1:
             raise UserError("samples and batch_size must be positive")
-        check_choices(self)
         if not 0 <= self.decay_fraction <= 1:
             raise UserError("decay_fraction must be in [0, 1]")
         if (self.resample_every or 0) < 0 or not 0 <= self.resample_from <= self.resample_until <= 1:
@@ -99,7 +95,7 @@ class TrainConfig:
 
     @property
     def threshold_step(self) -> float:
-        """The inference threshold's step size (TrainConfig.threshold_rate or its default)."""
+        """The inference threshold's step size (``threshold_rate`` or its default)."""
         if self.threshold_rate is not None:
             return self.threshold_rate
         return min(1.0, max(0.01, 20 / math.ceil(self.samples / self.batch_size)))
@@ -134,37 +130,11 @@ class TrainConfig:
         return max(1, self.window // self.batch_size)
 
 
-#: What ``run``'s ``train`` section holds: every TrainConfig field but the device and the progress bar.
-@settings_of(TrainConfig)
-@dataclass(frozen=True)
-class TrainSettings(Settings):
-    """How the SAEs of one layer are trained (TrainConfig without the device and the progress bar)."""
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(TrainSettings):
+    """Everything shared by the SAEs trained in one pass: the settings, the device and the progress bar."""
 
-    inputs = ("device", "progress")
-
-    samples: int = 10_000_000
-    batch_size: int = 4096
-    lr: float | None = None
-    anytime: bool = True
-    warmup_steps: int | None = None
-    decay_fraction: float = 0.1
-    clip_grad: float = 1.0
-    adam_eps: float = 6.25e-10
-    dead_window: int | None = None
-    k_aux: int | None = None
-    aux_coef: float = 1 / 32
-    aux_rescale: bool = True
-    resample_every: int | None = None
-    resample_from: float = 0.5
-    resample_until: float = 0.95
-    resample_enc_scale: float = 1.0
-    multi_topk: bool = False
-    threshold_rate: float | None = None
-    normalize_input: bool = True
-    b_dec_init: Literal["median", "mean", "zero"] = "median"
-    init_samples: int = 16384
-    enc_init_scale: float = 0.5
-    dtype: ComputeDtype = "float32"
-    checkpoint_every: int = 1000
-    checkpoint_every_s: float = 300.0
-    log_every: int = 10
+    device: str = "cpu"
+    """torch device"""
+    progress: bool = True
+    """show a progress bar"""

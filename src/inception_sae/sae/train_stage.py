@@ -9,20 +9,22 @@ the folders (:class:`.folder.SAEFolder`). Under torchrun every rank calls it; ea
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..models.choice import Model
 from ..settings import values
 from .settings import EvalSettings, SAESettings
 from .train import TrainResult
 from .train_config import TrainConfig, TrainSettings
 
 
-@dataclass(frozen=True)
-class TrainStageConfig:
-    """One training pass: its data (a store, or images and a layer), its output, the SAE sweep and how to train."""
+@dataclass(frozen=True, kw_only=True)
+class TrainStageConfig(TrainSettings, Model):
+    """One training pass: how to train (the settings), its data (a store, or images and a layer through the
+    network), its output and the SAE sweep."""
 
     out: Path
     """output folder: the SAE itself (one SAE), or one sub-folder per SAE of the sweep"""
@@ -34,17 +36,11 @@ class TrainStageConfig:
     """layer to stream (with ``images``)"""
     saes: tuple[SAESettings, ...] = (SAESettings(),)
     """the SAEs trained on every batch (a k and seed sweep)"""
-    settings: TrainSettings = field(default_factory=TrainSettings)
     held_out: int = EvalSettings.max_vectors
     """store vectors (its tail, at most 20%) never trained on, for ``eval``; 0: none"""
-    weights: str | None = None
-    """inception5h.pth path, "random" (seeded with ``seed``, untrained), or None for the cached file (streaming)"""
-    seed: int = 0
-    """seed of the data order and of random weights"""
-    device: str = "cpu"
-    """torch device"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if (self.store is None) == (self.images is None):
             raise UserError("give exactly one of a store or images to train on")
         if self.images is not None and not self.layer:
@@ -64,7 +60,7 @@ def _store_source(cfg: TrainStageConfig, batch: int, rank: int, world: int) -> t
 
     assert cfg.store is not None
     store = ActivationStore.read(cfg.store)
-    total = cfg.settings.batch_size
+    total = cfg.batch_size
     if len(store) < total:
         raise UserError(f"the store {store.path} holds {len(store):,} vectors, fewer than one batch of {total}; "
                         "lower the batch size or harvest more images")  # fmt: skip
@@ -112,9 +108,9 @@ def run(
     from .train import train
 
     env = DistEnv.from_environ()
-    if cfg.settings.batch_size % env.world:
-        raise UserError(f"the batch size {cfg.settings.batch_size} is not divisible by {env.world} processes")
-    batch = cfg.settings.batch_size // env.world
+    if cfg.batch_size % env.world:
+        raise UserError(f"the batch size {cfg.batch_size} is not divisible by {env.world} processes")
+    batch = cfg.batch_size // env.world
     with process_group(env, cfg.device):  # torchrun: a process group, shut down on the way out
         if cfg.images is not None:
             source, meta = _stream_source(cfg, model, batch, env.rank, env.world)
@@ -124,5 +120,5 @@ def run(
                 from ..data.reader import mixing_line
 
                 on_note(mixing_line(source))
-        tcfg = TrainConfig(device=cfg.device, progress=progress and env.rank == 0, **values(cfg.settings))
+        tcfg = TrainConfig(device=cfg.device, progress=progress and env.rank == 0, **values(cfg, TrainSettings))
         return train(source, [SAEConfig.from_spec(spec, source.d) for spec in cfg.saes], tcfg, cfg.out, meta)

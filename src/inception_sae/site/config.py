@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..settings import Settings, settings_of
+from ..settings import Settings
 
 #: Upload limit of the live box (bytes).
 MAX_UPLOAD = 10 * 1024 * 1024
@@ -14,8 +14,23 @@ MAX_UPLOAD = 10 * 1024 * 1024
 UPLOAD_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp")
 
 
-@dataclass(frozen=True)
-class SiteConfig:
+@dataclass(frozen=True, kw_only=True)
+class SiteSettings(Settings):
+    """How the site is built: what ``run``'s ``site`` section and the command's flags set."""
+
+    title: str = "inception-sae features"
+    """Title shown in the header."""
+    top_neighbours: int = 10
+    """Circuit neighbours kept per feature and direction."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.top_neighbours < 1:
+            raise UserError("top_neighbours must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteConfig(SiteSettings):
     """What ``site build`` reads and where it writes; the CLI builds it, the library never mutates it."""
 
     analyses: tuple[Path, ...]
@@ -26,30 +41,13 @@ class SiteConfig:
     """Featvis folder (``<layer>/f/<id>.png``, ``<layer>/f/<id>_div<j>.png``, ``<layer>/n/<id>.png``)."""
     circuits: tuple[Path, ...] = ()
     """Circuits folders (``neighbours.json`` and/or ``graph.json``, or graph files), e.g. one per layer pair."""
-    title: str = "inception-sae features"
-    """Title shown in the header."""
-    top_neighbours: int = 10
-    """Circuit neighbours kept per feature and direction."""
     compares: tuple[Path, ...] = ()
     """Folders (or files) of ``compare.json`` from ``inception-sae compare``: one page per pair, matches per feature."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.analyses:
             raise UserError("give at least one --analysis folder")
-        if self.top_neighbours < 1:
-            raise UserError("top_neighbours must be >= 1")
-
-
-#: What ``run``'s ``site`` section holds: every SiteConfig field but the folders ``run`` passes.
-@settings_of(SiteConfig)
-@dataclass(frozen=True)
-class SiteSettings(Settings):
-    """How the site is built (SiteConfig without the folders it reads and writes)."""
-
-    inputs = ("analyses", "out", "featvis", "circuits", "compares")
-
-    title: str = "inception-sae features"
-    top_neighbours: int = 10
 
 
 @dataclass(frozen=True)
