@@ -11,8 +11,8 @@ from factories.circuits import planted_pair
 from factories.sae import random_sae
 
 from inception_sae.circuits.attribution import ablation_effects, find_sites, gradient_x_activation
-from inception_sae.circuits.compare import compare_feature
 from inception_sae.circuits.linearize import Linearised, make_chain
+from inception_sae.circuits.methods import compare_feature
 from inception_sae.circuits.weights import WeightCircuit
 from inception_sae.data.images import ImageDataset, Preprocess
 from inception_sae.sae.model import load_layer_sae

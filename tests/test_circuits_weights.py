@@ -166,7 +166,7 @@ def test_spearman_and_ranks():
 def test_kernel_prediction_is_the_linearised_ablation(model, up_layer, down_layer, size):
     """Kernel (*) activation map at a site == linearised chain run on the real map with the feature removed."""
     from inception_sae.circuits.attribution import Sites, feature_maps
-    from inception_sae.circuits.compare import kernel_prediction
+    from inception_sae.circuits.methods import kernel_prediction
 
     chain = make_chain(up_layer, down_layer)
     lin = Linearised(model, chain)
@@ -192,7 +192,7 @@ def test_kernel_prediction_is_the_linearised_ablation(model, up_layer, down_laye
 
 def test_pair_table_reports_the_per_feature_spearman_that_pooling_flatters():
     """Within each feature the method is noise, but feature scale differs by 100x: pooled rho is high, median ~0."""
-    from inception_sae.circuits.compare import BASELINES, METHODS, PairTable
+    from inception_sae.circuits.methods import BASELINES, METHODS, PairTable
 
     rng = np.random.default_rng(0)
     methods = tuple(m for m in METHODS if not m.endswith("_1x1"))  # a max pool between: no 1x1 columns
@@ -210,7 +210,7 @@ def test_pair_table_reports_the_per_feature_spearman_that_pooling_flatters():
 def test_validation_says_which_method_beats_the_weight_free_baseline():
     """Planted: one method tracks the ablation within every feature, another is the activation baseline plus noise,
     and the activation baseline itself is a weak predictor; verdicts and intervals must say so."""
-    from inception_sae.circuits.compare import BASELINES, METHODS, PairTable, verdict
+    from inception_sae.circuits.methods import BASELINES, METHODS, PairTable, verdict
 
     rng = np.random.default_rng(1)
     methods = tuple(m for m in METHODS if not m.endswith("_1x1"))

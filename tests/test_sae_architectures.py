@@ -14,10 +14,10 @@ from factories.sae import planted, planted_varied
 from inception_sae.data.source import ArraySource
 from inception_sae.errors import UserError
 from inception_sae.sae import kernels
+from inception_sae.sae.architecture import SAESettings
 from inception_sae.sae.metrics import fvu
 from inception_sae.sae.model import SAEConfig, TopKSAE
 from inception_sae.sae.selection import Rule, select
-from inception_sae.sae.settings import SAESettings
 from inception_sae.sae.train import TrainConfig, Trainer, train
 
 

@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 from inception_sae import ActivationStore
 from inception_sae.data.reader import StoreSource
 from inception_sae.errors import UserError
+from inception_sae.sae.architecture import SAESettings
 from inception_sae.sae.folder import SUMMARY_FILE, SAEFolder
 from inception_sae.sae.model import WEIGHTS_FILE, SAEConfig
-from inception_sae.sae.settings import SAESettings
 from inception_sae.sae.train import TrainConfig, train
 from inception_sae.sae.train_config import TrainSettings
 from inception_sae.sae.train_stage import TrainStageConfig, run

@@ -19,7 +19,7 @@ from typing import Any
 from torch import Tensor
 
 from .errors import UserError
-from .fsio import atomic_save_safetensors, atomic_write_json, read_json
+from .fsio import TMP_SUFFIX, atomic_save_safetensors, atomic_write_json, read_json
 
 #: The pointer's key that names its tensors file.
 TENSORS_KEY = "tensors"
@@ -36,12 +36,13 @@ def save(
     indent: int | None = 1,
 ) -> Path:
     """Write ``tensors`` to ``folder/name``, then atomically point ``folder/pointer`` at it (``state`` plus
-    ``"tensors": name``); then remove the files matching the glob ``stale`` other than ``name``."""
+    ``"tensors": name``); then remove the files matching the glob ``stale`` other than ``name``, and the temporary
+    pointer a save killed mid-write left."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_tensors(folder / name, tensors)
     atomic_write_json(folder / pointer, {**state, TENSORS_KEY: name}, indent=indent)
-    for old in folder.glob(stale):
+    for old in [*folder.glob(stale), *folder.glob(f"{pointer}.*{TMP_SUFFIX}")]:  # and a killed save's temporary pointer
         if old.name != name:
             old.unlink(missing_ok=True)
     return folder / pointer

@@ -22,11 +22,11 @@ from ..models.layers import layer_info
 from ..sae.model import load_layer_sae
 from ..sae.view import SAETensors
 from .attribution import find_sites, firing_counts
-from .compare import METHODS, PairTable, compare_feature, plot_agreement
 from .config import CircuitsConfig
 from .folder import SUMMARY_FILE, CircuitsFolder
 from .graph import CircuitGraph, render
 from .linearize import Linearised, make_chain
+from .methods import METHODS, PairTable, compare_feature, plot_agreement
 from .recipe import recipe_graph
 from .saes import layer_rms
 from .validate import branch_consistency

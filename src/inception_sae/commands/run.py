@@ -10,7 +10,7 @@ import typer
 from ..data.harvest import HarvestSettings
 from ..errors import UserError
 from ..pipeline.config import RunConfig
-from ..sae.settings import SAESettings
+from ..sae.architecture import SAESettings
 from ..sae.train_config import TrainSettings
 from .common import console, out, warn_if_random
 from .options import Group, stage

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
-from ..sae.settings import EvalSettings, SAESettings
+from ..sae.architecture import SAESettings
+from ..sae.eval_stage import EvalSettings
 from ..sae.train_config import TrainSettings
 from ..settings import values
 from .common import MODEL, Model, console, out

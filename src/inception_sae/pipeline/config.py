@@ -23,7 +23,8 @@ from ..data.harvest import HarvestConfig, HarvestSettings
 from ..errors import UserError
 from ..featvis.run import FeatvisConfig, FeatvisSettings
 from ..models.choice import Model
-from ..sae.settings import EvalSettings, SAESettings
+from ..sae.architecture import SAESettings
+from ..sae.eval_stage import EvalSettings
 from ..sae.train_config import TrainConfig, TrainSettings
 from ..settings import TextValue, convert, from_mapping, plain, type_hints
 from ..site.config import SiteConfig, SiteSettings

@@ -28,11 +28,10 @@ from ..errors import UserError
 from ..fsio import atomic_write_json, json_or_none, read_json
 from ..models.choice import Model
 from ..models.layers import layer_info
-from ..settings import values
+from ..settings import Settings, values
 from .measure import check_dims, evaluate_vectors, splice_both
 from .model import TopKSAE
 from .provenance import DATA_KEY, Harvest, harvest_of
-from .settings import EvalSettings
 
 
 @dataclass
@@ -208,6 +207,22 @@ def splice_section(sae: TopKSAE, model, images: Path, harvest: Harvest, *, max_i
     else:
         out["training_positions_note"] = f"not measured: {harvest.rule_reason or 'no harvest rule'}"
     return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSettings(Settings):
+    """Evaluation of a trained SAE (``inception-sae eval``; ``run`` writes it to ``RUN/<layer>/eval.json``)."""
+
+    max_vectors: int = 65536
+    """store vectors for FVU, L0, dead/dense: the store's tail (at most 20%, cut at an image boundary), which training
+    therefore never reads (``training.held_out_rows`` in the SAE's cfg.json)"""
+    max_images: int = 64
+    """images for splice-back, seeded and spread over the classes (0: skip splice-back)"""
+    batch_size: int = 16
+    """images per splice-back batch"""
+    quality: bool = True
+    """the quality panel on the store rows: absorption and probing (with class labels), seed stability and the
+    L0 sweep (with sibling SAEs); docs/quality.md"""
 
 
 @dataclass(frozen=True, kw_only=True)

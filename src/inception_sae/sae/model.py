@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import UserError
 from ..fsio import atomic_save_safetensors, atomic_write_json
+from .architecture import Architecture, SAESettings, Tie
 from .folder_io import CFG_FILE, OWN_KEYS, WEIGHTS_FILE, folder_architecture, read_folder
 from .kernels import (
     Codes,
@@ -36,7 +37,6 @@ from .kernels import (
 )
 from .lr import LR_SHORT_RUN_MAX, LR_SHORT_RUN_SAMPLES, LR_TUNED_SAMPLES, default_lr, lr_short_run_factor  # noqa: F401 (re-exported)
 from .selection import Rule, pooled_cut
-from .settings import Architecture, SAESettings, Tie
 from .view import TENSORS, SAETensors
 
 TIES: tuple[str, ...] = get_args(Tie)

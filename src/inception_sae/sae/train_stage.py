@@ -16,7 +16,8 @@ from typing import Any
 from ..errors import UserError
 from ..models.choice import Model
 from ..settings import values
-from .settings import EvalSettings, SAESettings
+from .architecture import SAESettings
+from .eval_stage import EvalSettings
 from .train import TrainResult
 from .train_config import TrainConfig, TrainSettings
 

@@ -350,7 +350,7 @@ def build_site(cfg: SiteConfig, progress: Callable[[int, int], None] | None = No
         if progress is not None and (done % 64 == 0 or done == total):
             progress(done, total)
 
-    from .compare import build_compares
+    from .comparisons import build_compares
 
     identities = {a.layer: layer_model(a) for a in analyses}
     compares, matches = build_compares(cfg.compares, analyses, out, write_js, identities)

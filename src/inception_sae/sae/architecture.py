@@ -1,7 +1,7 @@
-"""The settings of the SAE trained per layer and of its evaluation, with their one set of defaults.
+"""What SAE is trained per layer: its architecture and shape (:class:`SAESettings`), with their one set of defaults.
 
-``inception-sae train`` and ``eval`` take their flag defaults from here, ``run`` its ``sae`` and ``eval``
-sections, and :func:`~.eval_stage.evaluate` its keyword defaults.
+``inception-sae train`` takes its ``--k --expansion --architecture...`` flags from here and ``run`` its ``sae``
+section; :meth:`.model.SAEConfig.from_spec` turns them into an ``SAEConfig`` once the layer's width is known.
 """
 
 from __future__ import annotations
@@ -45,19 +45,3 @@ class SAESettings(Settings):
         if not f or any(not 0 < x <= 1 for x in f) or any(a >= b for a, b in itertools.pairwise(f)):
             raise UserError(f"prefixes must be increasing fractions of the latents in (0, 1], got {list(f)}")
         object.__setattr__(self, "prefixes", f)
-
-
-@dataclass(frozen=True, kw_only=True)
-class EvalSettings(Settings):
-    """Evaluation of a trained SAE (``inception-sae eval``; ``run`` writes it to ``RUN/<layer>/eval.json``)."""
-
-    max_vectors: int = 65536
-    """store vectors for FVU, L0, dead/dense: the store's tail (at most 20%, cut at an image boundary), which training
-    therefore never reads (``training.held_out_rows`` in the SAE's cfg.json)"""
-    max_images: int = 64
-    """images for splice-back, seeded and spread over the classes (0: skip splice-back)"""
-    batch_size: int = 16
-    """images per splice-back batch"""
-    quality: bool = True
-    """the quality panel on the store rows: absorption and probing (with class labels), seed stability and the
-    L0 sweep (with sibling SAEs); docs/quality.md"""
