@@ -18,7 +18,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common_data import make_activations, run_meta  # noqa: E402
+from common_data import make_activations, run_meta, step_summary, timed_steps  # noqa: E402
 
 from inception_sae.data.source import ArraySource  # noqa: E402
 from inception_sae.sae.cpu_memory import keep_freed_memory  # noqa: E402
@@ -63,8 +62,7 @@ def measure(train: np.ndarray, arch: str, args) -> dict:
     t = Trainer(ArraySource(train, args.batch, seed=0), [sae_cfg], cfg, "unused")
     t.initialise()
     xg, wg = torch.randn(args.batch, d), torch.randn(d, args.latents)
-    out = xg @ wg
-    times, gemm, widths, l0, l0max = [], [], [], [], []
+    widths, l0, l0max = [], [], []
     sae = t.runs[0].sae
     forward = sae.forward
 
@@ -77,22 +75,12 @@ def measure(train: np.ndarray, arch: str, args) -> dict:
         return o
 
     sae.forward = spy  # type: ignore[method-assign]
-    while t.step < t.total_steps:
-        tic = time.perf_counter()
-        torch.mm(xg, wg, out=out)
-        gemm.append(time.perf_counter() - tic)
-        tic = time.perf_counter()
-        t.step_all()
-        times.append(time.perf_counter() - tic)
+    times = timed_steps(t, xg, wg)
     warm = slice(3, None)  # the first steps compile kernels and fault in buffers
-    step = statistics.median(times[warm])
     return {
         "architecture": arch,
         "prefixes": list(sae_cfg.prefixes),
-        "step_s": step,
-        "samples_per_s": args.batch / step,
-        "gemm_prealloc_s": statistics.median(gemm[warm]),
-        "step_over_gemm_prealloc": statistics.median([a / b for a, b in zip(times[warm], gemm[warm], strict=True)]),
+        **step_summary(times, args.batch, warm),
         "width_median": statistics.median(widths[warm]),
         "l0_mean": statistics.mean(l0[warm]),
         "l0_max_median": statistics.median(l0max[warm]),
