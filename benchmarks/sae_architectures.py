@@ -1,6 +1,6 @@
 """Benchmark: the training step of each SAE architecture (TopK, BatchTopK, Matryoshka) against the bare GEMM.
 
-    PYTHONPATH=src python benchmarks/sae_architectures.py [--steps 12] [--out benchmarks/results/sae_arch.json]
+    PYTHONPATH=src python benchmarks/sae_architectures.py [--steps 12] [--out benchmarks/results/sae_architectures.json]
 
 At d=528, m=8448, k=32, batch 4096 (as ``sae_train.py``), fp32 on the Numba CPU kernels, on two data sets:
 ``planted`` (``common_data.py``: 32 atoms per row, Exp(1) coefficients, post-ReLU) and ``varied`` (1 to 64
@@ -98,7 +98,7 @@ def main() -> None:
     p.add_argument("--data", default="planted,varied")
     p.add_argument("--archs", default="topk,batchtopk,matryoshka")
     p.add_argument("--acts", type=Path, default=Path("/tmp/inception_sae_bench_acts.npy"))
-    p.add_argument("--out", type=Path, default=HERE / "results" / "sae_arch.json")
+    p.add_argument("--out", type=Path, default=HERE / "results" / "sae_architectures.json")
     args = p.parse_args()
     keep_freed_memory()
     torch.manual_seed(0)
