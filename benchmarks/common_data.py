@@ -43,6 +43,43 @@ def fvu(x: np.ndarray, x_hat: np.ndarray) -> float:
     return float(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
 
 
+def timed_steps(trainer, x, w, fresh: bool = False) -> dict[str, list[float]]:
+    """Train ``trainer`` to its end, timing every step and, just before it, the bare GEMM ``x @ w`` into a
+    preallocated output (``gemm_prealloc``: the strict floor the step's own GEMM writes into) and, with ``fresh``,
+    as plain ``x @ w`` (``gemm``: a new output each time). Seconds per step, in step order."""
+    import torch
+
+    out = x @ w
+    times: dict[str, list[float]] = {"step": [], "gemm_prealloc": [], "gemm": []}
+    while trainer.step < trainer.total_steps:
+        if fresh:
+            tic = time.perf_counter()
+            x @ w
+            times["gemm"].append(time.perf_counter() - tic)
+        tic = time.perf_counter()
+        torch.mm(x, w, out=out)
+        times["gemm_prealloc"].append(time.perf_counter() - tic)
+        tic = time.perf_counter()
+        trainer.step_all()
+        times["step"].append(time.perf_counter() - tic)
+    return times
+
+
+def step_summary(times: dict[str, list[float]], batch: int, warm: slice) -> dict:
+    """Medians over the ``warm`` steps: step time, samples/s, the GEMM floors, and the step's ratio to each floor
+    taken against the GEMM just before it (the machine's drifts hit both sides of every ratio alike)."""
+    import statistics
+
+    step = statistics.median(times["step"][warm])
+    out = {"step_s": step, "samples_per_s": batch / step}
+    for name in ("gemm", "gemm_prealloc"):
+        if times[name]:
+            out[f"{name}_s"] = statistics.median(times[name][warm])
+            ratios = [a / b for a, b in zip(times["step"][warm], times[name][warm], strict=True)]
+            out[f"step_over_{name}"] = statistics.median(ratios)
+    return out
+
+
 def run_meta(**extra) -> dict:
     """What every benchmark result file records about its run: date, commit, machine, threads, load, torch."""
     import torch

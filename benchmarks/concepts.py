@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from inception_sae.analysis import concepts as cn
+from inception_sae.analysis.concept_records import records
 from inception_sae.analysis.passes import pass2_batch
 from inception_sae.data.labels import load_labels
 from inception_sae.models.weights import load_model
@@ -90,7 +91,7 @@ def run(images: torch.Tensor, model, sae, layer: str, batch: int, m: int, state_
             t_con += (t3 - t2) - (t2 - t1)  # the same call with the labeller, minus the call without it
     t0 = time.perf_counter()
     for cc in state.concepts.values():
-        cc.results(0)
+        records(cc, 0)
     t_results = time.perf_counter() - t0
     return {"images": n, "classes": n_classes, "features": m, "forward_encode_s": t_fwd, "intervals_s": t_rest,
             "concepts_per_batch_s": t_con, "choose_s": t_choose, "results_s": t_results,

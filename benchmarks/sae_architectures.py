@@ -1,6 +1,6 @@
 """Benchmark: the training step of each SAE architecture (TopK, BatchTopK, Matryoshka) against the bare GEMM.
 
-    PYTHONPATH=src python benchmarks/sae_architectures.py [--steps 12] [--out benchmarks/results/sae_arch.json]
+    PYTHONPATH=src python benchmarks/sae_architectures.py [--steps 12] [--out benchmarks/results/sae_architectures.json]
 
 At d=528, m=8448, k=32, batch 4096 (as ``sae_train.py``), fp32 on the Numba CPU kernels, on two data sets:
 ``planted`` (``common_data.py``: 32 atoms per row, Exp(1) coefficients, post-ReLU) and ``varied`` (1 to 64
@@ -18,7 +18,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common_data import make_activations, run_meta  # noqa: E402
+from common_data import make_activations, run_meta, step_summary, timed_steps  # noqa: E402
 
 from inception_sae.data.source import ArraySource  # noqa: E402
 from inception_sae.sae.cpu_memory import keep_freed_memory  # noqa: E402
@@ -63,8 +62,7 @@ def measure(train: np.ndarray, arch: str, args) -> dict:
     t = Trainer(ArraySource(train, args.batch, seed=0), [sae_cfg], cfg, "unused")
     t.initialise()
     xg, wg = torch.randn(args.batch, d), torch.randn(d, args.latents)
-    out = xg @ wg
-    times, gemm, widths, l0, l0max = [], [], [], [], []
+    widths, l0, l0max = [], [], []
     sae = t.runs[0].sae
     forward = sae.forward
 
@@ -77,22 +75,12 @@ def measure(train: np.ndarray, arch: str, args) -> dict:
         return o
 
     sae.forward = spy  # type: ignore[method-assign]
-    while t.step < t.total_steps:
-        tic = time.perf_counter()
-        torch.mm(xg, wg, out=out)
-        gemm.append(time.perf_counter() - tic)
-        tic = time.perf_counter()
-        t.step_all()
-        times.append(time.perf_counter() - tic)
+    times = timed_steps(t, xg, wg)
     warm = slice(3, None)  # the first steps compile kernels and fault in buffers
-    step = statistics.median(times[warm])
     return {
         "architecture": arch,
         "prefixes": list(sae_cfg.prefixes),
-        "step_s": step,
-        "samples_per_s": args.batch / step,
-        "gemm_prealloc_s": statistics.median(gemm[warm]),
-        "step_over_gemm_prealloc": statistics.median([a / b for a, b in zip(times[warm], gemm[warm], strict=True)]),
+        **step_summary(times, args.batch, warm),
         "width_median": statistics.median(widths[warm]),
         "l0_mean": statistics.mean(l0[warm]),
         "l0_max_median": statistics.median(l0max[warm]),
@@ -110,7 +98,7 @@ def main() -> None:
     p.add_argument("--data", default="planted,varied")
     p.add_argument("--archs", default="topk,batchtopk,matryoshka")
     p.add_argument("--acts", type=Path, default=Path("/tmp/inception_sae_bench_acts.npy"))
-    p.add_argument("--out", type=Path, default=HERE / "results" / "sae_arch.json")
+    p.add_argument("--out", type=Path, default=HERE / "results" / "sae_architectures.json")
     args = p.parse_args()
     keep_freed_memory()
     torch.manual_seed(0)

@@ -23,7 +23,7 @@ Per family and architecture, over two SAE seeds (initialisation; the data stream
 - ``absorption`` (hierarchy only) and ``stability`` (``seed_stability`` of the two seeds: matched decoder cosine,
   share above 0.9, MCC, with the random baselines).
 - ``step_s``: median training step (steps 4 on) in this process, and its ratio to TopK's; the step cost at the
-  paper size (d = 528, m = 8,448, k = 32) against the bare GEMM is read from ``results/sae_arch.json``
+  paper size (d = 528, m = 8,448, k = 32) against the bare GEMM is read from ``results/sae_architectures.json``
   (``sae_architectures.py``).
 """
 
@@ -186,7 +186,7 @@ def measure(name: str, seeds: list[int], work: Path) -> list[dict]:
 
 def paper_size_steps() -> list[dict]:
     """The step against the bare GEMM at d = 528, m = 8,448 (``sae_architectures.py``'s last run)."""
-    path = HERE / "results" / "sae_arch.json"
+    path = HERE / "results" / "sae_architectures.json"
     if not path.is_file():
         return []
     saved = json.loads(path.read_text())

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common_data import fvu, make_activations, run_meta  # noqa: E402
+from common_data import fvu, make_activations, run_meta, step_summary, timed_steps  # noqa: E402
 
 from inception_sae.data.source import ArraySource  # noqa: E402
 from inception_sae.sae import kernels  # noqa: E402
@@ -57,19 +55,7 @@ def ours(train: np.ndarray, held: np.ndarray, args, dtype: str, backend: str) ->
     t.initialise()
     torch_dtype = torch.bfloat16 if dtype.startswith("b") else torch.float32
     xg, wg = torch.randn(args.batch, d, dtype=torch_dtype), torch.randn(d, args.latents, dtype=torch_dtype)
-    out = xg @ wg
-    times, pre, fresh = [], [], []
-    while t.step < t.total_steps:
-        tic = time.perf_counter()
-        xg @ wg
-        fresh.append(time.perf_counter() - tic)
-        tic = time.perf_counter()
-        torch.mm(xg, wg, out=out)
-        pre.append(time.perf_counter() - tic)
-        tic = time.perf_counter()
-        t.step_all()
-        times.append(time.perf_counter() - tic)
-    del out
+    times = timed_steps(t, xg, wg, fresh=True)
     sae = t.runs[0].sae
     parts, fired = [], torch.zeros(args.latents, dtype=torch.bool)
     with torch.no_grad():
@@ -79,18 +65,12 @@ def ours(train: np.ndarray, held: np.ndarray, args, dtype: str, backend: str) ->
             fired[idx[vals > 0]] = True
             parts.append((sae.decode(vals, idx) / t.scale).numpy())
     warm = slice(3, None)  # the first steps compile kernels and fault in buffers
-    step = statistics.median(times[warm])
     return {
         "trainer": f"inception-sae ({dtype}, {'numba kernels' if backend == 'auto' else 'torch ops'})",
         "samples": args.steps * args.batch,
-        "step_s": step,
-        "samples_per_s": args.batch / step,
+        **step_summary(times, args.batch, warm),
         "fvu": fvu(held, np.concatenate(parts)),
         "dead_fraction": float(1 - fired.float().mean()),
-        "gemm_s": statistics.median(fresh[warm]),
-        "gemm_prealloc_s": statistics.median(pre[warm]),
-        "step_over_gemm": statistics.median([a / b for a, b in zip(times[warm], fresh[warm], strict=True)]),
-        "step_over_gemm_prealloc": statistics.median([a / b for a, b in zip(times[warm], pre[warm], strict=True)]),
     }
 
 

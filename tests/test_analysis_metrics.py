@@ -32,22 +32,39 @@ def test_headline_prefers_held_out_rows_and_trained_positions():
     assert headline_metrics(summary, {}, {"splice": splice})["fvu_on"] == "splice-back images, trained positions"
 
 
+class LinearHead:
+    """Stands in for the network: the images are the layer's activations, the logits a linear read of their mean."""
+
+    def __init__(self, weight, bias) -> None:
+        self.weight, self.bias = weight, bias
+
+    def capture(self, images, layers):
+        return {layers[0]: images}
+
+    def forward_from(self, layer, acts):
+        return acts.mean((2, 3)) @ self.weight + self.bias
+
+
 def test_splice_back_says_when_one_predicted_class_makes_top1_uninformative():
     import torch
 
-    from inception_sae.sae.measure import _SpliceAcc
+    from inception_sae.sae.measure import splice_back
     from inception_sae.sae.model import SAEConfig, TopKSAE
 
+    torch.manual_seed(0)
     sae = TopKSAE(SAEConfig(8, 16, 2))
-    one, varied = _SpliceAcc(sae), _SpliceAcc(sae)
-    logits = torch.zeros(6, 10)
-    logits[:, 3] = 5.0  # every image's top-1 is class 3
-    one.add_logits(logits, logits + 0.1 * torch.randn(6, 10))
-    varied.add_logits(torch.eye(6, 10) * 5, torch.eye(6, 10) * 5)
-    for acc in (one, varied):
-        acc.acc.add(sae, torch.randn(4, 8))
-    (s_one, _), (s_var, _) = one.result(), varied.result()
-    assert s_one.classes_predicted == 1 and "no information" in s_one.note
+    images = 5.0 * torch.eye(6, 8).view(6, 8, 1, 1).expand(6, 8, 2, 2)  # image i: channel i on everywhere
+    batches = [(images, list(range(6)))]
+    bias = torch.zeros(10)
+    bias[3] = 100.0  # every image's top-1 is class 3, whatever the activations
+    s_one, _ = splice_back(sae, LinearHead(0.1 * torch.randn(8, 10), bias), "mixed4a", batches)
+    s_var, _ = splice_back(sae, LinearHead(torch.eye(8, 10), torch.zeros(10)), "mixed4a", batches)  # image i: class i
+    assert (
+        s_one.images == 6
+        and s_one.top1_agreement == 1.0
+        and s_one.classes_predicted == 1
+        and "no information" in s_one.note
+    )
     assert s_var.classes_predicted == 6 and s_var.note is None
     h = headline_metrics({"layer": "mixed4a"}, {}, {"splice": {"top1_agreement": 1.0, "note": s_one.note}})
     assert h["splice_note"] == s_one.note

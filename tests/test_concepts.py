@@ -10,8 +10,9 @@ import torch
 from factories.concept_truth import BIRD, DOG, FISH, label_directions, planted
 
 from inception_sae.analysis import concept_pixels as px
+from inception_sae.analysis import concept_records as cr
 from inception_sae.analysis import concept_scores as sc
-from inception_sae.analysis import concepts as cn
+from inception_sae.analysis import concept_space as cs
 from inception_sae.analysis.labels import hypergeom_sf, hypergeom_sf_many
 from inception_sae.data.labels import load_labels
 from inception_sae.data.wordnet import load_hierarchy
@@ -52,16 +53,16 @@ def test_planted_concepts_are_recovered_at_the_right_level(labelled):
     assert by["left"]["where"]["text"] == "left" and by["left"]["where"]["labelled"]
     assert by["left"]["where"]["f1"] > 2 * by["left"]["where"]["baseline"]
     assert by["red"]["colour"]["text"] == "red" and by["red"]["colour"]["labelled"]
-    assert cn.label_text(by["left"]) == "left" and cn.label_text(by["red"]) == "red"
+    assert cr.label_text(by["left"]) == "left" and cr.label_text(by["red"]) == "red"
 
 
 def test_no_concept_directions_stay_unlabelled(labelled):
     p, recs = labelled
     nulls = [r for k, r in zip(p.kinds, recs, strict=True) if k in ("null", "dense", "blob")]
-    shown = [cn.label_text(r) for r in nulls if cn.label_text(r)]
+    shown = [cr.label_text(r) for r in nulls if cr.label_text(r)]
     assert len(shown) <= 2, shown  # BH at 5% over each family: rarely any
     blobs = [r for k, r in zip(p.kinds, recs, strict=True) if k == "blob"]  # clustered cells, no preference
-    for q in cn.QUALIFIERS:
+    for q in cr.QUALIFIERS:
         ps = [r[q]["p"] for r in blobs if r and r.get(q)]
         assert len(ps) >= 15 and np.mean([x < 0.05 for x in ps]) < 0.25, (q, ps)  # the image is the unit
     f1 = [r["scores"]["f1"] for r in nulls if r and r.get("scores")]
@@ -138,8 +139,8 @@ def test_hypergeometric_tail_compiled_matches_exact_sum():
 
 def test_split_is_stratified_balanced_and_seeded():
     cls = torch.tensor([3] * 7 + [5] * 4 + [9] + [-1] * 3 + [11] * 2)
-    a, b = cn.choice_split(cls, 0), cn.choice_split(cls, 0)
-    assert torch.equal(a, b) and not torch.equal(a, cn.choice_split(cls, 1))
+    a, b = cs.choice_split(cls, 0), cs.choice_split(cls, 0)
+    assert torch.equal(a, b) and not torch.equal(a, cs.choice_split(cls, 1))
     assert (a[cls < 0] == -1).all()
     for c in (3, 5, 11):
         half = a[cls == c]
@@ -152,7 +153,7 @@ def test_space_keeps_one_node_per_class_set_and_drops_near_universal_ones():
     h = load_hierarchy(names)
     dogs = sorted(h.covers[DOG])
     classes = torch.tensor(dogs[:10] + sorted(h.covers[FISH])[:3])
-    sp = cn.build_space(classes, names, h)
+    sp = cs.build_space(classes, names, h)
     sets = [tuple(torch.nonzero(sp.member[:, j]).view(-1).tolist()) for j in range(sp.n)]
     assert len(sets) == len(set(sets))  # no two concepts with the same images
     assert sp.kinds[:13] == ["class"] * 13

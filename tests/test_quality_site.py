@@ -3,8 +3,8 @@
 import json
 
 import pytest
+from factories.quality import labelled_store, save_sae
 from factories.site import dump, make_analysis, read_js
-from test_quality_eval import labelled_store, save_sae
 
 from inception_sae.analysis.metrics import headline_metrics
 from inception_sae.sae.model import TopKSAE

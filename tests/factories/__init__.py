@@ -4,6 +4,7 @@
 - :mod:`.sae`: ``make_sae`` (written by the package's own SAE writer) and planted dictionaries;
 - :mod:`.cli`: ``run_cli`` (in-process), ``run_cli_process`` (a child process) and the tiny ``run`` settings;
 - :mod:`.stores`: small harvest settings and stores read back as sets;
+- :mod:`.quality`: labelled stores with planted class directions and SAEs read off them (quality panel);
 - :mod:`.site`: analysis / featvis / circuits folders in the stages' formats, for the site tests;
 - :mod:`.branch_truth`, :mod:`.concept_truth`, :mod:`.compare`, :mod:`.circuits`: planted ground truth,
   generated outside the statistic under test;

@@ -16,6 +16,7 @@ import torch
 
 from inception_sae.analysis import concepts as cn
 from inception_sae.analysis.concept_pixels import COLOURS
+from inception_sae.analysis.concept_records import records
 from inception_sae.data.labels import load_labels
 from inception_sae.data.wordnet import load_hierarchy
 
@@ -119,4 +120,4 @@ def label_directions(p: Planted, seed: int = 0, batch: int = 64) -> list[dict | 
                 cc.add_choice(vmax[i], cls, top, p.cellmax[i], p.colours[i])
             else:
                 cc.add_score(vmax[i], cls, top, p.cellmax[i], p.colours[i], extent[i], cc.masks())
-    return cc.results(seed)
+    return records(cc, seed)

@@ -1,7 +1,8 @@
 """Class enrichment of a direction's top images, and the hypergeometric tail the concept labels test with.
 
 The top images' classes are true labels (wnid folders / file names) or the model's own top-1 predictions.
-(The labels themselves, chosen on one half of the images and scored on the other, are in ``concepts.py``.)
+(The labels themselves are chosen on one half of the images in ``concepts.py`` and scored on the other in
+``concept_records.py``.)
 
 Enrichment test: for a class seen k times among the feature's n top images (those with a known class), p is the
 exact one-sided hypergeometric tail P(X >= k) when the n are drawn without replacement from the N analysed images

@@ -9,7 +9,7 @@ import torch
 
 from . import branches as br
 from .branch_null import LEVEL
-from .concepts import label_text
+from .concept_records import label_text, records
 from .examples import Family
 from .labels import CORRECTION, Enrichment, class_enrichment
 from .labels import LEVEL as LABEL_LEVEL
@@ -300,7 +300,7 @@ def write_all(cfg, ctx, sae_cfg, state, derived, files, names, source, elapsed, 
     t0 = time.perf_counter()
     m = state.features.m
     recs = {k: [None] * n for k, n in (("features", m), ("neurons", state.neurons.m))}
-    recs.update({k: cc.results(cfg.seed) for k, cc in state.concepts.items()})
+    recs.update({k: records(cc, cfg.seed) for k, cc in state.concepts.items()})
     state.timings["labels_s"] = time.perf_counter() - t0
     feat_labels = [label_text(r) for r in recs["features"]]
     enr = enrichments(state, names)  # the q-values need every direction at once

@@ -162,7 +162,7 @@ def write_report(out: Path, summary: dict, derived) -> None:
 
 def concept_summary(state, recs, dominant: list[str]) -> dict:
     """summary.json ``labels.concepts``: counts of the features' labels (and the neurons'), with what they are on."""
-    from .concepts import summarise
+    from .concept_records import summarise
 
     cc = state.concepts.get("features")
     split = {"choice": int(cc.n_a.sum()), "score": int(cc.n_b.sum())} if cc is not None else {"choice": 0, "score": 0}
