@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from factories import make_sae, unit_rows
+from factories.analysis import quick_analysis
 
-from inception_sae.analysis.config import AnalyzeConfig
 from inception_sae.analysis.run import analyze
 
 pytestmark = pytest.mark.slow  # the whole shared sample through the network (~35-50 s)
@@ -17,19 +17,7 @@ def test_random_network_on_the_shared_photos_gets_almost_no_what_labels(model, s
     layer = "mixed4a"
     d = model.layer_info(layer, 160).channels
     sae = make_sae(tmp_path / "sae", W_dec=unit_rows(torch.randn(512, d, generator=g)), layer=layer, k=32)
-    cfg = AnalyzeConfig(
-        sae=sae,
-        images=sample_dir,
-        out=tmp_path / "out",
-        input_size=160,
-        batch_size=50,
-        max_images=1000,
-        render_top=0,
-        render_intervals=0,
-        umap=False,
-        logit_effect=False,
-        n_top=5,
-    )
+    cfg = quick_analysis(sae, sample_dir, tmp_path / "out", input_size=160, batch_size=50, max_images=1000, n_top=5)
     summary = analyze(cfg, model=model, progress=False).summary
     labels = summary["labels"]
     assert labels["source"] == "true"  # the flat <wnid>.jpg sample gives true classes

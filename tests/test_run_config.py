@@ -49,6 +49,8 @@ def test_a_stage_config_is_its_settings_plus_inputs():
         section = type_hints(RunConfig)[name]
         assert issubclass(cls, section.__mro__[1] if section is FeatvisRunSettings else section), name
     assert all(issubclass(STAGE_CONFIGS[x], Model) for x in ("harvest", "analyze", "featvis", "circuits", "compare"))
+    with pytest.raises(UserError, match="unknown top-level key 'trian'"):
+        build({}, {"layers": ["mixed4a"], "trian.samples": 5})  # a --set into no section is refused too
     with pytest.raises(TypeError):
         AnalyzeConfig("sae", "images", "out")  # type: ignore[misc]  # positional inputs would bind to settings
     for data, match in [

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 from factories import make_images, make_sae, unit_rows
+from factories.analysis import quick_analysis
 from factories.site import read_js
 from PIL import Image, ImageOps
 
-from inception_sae.analysis.config import AnalyzeConfig
 from inception_sae.analysis.render import read_packed
 from inception_sae.analysis.run import analyze
 from inception_sae.site import SiteConfig, build_site
@@ -30,18 +30,7 @@ def packed(model, tmp_path_factory):
     sae = make_sae(
         tmp / "sae", W_dec=unit_rows(torch.randn(M, 256, generator=torch.Generator().manual_seed(1))), layer="mixed3a"
     )
-    cfg = AnalyzeConfig(
-        sae=sae,
-        images=tmp / "imgs",
-        out=tmp / "analysis",
-        input_size=32,
-        batch_size=4,
-        n_top=4,
-        render_top=3,
-        render_intervals=1,
-        umap=False,
-        logit_effect=False,
-    )
+    cfg = quick_analysis(sae, tmp / "imgs", tmp / "analysis", n_top=4, render_top=3, render_intervals=1)
     analyze(cfg, model=model, progress=False)
     site = build_site(SiteConfig(analyses=[tmp / "analysis"], out=tmp / "site"))
     return tmp / "analysis", site

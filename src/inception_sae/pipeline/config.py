@@ -121,7 +121,7 @@ def build(file_data: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
     where the field is a string, else as the YAML scalar it parses to.
     """
     names = [f.name for f in dataclasses.fields(RunConfig)]
-    for key in file_data:
+    for key in [*file_data, *(k.split(".")[0] for k, v in overrides.items() if v is not None)]:
         if key not in names:
             raise UserError(f"unknown top-level key {key!r}; valid keys: {', '.join(names)}")
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in file_data.items()}
