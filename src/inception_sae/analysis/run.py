@@ -63,8 +63,7 @@ def build_context(cfg: AnalyzeConfig, model, progress: bool) -> tuple[Context, d
     info = model.layer_info(layer, cfg.input_size)
     if info.channels != sae.d_in:
         raise UserError(f"SAE d_in={sae.d_in} but {layer} has {info.channels} channels")
-    resize = round(cfg.input_size * 256 / 224)
-    ds = ImageDataset.from_path(cfg.images, Preprocess(resize=resize, crop=cfg.input_size))
+    ds = ImageDataset.from_path(cfg.images, Preprocess.for_crop(cfg.input_size))
     subset = take_spread(ds, cfg.max_images, cfg.seed)  # seeded, spread over the classes
     ctx = Context(model, sae, layer, info, ds, list(range(len(ds))), cfg.batch_size, cfg.device, cfg.workers,
                   progress=progress, subset=subset, rule=training_rule(harvest),

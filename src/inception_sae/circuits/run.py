@@ -167,7 +167,7 @@ def image_preprocess(cfg: CircuitsConfig) -> Preprocess:
     """``input_size`` when given, else the upstream SAE's harvest preprocessing (its cfg.json ``data``); refuses
     with a one-line error when neither is known."""
     if cfg.input_size is not None:
-        return Preprocess(resize=round(cfg.input_size * 256 / 224), crop=cfg.input_size)
+        return Preprocess.for_crop(cfg.input_size)
     from ..sae.provenance import harvest_of
 
     meta = read_json(Path(cfg.upstream) / "cfg.json", {})

@@ -43,6 +43,11 @@ class Preprocess:
         if self.resize and self.crop and self.crop > self.resize:
             raise UserError(f"crop {self.crop} is larger than the resized short side {self.resize}")
 
+    @classmethod
+    def for_crop(cls, crop: int) -> Preprocess:
+        """InceptionV1's evaluation geometry (resize to 256, crop 224) scaled to a centre crop of side ``crop``."""
+        return cls(resize=round(crop * 256 / 224), crop=crop)
+
     def to_dict(self) -> dict:
         """JSON-ready description, recorded in every artefact's manifest."""
         return {"resize": self.resize, "crop": self.crop, "scale": "x*255-117 in model", "colour": "RGB"}

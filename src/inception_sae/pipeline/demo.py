@@ -16,6 +16,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.images import Preprocess
 from ..errors import UserError
 from ..fsio import atomic_write_json
 from .config import build
@@ -66,7 +67,7 @@ def demo_config(opts: DemoSettings, images: Path):
         "layers": [opts.layer] if opts.layer else None,
     }  # fmt: skip
     if opts.size:  # the model sees the images at their own size (resize short side by 256/224, centre crop)
-        overrides.update({"harvest.crop": opts.size, "harvest.resize": round(opts.size * 256 / 224),
+        overrides.update({"harvest.crop": opts.size, "harvest.resize": Preprocess.for_crop(opts.size).resize,
                           "analyze.input_size": opts.size, "circuits.input_size": opts.size})  # fmt: skip
     overrides.update(opts.overrides)
     data = json.loads(json.dumps(DEMO))
