@@ -1,10 +1,10 @@
 """The typed configuration of ``inception-sae run``: one section per stage, read from YAML or TOML.
 
-Each section is a frozen settings dataclass: the stage's own config without the inputs that ``run`` fills
-in itself (folders, the layer, weights/seed/device from the top level), with the same field names, types and
-defaults (``HarvestSettings`` is ``HarvestConfig``'s settings, and so on). Unknown keys, values of the wrong
-type and values outside a ``Literal`` are one-line errors naming the key (:mod:`inception_sae.settings`).
-Nested dataclasses (``featvis.render.param``) are nested mappings.
+Each section is a stage's settings dataclass (``HarvestSettings``...), the class its config subclasses: the
+config adds the inputs that ``run`` fills in itself (folders, the layer, and weights/seed/device from the top
+level, which are :class:`~inception_sae.models.choice.Model`'s). Unknown keys, values of the wrong type, values
+outside a ``Literal`` and values a section's own checks refuse are one-line errors naming the key or section
+(:mod:`inception_sae.settings`). Nested dataclasses (``featvis.render.param``) are nested mappings.
 """
 
 from __future__ import annotations
