@@ -204,14 +204,23 @@ def tables(results: dict) -> str:
     return "\n".join(lines)
 
 
+def flat_runs(meta: dict, via: tuple[str, ...] = ()) -> list[dict]:
+    """The runs behind a result file's meta: itself, or for a merged file every run it holds, however deep."""
+    if not meta.get("merged"):
+        return [{**meta, "via": list(via)} if via else meta]
+    inner = (*via, meta["file"]) if "file" in meta else via
+    return [run for m in meta["runs"] for run in flat_runs(m, inner)]
+
+
 def merge(paths: list[Path], out: Path) -> None:
     """One JSON, PNG and tables from several runs (e.g. a slow peer run apart); a later file's row replaces
-    an earlier one of the same family and trainer. ``meta.runs`` keeps each file's own meta."""
+    an earlier one of the same family and trainer. ``meta.runs`` is the flat list of the runs behind it: a merged
+    file's own runs are listed, not nested, each with ``via``, the merged files it came through."""
     results: dict[str, dict[str, dict]] = {}
-    metas = []
+    metas: list[dict] = []
     for path in paths:
         saved = json.loads(path.read_text())
-        metas.append({"file": path.name, **saved["meta"]})
+        metas += flat_runs({"file": path.name, **saved["meta"]})
         for fam, rows in saved["results"].items():
             for row in rows:
                 results.setdefault(fam, {})[row["trainer"]] = row
