@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..featvis.run import FeatvisConfig, FeatvisSettings
 from ..models.choice import Model
 from ..sae.architecture import SAESettings
-from ..sae.eval_stage import EvalSettings
+from ..sae.eval_stage import EvalConfig, EvalSettings
 from ..sae.train_config import TrainConfig, TrainSettings
 from ..settings import TextValue, convert, from_mapping, plain, type_hints
 from ..site.config import SiteConfig, SiteSettings
@@ -73,9 +73,9 @@ class RunConfig(Model):
 #: Top-level keys (everything else is a section).
 TOP_KEYS = ("layers", "images", "analysis_images", "out", "weights", "seed", "device")
 #: Section -> the stage config whose settings it holds (the other fields are the ones ``run`` sets itself).
-STAGE_CONFIGS: dict[str, type] = {"harvest": HarvestConfig, "train": TrainConfig, "analyze": AnalyzeConfig,
-                                  "featvis": FeatvisConfig, "circuits": CircuitsConfig, "compare": CompareConfig,
-                                  "site": SiteConfig}  # fmt: skip
+STAGE_CONFIGS: dict[str, type] = {"harvest": HarvestConfig, "train": TrainConfig, "eval": EvalConfig,
+                                  "analyze": AnalyzeConfig, "featvis": FeatvisConfig, "circuits": CircuitsConfig,
+                                  "compare": CompareConfig, "site": SiteConfig}  # fmt: skip
 SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in TOP_KEYS)
 
 
