@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import threading
 import time
 from pathlib import Path
 
-import torch
+from common_data import result_arg, run_meta, write_result
 from rehearsal import ROOT, rss_mb, tree
 
 from inception_sae.analysis.config import AnalyzeConfig
@@ -54,6 +52,7 @@ def main() -> None:
     ap.add_argument("--images", type=Path, default=ROOT.parent / "shared" / "data" / "imagenet-sample-1000")
     ap.add_argument("--out", type=Path, default=Path("/tmp/analysis_scale"))
     ap.add_argument("--n", type=int, action="append", help="images analysed (repeat; default 200 and 1000)")
+    result_arg(ap, "analysis_scale")
     args = ap.parse_args()
     if not args.images.is_dir() or not (args.sae / "cfg.json").is_file():
         print(json.dumps({"skipped": f"{args.images} or {args.sae} is absent (run rehearsal.py first)"}))
@@ -91,11 +90,8 @@ def main() -> None:
             "files_per_feature": round((files + site.files) / site.features, 2),
         })  # fmt: skip
         print(json.dumps(runs[-1]), flush=True)
-    print(json.dumps({
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "weights": "random:0 (UNTRAINED)",
-        "sae": str(args.sae), "runs": runs, "load_average": os.getloadavg(),
-    }))  # fmt: skip
+    write_result(args.result, {"meta": run_meta(args=vars(args)), "weights": "random:0 (UNTRAINED)",
+                               "sae": str(args.sae), "runs": runs})  # fmt: skip
 
 
 if __name__ == "__main__":

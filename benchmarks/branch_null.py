@@ -12,11 +12,10 @@ Baseline, in the same process: one batch of analysis pass 1 (model forward of 32
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 
 import torch
+from common_data import result_arg, run_meta, write_result
 
 from inception_sae.analysis import branches as br
 from inception_sae.models.layers import layer_info
@@ -65,15 +64,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--m", type=int, default=8448)
     ap.add_argument("--specialised", type=float, default=0.1)
+    result_arg(ap, "branch_null")
     args = ap.parse_args()
     info = layer_info("mixed4d")
     slices, names, d = [b.slice for b in info.branches], [b.name for b in info.branches], info.channels
     g = torch.Generator().manual_seed(0)
     scale = torch.rand(d, generator=g) * 2 + 0.1
     base_s = baseline(args.m, d)
-    out = {"m": args.m, "d": d, "threads": torch.get_num_threads(),
-           "machine": platform.machine(), "torch": torch.__version__,
-           "baseline_pass1_batch32_s": round(base_s, 3)}  # fmt: skip
+    out = {"meta": run_meta(args=vars(args)), "m": args.m, "d": d, "baseline_pass1_batch32_s": round(base_s, 3)}
     for name, share in (("null", 0.0), ("specialised", args.specialised)):
         W = rows(args.m, g, d)
         plant(W, share, g, *info.branch("5x5").slice)
@@ -83,7 +81,7 @@ def main() -> None:
         out[name] = {"planted_share": share, "seconds": round(s, 3), "pass1_images_equiv": round(32 * s / base_s, 2),
                      "fdr_1pct": sum(st.fdr_counts().values()),
                      "fdr_1pct_norm": sum(st.fdr_counts("norm").values())}  # fmt: skip
-    print(json.dumps(out))
+    write_result(args.result, out)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Methods (each labels a row's dominant branch at BH q <= 0.01 over rows x branche
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from branch_truth import (  # noqa: E402
+from common_data import result_arg, run_meta, write_result  # noqa: E402
+from factories.branch_truth import (  # noqa: E402
     FAMILIES,
     NAMES,
     SLICES,
@@ -86,6 +86,7 @@ def dictionary_rows(seed: int):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
+    result_arg(ap, "branch_power")
     args = ap.parse_args()
     model = load_model("random", seed=0)
     tmp = Path(tempfile.mkdtemp())
@@ -109,7 +110,8 @@ def main() -> None:
                for method, runs in by.items()}
         for name, by in results.items()
     }  # fmt: skip
-    print(json.dumps({"seeds": args.seeds, "families": list(FAMILIES), "ranges": table}, indent=1))
+    write_result(args.result, {"meta": run_meta(args=vars(args)), "seeds": args.seeds, "families": list(FAMILIES),
+                               "ranges": table})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ method's median per-feature Spearman with its bootstrap interval, the baselines,
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common_data import result_arg, run_meta, write_result
 
 from inception_sae.circuits.config import CircuitsConfig
 from inception_sae.circuits.run import run as run_circuits
@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--max-images", type=int, default=64, help="photos circuits scans for sites")
     ap.add_argument("--latents", type=int, default=1024)
     ap.add_argument("--samples", type=int, default=300_000)
+    result_arg(ap, "circuits_validation")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     model = load_model("random", seed=0)
@@ -72,10 +73,11 @@ def main() -> None:
     table = {name: {"median": row["median"], "ci95": row["ci95"], "features": row["features"],
                     "shuffled": row["shuffled"]["median"], "beats_activation": row.get("beats_activation_baseline")}
              for name, row in v["validation"].items()}  # fmt: skip
-    print(json.dumps({"defaults": {"compare_features": cfg.compare_features, "sites": cfg.sites,
-                                   "candidates": cfg.candidates, "max_images": cfg.max_images},
-                      "train_s": round(train_s, 1), "circuits_s": round(circ_s, 1), "pairs": v["pairs"],
-                      "methods": table, "verdicts": v["verdicts"], "recipe": v.get("recipe")}, indent=1))  # fmt: skip
+    write_result(args.result, {"meta": run_meta(args=vars(args)),
+                               "defaults": {"compare_features": cfg.compare_features, "sites": cfg.sites,
+                                            "candidates": cfg.candidates, "max_images": cfg.max_images},
+                               "train_s": round(train_s, 1), "circuits_s": round(circ_s, 1), "pairs": v["pairs"],
+                               "methods": table, "verdicts": v["verdicts"], "recipe": v.get("recipe")})  # fmt: skip
 
 
 if __name__ == "__main__":

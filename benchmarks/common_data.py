@@ -8,6 +8,8 @@ and all trainers see exactly the same rows, which is what the comparison needs.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import subprocess
@@ -95,3 +97,21 @@ def run_meta(**extra) -> dict:
         "torch": torch.__version__,
         **extra,
     }
+
+
+#: Where each benchmark writes its result file by default: ``results/<script>.json``.
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def result_arg(ap: argparse.ArgumentParser, script: str) -> None:
+    """The ``--result`` option of a benchmark: its result file (default ``results/<script>.json``; ``-``: print)."""
+    ap.add_argument("--result", default=str(RESULTS / f"{script}.json"), help="result JSON file ('-': print only)")
+
+
+def write_result(path: str, data: dict) -> None:
+    """Print a benchmark's result JSON and write it to ``path`` (unless ``-``)."""
+    text = json.dumps(data, indent=1, default=str)
+    print(text)
+    if path != "-":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")

@@ -11,11 +11,11 @@ process, on two code distributions: (1) TopK codes with uniform feature use (k o
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 import torch.nn.functional as F
+from common_data import result_arg, run_meta, write_result
 
 from inception_sae.compare.match import cross_add
 
@@ -50,13 +50,14 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
+    result_arg(ap, "compare_cross")
     a = ap.parse_args()
     g = torch.Generator().manual_seed(0)
     cases = {
         "uniform_topk_14x14": [uniform_codes(a.images * 196, a.m, a.k, g) for _ in range(2)],
         "zipf_pooled_28to14": [zipf_pooled_codes(a.images, 14, a.m, a.k, g) for _ in range(2)],
     }
-    out = {"m": a.m, "k": a.k, "images": a.images, "threads": torch.get_num_threads()}
+    out: dict = {"meta": run_meta(args=vars(a)), "m": a.m, "k": a.k, "images": a.images}
     for name, (x, y) in cases.items():
         acc = torch.zeros(a.m, a.m, dtype=torch.float64)
         sparse = best_of(lambda x=x, y=y, acc=acc: cross_add(acc, x, y), a.repeats)
@@ -67,7 +68,7 @@ def main() -> None:
         nnz = float((x != 0).sum(1).float().mean())
         out[name] = {"nnz_per_row": round(nnz, 1), "cross_add_s": round(sparse, 3), "dense_gemm_s": round(dense, 3),
                      "speedup": round(dense / sparse, 2), "max_abs_diff": err}  # fmt: skip
-    print(json.dumps(out))
+    write_result(a.result, out)
 
 
 if __name__ == "__main__":

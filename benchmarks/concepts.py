@@ -14,12 +14,12 @@ Two image distributions: the shared photos (``--images``, skipped cleanly when a
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import torch
+from common_data import result_arg, run_meta, write_result
 
 from inception_sae.analysis import concepts as cn
 from inception_sae.analysis.concept_records import records
@@ -108,6 +108,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--classes", type=int, default=1000, help="distinct classes the images are spread over")
+    result_arg(ap, "concepts")
     args = ap.parse_args()
     torch.manual_seed(0)
     model = load_model("random", seed=0)
@@ -141,7 +142,7 @@ def main() -> None:
         out["photos"] = f"skipped: {args.images} is absent"
     for name, imgs in dists.items():
         out[name] = run(imgs, model, sae, args.layer, args.batch_size, args.features, state_factory)
-    print(json.dumps(out))
+    write_result(args.result, {"meta": run_meta(args=vars(args)), **out})
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common_data import result_arg, run_meta, write_result
 
 from inception_sae.featvis.objectives import sae_decoder, sae_encoder
 from inception_sae.featvis.param import ImageParam, ParamConfig
@@ -184,13 +184,12 @@ def main() -> None:
     o.add_argument("--size", type=int, default=64)
     o.add_argument("--model-size", type=int, default=112)
     o.add_argument("--out", default="runs/bench_featvis_objectives")
+    result_arg(p, "featvis")
     args = p.parse_args()
     torch.manual_seed(0)
     result = throughput(args) if args.cmd == "throughput" else objectives(args)
-    result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-    result["torch"] = torch.__version__
-    result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(json.dumps(result, indent=1, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)))
+    plain = json.loads(json.dumps(result, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)))
+    write_result(args.result, {"meta": run_meta(args=vars(args)), **plain})
 
 
 if __name__ == "__main__":

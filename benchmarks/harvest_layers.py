@@ -11,7 +11,6 @@ distributions: the shared photos (skipped cleanly when absent) and smooth synthe
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common_data import result_arg, run_meta, write_result
 from PIL import Image
 
 from inception_sae.data.harvest import HarvestConfig, harvest_layers
@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--images", type=Path, default=Path("../shared/data/imagenet-sample-1000"))
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
+    result_arg(ap, "harvest_layers")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="harvest_layers_"))
     dists = {"synthetic": synthetic(tmp / "synthetic", args.n)}
@@ -78,7 +79,7 @@ def main() -> None:
                      "one_pass_vs_mixed4a": five / best["one layer (mixed4a)"],
                      "one_pass_vs_five_passes": five / best["five layers, five passes"]}  # fmt: skip
     shutil.rmtree(tmp, ignore_errors=True)
-    print(json.dumps(out))
+    write_result(args.result, {"meta": run_meta(args=vars(args)), **out})
 
 
 if __name__ == "__main__":

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import threading
 import time
 from pathlib import Path
 
-import torch
+from common_data import result_arg, run_meta, write_result
 
 from inception_sae.pipeline.config import build, read_file
 from inception_sae.pipeline.run import StageView, run_pipeline
@@ -91,6 +89,7 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=4, help="views per harvested image (the config has 78)")
     ap.add_argument("--samples", type=int, default=200_000, help="training samples per layer")
     ap.add_argument("--train-batch", type=int, default=4096, help="training batch (the config's 4,096)")
+    result_arg(ap, "rehearsal")
     args = ap.parse_args()
     if not args.images.is_dir():
         print(json.dumps({"skipped": f"{args.images} is absent"}))
@@ -120,13 +119,11 @@ def main() -> None:
         stages.append({"stage": s.key, "seconds": round(s.seconds, 1), "peak_rss_mb": round(view.peak.get(s.key, 0)),
                        "files": files, "mb": round(size / 1e6, 1), "note": s.note})  # fmt: skip
     files, size = tree(args.out)
-    print(json.dumps({
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "weights": "random:0 (UNTRAINED)",
+    write_result(args.result, {
+        "meta": run_meta(args=vars(args)), "weights": "random:0 (UNTRAINED)",
         "layers": ["mixed4c", "mixed4d"], "images": args.n, "views": args.views, "samples": args.samples,
         "stages": stages, "total_s": round(total, 1), "files": files, "mb": round(size / 1e6, 1),
-        "load_average": os.getloadavg(),
-    }))  # fmt: skip
+    })  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common_data import result_arg, run_meta, write_result
 from PIL import Image
 
 from inception_sae.analysis.render import (
@@ -85,6 +84,7 @@ def main() -> None:
     ap.add_argument("--images", type=Path, default=ROOT.parent / "shared" / "data" / "imagenet-sample-1000")
     ap.add_argument("--n", type=int, default=24, help="images per distribution")
     ap.add_argument("--F", type=int, default=100, help="heatmaps per image")
+    result_arg(ap, "render")
     args = ap.parse_args()
     info = spatial_layer_info("mixed4d")
     W = info.size
@@ -134,10 +134,7 @@ def main() -> None:
             "ratio": round(t_old / t_new, 2), "mean_abs_pixel_difference": round(worst, 2),
         })  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
-    print(json.dumps({
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": os.getloadavg(), "rows": rows,
-    }))  # fmt: skip
+    write_result(args.result, {"meta": run_meta(args=vars(args)), "rows": rows})
 
 
 if __name__ == "__main__":
