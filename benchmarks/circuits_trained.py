@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from common_data import result_arg, run_meta, write_result
 
 from inception_sae import load_model
 from inception_sae.circuits.config import CircuitsConfig
@@ -63,6 +64,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=200_000)
     p.add_argument("--compare-features", type=int, default=16)
     p.add_argument("--max-images", type=int, default=64)
+    result_arg(p, "circuits_trained")
     a = p.parse_args()
     t0 = time.time()
     model = load_model("random", seed=0)
@@ -72,8 +74,9 @@ def main() -> None:
                          input_size=a.size, compare_features=a.compare_features, weights="random")  # fmt: skip
     v = run_circuits(cfg, model).validation
     keys = ("pairs", "spearman_vs_ablation", "verdicts", "branch_consistency")
-    print(json.dumps({k: v.get(k) for k in keys}, indent=1, default=float))
-    print("sign disagreements:", v["sign_disagreements_encoder_expanded_vs_ablation"]["count"], "of", v["pairs"])
+    signs = v["sign_disagreements_encoder_expanded_vs_ablation"]["count"]
+    plain = json.loads(json.dumps({k: v.get(k) for k in keys}, default=float))
+    write_result(a.result, {"meta": run_meta(args=vars(a)), **plain, "sign_disagreements": signs})
     print(f"total {time.time() - t0:.1f} s; figure {a.out / 'circuits' / 'agreement.png'}")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from common_data import result_arg, run_meta, write_result
 from factories.site import make_analysis, make_featvis
 
 from inception_sae.site import SiteConfig, build_site
@@ -26,6 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--features", type=int, default=8448)
     ap.add_argument("--work", type=Path, default=Path("/tmp/site_bench"))
+    result_arg(ap, "site_build")
     args = ap.parse_args()
     a, fv = args.work / f"analysis_{args.features}", args.work / f"featvis_{args.features}"
     if not (a / "summary.json").is_file():
@@ -37,10 +39,10 @@ def main() -> None:
     out = args.work / f"site_{args.features}"
     result = build_site(SiteConfig(analyses=(a,), out=out, featvis=fv))
     index = out / "data" / "mixed4d" / "index.js"
-    print(
-        f"{result.features} features: {result.seconds:.1f} s, {result.files} files, "
-        f"{result.bytes / 1e6:.1f} MB (layer index {index.stat().st_size / 1e6:.2f} MB)"
-    )
+    index_mb = round(index.stat().st_size / 1e6, 2)
+    write_result(args.result, {"meta": run_meta(args=vars(args)), "features": result.features,
+                               "seconds": round(result.seconds, 1), "files": result.files,
+                               "mb": round(result.bytes / 1e6, 1), "layer_index_mb": index_mb})  # fmt: skip
 
 
 if __name__ == "__main__":
