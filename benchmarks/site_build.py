@@ -33,7 +33,7 @@ def main() -> None:
     if not (a / "summary.json").is_file():
         t0 = time.perf_counter()
         shutil.rmtree(a, ignore_errors=True)
-        make_analysis(a, "mixed4d", args.features, n_neurons=528)
+        make_analysis(a, "mixed4d", args.features, n_neurons=528, packed=True)  # the layout analyze writes
         make_featvis(fv, "mixed4d", range(args.features), diversity=0)
         print(f"fixture written in {time.perf_counter() - t0:.1f} s")
     out = args.work / f"site_{args.features}"

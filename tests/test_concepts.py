@@ -105,6 +105,7 @@ def test_neuroneval_sanity_missing_and_extra_classes_lower_every_score(seed):
 
 def test_average_precision_and_auroc_match_scikit_learn_on_binned_scores():
     import sklearn.metrics as sk  # a core dependency (the quality panel)
+
     rng = np.random.default_rng(0)
     for _ in range(5):
         score = rng.integers(0, sc.NB, 300)

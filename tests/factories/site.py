@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -279,12 +280,14 @@ def neuron_doc(rng, layer: str, j: int, pool: int) -> dict:
 
 def make_analysis(root: Path, layer: str = "mixed4d", n_features: int = 50, n_neurons: int = 16, seed: int = 0,
                   untrained: bool = True, pool: int = 12, training: bool = False,
-                  concepts: bool = False) -> Path:  # fmt: skip
+                  concepts: bool = False, packed: bool = False) -> Path:  # fmt: skip
     """Write a fake analysis folder of ``n_features`` features; return ``root``.
 
     ``training``: the features have examples on the trained positions too (an SAE whose harvest rule is known).
     ``concepts``: features and neurons carry WordNet concept labels (see ``concept_kind``), summary.json their
     counts; without it, the folder is one written before concept labels.
+    ``packed``: the pictures are in ``images/examples.pack`` as ``analyze`` writes them (:func:`pack_pictures`);
+    without it, one file per picture, as analyses written before the pack.
     """
     rng = np.random.default_rng(seed)
     for i in range(pool):
@@ -317,7 +320,30 @@ def make_analysis(root: Path, layer: str = "mixed4d", n_features: int = 50, n_ne
         summary = json.loads((root / "summary.json").read_text())
         summary["labels"] = {"kind": "WordNet concepts (fixture)", "concepts": concepts_summary(docs)}
         dump(root / "summary.json", summary)
+    if packed:
+        pack_pictures(root)
     return root
+
+
+def pack_pictures(root: Path) -> None:
+    """Move every picture a feature or neuron document names into ``images/examples.pack`` (the analysis stage's
+    layout: one file, documents hold ``<pack>#<offset>+<length>`` references); the picture folders go."""
+    from inception_sae.analysis.render import PACK, PackWriter
+
+    refs: dict[str, str] = {}
+    with open(root / PACK, "wb") as f:
+        writer = PackWriter(f)
+        for doc_path in sorted([*(root / "features").glob("*.json"), *(root / "neurons").glob("*.json")]):
+            d = json.loads(doc_path.read_text())
+            for ex in all_examples(d):
+                for key in ("crop", "heatmap"):
+                    if ex.get(key):
+                        if ex[key] not in refs:
+                            refs[ex[key]] = writer.add_bytes((root / ex[key]).read_bytes())
+                        ex[key] = refs[ex[key]]
+            dump(doc_path, d)
+    for folder in ("crops", "heat"):
+        shutil.rmtree(root / "images" / folder)
 
 
 def write_side_files(root: Path, layer: str, n: int, rng, untrained: bool) -> None:
