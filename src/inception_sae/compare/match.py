@@ -21,7 +21,7 @@ features of nearest firing frequency (64 x K values, enough for a 1% tail where 
 Fisher z makes deviations comparable across levels). Taking the ``ceil((N + 1)(1 - alpha))``-th of
 those N values as threshold makes "above null" a level-``NULL_ALPHA`` test for rare and frequent
 features alike. The maxima cannot be taken batch by batch (r is a ratio of sums over all images),
-so the K shuffles' cross-moments are kept whole: ``K * ma * mb`` float64.
+so the K shuffles' cross-moments are kept whole: ``K * ma * mb`` float32.
 
 Position-tied features (:meth:`CorrelationAccumulator.position_r2`): a code map explained by the
 position in the image (borders, padding) correlates with any other such map whatever the image, so
@@ -68,11 +68,16 @@ class CorrelationAccumulator:
     ``za`` (B, P, ma) and ``zb`` (B, P, mb), B >= 2. Besides the true pairing it accumulates
     ``shuffles`` null pairings, each giving every image of side A the side-B codes of another image
     of the batch (a derangement; with B > ``shuffles`` an image meets a different partner in each).
-    Memory: ``(shuffles + 1) * ma * mb`` float64 cross-moments, e.g. 9 x 571 MB = 5.1 GB at
-    8,448 x 8,448 features and 8 shuffles, plus the (P, m) per-position sums of each side.
+    Memory: ``ma * mb`` float64 cross-moments for the true pairing and ``shuffles * ma * mb`` float32 ones for
+    the null, e.g. 571 MB + 8 x 285 MB = 2.9 GB at 8,448 x 8,448 features and 8 shuffles, plus the (P, m)
+    per-position sums of each side. The null's sums need no more: they only place each feature's best shuffled
+    correlation, and float32 sums of a few thousand co-firings are exact to ~1e-5 relative (the true pairing
+    keeps float64: its correlations are reported, near zero included).
     """
 
-    def __init__(self, ma: int, mb: int, shuffles: int = NULL_SHUFFLES, seed: int = 0) -> None:
+    def __init__(
+        self, ma: int, mb: int, shuffles: int = NULL_SHUFFLES, seed: int = 0, null_dtype: torch.dtype = torch.float32
+    ) -> None:
         if shuffles < 2:
             raise ValueError("the per-feature null needs at least 2 shuffles")
         self.n, self.images, self.shuffles = 0, 0, shuffles
@@ -80,7 +85,7 @@ class CorrelationAccumulator:
         self.sb, self.sbb = torch.zeros(mb, dtype=torch.float64), torch.zeros(mb, dtype=torch.float64)
         self.fa, self.fb = torch.zeros(ma, dtype=torch.float64), torch.zeros(mb, dtype=torch.float64)
         self.sab = torch.zeros(ma, mb, dtype=torch.float64)
-        self.sab_null = torch.zeros(shuffles, ma, mb, dtype=torch.float64)
+        self.sab_null = torch.zeros(shuffles, ma, mb, dtype=null_dtype)  # float64: benchmarks/compare_memory.py
         self.pos_a: Tensor | None = None  #: (P, ma) sum over images of each position's codes
         self.pos_b: Tensor | None = None
         self.partners: list[Tensor] = []  #: per batch, (shuffles, B): the side-B image paired with each side-A image
@@ -144,7 +149,7 @@ class CorrelationAccumulator:
         sa, sb = va.sqrt(), vb.sqrt()
         for s in range(0, sab.shape[0], chunk):  # row blocks keep the float64 temporaries small
             e = min(s + chunk, sab.shape[0])
-            cov = sab[s:e] / n - ma[s:e, None] * mb[None, :]
+            cov = sab[s:e].double() / n - ma[s:e, None] * mb[None, :]
             r = (cov / (sa[s:e, None] * sb[None, :]).clamp_min(1e-30)).clamp(-1, 1)
             r[(va[s:e] <= 1e-20)[:, None] | (vb <= 1e-20)[None, :]] = 0.0  # a silent feature correlates with nothing
             yield s, r.float()
@@ -211,14 +216,14 @@ def cross_add_many(
 
     TopK codes have k of m entries per row, so the product only has ``sum_rows nnz_a * nnz_b``
     terms (k^2 per position, versus ma * mb for the dense GEMM): each row's outer product of its
-    non-zeros is index-added into ``out`` (float64), in row blocks of at most ``max_pairs`` terms.
+    non-zeros is index-added into ``out`` (in its own dtype), in row blocks of at most ``max_pairs`` terms.
     The non-zeros are found once for all pairings. Above 2% density the float32 GEMM is faster
     (measured crossover on 2 CPU cores: 1,200 features at 3.5% density, sparse 7x slower).
     """
     density = float((a != 0).float().mean() + (b != 0).float().mean()) / 2 if a.numel() else 0.0
     if density > 0.02:
         for out, r in zip(outs, rows, strict=True):
-            out += (a.T @ (b if r is None else b[r])).double()
+            out += (a.T @ (b if r is None else b[r])).to(out.dtype)
         return
     mb = b.shape[1]
     ra, ca = a.nonzero(as_tuple=True)
@@ -238,7 +243,7 @@ def cross_add_many(
             ai = torch.repeat_interleave(torch.arange(s, e), r)
             offset = torch.arange(int(r.sum())) - torch.repeat_interleave(r.cumsum(0) - r, r)
             bi = start_b[src[ai]] + offset
-            flat_out.index_add_(0, ca[ai] * mb + cb[bi], va[ai] * vb[bi])
+            flat_out.index_add_(0, ca[ai] * mb + cb[bi], (va[ai] * vb[bi]).to(out.dtype))
             s = e
 
 
