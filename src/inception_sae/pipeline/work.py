@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..models.choice import Model
 from ..settings import values
 from .config import RunConfig
 from .stages import Paths, artefact, feature_ids
@@ -54,7 +55,8 @@ class Context:
         return self.cfg.analysis_images or self.images
 
     def common(self) -> dict[str, Any]:
-        return {"weights": self.cfg.weights, "seed": self.cfg.seed, "device": self.cfg.device}
+        """The run's network (weights, seed, device) as every stage config takes it."""
+        return values(self.cfg, Model)
 
 
 def do_harvest(ctx: Context, layer: str, also: tuple[str, ...] | None = None) -> str:
