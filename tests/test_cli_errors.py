@@ -182,7 +182,7 @@ BAD_SETTINGS = [
     ("analyze.n_top", 0, "analyze: n_top must be >= 1, got 0"),
     ("train.decay_fraction", 2, "train: decay_fraction must be in [0, 1]"),
     ("circuits.hops", 0, "circuits: hops, permutations and candidates must be >= 1"),
-    ("harvest.views", 0, "harvest: --views must be >= 1"),
+    ("harvest.views", 0, "harvest: views must be >= 1, got 0"),
 ]
 
 

@@ -65,7 +65,7 @@ class AnalysisSettings(Settings):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.max_images is not None and self.max_images < 1:
-            raise UserError(f"--max-images must be >= 1, got {self.max_images}")
+            raise UserError(f"max_images must be >= 1, got {self.max_images}")
         for name in ("batch_size", "n_top", "n_intervals", "per_interval", "input_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -103,9 +103,9 @@ def parse_family(text: str | None) -> tuple[list[int] | None, str | None]:
         return None, None
     if text.startswith("label:"):
         if not text[6:].strip():
-            raise UserError("--family label: needs a text, e.g. --family label:dog")
+            raise UserError("family label: needs a text, e.g. label:dog")
         return None, text[6:]
     try:
         return [int(x) for x in text.split(",") if x.strip()], None
     except ValueError:
-        raise UserError(f"--family must be feature ids like 3,17,40 or label:TEXT, got {text!r}") from None
+        raise UserError(f"family must be feature ids like 3,17,40 or label:TEXT, got {text!r}") from None

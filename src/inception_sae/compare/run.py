@@ -39,7 +39,7 @@ class CompareSettings(Settings):
         super().__post_init__()
         if self.batch_size < 3:
             raise UserError(
-                "--batch-size must be at least 3 (the null pairs each image with others, in several shuffles)"
+                f"batch_size must be at least 3 (the null pairs each image with others), got {self.batch_size}"
             )
 
 

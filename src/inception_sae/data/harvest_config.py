@@ -43,11 +43,11 @@ class HarvestSettings(Settings):
         super().__post_init__()
         for name in ("per_image", "views", "batch_size", "shard_size"):
             if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_images is not None and self.max_images < 1:
-            raise UserError("--max-images must be >= 1")
+            raise UserError(f"max_images must be >= 1, got {self.max_images}")
         if self.workers < 0:
-            raise UserError("--workers must be >= 0")
+            raise UserError(f"workers must be >= 0, got {self.workers}")
 
 
 @dataclass(frozen=True, kw_only=True)

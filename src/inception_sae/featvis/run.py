@@ -59,7 +59,7 @@ class FeatvisSettings(Settings):
     def __post_init__(self) -> None:
         super().__post_init__()  # objective, at: one-line errors from their Literal types
         if self.diversity < 1 or self.batch_size < 1:
-            raise UserError("--diversity and --batch-size must be >= 1")
+            raise UserError(f"diversity and batch_size must be >= 1, got {self.diversity} and {self.batch_size}")
 
 
 @dataclass(frozen=True, kw_only=True)
