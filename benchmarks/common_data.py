@@ -51,19 +51,22 @@ def timed_steps(trainer, x, w, fresh: bool = False) -> dict[str, list[float]]:
     as plain ``x @ w`` (``gemm``: a new output each time). Seconds per step, in step order."""
     import torch
 
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)  # a GPU's work is timed when it is done
+
+    def timed(fn) -> float:
+        sync()
+        tic = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - tic
+
     out = x @ w
     times: dict[str, list[float]] = {"step": [], "gemm_prealloc": [], "gemm": []}
     while trainer.step < trainer.total_steps:
         if fresh:
-            tic = time.perf_counter()
-            x @ w
-            times["gemm"].append(time.perf_counter() - tic)
-        tic = time.perf_counter()
-        torch.mm(x, w, out=out)
-        times["gemm_prealloc"].append(time.perf_counter() - tic)
-        tic = time.perf_counter()
-        trainer.step_all()
-        times["step"].append(time.perf_counter() - tic)
+            times["gemm"].append(timed(lambda: x @ w))
+        times["gemm_prealloc"].append(timed(lambda: torch.mm(x, w, out=out)))
+        times["step"].append(timed(trainer.step_all))
     return times
 
 

@@ -1,8 +1,9 @@
 """Benchmark: the training step of each SAE architecture (TopK, BatchTopK, Matryoshka) against the bare GEMM.
 
-    PYTHONPATH=src python benchmarks/sae_architectures.py [--steps 12] [--out benchmarks/results/sae_architectures.json]
+    PYTHONPATH=src python benchmarks/sae_architectures.py [--steps 12] [--device cuda] [--dtype bfloat16]
 
-At d=528, m=8448, k=32, batch 4096 (as ``sae_train.py``), fp32 on the Numba CPU kernels, on two data sets:
+At d=528, m=8448, k=32, batch 4096 (as ``sae_train.py``), fp32 on the Numba CPU kernels (or on ``--device``; a
+GPU's steps and GEMMs are timed to their completion), on two data sets:
 ``planted`` (``common_data.py``: 32 atoms per row, Exp(1) coefficients, post-ReLU) and ``varied`` (1 to 64
 atoms per row and a log-normal row scale, sigma 1: the rows BatchTopK gives different budgets). Before every
 step the encoder GEMM (4096, 528) x (528, 8448) is timed into a preallocated output (the floor the step's own
@@ -55,13 +56,16 @@ def measure(train: np.ndarray, arch: str, args) -> dict:
     d = train.shape[1]
     # the dead window outlasts the run, so AuxK (the same for every architecture, and costly only while many
     # latents are dead, as in the first steps of a run) does not time in
-    cfg = TrainConfig(samples=args.steps * args.batch, batch_size=args.batch, progress=False,
+    cfg = TrainConfig(samples=args.steps * args.batch, batch_size=args.batch, progress=False, device=args.device,
+                      dtype=args.dtype,
                       warmup_steps=min(100, args.steps // 4), checkpoint_every=0, checkpoint_every_s=0,
                       dead_window=10 * args.steps * args.batch)  # fmt: skip
     sae_cfg = SAEConfig(d, args.latents, args.k, architecture=arch)
     t = Trainer(ArraySource(train, args.batch, seed=0), [sae_cfg], cfg, "unused")
     t.initialise()
-    xg, wg = torch.randn(args.batch, d), torch.randn(d, args.latents)
+    gemm_dtype = torch.bfloat16 if args.dtype in ("bfloat16", "bf16") else torch.float32  # the step's own GEMM's
+    xg = torch.randn(args.batch, d, device=args.device, dtype=gemm_dtype)
+    wg = torch.randn(d, args.latents, device=args.device, dtype=gemm_dtype)
     widths, l0, l0max = [], [], []
     sae = t.runs[0].sae
     forward = sae.forward
@@ -97,6 +101,8 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=65536)
     p.add_argument("--data", default="planted,varied")
     p.add_argument("--archs", default="topk,batchtopk,matryoshka")
+    p.add_argument("--device", default="cpu", help="torch device of the training step and the GEMM (cuda: a GPU)")
+    p.add_argument("--dtype", default="float32", help="compute dtype of the encoder GEMM: float32 or bfloat16")
     p.add_argument("--acts", type=Path, default=Path("/tmp/inception_sae_bench_acts.npy"))
     p.add_argument("--out", type=Path, default=HERE / "results" / "sae_architectures.json")
     args = p.parse_args()
