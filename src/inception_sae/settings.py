@@ -67,12 +67,6 @@ class Settings:
         check_choices(self)
 
 
-def settings_fields(config: type, settings: type) -> tuple[str, ...]:
-    """The fields of the stage config class ``config`` that its settings class ``settings`` does not hold."""
-    own = {f.name for f in dataclasses.fields(settings)}
-    return tuple(f.name for f in dataclasses.fields(config) if f.name not in own)
-
-
 @cache
 def field_docs(cls: type) -> dict[str, str]:
     """Each field of the dataclass ``cls`` -> its docstring (the string literal under the field), on one line.

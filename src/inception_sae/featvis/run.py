@@ -94,10 +94,7 @@ def job_from(settings: Any, **inputs: Any) -> FeatvisConfig:
     """
     kw = values(settings)
     kw.pop("features", None)
-    try:
-        kw["render"] = RenderConfig(**values(kw["render"]))
-    except UserError as e:
-        raise UserError(f"featvis.render: {e}") from None
+    kw["render"] = RenderConfig(**values(kw["render"]))  # already checked as RenderSettings: adds the transforms
     return FeatvisConfig(**inputs, **kw)
 
 
